@@ -1,0 +1,161 @@
+"""`relevo models register|list|show`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Group
+
+from relevo.cli.output import console, fmt, handle_errors, print_json, table
+from relevo.cli.state import state
+from relevo.errors import InvalidInputError
+from relevo.registry.flavors import flavor_names
+from relevo.registry.types import ModelVersion
+
+app = typer.Typer(help="Register, list and inspect model versions.", no_args_is_help=True)
+
+
+def _parse_pairs(pairs: list[str], option: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidInputError(f"{option} expects KEY=VALUE, got {pair!r}")
+        out[key] = value
+    return out
+
+
+@app.command("register")
+@handle_errors
+def register(
+    name: str = typer.Argument(..., help="Model name, e.g. churn."),
+    path: Path = typer.Argument(..., help="The artifact: a file, or an MLflow model folder."),
+    reference: Path = typer.Option(
+        ..., "--reference", "-r", help="Training/reference data (.csv, .parquet, .jsonl)."
+    ),
+    target: str | None = typer.Option(None, "--target", help="The label column in --reference."),
+    flavor: str | None = typer.Option(
+        None, "--flavor", help=f"Override detection: {', '.join(flavor_names())}."
+    ),
+    description: str = typer.Option("", "--description", "-d", help="Free text."),
+    tag: list[str] = typer.Option([], "--tag", help="KEY=VALUE, repeatable."),
+    metric: list[str] = typer.Option([], "--metric", help="NAME=NUMBER, repeatable."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Register a fitted model as the next immutable version of NAME."""
+    tags = _parse_pairs(tag, "--tag")
+    metrics_raw = _parse_pairs(metric, "--metric")
+    try:
+        metrics = {k: float(v) for k, v in metrics_raw.items()}
+    except ValueError:
+        raise InvalidInputError(f"--metric values must be numbers, got {metrics_raw}") from None
+    version = state.relevo().registry.register(
+        name,
+        path,
+        reference,
+        target=target,
+        flavor=flavor,
+        description=description,
+        tags=tags,
+        metrics=metrics,
+    )
+    if json_out:
+        print_json(version.to_dict())
+        return
+    console.print(
+        f"Registered [bold]{version.ref}[/] ({version.flavor}, {version.task}) "
+        f"sha256 {version.artifact_sha256[:12]}…, {len(version.signature.columns)} input columns"
+    )
+
+
+@app.command("list")
+@handle_errors
+def list_models(
+    name: str | None = typer.Argument(None, help="Only this model's versions."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List registered model versions."""
+    versions = state.relevo().registry.list(name)
+    if json_out:
+        print_json([v.to_dict() for v in versions])
+        return
+    if not versions:
+        console.print("No model is registered yet. Register one with: relevo models register")
+        return
+    console.print(
+        table(
+            "Models",
+            ["model", "flavor", "task", "inputs", "created", "sha256", "tags"],
+            [
+                [
+                    v.ref,
+                    v.flavor,
+                    v.task,
+                    len(v.signature.columns),
+                    v.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                    v.artifact_sha256[:12],
+                    ", ".join(f"{k}={t}" for k, t in v.tags.items()),
+                ]
+                for v in versions
+            ],
+        )
+    )
+
+
+@app.command("show")
+@handle_errors
+def show(
+    ref: str = typer.Argument(..., help="NAME:VERSION (or NAME for the latest)."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Show a version: metadata, input signature and reference profile."""
+    registry = state.relevo().registry
+    version = registry.get(ref)
+    profile = registry.reference_profile(version)
+    if json_out:
+        print_json({**version.to_dict(), "reference_profile": profile.summary()})
+        return
+    console.print(Group(_meta_table(version), _signature_table(version), _profile_table(profile)))
+
+
+def _meta_table(v: ModelVersion) -> object:
+    rows = [
+        ["flavor", v.flavor],
+        ["task", v.task + (f" (classes {v.classes})" if v.classes else "")],
+        ["target", v.target or ""],
+        ["created", v.created_at.isoformat(timespec="seconds")],
+        ["sha256", v.artifact_sha256],
+        ["size", f"{v.artifact_size:,} bytes"],
+        ["description", v.description],
+        ["tags", ", ".join(f"{k}={t}" for k, t in v.tags.items())],
+        ["metrics", ", ".join(f"{k}={fmt(m)}" for k, m in v.metrics.items())],
+        ["lineage", ", ".join(f"{k}={t}" for k, t in v.lineage.items())],
+        ["libraries", ", ".join(f"{k} {t}" for k, t in v.library_versions.items())],
+    ]
+    return table(f"Model {v.ref}", ["field", "value"], rows)
+
+
+def _signature_table(v: ModelVersion) -> object:
+    rows = []
+    for c in v.signature.columns:
+        if c.categories is not None:
+            seen = ", ".join(c.categories[:6]) + (" …" if len(c.categories) > 6 else "")
+        elif c.min is not None:
+            seen = f"{fmt(c.min)} … {fmt(c.max)}"
+        else:
+            seen = ""
+        rows.append([c.name, c.kind, "yes" if c.nullable else "no", seen])
+    return table("Input signature", ["column", "type", "nullable", "seen"], rows)
+
+
+def _profile_table(profile: object) -> object:
+    rows = []
+    for r in profile.summary():  # type: ignore[attr-defined]
+        if r["type"] == "numeric":
+            dist = f"mean {fmt(r['mean'])}, std {fmt(r['std'])}, {r['bins']} bins"
+        else:
+            dist = ", ".join(f"{t['value']} {t['share']:.0%}" for t in r["top"])
+            dist = f"{r['categories']} categories: {dist}"
+        rows.append([r["column"], r["count"], f"{r['missing_share']:.1%}", dist])
+    return table("Reference profile", ["column", "rows", "missing", "distribution"], rows)

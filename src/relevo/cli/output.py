@@ -1,0 +1,86 @@
+"""How the CLI speaks: Rich tables for people, JSON for scripts, one-line errors with exit codes."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, ParamSpec, TypeVar
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from relevo.errors import InvalidInputError, RelevoError
+
+console = Console()
+err_console = Console(stderr=True)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(
+        orjson.dumps(
+            data, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY, default=str
+        ).decode()
+        + "\n"
+    )
+    sys.stdout.flush()
+
+
+def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
+    out = Table(title=title, title_justify="left", header_style="bold")
+    for col in columns:
+        out.add_column(col)
+    for row in rows:
+        out.add_row(*("" if v is None else str(v) for v in row))
+    return out
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err_console.print(f"[bold red]Error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _show_warning(message: Any, category: Any, *_args: Any, **_kwargs: Any) -> None:
+    err_console.print(f"[yellow]Warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Run a command: relevo errors become one red line and their exit code, never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        warnings.showwarning = _show_warning
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        try:
+            return func(*args, **kwargs)
+        except RelevoError as exc:
+            message = str(exc)
+            if isinstance(exc, InvalidInputError) and len(exc.problems) > 10:
+                message += " (run with --json for the full list)"
+            raise fail(message, exc.exit_code) from None
+        except (typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:
+            if os.environ.get("RELEVO_DEBUG"):
+                raise
+            raise fail(
+                f"unexpected {type(exc).__name__}: {exc} (set RELEVO_DEBUG=1 for the traceback)", 1
+            ) from None
+
+    return wrapper
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)

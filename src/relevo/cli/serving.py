@@ -1,0 +1,186 @@
+"""`relevo serve`, `deploy`, `status`, `predict` and `export`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+from relevo.cli.output import console, err_console, fmt, handle_errors, print_json, table
+from relevo.cli.state import state
+from relevo.errors import InvalidInputError
+from relevo.serving.records import predictions_frame
+from relevo.tables import read_table, write_table
+
+
+@handle_errors
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8000, "--port", help="Port to listen on."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Server processes."),
+    access_log: bool = typer.Option(False, "--access-log", help="Log every request."),
+) -> None:
+    """Serve every deployment over HTTP (JSON API, Open Inference Protocol V2, /metrics)."""
+    import uvicorn
+
+    rv = state.relevo()  # fail early, with a clear message, when the store is unreachable
+    settings = rv.settings
+    # workers are new processes: hand them the settings through the environment
+    os.environ["RELEVO_HOME"] = str(settings.home)
+    os.environ["RELEVO_DATABASE_URL"] = settings.resolved_database_url
+    deployments = rv.deployments.list()
+    rv.close()
+    metrics_dir = None
+    if workers > 1:
+        metrics_dir = tempfile.mkdtemp(prefix="relevo-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    if not deployments:
+        err_console.print(
+            "[yellow]No deployment yet:[/] deploy one with "
+            "`relevo deploy NAME MODEL:VERSION`; the server picks it up live."
+        )
+    console.print(f"relevo serving on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
+    try:
+        uvicorn.run(
+            "relevo.server.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            access_log=access_log,
+            log_level="info",
+            loop="auto",
+            http="auto",
+            timeout_graceful_shutdown=30,
+        )
+    finally:
+        if metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+@handle_errors
+def deploy(
+    deployment: str = typer.Argument(..., help="Deployment name, e.g. churn."),
+    model: str = typer.Argument(..., help="NAME:VERSION to serve."),
+    key: str | None = typer.Option(
+        None, "--key", help="Column of the instances that identifies a row (routing key)."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Serve MODEL under DEPLOYMENT (replaces what it served; running servers follow)."""
+    dep = state.relevo().deployments.deploy(deployment, model, key=key)
+    if json_out:
+        print_json(dep.to_dict())
+        return
+    console.print(
+        f"Deployment [bold]{dep.name}[/] now serves [bold]{dep.model_ref}[/] "
+        f"(revision {dep.revision}); running servers switch within seconds."
+    )
+
+
+@handle_errors
+def status(
+    deployment: str = typer.Argument(..., help="Deployment name."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Show what a deployment serves and how many predictions it logged."""
+    rv = state.relevo()
+    dep = rv.deployments.get(deployment)
+    logged = rv.store.predictions.count(deployment)
+    if json_out:
+        print_json({**dep.to_dict(), "predictions_logged": logged})
+        return
+    console.print(
+        table(
+            f"Deployment {dep.name}",
+            ["field", "value"],
+            [
+                ["model", dep.model_ref],
+                ["strategy", dep.strategy],
+                ["routing key", dep.key_column or "(none: random per row)"],
+                ["revision", dep.revision],
+                ["updated", dep.updated_at.isoformat(timespec="seconds")],
+                ["predictions logged", f"{logged:,}"],
+            ],
+        )
+    )
+
+
+@handle_errors
+def predict(
+    deployment: str = typer.Argument(..., help="Deployment name."),
+    input: Path = typer.Option(..., "--input", "-i", help="Rows to score (.csv, .parquet)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write results here."),
+    json_out: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+) -> None:
+    """Score a file through the deployment, with validation and the prediction log."""
+    from relevo.serving.batch import score_frame
+
+    frame = read_table(input, "input file")
+    rv = state.relevo()
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+        disable=json_out or len(frame) < 5000,
+    ) as bar:
+        task = bar.add_task("scoring", total=len(frame))
+        scored = score_frame(rv, deployment, frame, progress=lambda n: bar.advance(task, n))
+    if output is not None:
+        write_table(scored, output)
+    if json_out:
+        print_json(_json_rows(scored))
+        return
+    if output is not None:
+        console.print(f"Scored {len(scored):,} rows with {scored['model'].iloc[0]}; wrote {output}")
+        return
+    shown = scored.head(20)
+    console.print(
+        table(
+            f"Scored {len(scored):,} rows (first {len(shown)})",
+            [str(c) for c in shown.columns],
+            [[fmt(v) for v in row] for row in shown.itertuples(index=False)],
+        )
+    )
+
+
+def _json_rows(frame: pd.DataFrame) -> object:
+    from relevo.serving.records import frame_to_records
+
+    return frame_to_records(frame)
+
+
+@handle_errors
+def export(
+    deployment: str = typer.Argument(..., help="Deployment name."),
+    output: Path = typer.Option(..., "--output", "-o", help="File to write (.csv or .parquet)."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+) -> None:
+    """Write the deployment's logged predictions (ids, model, time, features, outputs)."""
+    if output.suffix.lower() not in (".csv", ".parquet", ".pq"):
+        raise InvalidInputError(f"cannot write {output}: use a .csv or .parquet file name")
+    rv = state.relevo()
+    rv.deployments.get(deployment)
+    chunks = [predictions_frame(rows) for rows in rv.store.predictions.iter_rows(deployment)]
+    frame = pd.concat(chunks, ignore_index=True) if chunks else predictions_frame([])
+    write_table(frame, output)
+    if json_out:
+        print_json({"deployment": deployment, "rows": len(frame), "output": str(output)})
+        return
+    console.print(f"Exported {len(frame):,} predictions of {deployment} to {output}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.command("deploy")(deploy)
+    app.command("status")(status)
+    app.command("predict")(predict)
+    app.command("export")(export)

@@ -1,0 +1,23 @@
+"""Options shared by every command (`--home`, `--database-url`) and the handle they open."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from relevo.context import Relevo
+
+
+@dataclass
+class CliState:
+    home: Path | None = None
+    database_url: str | None = None
+    _relevo: Relevo | None = None
+
+    def relevo(self) -> Relevo:
+        if self._relevo is None:
+            self._relevo = Relevo(home=self.home, database_url=self.database_url)
+        return self._relevo
+
+
+state = CliState()

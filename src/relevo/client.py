@@ -1,0 +1,118 @@
+"""A Python client for a running relevo server.
+
+>>> client = relevo.Client("http://127.0.0.1:8000")          # doctest: +SKIP
+>>> scored = client.predict("churn", customers)               # doctest: +SKIP
+>>> scored[["id", "model", "probability", "label"]]           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import orjson
+import pandas as pd
+
+from relevo.errors import (
+    AuthError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    Problem,
+    RelevoError,
+    UnavailableError,
+)
+from relevo.serving.records import flatten_output, frame_to_records
+
+_BY_STATUS: dict[int, type[RelevoError]] = {
+    400: InvalidInputError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: InvalidInputError,
+    503: UnavailableError,
+}
+
+
+class Client:
+    """Talks to a relevo server's JSON API; errors come back as relevo's own exceptions."""
+
+    def __init__(
+        self,
+        url: str = "http://127.0.0.1:8000",
+        *,
+        token: str | None = None,
+        timeout: float = 30.0,
+        batch_rows: int = 1000,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.url = url.rstrip("/")
+        self.batch_rows = batch_rows
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def predict_records(self, deployment: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Score JSON-like rows; one prediction object per row (id, model, outputs)."""
+        body = orjson.dumps({"instances": rows})
+        answer = self._request("POST", f"/v1/deployments/{deployment}/predict", content=body)
+        return answer["predictions"]  # type: ignore[no-any-return]
+
+    def predict(self, deployment: str, data: pd.DataFrame) -> pd.DataFrame:
+        """Score a DataFrame (in batches of `batch_rows`); returns id, model and outputs,
+        indexed like `data`."""
+        records = frame_to_records(data)
+        predictions: list[dict[str, Any]] = []
+        for start in range(0, len(records), self.batch_rows):
+            predictions.extend(
+                self.predict_records(deployment, records[start : start + self.batch_rows])
+            )
+        out = pd.DataFrame.from_records([flatten_output(p, set()) for p in predictions])
+        out.index = data.index
+        return out
+
+    def health(self) -> bool:
+        return self._http.get("/healthz").status_code == 200
+
+    def ready(self) -> dict[str, Any]:
+        return self._http.get("/readyz").json()  # type: ignore[no-any-return]
+
+    def deploy(self, deployment: str, model: str, *, key: str | None = None) -> dict[str, Any]:
+        body = orjson.dumps({"model": model, "key": key})
+        return self._request("PUT", f"/v1/deployments/{deployment}", content=body)
+
+    def deployment(self, deployment: str) -> dict[str, Any]:
+        return self._request("GET", f"/v1/deployments/{deployment}")
+
+    def models(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/v1/models")["models"]  # type: ignore[no-any-return]
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        headers = {"Content-Type": "application/json"} if "content" in kwargs else {}
+        try:
+            response = self._http.request(method, path, headers=headers, **kwargs)
+        except httpx.TransportError as exc:
+            raise UnavailableError(f"cannot reach the relevo server at {self.url}: {exc}") from exc
+        if response.status_code < 400:
+            return response.json()  # type: ignore[no-any-return]
+        try:
+            body = response.json()
+        except ValueError:
+            body = {"error": response.text}
+        message = str(body.get("error", body.get("detail", response.reason_phrase)))
+        if response.status_code in (401, 403):
+            raise AuthError(message, response.status_code)
+        cls = _BY_STATUS.get(response.status_code, RelevoError)
+        if cls is InvalidInputError:
+            problems = [
+                Problem(p.get("message", ""), p.get("row"), p.get("column"))
+                for p in body.get("problems", [])
+            ]
+            raise InvalidInputError(str(body.get("message", message)), problems)
+        raise cls(message)

@@ -1,0 +1,45 @@
+"""`Relevo`: one handle on a relevo home and store, shared by the CLI, the server and notebooks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from relevo.registry.artifacts import ArtifactStore
+from relevo.registry.registry import Registry
+from relevo.routing.service import DeploymentService
+from relevo.settings import Settings, get_settings
+from relevo.store import Store
+
+
+class Relevo:
+    """The store, the registry and the deployments of one relevo home.
+
+    >>> rv = Relevo(home="/tmp/relevo-doc")            # doctest: +SKIP
+    >>> rv.registry.register("churn", pipeline, reference=train, target="churned")  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        home: str | Path | None = None,
+        database_url: str | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        base = settings or get_settings()
+        updates: dict[str, object] = {}
+        if home is not None:
+            updates["home"] = Path(home).expanduser()
+        if database_url is not None:
+            updates["database_url"] = database_url
+        self.settings = base.model_copy(update=updates) if updates else base
+        self.store = Store(self.settings.resolved_database_url)
+        self.registry = Registry(self.store, ArtifactStore(self.settings.artifacts_dir))
+        self.deployments = DeploymentService(self.store, self.registry)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Relevo:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

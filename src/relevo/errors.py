@@ -1,0 +1,117 @@
+"""The errors relevo raises, one small hierarchy for every door.
+
+    RelevoError
+    ├── NotFoundError        a model, version, deployment or prediction that does not exist
+    ├── InvalidInputError    bad user input: a file, a column, a request body (carries `problems`)
+    ├── ConflictError        the request clashes with the current state
+    ├── IntegrityError       stored data is not what it should be (an artifact's sha256 changed)
+    ├── UnavailableError     a dependency cannot be reached (database, optional library)
+    │   └── MissingExtraError    an optional dependency is not installed (names the extra)
+    └── AuthError            a missing or wrong token (`status` 401 or 403)
+
+The core raises these; the HTTP layer maps each to a status code and the CLI to an exit code
+and a one-line message, once, in one place each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class RelevoError(Exception):
+    """Base class of every error relevo raises on purpose."""
+
+    http_status = 500
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class NotFoundError(RelevoError):
+    http_status = 404
+    exit_code = 3
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem in user input: where it is (row, column or field) and what is wrong."""
+
+    message: str
+    row: int | None = None
+    column: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.row is not None:
+            out["row"] = self.row
+        if self.column is not None:
+            out["column"] = self.column
+        out["message"] = self.message
+        return out
+
+    def __str__(self) -> str:
+        where = []
+        if self.row is not None:
+            where.append(f"row {self.row}")
+        if self.column is not None:
+            where.append(f"column {self.column!r}")
+        return f"{', '.join(where)}: {self.message}" if where else self.message
+
+
+class InvalidInputError(RelevoError):
+    http_status = 422
+    exit_code = 2
+
+    def __init__(self, message: str, problems: Sequence[Problem] = ()) -> None:
+        super().__init__(message)
+        self.problems = list(problems)
+
+    def __str__(self) -> str:
+        if not self.problems:
+            return self.message
+        shown = "; ".join(str(p) for p in self.problems[:10])
+        more = f" (and {len(self.problems) - 10} more)" if len(self.problems) > 10 else ""
+        return f"{self.message}: {shown}{more}"
+
+
+class ConflictError(RelevoError):
+    http_status = 409
+    exit_code = 4
+
+
+class IntegrityError(RelevoError):
+    http_status = 500
+    exit_code = 5
+
+
+class UnavailableError(RelevoError):
+    http_status = 503
+    exit_code = 6
+
+
+class MissingExtraError(UnavailableError):
+    """An optional dependency is missing; the message names the extra that brings it."""
+
+    def __init__(self, package: str, extra: str, purpose: str) -> None:
+        super().__init__(
+            f"{purpose} needs the '{package}' package, which is not installed. "
+            f"Install it with: pip install 'relevo[{extra}]'"
+        )
+        self.package = package
+        self.extra = extra
+
+
+class AuthError(RelevoError):
+    exit_code = 7
+
+    def __init__(self, message: str, status: int = 401) -> None:
+        super().__init__(message)
+        self.http_status = status

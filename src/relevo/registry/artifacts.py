@@ -1,0 +1,91 @@
+"""Content-addressed artifact storage: each artifact lives under its sha256, verified on load.
+
+A file's digest is the sha256 of its bytes; a directory's (an MLflow model) is the sha256 of the
+sorted list of its files' relative paths and digests, so renaming, adding or changing any file
+changes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from relevo.errors import IntegrityError, InvalidInputError, NotFoundError
+
+_CHUNK = 1 << 20
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def tree_sha256(path: Path) -> str:
+    """The sha256 of a file, or of a directory's relative paths and file digests."""
+    if path.is_file():
+        return file_sha256(path)
+    digest = hashlib.sha256()
+    for child in sorted(p for p in path.rglob("*") if p.is_file()):
+        rel = child.relative_to(path).as_posix()
+        digest.update(f"{rel}\0{file_sha256(child)}\n".encode())
+    return digest.hexdigest()
+
+
+def tree_size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+class ArtifactStore:
+    """Artifacts in a directory: `<root>/<sha256[:2]>/<sha256>/<original name>`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def put(self, source: Path) -> tuple[str, str, int]:
+        """Copy `source` (file or directory) in; returns (sha256, relative path, size)."""
+        if not source.exists():
+            raise InvalidInputError(f"artifact not found: {source}")
+        try:
+            sha = tree_sha256(source)
+        except OSError as exc:
+            raise InvalidInputError(f"cannot read artifact {source}: {exc}") from exc
+        rel = f"{sha[:2]}/{sha}/{source.name}"
+        dest = self.root / rel
+        if not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            # copy to a temporary sibling first so a crash never leaves a half-written artifact
+            tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".incoming-"))
+            try:
+                staged = tmp / source.name
+                if source.is_dir():
+                    shutil.copytree(source, staged)
+                else:
+                    shutil.copy2(source, staged)
+                os.replace(staged, dest)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        return sha, rel, tree_size(dest)
+
+    def path(self, rel: str) -> Path:
+        return self.root / rel
+
+    def verified_path(self, rel: str, sha256: str) -> Path:
+        """The artifact's path after checking its content still has digest `sha256`."""
+        path = self.root / rel
+        if not path.exists():
+            raise NotFoundError(f"artifact file is missing: {path}")
+        actual = tree_sha256(path)
+        if actual != sha256:
+            raise IntegrityError(
+                f"artifact {path} has changed since it was registered: sha256 is {actual}, "
+                f"expected {sha256}; refusing to load it"
+            )
+        return path

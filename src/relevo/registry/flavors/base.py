@@ -1,0 +1,123 @@
+"""The one small interface every model flavor implements.
+
+A flavor knows how to recognise its artifacts (`detect`), load one (`load`), save an in-memory
+model as an artifact (`save`, for the Python API) and report the library versions it depends on.
+A loaded model answers `predict(frame)` with a `RawOutput`: class probabilities (with the class
+labels) for a classifier, values for a regressor. Everything after that (labels, JSON, logging)
+is the same for every flavor and lives outside the flavors.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import pandas as pd
+
+from relevo.errors import MissingExtraError
+
+Task = Literal["binary", "multiclass", "regression"]
+
+
+@dataclass(frozen=True)
+class RawOutput:
+    """What a model returns for n rows.
+
+    Classifiers: `probabilities` of shape (n, k), columns in the order of `classes`.
+    Regressors: `values` of shape (n,).
+    """
+
+    probabilities: np.ndarray | None = None
+    values: np.ndarray | None = None
+
+
+class LoadedModel(ABC):
+    """A model ready to predict, whatever library it came from."""
+
+    #: "binary", "multiclass" or "regression"
+    task: Task
+    #: class labels in the order of the probability columns (classifiers only)
+    classes: list[Any] | None = None
+    #: the input columns the model itself declares, in order, when it declares them
+    feature_names: list[str] | None = None
+
+    @abstractmethod
+    def predict(self, frame: pd.DataFrame) -> RawOutput:
+        """Score the rows of `frame` (columns = features)."""
+
+
+class Flavor(ABC):
+    """A family of model artifacts: sklearn, skops, xgboost, lightgbm, onnx, mlflow."""
+
+    name: ClassVar[str]
+    #: the pip extra that installs what this flavor needs (None: always installed)
+    extra: ClassVar[str | None] = None
+    #: the importable packages whose versions are recorded with each artifact
+    packages: ClassVar[tuple[str, ...]] = ()
+
+    @abstractmethod
+    def detect(self, path: Path) -> bool:
+        """True when `path` looks like an artifact of this flavor (cheap: name and first bytes)."""
+
+    @abstractmethod
+    def load(self, path: Path, options: dict[str, Any]) -> LoadedModel:
+        """Load the artifact at `path`; `options` are what `save`/registration recorded."""
+
+    def can_save(self, model: Any) -> bool:
+        """True when this flavor can save the in-memory `model` as an artifact."""
+        return False
+
+    def save(self, model: Any, directory: Path) -> Path:
+        """Write `model` as an artifact inside `directory` and return its path."""
+        raise NotImplementedError(f"the {self.name} flavor cannot save in-memory models")
+
+    def registration_options(self, path: Path) -> dict[str, Any]:
+        """Options to store with a new version and hand back to `load` (e.g. trusted types)."""
+        return {}
+
+    def library_versions(self) -> dict[str, str]:
+        """Versions of the libraries this flavor uses, as installed now."""
+        out: dict[str, str] = {}
+        for pkg in self.packages:
+            try:
+                module = importlib.import_module(pkg)
+            except ImportError:
+                continue
+            out[pkg] = str(getattr(module, "__version__", "unknown"))
+        return out
+
+    def require(self, module: str) -> ModuleType:
+        """Import `module` or raise an error naming the extra that installs it."""
+        try:
+            return importlib.import_module(module)
+        except ImportError as exc:
+            raise MissingExtraError(
+                module.split(".")[0], self.extra or "all", f"The {self.name} flavor"
+            ) from exc
+
+
+def read_head(path: Path, n: int = 64) -> bytes:
+    """The first `n` bytes of a file ('' for a directory or an unreadable file)."""
+    if not path.is_file():
+        return b""
+    try:
+        with path.open("rb") as fh:
+            return fh.read(n)
+    except OSError:
+        return b""
+
+
+def classifier_task(classes: list[Any]) -> Task:
+    return "binary" if len(classes) == 2 else "multiclass"
+
+
+def as_frame(frame: pd.DataFrame, feature_names: list[str] | None) -> pd.DataFrame:
+    """Columns of `frame` in the model's own order when it declares one."""
+    if feature_names is None:
+        return frame
+    return frame[feature_names]

@@ -1,0 +1,193 @@
+"""The model registry: immutable, versioned, content-addressed models with their signatures
+and reference profiles."""
+
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pandas as pd
+
+from relevo.errors import InvalidInputError, NotFoundError, Problem
+from relevo.monitoring.reference import ReferenceProfile
+from relevo.registry.artifacts import ArtifactStore
+from relevo.registry.flavors import (
+    Flavor,
+    LoadedModel,
+    detect_flavor,
+    flavor_for_object,
+    get_flavor,
+)
+from relevo.registry.signature import Signature
+from relevo.registry.types import ModelRef, ModelVersion
+from relevo.store import Store
+from relevo.tables import read_table
+
+log = logging.getLogger(__name__)
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+
+class LibraryVersionWarning(UserWarning):
+    """A model is loaded with other library versions than it was saved with."""
+
+
+@dataclass(frozen=True)
+class LoadedVersion:
+    """A registered version with its model loaded and ready to predict."""
+
+    version: ModelVersion
+    model: LoadedModel
+
+
+class Registry:
+    """Register, find and load model versions."""
+
+    def __init__(self, store: Store, artifacts: ArtifactStore) -> None:
+        self.store = store
+        self.artifacts = artifacts
+
+    def register(
+        self,
+        name: str,
+        model: Any,
+        reference: pd.DataFrame | str | Path,
+        *,
+        target: str | None = None,
+        flavor: str | None = None,
+        description: str = "",
+        tags: Mapping[str, str] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        lineage: Mapping[str, Any] | None = None,
+    ) -> ModelVersion:
+        """Register `model` (a path to an artifact or a fitted in-memory model) as the next
+        version of `name`, with its signature and profile taken from `reference`."""
+        if not NAME_RE.fullmatch(name):  # match() lets "$" accept a trailing newline
+            raise InvalidInputError(
+                f"invalid model name {name!r}: use letters, digits, '.', '_' or '-' "
+                "(up to 200 characters, starting with a letter or digit)"
+            )
+        frame = _reference_frame(reference)
+        if target is not None and target not in frame.columns:
+            raise InvalidInputError(
+                f"target column {target!r} is not in the reference data",
+                [Problem("target column not found", column=target)],
+            )
+        with tempfile.TemporaryDirectory(prefix="relevo-register-") as tmp:
+            chosen, path = self._artifact(model, flavor, Path(tmp))
+            options = chosen.registration_options(path)
+            loaded = chosen.load(path, options)
+            features = self._features(loaded, frame, target)
+            signature = Signature.infer(frame, features)
+            inputs = frame[features]
+            try:
+                raw = loaded.predict(inputs)
+            except Exception as exc:
+                raise InvalidInputError(
+                    f"the model failed to predict on the reference data: {exc}"
+                ) from exc
+            profile = ReferenceProfile.build(inputs, signature, loaded.task, loaded.classes, raw)
+            sha, rel, size = self.artifacts.put(path)
+        fields = {
+            "name": name,
+            "flavor": chosen.name,
+            "task": loaded.task,
+            "classes": loaded.classes,
+            "artifact_sha256": sha,
+            "artifact_path": rel,
+            "artifact_size": size,
+            "signature": signature.to_dict(),
+            "target": target,
+            "description": description,
+            "tags": dict(tags or {}),
+            "metrics": {k: float(v) for k, v in (metrics or {}).items()},
+            "lineage": dict(lineage or {}),
+            "library_versions": chosen.library_versions(),
+            "flavor_options": options,
+        }
+        return self.store.models.add(fields, orjson.dumps(profile.to_dict()).decode())
+
+    def get(self, ref: str | ModelRef) -> ModelVersion:
+        """The version `NAME:VERSION` (or the latest of `NAME`)."""
+        parsed = ModelRef.parse(ref) if isinstance(ref, str) else ref
+        found = self.store.models.get(parsed.name, parsed.version)
+        if found is None:
+            known = sorted({v.name for v in self.store.models.list()})
+            hint = (
+                f"; registered models: {', '.join(known)}" if known else "; no model is registered"
+            )
+            raise NotFoundError(f"model {parsed} not found{hint}")
+        return found
+
+    def list(self, name: str | None = None) -> list[ModelVersion]:
+        return self.store.models.list(name)
+
+    def reference_profile(self, ref: str | ModelRef) -> ReferenceProfile:
+        version = self.get(ref)
+        payload = self.store.models.profile(version.name, version.version)
+        if payload is None:
+            raise NotFoundError(f"model {version.ref} has no reference profile")
+        return ReferenceProfile.from_dict(orjson.loads(payload))
+
+    def load(self, ref: str | ModelRef | ModelVersion) -> LoadedVersion:
+        """Load a version's model after verifying its artifact's sha256."""
+        version = ref if isinstance(ref, ModelVersion) else self.get(ref)
+        path = self.artifacts.verified_path(version.artifact_path, version.artifact_sha256)
+        flavor = get_flavor(version.flavor)
+        now = flavor.library_versions()
+        differ = {
+            pkg: (saved, now.get(pkg, "missing"))
+            for pkg, saved in version.library_versions.items()
+            if now.get(pkg) != saved
+        }
+        if differ:
+            shown = ", ".join(f"{p} {a} -> {b}" for p, (a, b) in differ.items())
+            warnings.warn(
+                f"{version.ref} was saved with other library versions than installed now "
+                f"({shown}); its predictions may differ",
+                LibraryVersionWarning,
+                stacklevel=2,
+            )
+        return LoadedVersion(version, flavor.load(path, version.flavor_options))
+
+    def _artifact(self, model: Any, flavor: str | None, tmp: Path) -> tuple[Flavor, Path]:
+        if isinstance(model, (str, Path)):
+            path = Path(model)
+            if not path.exists():
+                raise InvalidInputError(f"artifact not found: {path}")
+            return (get_flavor(flavor) if flavor else detect_flavor(path)), path
+        chosen = get_flavor(flavor) if flavor else flavor_for_object(model)
+        if not chosen.can_save(model):
+            raise InvalidInputError(
+                f"the {chosen.name} flavor cannot save a {type(model).__name__}"
+            )
+        return chosen, chosen.save(model, tmp)
+
+    @staticmethod
+    def _features(model: LoadedModel, frame: pd.DataFrame, target: str | None) -> list[str]:
+        if model.feature_names is not None:
+            missing = [c for c in model.feature_names if c not in frame.columns]
+            if missing:
+                raise InvalidInputError(
+                    f"the reference data lacks {len(missing)} column(s) the model needs: "
+                    + ", ".join(missing),
+                    [Problem("column the model needs is missing", column=c) for c in missing],
+                )
+            return list(model.feature_names)
+        return [str(c) for c in frame.columns if c != target]
+
+
+def _reference_frame(reference: pd.DataFrame | str | Path) -> pd.DataFrame:
+    frame = reference if isinstance(reference, pd.DataFrame) else read_table(reference, "reference")
+    if frame.empty or len(frame.columns) == 0:
+        raise InvalidInputError("the reference data is empty: it needs at least one row")
+    if not all(isinstance(c, str) for c in frame.columns):
+        frame = frame.rename(columns=str)
+    return frame

@@ -1,0 +1,85 @@
+"""Batch scoring: a file of rows through the same validation, routing and logging as the API."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+
+from relevo.context import Relevo
+from relevo.errors import InvalidInputError, Problem
+from relevo.serving.log import PredictionLog
+from relevo.serving.records import flatten_output, frame_to_records
+from relevo.serving.runtime import Runtime
+from relevo.serving.validation import MAX_PROBLEMS, validate_rows
+
+CHUNK_ROWS = 1000
+
+
+def score_frame(
+    relevo: Relevo,
+    deployment: str,
+    frame: pd.DataFrame,
+    *,
+    log: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> pd.DataFrame:
+    """Score every row of `frame` with `deployment`; returns the rows with id, model, outputs.
+
+    The whole file is validated before anything is scored, so a bad row rejects the file
+    (listing every problem with its row) and nothing is half-logged.
+    """
+    if frame.empty:
+        raise InvalidInputError("the input has no rows")
+    dep = relevo.deployments.get(deployment)
+    records = frame_to_records(frame)
+    plog = None
+    if log and relevo.settings.log_predictions:
+        plog = PredictionLog(
+            relevo.store.predictions.insert_many,
+            capacity_rows=max(relevo.settings.log_queue_rows, CHUNK_ROWS),
+        )
+    runtime = Runtime(relevo, prediction_log=plog)
+    try:
+        runtime.refresh()
+        runner = runtime.endpoint(deployment).primary
+        problems: list[Problem] = []
+        for start in range(0, len(records), CHUNK_ROWS):
+            try:
+                validate_rows(
+                    records[start : start + CHUNK_ROWS],
+                    runner.signature,
+                    dep.key_column,
+                    runtime.policy,
+                )
+            except InvalidInputError as exc:
+                problems.extend(
+                    Problem(p.message, None if p.row is None else p.row + start, p.column)
+                    for p in exc.problems
+                )
+        if problems:
+            raise InvalidInputError(
+                f"{len(problems)} problem(s) in the input; nothing was scored",
+                problems[:MAX_PROBLEMS],
+            )
+        answers: list[dict[str, Any]] = []
+
+        async def run() -> None:
+            for start in range(0, len(records), CHUNK_ROWS):
+                answer = await runtime.predict(
+                    deployment, records[start : start + CHUNK_ROWS], protocol="batch"
+                )
+                answers.extend(answer.predictions)
+                if progress is not None:
+                    progress(len(answer.predictions))
+
+        asyncio.run(run())
+    finally:
+        if plog is not None:
+            plog.close()
+    names = set(frame.columns)
+    out = pd.DataFrame.from_records([flatten_output(a, names) for a in answers])
+    out.index = frame.index
+    return pd.concat([frame, out], axis=1)

@@ -1,0 +1,155 @@
+"""Computational monitoring in Prometheus' text format.
+
+With several server workers, prometheus-client's multiprocess mode is used: `relevo serve`
+sets PROMETHEUS_MULTIPROC_DIR before the workers start, and each worker's values are summed
+(or listed per process) when /metrics is scraped.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import REGISTRY as DEFAULT_REGISTRY
+
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+class ServingMetrics:
+    """The server's metrics, registered once per process."""
+
+    def __init__(self, registry: CollectorRegistry = DEFAULT_REGISTRY) -> None:
+        self.requests = Counter(
+            "relevo_requests_total",
+            "Prediction requests answered, by deployment, model, protocol and HTTP status.",
+            ["deployment", "model", "protocol", "status"],
+            registry=registry,
+        )
+        self.rows = Counter(
+            "relevo_predictions_total",
+            "Rows predicted, by deployment and model.",
+            ["deployment", "model"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "relevo_request_latency_seconds",
+            "Time from request received to answer ready, by deployment.",
+            ["deployment"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "relevo_model_batch_rows",
+            "Rows per model call after micro-batching, by model.",
+            ["model"],
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.quality = Counter(
+            "relevo_data_quality_findings_total",
+            "Answered values that were unseen categories or outside the reference range.",
+            ["deployment", "column", "finding"],
+            registry=registry,
+        )
+        self.log_depth = Gauge(
+            "relevo_prediction_log_queue_rows",
+            "Prediction rows accepted but not yet stored.",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.log_written = Counter(
+            "relevo_prediction_log_rows_written_total",
+            "Prediction rows written to the store.",
+            registry=registry,
+        )
+        self.log_errors = Counter(
+            "relevo_prediction_log_write_errors_total",
+            "Failed (and retried) writes of the prediction log.",
+            registry=registry,
+        )
+        self.cpu = Gauge(
+            "relevo_process_cpu_seconds",
+            "CPU time used by each server process (user + system).",
+            multiprocess_mode="all",
+            registry=registry,
+        )
+        self.memory = Gauge(
+            "relevo_process_resident_memory_bytes",
+            "Resident memory of each server process.",
+            multiprocess_mode="all",
+            registry=registry,
+        )
+        self.started = Gauge(
+            "relevo_process_start_time_seconds",
+            "Start time of each server process (Unix time).",
+            multiprocess_mode="all",
+            registry=registry,
+        )
+        self.started.set(time.time())
+        self.sample_process()
+
+    def sample_process(self) -> None:
+        """Refresh the per-process CPU and memory gauges."""
+        times = os.times()
+        self.cpu.set(times.user + times.system)
+        self.memory.set(_resident_bytes())
+
+
+def _resident_bytes() -> float:
+    try:
+        with open("/proc/self/statm") as fh:
+            return float(int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE"))
+    except (OSError, ValueError, IndexError):
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return float(usage.ru_maxrss * 1024)
+
+
+def render_metrics() -> tuple[bytes, str]:
+    """The text exposition of this process (or of all workers in multiprocess mode)."""
+    if multiprocess_dir():
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(DEFAULT_REGISTRY), CONTENT_TYPE_LATEST
+
+
+_metrics: ServingMetrics | None = None
+
+
+def get_metrics() -> ServingMetrics:
+    """The process's metrics (created on first use; prometheus names are process-global)."""
+    global _metrics
+    if _metrics is None:
+        _metrics = ServingMetrics()
+    return _metrics

@@ -1,0 +1,51 @@
+"""From a model's raw output to what users see: one small dict per row, same for every flavor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from relevo.registry.flavors.base import RawOutput
+
+
+def _plain(values: np.ndarray) -> list[Any]:
+    return values.tolist()
+
+
+def format_outputs(
+    task: str, classes: list[Any] | None, raw: RawOutput, threshold: float = 0.5
+) -> list[dict[str, Any]]:
+    """Per row: binary -> probability of the positive class and label; multiclass -> the
+    probability of every class and the label; regression -> value."""
+    if task == "regression":
+        assert raw.values is not None
+        return [{"value": v} for v in raw.values.tolist()]
+    assert raw.probabilities is not None and classes is not None
+    probs = raw.probabilities
+    if task == "binary":
+        positive = probs[:, 1]
+        labels = np.where(positive >= threshold, 1, 0)
+        names = [classes[0], classes[1]]
+        return [
+            {"probability": p, "label": names[i]}
+            for p, i in zip(positive.tolist(), labels.tolist(), strict=True)
+        ]
+    keys = [str(c) for c in classes]
+    winners = np.argmax(probs, axis=1).tolist()
+    return [
+        {"probabilities": dict(zip(keys, row, strict=True)), "label": classes[w]}
+        for row, w in zip(probs.tolist(), winners, strict=True)
+    ]
+
+
+def scores(task: str, classes: list[Any] | None, raw: RawOutput) -> np.ndarray:
+    """The one number (or label) per row that monitoring profiles: P(positive), value, label."""
+    if task == "regression":
+        assert raw.values is not None
+        return raw.values
+    assert raw.probabilities is not None and classes is not None
+    if task == "binary":
+        return raw.probabilities[:, 1]
+    winners = np.argmax(raw.probabilities, axis=1)
+    return np.asarray([str(classes[w]) for w in winners], dtype=object)

@@ -1,0 +1,52 @@
+"""Rows between DataFrames and JSON-like records, for batch scoring, export and the client."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+
+
+def frame_to_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """JSON-ready rows: NaN/NaT become None, NumPy scalars become Python ones."""
+    # orjson does the scalar conversion in C; NaN is written as null
+    payload = frame.to_json(orient="records", date_format="iso")
+    return orjson.loads(payload)  # type: ignore[no-any-return]
+
+
+def flatten_output(output: dict[str, Any], features: set[str]) -> dict[str, Any]:
+    """An output object as flat columns: probabilities per class, names clear of features."""
+    flat: dict[str, Any] = {}
+    for key, value in output.items():
+        if key == "probabilities" and isinstance(value, dict):
+            for cls, p in value.items():
+                flat[f"probability_{cls}"] = p
+            continue
+        flat[f"output_{key}" if key in features else key] = value
+    return flat
+
+
+def predictions_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Logged prediction rows (store form) as one flat DataFrame for export."""
+    if not rows:
+        return pd.DataFrame(
+            columns=["id", "deployment", "model", "created_at", "routing_key", "latency_ms"]
+        )
+    features = [orjson.loads(r["features"]) for r in rows]
+    names = {k for f in features for k in f}
+    outputs = [flatten_output(orjson.loads(r["output"]), names) for r in rows]
+    base = pd.DataFrame(
+        {
+            "id": [r["id"] for r in rows],
+            "deployment": [r["deployment"] for r in rows],
+            "model": [f"{r['model_name']}:{r['model_version']}" for r in rows],
+            "created_at": pd.to_datetime([r["created_at"] for r in rows], utc=True),
+            "routing_key": [r["routing_key"] for r in rows],
+            "latency_ms": np.asarray([r["latency_ms"] for r in rows], dtype=np.float64),
+        }
+    )
+    feats = pd.DataFrame.from_records(features)
+    outs = pd.DataFrame.from_records(outputs)
+    return pd.concat([base, feats, outs], axis=1)

@@ -1,0 +1,197 @@
+"""Validating request rows against a model's signature, column by column, not row by row.
+
+Errors (422): a row that is not an object, a missing column, a wrong type, a null where the
+reference had none. Findings (answered, counted as data quality): a category the reference never
+showed, a number outside the reference's range; either can be made an error by settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from relevo.errors import InvalidInputError, Problem
+from relevo.registry.signature import ColumnSpec, Signature
+
+_MISSING = object()
+_NUMBER_TYPES = frozenset({int, float})
+_ALLOWED: dict[str, frozenset[type]] = {
+    "number": _NUMBER_TYPES,
+    "integer": _NUMBER_TYPES,
+    "boolean": frozenset({bool}),
+    "string": frozenset({str}),
+}
+_EXPECTED = {
+    "number": "a number",
+    "integer": "a number",
+    "boolean": "true or false",
+    "string": "a string",
+}
+_TYPE_NAMES = {
+    int: "a number",
+    float: "a number",
+    str: "a string",
+    bool: "a boolean",
+    dict: "an object",
+    list: "an array",
+    type(None): "null",
+}
+MAX_PROBLEMS = 100
+
+
+@dataclass
+class Quality:
+    """Data-quality findings of one batch: counts per column."""
+
+    unseen_categories: dict[str, int] = field(default_factory=dict)
+    out_of_range: dict[str, int] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.unseen_categories or self.out_of_range)
+
+
+@dataclass
+class Validated:
+    """Rows that passed: their values column by column (Python lists), keys and findings."""
+
+    n: int
+    columns: dict[str, list[Any]]
+    keys: list[Any] | None
+    quality: Quality
+
+
+@dataclass(frozen=True)
+class Policy:
+    reject_unseen_categories: bool = False
+    reject_out_of_range: bool = False
+
+
+def validate_rows(
+    rows: Any, signature: Signature, key_column: str | None = None, policy: Policy = Policy()
+) -> Validated:
+    """Check `rows` (a list of JSON objects) against `signature`; raise InvalidInputError listing
+    every problem with its row and column."""
+    if not isinstance(rows, list):
+        raise InvalidInputError(
+            "'instances' must be a list of objects",
+            [Problem("expected a list of objects", column="instances")],
+        )
+    if not rows:
+        raise InvalidInputError(
+            "'instances' is empty: send at least one row",
+            [Problem("empty list", column="instances")],
+        )
+    problems: list[Problem] = []
+    if any(type(r) is not dict for r in rows):
+        for i, r in enumerate(rows):
+            if type(r) is not dict:
+                problems.append(Problem(f"expected an object, got {_name(r)}", row=i))
+        raise InvalidInputError("invalid instances", problems[:MAX_PROBLEMS])
+    columns: dict[str, list[Any]] = {}
+    quality = Quality()
+    for spec in signature.columns:
+        values = _column(rows, spec.name, problems)
+        if values is None:
+            continue
+        _check(values, spec, problems, quality, policy)
+        columns[spec.name] = values
+    keys = None
+    if key_column is not None:
+        keys = [r.get(key_column) for r in rows]
+        for i, k in enumerate(keys):
+            if k is None:
+                problems.append(Problem("the routing key is missing", row=i, column=key_column))
+            elif type(k) not in (str, int):
+                problems.append(
+                    Problem(
+                        f"the routing key must be a string or integer, got {_name(k)}",
+                        row=i,
+                        column=key_column,
+                    )
+                )
+    if problems:
+        raise InvalidInputError(
+            f"{len(problems)} problem(s) in the instances", problems[:MAX_PROBLEMS]
+        )
+    return Validated(len(rows), columns, keys, quality)
+
+
+def _column(rows: list[dict[str, Any]], name: str, problems: list[Problem]) -> list[Any] | None:
+    try:
+        return [r[name] for r in rows]
+    except KeyError:
+        for i, r in enumerate(rows):
+            if name not in r:
+                problems.append(Problem("required column is missing", row=i, column=name))
+        return None
+
+
+def _check(
+    values: list[Any], spec: ColumnSpec, problems: list[Problem], quality: Quality, policy: Policy
+) -> None:
+    allowed = _ALLOWED[spec.kind]
+    types = set(map(type, values))
+    if not types <= allowed:
+        none_ok = spec.nullable
+        for i, v in enumerate(values):
+            t = type(v)
+            if t in allowed or (v is None and none_ok):
+                continue
+            if v is None:
+                problems.append(
+                    Problem(
+                        "null is not allowed: the reference data had no missing values here",
+                        row=i,
+                        column=spec.name,
+                    )
+                )
+            else:
+                problems.append(
+                    Problem(
+                        f"expected {_EXPECTED[spec.kind]}, got {_name(v)}", row=i, column=spec.name
+                    )
+                )
+        return
+    if spec.kind in ("number", "integer") and spec.min is not None and spec.max is not None:
+        arr = (
+            np.asarray(values, dtype=np.float64)
+            if type(None) not in types
+            else np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
+        )
+        outside = (arr < spec.min) | (arr > spec.max)
+        count = int(outside.sum())
+        if count:
+            if policy.reject_out_of_range:
+                for i in np.flatnonzero(outside)[:MAX_PROBLEMS].tolist():
+                    problems.append(
+                        Problem(
+                            f"{values[i]} is outside the reference range [{spec.min}, {spec.max}]",
+                            row=i,
+                            column=spec.name,
+                        )
+                    )
+            else:
+                quality.out_of_range[spec.name] = count
+    elif spec.kind == "string" and spec.categories is not None:
+        seen = set(values)
+        seen.discard(None)
+        unseen = seen.difference(spec.category_set)
+        if unseen:
+            if policy.reject_unseen_categories:
+                for i, v in enumerate(values):
+                    if v in unseen:
+                        problems.append(
+                            Problem(
+                                f"category {v!r} was never seen in the reference data",
+                                row=i,
+                                column=spec.name,
+                            )
+                        )
+            else:
+                quality.unseen_categories[spec.name] = sum(1 for v in values if v in unseen)
+
+
+def _name(value: Any) -> str:
+    return _TYPE_NAMES.get(type(value), type(value).__name__)

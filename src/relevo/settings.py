@@ -1,0 +1,65 @@
+"""Every setting relevo reads, in one place: flags override environment (prefix RELEVO_)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """relevo's settings; each field is read from `RELEVO_<FIELD>` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="RELEVO_", extra="ignore")
+
+    home: Path = Field(
+        default_factory=lambda: Path.home() / ".relevo",
+        description="Folder for artifacts and the default SQLite database.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the store; default: SQLite file relevo.db under home.",
+    )
+    api_token: str | None = Field(default=None, description="Bearer token for predict/feedback.")
+    admin_token: str | None = Field(default=None, description="Bearer token for state changes.")
+    max_batch_size: int = Field(default=64, ge=1, description="Rows per coalesced model call.")
+    max_batch_wait_ms: float = Field(
+        default=0.0, ge=0, description="Extra wait for a batch to fill; 0 = only what is queued."
+    )
+    log_predictions: bool = Field(default=True, description="Store every answered prediction.")
+    log_queue_rows: int = Field(
+        default=100_000, ge=1, description="Rows the prediction log may hold in memory."
+    )
+    log_flush_rows: int = Field(default=5_000, ge=1, description="Rows per store write.")
+    log_flush_interval_s: float = Field(default=0.2, gt=0, description="Max wait to flush.")
+    reject_unseen_categories: bool = Field(
+        default=False, description="Reject (422) categories absent from the reference."
+    )
+    reject_out_of_range: bool = Field(
+        default=False, description="Reject (422) numbers outside the reference's range."
+    )
+    poll_interval_s: float = Field(
+        default=1.0, gt=0, description="How often a server checks for deployment changes."
+    )
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'relevo.db').as_posix()}"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "artifacts"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings from the environment (cached; `reset_settings` to reread)."""
+    return Settings()
+
+
+def reset_settings() -> None:
+    get_settings.cache_clear()

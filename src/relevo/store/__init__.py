@@ -1,0 +1,45 @@
+"""The storage layer: the only part of relevo that speaks SQL.
+
+`Store(url)` connects, migrates the schema on first use and exposes one repository per concern.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from relevo.errors import UnavailableError
+from relevo.store.deployments import DeploymentRepository
+from relevo.store.engine import create_store_engine, migrate, safe_url
+from relevo.store.models import ModelRepository
+from relevo.store.predictions import PredictionRepository
+
+
+class Store:
+    """A migrated database with its repositories."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = create_store_engine(url)
+        migrate(self.engine)
+        self.models = ModelRepository(self.engine)
+        self.deployments = DeploymentRepository(self.engine)
+        self.predictions = PredictionRepository(self.engine)
+
+    @property
+    def display_url(self) -> str:
+        return safe_url(self.url)
+
+    def ping(self) -> None:
+        """Raise UnavailableError unless the database answers."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except SQLAlchemyError as exc:
+            raise UnavailableError(f"the database at {self.display_url} does not answer") from exc
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+__all__ = ["Store"]

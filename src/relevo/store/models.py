@@ -1,0 +1,100 @@
+"""Model versions and their profiles in the store."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.engine import Engine, RowMapping
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
+
+from relevo.errors import ConflictError
+from relevo.registry.signature import Signature
+from relevo.registry.types import ModelVersion
+from relevo.store.tables import model_versions, profiles
+
+
+def _to_version(row: RowMapping) -> ModelVersion:
+    created = row["created_at"]
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)
+    return ModelVersion(
+        name=row["name"],
+        version=row["version"],
+        flavor=row["flavor"],
+        task=row["task"],
+        classes=row["classes"],
+        artifact_sha256=row["artifact_sha256"],
+        artifact_path=row["artifact_path"],
+        artifact_size=row["artifact_size"],
+        signature=Signature.from_dict(row["signature"]),
+        target=row["target"],
+        created_at=created,
+        description=row["description"],
+        tags=row["tags"],
+        metrics=row["metrics"],
+        lineage=row["lineage"],
+        library_versions=row["library_versions"],
+        flavor_options=row["flavor_options"],
+    )
+
+
+class ModelRepository:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def add(self, fields: dict[str, Any], reference_profile: str) -> ModelVersion:
+        """Insert the next version of `fields['name']` and its reference profile, atomically."""
+        name = fields["name"]
+        for _attempt in range(5):
+            now = datetime.now(UTC)
+            try:
+                with self.engine.begin() as conn:
+                    latest = conn.execute(
+                        select(func.max(model_versions.c.version)).where(
+                            model_versions.c.name == name
+                        )
+                    ).scalar()
+                    version = (latest or 0) + 1
+                    row = {**fields, "version": version, "created_at": now}
+                    conn.execute(insert(model_versions).values(**row))
+                    conn.execute(
+                        insert(profiles).values(
+                            model_name=name,
+                            model_version=version,
+                            kind="reference",
+                            payload=reference_profile,
+                            created_at=now,
+                        )
+                    )
+            except SAIntegrityError:
+                continue  # another process took this version number first; take the next
+            return self.get(name, version)  # type: ignore[return-value]
+        raise ConflictError(f"could not allocate a new version of {name!r}: too many writers")
+
+    def get(self, name: str, version: int | None = None) -> ModelVersion | None:
+        query = select(model_versions).where(model_versions.c.name == name)
+        if version is None:
+            query = query.order_by(model_versions.c.version.desc()).limit(1)
+        else:
+            query = query.where(model_versions.c.version == version)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return _to_version(row) if row is not None else None
+
+    def list(self, name: str | None = None) -> list[ModelVersion]:
+        query = select(model_versions).order_by(model_versions.c.name, model_versions.c.version)
+        if name is not None:
+            query = query.where(model_versions.c.name == name)
+        with self.engine.connect() as conn:
+            return [_to_version(r) for r in conn.execute(query).mappings()]
+
+    def profile(self, name: str, version: int, kind: str = "reference") -> str | None:
+        query = select(profiles.c.payload).where(
+            profiles.c.model_name == name,
+            profiles.c.model_version == version,
+            profiles.c.kind == kind,
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar()

@@ -1,0 +1,101 @@
+"""The relational schema. Migrations in `migrations/versions` create and evolve it."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("flavor", String(40), nullable=False),
+    Column("task", String(20), nullable=False),
+    Column("classes", JSON, nullable=True),
+    Column("artifact_sha256", String(64), nullable=False),
+    Column("artifact_path", String(1000), nullable=False),
+    Column("artifact_size", BigInteger, nullable=False),
+    Column("signature", JSON, nullable=False),
+    Column("target", String(200), nullable=True),
+    Column("description", Text, nullable=False, default=""),
+    Column("tags", JSON, nullable=False),
+    Column("metrics", JSON, nullable=False),
+    Column("lineage", JSON, nullable=False),
+    Column("library_versions", JSON, nullable=False),
+    Column("flavor_options", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("name", "version", name="uq_model_versions_name_version"),
+)
+
+profiles = Table(
+    "profiles",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_name", String(200), nullable=False),
+    Column("model_version", Integer, nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("model_name", "model_version", "kind", name="uq_profiles_model_kind"),
+)
+
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("model_name", String(200), nullable=False),
+    Column("model_version", Integer, nullable=False),
+    Column("strategy", String(20), nullable=False),
+    Column("candidate_version", Integer, nullable=True),
+    Column("weight", Float, nullable=False),
+    Column("key_column", String(200), nullable=True),
+    Column("revision", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+deployment_events = Table(
+    "deployment_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("deployment", String(200), nullable=False, index=True),
+    Column("action", String(40), nullable=False),
+    Column("state", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+predictions = Table(
+    "predictions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("deployment", String(200), nullable=False),
+    Column("model_name", String(200), nullable=False),
+    Column("model_version", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("routing_key", String(200), nullable=True),
+    Column("features", Text, nullable=False),
+    Column("output", Text, nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    Index("ix_predictions_deployment_created", "deployment", "created_at"),
+)

@@ -1,0 +1,60 @@
+"""Reading and writing the tabular files users hand to relevo (CSV, Parquet, JSON lines)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from relevo.errors import InvalidInputError
+
+READABLE = (".csv", ".parquet", ".pq", ".jsonl", ".json")
+
+
+def read_table(path: Path | str, what: str = "file") -> pd.DataFrame:
+    """A DataFrame from a .csv, .parquet or .jsonl file, or an error naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise InvalidInputError(f"{what} not found: {path}")
+    if path.is_dir():
+        raise InvalidInputError(f"{what} {path} is a directory, expected a file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            frame = pd.read_csv(path)
+        elif suffix in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        elif suffix == ".jsonl":
+            frame = pd.read_json(path, lines=True)
+        elif suffix == ".json":
+            frame = pd.read_json(path)
+        else:
+            raise InvalidInputError(
+                f"cannot read {what} {path}: unknown file type {suffix or '(none)'}; "
+                f"use one of {', '.join(READABLE)}"
+            )
+    except InvalidInputError:
+        raise
+    except pd.errors.EmptyDataError:
+        raise InvalidInputError(f"{what} {path} is empty") from None
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidInputError(f"cannot read {what} {path}: {first}") from exc
+    return frame
+
+
+def write_table(frame: pd.DataFrame, path: Path | str) -> Path:
+    """Write `frame` as .csv or .parquet, chosen by the file's suffix."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise InvalidInputError(
+            f"cannot write {path}: unknown file type {suffix or '(none)'}; use .csv or .parquet"
+        )
+    if path.parent and not path.parent.exists():
+        raise InvalidInputError(f"cannot write {path}: folder {path.parent} does not exist")
+    if suffix == ".csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path, index=False)
+    return path
