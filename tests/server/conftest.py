@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -16,7 +16,7 @@ from relevo.server.app import create_app
 from relevo.settings import Settings
 
 
-def free_port() -> int:
+def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -37,7 +37,7 @@ def deployed(rv, churn_pipeline, churn_frame) -> ModelVersion:
 
 
 def start_server(settings: Settings) -> tuple[uvicorn.Server, threading.Thread, str]:
-    port = free_port()
+    port = _free_port()
     app = create_app(settings)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
@@ -69,3 +69,25 @@ def live_server(deployed, server_settings) -> Iterator[LiveServer]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+@pytest.fixture
+def spawn_server() -> Iterator[Callable[[Settings], str]]:
+    """Start extra servers with other settings (`spawn_server(settings) -> url`); all stop after."""
+    started: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def spawn(settings: Settings) -> str:
+        server, thread, url = start_server(settings)
+        started.append((server, thread))
+        return url
+
+    yield spawn
+    for server, thread in started:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.fixture
+def free_port() -> Callable[[], int]:
+    """A function returning a free loopback port."""
+    return _free_port

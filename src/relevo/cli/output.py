@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from relevo.errors import InvalidInputError, RelevoError
+from relevo.errors import RelevoError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -62,10 +62,7 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except RelevoError as exc:
-            message = str(exc)
-            if isinstance(exc, InvalidInputError) and len(exc.problems) > 10:
-                message += " (run with --json for the full list)"
-            raise fail(message, exc.exit_code) from None
+            raise fail(str(exc), exc.exit_code) from None
         except (typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:

@@ -13,8 +13,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 
 from relevo.cli.output import console, err_console, fmt, handle_errors, print_json, table
 from relevo.cli.state import state
-from relevo.errors import InvalidInputError
-from relevo.serving.records import predictions_frame
 from relevo.tables import read_table, write_table
 
 
@@ -165,17 +163,13 @@ def export(
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Write the deployment's logged predictions (ids, model, time, features, outputs)."""
-    if output.suffix.lower() not in (".csv", ".parquet", ".pq"):
-        raise InvalidInputError(f"cannot write {output}: use a .csv or .parquet file name")
-    rv = state.relevo()
-    rv.deployments.get(deployment)
-    chunks = [predictions_frame(rows) for rows in rv.store.predictions.iter_rows(deployment)]
-    frame = pd.concat(chunks, ignore_index=True) if chunks else predictions_frame([])
-    write_table(frame, output)
+    from relevo.serving.export import export_predictions
+
+    rows = export_predictions(state.relevo(), deployment, output)
     if json_out:
-        print_json({"deployment": deployment, "rows": len(frame), "output": str(output)})
+        print_json({"deployment": deployment, "rows": rows, "output": str(output)})
         return
-    console.print(f"Exported {len(frame):,} predictions of {deployment} to {output}")
+    console.print(f"Exported {rows:,} predictions of {deployment} to {output}")
 
 
 def register(app: typer.Typer) -> None:

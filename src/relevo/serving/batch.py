@@ -6,10 +6,12 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from relevo.context import Relevo
 from relevo.errors import InvalidInputError, Problem
+from relevo.registry.signature import Signature
 from relevo.serving.log import PredictionLog
 from relevo.serving.records import flatten_output, frame_to_records
 from relevo.serving.runtime import Runtime
@@ -34,7 +36,6 @@ def score_frame(
     if frame.empty:
         raise InvalidInputError("the input has no rows")
     dep = relevo.deployments.get(deployment)
-    records = frame_to_records(frame)
     plog = None
     if log and relevo.settings.log_predictions:
         plog = PredictionLog(
@@ -45,7 +46,8 @@ def score_frame(
     try:
         runtime.refresh()
         runner = runtime.endpoint(deployment).primary
-        problems: list[Problem] = []
+        frame, problems = _coerce_numbers(frame, runner.signature)
+        records = frame_to_records(frame)
         for start in range(0, len(records), CHUNK_ROWS):
             try:
                 validate_rows(
@@ -55,10 +57,11 @@ def score_frame(
                     runtime.policy,
                 )
             except InvalidInputError as exc:
-                problems.extend(
-                    Problem(p.message, None if p.row is None else p.row + start, p.column)
-                    for p in exc.problems
-                )
+                seen = {(p.row, p.column) for p in problems}
+                for p in exc.problems:
+                    row = None if p.row is None else p.row + start
+                    if (row, p.column) not in seen:  # a cell already reported as not a number
+                        problems.append(Problem(p.message, row, p.column))
         if problems:
             raise InvalidInputError(
                 f"{len(problems)} problem(s) in the input; nothing was scored",
@@ -83,3 +86,28 @@ def score_frame(
     out = pd.DataFrame.from_records([flatten_output(a, names) for a in answers])
     out.index = frame.index
     return pd.concat([frame, out], axis=1)
+
+
+def _coerce_numbers(frame: pd.DataFrame, signature: Signature) -> tuple[pd.DataFrame, list[Problem]]:
+    """Numeric columns a file delivered as text (one bad cell turns a CSV column into text):
+    parse them, and report exactly the cells that are not numbers."""
+    problems: list[Problem] = []
+    fixed = {}
+    for spec in signature.columns:
+        if spec.kind not in ("number", "integer") or spec.name not in frame.columns:
+            continue
+        column = frame[spec.name]
+        if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(
+            column.dtype
+        ):
+            continue
+        parsed = pd.to_numeric(column, errors="coerce")
+        bad = parsed.isna() & column.notna()
+        for position in np.flatnonzero(bad.to_numpy())[:MAX_PROBLEMS].tolist():
+            problems.append(
+                Problem(f"expected a number, got {column.iloc[position]!r}", position, spec.name)
+            )
+        fixed[spec.name] = parsed
+    if fixed:
+        frame = frame.assign(**fixed)
+    return frame, problems

@@ -1,0 +1,124 @@
+"""`relevo deploy`, `status`, `predict` (batch scoring) and `export` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from relevo.datasets import CHURN_FEATURES, make_churn
+
+
+def _setup(cli, churn_files) -> None:
+    result = cli(
+        "models",
+        "register",
+        "churn",
+        churn_files.model,
+        "--reference",
+        churn_files.reference,
+        "--target",
+        "churned",
+    )
+    assert result.exit_code == 0, result.output
+    result = cli("deploy", "churn", "churn:1", "--key", "customer_id")
+    assert result.exit_code == 0, result.output
+    assert "churn:1" in result.stdout
+
+
+def test_deploy_and_status(cli, churn_files):
+    _setup(cli, churn_files)
+    result = cli("status", "churn", "--json")
+    assert result.exit_code == 0
+    state = json.loads(result.stdout)
+    assert state["model"] == "churn:1"
+    assert state["key_column"] == "customer_id"
+    assert state["strategy"] == "basic"
+    assert state["predictions_logged"] == 0
+    table = cli("status", "churn")
+    assert "churn:1" in table.stdout and "customer_id" in table.stdout
+
+
+def test_deploy_errors(cli, churn_files):
+    _setup(cli, churn_files)
+    missing = cli("deploy", "churn", "churn:9")
+    assert missing.exit_code == 3
+    assert "churn:9" in missing.stderr
+    feature_key = cli("deploy", "churn", "churn:1", "--key", "age")
+    assert feature_key.exit_code == 2
+    assert "routing key 'age'" in feature_key.stderr
+    unknown = cli("status", "nope")
+    assert unknown.exit_code == 3
+    assert "nope" in unknown.stderr
+    assert "Traceback" not in missing.output + feature_key.output + unknown.output
+
+
+def test_batch_predict_scores_logs_and_exports(cli, churn_files, churn_pipeline, tmp_path):
+    _setup(cli, churn_files)
+    frame = make_churn(250, seed=21, id_start=10_000)
+    source = tmp_path / "customers.csv"
+    frame.to_csv(source, index=False)
+    scored_path = tmp_path / "scored.parquet"
+    result = cli("predict", "churn", "--input", source, "--output", scored_path)
+    assert result.exit_code == 0, result.output
+    assert "250" in result.stdout
+    scored = pd.read_parquet(scored_path)
+    expected = churn_pipeline.predict_proba(frame[CHURN_FEATURES])[:, 1]
+    np.testing.assert_allclose(scored["probability"], expected, rtol=1e-12)
+    assert (scored["model"] == "churn:1").all()
+    assert scored["customer_id"].tolist() == frame["customer_id"].tolist()
+
+    status = json.loads(cli("status", "churn", "--json").stdout)
+    assert status["predictions_logged"] == 250
+
+    export = tmp_path / "log.csv"
+    result = cli("export", "churn", "--output", export)
+    assert result.exit_code == 0, result.output
+    logged = pd.read_csv(export)
+    assert len(logged) == 250
+    assert set(logged["id"]) == set(scored["id"])
+    assert {"id", "model", "created_at", "routing_key", "probability", "label", "age"} <= set(
+        logged.columns
+    )
+    merged = logged.merge(scored[["id", "probability"]], on="id", suffixes=("", "_scored"))
+    np.testing.assert_allclose(merged["probability"], merged["probability_scored"], rtol=1e-12)
+    assert sorted(logged["routing_key"]) == sorted(frame["customer_id"])
+
+
+def test_batch_predict_rejects_a_bad_file_whole(cli, churn_files, tmp_path):
+    _setup(cli, churn_files)
+    frame = make_churn(1500, seed=3)
+    frame["age"] = frame["age"].astype(object)
+    frame.loc[1200, "age"] = "old"
+    frame = frame.drop(columns=["region"])
+    source = tmp_path / "bad.csv"
+    frame.to_csv(source, index=False)
+    result = cli("predict", "churn", "--input", source)
+    assert result.exit_code == 2
+    assert "nothing was scored" in result.stderr
+    assert "row 1200" in result.stderr and "'age'" in result.stderr
+    assert "'region'" in result.stderr
+    status = json.loads(cli("status", "churn", "--json").stdout)
+    assert status["predictions_logged"] == 0
+
+
+def test_batch_predict_file_errors(cli, churn_files, tmp_path):
+    _setup(cli, churn_files)
+    missing = cli("predict", "churn", "--input", tmp_path / "nope.csv")
+    assert missing.exit_code == 2 and "nope.csv" in missing.stderr
+    odd = tmp_path / "rows.xlsx"
+    odd.write_text("x")
+    unknown = cli("predict", "churn", "--input", odd)
+    assert unknown.exit_code == 2 and "unknown file type" in unknown.stderr
+
+
+def test_export_errors(cli, churn_files, tmp_path):
+    _setup(cli, churn_files)
+    wrong = cli("export", "churn", "--output", tmp_path / "log.xlsx")
+    assert wrong.exit_code == 2 and ".csv or .parquet" in wrong.stderr
+    unknown = cli("export", "nope", "--output", tmp_path / "log.csv")
+    assert unknown.exit_code == 3
+    empty = cli("export", "churn", "--output", tmp_path / "empty.csv")
+    assert empty.exit_code == 0
+    assert "Exported 0 predictions" in empty.stdout

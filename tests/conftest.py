@@ -1,0 +1,200 @@
+"""Fixtures shared by the whole suite: a fresh store per test on every backend, a churn model
+trained once per session, and the real CLI run in-process.
+
+PostgreSQL runs only when RELEVO_TEST_DATABASE_URL names a database (e.g.
+postgresql://postgres@127.0.0.1:5432/test); each test then gets its own schema, dropped after.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import joblib
+import pandas as pd
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.pool import NullPool
+from typer.testing import CliRunner, Result
+
+import relevo
+from relevo.datasets import (
+    CHURN_CATEGORICAL,
+    CHURN_FEATURES,
+    CHURN_NUMERIC,
+    CHURN_TARGET,
+    make_churn,
+)
+from relevo.settings import reset_settings
+
+#: read once at import: the autouse fixture below clears RELEVO_* settings, not this one
+POSTGRES_URL = os.environ.get("RELEVO_TEST_DATABASE_URL")
+
+#: a wide, fixed terminal so Rich tables never truncate what tests look for
+CLI_ENV = {"COLUMNS": "200", "LINES": "50"}
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No RELEVO_* setting from the developer's shell reaches a test; settings are reread."""
+    for key in list(os.environ):
+        if key.startswith("RELEVO_") and not key.startswith("RELEVO_TEST_"):
+            monkeypatch.delenv(key)
+    reset_settings()
+    yield
+    reset_settings()
+
+
+# --------------------------------------------------------------------------- store
+
+
+def _admin_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")  # what relevo's extra installs
+    return create_engine(parsed, poolclass=NullPool)
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param(
+            "postgres",
+            marks=[
+                pytest.mark.postgres,
+                pytest.mark.skipif(
+                    not POSTGRES_URL,
+                    reason="set RELEVO_TEST_DATABASE_URL to run against PostgreSQL",
+                ),
+            ],
+        ),
+    ]
+)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty store: a SQLite file, or a PostgreSQL schema of its own."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{(tmp_path / 'relevo.db').as_posix()}"
+        return
+    assert POSTGRES_URL is not None
+    schema = f"relevo_test_{uuid.uuid4().hex[:12]}"
+    admin = _admin_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            # a connection a test forgot to close must fail the drop, not hang the suite
+            conn.execute(text("SET LOCAL lock_timeout = '10s'"))
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def relevo_home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def rv(relevo_home: Path, database_url: str) -> Iterator[relevo.Relevo]:
+    """A relevo handle on a fresh home and store."""
+    handle = relevo.Relevo(home=relevo_home, database_url=database_url)
+    try:
+        yield handle
+    finally:
+        handle.close()
+
+
+# --------------------------------------------------------------------------- churn model
+
+
+@pytest.fixture(scope="session")
+def churn_frame() -> pd.DataFrame:
+    """3000 customers: customer_id, the CHURN_FEATURES and the label `churned`."""
+    return make_churn(3000, seed=1)
+
+
+@pytest.fixture(scope="session")
+def churn_pipeline(churn_frame: pd.DataFrame) -> Pipeline:
+    """A fitted scikit-learn pipeline on the churn features (declares feature_names_in_)."""
+    preprocess = ColumnTransformer(
+        [
+            ("numeric", make_pipeline(SimpleImputer(), StandardScaler()), CHURN_NUMERIC),
+            ("categorical", OneHotEncoder(handle_unknown="ignore"), CHURN_CATEGORICAL),
+        ]
+    )
+    pipeline = Pipeline([("preprocess", preprocess), ("model", LogisticRegression(max_iter=1000))])
+    return pipeline.fit(churn_frame[CHURN_FEATURES], churn_frame[CHURN_TARGET])
+
+
+class ChurnFiles(NamedTuple):
+    model: Path
+    reference: Path
+
+
+@pytest.fixture
+def churn_files(tmp_path: Path, churn_pipeline: Pipeline, churn_frame: pd.DataFrame) -> ChurnFiles:
+    """The churn pipeline as a joblib file and the churn frame as CSV, as users hand them in."""
+    folder = tmp_path / "files"
+    folder.mkdir()
+    model = folder / "model.joblib"
+    joblib.dump(churn_pipeline, model)
+    reference = folder / "churn.csv"
+    churn_frame.to_csv(reference, index=False)
+    return ChurnFiles(model, reference)
+
+
+class BrokenFiles(NamedTuple):
+    text_model: Path  # a text file named model.joblib
+    no_tenure: Path  # the churn CSV without the tenure_months column
+    header_only: Path  # the churn CSV's header and no row
+
+
+@pytest.fixture
+def broken_files(tmp_path: Path, churn_frame: pd.DataFrame) -> BrokenFiles:
+    """Inputs users get wrong, for the error tests of the Python API and the CLI."""
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    text_model = folder / "model.joblib"
+    text_model.write_text("this is not a pickle\n")
+    no_tenure = folder / "no_tenure.csv"
+    churn_frame.drop(columns="tenure_months").to_csv(no_tenure, index=False)
+    header_only = folder / "header_only.csv"
+    churn_frame.head(0).to_csv(header_only, index=False)
+    return BrokenFiles(text_model, no_tenure, header_only)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+@pytest.fixture
+def cli(relevo_home: Path, database_url: str) -> Callable[..., Result]:
+    """Run `relevo --home HOME --database-url URL ARGS...` in-process; returns click's Result
+    (exit_code, stdout and stderr apart)."""
+    from relevo.cli.main import app
+    from relevo.cli.state import state
+
+    runner = CliRunner()
+
+    def run(*args: str | Path) -> Result:
+        argv = ["--home", str(relevo_home), "--database-url", database_url]
+        argv += [str(a) for a in args]
+        try:
+            return runner.invoke(app, argv, env=CLI_ENV)
+        finally:
+            # the CLI leaves its handle open (a process exits); tests must not leak connections
+            if state._relevo is not None:
+                state._relevo.close()
+                state._relevo = None
+
+    return run

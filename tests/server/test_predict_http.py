@@ -1,0 +1,275 @@
+"""The JSON prediction API over real HTTP: answers, validation, log, metrics, changes, tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+
+from relevo.datasets import CHURN_FEATURES, make_churn
+from relevo.serving.records import frame_to_records
+
+
+def _rows(n: int, seed: int = 7) -> tuple[list[dict], object]:
+    frame = make_churn(n, seed=seed)
+    return frame_to_records(frame.drop(columns=["churned"])), frame
+
+
+def _predict(url: str, rows: list[dict], **kwargs) -> httpx.Response:
+    return httpx.post(f"{url}/v1/deployments/churn/predict", json={"instances": rows}, **kwargs)
+
+
+def _metric(url: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics").text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+def _wait_logged(rv, n: int, timeout: float = 10.0) -> int:
+    deadline = time.monotonic() + timeout
+    while (count := rv.store.predictions.count("churn")) < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return count
+
+
+def test_answers_equal_in_process_predict_proba(live_server, churn_pipeline, deployed):
+    rows, frame = _rows(25)
+    response = _predict(live_server.url, rows)
+    assert response.status_code == 200
+    predictions = response.json()["predictions"]
+    expected = churn_pipeline.predict_proba(frame[CHURN_FEATURES])[:, 1]
+    assert len(predictions) == 25
+    np.testing.assert_allclose([p["probability"] for p in predictions], expected, rtol=1e-12)
+    assert [p["label"] for p in predictions] == (expected >= 0.5).astype(int).tolist()
+    assert {p["model"] for p in predictions} == {deployed.ref}
+    ids = [p["id"] for p in predictions]
+    assert len(set(ids)) == 25 and ids == sorted(ids)
+
+
+def test_concurrent_requests_each_get_their_own_rows(live_server, churn_pipeline):
+    rows, frame = _rows(120, seed=11)
+    expected = churn_pipeline.predict_proba(frame[CHURN_FEATURES])[:, 1]
+    before = _metric(live_server.url, "relevo_model_batch_rows_count")
+
+    async def fire() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=live_server.url) as client:
+            return await asyncio.gather(
+                *[
+                    client.post("/v1/deployments/churn/predict", json={"instances": [row]})
+                    for row in rows
+                ]
+            )
+
+    answers = asyncio.run(fire())
+    assert all(r.status_code == 200 for r in answers)
+    got = [r.json()["predictions"][0]["probability"] for r in answers]
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    calls = _metric(live_server.url, "relevo_model_batch_rows_count") - before
+    rows_scored = _metric(live_server.url, "relevo_model_batch_rows_sum")
+    assert rows_scored >= 120
+    assert 1 <= calls <= 120
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        (b"{not json", 400, "not valid JSON"),
+        (b"", 400, "empty"),
+        (b"[1, 2]", 422, "instances"),
+        (b'{"rows": []}', 422, "instances"),
+        (b'{"instances": []}', 422, "empty"),
+        (b'{"instances": {"age": 3}}', 422, "list"),
+        (b'{"instances": [1]}', 422, "expected an object"),
+    ],
+)
+def test_malformed_bodies_get_clear_4xx(live_server, body, status, fragment):
+    response = httpx.post(
+        f"{live_server.url}/v1/deployments/churn/predict",
+        content=body,
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == status
+    assert fragment in response.json()["error"]
+
+
+def test_every_row_problem_is_listed_with_row_and_column(live_server):
+    rows, _ = _rows(3)
+    del rows[0]["tenure_months"]
+    rows[1]["age"] = "forty"
+    rows[2]["monthly_charges"] = None  # the reference had no missing charges
+    rows[2]["support_calls"] = True
+    response = _predict(live_server.url, rows)
+    assert response.status_code == 422
+    problems = {(p["row"], p["column"]) for p in response.json()["problems"]}
+    assert problems == {
+        (0, "tenure_months"),
+        (1, "age"),
+        (2, "monthly_charges"),
+        (2, "support_calls"),
+    }
+    messages = " ".join(p["message"] for p in response.json()["problems"])
+    assert "missing" in messages and "expected a number" in messages and "null" in messages
+
+
+def test_null_allowed_where_reference_had_missing_values(live_server):
+    rows, _ = _rows(2)
+    rows[0]["satisfaction"] = None
+    assert _predict(live_server.url, rows).status_code == 200
+
+
+def test_missing_routing_key_is_rejected(live_server):
+    rows, _ = _rows(1)
+    del rows[0]["customer_id"]
+    response = _predict(live_server.url, rows)
+    assert response.status_code == 422
+    assert response.json()["problems"][0]["column"] == "customer_id"
+
+
+def test_unknown_deployment_is_404(live_server):
+    rows, _ = _rows(1)
+    response = httpx.post(f"{live_server.url}/v1/deployments/nope/predict", json={"instances": rows})
+    assert response.status_code == 404
+    assert "nope" in response.json()["error"]
+
+
+def test_unseen_category_and_out_of_range_are_answered_and_counted(live_server):
+    rows, _ = _rows(2)
+    rows[0]["contract"] = "pay-as-you-go"
+    rows[1]["age"] = 150
+    before_cat = _metric(live_server.url, "relevo_data_quality_findings_total",
+                         column="contract", finding="unseen_category")
+    before_rng = _metric(live_server.url, "relevo_data_quality_findings_total",
+                         column="age", finding="out_of_range")
+    response = _predict(live_server.url, rows)
+    assert response.status_code == 200
+    assert _metric(live_server.url, "relevo_data_quality_findings_total",
+                   column="contract", finding="unseen_category") == before_cat + 1
+    assert _metric(live_server.url, "relevo_data_quality_findings_total",
+                   column="age", finding="out_of_range") == before_rng + 1
+
+
+def test_quality_findings_can_be_rejected(deployed, server_settings, spawn_server):
+    url = spawn_server(
+        server_settings.model_copy(
+            update={"reject_unseen_categories": True, "reject_out_of_range": True}
+        )
+    )
+    rows, _ = _rows(2)
+    rows[0]["contract"] = "pay-as-you-go"
+    rows[1]["age"] = 150
+    response = _predict(url, rows)
+    assert response.status_code == 422
+    assert {(p["row"], p["column"]) for p in response.json()["problems"]} == {
+        (0, "contract"),
+        (1, "age"),
+    }
+
+
+def test_every_answered_row_is_logged(live_server, rv):
+    rows, _ = _rows(40, seed=5)
+    answered = []
+    for start in range(0, 40, 10):
+        response = _predict(live_server.url, rows[start : start + 10])
+        answered.extend(response.json()["predictions"])
+    _predict(live_server.url, [{"age": 1}])  # rejected: not logged
+    assert _wait_logged(rv, 40) == 40
+    time.sleep(0.3)
+    stored = [r for chunk in rv.store.predictions.iter_rows("churn") for r in chunk]
+    assert len(stored) == 40
+    by_id = {r["id"]: r for r in stored}
+    for answer, row in zip(answered, rows, strict=True):
+        record = by_id[answer["id"]]
+        assert record["routing_key"] == row["customer_id"]
+        assert record["model_name"] == "churn" and record["model_version"] == 1
+        assert record["latency_ms"] > 0
+        import orjson
+
+        assert orjson.loads(record["features"]) == row
+        assert orjson.loads(record["output"])["probability"] == answer["probability"]
+
+
+def test_metrics_count_what_was_sent(live_server):
+    url = live_server.url
+    ok_before = _metric(url, "relevo_requests_total", deployment="churn", status="200")
+    bad_before = _metric(url, "relevo_requests_total", deployment="churn", status="422")
+    rows_before = _metric(url, "relevo_predictions_total", deployment="churn")
+    rows, _ = _rows(9)
+    for start in range(0, 9, 3):
+        assert _predict(url, rows[start : start + 3]).status_code == 200
+    assert _predict(url, [{"age": "x"}]).status_code == 422
+    assert _metric(url, "relevo_requests_total", deployment="churn", status="200") == ok_before + 3
+    assert _metric(url, "relevo_requests_total", deployment="churn", status="422") == bad_before + 1
+    assert _metric(url, "relevo_predictions_total", deployment="churn") == rows_before + 9
+    text = httpx.get(f"{url}/metrics").text
+    for name in (
+        "relevo_request_latency_seconds_bucket",
+        "relevo_prediction_log_queue_rows",
+        "relevo_prediction_log_rows_written_total",
+        "relevo_process_cpu_seconds",
+        "relevo_process_resident_memory_bytes",
+    ):
+        assert name in text
+
+
+def test_health_and_readiness(live_server):
+    assert httpx.get(f"{live_server.url}/healthz").json()["live"] is True
+    ready = httpx.get(f"{live_server.url}/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"ready": True, "deployments": {"churn": "churn:1"}}
+
+
+def test_openapi_documents_the_predict_endpoint(live_server):
+    spec = httpx.get(f"{live_server.url}/openapi.json").json()
+    assert "/v1/deployments/{name}/predict" in spec["paths"]
+
+
+def test_a_deployment_change_by_another_process_is_picked_up(live_server, rv, churn_frame):
+    simple = Pipeline([("model", LogisticRegression(max_iter=500))])
+    numeric = ["age", "tenure_months", "support_calls"]
+    simple.fit(churn_frame[numeric], churn_frame["churned"])
+    v2 = rv.registry.register("churn", simple, churn_frame[[*numeric, "churned"]], target="churned")
+    rows, frame = _rows(1)
+    rv.deployments.deploy("churn", v2.ref, key="customer_id")
+    started = time.monotonic()
+    while time.monotonic() - started < 5:
+        answer = _predict(live_server.url, rows).json()["predictions"][0]
+        if answer["model"] == "churn:2":
+            break
+        time.sleep(0.05)
+    assert answer["model"] == "churn:2"
+    assert time.monotonic() - started < 2.5
+    expected = simple.predict_proba(frame[numeric])[0, 1]
+    assert answer["probability"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_tokens_are_enforced(deployed, server_settings, spawn_server):
+    url = spawn_server(
+        server_settings.model_copy(update={"api_token": "api-1", "admin_token": "adm-1"})
+    )
+    if True:
+        rows, _ = _rows(1)
+        missing = _predict(url, rows)
+        assert missing.status_code == 401
+        assert "bearer" in missing.json()["error"].lower()
+        assert _predict(url, rows, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert _predict(url, rows, headers={"Authorization": "Bearer api-1"}).status_code == 200
+        assert _predict(url, rows, headers={"Authorization": "Bearer adm-1"}).status_code == 200
+        body = {"model": "churn:1", "key": "customer_id"}
+        put = httpx.put(f"{url}/v1/deployments/churn", json=body,
+                        headers={"Authorization": "Bearer api-1"})
+        assert put.status_code == 403
+        assert "admin" in put.json()["error"]
+        assert httpx.put(f"{url}/v1/deployments/churn", json=body).status_code == 401
+        put = httpx.put(f"{url}/v1/deployments/churn", json=body,
+                        headers={"Authorization": "Bearer adm-1"})
+        assert put.status_code == 200 and put.json()["revision"] == 2
+        assert httpx.get(f"{url}/healthz").status_code == 200  # health stays open
