@@ -126,12 +126,21 @@ def test_null_allowed_where_reference_had_missing_values(live_server):
     assert _predict(live_server.url, rows).status_code == 200
 
 
-def test_missing_routing_key_is_rejected(live_server):
-    rows, _ = _rows(1)
+def test_routing_key_is_optional_but_must_be_a_string_or_integer(live_server, rv):
+    rows, _ = _rows(2)
     del rows[0]["customer_id"]
+    assert _predict(live_server.url, rows).status_code == 200
+    assert _wait_logged(rv, 2) == 2
+    stored = [r for chunk in rv.store.predictions.iter_rows("churn") for r in chunk]
+    assert sorted(str(r["routing_key"]) for r in stored) == sorted(["None", rows[1]["customer_id"]])
+    rows[1]["customer_id"] = {"id": 3}
     response = _predict(live_server.url, rows)
     assert response.status_code == 422
-    assert response.json()["problems"][0]["column"] == "customer_id"
+    assert response.json()["problems"][0] == {
+        "row": 1,
+        "column": "customer_id",
+        "message": "the routing key must be a string or integer, got an object",
+    }
 
 
 def test_unknown_deployment_is_404(live_server):

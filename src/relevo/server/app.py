@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from relevo import __version__
 from relevo.context import Relevo
@@ -113,6 +114,16 @@ def create_app(settings: Settings | None = None, relevo: Relevo | None = None) -
         if request.url.path.startswith("/v2/"):
             return json_response({"error": str(exc)}, status, headers)
         return json_response(error_body(exc), status, headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return json_response({"error": str(exc.detail)}, exc.status_code, exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        # a model that raises, or a bug: the client gets JSON and the log gets the traceback
+        log.exception("%s %s failed", request.method, request.url.path)
+        return json_response({"error": f"internal error: {type(exc).__name__}: {exc}"}, 500)
 
     def runtime() -> Runtime:
         return holder["runtime"]  # type: ignore[no-any-return]

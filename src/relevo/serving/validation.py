@@ -99,11 +99,10 @@ def validate_rows(
         columns[spec.name] = values
     keys = None
     if key_column is not None:
+        # the key is optional: a row without one is answered and routed at random
         keys = [r.get(key_column) for r in rows]
         for i, k in enumerate(keys):
-            if k is None:
-                problems.append(Problem("the routing key is missing", row=i, column=key_column))
-            elif type(k) not in (str, int):
+            if k is not None and type(k) not in (str, int):
                 problems.append(
                     Problem(
                         f"the routing key must be a string or integer, got {_name(k)}",

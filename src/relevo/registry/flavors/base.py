@@ -10,6 +10,12 @@ is the same for every flavor and lives outside the flavors.
 from __future__ import annotations
 
 import importlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +25,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import pandas as pd
 
-from relevo.errors import MissingExtraError
+from relevo.errors import InvalidInputError, MissingExtraError, Problem, UnavailableError
 
 Task = Literal["binary", "multiclass", "regression"]
 
@@ -121,3 +127,90 @@ def as_frame(frame: pd.DataFrame, feature_names: list[str] | None) -> pd.DataFra
     if feature_names is None:
         return frame
     return frame[feature_names]
+
+
+def _normal_name(name: str) -> str:
+    """A column name as model converters rewrite it: non-word characters become '_'.
+
+    Covers LightGBM (spaces to '_') and skl2onnx (anything but letters, digits, '_' and '+',
+    plus a leading '_' before a digit).
+    """
+    out = re.sub(r"[^\w+]", "_", name)
+    return out[1:] if re.match(r"_\d", out) else out
+
+
+def select_features(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """The columns of `frame` for the model's `names`, in order, renamed to those names.
+
+    A name matches a column with exactly that name or, failing that, the one column whose name
+    rewritten like converters do (spaces and punctuation to '_') equals it.
+    """
+    columns = [str(c) for c in frame.columns]
+    exact = set(columns)
+    by_normal: dict[str, list[str]] = {}
+    for col in columns:
+        by_normal.setdefault(_normal_name(col), []).append(col)
+    chosen: list[str] = []
+    problems: list[Problem] = []
+    for name in names:
+        if name in exact:
+            chosen.append(name)
+            continue
+        candidates = by_normal.get(_normal_name(name), [])
+        if len(candidates) == 1:
+            chosen.append(candidates[0])
+        elif candidates:
+            problems.append(
+                Problem(f"ambiguous: matches columns {', '.join(candidates)}", column=name)
+            )
+        else:
+            problems.append(Problem("missing column", column=name))
+    if problems:
+        raise InvalidInputError("the input does not have the model's columns", problems)
+    return frame[chosen].set_axis(list(names), axis=1)
+
+
+_CHILD = """
+import sys
+try:
+{body}
+except Exception as exc:
+    lines = str(exc).strip().splitlines() or [type(exc).__name__]
+    sys.stderr.write(lines[0] + "\\n")
+    sys.exit(1)
+"""
+
+
+def load_in_child(path: Path, body: str, what: str, timeout: float = 300.0) -> None:
+    """Run `body` (the file is `sys.argv[1]`) in a child Python; raise if it fails or crashes.
+
+    Native libraries (XGBoost, LightGBM) can crash the process on a damaged model file instead of
+    raising; a child process takes the crash, and the file is refused with a clear error.
+    """
+    code = _CHILD.format(body=textwrap.indent(textwrap.dedent(body).strip(), "    "))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", code, str(path)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise InvalidInputError(
+            f"reading {path.name} as {what} took more than {timeout:.0f} s; refusing it"
+        ) from exc
+    except OSError as exc:
+        raise UnavailableError(f"cannot start a process to check {path.name}: {exc}") from exc
+    if proc.returncode < 0:
+        try:
+            name = signal.Signals(-proc.returncode).name
+        except ValueError:
+            name = f"signal {-proc.returncode}"
+        raise InvalidInputError(f"{path.name} is damaged: {what} crashed reading it ({name})")
+    if proc.returncode != 0:
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        detail = lines[-1] if lines else f"exit code {proc.returncode}"
+        raise InvalidInputError(f"cannot load {path.name} as {what}: {detail}")
