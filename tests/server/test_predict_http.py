@@ -145,7 +145,9 @@ def test_routing_key_is_optional_but_must_be_a_string_or_integer(live_server, rv
 
 def test_unknown_deployment_is_404(live_server):
     rows, _ = _rows(1)
-    response = httpx.post(f"{live_server.url}/v1/deployments/nope/predict", json={"instances": rows})
+    response = httpx.post(
+        f"{live_server.url}/v1/deployments/nope/predict", json={"instances": rows}
+    )
     assert response.status_code == 404
     assert "nope" in response.json()["error"]
 
@@ -154,16 +156,35 @@ def test_unseen_category_and_out_of_range_are_answered_and_counted(live_server):
     rows, _ = _rows(2)
     rows[0]["contract"] = "pay-as-you-go"
     rows[1]["age"] = 150
-    before_cat = _metric(live_server.url, "relevo_data_quality_findings_total",
-                         column="contract", finding="unseen_category")
-    before_rng = _metric(live_server.url, "relevo_data_quality_findings_total",
-                         column="age", finding="out_of_range")
+    before_cat = _metric(
+        live_server.url,
+        "relevo_data_quality_findings_total",
+        column="contract",
+        finding="unseen_category",
+    )
+    before_rng = _metric(
+        live_server.url, "relevo_data_quality_findings_total", column="age", finding="out_of_range"
+    )
     response = _predict(live_server.url, rows)
     assert response.status_code == 200
-    assert _metric(live_server.url, "relevo_data_quality_findings_total",
-                   column="contract", finding="unseen_category") == before_cat + 1
-    assert _metric(live_server.url, "relevo_data_quality_findings_total",
-                   column="age", finding="out_of_range") == before_rng + 1
+    assert (
+        _metric(
+            live_server.url,
+            "relevo_data_quality_findings_total",
+            column="contract",
+            finding="unseen_category",
+        )
+        == before_cat + 1
+    )
+    assert (
+        _metric(
+            live_server.url,
+            "relevo_data_quality_findings_total",
+            column="age",
+            finding="out_of_range",
+        )
+        == before_rng + 1
+    )
 
 
 def test_quality_findings_can_be_rejected(deployed, server_settings, spawn_server):
@@ -273,12 +294,14 @@ def test_tokens_are_enforced(deployed, server_settings, spawn_server):
         assert _predict(url, rows, headers={"Authorization": "Bearer api-1"}).status_code == 200
         assert _predict(url, rows, headers={"Authorization": "Bearer adm-1"}).status_code == 200
         body = {"model": "churn:1", "key": "customer_id"}
-        put = httpx.put(f"{url}/v1/deployments/churn", json=body,
-                        headers={"Authorization": "Bearer api-1"})
+        put = httpx.put(
+            f"{url}/v1/deployments/churn", json=body, headers={"Authorization": "Bearer api-1"}
+        )
         assert put.status_code == 403
         assert "admin" in put.json()["error"]
         assert httpx.put(f"{url}/v1/deployments/churn", json=body).status_code == 401
-        put = httpx.put(f"{url}/v1/deployments/churn", json=body,
-                        headers={"Authorization": "Bearer adm-1"})
+        put = httpx.put(
+            f"{url}/v1/deployments/churn", json=body, headers={"Authorization": "Bearer adm-1"}
+        )
         assert put.status_code == 200 and put.json()["revision"] == 2
         assert httpx.get(f"{url}/healthz").status_code == 200  # health stays open

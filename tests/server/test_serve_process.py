@@ -72,8 +72,9 @@ def _send(port: int, rows: list[dict], per_request: int) -> int:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_graceful_stop_keeps_every_answered_row(deployed, relevo_home, database_url, cli, sig,
-                                                tmp_path, free_port):
+def test_graceful_stop_keeps_every_answered_row(
+    deployed, relevo_home, database_url, cli, sig, tmp_path, free_port
+):
     port = free_port()
     proc = _start(relevo_home, database_url, port)
     try:

@@ -13,7 +13,9 @@ from typing import Any, ParamSpec, TypeVar
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from relevo.errors import RelevoError
 
@@ -39,17 +41,19 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
     for col in columns:
         out.add_column(col)
     for row in rows:
-        out.add_row(*("" if v is None else str(v) for v in row))
+        # Text, not str: user data ("[/x]" in a tag or a category) must not be read as markup
+        out.add_row(*(Text("" if v is None else str(v)) for v in row))
     return out
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err_console.print(f"[bold red]Error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]Error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
 def _show_warning(message: Any, category: Any, *_args: Any, **_kwargs: Any) -> None:
-    err_console.print(f"[yellow]Warning:[/] {message}", highlight=False, soft_wrap=True)
+    text = escape(str(message))
+    err_console.print(f"[yellow]Warning:[/] {text}", highlight=False, soft_wrap=True)
 
 
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:

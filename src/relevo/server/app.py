@@ -9,8 +9,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import FastAPI, Request
@@ -25,6 +25,9 @@ from relevo.serving.log import PredictionLog
 from relevo.serving.metrics import get_metrics, render_metrics
 from relevo.serving.runtime import Runtime
 from relevo.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from relevo.server.fastlane import FastLane
 
 log = logging.getLogger("relevo.server")
 
@@ -57,8 +60,19 @@ class BadRequest(InvalidInputError):
     http_status = 400
 
 
-def create_app(settings: Settings | None = None, relevo: Relevo | None = None) -> FastAPI:
-    """The relevo server. `relevo serve` runs it; tests may pass their own settings or handle."""
+def create_app(settings: Settings | None = None, relevo: Relevo | None = None) -> FastLane:
+    """The relevo server as an ASGI app: the predict fast lane in front of the FastAPI app.
+    `relevo serve` runs it; tests may pass their own settings or handle."""
+    from relevo.server.fastlane import FastLane
+
+    app, runtime = create_fastapi_app(settings, relevo)
+    return FastLane(app, runtime)
+
+
+def create_fastapi_app(
+    settings: Settings | None = None, relevo: Relevo | None = None
+) -> tuple[FastAPI, Callable[[], Runtime]]:
+    """The FastAPI app (every endpoint, OpenAPI) and the getter of its serving runtime."""
     settings = settings or get_settings()
     holder: dict[str, Any] = {}
 
@@ -207,31 +221,46 @@ def create_app(settings: Settings | None = None, relevo: Relevo | None = None) -
         openapi_extra=predict_schema,
     )
     async def predict(name: str, request: Request) -> Response:
-        started = time.perf_counter()
-        rt = runtime()
-        try:
-            check(request.headers.get("authorization"), Access.PREDICT, rt.settings)
-            payload = parse_json(await request.body())
-            if type(payload) is not dict or "instances" not in payload:
-                raise InvalidInputError(
-                    "the body must be a JSON object with an 'instances' list",
-                    [Problem("field required", column="instances")],
-                )
-            answer = await rt.predict(name, payload["instances"], started)
-        except RelevoError as exc:
-            label = name if name in rt.endpoints else "_unknown"
-            rt.observe(
-                label, _model_of(rt, name), "v1", exc.http_status, time.perf_counter() - started
-            )
-            raise
-        return Response(orjson.dumps({"predictions": answer.predictions}), media_type=JSON)
+        # normally answered by the fast lane (relevo.server.fastlane) before FastAPI sees it;
+        # this route documents the endpoint and serves apps mounted without the lane
+        status, body = await handle_predict(
+            runtime(),
+            name,
+            await request.body(),
+            request.headers.get("authorization"),
+            time.perf_counter(),
+        )
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return Response(body, status_code=status, media_type=JSON, headers=headers)
 
     from relevo.server.admin import admin_router
     from relevo.server.v2 import v2_router
 
     app.include_router(admin_router(runtime))
     app.include_router(v2_router(runtime))
-    return app
+    return app, runtime
+
+
+async def handle_predict(
+    rt: Runtime, name: str, body: bytes, authorization: str | None, started: float
+) -> tuple[int, bytes]:
+    """The JSON predict endpoint, transport aside: (status, JSON body)."""
+    try:
+        check(authorization, Access.PREDICT, rt.settings)
+        payload = parse_json(body)
+        if type(payload) is not dict or "instances" not in payload:
+            raise InvalidInputError(
+                "the body must be a JSON object with an 'instances' list",
+                [Problem("field required", column="instances")],
+            )
+        answer = await rt.predict(name, payload["instances"], started)
+    except RelevoError as exc:
+        label = name if name in rt.endpoints else "_unknown"
+        rt.observe(label, _model_of(rt, name), "v1", exc.http_status, time.perf_counter() - started)
+        if exc.http_status >= 500:
+            log.error("predict on %r failed: %s", name, exc)
+        return exc.http_status, orjson.dumps(error_body(exc))
+    return 200, orjson.dumps({"predictions": answer.predictions})
 
 
 def _model_of(rt: Runtime, name: str) -> str:
