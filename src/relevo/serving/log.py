@@ -200,9 +200,15 @@ class PredictionLog:
                     waiters, self._waiters = self._waiters, []
                     self._room.notify_all()
                 if self._on_written is not None:
-                    self._on_written(rows)
+                    try:
+                        self._on_written(rows)
+                    except Exception:
+                        log.exception("prediction log callback failed")
                 for loop, fut in waiters:
-                    loop.call_soon_threadsafe(_resolve, fut)
+                    # a waiter's loop may be gone (its caller timed out): never let that stop
+                    # the writer
+                    with contextlib.suppress(RuntimeError):
+                        loop.call_soon_threadsafe(_resolve, fut)
                 if rows < self.flush_rows and not closing:
                     break
             with self._lock:

@@ -10,10 +10,11 @@ import pandas as pd
 
 
 def frame_to_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """JSON-ready rows: NaN/NaT become None, NumPy scalars become Python ones."""
-    # orjson does the scalar conversion in C; NaN is written as null
-    payload = frame.to_json(orient="records", date_format="iso")
-    return orjson.loads(payload)  # type: ignore[no-any-return]
+    """JSON-ready rows with every value exact: NaN/NA/NaT become None, NumPy scalars Python
+    ones."""
+    boxed = frame.astype(object)
+    records: list[dict[str, Any]] = boxed.where(frame.notna(), None).to_dict("records")
+    return records
 
 
 def flatten_output(output: dict[str, Any], features: set[str]) -> dict[str, Any]:

@@ -1,0 +1,93 @@
+"""Micro-batching: concurrent callers share model calls and each gets exactly its own rows."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from relevo.serving.batching import MicroBatcher
+
+
+def _runner(calls: list[int]):
+    def run(columns, n):
+        calls.append(n)
+        return [{"echo": x} for x in columns["x"]]
+
+    return run
+
+
+def test_concurrent_callers_share_calls_and_get_their_own_rows():
+    calls: list[int] = []
+    batcher = MicroBatcher(_runner(calls), max_rows=64)
+
+    async def scenario():
+        return await asyncio.gather(*[batcher.submit({"x": [i, i + 1000]}, 2) for i in range(40)])
+
+    answers = asyncio.run(scenario())
+    assert answers == [[{"echo": i}, {"echo": i + 1000}] for i in range(40)]
+    assert sum(calls) == 80
+    assert len(calls) < 40  # coalesced
+    assert max(calls) <= 64
+
+
+def test_a_request_larger_than_the_batch_goes_alone():
+    calls: list[int] = []
+    batcher = MicroBatcher(_runner(calls), max_rows=4)
+
+    async def scenario():
+        return await asyncio.gather(
+            batcher.submit({"x": list(range(10))}, 10), batcher.submit({"x": [99]}, 1)
+        )
+
+    big, small = asyncio.run(scenario())
+    assert [r["echo"] for r in big] == list(range(10))
+    assert small == [{"echo": 99}]
+    assert calls == [10, 1]
+
+
+def test_a_model_error_reaches_every_caller_of_the_batch():
+    def boom(columns, n):
+        raise ValueError("model exploded")
+
+    batcher = MicroBatcher(boom)
+
+    async def scenario():
+        return await asyncio.gather(
+            *[batcher.submit({"x": [i]}, 1) for i in range(3)], return_exceptions=True
+        )
+
+    results = asyncio.run(scenario())
+    assert all(isinstance(r, ValueError) for r in results)
+
+
+def test_max_wait_fills_batches():
+    calls: list[int] = []
+    batcher = MicroBatcher(_runner(calls), max_rows=100, max_wait_s=0.02)
+
+    async def scenario():
+        tasks = []
+        for i in range(10):
+            tasks.append(asyncio.ensure_future(batcher.submit({"x": [i]}, 1)))
+            await asyncio.sleep(0.001)
+        return await asyncio.gather(*tasks)
+
+    answers = asyncio.run(scenario())
+    assert [a[0]["echo"] for a in answers] == list(range(10))
+    assert calls == [10]
+
+
+@pytest.mark.parametrize("rows", [3000])
+def test_large_batches_run_off_the_event_loop(rows):
+    import threading
+
+    seen: list[str] = []
+
+    def run(columns, n):
+        seen.append(threading.current_thread().name)
+        return [{"echo": x} for x in columns["x"]]
+
+    batcher = MicroBatcher(run)
+    answer = asyncio.run(batcher.submit({"x": list(range(rows))}, rows))
+    assert len(answer) == rows
+    assert seen and seen[0] != threading.main_thread().name
