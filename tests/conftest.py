@@ -193,8 +193,6 @@ def cli(relevo_home: Path, database_url: str) -> Callable[..., Result]:
             return runner.invoke(app, argv, env=CLI_ENV)
         finally:
             # the CLI leaves its handle open (a process exits); tests must not leak connections
-            if state._relevo is not None:
-                state._relevo.close()
-                state._relevo = None
+            state.close()
 
     return run

@@ -30,6 +30,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
+    ctx: typer.Context,
     home: Path | None = typer.Option(
         None, "--home", envvar="RELEVO_HOME", help="Folder for artifacts and the SQLite store."
     ),
@@ -40,9 +41,10 @@ def root(
         False, "--version", callback=_version, is_eager=True, help="Print the version."
     ),
 ) -> None:
+    state.close()
     state.home = home
     state.database_url = database_url
-    state._relevo = None
+    ctx.call_on_close(state.close)
 
 
 def main() -> None:

@@ -14,6 +14,11 @@ class CliState:
     database_url: str | None = None
     _relevo: Relevo | None = None
 
+    def close(self) -> None:
+        if self._relevo is not None:
+            self._relevo.close()
+            self._relevo = None
+
     def relevo(self) -> Relevo:
         if self._relevo is None:
             self._relevo = Relevo(home=self.home, database_url=self.database_url)

@@ -59,6 +59,12 @@ class ArtifactStore:
             raise InvalidInputError(f"cannot read artifact {source}: {exc}") from exc
         rel = f"{sha[:2]}/{sha}/{source.name}"
         dest = self.root / rel
+        if dest.exists() and tree_sha256(dest) != sha:
+            # a damaged stored copy is replaced by the good one being registered
+            if dest.is_dir():
+                shutil.rmtree(dest)
+            else:
+                dest.unlink()
         if not dest.exists():
             dest.parent.mkdir(parents=True, exist_ok=True)
             # copy to a temporary sibling first so a crash never leaves a half-written artifact

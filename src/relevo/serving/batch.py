@@ -88,7 +88,9 @@ def score_frame(
     return pd.concat([frame, out], axis=1)
 
 
-def _coerce_numbers(frame: pd.DataFrame, signature: Signature) -> tuple[pd.DataFrame, list[Problem]]:
+def _coerce_numbers(
+    frame: pd.DataFrame, signature: Signature
+) -> tuple[pd.DataFrame, list[Problem]]:
     """Numeric columns a file delivered as text (one bad cell turns a CSV column into text):
     parse them, and report exactly the cells that are not numbers."""
     problems: list[Problem] = []
