@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
-import uvicorn
 
 from relevo.registry.types import ModelVersion
-from relevo.server.app import create_app
+from relevo.server.background import BackgroundServer
 from relevo.settings import Settings
 
 
@@ -25,7 +22,7 @@ def _free_port() -> int:
 @dataclass
 class LiveServer:
     url: str
-    server: uvicorn.Server
+    server: BackgroundServer
     settings: Settings
 
 
@@ -36,19 +33,10 @@ def deployed(rv, churn_pipeline, churn_frame) -> ModelVersion:
     return version
 
 
-def start_server(settings: Settings) -> tuple[uvicorn.Server, threading.Thread, str]:
-    port = _free_port()
-    app = create_app(settings)
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.02)
-    return server, thread, f"http://127.0.0.1:{port}"
+def start_server(settings: Settings) -> BackgroundServer:
+    server = BackgroundServer(settings)
+    server.start()
+    return server
 
 
 @pytest.fixture
@@ -63,28 +51,25 @@ def server_settings(relevo_home, database_url) -> Settings:
 
 @pytest.fixture
 def live_server(deployed, server_settings) -> Iterator[LiveServer]:
-    server, thread, url = start_server(server_settings)
+    server = start_server(server_settings)
     try:
-        yield LiveServer(url, server, server_settings)
+        yield LiveServer(server.url, server, server_settings)
     finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+        server.stop()
 
 
 @pytest.fixture
 def spawn_server() -> Iterator[Callable[[Settings], str]]:
     """Start extra servers with other settings (`spawn_server(settings) -> url`); all stop after."""
-    started: list[tuple[uvicorn.Server, threading.Thread]] = []
+    started: list[BackgroundServer] = []
 
     def spawn(settings: Settings) -> str:
-        server, thread, url = start_server(settings)
-        started.append((server, thread))
-        return url
+        started.append(start_server(settings))
+        return started[-1].url
 
     yield spawn
-    for server, thread in started:
-        server.should_exit = True
-        thread.join(timeout=30)
+    for server in started:
+        server.stop()
 
 
 @pytest.fixture

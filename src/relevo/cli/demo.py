@@ -23,7 +23,7 @@ def demo(
     home: Path | None = typer.Option(
         None,
         "--home",
-        help="Folder of this run [default: a new one under <relevo home>/demo/].",
+        help="Folder of this run (default: a new one under RELEVO_HOME/demo/).",
     ),
 ) -> None:
     """Train, register, test, serve, send traffic, monitor and export: narrated, in a minute.
@@ -37,7 +37,7 @@ def demo(
     options = DemoOptions(home=home or new_home(base), seed=seed, customers=customers)
     view = View(console, quiet=json_out)
     if state.database_url:
-        view.note("The demo keeps to its own SQLite store; the database URL given is not used.")
+        view.warn("the demo keeps to its own SQLite store; the database URL given is not used")
     with Demo(options, view) as story:
         summary = story.run(CHAPTERS)
         if json_out:

@@ -129,8 +129,8 @@ class Registry:
     def list(self, name: str | None = None) -> list[ModelVersion]:
         return self.store.models.list(name)
 
-    def reference_profile(self, ref: str | ModelRef) -> ReferenceProfile:
-        version = self.get(ref)
+    def reference_profile(self, ref: str | ModelRef | ModelVersion) -> ReferenceProfile:
+        version = ref if isinstance(ref, ModelVersion) else self.get(ref)
         payload = self.store.models.profile(version.name, version.version)
         if payload is None:
             raise NotFoundError(f"model {version.ref} has no reference profile")
