@@ -31,7 +31,12 @@ class Relevo:
         if database_url is not None:
             updates["database_url"] = database_url
         self.settings = base.model_copy(update=updates) if updates else base
-        self.store = Store(self.settings.resolved_database_url)
+        # the default SQLite file lives in the home, made on first use; an explicit URL is
+        # taken as given (a wrong folder is an error, not a new empty store)
+        self.store = Store(
+            self.settings.resolved_database_url,
+            create_folder=self.settings.database_url is None,
+        )
         self.registry = Registry(self.store, ArtifactStore(self.settings.artifacts_dir))
         self.deployments = DeploymentService(self.store, self.registry)
 

@@ -70,15 +70,20 @@ class InvalidInputError(RelevoError):
     http_status = 422
     exit_code = 2
 
-    def __init__(self, message: str, problems: Sequence[Problem] = ()) -> None:
+    def __init__(
+        self, message: str, problems: Sequence[Problem] = (), total: int | None = None
+    ) -> None:
         super().__init__(message)
         self.problems = list(problems)
+        #: how many problems there were in all (`problems` may list only the first ones)
+        self.total = max(total if total is not None else 0, len(self.problems))
 
     def __str__(self) -> str:
         if not self.problems:
             return self.message
         shown = "; ".join(str(p) for p in self.problems[:10])
-        more = f" (and {len(self.problems) - 10} more)" if len(self.problems) > 10 else ""
+        hidden = self.total - min(len(self.problems), 10)
+        more = f" (and {hidden} more)" if hidden > 0 else ""
         return f"{self.message}: {shown}{more}"
 
 

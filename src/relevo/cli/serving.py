@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -13,6 +15,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 
 from relevo.cli.output import console, err_console, fmt, handle_errors, print_json, table
 from relevo.cli.state import state
+from relevo.errors import InvalidInputError, UnavailableError
+from relevo.routing.service import KEEP
+from relevo.settings import reset_settings
 from relevo.tables import read_table, write_table
 
 
@@ -28,11 +33,14 @@ def serve(
 
     rv = state.relevo()  # fail early, with a clear message, when the store is unreachable
     settings = rv.settings
-    # workers are new processes: hand them the settings through the environment
+    # the app (in this process or in workers) reads its settings from the environment
     os.environ["RELEVO_HOME"] = str(settings.home)
     os.environ["RELEVO_DATABASE_URL"] = settings.resolved_database_url
+    reset_settings()
     deployments = rv.deployments.list()
-    rv.close()
+    state.close()
+    _check_port_free(host, port)
+    logging.getLogger("relevo").setLevel(logging.INFO)
     metrics_dir = None
     if workers > 1:
         metrics_dir = tempfile.mkdtemp(prefix="relevo-metrics-")
@@ -61,17 +69,37 @@ def serve(
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
+def _check_port_free(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise UnavailableError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port"
+            ) from None
+
+
 @handle_errors
 def deploy(
     deployment: str = typer.Argument(..., help="Deployment name, e.g. churn."),
     model: str = typer.Argument(..., help="NAME:VERSION to serve."),
     key: str | None = typer.Option(
-        None, "--key", help="Column of the instances that identifies a row (routing key)."
+        None,
+        "--key",
+        help="Column of the instances that identifies a row (routing key); a redeploy keeps "
+        "the current key unless given.",
     ),
+    no_key: bool = typer.Option(False, "--no-key", help="Remove the routing key."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Serve MODEL under DEPLOYMENT (replaces what it served; running servers follow)."""
-    dep = state.relevo().deployments.deploy(deployment, model, key=key)
+    if key is not None and no_key:
+        raise InvalidInputError("--key and --no-key exclude each other")
+    dep = state.relevo().deployments.deploy(
+        deployment, model, key=None if no_key else (key if key is not None else KEEP)
+    )
     if json_out:
         print_json(dep.to_dict())
         return

@@ -25,7 +25,7 @@ from relevo.context import Relevo
 from relevo.demo.scrape import Scrape
 from relevo.demo.traffic import TrafficStats
 from relevo.demo.view import View
-from relevo.errors import ConflictError, InvalidInputError, RelevoError
+from relevo.errors import ConflictError, InvalidInputError, RelevoError, UnavailableError
 from relevo.registry.types import ModelVersion
 from relevo.server.background import BackgroundServer
 from relevo.settings import Settings
@@ -100,6 +100,12 @@ class Demo:
         if self.home.exists() and not self.home.is_dir():
             raise InvalidInputError(f"the demo home {self.home} is a file; give it a folder")
         self.settings = demo_settings(self.home)
+        try:
+            self.home.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UnavailableError(
+                f"cannot create the demo home {self.home}: {exc.strerror or exc}"
+            ) from exc
         self._resources = ExitStack()
         self.rv = Relevo(settings=self.settings)
         self._resources.callback(self.rv.close)

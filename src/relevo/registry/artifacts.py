@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from relevo.errors import IntegrityError, InvalidInputError, NotFoundError
+from relevo.errors import IntegrityError, InvalidInputError, NotFoundError, UnavailableError
 
 _CHUNK = 1 << 20
 
@@ -66,7 +66,12 @@ class ArtifactStore:
             else:
                 dest.unlink()
         if not dest.exists():
-            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UnavailableError(
+                    f"cannot write artifacts under {self.root}: {exc.strerror or exc}"
+                ) from exc
             # copy to a temporary sibling first so a crash never leaves a half-written artifact
             tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".incoming-"))
             try:

@@ -78,7 +78,7 @@ class Registry:
         if target is not None and target not in frame.columns:
             raise InvalidInputError(
                 f"target column {target!r} is not in the reference data",
-                [Problem("target column not found", column=target)],
+                [Problem("no such column", column=target)],
             )
         with tempfile.TemporaryDirectory(prefix="relevo-register-") as tmp:
             chosen, path = self._artifact(model, flavor, Path(tmp))
@@ -176,9 +176,8 @@ class Registry:
             missing = [c for c in model.feature_names if c not in frame.columns]
             if missing:
                 raise InvalidInputError(
-                    f"the reference data lacks {len(missing)} column(s) the model needs: "
-                    + ", ".join(missing),
-                    [Problem("column the model needs is missing", column=c) for c in missing],
+                    f"the reference data lacks {len(missing)} column(s) the model needs",
+                    [Problem("missing from the reference data", column=c) for c in missing],
                 )
             return list(model.feature_names)
         return [str(c) for c in frame.columns if c != target]

@@ -93,8 +93,8 @@ class Signature:
         missing = [c for c in names if c not in frame.columns]
         if missing:
             raise InvalidInputError(
-                "the reference data lacks columns the model needs",
-                [Problem("column missing from the reference data", column=c) for c in missing],
+                f"the reference data lacks {len(missing)} column(s) the model needs",
+                [Problem("missing from the reference data", column=c) for c in missing],
             )
         return cls(tuple(_infer_column(str(c), frame[c]) for c in names))
 

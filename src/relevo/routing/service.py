@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import Enum
 
 from relevo.errors import InvalidInputError, NotFoundError
 from relevo.registry.registry import Registry
@@ -11,16 +12,34 @@ from relevo.routing.deployment import Deployment
 from relevo.store import Store
 
 
+class KeepType(Enum):
+    """The 'leave it as it is' default of an optional setting."""
+
+    KEEP = "keep"
+
+
+KEEP = KeepType.KEEP
+
+
 class DeploymentService:
     def __init__(self, store: Store, registry: Registry) -> None:
         self.store = store
         self.registry = registry
 
-    def deploy(self, name: str, model: str | ModelRef, *, key: str | None = None) -> Deployment:
-        """Make `model` (NAME:VERSION) the live version of deployment `name` (basic swap)."""
+    def deploy(
+        self, name: str, model: str | ModelRef, *, key: str | KeepType | None = KEEP
+    ) -> Deployment:
+        """Make `model` (NAME:VERSION) the live version of deployment `name` (basic swap).
+
+        `key` names the routing-key column; by default a redeploy keeps the current key, and
+        `key=None` removes it.
+        """
         if not name or "/" in name:
             raise InvalidInputError(f"invalid deployment name {name!r}")
         version = self.registry.get(model)
+        if isinstance(key, KeepType):
+            current = self.store.deployments.get(name)
+            key = current.key_column if current is not None else None
         if key is not None and key in version.signature:
             raise InvalidInputError(
                 f"routing key {key!r} is a feature of {version.ref}; the key must be a column "

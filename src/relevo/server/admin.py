@@ -9,13 +9,18 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from relevo.routing.service import KEEP
 from relevo.server.auth import Access, check
 from relevo.serving.runtime import Runtime
 
 
 class DeployBody(BaseModel):
     model: str = Field(..., description="NAME:VERSION of a registered model", examples=["churn:1"])
-    key: str | None = Field(None, description="Column of the instances that routes requests.")
+    key: str | None = Field(
+        None,
+        description="Column of the instances that routes requests; omitted: keep the current "
+        "key, null: no key.",
+    )
 
 
 def admin_router(runtime: Callable[[], Runtime]) -> APIRouter:
@@ -68,7 +73,8 @@ def admin_router(runtime: Callable[[], Runtime]) -> APIRouter:
     )
     async def deploy(name: str, body: DeployBody, request: Request) -> Response:
         rt = rv_for(request, Access.ADMIN)
-        dep = await asyncio.to_thread(rt.relevo.deployments.deploy, name, body.model, key=body.key)
+        key = body.key if "key" in body.model_fields_set else KEEP
+        dep = await asyncio.to_thread(rt.relevo.deployments.deploy, name, body.model, key=key)
         await asyncio.to_thread(rt.refresh)
         return json_response(dep.to_dict())
 

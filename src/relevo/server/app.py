@@ -157,8 +157,8 @@ def create_fastapi_app(
             problems.append(str(exc))
         if not rt.loaded:
             problems.append("deployments are not loaded yet")
-        elif rt.last_error:
-            problems.append(rt.last_error)
+        for name, failure in rt.failures.items():
+            problems.append(f"deployment {name!r}: {failure}")
         body = {
             "ready": not problems,
             "deployments": {n: e.primary.ref for n, e in rt.endpoints.items()},

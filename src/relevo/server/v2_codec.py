@@ -693,7 +693,7 @@ def tensors_to_columns(
         for col in names:
             tensor = by_name.get(col)
             if tensor is None:
-                problems.append(Problem(f"missing input tensor for column {col!r}", column=col))
+                problems.append(Problem("missing input tensor", column=col))
                 continue
             data = tensor.data
             if data.ndim == 2 and data.shape[1] == 1:

@@ -42,11 +42,12 @@ def score_frame(
             relevo.store.predictions.insert_many,
             capacity_rows=max(relevo.settings.log_queue_rows, CHUNK_ROWS),
         )
-    runtime = Runtime(relevo, prediction_log=plog)
+    runtime = Runtime(relevo, prediction_log=plog, only=[deployment])
     try:
-        runtime.refresh()
+        runtime.refresh(strict=True)
         runner = runtime.endpoint(deployment).primary
         frame, problems = _coerce_numbers(frame, runner.signature)
+        total = len(problems)
         records = frame_to_records(frame)
         for start in range(0, len(records), CHUNK_ROWS):
             try:
@@ -58,14 +59,20 @@ def score_frame(
                 )
             except InvalidInputError as exc:
                 seen = {(p.row, p.column) for p in problems}
+                repeated = 0
                 for p in exc.problems:
                     row = None if p.row is None else p.row + start
-                    if (row, p.column) not in seen:  # a cell already reported as not a number
-                        problems.append(Problem(p.message, row, p.column))
+                    # a cell already reported as not a number, a column missing from every row
+                    if (row, p.column) in seen:
+                        repeated += 1
+                        continue
+                    problems.append(Problem(p.message, row, p.column))
+                total += exc.total - repeated
         if problems:
             raise InvalidInputError(
-                f"{len(problems)} problem(s) in the input; nothing was scored",
+                f"{total} problem(s) in the input; nothing was scored",
                 problems[:MAX_PROBLEMS],
+                total,
             )
         answers: list[dict[str, Any]] = []
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,11 +70,14 @@ class Runtime:
         *,
         prediction_log: PredictionLog | None = None,
         metrics: ServingMetrics | None = None,
+        only: Collection[str] | None = None,
     ) -> None:
         self.relevo = relevo
         self.settings = relevo.settings
         self.log = prediction_log
         self.metrics = metrics
+        #: serve only these deployments (batch scoring); None: every deployment
+        self.only = None if only is None else frozenset(only)
         self.policy = Policy(
             reject_unseen_categories=self.settings.reject_unseen_categories,
             reject_out_of_range=self.settings.reject_out_of_range,
@@ -82,18 +86,27 @@ class Runtime:
         self._runners: dict[str, ModelRunner] = {}
         self._fingerprint: tuple[int, int] | None = None
         self.loaded = False
-        self.last_error: str | None = None
+        #: deployments whose version could not be loaded, with the reason
+        self.failures: dict[str, Exception] = {}
 
     # ---- loading and change pickup -------------------------------------------------------
-    def refresh(self) -> bool:
-        """Load what changed in the store since the last call; True when anything did."""
+    def refresh(self, strict: bool = False) -> bool:
+        """Load what changed in the store since the last call; True when anything did.
+
+        A version that cannot be loaded leaves its deployment on the version it served before
+        (or unavailable, with the reason) and is tried again at the next call. `strict` raises
+        the first such error instead (batch scoring wants it).
+        """
         fingerprint = self.relevo.store.deployments.fingerprint()
         if fingerprint == self._fingerprint:
             return False
         deployments = self.relevo.store.deployments.list()
         endpoints: dict[str, Endpoint] = {}
         runners: dict[str, ModelRunner] = {}
+        failures: dict[str, Exception] = {}
         for dep in deployments:
+            if self.only is not None and dep.name not in self.only:
+                continue
             current = self._endpoints.get(dep.name)
             if current is not None and current.deployment.revision == dep.revision:
                 endpoints[dep.name] = current
@@ -104,10 +117,13 @@ class Runtime:
                 if runner is None:
                     runner = self._load(dep.model_name, dep.model_version)
             except Exception as exc:
-                # keep serving the old version rather than nothing; say why loudly
-                self.last_error = f"cannot load {dep.model_ref} for {dep.name!r}: {exc}"
-                log.error(self.last_error)
-                if current is not None:
+                if strict:
+                    raise
+                failures[dep.name] = exc
+                previous = self.failures.get(dep.name)
+                if previous is None or str(previous) != str(exc):  # say it once, not every poll
+                    log.error("cannot load %s for deployment %r: %s", dep.model_ref, dep.name, exc)
+                if current is not None:  # keep serving the old version rather than nothing
                     endpoints[dep.name] = current
                     runners[current.primary.ref] = current.primary
                 continue
@@ -118,7 +134,9 @@ class Runtime:
             )
         self._runners = runners
         self._endpoints = endpoints
-        self._fingerprint = fingerprint
+        self.failures = failures
+        # with a failure, the next call looks again (a repaired artifact, a restored store)
+        self._fingerprint = None if failures else fingerprint
         self.loaded = True
         return True
 
@@ -157,6 +175,9 @@ class Runtime:
         if found is None:
             if not self.loaded:
                 raise UnavailableError("models are still loading")
+            failure = self.failures.get(name)
+            if failure is not None:
+                raise UnavailableError(f"deployment {name!r} cannot serve: {failure}")
             raise NotFoundError(f"deployment {name!r} not found")
         return found
 

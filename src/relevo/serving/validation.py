@@ -7,6 +7,7 @@ showed, a number outside the reference's range; either can be made an error by s
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ from relevo.registry.signature import ColumnSpec, Signature
 
 _MISSING = object()
 _NUMBER_TYPES = frozenset({int, float})
+_NONE = frozenset({type(None)})
 _ALLOWED: dict[str, frozenset[type]] = {
     "number": _NUMBER_TYPES,
     "integer": _NUMBER_TYPES,
@@ -91,8 +93,11 @@ def validate_rows(
         raise InvalidInputError("invalid instances", problems[:MAX_PROBLEMS])
     columns: dict[str, list[Any]] = {}
     quality = Quality()
+    known = set(signature.names)
+    if key_column is not None:
+        known.add(key_column)
     for spec in signature.columns:
-        values = _column(rows, spec.name, problems)
+        values = _column(rows, spec.name, problems, known)
         if values is None:
             continue
         _check(values, spec, problems, quality, policy)
@@ -112,19 +117,43 @@ def validate_rows(
                 )
     if problems:
         raise InvalidInputError(
-            f"{len(problems)} problem(s) in the instances", problems[:MAX_PROBLEMS]
+            f"{len(problems)} problem(s) in the instances", problems[:MAX_PROBLEMS], len(problems)
         )
     return Validated(len(rows), columns, keys, quality)
 
 
-def _column(rows: list[dict[str, Any]], name: str, problems: list[Problem]) -> list[Any] | None:
+def _column(
+    rows: list[dict[str, Any]], name: str, problems: list[Problem], known: set[str]
+) -> list[Any] | None:
     try:
         return [r[name] for r in rows]
     except KeyError:
-        for i, r in enumerate(rows):
-            if name not in r:
-                problems.append(Problem("required column is missing", row=i, column=name))
+        missing = [i for i, r in enumerate(rows) if name not in r]
+        if len(missing) == len(rows) and len(rows) > 1:
+            # one problem for a column absent from every row, not one per row
+            problems.append(
+                Problem(
+                    f"required column is missing from every row{_typo(rows[0], name, known)}",
+                    column=name,
+                )
+            )
+        else:
+            for i in missing:
+                problems.append(
+                    Problem(
+                        f"required column is missing{_typo(rows[i], name, known)}",
+                        row=i,
+                        column=name,
+                    )
+                )
         return None
+
+
+def _typo(row: dict[str, Any], name: str, known: set[str]) -> str:
+    """A hint when the row has a similar column the model does not know (a typo)."""
+    unknown = [k for k in row if k not in known and isinstance(k, str)]
+    close = difflib.get_close_matches(name, unknown, n=1, cutoff=0.75)
+    return f" (the row has {close[0]!r}: a typo?)" if close else ""
 
 
 def _check(
@@ -132,7 +161,7 @@ def _check(
 ) -> None:
     allowed = _ALLOWED[spec.kind]
     types = set(map(type, values))
-    if not types <= allowed:
+    if not types <= (allowed | _NONE if spec.nullable else allowed):
         none_ok = spec.nullable
         for i, v in enumerate(values):
             t = type(v)
@@ -153,6 +182,12 @@ def _check(
                     )
                 )
         return
+    if spec.kind == "integer" and float in types:
+        for i, v in enumerate(values):
+            if type(v) is float and not v.is_integer():
+                problems.append(
+                    Problem(f"expected a whole number, got {v}", row=i, column=spec.name)
+                )
     if spec.kind in ("number", "integer") and spec.min is not None and spec.max is not None:
         arr = (
             np.asarray(values, dtype=np.float64)

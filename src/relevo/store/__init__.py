@@ -18,9 +18,9 @@ from relevo.store.predictions import PredictionRepository
 class Store:
     """A migrated database with its repositories."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, create_folder: bool = False) -> None:
         self.url = url
-        self.engine = create_store_engine(url)
+        self.engine = create_store_engine(url, create_folder=create_folder)
         migrate(self.engine)
         self.models = ModelRepository(self.engine)
         self.deployments = DeploymentRepository(self.engine)

@@ -31,25 +31,46 @@ def safe_url(url: str) -> str:
         return url
 
 
-def create_store_engine(url: str) -> Engine:
-    """An engine for `url`; SQLite gets WAL mode, a busy timeout and its folder created."""
+def create_store_engine(url: str, create_folder: bool = False) -> Engine:
+    """An engine for `url`. SQLite gets WAL mode and a busy timeout; its folder is created only
+    when `create_folder` (the default store under the relevo home), else it must exist."""
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
-        raise UnavailableError(f"RELEVO_DATABASE_URL is not a valid database URL: {url!r}") from exc
+        raise UnavailableError(f"not a valid database URL: {url!r}") from exc
+    backend = parsed.get_backend_name()
     kwargs: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
-    if parsed.get_backend_name() == "sqlite":
+    if backend == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(parsed.database).expanduser().parent
+            if create_folder:
+                try:
+                    folder.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise UnavailableError(
+                        f"cannot create the folder {folder} for the database: {exc.strerror or exc}"
+                    ) from exc
+            elif not folder.is_dir():
+                raise UnavailableError(
+                    f"cannot open the database {safe_url(url)}: folder {folder} does not exist"
+                )
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
-    elif parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
-        # psycopg 3 is what the `postgres` extra installs; plain postgresql:// means it
-        parsed = parsed.set(drivername="postgresql+psycopg")
+    elif backend == "postgresql":
+        if parsed.drivername == "postgresql":
+            # psycopg 3 is what the `postgres` extra installs; plain postgresql:// means it
+            parsed = parsed.set(drivername="postgresql+psycopg")
         kwargs["pool_pre_ping"] = True
+    else:
+        raise UnavailableError(
+            f"unsupported database {safe_url(url)}: relevo stores its data in SQLite "
+            "(sqlite:///path) or PostgreSQL (postgresql://user@host/db)"
+        )
     try:
         engine = create_engine(parsed, **kwargs)
     except (NoSuchModuleError, ModuleNotFoundError) as exc:
-        raise MissingExtraError("psycopg", "postgres", "A PostgreSQL store") from exc
+        if parsed.drivername == "postgresql+psycopg":
+            raise MissingExtraError("psycopg", "postgres", "A PostgreSQL store") from exc
+        raise UnavailableError(f"cannot use {safe_url(url)}: {exc}") from exc
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine

@@ -79,7 +79,8 @@ class SklearnFlavor(Flavor):
             ) from exc
         except Exception as exc:
             raise InvalidInputError(
-                f"cannot load {path.name} as a joblib/pickle file: {exc}"
+                f"cannot load {path.name}: not a valid joblib/pickle file "
+                f"({type(exc).__name__}: {exc})"
             ) from exc
         return EstimatorModel(estimator)
 
