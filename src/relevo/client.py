@@ -62,7 +62,7 @@ class Client:
         """Score JSON-like rows; one prediction object per row (id, model, outputs)."""
         body = orjson.dumps({"instances": rows})
         answer = self._request("POST", f"/v1/deployments/{deployment}/predict", content=body)
-        return answer["predictions"]  # type: ignore[no-any-return]
+        return answer["predictions"]
 
     def predict(self, deployment: str, data: pd.DataFrame) -> pd.DataFrame:
         """Score a DataFrame (in batches of `batch_rows`); returns id, model and outputs,
@@ -81,7 +81,7 @@ class Client:
         return self._http.get("/healthz").status_code == 200
 
     def ready(self) -> dict[str, Any]:
-        return self._http.get("/readyz").json()  # type: ignore[no-any-return]
+        return self._http.get("/readyz").json()
 
     def deploy(self, deployment: str, model: str, *, key: str | None = None) -> dict[str, Any]:
         body = orjson.dumps({"model": model, "key": key})
@@ -91,7 +91,7 @@ class Client:
         return self._request("GET", f"/v1/deployments/{deployment}")
 
     def models(self) -> list[dict[str, Any]]:
-        return self._request("GET", "/v1/models")["models"]  # type: ignore[no-any-return]
+        return self._request("GET", "/v1/models")["models"]
 
     def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         headers = {"Content-Type": "application/json"} if "content" in kwargs else {}
@@ -100,7 +100,7 @@ class Client:
         except httpx.TransportError as exc:
             raise UnavailableError(f"cannot reach the relevo server at {self.url}: {exc}") from exc
         if response.status_code < 400:
-            return response.json()  # type: ignore[no-any-return]
+            return response.json()
         try:
             body = response.json()
         except ValueError:

@@ -3,6 +3,7 @@
     RelevoError
     ├── NotFoundError        a model, version, deployment or prediction that does not exist
     ├── InvalidInputError    bad user input: a file, a column, a request body (carries `problems`)
+    │   └── PayloadTooLargeError  a request body over the size limit (413)
     ├── ConflictError        the request clashes with the current state
     ├── IntegrityError       stored data is not what it should be (an artifact's sha256 changed)
     ├── UnavailableError     a dependency cannot be reached (database, optional library)
@@ -85,6 +86,12 @@ class InvalidInputError(RelevoError):
         hidden = self.total - min(len(self.problems), 10)
         more = f" (and {hidden} more)" if hidden > 0 else ""
         return f"{self.message}: {shown}{more}"
+
+
+class PayloadTooLargeError(InvalidInputError):
+    """A request body over the server's size limit."""
+
+    http_status = 413
 
 
 class ConflictError(RelevoError):

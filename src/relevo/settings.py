@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     reject_out_of_range: bool = Field(
         default=False, description="Reject (422) numbers outside the reference's range."
     )
+    max_body_mb: float = Field(
+        default=64.0, gt=0, description="Largest request body accepted (after decompression)."
+    )
     poll_interval_s: float = Field(
         default=1.0, gt=0, description="How often a server checks for deployment changes."
     )
@@ -49,6 +52,15 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.home / 'relevo.db').as_posix()}"
+
+    @property
+    def max_body_bytes(self) -> int:
+        return int(self.max_body_mb * 1024 * 1024)
+
+    @property
+    def dead_letter_path(self) -> Path:
+        """Where prediction rows the store refuses are kept (JSON lines)."""
+        return self.home / "dead-letter" / "predictions.jsonl"
 
     @property
     def artifacts_dir(self) -> Path:

@@ -305,3 +305,35 @@ def test_tokens_are_enforced(deployed, server_settings, spawn_server):
         )
         assert put.status_code == 200 and put.json()["revision"] == 2
         assert httpx.get(f"{url}/healthz").status_code == 200  # health stays open
+
+
+def test_bodies_over_the_limit_are_413(deployed, server_settings, spawn_server):
+    import gzip
+
+    url = spawn_server(server_settings.model_copy(update={"max_body_mb": 0.01}))
+    rows, _ = _rows(200)
+    big = _predict(url, rows)
+    assert big.status_code == 413
+    assert "RELEVO_MAX_BODY_MB" in big.json()["error"]
+    assert _predict(url, rows[:2]).status_code == 200
+    bomb = gzip.compress(b"{" + b" " * 5_000_000 + b"}")
+    v2 = httpx.post(f"{url}/v2/models/churn/infer", content=bomb,
+                    headers={"Content-Encoding": "gzip"})
+    assert v2.status_code == 413
+    assert "inflates" in v2.json()["error"]
+
+
+def test_a_model_that_raises_is_a_counted_json_500(live_server, rv, monkeypatch):
+    from relevo.registry.flavors.sklearn import EstimatorModel
+
+    def explode(self, frame):
+        raise RuntimeError("model exploded")
+
+    monkeypatch.setattr(EstimatorModel, "predict", explode)
+    before = _metric(live_server.url, "relevo_requests_total", deployment="churn", status="500")
+    rows, _ = _rows(1)
+    response = _predict(live_server.url, rows)
+    assert response.status_code == 500
+    assert "model exploded" in response.json()["error"]
+    after = _metric(live_server.url, "relevo_requests_total", deployment="churn", status="500")
+    assert after == before + 1

@@ -91,3 +91,39 @@ def test_large_batches_run_off_the_event_loop(rows):
     answer = asyncio.run(batcher.submit({"x": list(range(rows))}, rows))
     assert len(answer) == rows
     assert seen and seen[0] != threading.main_thread().name
+
+
+def test_one_bad_request_fails_only_itself_not_its_batch():
+    calls: list[int] = []
+
+    def picky(columns, n):
+        calls.append(n)
+        if "bad" in columns["x"]:
+            raise ValueError("the model cannot score 'bad'")
+        return [{"echo": x} for x in columns["x"]]
+
+    batcher = MicroBatcher(picky, max_rows=64)
+
+    async def scenario():
+        return await asyncio.gather(
+            *[batcher.submit({"x": ["bad" if i == 3 else i]}, 1) for i in range(8)],
+            return_exceptions=True,
+        )
+
+    results = asyncio.run(scenario())
+    assert isinstance(results[3], ValueError)
+    assert [r for i, r in enumerate(results) if i != 3] == [
+        [{"echo": i}] for i in range(8) if i != 3
+    ]
+    assert calls[0] == 8  # tried together first
+
+
+def test_a_model_answering_the_wrong_number_of_rows_is_an_error_not_a_mixup():
+    batcher = MicroBatcher(lambda columns, n: [{"echo": 1}])
+
+    async def scenario():
+        return await asyncio.gather(
+            *[batcher.submit({"x": [i, i]}, 2) for i in range(3)], return_exceptions=True
+        )
+
+    assert all(isinstance(r, RuntimeError) for r in asyncio.run(scenario()))

@@ -20,6 +20,10 @@ def _entry(n: int, start: int = 0) -> LogEntry:
     return LogEntry("churn", "churn", 1, time.time(), ids, rows, outputs, 1.5, None)
 
 
+class OperationalError(Exception):
+    """Named like SQLAlchemy's: a transient failure (lost connection, locked database)."""
+
+
 class SlowStore:
     """A store that writes slowly and fails the first `failures` writes."""
 
@@ -37,7 +41,7 @@ class SlowStore:
         time.sleep(self.delay)
         if self.failures:
             self.failures -= 1
-            raise OSError("database went away")
+            raise OperationalError("database went away")
         self.rows.extend(rows)
         return len(rows)
 
@@ -116,3 +120,57 @@ def test_closed_log_refuses_new_entries():
     log.close()
     with pytest.raises(UnavailableError):
         log.put_blocking(_entry(1))
+
+
+def test_a_row_the_store_refuses_goes_to_the_dead_letter_and_the_rest_is_stored(tmp_path):
+    stored: list[dict] = []
+
+    def write(rows: list[dict]) -> int:
+        if any(r["routing_key"] == "poison" for r in rows):
+            raise ValueError("value too long for type character varying(200)")
+        stored.extend(rows)
+        return len(rows)
+
+    dead = tmp_path / "dead" / "predictions.jsonl"
+    log = PredictionLog(write, flush_interval_s=0.01, dead_letter=dead)
+    entry = _entry(9)
+    keys = ["ok"] * 9
+    keys[4] = "poison"
+    log.put_blocking(LogEntry("churn", "churn", 1, time.time(), entry.ids, entry.rows,
+                              entry.outputs, 1.0, keys))
+    log.put_blocking(_entry(5, start=100))  # later entries are not blocked
+    log.close()
+    assert len(stored) == 13
+    assert log.rows_written == 13
+    lines = [orjson.loads(line) for line in dead.read_bytes().splitlines()]
+    assert len(lines) == 1
+    assert lines[0]["routing_key"] == "poison"
+    assert "too long" in lines[0]["error"]
+    assert lines[0]["id"] == entry.ids[4]
+
+
+def test_rows_the_store_cannot_take_before_a_stop_go_to_the_dead_letter(tmp_path):
+    store = SlowStore()
+    store.gate.clear()  # the store never answers
+    dead = tmp_path / "dead.jsonl"
+    log = PredictionLog(store.write, flush_interval_s=0.01, dead_letter=dead)
+    log.put_blocking(_entry(4))
+    time.sleep(0.1)
+    threading.Timer(0.5, store.gate.set).start()  # let the hung write fail after the stop
+    store.failures = 100
+    log.close(timeout_s=0.3)
+    kept = [orjson.loads(line) for line in dead.read_bytes().splitlines()]
+    assert sorted(r["id"] for r in kept) == sorted(_entry(4).ids)
+    assert log.depth == 0
+
+
+def test_values_json_has_no_type_for_are_kept_as_text():
+    import pandas as pd
+
+    store = SlowStore()
+    log = PredictionLog(store.write)
+    entry = LogEntry("churn", "churn", 1, time.time(), ["a" * 32],
+                     [{"signup": pd.Timestamp("2026-01-02")}], [{"probability": 0.1}], 1.0)
+    log.put_blocking(entry)
+    log.close()
+    assert orjson.loads(store.rows[0]["features"]) == {"signup": "2026-01-02 00:00:00"}

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import typer
 from rich.console import Group
+from rich.table import Table
 
 from relevo.cli.output import console, fmt, handle_errors, print_json, table
 from relevo.cli.state import state
 from relevo.errors import InvalidInputError
+from relevo.monitoring.reference import ReferenceProfile
 from relevo.registry.flavors import flavor_names
 from relevo.registry.types import ModelVersion
 
@@ -119,7 +121,7 @@ def show(
     console.print(Group(_meta_table(version), _signature_table(version), _profile_table(profile)))
 
 
-def _meta_table(v: ModelVersion) -> object:
+def _meta_table(v: ModelVersion) -> Table:
     rows = [
         ["flavor", v.flavor],
         ["task", v.task + (f" (classes {v.classes})" if v.classes else "")],
@@ -136,7 +138,7 @@ def _meta_table(v: ModelVersion) -> object:
     return table(f"Model {v.ref}", ["field", "value"], rows)
 
 
-def _signature_table(v: ModelVersion) -> object:
+def _signature_table(v: ModelVersion) -> Table:
     rows = []
     for c in v.signature.columns:
         if c.categories is not None:
@@ -149,9 +151,9 @@ def _signature_table(v: ModelVersion) -> object:
     return table("Input signature", ["column", "type", "nullable", "seen"], rows)
 
 
-def _profile_table(profile: object) -> object:
+def _profile_table(profile: ReferenceProfile) -> Table:
     rows = []
-    for r in profile.summary():  # type: ignore[attr-defined]
+    for r in profile.summary():
         if r["type"] == "numeric":
             dist = f"mean {fmt(r['mean'])}, std {fmt(r['std'])}, {r['bins']} bins"
         else:

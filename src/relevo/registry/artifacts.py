@@ -80,7 +80,13 @@ class ArtifactStore:
                     shutil.copytree(source, staged)
                 else:
                     shutil.copy2(source, staged)
-                os.replace(staged, dest)
+                try:
+                    os.replace(staged, dest)
+                except OSError:
+                    # another process stored the same content first (a folder cannot be
+                    # replaced): fine when what is there now is that content
+                    if not dest.exists() or tree_sha256(dest) != sha:
+                        raise
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
         return sha, rel, tree_size(dest)

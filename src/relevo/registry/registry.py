@@ -3,6 +3,7 @@ and reference profiles."""
 
 from __future__ import annotations
 
+import builtins
 import logging
 import re
 import tempfile
@@ -171,7 +172,9 @@ class Registry:
         return chosen, chosen.save(model, tmp)
 
     @staticmethod
-    def _features(model: LoadedModel, frame: pd.DataFrame, target: str | None) -> list[str]:
+    def _features(
+        model: LoadedModel, frame: pd.DataFrame, target: str | None
+    ) -> builtins.list[str]:
         if model.feature_names is not None:
             missing = [c for c in model.feature_names if c not in frame.columns]
             if missing:

@@ -78,7 +78,9 @@ def create_fastapi_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        rv = relevo or await asyncio.to_thread(Relevo, settings=settings)
+        rv: Relevo = (
+            relevo if relevo is not None else await asyncio.to_thread(Relevo, settings=settings)
+        )
         metrics = get_metrics()
         plog = None
         if rv.settings.log_predictions:
@@ -88,6 +90,8 @@ def create_fastapi_app(
                 flush_rows=rv.settings.log_flush_rows,
                 flush_interval_s=rv.settings.log_flush_interval_s,
                 on_written=metrics.log_written.inc,
+                on_error=metrics.log_errors.inc,
+                dead_letter=rv.settings.dead_letter_path,
             )
         runtime = Runtime(rv, prediction_log=plog, metrics=metrics)
         try:
@@ -131,7 +135,8 @@ def create_fastapi_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        return json_response({"error": str(exc.detail)}, exc.status_code, exc.headers)
+        headers = dict(exc.headers) if exc.headers else None
+        return json_response({"error": str(exc.detail)}, exc.status_code, headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -140,7 +145,7 @@ def create_fastapi_app(
         return json_response({"error": f"internal error: {type(exc).__name__}: {exc}"}, 500)
 
     def runtime() -> Runtime:
-        return holder["runtime"]  # type: ignore[no-any-return]
+        return holder["runtime"]
 
     # ---- health and metrics ---------------------------------------------------------------
     @app.get("/healthz", tags=["health"], summary="Liveness: the process answers.")
@@ -157,12 +162,17 @@ def create_fastapi_app(
             problems.append(str(exc))
         if not rt.loaded:
             problems.append("deployments are not loaded yet")
-        for name, failure in rt.failures.items():
-            problems.append(f"deployment {name!r}: {failure}")
+        elif rt.failures and not rt.endpoints:
+            problems.append("no deployment can serve")
+        # a deployment that cannot load is reported, but does not take the healthy ones out
+        # of service: replicas stay in the load balancer for what they can answer
+        failing = {name: str(failure) for name, failure in rt.failures.items()}
         body = {
             "ready": not problems,
             "deployments": {n: e.primary.ref for n, e in rt.endpoints.items()},
         }
+        if failing:
+            body["failing"] = failing
         if problems:
             body["problems"] = problems
         return json_response(body, 200 if not problems else 503)
@@ -174,7 +184,8 @@ def create_fastapi_app(
         m.sample_process()
         if rt.log is not None:
             m.log_depth.set(rt.log.depth)
-        data, content_type = render_metrics()
+            m.log_dead_letter.set(rt.log.dead_lettered)
+        data, content_type = await asyncio.to_thread(render_metrics)
         return Response(data, media_type=content_type)
 
     # ---- JSON prediction API ------------------------------------------------------------

@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable
 
 import orjson
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
-from relevo.server.app import handle_predict
+from relevo.errors import PayloadTooLargeError
+from relevo.server.app import _model_of, error_body, handle_predict
 from relevo.serving.runtime import Runtime
 
 log = logging.getLogger("relevo.server")
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 _PREFIX = "/v1/deployments/"
 _SUFFIX = "/predict"
@@ -55,22 +53,18 @@ class FastLane:
             if key == b"authorization":
                 authorization = value.decode("latin-1")
                 break
-        message = await receive()
-        body: bytes = message.get("body", b"")
-        if message.get("more_body"):
-            chunks = [body]
-            while message.get("more_body"):
-                message = await receive()
-                chunks.append(message.get("body", b""))
-            body = b"".join(chunks)
+        rt = self.runtime()
         try:
-            status, payload = await handle_predict(
-                self.runtime(), name, body, authorization, started
-            )
+            body = await _read_body(receive, rt.settings.max_body_bytes)
+            status, payload = await handle_predict(rt, name, body, authorization, started)
+        except PayloadTooLargeError as exc:
+            status, payload = exc.http_status, orjson.dumps(error_body(exc))
         except Exception as exc:  # a model that raises, or a bug: JSON, and the traceback logged
             log.exception("POST %s failed", scope["path"])
             status = 500
             payload = orjson.dumps({"error": f"internal error: {type(exc).__name__}: {exc}"})
+            label = name if name in rt.endpoints else "_unknown"
+            rt.observe(label, _model_of(rt, name), "v1", 500, time.perf_counter() - started)
         headers = _UNAUTHORIZED_HEADERS if status == 401 else _JSON_HEADERS
         await send(
             {
@@ -80,3 +74,21 @@ class FastLane:
             }
         )
         await send({"type": "http.response.body", "body": payload})
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    """The whole request body, refusing (413) one larger than `limit` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more:
+        message = await receive()
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(
+                f"the request body is larger than {limit:,} bytes (RELEVO_MAX_BODY_MB)"
+            )
+        chunks.append(chunk)
+        more = bool(message.get("more_body"))
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)

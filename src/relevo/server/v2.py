@@ -14,7 +14,6 @@ a bad request (the V2 spec's status, also for validation), 404 for an unknown mo
 from __future__ import annotations
 
 import asyncio
-import gzip
 import time
 import zlib
 from collections.abc import Callable
@@ -26,7 +25,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from relevo import __version__
-from relevo.errors import InvalidInputError, NotFoundError, Problem, RelevoError
+from relevo.errors import (
+    InvalidInputError,
+    NotFoundError,
+    PayloadTooLargeError,
+    Problem,
+    RelevoError,
+)
 from relevo.registry.types import ModelVersion
 from relevo.server.app import BadRequest, json_response
 from relevo.server.auth import Access, check
@@ -117,19 +122,40 @@ def _header_length(request: Request) -> int | None:
         ) from None
 
 
-def _decompress(body: bytes, encoding: str | None) -> bytes:
-    """Undo the request's Content-Encoding (tritonclient can gzip or deflate its requests)."""
+def _decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """Undo the request's Content-Encoding (tritonclient can gzip or deflate its requests),
+    refusing (413) a body that inflates past `limit` bytes."""
     if not encoding or encoding.strip().lower() == "identity":
         return body
     coding = encoding.strip().lower()
+    if coding not in ("gzip", "deflate"):
+        raise BadRequest(f"unsupported Content-Encoding {encoding!r}: use gzip, deflate or none")
+    inflater = zlib.decompressobj(31 if coding == "gzip" else 15)
     try:
-        if coding == "gzip":
-            return gzip.decompress(body)
-        if coding == "deflate":
-            return zlib.decompress(body)
-    except (OSError, EOFError, zlib.error) as exc:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
         raise BadRequest(f"the request body is not valid {coding} data: {exc}") from None
-    raise BadRequest(f"unsupported Content-Encoding {encoding!r}: use gzip, deflate or none")
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise PayloadTooLargeError(
+            f"the request body inflates to more than {limit:,} bytes (RELEVO_MAX_BODY_MB)"
+        )
+    if not inflater.eof:
+        raise BadRequest(f"the request body is not valid {coding} data: it is truncated")
+    return out
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) one larger than `limit` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(
+                f"the request body is larger than {limit:,} bytes (RELEVO_MAX_BODY_MB)"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _plan_outputs(req: V2Request, version: ModelVersion, name: str) -> list[tuple[str, bool]]:
@@ -359,7 +385,10 @@ def v2_router(runtime: Callable[[], Runtime]) -> APIRouter:
         try:
             check(request.headers.get("authorization"), Access.PREDICT, rt.settings)
             endpoint = served(rt, name, version)
-            body = _decompress(await request.body(), request.headers.get("content-encoding"))
+            limit = rt.settings.max_body_bytes
+            body = _decompress(
+                await _read_body(request, limit), request.headers.get("content-encoding"), limit
+            )
             header_length = _header_length(request)
             if len(body) >= _THREAD_BODY_BYTES:
                 prepared = await asyncio.to_thread(_prepare, body, header_length, endpoint, name)
@@ -368,7 +397,8 @@ def v2_router(runtime: Callable[[], Runtime]) -> APIRouter:
             answer = await rt.predict(name, prepared.rows, started, protocol=PROTOCOL)
         except InvalidInputError as exc:
             # the V2 spec answers every bad request with 400 (the JSON API uses 422)
-            bad = exc if exc.http_status == 400 else BadRequest(exc.message, exc.problems)
+            keep = exc.http_status in (400, 413)
+            bad = exc if keep else BadRequest(exc.message, exc.problems, exc.total)
             _observe_failure(rt, name, bad.http_status, started)
             raise bad from None
         except RelevoError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +41,7 @@ def score_frame(
     if log and relevo.settings.log_predictions:
         plog = PredictionLog(
             relevo.store.predictions.insert_many,
+            dead_letter=relevo.settings.dead_letter_path,
             capacity_rows=max(relevo.settings.log_queue_rows, CHUNK_ROWS),
         )
     runtime = Runtime(relevo, prediction_log=plog, only=[deployment])
@@ -89,6 +91,12 @@ def score_frame(
     finally:
         if plog is not None:
             plog.close()
+            if plog.dead_lettered:
+                warnings.warn(
+                    f"{plog.dead_lettered} scored rows could not be stored in the prediction "
+                    f"log; they are kept in {plog.dead_letter}",
+                    stacklevel=2,
+                )
     names = set(frame.columns)
     out = pd.DataFrame.from_records([flatten_output(a, names) for a in answers])
     out.index = frame.index

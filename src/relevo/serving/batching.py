@@ -9,11 +9,15 @@ high load). Each caller gets exactly its own rows back, in order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 Columns = dict[str, list[Any]]
+Item = tuple[Columns, int, "asyncio.Future[list[Any]]"]
+#: what one caller gets: its rows, or the error
+Settlement = tuple["asyncio.Future[list[Any]]", list[Any] | None, Exception | None]
 #: scores merged columns of n rows, returns one output object per row
 Runner = Callable[[Columns, int], list[Any]]
 
@@ -29,6 +33,7 @@ class MicroBatcher:
         self._queue: deque[tuple[Columns, int, asyncio.Future[list[Any]]]] = deque()
         self._scheduled = False
         self._busy = False
+        self._task: asyncio.Task[None] | None = None
         #: sizes of the model calls made, for metrics (read and cleared by the owner)
         self.on_batch: Callable[[int], None] | None = None
 
@@ -69,50 +74,48 @@ class MicroBatcher:
             # keeps reading requests meanwhile and the next batch is fuller.
             if total > THREAD_ROWS or len(items) > 1:
                 self._busy = True
-                loop.create_task(self._run_in_thread(loop, items, merged, total))
+                self._task = loop.create_task(self._run_in_thread(loop, items, merged, total))
                 return
-            self._deliver(items, merged, total)
+            _settle_all(self._score(items, merged, total))
             if self.max_wait_s > 0 and self._queue:
                 self._schedule(loop)
                 return
 
     async def _run_in_thread(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        items: list[tuple[Columns, int, asyncio.Future[list[Any]]]],
-        merged: Columns,
-        total: int,
+        self, loop: asyncio.AbstractEventLoop, items: list[Item], merged: Columns, total: int
     ) -> None:
         try:
-            outputs = await asyncio.to_thread(self._run, merged, total)
-        except Exception as exc:
-            _fail(items, exc)
-        else:
-            _split(items, outputs)
+            settlements = await asyncio.to_thread(self._score, items, merged, total)
+            _settle_all(settlements)
         finally:
-            if self.on_batch is not None:
-                self.on_batch(total)
             self._busy = False
             if self._queue:
                 self._schedule(loop)
 
-    def _deliver(
-        self,
-        items: list[tuple[Columns, int, asyncio.Future[list[Any]]]],
-        merged: Columns,
-        total: int,
-    ) -> None:
+    def _score(self, items: list[Item], merged: Columns, total: int) -> list[Settlement]:
+        """Run the model on a batch; what each caller gets. When a batch of several callers
+        fails, each caller is scored alone, so one bad request fails only itself."""
         try:
             outputs = self._run(merged, total)
+            if len(outputs) != total:
+                raise RuntimeError(f"the model answered {len(outputs)} rows for {total}")
         except Exception as exc:
-            _fail(items, exc)
-        else:
-            _split(items, outputs)
-        if self.on_batch is not None:
-            self.on_batch(total)
+            if len(items) == 1:
+                return [(items[0][2], None, exc)]
+            return [s for item in items for s in self._score([item], item[0], item[1])]
+        finally:
+            if self.on_batch is not None:
+                with contextlib.suppress(Exception):
+                    self.on_batch(total)
+        settlements: list[Settlement] = []
+        start = 0
+        for _columns, n, fut in items:
+            settlements.append((fut, outputs[start : start + n], None))
+            start += n
+        return settlements
 
 
-def _merge(items: list[tuple[Columns, int, Any]]) -> tuple[Columns, int]:
+def _merge(items: list[Item]) -> tuple[Columns, int]:
     if len(items) == 1:
         return items[0][0], items[0][1]
     names = items[0][0].keys()
@@ -123,15 +126,11 @@ def _merge(items: list[tuple[Columns, int, Any]]) -> tuple[Columns, int]:
     return merged, sum(it[1] for it in items)
 
 
-def _split(items: list[tuple[Columns, int, asyncio.Future[list[Any]]]], outputs: list[Any]) -> None:
-    start = 0
-    for _columns, n, fut in items:
-        if not fut.done():
-            fut.set_result(outputs[start : start + n])
-        start += n
-
-
-def _fail(items: list[tuple[Columns, int, asyncio.Future[list[Any]]]], exc: Exception) -> None:
-    for _columns, _n, fut in items:
-        if not fut.done():
+def _settle_all(settlements: list[Settlement]) -> None:
+    for fut, part, exc in settlements:
+        if fut.done():
+            continue
+        if exc is not None:
             fut.set_exception(exc)
+        else:
+            fut.set_result(part if part is not None else [])

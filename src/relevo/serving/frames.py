@@ -22,6 +22,6 @@ def build_frame(columns: dict[str, list[Any]], signature: Signature) -> pd.DataF
         else:
             arr = np.asarray(values, dtype=object)
             if spec.nullable:
-                arr[np.equal(arr, None)] = np.nan
+                arr[pd.isna(arr)] = np.nan
             data[spec.name] = arr
     return pd.DataFrame(data, copy=False)

@@ -10,8 +10,9 @@ import os
 import secrets
 import threading
 import time
+from typing import Any
 
-_state = {"node": secrets.token_hex(6), "next": 0}
+_state: dict[str, Any] = {"node": secrets.token_hex(6), "next": 0}
 _lock = threading.Lock()
 
 

@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -49,7 +50,11 @@ def entry_rows(entry: LogEntry) -> list[dict[str, Any]]:
     """The store rows of one entry."""
     created = datetime.fromtimestamp(entry.created_at, UTC)
     keys = entry.keys if entry.keys is not None else [None] * entry.n
-    dumps = orjson.dumps
+
+    def dumps(value: Any) -> bytes:
+        # default=str: a value JSON has no type for (a timestamp column) is kept as its text
+        return orjson.dumps(value, default=str)
+
     return [
         {
             "id": pid,
@@ -81,6 +86,8 @@ class PredictionLog:
         flush_interval_s: float = 0.2,
         wait_timeout_s: float = 30.0,
         on_written: Callable[[int], None] | None = None,
+        on_error: Callable[[], None] | None = None,
+        dead_letter: Path | None = None,
     ) -> None:
         self._write = write
         self.capacity_rows = capacity_rows
@@ -88,6 +95,12 @@ class PredictionLog:
         self.flush_interval_s = flush_interval_s
         self.wait_timeout_s = wait_timeout_s
         self._on_written = on_written
+        self._on_error = on_error
+        #: rows the store refuses for good (and, at a stop, rows it could not take in time)
+        #: are appended here as JSON lines instead of being lost
+        self.dead_letter = dead_letter
+        self.dead_lettered = 0
+        self._abandon = False
         self._queue: deque[LogEntry] = deque()
         self._pending = 0  # rows queued or being written
         self._lock = threading.Lock()
@@ -162,8 +175,66 @@ class PredictionLog:
             self._closing = True
         self._wake.set()
         self._thread.join(timeout=timeout_s)
-        if self._pending:
-            log.error("prediction log closed with %d rows not stored", self._pending)
+        if self._thread.is_alive():  # the store is down: stop retrying, keep the rows on disk
+            self._abandon = True
+            self._wake.set()
+            self._thread.join(timeout=10)
+        with self._lock:
+            left = [r for e in self._queue for r in entry_rows(e)]
+            self._queue.clear()
+            self._pending = 0
+        if left:
+            self._dead_letter(left, "the store did not take them before the stop")
+
+    def _store(self, records: list[dict[str, Any]]) -> None:
+        """Write `records`; rows the store refuses for good go to the dead letter, so one bad
+        row can neither block the log nor take its neighbours with it. Transient errors are
+        raised for the caller to retry."""
+        try:
+            self._write(records)
+        except Exception as exc:
+            if _transient(exc):
+                raise
+            self._count_error()
+            if len(records) == 1:
+                self._dead_letter(records, f"{type(exc).__name__}: {exc}")
+                return
+            half = len(records) // 2
+            self._store(records[:half])
+            self._store(records[half:])
+
+    def _count_error(self) -> None:
+        self.errors += 1
+        if self._on_error is not None:
+            with contextlib.suppress(Exception):
+                self._on_error()
+
+    def _dead_letter(self, records: list[dict[str, Any]], reason: str) -> None:
+        self.dead_lettered += len(records)
+        if self.dead_letter is None:
+            log.error(
+                "%d prediction rows could not be stored (%s) and are lost: no dead-letter "
+                "file is set",
+                len(records),
+                reason,
+            )
+            return
+        try:
+            self.dead_letter.parent.mkdir(parents=True, exist_ok=True)
+            with self.dead_letter.open("ab") as fh:
+                for record in records:
+                    fh.write(orjson.dumps({**record, "error": reason}, default=str) + b"\n")
+        except OSError:
+            log.exception(
+                "cannot write %d rows to the dead letter %s", len(records), self.dead_letter
+            )
+            return
+        log.error(
+            "%d prediction rows could not be stored (%s); kept in %s",
+            len(records),
+            reason,
+            self.dead_letter,
+        )
 
     def _run(self) -> None:
         backoff = 0.1
@@ -182,13 +253,17 @@ class PredictionLog:
                     closing = self._closing
                 if not batch:
                     break
+                refused = self.dead_lettered
                 try:
-                    records = [r for e in batch for r in entry_rows(e)]
-                    self._write(records)
+                    self._store([r for e in batch for r in entry_rows(e)])
                 except Exception:
-                    self.errors += 1
+                    # the store is unreachable or busy: keep the rows, try again later
+                    self._count_error()
                     log.exception("writing %d prediction rows failed; retrying", rows)
-                    time.sleep(backoff)
+                    if self._abandon:
+                        return
+                    self._wake.wait(timeout=backoff)
+                    self._wake.clear()
                     backoff = min(backoff * 2, 5.0)
                     continue
                 backoff = 0.1
@@ -196,12 +271,13 @@ class PredictionLog:
                     for _ in batch:
                         self._queue.popleft()
                     self._pending -= rows
-                    self.rows_written += rows
+                    stored = rows - (self.dead_lettered - refused)
+                    self.rows_written += stored
                     waiters, self._waiters = self._waiters, []
                     self._room.notify_all()
                 if self._on_written is not None:
                     try:
-                        self._on_written(rows)
+                        self._on_written(stored)
                     except Exception:
                         log.exception("prediction log callback failed")
                 for loop, fut in waiters:
@@ -215,6 +291,24 @@ class PredictionLog:
                 if self._closing and not self._queue:
                     self._room.notify_all()
                     return
+
+
+_TRANSIENT = frozenset(
+    {
+        "OperationalError",
+        "InterfaceError",
+        "DisconnectionError",
+        "TimeoutError",
+        "ConnectionError",
+        "UnavailableError",
+    }
+)
+
+
+def _transient(exc: BaseException) -> bool:
+    """True for errors that may pass (a lost connection, a locked database), not for rows the
+    store refuses (a value too long, a constraint)."""
+    return any(cls.__name__ in _TRANSIENT for cls in type(exc).__mro__)
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:

@@ -96,6 +96,12 @@ class ServingMetrics:
             "Failed (and retried) writes of the prediction log.",
             registry=registry,
         )
+        self.log_dead_letter = Gauge(
+            "relevo_prediction_log_dead_letter_rows",
+            "Prediction rows the store refused, kept in the dead-letter file instead.",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
         self.cpu = Gauge(
             "relevo_process_cpu_seconds",
             "CPU time used by each server process (user + system).",

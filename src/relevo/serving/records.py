@@ -12,6 +12,9 @@ import pandas as pd
 def frame_to_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """JSON-ready rows with every value exact: NaN/NA/NaT become None, NumPy scalars Python
     ones."""
+    dates = [c for c in frame.columns if pd.api.types.is_datetime64_any_dtype(frame[c].dtype)]
+    if dates:  # JSON has no time type: ISO 8601 text, as pandas and most APIs write it
+        frame = frame.assign(**{str(c): frame[c].map(_iso) for c in dates})
     boxed = frame.astype(object)
     records: list[dict[str, Any]] = boxed.where(frame.notna(), None).to_dict("records")
     return records
@@ -51,3 +54,7 @@ def predictions_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     feats = pd.DataFrame.from_records(features)
     outs = pd.DataFrame.from_records(outputs)
     return pd.concat([base, feats, outs], axis=1)
+
+
+def _iso(value: Any) -> Any:
+    return None if pd.isna(value) else value.isoformat()

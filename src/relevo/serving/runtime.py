@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -88,6 +89,8 @@ class Runtime:
         self.loaded = False
         #: deployments whose version could not be loaded, with the reason
         self.failures: dict[str, Exception] = {}
+        self._refresh_lock = threading.Lock()
+        self._retry_at = 0.0
 
     # ---- loading and change pickup -------------------------------------------------------
     def refresh(self, strict: bool = False) -> bool:
@@ -97,8 +100,13 @@ class Runtime:
         (or unavailable, with the reason) and is tried again at the next call. `strict` raises
         the first such error instead (batch scoring wants it).
         """
+        with self._refresh_lock:  # the watcher and an admin request may refresh at once
+            return self._refresh(strict)
+
+    def _refresh(self, strict: bool) -> bool:
         fingerprint = self.relevo.store.deployments.fingerprint()
-        if fingerprint == self._fingerprint:
+        unchanged = fingerprint == self._fingerprint
+        if unchanged and (not self.failures or time.monotonic() < self._retry_at):
             return False
         deployments = self.relevo.store.deployments.list()
         endpoints: dict[str, Endpoint] = {}
@@ -135,8 +143,10 @@ class Runtime:
         self._runners = runners
         self._endpoints = endpoints
         self.failures = failures
-        # with a failure, the next call looks again (a repaired artifact, a restored store)
-        self._fingerprint = None if failures else fingerprint
+        # a failed load is tried again (a repaired artifact, a restored store), not too often:
+        # each try re-reads and re-hashes the artifact
+        self._fingerprint = fingerprint
+        self._retry_at = time.monotonic() + 10.0
         self.loaded = True
         return True
 

@@ -41,6 +41,8 @@ _TYPE_NAMES = {
     type(None): "null",
 }
 MAX_PROBLEMS = 100
+#: the store keeps routing keys of up to this many characters
+MAX_KEY_LENGTH = 200
 
 
 @dataclass
@@ -107,7 +109,16 @@ def validate_rows(
         # the key is optional: a row without one is answered and routed at random
         keys = [r.get(key_column) for r in rows]
         for i, k in enumerate(keys):
-            if k is not None and type(k) not in (str, int):
+            if type(k) is str and (len(k) > MAX_KEY_LENGTH or "\x00" in k):
+                problems.append(
+                    Problem(
+                        f"the routing key must be at most {MAX_KEY_LENGTH} characters "
+                        "without NUL characters",
+                        row=i,
+                        column=key_column,
+                    )
+                )
+            elif k is not None and type(k) not in (str, int):
                 problems.append(
                     Problem(
                         f"the routing key must be a string or integer, got {_name(k)}",
