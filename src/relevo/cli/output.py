@@ -39,7 +39,7 @@ def print_json(data: Any) -> None:
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
     out = Table(title=title, title_justify="left", header_style="bold")
     for col in columns:
-        out.add_column(col)
+        out.add_column(col, overflow="fold")  # wrap long values (a sha256, a path), never cut
     for row in rows:
         # Text, not str: user data ("[/x]" in a tag or a category) must not be read as markup
         out.add_row(*(Text("" if v is None else str(v)) for v in row))

@@ -168,10 +168,14 @@ def predict(
     if output is not None:
         console.print(f"Scored {len(scored):,} rows with {scored['model'].iloc[0]}; wrote {output}")
         return
-    shown = scored.head(20)
+    # the answer, not the whole input: the row's key (or first column), then the outputs
+    outputs = [c for c in scored.columns if c not in frame.columns]
+    key = rv.deployments.get(deployment).key_column
+    lead = [key] if key in frame.columns else []
+    shown = scored[[*(lead or [frame.columns[0]]), *outputs]].head(20)
     console.print(
         table(
-            f"Scored {len(scored):,} rows (first {len(shown)})",
+            f"Scored {len(scored):,} rows (first {len(shown)}; --output FILE for all columns)",
             [str(c) for c in shown.columns],
             [[fmt(v) for v in row] for row in shown.itertuples(index=False)],
         )
