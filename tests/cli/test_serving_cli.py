@@ -122,3 +122,37 @@ def test_export_errors(cli, churn_files, tmp_path):
     empty = cli("export", "churn", "--output", tmp_path / "empty.csv")
     assert empty.exit_code == 0
     assert "Exported 0 predictions" in empty.stdout
+
+
+def test_redeploy_keeps_the_routing_key_unless_told(cli, churn_files):
+    _setup(cli, churn_files)
+    assert cli("deploy", "churn", "churn:1").exit_code == 0
+    assert json.loads(cli("status", "churn", "--json").stdout)["key_column"] == "customer_id"
+    assert cli("deploy", "churn", "churn:1", "--no-key").exit_code == 0
+    assert json.loads(cli("status", "churn", "--json").stdout)["key_column"] is None
+    both = cli("deploy", "churn", "churn:1", "--key", "customer_id", "--no-key")
+    assert both.exit_code == 2 and "exclude" in both.stderr
+
+
+def test_batch_predict_with_a_changed_artifact_exits_5(cli, churn_files, tmp_path, rv):
+    _setup(cli, churn_files)
+    version = rv.registry.get("churn:1")
+    with rv.registry.artifacts.path(version.artifact_path).open("ab") as fh:
+        fh.write(b"\0")
+    source = tmp_path / "few.csv"
+    make_churn(5, seed=2).to_csv(source, index=False)
+    result = cli("predict", "churn", "--input", source)
+    assert result.exit_code == 5
+    assert "changed since it was registered" in result.stderr
+
+
+def test_an_explicit_sqlite_url_in_a_missing_folder_is_an_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from relevo.cli.main import app
+
+    url = f"sqlite:///{tmp_path}/nope/relevo.db"
+    result = CliRunner().invoke(app, ["--database-url", url, "models", "list"])
+    assert result.exit_code == 6
+    assert "does not exist" in result.stderr
+    assert not (tmp_path / "nope").exists()

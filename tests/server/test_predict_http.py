@@ -317,8 +317,9 @@ def test_bodies_over_the_limit_are_413(deployed, server_settings, spawn_server):
     assert "RELEVO_MAX_BODY_MB" in big.json()["error"]
     assert _predict(url, rows[:2]).status_code == 200
     bomb = gzip.compress(b"{" + b" " * 5_000_000 + b"}")
-    v2 = httpx.post(f"{url}/v2/models/churn/infer", content=bomb,
-                    headers={"Content-Encoding": "gzip"})
+    v2 = httpx.post(
+        f"{url}/v2/models/churn/infer", content=bomb, headers={"Content-Encoding": "gzip"}
+    )
     assert v2.status_code == 413
     assert "inflates" in v2.json()["error"]
 
@@ -337,3 +338,46 @@ def test_a_model_that_raises_is_a_counted_json_500(live_server, rv, monkeypatch)
     assert "model exploded" in response.json()["error"]
     after = _metric(live_server.url, "relevo_requests_total", deployment="churn", status="500")
     assert after == before + 1
+
+
+def test_a_column_missing_from_every_row_is_one_problem_with_a_typo_hint(live_server):
+    rows, _ = _rows(30)
+    for row in rows:
+        row["tenure_month"] = row.pop("tenure_months")
+    response = _predict(live_server.url, rows)
+    assert response.status_code == 422
+    problems = response.json()["problems"]
+    assert problems == [
+        {
+            "column": "tenure_months",
+            "message": "required column is missing from every row "
+            "(the row has 'tenure_month': a typo?)",
+        }
+    ]
+
+
+def test_integer_columns_refuse_fractions(live_server):
+    rows, _ = _rows(2)
+    rows[0]["age"] = 42.0  # a whole number written as a float is fine
+    rows[1]["age"] = 42.5
+    response = _predict(live_server.url, rows)
+    assert response.status_code == 422
+    assert response.json()["problems"] == [
+        {"row": 1, "column": "age", "message": "expected a whole number, got 42.5"}
+    ]
+
+
+def test_a_changed_artifact_answers_503_with_the_reason(
+    deployed, rv, server_settings, spawn_server
+):
+    stored = rv.registry.artifacts.path(deployed.artifact_path)
+    with stored.open("ab") as fh:
+        fh.write(b"\0")
+    url = spawn_server(server_settings)
+    rows, _ = _rows(1)
+    response = _predict(url, rows)
+    assert response.status_code == 503
+    assert "changed since it was registered" in response.json()["error"]
+    ready = httpx.get(f"{url}/readyz")
+    assert ready.status_code == 503  # the only deployment cannot serve
+    assert "churn" in ready.json()["failing"]

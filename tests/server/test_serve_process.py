@@ -22,16 +22,30 @@ from relevo.serving.records import frame_to_records
 pytestmark = pytest.mark.slow
 
 
-def _start(relevo_home: Path, database_url: str, port: int, workers: int = 1) -> subprocess.Popen:
+def _start(
+    relevo_home: Path, database_url: str, port: int, workers: int = 1, flags: bool = False
+) -> subprocess.Popen:
     env = {
         **os.environ,
-        "RELEVO_HOME": str(relevo_home),
-        "RELEVO_DATABASE_URL": database_url,
         "RELEVO_LOG_FLUSH_INTERVAL_S": "5",  # rows stay queued: only the graceful stop saves them
     }
+    settings = ["--home", str(relevo_home), "--database-url", database_url]
+    if not flags:  # the same settings through the environment
+        env.update(RELEVO_HOME=str(relevo_home), RELEVO_DATABASE_URL=database_url)
+        settings = []
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "relevo", "serve", "--port", str(port), "--workers", str(workers)],
+        [
+            sys.executable,
+            "-m",
+            "relevo",
+            *settings,
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -114,3 +128,38 @@ def test_metrics_add_up_across_workers(deployed, relevo_home, database_url, free
     finally:
         output = _stop(proc)
     assert proc.returncode in (0, -signal.SIGTERM), output
+
+
+def test_serve_uses_the_home_and_database_given_as_flags(
+    deployed, relevo_home, database_url, free_port, tmp_path, monkeypatch
+):
+    # another home in the environment must not win over the flags
+    monkeypatch.setenv("RELEVO_HOME", str(tmp_path / "elsewhere"))
+    port = free_port()
+    proc = _start(relevo_home, database_url, port, flags=True)
+    try:
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz").json()
+        assert ready["deployments"] == {"churn": "churn:1"}
+    finally:
+        _stop(proc)
+
+
+def test_serve_on_a_port_in_use_says_so(deployed, relevo_home, database_url):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "RELEVO_HOME": str(relevo_home), "RELEVO_DATABASE_URL": database_url}
+        result = subprocess.run(
+            [sys.executable, "-m", "relevo", "serve", "--port", str(port)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 6
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "relevo serving on" not in result.stdout
+    assert "Traceback" not in result.stderr

@@ -136,8 +136,9 @@ def test_a_row_the_store_refuses_goes_to_the_dead_letter_and_the_rest_is_stored(
     entry = _entry(9)
     keys = ["ok"] * 9
     keys[4] = "poison"
-    log.put_blocking(LogEntry("churn", "churn", 1, time.time(), entry.ids, entry.rows,
-                              entry.outputs, 1.0, keys))
+    log.put_blocking(
+        LogEntry("churn", "churn", 1, time.time(), entry.ids, entry.rows, entry.outputs, 1.0, keys)
+    )
     log.put_blocking(_entry(5, start=100))  # later entries are not blocked
     log.close()
     assert len(stored) == 13
@@ -169,8 +170,16 @@ def test_values_json_has_no_type_for_are_kept_as_text():
 
     store = SlowStore()
     log = PredictionLog(store.write)
-    entry = LogEntry("churn", "churn", 1, time.time(), ["a" * 32],
-                     [{"signup": pd.Timestamp("2026-01-02")}], [{"probability": 0.1}], 1.0)
+    entry = LogEntry(
+        "churn",
+        "churn",
+        1,
+        time.time(),
+        ["a" * 32],
+        [{"signup": pd.Timestamp("2026-01-02")}],
+        [{"probability": 0.1}],
+        1.0,
+    )
     log.put_blocking(entry)
     log.close()
     assert orjson.loads(store.rows[0]["features"]) == {"signup": "2026-01-02 00:00:00"}
