@@ -124,8 +124,8 @@ def classifier_task(classes: list[Any]) -> Task:
 
 def as_frame(frame: pd.DataFrame, feature_names: list[str] | None) -> pd.DataFrame:
     """Columns of `frame` in the model's own order when it declares one."""
-    if feature_names is None:
-        return frame
+    if feature_names is None or frame.columns.tolist() == feature_names:
+        return frame  # already in order (the server builds frames that way): no copy
     return frame[feature_names]
 
 
