@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import random
+import sqlite3
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -10,13 +18,17 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from relevo.errors import MissingExtraError, UnavailableError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+
+#: Alembic keeps the running migration's context in module globals: one migration per process
+_MIGRATING = threading.Lock()
 
 
 def _json_dumps(value: Any) -> str:
@@ -78,10 +90,27 @@ def create_store_engine(url: str, create_folder: bool = False) -> Engine:
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.close()
+    try:
+        cur.execute("PRAGMA busy_timeout=30000")
+        _enable_wal(cur)
+        cur.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cur.close()
+
+
+def _enable_wal(cur: Any, wait_s: float = 30.0) -> None:
+    # turning a new file to WAL needs it alone for a moment, and SQLite reports a concurrent
+    # switch (several processes opening a new store) as "database is locked" at once, without
+    # waiting for the busy timeout: wait here instead
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(random.uniform(0.005, 0.05))
 
 
 def _alembic_config() -> Config:
@@ -95,27 +124,91 @@ def head_revision() -> str | None:
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the latest migration (a no-op when it is already there)."""
+    """Bring the schema to the latest migration (a no-op when it is already there).
+
+    Several processes may start on a fresh store at once (`relevo serve --workers 4`): the
+    first to take the lock migrates, the others wait, see the schema up to date and go on.
+    """
     head = head_revision()
+    where = safe_url(str(engine.url))
     try:
-        with engine.connect() as conn:
-            if MigrationContext.configure(conn).get_current_revision() == head:
+        conn = engine.connect()
+    except DBAPIError as exc:
+        raise UnavailableError(f"cannot reach the database at {where}: {_first_line(exc)}") from exc
+    try:
+        with conn:
+            if _current_revision(conn) == head:
                 return
-        with engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                # serialise concurrent first starts of several replicas
-                conn.execute(text("SELECT pg_advisory_xact_lock(7461626)"))
-            cfg = _alembic_config()
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
-    except OperationalError as exc:
+            conn.rollback()  # the check's implicit transaction; the upgrade opens its own
+            with _MIGRATING, _sqlite_file_lock(engine), conn.begin():
+                if conn.dialect.name == "postgresql":
+                    # serialise concurrent first starts of several replicas
+                    conn.execute(text("SELECT pg_advisory_xact_lock(7461626)"))
+                # another process may have migrated while this one waited for the lock
+                if _current_revision(conn) != head:
+                    cfg = _alembic_config()
+                    cfg.attributes["connection"] = conn
+                    command.upgrade(cfg, "head")
+    except (SQLAlchemyError, CommandError, OSError) as exc:
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            raise UnavailableError(
+                f"cannot reach the database at {where}: {_first_line(exc)}"
+            ) from exc
         raise UnavailableError(
-            f"cannot reach the database at {safe_url(str(engine.url))}: {_first_line(exc)}"
+            f"cannot prepare the database schema at {where}: {_first_line(exc)}"
         ) from exc
-    except SQLAlchemyError as exc:
-        raise UnavailableError(
-            f"cannot prepare the database at {safe_url(str(engine.url))}: {_first_line(exc)}"
-        ) from exc
+
+
+def _current_revision(conn: Connection) -> str | None:
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+@contextmanager
+def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
+    """Hold an exclusive lock on `<database file>.migrate.lock` (SQLite files only).
+
+    SQLite cannot lock a schema change across processes the way PostgreSQL's advisory locks
+    do: DDL and the alembic_version check run in separate transactions, so two migrators
+    would both create the tables.
+    """
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        yield
+        return
+    path = Path(database).expanduser()
+    path = path.with_name(path.name + ".migrate.lock")
+    with path.open("a") as handle:
+        _lock_file(handle.fileno())
+        try:
+            yield
+        finally:
+            _unlock_file(handle.fileno())
+
+
+if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+    import msvcrt
+
+    def _lock_file(fd: int) -> None:
+        os.lseek(fd, 0, os.SEEK_SET)
+        while True:
+            try:
+                msvcrt.locking(fd, msvcrt.LK_LOCK, 1)  # gives up after ~10 s: try again
+                return
+            except OSError:
+                continue
+
+    def _unlock_file(fd: int) -> None:
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+else:
+    import fcntl
+
+    def _lock_file(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+
+    def _unlock_file(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _first_line(exc: BaseException) -> str:

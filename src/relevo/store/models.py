@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import random
+import time
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.engine import Engine, RowMapping
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
@@ -14,11 +16,17 @@ from relevo.registry.signature import Signature
 from relevo.registry.types import ModelVersion
 from relevo.store.tables import model_versions, profiles
 
+#: PostgreSQL: one new version of a name at a time (see deployments.py for relevo's lock keys)
+_NAME_LOCK = text("SELECT pg_advisory_xact_lock(7461628, hashtext(:name))")
+
+#: SQLite: writers that lose the race for a version number try again this many times, backing
+#: off a little (randomly, so they do not collide again in step)
+_ATTEMPTS = 30
+_BACKOFF_S = 0.002
+_MAX_BACKOFF_S = 0.05
+
 
 def _to_version(row: RowMapping) -> ModelVersion:
-    created = row["created_at"]
-    if created.tzinfo is None:
-        created = created.replace(tzinfo=UTC)
     return ModelVersion(
         name=row["name"],
         version=row["version"],
@@ -30,7 +38,7 @@ def _to_version(row: RowMapping) -> ModelVersion:
         artifact_size=row["artifact_size"],
         signature=Signature.from_dict(row["signature"]),
         target=row["target"],
-        created_at=created,
+        created_at=row["created_at"],
         description=row["description"],
         tags=row["tags"],
         metrics=row["metrics"],
@@ -47,10 +55,13 @@ class ModelRepository:
     def add(self, fields: dict[str, Any], reference_profile: str) -> ModelVersion:
         """Insert the next version of `fields['name']` and its reference profile, atomically."""
         name = fields["name"]
-        for _attempt in range(5):
+        for attempt in range(_ATTEMPTS):
             now = datetime.now(UTC)
             try:
                 with self.engine.begin() as conn:
+                    if conn.dialect.name == "postgresql":
+                        # two readers of max(version) would both pick the same next number
+                        conn.execute(_NAME_LOCK, {"name": name})
                     latest = conn.execute(
                         select(func.max(model_versions.c.version)).where(
                             model_versions.c.name == name
@@ -69,7 +80,9 @@ class ModelRepository:
                         )
                     )
             except SAIntegrityError:
-                continue  # another process took this version number first; take the next
+                # another writer took this version number first; take the next
+                time.sleep(random.uniform(0, min(_MAX_BACKOFF_S, _BACKOFF_S * 2**attempt)))
+                continue
             return self.get(name, version)  # type: ignore[return-value]
         raise ConflictError(f"could not allocate a new version of {name!r}: too many writers")
 

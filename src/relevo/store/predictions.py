@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import UTC
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
+from sqlalchemy.sql.dml import Insert
 
 from relevo.store.tables import predictions
 
@@ -24,13 +25,25 @@ COLUMNS = (
 )
 
 
+def _insert_ignoring_duplicates(dialect: str) -> Insert:
+    if dialect == "postgresql":
+        return postgresql.insert(predictions).on_conflict_do_nothing(index_elements=["id"])
+    return sqlite.insert(predictions).on_conflict_do_nothing(index_elements=["id"])
+
+
 class PredictionRepository:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._insert = insert(predictions)
+        # a retry after a write that did commit (the reply to COMMIT lost) must not fail on
+        # the ids it already stored
+        self._insert = _insert_ignoring_duplicates(engine.dialect.name)
 
     def insert_many(self, rows: Sequence[dict[str, Any]]) -> int:
-        """Insert rows (dicts keyed like COLUMNS; features/output as JSON text) in one go."""
+        """Insert rows (dicts keyed like COLUMNS; features/output as JSON text) in one go.
+
+        Idempotent: rows whose id is already stored are skipped, so a write can be retried.
+        Returns the number of rows handed in.
+        """
         if not rows:
             return 0
         with self.engine.begin() as conn:
@@ -60,8 +73,5 @@ class PredictionRepository:
                 rows = [dict(r) for r in conn.execute(query).mappings()]
             if not rows:
                 return
-            for r in rows:
-                if r["created_at"].tzinfo is None:
-                    r["created_at"] = r["created_at"].replace(tzinfo=UTC)
             yield rows
             last = rows[-1]["id"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -16,6 +19,34 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that goes in aware and comes out aware, in UTC, on every backend.
+
+    SQLite has no time zones: it stores the UTC wall time and reads it back naive; PostgreSQL
+    reads `timestamptz` back in the session's zone. Naive input is refused rather than guessed.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None or value.tzinfo is UTC:  # the common case, kept cheap for bulk writes
+            return value
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"a naive datetime cannot be stored: {value!r} (give it a tzinfo)")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None or value.tzinfo is UTC:
+            return value
+        if value.tzinfo is None:  # SQLite
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)  # PostgreSQL, in the session's time zone
+
 
 metadata = MetaData(
     naming_convention={
@@ -45,7 +76,7 @@ model_versions = Table(
     Column("lineage", JSON, nullable=False),
     Column("library_versions", JSON, nullable=False),
     Column("flavor_options", JSON, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
     UniqueConstraint("name", "version", name="uq_model_versions_name_version"),
 )
 
@@ -57,7 +88,7 @@ profiles = Table(
     Column("model_version", Integer, nullable=False),
     Column("kind", String(40), nullable=False),
     Column("payload", Text, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
     UniqueConstraint("model_name", "model_version", "kind", name="uq_profiles_model_kind"),
 )
 
@@ -72,7 +103,7 @@ deployments = Table(
     Column("weight", Float, nullable=False),
     Column("key_column", String(200), nullable=True),
     Column("revision", Integer, nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
 )
 
 deployment_events = Table(
@@ -82,7 +113,7 @@ deployment_events = Table(
     Column("deployment", String(200), nullable=False, index=True),
     Column("action", String(40), nullable=False),
     Column("state", JSON, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
 )
 
 predictions = Table(
@@ -92,7 +123,7 @@ predictions = Table(
     Column("deployment", String(200), nullable=False),
     Column("model_name", String(200), nullable=False),
     Column("model_version", Integer, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
     Column("routing_key", String(200), nullable=True),
     Column("features", Text, nullable=False),
     Column("output", Text, nullable=False),

@@ -1,0 +1,82 @@
+"""The prediction log's bulk write: idempotent, so a write that did commit can be retried."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import orjson
+
+from relevo.serving.ids import new_ids
+from relevo.serving.log import LogEntry, PredictionLog
+
+
+def rows(n: int, created_at: datetime | None = None) -> list[dict[str, Any]]:
+    created = created_at or datetime.now(UTC)
+    return [
+        {
+            "id": pid,
+            "deployment": "churn",
+            "model_name": "churn",
+            "model_version": 1,
+            "created_at": created,
+            "routing_key": None,
+            "features": orjson.dumps({"tenure_months": i}).decode(),
+            "output": orjson.dumps({"label": 1}).decode(),
+            "latency_ms": 1.5,
+        }
+        for i, pid in enumerate(new_ids(n))
+    ]
+
+
+def stored(store) -> list[dict[str, Any]]:
+    return [r for chunk in store.predictions.iter_rows("churn") for r in chunk]
+
+
+def test_insert_many_skips_rows_already_stored(store):
+    first = rows(10)
+    assert store.predictions.insert_many(first) == 10
+    # the same batch again (a retry after a commit whose reply was lost), then an overlap
+    store.predictions.insert_many(first)
+    more = rows(5)
+    store.predictions.insert_many(first[5:] + more)
+
+    assert store.predictions.count() == 15
+    assert [r["id"] for r in stored(store)] == [r["id"] for r in first + more]
+
+
+def test_a_log_write_that_committed_but_failed_is_retried_without_loss(store):
+    calls = []
+
+    def commits_then_fails_once(batch: list[dict[str, Any]]) -> int:
+        written = store.predictions.insert_many(batch)
+        calls.append(len(batch))
+        if len(calls) == 1:
+            raise ConnectionError("server closed the connection unexpectedly")
+        return written
+
+    log = PredictionLog(commits_then_fails_once, flush_interval_s=0.01)
+    try:
+        for _ in range(3):
+            ids = new_ids(2)
+            log.put_blocking(
+                LogEntry("churn", "churn", 1, time.time(), ids, [{}] * 2, [{}] * 2, 1.0)
+            )
+        log.flush(timeout_s=30)
+    finally:
+        log.close(timeout_s=30)
+
+    assert store.predictions.count() == 6
+    assert (log.depth, log.errors, log.dead_lettered) == (0, 1, 0)
+
+
+def test_timestamps_come_back_as_the_same_instant_in_utc(store):
+    paris = timezone(timedelta(hours=2))
+    written = datetime(2026, 6, 1, 12, 30, 15, 250000, tzinfo=paris)
+    store.predictions.insert_many(rows(1, written))
+
+    (row,) = stored(store)
+    assert row["created_at"] == written
+    assert row["created_at"].tzinfo == UTC
+    assert row["created_at"].hour == 10
