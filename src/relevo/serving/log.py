@@ -131,6 +131,10 @@ class PredictionLog:
                 self._wake.set()
             return True
 
+    def offer(self, entry: LogEntry) -> bool:
+        """Queue an entry if there is room now (the hot path's cheap, synchronous call)."""
+        return self._accept(entry)
+
     async def put(self, entry: LogEntry) -> None:
         """Queue an entry, waiting for room when the queue is full."""
         if self._accept(entry):

@@ -220,19 +220,19 @@ class Runtime:
         latency = time.perf_counter() - started
         name = endpoint.deployment.name
         if self.log is not None:
-            await self.log.put(
-                LogEntry(
-                    name,
-                    runner.version.name,
-                    runner.version.version,
-                    time.time(),
-                    ids,
-                    rows,
-                    outputs,
-                    latency * 1000.0,
-                    validated.keys,
-                )
+            entry = LogEntry(
+                name,
+                runner.version.name,
+                runner.version.version,
+                time.time(),
+                ids,
+                rows,
+                outputs,
+                latency * 1000.0,
+                validated.keys,
             )
+            if not self.log.offer(entry):  # full: wait for room (back-pressure)
+                await self.log.put(entry)
         if self.metrics is not None:
             self.observe(name, ref, protocol, 200, latency, validated)
         return Answer(predictions, ref, validated)

