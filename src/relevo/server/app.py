@@ -99,7 +99,7 @@ def create_fastapi_app(
                 on_error=metrics.log_errors.inc,
                 dead_letter=rv.settings.dead_letter_path,
             )
-        runtime = Runtime(rv, prediction_log=plog, metrics=metrics)
+        runtime = Runtime(rv, prediction_log=plog, metrics=metrics, freeze_heap=True)
         try:
             await asyncio.to_thread(runtime.refresh)
         except RelevoError as exc:
