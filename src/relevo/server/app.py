@@ -61,22 +61,29 @@ class BadRequest(InvalidInputError):
     http_status = 400
 
 
-def create_app(settings: Settings | None = None, relevo: Relevo | None = None) -> FastLane:
+def create_app(
+    settings: Settings | None = None, relevo: Relevo | None = None, own_process: bool = True
+) -> FastLane:
     """The relevo server as an ASGI app: the predict fast lane in front of the FastAPI app.
-    `relevo serve` runs it; tests may pass their own settings or handle."""
+
+    `relevo serve` runs it in processes of its own (`own_process`): then the interpreter is
+    tuned for serving. A server inside someone else's process (a notebook, the demo, tests)
+    leaves the interpreter's settings alone.
+    """
     from relevo.server.fastlane import FastLane
 
-    # Under load the model runs in a worker thread while the event loop reads requests; with
-    # CPython's default 5 ms GIL switch interval the loop waits whole model calls for its turn
-    # and batches stay small. 0.5 ms lets it read requests meanwhile: +3-20% requests/s at
-    # c=32 here, side by side (benchmarks/serving.py), no change at c=1.
-    sys.setswitchinterval(0.0005)
-    app, runtime = create_fastapi_app(settings, relevo)
+    if own_process:
+        # Under load the model runs in a worker thread while the event loop reads requests;
+        # with CPython's default 5 ms GIL switch interval the loop waits whole model calls for
+        # its turn and batches stay small. 0.5 ms lets it read requests meanwhile: +3-20 %
+        # requests/s at c=32 here, side by side (benchmarks/serving.py), no change at c=1.
+        sys.setswitchinterval(0.0005)
+    app, runtime = create_fastapi_app(settings, relevo, freeze_heap=own_process)
     return FastLane(app, runtime)
 
 
 def create_fastapi_app(
-    settings: Settings | None = None, relevo: Relevo | None = None
+    settings: Settings | None = None, relevo: Relevo | None = None, freeze_heap: bool = False
 ) -> tuple[FastAPI, Callable[[], Runtime]]:
     """The FastAPI app (every endpoint, OpenAPI) and the getter of its serving runtime."""
     settings = settings or get_settings()
@@ -99,7 +106,7 @@ def create_fastapi_app(
                 on_error=metrics.log_errors.inc,
                 dead_letter=rv.settings.dead_letter_path,
             )
-        runtime = Runtime(rv, prediction_log=plog, metrics=metrics, freeze_heap=True)
+        runtime = Runtime(rv, prediction_log=plog, metrics=metrics, freeze_heap=freeze_heap)
         try:
             await asyncio.to_thread(runtime.refresh)
         except RelevoError as exc:

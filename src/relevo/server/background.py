@@ -30,7 +30,7 @@ class BackgroundServer:
         bound_host, bound_port = self._socket.getsockname()[:2]
         self.url = f"http://{bound_host}:{bound_port}"
         config = uvicorn.Config(
-            create_app(settings),
+            create_app(settings, own_process=False),
             log_level="warning",
             access_log=False,
             lifespan="on",

@@ -1,0 +1,28 @@
+"""A server in its own process freezes the loaded heap; one inside another program does not."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+from relevo.serving.runtime import Runtime
+
+
+@pytest.fixture
+def unfrozen():
+    gc.unfreeze()
+    yield
+    gc.unfreeze()
+
+
+def test_own_process_runtime_freezes_the_loaded_heap(rv, churn_pipeline, churn_frame, unfrozen):
+    version = rv.registry.register("churn", churn_pipeline, churn_frame, target="churned")
+    rv.deployments.deploy("churn", version.ref)
+    guest = Runtime(rv)
+    assert guest.refresh()
+    assert gc.get_freeze_count() == 0
+    owner = Runtime(rv, freeze_heap=True)
+    assert owner.refresh()
+    assert gc.get_freeze_count() > 0
+    assert "churn" in owner.endpoints
