@@ -116,7 +116,7 @@ def table(
     """A compact table; columns named in `right` are right-aligned (numbers)."""
     out = Table(title=title, title_justify="left", header_style="bold", show_header=header)
     for col in columns:
-        out.add_column(col, justify="right" if col in right else "left")
+        out.add_column(col, justify="right" if col in right else "left", overflow="fold")
     for row in rows:
         out.add_row(*("" if v is None else str(v) for v in row))
     return out
