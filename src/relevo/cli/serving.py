@@ -9,7 +9,6 @@ import socket
 import tempfile
 from pathlib import Path
 
-import pandas as pd
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
@@ -17,6 +16,7 @@ from relevo.cli.output import console, err_console, fmt, handle_errors, print_js
 from relevo.cli.state import state
 from relevo.errors import InvalidInputError, UnavailableError
 from relevo.routing.service import KEEP
+from relevo.serving.records import frame_to_records
 from relevo.settings import reset_settings
 from relevo.tables import read_table, write_table
 
@@ -163,7 +163,7 @@ def predict(
     if output is not None:
         write_table(scored, output)
     if json_out:
-        print_json(_json_rows(scored))
+        print_json(frame_to_records(scored))
         return
     if output is not None:
         console.print(f"Scored {len(scored):,} rows with {scored['model'].iloc[0]}; wrote {output}")
@@ -180,12 +180,6 @@ def predict(
             [[fmt(v) for v in row] for row in shown.itertuples(index=False)],
         )
     )
-
-
-def _json_rows(frame: pd.DataFrame) -> object:
-    from relevo.serving.records import frame_to_records
-
-    return frame_to_records(frame)
 
 
 @handle_errors

@@ -111,7 +111,6 @@ def create_fastapi_app(
             await asyncio.to_thread(runtime.refresh)
         except RelevoError as exc:
             log.error("loading deployments failed: %s", exc)
-        app.state.runtime = runtime
         holder["runtime"] = runtime
         watcher = asyncio.create_task(runtime.watch())
         try:
@@ -134,7 +133,6 @@ def create_fastapi_app(
         "Protocol V2.",
         lifespan=lifespan,
     )
-    app.state.settings = settings
 
     @app.exception_handler(RelevoError)
     async def _error(request: Request, exc: RelevoError) -> Response:

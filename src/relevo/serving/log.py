@@ -118,7 +118,8 @@ class PredictionLog:
         """Rows accepted but not yet stored."""
         return self._pending
 
-    def _accept(self, entry: LogEntry) -> bool:
+    def offer(self, entry: LogEntry) -> bool:
+        """Queue an entry if there is room now (the hot path's cheap, synchronous call)."""
         with self._lock:
             if self._closing:
                 raise UnavailableError("the prediction log is closed")
@@ -131,17 +132,11 @@ class PredictionLog:
                 self._wake.set()
             return True
 
-    def offer(self, entry: LogEntry) -> bool:
-        """Queue an entry if there is room now (the hot path's cheap, synchronous call)."""
-        return self._accept(entry)
-
     async def put(self, entry: LogEntry) -> None:
         """Queue an entry, waiting for room when the queue is full."""
-        if self._accept(entry):
-            return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.wait_timeout_s
-        while not self._accept(entry):
+        while not self.offer(entry):
             fut: asyncio.Future[None] = loop.create_future()
             with self._lock:
                 self._waiters.append((loop, fut))
@@ -157,7 +152,7 @@ class PredictionLog:
     def put_blocking(self, entry: LogEntry) -> None:
         """Queue an entry from synchronous code, blocking while the queue is full."""
         deadline = time.monotonic() + self.wait_timeout_s
-        while not self._accept(entry):
+        while not self.offer(entry):
             self._wake.set()
             with self._room:
                 self._room.wait(timeout=0.5)

@@ -111,7 +111,8 @@ class Runtime:
 
     # ---- loading and change pickup -------------------------------------------------------
     def refresh(self, strict: bool = False) -> bool:
-        """Load what changed in the store since the last call; True when anything did.
+        """Load what changed in the store since the last call; True when what is served
+        changed (or on the first call).
 
         A version that cannot be loaded leaves its deployment on the version it served before
         (or unavailable, with the reason) and is tried again at the next call. `strict` raises
@@ -160,6 +161,10 @@ class Runtime:
             log.info(
                 "deployment %r now serves %s (revision %d)", dep.name, runner.ref, dep.revision
             )
+        # a retried load that fails again changes nothing (and must not re-freeze the heap)
+        changed = endpoints.keys() != self._endpoints.keys() or any(
+            endpoints[name] is not self._endpoints[name] for name in endpoints
+        )
         self._runners = runners
         self._endpoints = endpoints
         self.failures = failures
@@ -167,8 +172,9 @@ class Runtime:
         # each try re-reads and re-hashes the artifact
         self._fingerprint = fingerprint
         self._retry_at = time.monotonic() + 10.0
+        first = not self.loaded
         self.loaded = True
-        return True
+        return changed or first
 
     def _load(self, name: str, version: int) -> ModelRunner:
         loaded = self.relevo.registry.load(f"{name}:{version}")
