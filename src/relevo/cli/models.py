@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import typer
 from rich.console import Group
+from rich.markup import escape
 from rich.table import Table
 
-from relevo.cli.output import console, fmt, handle_errors, print_json, table
+from relevo.cli.output import console, err_console, fmt, handle_errors, print_json, table
 from relevo.cli.state import state
 from relevo.errors import InvalidInputError
 from relevo.monitoring.reference import ReferenceProfile
 from relevo.registry.flavors import flavor_names
+from relevo.registry.inputs import FeatureOrderWarning
 from relevo.registry.types import ModelVersion
 
 app = typer.Typer(help="Register, list and inspect model versions.", no_args_is_help=True)
@@ -43,6 +46,21 @@ def register(
     description: str = typer.Option("", "--description", "-d", help="Free text."),
     tag: list[str] = typer.Option([], "--tag", help="KEY=VALUE, repeatable."),
     metric: list[str] = typer.Option([], "--metric", help="NAME=NUMBER, repeatable."),
+    features: str | None = typer.Option(
+        None,
+        "--features",
+        help="The model's input columns in the order it expects them: a,b,c "
+        "(needed for a model fitted on an array whose inputs are not all the other columns).",
+    ),
+    exclude: str | None = typer.Option(
+        None, "--exclude", help="Reference columns that are not inputs (ids, timestamps): a,b."
+    ),
+    trust: list[str] = typer.Option(
+        [],
+        "--trust",
+        help="A type a skops file may build beyond skops' safe defaults, repeatable "
+        "(building it can run code: only types you know).",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Register a fitted model as the next immutable version of NAME."""
@@ -52,23 +70,52 @@ def register(
         metrics = {k: float(v) for k, v in metrics_raw.items()}
     except ValueError:
         raise InvalidInputError(f"--metric values must be numbers, got {metrics_raw}") from None
-    version = state.relevo().registry.register(
-        name,
-        path,
-        reference,
-        target=target,
-        flavor=flavor,
-        description=description,
-        tags=tags,
-        metrics=metrics,
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FeatureOrderWarning)
+        version = state.relevo().registry.register(
+            name,
+            path,
+            reference,
+            target=target,
+            flavor=flavor,
+            description=description,
+            tags=tags,
+            metrics=metrics,
+            features=_split(features),
+            exclude=_split(exclude),
+            trust=trust,
+        )
+    # the input-order note goes with the result (stderr under --json); others as usual
+    for w in caught:
+        if issubclass(w.category, FeatureOrderWarning):
+            (err_console if json_out else console).print(
+                f"[yellow]Input order:[/] {escape(str(w.message))}", highlight=False
+            )
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     if json_out:
         print_json(version.to_dict())
         return
     console.print(
         f"Registered [bold]{version.ref}[/] ({version.flavor}, {version.task}) "
-        f"sha256 {version.artifact_sha256[:12]}…, {len(version.signature.columns)} input columns"
+        f"sha256 {version.artifact_sha256[:12]}…, {len(version.signature.columns)} input columns, "
+        f"fed as {_input_text(version)}",
+        highlight=False,
     )
+
+
+def _split(text: str | None) -> list[str] | None:
+    return None if text is None else [p.strip() for p in text.split(",") if p.strip()]
+
+
+def _input_text(v: ModelVersion) -> str:
+    """How the model is fed, as `models register` and `models show` say it."""
+    fmt_ = v.flavor_options.get("input")
+    if fmt_ == "array":
+        return "a float64 array (decided by rehearsal)"
+    if fmt_ == "frame":
+        return "a DataFrame (decided by rehearsal)"
+    return "the flavor's default (registered before input rehearsal)"
 
 
 @app.command("list")
@@ -134,8 +181,19 @@ def _meta_table(v: ModelVersion) -> Table:
         ["metrics", ", ".join(f"{k}={fmt(m)}" for k, m in v.metrics.items())],
         ["lineage", ", ".join(f"{k}={t}" for k, t in v.lineage.items())],
         ["libraries", ", ".join(f"{k} {t}" for k, t in v.library_versions.items())],
+        ["input", _input_text(v)],
+        ["input order", _ORDER.get(str(v.flavor_options.get("input_order")), "")],
     ]
+    if "trusted_types" in v.flavor_options:
+        rows.append(["trusted types", ", ".join(v.flavor_options["trusted_types"]) or "none"])
     return table(f"Model {v.ref}", ["field", "value"], rows)
+
+
+_ORDER = {
+    "model": "the model's own feature names",
+    "operator": "--features",
+    "reference": "the reference file's columns (the model has no feature names)",
+}
 
 
 def _signature_table(v: ModelVersion) -> Table:

@@ -26,6 +26,25 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def refuse_symlinks(path: Path) -> None:
+    """Refuse a model folder holding a symbolic link anywhere inside it.
+
+    A link could point outside the folder (to a secret, or to a file that changes later); its
+    target would be read at load and copied into the artifact store.
+    """
+    if not path.is_dir():
+        return
+    for folder, dirs, files in os.walk(path, followlinks=False):
+        for entry in sorted(dirs + files):
+            full = Path(folder) / entry
+            if full.is_symlink():
+                rel = full.relative_to(path).as_posix()
+                raise InvalidInputError(
+                    f"{path.name} contains a symbolic link, {rel} -> {os.readlink(full)}; "
+                    "model folders may not hold links: copy the file in instead"
+                )
+
+
 def tree_sha256(path: Path) -> str:
     """The sha256 of a file, or of a directory's relative paths and file digests."""
     if path.is_file():
@@ -53,6 +72,7 @@ class ArtifactStore:
         """Copy `source` (file or directory) in; returns (sha256, relative path, size)."""
         if not source.exists():
             raise InvalidInputError(f"artifact not found: {source}")
+        refuse_symlinks(source)
         try:
             sha = tree_sha256(source)
         except OSError as exc:

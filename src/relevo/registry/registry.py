@@ -3,12 +3,11 @@ and reference profiles."""
 
 from __future__ import annotations
 
-import builtins
 import logging
 import re
 import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from relevo.registry.flavors import (
     flavor_for_object,
     get_flavor,
 )
+from relevo.registry.inputs import is_numeric, rehearse, resolve_features
 from relevo.registry.signature import Signature
 from relevo.registry.types import ModelRef, ModelVersion
 from relevo.store import Store
@@ -67,9 +67,18 @@ class Registry:
         tags: Mapping[str, str] | None = None,
         metrics: Mapping[str, float] | None = None,
         lineage: Mapping[str, Any] | None = None,
+        features: Sequence[str] | None = None,
+        exclude: Sequence[str] | None = None,
+        trust: Sequence[str] | None = None,
     ) -> ModelVersion:
         """Register `model` (a path to an artifact or a fitted in-memory model) as the next
-        version of `name`, with its signature and profile taken from `reference`."""
+        version of `name`, with its signature and profile taken from `reference`.
+
+        `features` names the model's inputs in the order it expects them (needed for a model
+        without feature names whose inputs are not exactly the reference's other columns);
+        `exclude` drops reference columns that are not inputs (ids, timestamps); `trust` names
+        the types a skops file may build beyond skops' defaults.
+        """
         if not NAME_RE.fullmatch(name):  # match() lets "$" accept a trailing newline
             raise InvalidInputError(
                 f"invalid model name {name!r}: use letters, digits, '.', '_' or '-' "
@@ -83,19 +92,23 @@ class Registry:
             )
         with tempfile.TemporaryDirectory(prefix="relevo-register-") as tmp:
             chosen, path = self._artifact(model, flavor, Path(tmp))
-            options = chosen.registration_options(path)
+            # before anything is loaded: skops refuses types the operator did not trust
+            options = chosen.registration_options(path, tuple(trust or ()))
             loaded = chosen.load(path, options)
-            features = self._features(loaded, frame, target)
-            signature = Signature.infer(frame, features)
-            inputs = frame[features]
-            try:
-                raw = loaded.predict(inputs)
-            except Exception as exc:
-                raise InvalidInputError(
-                    f"the model failed to predict on the reference data: {exc}"
-                ) from exc
+            columns, source = resolve_features(loaded, frame, target, features, exclude)
+            signature = Signature.infer(frame, columns)
+            inputs = frame[columns]
+            numeric = is_numeric(signature)
+            loaded.bind_inputs(columns, numeric)
+            raw, mode = rehearse(loaded, inputs, numeric)
             profile = ReferenceProfile.build(inputs, signature, loaded.task, loaded.classes, raw)
             sha, rel, size = self.artifacts.put(path)
+        options = {
+            **options,
+            "input": loaded.input_format,
+            "input_mode": mode,
+            "input_order": source,
+        }
         fields = {
             "name": name,
             "flavor": chosen.name,
@@ -156,7 +169,9 @@ class Registry:
                 LibraryVersionWarning,
                 stacklevel=2,
             )
-        return LoadedVersion(version, flavor.load(path, version.flavor_options))
+        model = flavor.load(path, version.flavor_options)
+        model.bind_inputs(version.signature.names, is_numeric(version.signature))
+        return LoadedVersion(version, model)
 
     def _artifact(self, model: Any, flavor: str | None, tmp: Path) -> tuple[Flavor, Path]:
         if isinstance(model, (str, Path)):
@@ -170,20 +185,6 @@ class Registry:
                 f"the {chosen.name} flavor cannot save a {type(model).__name__}"
             )
         return chosen, chosen.save(model, tmp)
-
-    @staticmethod
-    def _features(
-        model: LoadedModel, frame: pd.DataFrame, target: str | None
-    ) -> builtins.list[str]:
-        if model.feature_names is not None:
-            missing = [c for c in model.feature_names if c not in frame.columns]
-            if missing:
-                raise InvalidInputError(
-                    f"the reference data lacks {len(missing)} column(s) the model needs",
-                    [Problem("missing from the reference data", column=c) for c in missing],
-                )
-            return list(model.feature_names)
-        return [str(c) for c in frame.columns if c != target]
 
 
 def _reference_frame(reference: pd.DataFrame | str | Path) -> pd.DataFrame:

@@ -92,4 +92,5 @@ class ModelVersion:
             "metrics": self.metrics,
             "lineage": self.lineage,
             "library_versions": self.library_versions,
+            "flavor_options": self.flavor_options,
         }

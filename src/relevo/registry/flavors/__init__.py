@@ -16,7 +16,7 @@ from relevo.registry.flavors.base import Flavor, LoadedModel, RawOutput, Task
 _FLAVORS: dict[str, str] = {
     "mlflow": "relevo.registry.flavors.mlflow:MlflowFlavor",
     "onnx": "relevo.registry.flavors.onnx:OnnxFlavor",
-    "skops": "relevo.registry.flavors.sklearn:SkopsFlavor",
+    "skops": "relevo.registry.flavors.skops:SkopsFlavor",
     "xgboost": "relevo.registry.flavors.xgboost:XGBoostFlavor",
     "lightgbm": "relevo.registry.flavors.lightgbm:LightGBMFlavor",
     "sklearn": "relevo.registry.flavors.sklearn:SklearnFlavor",

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import textwrap
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -28,6 +29,8 @@ import pandas as pd
 from relevo.errors import InvalidInputError, MissingExtraError, Problem, UnavailableError
 
 Task = Literal["binary", "multiclass", "regression"]
+#: what the model is fed: a 2-D float64 array in signature order, or a DataFrame with names
+InputFormat = Literal["array", "frame"]
 
 
 @dataclass(frozen=True)
@@ -51,10 +54,40 @@ class LoadedModel(ABC):
     classes: list[Any] | None = None
     #: the input columns the model itself declares, in order, when it declares them
     feature_names: list[str] | None = None
+    #: how many inputs the model takes, when it says so without naming them
+    n_features: int | None = None
+    #: "array" when `predict_array` takes the float64 matrix natively, else "frame"
+    input_format: InputFormat = "frame"
+    #: the signature's column names in order (set by the registry after loading)
+    input_names: list[str] | None = None
 
     @abstractmethod
     def predict(self, frame: pd.DataFrame) -> RawOutput:
         """Score the rows of `frame` (columns = features)."""
+
+    def predict_array(self, x: np.ndarray) -> RawOutput:
+        """Score a float64 matrix whose columns are the signature's, in order.
+
+        The default wraps it in a DataFrame named after `input_names`; flavors that take
+        arrays natively override it.
+        """
+        return self.predict(pd.DataFrame(x, columns=self.input_names, copy=False))
+
+    def input_modes(self) -> list[str]:
+        """The ways this model can be fed, fastest first; registration rehearses each."""
+        return ["frame"]
+
+    def set_input_mode(self, mode: str) -> None:
+        """Feed the model the way `mode` (one of `input_modes()`) says from now on."""
+        if mode not in self.input_modes():
+            raise ValueError(f"unknown input mode {mode!r}")
+
+    def bind_inputs(self, names: list[str], numeric: bool) -> None:
+        """Tell the model the signature's column names (and whether all are numbers)."""
+        self.input_names = list(names)
+        if self.input_format == "array" and not numeric:
+            # only a numeric signature can be served as a float64 matrix
+            self.set_input_mode(next(m for m in self.input_modes() if m != "array"))
 
 
 class Flavor(ABC):
@@ -82,8 +115,15 @@ class Flavor(ABC):
         """Write `model` as an artifact inside `directory` and return its path."""
         raise NotImplementedError(f"the {self.name} flavor cannot save in-memory models")
 
-    def registration_options(self, path: Path) -> dict[str, Any]:
-        """Options to store with a new version and hand back to `load` (e.g. trusted types)."""
+    def registration_options(self, path: Path, trust: Sequence[str] = ()) -> dict[str, Any]:
+        """Options to store with a new version and hand back to `load` (e.g. trusted types).
+
+        Runs before anything is loaded: `trust` names the types the operator approves.
+        """
+        if trust:
+            raise InvalidInputError(
+                f"--trust (trust=[...]) applies to skops files only, not to {self.name} models"
+            )
         return {}
 
     def library_versions(self) -> dict[str, str]:

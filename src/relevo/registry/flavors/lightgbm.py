@@ -19,6 +19,7 @@ refused at registration; later loads are of the same bytes (the store checks the
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,7 @@ class LightGBMModel(LoadedModel):
         # trained on an array: LightGBM invents Column_0..; the model then has no names
         auto = all(_AUTO_NAME.fullmatch(n) for n in names)
         self.feature_names = None if auto else names
+        self.n_features = len(names)
 
     def predict(self, frame: pd.DataFrame) -> RawOutput:
         x: Any = (
@@ -141,8 +143,9 @@ class LightGBMFlavor(Flavor):
             return True
         return path.suffix.lower() == ".lgb"
 
-    def registration_options(self, path: Path) -> dict[str, Any]:
+    def registration_options(self, path: Path, trust: Sequence[str] = ()) -> dict[str, Any]:
         """Read the new file once in a child process (LightGBM may crash on a damaged file)."""
+        super().registration_options(path, trust)  # refuses --trust
         self.require("lightgbm")
         try:
             _check_model_text(path.read_bytes(), path.name)

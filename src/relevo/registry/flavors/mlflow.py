@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from relevo.errors import InvalidInputError
+from relevo.registry.artifacts import refuse_symlinks
 from relevo.registry.flavors.base import (
     Flavor,
     LoadedModel,
@@ -28,7 +29,7 @@ from relevo.registry.flavors.base import (
     as_frame,
     classifier_task,
 )
-from relevo.registry.flavors.sklearn import EstimatorModel
+from relevo.registry.flavors.sklearn import EstimatorModel, mode_option
 
 MLMODEL = "MLmodel"
 
@@ -74,16 +75,6 @@ def _signature_width(signature: Any) -> int | None:
             return int(shape[1])
         return None
     return len(specs) or None
-
-
-class _SignatureEstimatorModel(EstimatorModel):
-    """An estimator fitted on an array, fed the signature's columns in order (as an array)."""
-
-    def predict(self, frame: pd.DataFrame) -> RawOutput:
-        x = as_frame(frame, self.feature_names).to_numpy()
-        if self.classes is not None:
-            return RawOutput(probabilities=np.asarray(self.estimator.predict_proba(x)))
-        return RawOutput(values=np.asarray(self.estimator.predict(x), dtype=np.float64).ravel())
 
 
 class PyfuncModel(LoadedModel):
@@ -166,12 +157,13 @@ class MlflowFlavor(Flavor):
 
         if not self.detect(path):
             raise InvalidInputError(f"{path} is not an MLflow model directory (no {MLMODEL})")
+        refuse_symlinks(path)  # before MLflow reads a file through one
         try:
             info = Model.load(str(path))
         except Exception as exc:
             raise InvalidInputError(f"cannot read {path.name}/{MLMODEL}: {exc}") from exc
         if "sklearn" in info.flavors:
-            return self._load_sklearn(path, info)
+            return self._load_sklearn(path, info, options)
         pyfunc = self._load(path, "pyfunc")
         return PyfuncModel(pyfunc, info, path)
 
@@ -189,12 +181,12 @@ class MlflowFlavor(Flavor):
                 f"cannot load the MLflow model {path.name} ({kind}): {exc}"
             ) from exc
 
-    def _load_sklearn(self, path: Path, info: Any) -> LoadedModel:
+    def _load_sklearn(self, path: Path, info: Any, options: dict[str, Any]) -> LoadedModel:
         estimator = self._load(path, "sklearn")
-        model = EstimatorModel(estimator)
+        model = EstimatorModel(estimator, mode_option(options))
         if model.feature_names is None:
+            # fitted on an array: the saved signature names its inputs, in order
             schema = getattr(info.signature, "inputs", None) if info.signature else None
             if schema is not None and schema.has_input_names():
-                model = _SignatureEstimatorModel(estimator)
                 model.feature_names = [str(n) for n in schema.input_names()]
         return model

@@ -14,6 +14,7 @@ are of the same bytes (the store checks their sha256).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,7 @@ class BoosterModel(LoadedModel):
             )
         names = booster.feature_names
         self.feature_names = [str(n) for n in names] if names else None
+        self.n_features = int(booster.num_features())
         types = booster.feature_types or []
         self._categorical = any(t == "c" for t in types)
         self.task: Task
@@ -154,8 +156,9 @@ class XGBoostFlavor(Flavor):
             return b'"learner"' in read_head(path, 4096)
         return False
 
-    def registration_options(self, path: Path) -> dict[str, Any]:
+    def registration_options(self, path: Path, trust: Sequence[str] = ()) -> dict[str, Any]:
         """Read the new file once in a child process (XGBoost may crash on a damaged file)."""
+        super().registration_options(path, trust)  # refuses --trust
         self.require("xgboost")
         load_in_child(path, _PROBE, "an XGBoost model")
         return {}
