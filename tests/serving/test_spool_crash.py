@@ -85,9 +85,7 @@ def test_rows_answered_before_a_kill_9_are_stored_once_after_restart(
     server = _serve(relevo_home, database_url, port)
     answered: list[str] = []
     stop = threading.Event()
-    clients = [
-        threading.Thread(target=_load, args=(port, rows, answered, stop)) for _ in range(8)
-    ]
+    clients = [threading.Thread(target=_load, args=(port, rows, answered, stop)) for _ in range(8)]
     try:
         for c in clients:
             c.start()

@@ -27,6 +27,7 @@ FIELDS = (
 )
 Row = tuple[Any, ...]
 _VERSION = 1  # of the serialised entry, first in every payload
+_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,46 +61,65 @@ class LogEntry:
 
 
 def encode(entry: LogEntry) -> bytes:
-    """An entry as one JSON document: what the spool keeps and the queue holds (one bytes
-    object per entry, which the garbage collector never has to walk)."""
-    doc = [
+    """An entry as bytes: what the spool keeps and the queue holds (one bytes object per
+    entry, which the garbage collector never has to walk).
+
+    Three JSON documents on one line each: the header (ids, model, time, keys), the features,
+    the outputs. A one-row entry (most requests) carries its features as the very object the
+    store keeps, so the writer stores the bytes as they are; a larger one carries them column
+    by column, one JSON object per row is made in the writer thread.
+    """
+    head = [
         _VERSION,
         entry.deployment,
         entry.model_name,
         entry.model_version,
         entry.created_at,
         entry.ids,
-        entry.features if type(entry.features) is dict else dict(entry.features),
-        entry.outputs,
         entry.latency_ms,
         entry.keys,
         entry.role,
     ]
+    if entry.n == 1:
+        features: Any = {k: v[0] for k, v in entry.features.items()}
+        outputs: Any = entry.outputs[0]
+    else:
+        features = entry.features if type(entry.features) is dict else dict(entry.features)
+        outputs = entry.outputs
+    # orjson never writes a raw newline (it escapes them in strings): a safe separator
+    return b"\n".join(_dumps(doc) for doc in (head, features, outputs))
+
+
+def _dumps(doc: Any) -> bytes:
     try:
         # default=str: a value JSON has no type for (a timestamp column) is kept as its text
-        return orjson.dumps(doc, default=str, option=orjson.OPT_SERIALIZE_NUMPY)
+        return orjson.dumps(doc, default=str, option=_OPTIONS)
     except orjson.JSONEncodeError:  # an integer beyond 64 bits: kept as its digits
-        return orjson.dumps(_text_big_ints(doc), default=str, option=orjson.OPT_SERIALIZE_NUMPY)
+        return orjson.dumps(_text_big_ints(doc), default=str, option=_OPTIONS)
 
 
 def entry_rows(payload: bytes) -> list[Row]:
     """The store rows of one serialised entry: one JSON object per row for its features
     and one for its output, built here in the writer thread, never on the request path."""
-    _, dep, name, version, created, ids, features, outputs, latency, keys, _role = orjson.loads(
-        payload
-    )
+    head, features, outputs = payload.split(b"\n", 2)
+    _, dep, name, version, created, ids, latency, keys, _role = orjson.loads(head)
     when = datetime.fromtimestamp(created, UTC)
-    dumps = orjson.dumps
-    names = list(features)
     n = len(ids)
-    if names:
-        feats = [
-            dumps(dict(zip(names, vals, strict=True))).decode()
-            for vals in zip(*features.values(), strict=True)
-        ]
+    if n == 1:
+        feats = [features.decode()]
+        outs = [outputs.decode()]
     else:
-        feats = ["{}"] * n
-    outs = [dumps(o).decode() for o in outputs]
+        dumps = orjson.dumps
+        columns = orjson.loads(features)
+        names = list(columns)
+        if names:
+            feats = [
+                dumps(dict(zip(names, vals, strict=True))).decode()
+                for vals in zip(*columns.values(), strict=True)
+            ]
+        else:
+            feats = ["{}"] * n
+        outs = [dumps(o).decode() for o in orjson.loads(outputs)]
     keys = [None if k is None else str(k) for k in keys] if keys is not None else [None] * n
     return [
         (pid, dep, name, version, when, key, f, o, latency)
