@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
+from relevo.private import private_dir
 from relevo.registry.artifacts import ArtifactStore
 from relevo.registry.registry import Registry
 from relevo.routing.service import DeploymentService
@@ -31,6 +33,10 @@ class Relevo:
         if database_url is not None:
             updates["database_url"] = database_url
         self.settings = base.model_copy(update=updates) if updates else base
+        # the home holds models, the log's spool and dead letters: private to the user (0700)
+        # (a home that cannot be made is reported by whatever needs it first)
+        with contextlib.suppress(OSError):
+            private_dir(self.settings.home)
         # the default SQLite file lives in the home, made on first use; an explicit URL is
         # taken as given (a wrong folder is an error, not a new empty store)
         self.store = Store(

@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     )
     log_flush_rows: int = Field(default=5_000, ge=1, description="Rows per store write.")
     log_flush_interval_s: float = Field(default=0.2, gt=0, description="Max wait to flush.")
+    log_fsync: bool = Field(
+        default=False,
+        description="fsync the prediction log's spool after every entry: survives a machine "
+        "crash, not only a process crash, at the cost of one disk flush per request.",
+    )
     reject_unseen_categories: bool = Field(
         default=False, description="Reject (422) categories absent from the reference."
     )

@@ -10,14 +10,16 @@ import orjson
 import pytest
 
 from relevo.errors import UnavailableError
-from relevo.serving.log import LogEntry, PredictionLog
+from relevo.serving.log import FIELDS, LogEntry, PredictionLog
+
+ID, KEY, FEATURES = FIELDS.index("id"), FIELDS.index("routing_key"), FIELDS.index("features")
 
 
 def _entry(n: int, start: int = 0) -> LogEntry:
     ids = [f"{start + i:032x}" for i in range(n)]
-    rows = [{"x": start + i} for i in range(n)]
+    features = {"x": [start + i for i in range(n)]}
     outputs = [{"probability": 0.5} for _ in range(n)]
-    return LogEntry("churn", "churn", 1, time.time(), ids, rows, outputs, 1.5, None)
+    return LogEntry("churn", "churn", 1, time.time(), ids, features, outputs, 1.5, None)
 
 
 class OperationalError(Exception):
@@ -30,12 +32,12 @@ class SlowStore:
     def __init__(self, delay: float = 0.0, failures: int = 0) -> None:
         self.delay = delay
         self.failures = failures
-        self.rows: list[dict] = []
+        self.rows: list[tuple] = []
         self.calls = 0
         self.gate = threading.Event()
         self.gate.set()
 
-    def write(self, rows: list[dict]) -> int:
+    def write(self, rows: list[tuple]) -> int:
         self.calls += 1
         self.gate.wait()
         time.sleep(self.delay)
@@ -53,8 +55,8 @@ def test_close_writes_everything_accepted():
         log.put_blocking(_entry(3, start=k * 3))
     log.close()
     assert len(store.rows) == 150
-    assert len({r["id"] for r in store.rows}) == 150
-    assert orjson.loads(store.rows[7]["features"]) == {"x": 7}
+    assert len({r[ID] for r in store.rows}) == 150
+    assert orjson.loads(store.rows[7][FEATURES]) == {"x": 7}
     assert log.depth == 0
 
 
@@ -107,12 +109,25 @@ def test_a_store_that_never_comes_back_is_a_clear_503():
     assert len(store.rows) == 5
 
 
-def test_an_entry_larger_than_the_queue_is_still_accepted():
+def test_an_entry_larger_than_the_queue_is_split_and_the_bound_holds():
     store = SlowStore()
-    log = PredictionLog(store.write, capacity_rows=10, flush_rows=10)
-    log.put_blocking(_entry(25))
+    log = PredictionLog(store.write, capacity_rows=10, flush_rows=10, flush_interval_s=0.01)
+    depths: list[int] = []
+    original = store.write
+
+    def write(rows: list[tuple]) -> int:
+        depths.append(log.depth)  # what the queue holds while the writer works
+        return original(rows)
+
+    log._write = write
+    big = _entry(25)
+    assert log.offer(big) is False  # never accepted whole past the bound
+    log.put_blocking(big)
+    asyncio.run(log.put(_entry(23, start=100)))
     log.close()
-    assert len(store.rows) == 25
+    assert sorted(r[ID] for r in store.rows) == sorted([*big.ids, *_entry(23, start=100).ids])
+    assert max(depths) <= 10
+    assert [orjson.loads(r[FEATURES])["x"] for r in store.rows[:25]] == list(range(25))
 
 
 def test_closed_log_refuses_new_entries():
@@ -125,8 +140,8 @@ def test_closed_log_refuses_new_entries():
 def test_a_row_the_store_refuses_goes_to_the_dead_letter_and_the_rest_is_stored(tmp_path):
     stored: list[dict] = []
 
-    def write(rows: list[dict]) -> int:
-        if any(r["routing_key"] == "poison" for r in rows):
+    def write(rows: list[tuple]) -> int:
+        if any(r[KEY] == "poison" for r in rows):
             raise ValueError("value too long for type character varying(200)")
         stored.extend(rows)
         return len(rows)
@@ -137,7 +152,9 @@ def test_a_row_the_store_refuses_goes_to_the_dead_letter_and_the_rest_is_stored(
     keys = ["ok"] * 9
     keys[4] = "poison"
     log.put_blocking(
-        LogEntry("churn", "churn", 1, time.time(), entry.ids, entry.rows, entry.outputs, 1.0, keys)
+        LogEntry(
+            "churn", "churn", 1, time.time(), entry.ids, entry.features, entry.outputs, 1.0, keys
+        )
     )
     log.put_blocking(_entry(5, start=100))  # later entries are not blocked
     log.close()
@@ -176,10 +193,10 @@ def test_values_json_has_no_type_for_are_kept_as_text():
         1,
         time.time(),
         ["a" * 32],
-        [{"signup": pd.Timestamp("2026-01-02")}],
+        {"signup": [pd.Timestamp("2026-01-02")]},
         [{"probability": 0.1}],
         1.0,
     )
     log.put_blocking(entry)
     log.close()
-    assert orjson.loads(store.rows[0]["features"]) == {"signup": "2026-01-02 00:00:00"}
+    assert orjson.loads(store.rows[0][FEATURES]) == {"signup": "2026-01-02 00:00:00"}

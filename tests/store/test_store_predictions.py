@@ -12,20 +12,20 @@ from relevo.serving.ids import new_ids
 from relevo.serving.log import LogEntry, PredictionLog
 
 
-def rows(n: int, created_at: datetime | None = None) -> list[dict[str, Any]]:
+def rows(n: int, created_at: datetime | None = None) -> list[tuple[Any, ...]]:
     created = created_at or datetime.now(UTC)
     return [
-        {
-            "id": pid,
-            "deployment": "churn",
-            "model_name": "churn",
-            "model_version": 1,
-            "created_at": created,
-            "routing_key": None,
-            "features": orjson.dumps({"tenure_months": i}).decode(),
-            "output": orjson.dumps({"label": 1}).decode(),
-            "latency_ms": 1.5,
-        }
+        (
+            pid,
+            "churn",
+            "churn",
+            1,
+            created,
+            None,
+            orjson.dumps({"tenure_months": i}).decode(),
+            orjson.dumps({"label": 1}).decode(),
+            1.5,
+        )
         for i, pid in enumerate(new_ids(n))
     ]
 
@@ -43,13 +43,13 @@ def test_insert_many_skips_rows_already_stored(store):
     store.predictions.insert_many(first[5:] + more)
 
     assert store.predictions.count() == 15
-    assert [r["id"] for r in stored(store)] == [r["id"] for r in first + more]
+    assert [r["id"] for r in stored(store)] == [r[0] for r in first + more]
 
 
 def test_a_log_write_that_committed_but_failed_is_retried_without_loss(store):
     calls = []
 
-    def commits_then_fails_once(batch: list[dict[str, Any]]) -> int:
+    def commits_then_fails_once(batch: list[tuple[Any, ...]]) -> int:
         written = store.predictions.insert_many(batch)
         calls.append(len(batch))
         if len(calls) == 1:
@@ -61,7 +61,7 @@ def test_a_log_write_that_committed_but_failed_is_retried_without_loss(store):
         for _ in range(3):
             ids = new_ids(2)
             log.put_blocking(
-                LogEntry("churn", "churn", 1, time.time(), ids, [{}] * 2, [{}] * 2, 1.0)
+                LogEntry("churn", "churn", 1, time.time(), ids, {"x": [1, 2]}, [{}] * 2, 1.0)
             )
         log.flush(timeout_s=30)
     finally:

@@ -22,7 +22,7 @@ from relevo import __version__
 from relevo.context import Relevo
 from relevo.errors import InvalidInputError, Problem, RelevoError
 from relevo.server.auth import Access, check
-from relevo.serving.log import PredictionLog
+from relevo.serving.log import open_prediction_log
 from relevo.serving.metrics import get_metrics, render_metrics
 from relevo.serving.runtime import Runtime
 from relevo.settings import Settings, get_settings
@@ -95,17 +95,13 @@ def create_fastapi_app(
             relevo if relevo is not None else await asyncio.to_thread(Relevo, settings=settings)
         )
         metrics = get_metrics()
-        plog = None
-        if rv.settings.log_predictions:
-            plog = PredictionLog(
-                rv.store.predictions.insert_many,
-                capacity_rows=rv.settings.log_queue_rows,
-                flush_rows=rv.settings.log_flush_rows,
-                flush_interval_s=rv.settings.log_flush_interval_s,
-                on_written=metrics.log_written.inc,
-                on_error=metrics.log_errors.inc,
-                dead_letter=rv.settings.dead_letter_path,
-            )
+        # stores what a crashed process left in the spool before serving
+        plog = await asyncio.to_thread(
+            open_prediction_log,
+            rv,
+            on_written=metrics.log_written.inc,
+            on_error=metrics.log_errors.inc,
+        )
         runtime = Runtime(rv, prediction_log=plog, metrics=metrics, freeze_heap=freeze_heap)
         try:
             await asyncio.to_thread(runtime.refresh)

@@ -13,7 +13,7 @@ import pandas as pd
 from relevo.context import Relevo
 from relevo.errors import InvalidInputError, Problem
 from relevo.registry.signature import Signature
-from relevo.serving.log import PredictionLog
+from relevo.serving.log import open_prediction_log
 from relevo.serving.records import flatten_output, frame_to_records
 from relevo.serving.runtime import Runtime
 from relevo.serving.validation import MAX_PROBLEMS, validate_rows
@@ -37,13 +37,7 @@ def score_frame(
     if frame.empty:
         raise InvalidInputError("the input has no rows")
     dep = relevo.deployments.get(deployment)
-    plog = None
-    if log and relevo.settings.log_predictions:
-        plog = PredictionLog(
-            relevo.store.predictions.insert_many,
-            dead_letter=relevo.settings.dead_letter_path,
-            capacity_rows=max(relevo.settings.log_queue_rows, CHUNK_ROWS),
-        )
+    plog = open_prediction_log(relevo) if log else None
     runtime = Runtime(relevo, prediction_log=plog, only=[deployment])
     try:
         runtime.refresh(strict=True)

@@ -1,77 +1,45 @@
 """The prediction log: every answered row is stored, off the request's hot path.
 
-Requests append one cheap entry per answered request to a bounded in-memory queue; a background
-thread expands entries into rows and writes them in batches. When the queue is full, callers
-wait for room (back-pressure) instead of the queue growing or rows being dropped; `close()`
-writes everything accepted before returning. A failed write is retried, never dropped.
+A request hands one entry (its rows, column by column) to `offer`/`put`, which serialise it
+once, append it to this process's spool file (crash safety, `relevo.serving.spool`) and queue
+the bytes in a bounded in-memory queue. A background thread turns entries into rows and writes
+them in batches, one multi-row INSERT (COPY on PostgreSQL) per batch. When the queue is full,
+callers wait for room (back-pressure) instead of the queue growing or rows being dropped;
+`close()` writes everything accepted before returning. A failed write is retried, never dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import orjson
 
 from relevo.errors import UnavailableError
+from relevo.private import FILE_MODE, private_dir
+from relevo.serving.entries import FIELDS, LogEntry, Row, encode, entry_rows
+from relevo.serving.spool import Segment, Spool, orphans
+
+if TYPE_CHECKING:
+    from relevo.context import Relevo
 
 log = logging.getLogger(__name__)
 
+__all__ = ["LogEntry", "PredictionLog", "Writer", "open_prediction_log"]
 
-@dataclass(frozen=True, slots=True)
-class LogEntry:
-    """The rows one request got answered, as they were sent and answered."""
+Writer = Callable[[list[Row]], int]
 
-    deployment: str
-    model_name: str
-    model_version: int
-    created_at: float  # Unix time
-    ids: Sequence[str]
-    rows: Sequence[dict[str, Any]]
-    outputs: Sequence[dict[str, Any]]
-    latency_ms: float
-    keys: Sequence[Any] | None = None
-
-    @property
-    def n(self) -> int:
-        return len(self.ids)
-
-
-def entry_rows(entry: LogEntry) -> list[dict[str, Any]]:
-    """The store rows of one entry."""
-    created = datetime.fromtimestamp(entry.created_at, UTC)
-    keys = entry.keys if entry.keys is not None else [None] * entry.n
-
-    def dumps(value: Any) -> bytes:
-        # default=str: a value JSON has no type for (a timestamp column) is kept as its text
-        return orjson.dumps(value, default=str)
-
-    return [
-        {
-            "id": pid,
-            "deployment": entry.deployment,
-            "model_name": entry.model_name,
-            "model_version": entry.model_version,
-            "created_at": created,
-            "routing_key": None if key is None else str(key),
-            "features": dumps(row).decode(),
-            "output": dumps(out).decode(),
-            "latency_ms": entry.latency_ms,
-        }
-        for pid, row, out, key in zip(entry.ids, entry.rows, entry.outputs, keys, strict=True)
-    ]
-
-
-Writer = Callable[[list[dict[str, Any]]], int]
+#: a queued entry: its serialised form, its rows, and the spool segment that holds it
+_Item = tuple[bytes, int, Segment | None]
 
 
 class PredictionLog:
@@ -88,6 +56,7 @@ class PredictionLog:
         on_written: Callable[[int], None] | None = None,
         on_error: Callable[[], None] | None = None,
         dead_letter: Path | None = None,
+        spool: Spool | None = None,
     ) -> None:
         self._write = write
         self.capacity_rows = capacity_rows
@@ -96,12 +65,15 @@ class PredictionLog:
         self.wait_timeout_s = wait_timeout_s
         self._on_written = on_written
         self._on_error = on_error
-        #: rows the store refuses for good (and, at a stop, rows it could not take in time)
-        #: are appended here as JSON lines instead of being lost
+        #: rows the store refuses for good (and, without a spool, rows it could not take
+        #: before a stop) are appended here as JSON lines instead of being lost
         self.dead_letter = dead_letter
         self.dead_lettered = 0
+        self.spool = spool
+        self.rows_recovered = 0  # rows of dead processes' spools stored by this one
+        self._recover_at: float | None = None  # when to try orphan segments again
         self._abandon = False
-        self._queue: deque[LogEntry] = deque()
+        self._queue: deque[_Item] = deque()
         self._pending = 0  # rows queued or being written
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -119,45 +91,64 @@ class PredictionLog:
         return self._pending
 
     def offer(self, entry: LogEntry) -> bool:
-        """Queue an entry if there is room now (the hot path's cheap, synchronous call)."""
+        """Queue an entry if there is room now (the hot path's cheap, synchronous call).
+
+        An entry larger than the whole queue is never accepted here: `put` splits it."""
+        if entry.n > self.capacity_rows:
+            return False
+        return self._offer(encode(entry), entry.n)
+
+    def _offer(self, payload: bytes, n: int) -> bool:
         with self._lock:
             if self._closing:
                 raise UnavailableError("the prediction log is closed")
-            # one entry larger than the whole queue is still accepted into an empty queue
-            if self._pending and self._pending + entry.n > self.capacity_rows:
+            if self._pending + n > self.capacity_rows:
                 return False
-            self._queue.append(entry)
-            self._pending += entry.n
+            # on disk before it counts as accepted: the answer goes out after this returns
+            seg = self.spool.append(payload) if self.spool is not None else None
+            self._queue.append((payload, n, seg))
+            self._pending += n
             if self._pending >= self.flush_rows:
                 self._wake.set()
             return True
+
+    def _pieces(self, entry: LogEntry) -> list[tuple[bytes, int]]:
+        step = self.capacity_rows
+        if entry.n <= step:
+            return [(encode(entry), entry.n)]
+        parts = [entry.piece(i, min(i + step, entry.n)) for i in range(0, entry.n, step)]
+        return [(encode(p), p.n) for p in parts]
 
     async def put(self, entry: LogEntry) -> None:
         """Queue an entry, waiting for room when the queue is full."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.wait_timeout_s
-        while not self.offer(entry):
-            fut: asyncio.Future[None] = loop.create_future()
-            with self._lock:
-                self._waiters.append((loop, fut))
-            self._wake.set()
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise UnavailableError(
-                    "the prediction log is full and the store is not keeping up; try again"
-                )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(fut, timeout=min(remaining, 0.5))
+        for payload, n in self._pieces(entry):
+            while not self._offer(payload, n):
+                fut: asyncio.Future[None] = loop.create_future()
+                with self._lock:
+                    self._waiters.append((loop, fut))
+                self._wake.set()
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise UnavailableError(
+                        "the prediction log is full and the store is not keeping up; try again"
+                    )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(fut, timeout=min(remaining, 0.5))
 
     def put_blocking(self, entry: LogEntry) -> None:
         """Queue an entry from synchronous code, blocking while the queue is full."""
         deadline = time.monotonic() + self.wait_timeout_s
-        while not self.offer(entry):
-            self._wake.set()
-            with self._room:
-                self._room.wait(timeout=0.5)
-            if time.monotonic() > deadline:
-                raise UnavailableError("the prediction log is full and the store is not keeping up")
+        for payload, n in self._pieces(entry):
+            while not self._offer(payload, n):
+                self._wake.set()
+                with self._room:
+                    self._room.wait(timeout=0.5)
+                if time.monotonic() > deadline:
+                    raise UnavailableError(
+                        "the prediction log is full and the store is not keeping up"
+                    )
 
     def flush(self, timeout_s: float = 60.0) -> None:
         """Block until everything queued so far is stored."""
@@ -169,7 +160,9 @@ class PredictionLog:
                 self._room.wait(timeout=0.1)
 
     def close(self, timeout_s: float = 60.0) -> None:
-        """Store everything accepted, then stop the writer thread."""
+        """Store everything accepted, then stop the writer thread. What the store cannot
+        take in time stays in the spool for the next start (or, without one, goes to the
+        dead letter)."""
         with self._lock:
             self._closing = True
         self._wake.set()
@@ -179,16 +172,57 @@ class PredictionLog:
             self._wake.set()
             self._thread.join(timeout=10)
         with self._lock:
-            left = [r for e in self._queue for r in entry_rows(e)]
+            left = list(self._queue)
             self._queue.clear()
             self._pending = 0
-        if left:
-            self._dead_letter(left, "the store did not take them before the stop")
+            if self.spool is not None:
+                self.spool.close()
+        if left and self.spool is None:
+            rows = [r for payload, _, _ in left for r in entry_rows(payload)]
+            self._dead_letter(rows, "the store did not take them before the stop")
 
-    def _store(self, records: list[dict[str, Any]]) -> None:
+    def recover(self) -> int:
+        """Store the rows of spool segments left by processes that are gone (a crash);
+        returns the rows stored. If the store fails meanwhile, the writer tries again later."""
+        if self.spool is None:
+            return 0
+        own = {s.path for s in self.spool._segments}
+        total = 0
+        for orphan in orphans(self.spool.folder, own):
+            try:
+                batch: list[Row] = []
+                for payload in orphan.records():
+                    batch.extend(entry_rows(payload))
+                    if len(batch) >= self.flush_rows:
+                        self._store(batch)
+                        total += len(batch)
+                        batch = []
+                self._store(batch)
+                total += len(batch)
+            except Exception as exc:
+                orphan.release()
+                self._count_error()
+                log.warning(
+                    "replaying the spool %s failed (%s); trying again later", orphan.path, exc
+                )
+                self._recover_at = time.monotonic() + 5.0
+                break
+            orphan.done()
+            log.info("stored the rows a stopped process left in %s", orphan.path)
+        else:
+            self._recover_at = None
+        self.rows_recovered += total
+        if total and self._on_written is not None:
+            with contextlib.suppress(Exception):
+                self._on_written(total)
+        return total
+
+    def _store(self, records: list[Row]) -> None:
         """Write `records`; rows the store refuses for good go to the dead letter, so one bad
         row can neither block the log nor take its neighbours with it. Transient errors are
         raised for the caller to retry."""
+        if not records:
+            return
         try:
             self._write(records)
         except Exception as exc:
@@ -208,7 +242,7 @@ class PredictionLog:
             with contextlib.suppress(Exception):
                 self._on_error()
 
-    def _dead_letter(self, records: list[dict[str, Any]], reason: str) -> None:
+    def _dead_letter(self, records: list[Row], reason: str) -> None:
         self.dead_lettered += len(records)
         if self.dead_letter is None:
             log.error(
@@ -218,11 +252,18 @@ class PredictionLog:
                 reason,
             )
             return
+        lines = b"".join(
+            orjson.dumps({**dict(zip(FIELDS, r, strict=True)), "error": reason}, default=str)
+            + b"\n"
+            for r in records
+        )
         try:
-            self.dead_letter.parent.mkdir(parents=True, exist_ok=True)
-            with self.dead_letter.open("ab") as fh:
-                for record in records:
-                    fh.write(orjson.dumps({**record, "error": reason}, default=str) + b"\n")
+            private_dir(self.dead_letter.parent)
+            fd = os.open(self.dead_letter, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+            try:
+                os.write(fd, lines)
+            finally:
+                os.close(fd)
         except OSError:
             log.exception(
                 "cannot write %d rows to the dead letter %s", len(records), self.dead_letter
@@ -242,19 +283,19 @@ class PredictionLog:
             self._wake.clear()
             while True:
                 with self._lock:
-                    batch: list[LogEntry] = []
+                    batch: list[_Item] = []
                     rows = 0
-                    for entry in self._queue:
-                        if batch and rows + entry.n > self.flush_rows:
+                    for item in self._queue:
+                        if batch and rows + item[1] > self.flush_rows:
                             break
-                        batch.append(entry)
-                        rows += entry.n
+                        batch.append(item)
+                        rows += item[1]
                     closing = self._closing
                 if not batch:
                     break
                 refused = self.dead_lettered
                 try:
-                    self._store([r for e in batch for r in entry_rows(e)])
+                    self._store([r for payload, _, _ in batch for r in entry_rows(payload)])
                 except Exception:
                     # the store is unreachable or busy: keep the rows, try again later
                     self._count_error()
@@ -268,7 +309,9 @@ class PredictionLog:
                 backoff = 0.1
                 with self._lock:
                     for _ in batch:
-                        self._queue.popleft()
+                        seg = self._queue.popleft()[2]
+                        if seg is not None and self.spool is not None:
+                            self.spool.stored(seg)
                     self._pending -= rows
                     stored = rows - (self.dead_lettered - refused)
                     self.rows_written += stored
@@ -290,6 +333,39 @@ class PredictionLog:
                 if self._closing and not self._queue:
                     self._room.notify_all()
                     return
+            if self._recover_at is not None and time.monotonic() >= self._recover_at:
+                self.recover()
+
+
+def open_prediction_log(
+    relevo: Relevo,
+    *,
+    capacity_rows: int | None = None,
+    on_written: Callable[[int], None] | None = None,
+    on_error: Callable[[], None] | None = None,
+) -> PredictionLog | None:
+    """The prediction log of a relevo handle, as its settings ask (None when logging is off):
+    spooled under the home, and with what crashed processes left in the spool stored first.
+    The server and batch scoring open it here."""
+    settings = relevo.settings
+    if not settings.log_predictions:
+        return None
+    # one spool folder per store: rows are replayed into the store they were meant for
+    store_id = hashlib.sha256(settings.resolved_database_url.encode()).hexdigest()[:16]
+    private_dir(settings.home)
+    spool = Spool(settings.home / "spool" / store_id, fsync=settings.log_fsync)
+    plog = PredictionLog(
+        relevo.store.predictions.insert_many,
+        capacity_rows=capacity_rows or settings.log_queue_rows,
+        flush_rows=settings.log_flush_rows,
+        flush_interval_s=settings.log_flush_interval_s,
+        on_written=on_written,
+        on_error=on_error,
+        dead_letter=settings.dead_letter_path,
+        spool=spool,
+    )
+    plog.recover()
+    return plog
 
 
 _TRANSIENT = frozenset(

@@ -246,13 +246,22 @@ class Runtime:
         latency = time.perf_counter() - started
         name = endpoint.deployment.name
         if self.log is not None:
+            # the log keeps the model's columns and the routing key, and of the rest of the
+            # request only the fields the deployment allows (personal data stays out)
+            features: dict[str, Any] = validated.columns
+            extra = getattr(endpoint.deployment, "log_extra", ())
+            if extra:
+                features = dict(features)
+                for field in extra:
+                    if field not in features:
+                        features[field] = [r.get(field) for r in rows]
             entry = LogEntry(
                 name,
                 runner.version.name,
                 runner.version.version,
                 time.time(),
                 ids,
-                rows,
+                features,
                 outputs,
                 latency * 1000.0,
                 validated.keys,

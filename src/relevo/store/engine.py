@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from relevo.errors import MissingExtraError, UnavailableError
+from relevo.private import FILE_MODE, private_dir, private_file
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -57,7 +58,7 @@ def create_store_engine(url: str, create_folder: bool = False) -> Engine:
             folder = Path(parsed.database).expanduser().parent
             if create_folder:
                 try:
-                    folder.mkdir(parents=True, exist_ok=True)
+                    private_dir(folder)
                 except OSError as exc:
                     raise UnavailableError(
                         f"cannot create the folder {folder} for the database: {exc.strerror or exc}"
@@ -66,6 +67,8 @@ def create_store_engine(url: str, create_folder: bool = False) -> Engine:
                 raise UnavailableError(
                     f"cannot open the database {safe_url(url)}: folder {folder} does not exist"
                 )
+            if not parsed.database.startswith("file:") and folder.is_dir():
+                _private_sqlite_files(Path(parsed.database).expanduser(), create_folder)
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
     elif backend == "postgresql":
         if parsed.drivername == "postgresql":
@@ -86,6 +89,23 @@ def create_store_engine(url: str, create_folder: bool = False) -> Engine:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _private_sqlite_files(path: Path, ours: bool) -> None:
+    """Make the database file 0600 before SQLite creates it: SQLite gives its -wal and -shm
+    files the database file's mode, so all three stay private. A store relevo made in its own
+    home is tightened even if an older version left it readable; a file the user pointed at is
+    only made private when relevo creates it."""
+    try:
+        if not path.exists():
+            private_file(path)
+        elif ours:
+            for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
+                sibling = path.with_name(name)
+                if sibling.exists():
+                    os.chmod(sibling, FILE_MODE)
+    except OSError:  # a read-only folder: SQLite reports it clearly when it opens the file
+        pass
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -176,7 +196,7 @@ def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
         yield
         return
     path = Path(database).expanduser()
-    path = path.with_name(path.name + ".migrate.lock")
+    path = private_file(path.with_name(path.name + ".migrate.lock"))
     with path.open("a") as handle:
         _lock_file(handle.fileno())
         try:

@@ -1,0 +1,137 @@
+"""A prediction log entry: the rows one request got answered, and their serialised form.
+
+Built once per request on the hot path (`LogEntry`, `encode`); expanded into store rows in the
+log's writer thread (`entry_rows`) or when a spool is replayed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+#: a stored row's fields, in the order of the tuples handed to the writer
+FIELDS = (
+    "id",
+    "deployment",
+    "model_name",
+    "model_version",
+    "created_at",
+    "routing_key",
+    "features",
+    "output",
+    "latency_ms",
+)
+Row = tuple[Any, ...]
+_VERSION = 1  # of the serialised entry, first in every payload
+_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """The rows one request (or batch) got answered: what the log stores of them."""
+
+    deployment: str
+    model_name: str
+    model_version: int
+    created_at: float  # Unix time
+    ids: Sequence[str]
+    features: Mapping[str, Sequence[Any]]  # column -> n values: what the log stores
+    outputs: Sequence[dict[str, Any]]
+    latency_ms: float
+    keys: Sequence[Any] | None = None
+    role: str = "champion"  # champion | challenger | shadow (stored later)
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+    def piece(self, start: int, stop: int) -> LogEntry:
+        """Rows start..stop of this entry, as an entry of their own."""
+        return replace(
+            self,
+            ids=self.ids[start:stop],
+            features={k: v[start:stop] for k, v in self.features.items()},
+            outputs=self.outputs[start:stop],
+            keys=None if self.keys is None else self.keys[start:stop],
+        )
+
+
+def encode(entry: LogEntry) -> bytes:
+    """An entry as bytes: what the spool keeps and the queue holds (one bytes object per
+    entry, which the garbage collector never has to walk).
+
+    Three JSON documents on one line each: the header (ids, model, time, keys), the features,
+    the outputs. A one-row entry (most requests) carries its features as the very object the
+    store keeps, so the writer stores the bytes as they are; a larger one carries them column
+    by column, one JSON object per row is made in the writer thread.
+    """
+    head = [
+        _VERSION,
+        entry.deployment,
+        entry.model_name,
+        entry.model_version,
+        entry.created_at,
+        entry.ids,
+        entry.latency_ms,
+        entry.keys,
+        entry.role,
+    ]
+    if entry.n == 1:
+        features: Any = {k: v[0] for k, v in entry.features.items()}
+        outputs: Any = entry.outputs[0]
+    else:
+        features = entry.features if type(entry.features) is dict else dict(entry.features)
+        outputs = entry.outputs
+    # orjson never writes a raw newline (it escapes them in strings): a safe separator
+    return b"\n".join(_dumps(doc) for doc in (head, features, outputs))
+
+
+def _dumps(doc: Any) -> bytes:
+    try:
+        # default=str: a value JSON has no type for (a timestamp column) is kept as its text
+        return orjson.dumps(doc, default=str, option=_OPTIONS)
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits: kept as its digits
+        return orjson.dumps(_text_big_ints(doc), default=str, option=_OPTIONS)
+
+
+def entry_rows(payload: bytes) -> list[Row]:
+    """The store rows of one serialised entry: one JSON object per row for its features
+    and one for its output, built here in the writer thread, never on the request path."""
+    head, features, outputs = payload.split(b"\n", 2)
+    _, dep, name, version, created, ids, latency, keys, _role = orjson.loads(head)
+    when = datetime.fromtimestamp(created, UTC)
+    n = len(ids)
+    if n == 1:
+        feats = [features.decode()]
+        outs = [outputs.decode()]
+    else:
+        dumps = orjson.dumps
+        columns = orjson.loads(features)
+        names = list(columns)
+        if names:
+            feats = [
+                dumps(dict(zip(names, vals, strict=True))).decode()
+                for vals in zip(*columns.values(), strict=True)
+            ]
+        else:
+            feats = ["{}"] * n
+        outs = [dumps(o).decode() for o in orjson.loads(outputs)]
+    keys = [None if k is None else str(k) for k in keys] if keys is not None else [None] * n
+    return [
+        (pid, dep, name, version, when, key, f, o, latency)
+        for pid, key, f, o in zip(ids, keys, feats, outs, strict=True)
+    ]
+
+
+def _text_big_ints(value: Any) -> Any:
+    if type(value) is int and not -(2**63) <= value < 2**64:
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _text_big_ints(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_text_big_ints(v) for v in value]
+    return value

@@ -1,0 +1,231 @@
+"""The prediction log's spool: answered rows on local disk before the answer leaves.
+
+Each process appends the entries it accepts to segment files of its own under
+`RELEVO_HOME/spool/<store>/`, one `write` per entry, and holds an exclusive `flock` on each
+segment while it lives. A segment is deleted once every entry in it is stored. When a process
+dies (`kill -9`, the OOM killer) its locks go with it: the next process to open the log finds
+segments nobody holds and replays them into the store (idempotently: ids are primary keys).
+
+Records are `<length u32><crc32 u32><payload>`: a record torn by a machine crash fails its
+check and ends the segment's replay there, with a warning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import struct
+import sys
+import time
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from relevo.errors import UnavailableError
+from relevo.private import FILE_MODE, private_dir
+
+log = logging.getLogger(__name__)
+
+SUFFIX = ".spool"
+_HEAD = struct.Struct("<II")
+
+if sys.platform == "win32":  # pragma: no cover - no flock: a live segment cannot be told
+    # from a dead one, so nothing is replayed (segments stay on disk)
+
+    def _try_lock(fd: int) -> bool:
+        return False
+
+else:
+    import fcntl
+
+    def _try_lock(fd: int) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+
+@dataclass(eq=False)
+class Segment:
+    """One open, locked segment file and the entries in it not stored yet."""
+
+    path: Path
+    fd: int
+    size: int = 0
+    pending: int = 0
+    sealed: bool = False
+
+
+class Spool:
+    """This process's segments in `folder`: appended on accept, deleted once stored."""
+
+    def __init__(
+        self, folder: Path, *, fsync: bool = False, segment_bytes: int = 16 * 1024 * 1024
+    ) -> None:
+        self.folder = private_dir(folder)
+        self.fsync = fsync
+        self.segment_bytes = segment_bytes
+        self._segments: list[Segment] = []
+        self._current = self._open_segment()
+
+    def append(self, payload: bytes) -> Segment:
+        """Write one record (one `write` call) and return the segment that holds it.
+
+        Raises UnavailableError when the disk refuses it (full, read-only): an entry that is
+        not on disk is not accepted, rather than answered and then lost.
+        """
+        record = _HEAD.pack(len(payload), zlib.crc32(payload)) + payload
+        seg = self._current
+        if seg.size and seg.size + len(record) > self.segment_bytes:
+            seg.sealed = True
+            if not seg.pending:
+                self._delete(seg)
+            seg = self._current = self._open_segment()
+        try:
+            written = os.write(seg.fd, record)
+            while written < len(record):  # a regular file rarely writes short; finish it
+                written += os.write(seg.fd, record[written:])
+            if self.fsync:
+                os.fsync(seg.fd)
+        except OSError as exc:
+            # cut a half-written record off, so that the records after it stay readable
+            with contextlib.suppress(OSError):
+                os.ftruncate(seg.fd, seg.size)
+            raise UnavailableError(
+                f"cannot write the prediction log's spool {seg.path}: {exc.strerror or exc}"
+            ) from exc
+        seg.size += len(record)
+        seg.pending += 1
+        return seg
+
+    def stored(self, seg: Segment, entries: int = 1) -> None:
+        """`entries` of `seg` are in the store (or in the dead letter): a sealed segment
+        with nothing left is deleted."""
+        seg.pending -= entries
+        if seg.sealed and seg.pending <= 0:
+            self._delete(seg)
+
+    @property
+    def pending(self) -> int:
+        return sum(s.pending for s in self._segments)
+
+    def close(self) -> None:
+        """Delete the segments whose entries are all stored; release the others (left on
+        disk, unlocked, for the next process to replay)."""
+        for seg in list(self._segments):
+            if seg.pending <= 0:
+                self._delete(seg)
+            else:
+                os.close(seg.fd)
+                log.warning(
+                    "%d prediction log entries not yet stored are kept in %s; "
+                    "they are stored when relevo next opens the log",
+                    seg.pending,
+                    seg.path,
+                )
+        self._segments.clear()
+
+    def _open_segment(self) -> Segment:
+        # made under a name replays ignore, locked, then renamed into place: another process
+        # must never see an unlocked new segment and take it for a dead one
+        stem = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}"
+        tmp = self.folder / f".{stem}.new"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, FILE_MODE)
+        _try_lock(fd)
+        path = self.folder / f"{stem}{SUFFIX}"
+        os.replace(tmp, path)
+        if self.fsync:
+            _fsync_dir(self.folder)
+        seg = Segment(path, fd)
+        self._segments.append(seg)
+        return seg
+
+    def _delete(self, seg: Segment) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            seg.path.unlink()
+        with contextlib.suppress(OSError):
+            os.close(seg.fd)
+        with contextlib.suppress(ValueError):
+            self._segments.remove(seg)
+
+
+@dataclass
+class Orphan:
+    """A segment left by a process that is gone, locked by this one while it is replayed."""
+
+    path: Path
+    fd: int
+
+    def records(self) -> Iterator[bytes]:
+        """The segment's payloads, in order, up to the first torn or damaged record."""
+        with os.fdopen(os.dup(self.fd), "rb") as fh:
+            fh.seek(0)
+            offset = 0
+            while True:
+                head = fh.read(_HEAD.size)
+                if not head:
+                    return
+                if len(head) == _HEAD.size:
+                    size, crc = _HEAD.unpack(head)
+                    payload = fh.read(size)
+                    if len(payload) == size and zlib.crc32(payload) == crc:
+                        offset += _HEAD.size + size
+                        yield payload
+                        continue
+                log.warning(
+                    "the spool segment %s ends in a damaged record at byte %d (a crash while "
+                    "writing it); the rest of it is skipped",
+                    self.path,
+                    offset,
+                )
+                return
+
+    def done(self) -> None:
+        """Every record is stored: delete the segment."""
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        self.release()
+
+    def release(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
+def orphans(folder: Path, own: set[Path] | frozenset[Path] = frozenset()) -> Iterator[Orphan]:
+    """The segments in `folder` that no living process holds, each locked for the caller
+    (who must `done()` or `release()` it)."""
+    if not folder.is_dir():
+        return
+    for path in sorted(folder.glob(f"*{SUFFIX}")):
+        if path in own:
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:  # replayed and deleted by another process meanwhile
+            continue
+        if not _try_lock(fd) or not _same_file(fd, path):
+            os.close(fd)
+            continue
+        yield Orphan(path, fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    # the lock was won on a file another process already replayed and unlinked
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+def _fsync_dir(folder: Path) -> None:
+    if sys.platform == "win32":  # pragma: no cover
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,129 @@
+"""The spool: entries on disk when accepted, segments deleted once stored, replayed by the next
+process when the one that wrote them is gone, and a torn tail skipped."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import orjson
+import pytest
+
+from relevo.serving.log import FIELDS, LogEntry, PredictionLog
+from relevo.serving.spool import Spool, orphans
+
+ID, FEATURES = FIELDS.index("id"), FIELDS.index("features")
+
+
+def _entry(n: int, start: int = 0) -> LogEntry:
+    ids = [f"{start + i:032x}" for i in range(n)]
+    return LogEntry(
+        "churn", "churn", 1, time.time(), ids, {"x": list(range(start, start + n))}, [{}] * n, 1.0
+    )
+
+
+class Store:
+    def __init__(self, up: bool = True) -> None:
+        self.up = up
+        self.rows: list[tuple] = []
+
+    def write(self, rows: list[tuple]) -> int:
+        if not self.up:
+            raise ConnectionError("the database is down")
+        self.rows.extend(rows)
+        return len(rows)
+
+
+def _die(spool: Spool) -> None:
+    """What a killed process leaves: its segments on disk, their locks released."""
+    for seg in spool._segments:
+        os.close(seg.fd)
+    spool._segments.clear()
+
+
+def test_an_accepted_entry_is_on_disk_before_offer_returns(tmp_path):
+    store = Store(up=False)
+    spool = Spool(tmp_path / "spool")
+    log = PredictionLog(store.write, spool=spool, flush_interval_s=60)
+    assert log.offer(_entry(3))
+    assert log.offer(_entry(2, start=3))
+    _die(spool)  # the process "dies" with nothing stored
+    (orphan,) = orphans(tmp_path / "spool")
+    docs = [orjson.loads(p.split(b"\n")[0]) for p in orphan.records()]
+    orphan.release()
+    assert [len(d[5]) for d in docs] == [3, 2]  # the ids of each entry, in order
+    log.close(timeout_s=0.1)
+
+
+def test_a_live_process_segments_are_not_replayed(tmp_path):
+    spool = Spool(tmp_path / "spool")
+    spool.append(b"{}")
+    assert list(orphans(tmp_path / "spool")) == []  # locked by its owner
+    spool.close()
+
+
+def test_the_next_process_stores_a_dead_process_rows_once_and_deletes_them(tmp_path):
+    folder = tmp_path / "spool"
+    dead = PredictionLog(Store(up=False).write, spool=Spool(folder), flush_interval_s=60)
+    dead.put_blocking(_entry(4))
+    dead.put_blocking(_entry(3, start=4))
+    _die(dead.spool)
+    dead.close(timeout_s=0.1)
+
+    store = Store()
+    log = PredictionLog(store.write, spool=Spool(folder))
+    assert log.recover() == 7
+    assert sorted(r[ID] for r in store.rows) == sorted(_entry(4).ids + _entry(3, start=4).ids)
+    assert [orjson.loads(r[FEATURES]) for r in store.rows][:2] == [{"x": 0}, {"x": 1}]
+    assert log.recover() == 0  # deleted: nothing is stored twice
+    log.close()
+    assert list(folder.iterdir()) == []  # a clean stop leaves no segment behind
+
+
+def test_a_torn_last_record_is_skipped_and_the_rest_replayed(tmp_path, caplog):
+    folder = tmp_path / "spool"
+    spool = Spool(folder)
+    log = PredictionLog(Store(up=False).write, spool=spool, flush_interval_s=60)
+    for k in range(3):
+        log.put_blocking(_entry(2, start=2 * k))
+    path = spool._current.path
+    _die(spool)
+    log.close(timeout_s=0.1)
+    os.truncate(path, path.stat().st_size - 5)  # a machine crash cut the last write short
+
+    store = Store()
+    replay = PredictionLog(store.write, spool=Spool(folder))
+    assert replay.recover() == 4
+    replay.close()
+    assert "damaged record" in caplog.text
+
+
+@pytest.mark.parametrize("fsync", [False, True])
+def test_segments_rotate_and_are_deleted_once_stored(tmp_path, fsync):
+    folder = tmp_path / "spool"
+    spool = Spool(folder, fsync=fsync, segment_bytes=400)
+    store = Store()
+    log = PredictionLog(store.write, spool=spool, flush_interval_s=0.01)
+    for k in range(20):
+        log.put_blocking(_entry(2, start=2 * k))
+    log.flush()
+    assert len(store.rows) == 40
+    # everything is stored: only the segment being written remains
+    assert len(list(folder.glob("*.spool"))) == 1
+    log.close()
+    assert list(folder.glob("*.spool")) == []
+
+
+def test_rows_the_store_cannot_take_before_a_stop_stay_in_the_spool(tmp_path):
+    folder = tmp_path / "spool"
+    down = Store(up=False)
+    log = PredictionLog(
+        down.write, spool=Spool(folder), flush_interval_s=0.01, dead_letter=tmp_path / "dl"
+    )
+    log.put_blocking(_entry(5))
+    log.close(timeout_s=0.3)
+    assert not (tmp_path / "dl").exists()  # not dead-lettered: replayed at the next start
+    store = Store()
+    replay = PredictionLog(store.write, spool=Spool(folder))
+    assert replay.recover() == 5
+    replay.close()
