@@ -12,6 +12,12 @@
 
 The core raises these; the HTTP layer maps each to a status code and the CLI to an exit code
 and a one-line message, once, in one place each.
+
+What an HTTP client is told: the message of a client error (4xx) is about the client's own
+request and is answered as it is. The message of a server-side failure (5xx) often names what a
+client must not learn (a database host, a file path, an exception's text): it goes to the server
+log only, and the client reads `public_message()`, a text written to be shown (`public=`), or
+nothing beyond the status and a request id.
 """
 
 from __future__ import annotations
@@ -27,12 +33,21 @@ class RelevoError(Exception):
     http_status = 500
     exit_code = 1
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, public: bool | str = False) -> None:
         super().__init__(message)
         self.message = message
+        #: for a server-side failure: True when `message` may be shown to an HTTP client as it
+        #: is, or the text to show instead; False: show nothing of it
+        self.public = public
 
     def __str__(self) -> str:
         return self.message
+
+    def public_message(self) -> str | None:
+        """What an HTTP client may read about this error (None: the status alone)."""
+        if self.http_status < 500 or self.public is True:
+            return str(self)
+        return self.public or None
 
 
 class NotFoundError(RelevoError):
@@ -115,7 +130,8 @@ class MissingExtraError(UnavailableError):
     def __init__(self, package: str, extra: str, purpose: str) -> None:
         super().__init__(
             f"{purpose} needs the '{package}' package, which is not installed. "
-            f"Install it with: pip install 'relevo[{extra}]'"
+            f"Install it with: pip install 'relevo[{extra}]'",
+            public=True,  # names a package and an extra, nothing of the host
         )
         self.package = package
         self.extra = extra

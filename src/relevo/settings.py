@@ -46,7 +46,21 @@ class Settings(BaseSettings):
         default=False, description="Reject (422) numbers outside the reference's range."
     )
     max_body_mb: float = Field(
-        default=64.0, gt=0, description="Largest request body accepted (after decompression)."
+        default=16.0, gt=0, description="Largest request body accepted (after decompression)."
+    )
+    max_rows: int = Field(
+        default=10_000, ge=1, description="Most rows (instances) one request may hold."
+    )
+    limit_concurrency: int = Field(
+        default=256,
+        ge=1,
+        description="Connections and requests in flight per server process; more answer 503.",
+    )
+    max_header_kb: float = Field(
+        default=64.0, gt=0, description="Largest request line and headers accepted (431 above)."
+    )
+    keep_alive_s: float = Field(
+        default=5.0, gt=0, description="How long an idle keep-alive connection stays open."
     )
     poll_interval_s: float = Field(
         default=1.0, gt=0, description="How often a server checks for deployment changes."
@@ -61,6 +75,10 @@ class Settings(BaseSettings):
     @property
     def max_body_bytes(self) -> int:
         return int(self.max_body_mb * 1024 * 1024)
+
+    @property
+    def max_header_bytes(self) -> int:
+        return int(self.max_header_kb * 1024)
 
     @property
     def dead_letter_path(self) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import shutil
@@ -17,7 +18,7 @@ from relevo.cli.state import state
 from relevo.errors import InvalidInputError, UnavailableError
 from relevo.routing.service import KEEP
 from relevo.serving.records import frame_to_records
-from relevo.settings import reset_settings
+from relevo.settings import Settings, reset_settings
 from relevo.tables import read_table, write_table
 
 
@@ -27,12 +28,31 @@ def serve(
     port: int = typer.Option(8000, "--port", help="Port to listen on."),
     workers: int = typer.Option(1, "--workers", min=1, help="Server processes."),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request."),
+    insecure: bool = typer.Option(
+        False,
+        "--insecure",
+        help="Serve on a non-loopback address without tokens (only on a trusted network).",
+    ),
+    proxy_headers: bool = typer.Option(
+        False,
+        "--proxy-headers",
+        help="Trust X-Forwarded-For/-Proto from the addresses in --forwarded-allow-ips.",
+    ),
+    forwarded_allow_ips: str | None = typer.Option(
+        None,
+        "--forwarded-allow-ips",
+        help="Comma-separated proxy addresses whose forwarded headers are trusted "
+        "(with --proxy-headers; default 127.0.0.1).",
+    ),
 ) -> None:
     """Serve every deployment over HTTP (JSON API, Open Inference Protocol V2, /metrics)."""
     import uvicorn
 
+    from relevo.server.protocol import uvicorn_options
+
     rv = state.relevo()  # fail early, with a clear message, when the store is unreachable
     settings = rv.settings
+    _check_exposure(host, settings, insecure)
     # the app (in this process or in workers) reads its settings from the environment
     os.environ["RELEVO_HOME"] = str(settings.home)
     os.environ["RELEVO_DATABASE_URL"] = settings.resolved_database_url
@@ -61,12 +81,38 @@ def serve(
             access_log=access_log,
             log_level="info",
             loop="auto",
-            http="auto",
             timeout_graceful_shutdown=30,
+            **uvicorn_options(settings, proxy_headers, forwarded_allow_ips),
         )
     finally:
         if metrics_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def _check_exposure(host: str, settings: Settings, insecure: bool) -> None:
+    """Refuse to serve beyond this machine with no token, unless told the network is trusted."""
+    if _is_loopback(host) or settings.api_token or settings.admin_token:
+        return
+    if not insecure:
+        raise InvalidInputError(
+            f"refusing to serve on {host} without tokens: anyone who can reach that address "
+            "could score data and change deployments. Set RELEVO_API_TOKEN (and "
+            "RELEVO_ADMIN_TOKEN for changes), or serve on 127.0.0.1 behind a reverse proxy, or "
+            "pass --insecure if every client of that network is trusted (docs/security.md)."
+        )
+    err_console.print(
+        f"[bold red]Serving on {host} without tokens (--insecure):[/] anyone who can reach it "
+        "may score data and change deployments."
+    )
 
 
 def _check_port_free(host: str, port: int) -> None:

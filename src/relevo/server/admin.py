@@ -1,20 +1,41 @@
-"""Admin and read resources under /v1/: models and deployments."""
+"""Admin and read resources under /v1/: models and deployments.
+
+Every route checks its token from the headers first; the one route with a body (PUT) reads it
+afterwards through the shared bounded reader, whatever its Content-Type, and validates it here,
+so that every error is in relevo's shape.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from relevo.errors import InvalidInputError, Problem, RelevoError
+from relevo.registry.registry import NAME_RE
 from relevo.routing.service import KEEP
+from relevo.server import openapi
 from relevo.server.auth import Access, check
+from relevo.server.http import (
+    authorization,
+    check_name,
+    check_version,
+    error_body,
+    error_headers,
+    json_response,
+    parse_json,
+    read_body,
+)
 from relevo.serving.runtime import Runtime
 
 
 class DeployBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     model: str = Field(..., description="NAME:VERSION of a registered model", examples=["churn:1"])
     key: str | None = Field(
         None,
@@ -23,19 +44,41 @@ class DeployBody(BaseModel):
     )
 
 
-def admin_router(runtime: Callable[[], Runtime]) -> APIRouter:
-    from relevo.server.app import json_response
+def deploy_body(payload: Any) -> DeployBody:
+    """The PUT body as a DeployBody, or a 422 listing every problem by field."""
+    if type(payload) is not dict:
+        raise InvalidInputError(
+            'the body must be a JSON object: {"model": "NAME:VERSION", "key": "COLUMN"}',
+            [Problem(f"expected an object, got {type(payload).__name__}", column="body")],
+        )
+    try:
+        return DeployBody.model_validate(payload)
+    except ValidationError as exc:
+        problems = [
+            Problem(err["msg"], column=".".join(str(p) for p in err["loc"])) for err in exc.errors()
+        ]
+        raise InvalidInputError("invalid deployment request", problems) from None
 
+
+def admin_router(runtime: Callable[[], Runtime]) -> APIRouter:
     router = APIRouter(prefix="/v1")
 
-    def rv_for(request: Request, access: Access) -> Runtime:
+    def authorized(request: Request, access: Access) -> Runtime:
         rt = runtime()
-        check(request.headers.get("authorization"), access, rt.settings)
+        check(authorization(request.scope), access, rt.settings)
         return rt
 
-    @router.get("/models", tags=["models"], summary="List registered model versions.")
+    @router.get(
+        "/models",
+        tags=["models"],
+        summary="List registered model versions.",
+        responses={
+            **openapi.ok(openapi.obj("models", models={"type": "array"})),
+            **openapi.errors(401, 403),
+        },
+    )
     async def list_models(request: Request) -> Response:
-        rt = rv_for(request, Access.PREDICT)
+        rt = authorized(request, Access.PREDICT)
         versions = await asyncio.to_thread(rt.relevo.registry.list)
         return json_response({"models": [v.to_dict() for v in versions]})
 
@@ -43,23 +86,40 @@ def admin_router(runtime: Callable[[], Runtime]) -> APIRouter:
         "/models/{name}/versions/{version}",
         tags=["models"],
         summary="A model version with its signature and reference profile summary.",
+        responses={**openapi.ok(openapi.MODEL_VERSION), **openapi.errors(401, 403, 404, 422)},
     )
-    async def show_model(name: str, version: int, request: Request) -> Response:
-        rt = rv_for(request, Access.PREDICT)
+    async def show_model(name: str, version: str, request: Request) -> Response:
+        rt = authorized(request, Access.PREDICT)
+        check_name(name, "model")
+        number = check_version(version, name)
         registry = rt.relevo.registry
-        found = await asyncio.to_thread(registry.get, f"{name}:{version}")
+        found = await asyncio.to_thread(registry.get, f"{name}:{number}")
         profile = await asyncio.to_thread(registry.reference_profile, found)
         return json_response({**found.to_dict(), "reference_profile": profile.summary()})
 
-    @router.get("/deployments", tags=["deployments"], summary="List deployments.")
+    @router.get(
+        "/deployments",
+        tags=["deployments"],
+        summary="List deployments.",
+        responses={
+            **openapi.ok(openapi.obj("deployments", deployments={"type": "array"})),
+            **openapi.errors(401, 403),
+        },
+    )
     async def list_deployments(request: Request) -> Response:
-        rt = rv_for(request, Access.PREDICT)
+        rt = authorized(request, Access.PREDICT)
         deps = await asyncio.to_thread(rt.relevo.deployments.list)
         return json_response({"deployments": [d.to_dict() for d in deps]})
 
-    @router.get("/deployments/{name}", tags=["deployments"], summary="A deployment's state.")
+    @router.get(
+        "/deployments/{name}",
+        tags=["deployments"],
+        summary="A deployment's state.",
+        responses={**openapi.ok(openapi.DEPLOYMENT), **openapi.errors(401, 403, 404)},
+    )
     async def get_deployment(name: str, request: Request) -> Response:
-        rt = rv_for(request, Access.PREDICT)
+        rt = authorized(request, Access.PREDICT)
+        check_name(name)
         dep = await asyncio.to_thread(rt.relevo.deployments.get, name)
         body = dep.to_dict()
         live = rt.endpoints.get(name)
@@ -70,9 +130,35 @@ def admin_router(runtime: Callable[[], Runtime]) -> APIRouter:
         "/deployments/{name}",
         tags=["deployments"],
         summary="Deploy a model version under a name (basic strategy: swap).",
+        openapi_extra=openapi.request_body(
+            openapi.DEPLOY_BODY, {"model": "churn:1", "key": "customer_id"}
+        ),
+        responses={
+            **openapi.ok(openapi.DEPLOYMENT),
+            **openapi.errors(400, 401, 403, 404, 409, 413, 422, 503),
+        },
     )
-    async def deploy(name: str, body: DeployBody, request: Request) -> Response:
-        rt = rv_for(request, Access.ADMIN)
+    async def deploy(name: str, request: Request) -> Response:
+        rt = authorized(request, Access.ADMIN)
+        body_read = False
+        try:
+            if not NAME_RE.fullmatch(name):
+                raise InvalidInputError(
+                    "invalid deployment name",
+                    [
+                        Problem(
+                            "use letters, digits, '.', '_' or '-' (up to 200 characters, "
+                            "starting with a letter or digit)",
+                            column="name",
+                        )
+                    ],
+                )
+            raw = await read_body(request.scope, request.receive, rt.settings.max_body_bytes)
+            body_read = True
+            body = deploy_body(parse_json(raw))
+        except RelevoError as exc:
+            status, error = error_body(exc, f"PUT {request.url.path}")
+            return json_response(error, status, error_headers(status, not body_read))
         key = body.key if "key" in body.model_fields_set else KEEP
         dep = await asyncio.to_thread(rt.relevo.deployments.deploy, name, body.model, key=key)
         await asyncio.to_thread(rt.refresh)

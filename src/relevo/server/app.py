@@ -1,6 +1,6 @@
-"""The HTTP door: a FastAPI app that translates requests into calls on the serving runtime.
-
-No domain logic lives here. Errors from the core are mapped to statuses once (`_error`).
+"""The composition root of the HTTP door: the serving runtime's lifespan, the routers and the
+error handlers put together. Nothing imports this module back; the routes live in `predict`,
+`admin`, `v2_routes` and `probes`, the shared helpers in `http`.
 """
 
 from __future__ import annotations
@@ -11,54 +11,27 @@ import logging
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from relevo import __version__
 from relevo.context import Relevo
-from relevo.errors import InvalidInputError, Problem, RelevoError
-from relevo.server.auth import Access, check
+from relevo.errors import RelevoError
+from relevo.server import openapi
+from relevo.server.admin import admin_router
+from relevo.server.fastlane import FastLane
+from relevo.server.handlers import install_error_handlers
+from relevo.server.predict import handle_predict
+from relevo.server.probes import probes_router
+from relevo.server.v2_routes import v2_router
 from relevo.serving.log import open_prediction_log
-from relevo.serving.metrics import get_metrics, render_metrics
+from relevo.serving.metrics import get_metrics
 from relevo.serving.runtime import Runtime
 from relevo.settings import Settings, get_settings
 
-if TYPE_CHECKING:
-    from relevo.server.fastlane import FastLane
-
 log = logging.getLogger("relevo.server")
-
-JSON = "application/json"
-
-
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(data), status_code=status, media_type=JSON, headers=headers)
-
-
-def error_body(exc: RelevoError) -> dict[str, Any]:
-    body: dict[str, Any] = {"error": str(exc)}
-    if isinstance(exc, InvalidInputError) and exc.problems:
-        body["message"] = exc.message
-        body["problems"] = [p.to_dict() for p in exc.problems]
-    return body
-
-
-def parse_json(body: bytes) -> Any:
-    """The request body as JSON, or a 400 naming what is wrong."""
-    if not body:
-        raise BadRequest("the request body is empty: send a JSON object")
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"the request body is not valid JSON: {exc}") from None
-
-
-class BadRequest(InvalidInputError):
-    http_status = 400
 
 
 def create_app(
@@ -70,8 +43,6 @@ def create_app(
     tuned for serving. A server inside someone else's process (a notebook, the demo, tests)
     leaves the interpreter's settings alone.
     """
-    from relevo.server.fastlane import FastLane
-
     if own_process:
         # Under load the model runs in a worker thread while the event loop reads requests;
         # with CPython's default 5 ms GIL switch interval the loop waits whole model calls for
@@ -129,158 +100,34 @@ def create_fastapi_app(
         "Protocol V2.",
         lifespan=lifespan,
     )
-
-    @app.exception_handler(RelevoError)
-    async def _error(request: Request, exc: RelevoError) -> Response:
-        status = exc.http_status
-        if status >= 500:
-            log.error("%s %s failed: %s", request.method, request.url.path, exc)
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        if request.url.path.startswith("/v2/"):
-            return json_response({"error": str(exc)}, status, headers)
-        return json_response(error_body(exc), status, headers)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        headers = dict(exc.headers) if exc.headers else None
-        return json_response({"error": str(exc.detail)}, exc.status_code, headers)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> Response:
-        # a model that raises, or a bug: the client gets JSON and the log gets the traceback
-        log.exception("%s %s failed", request.method, request.url.path)
-        return json_response({"error": f"internal error: {type(exc).__name__}: {exc}"}, 500)
+    install_error_handlers(app)
 
     def runtime() -> Runtime:
         return holder["runtime"]
-
-    # ---- health and metrics ---------------------------------------------------------------
-    @app.get("/healthz", tags=["health"], summary="Liveness: the process answers.")
-    async def healthz() -> Response:
-        return json_response({"status": "ok", "live": True})
-
-    @app.get("/readyz", tags=["health"], summary="Readiness: store reachable, models loaded.")
-    async def readyz() -> Response:
-        rt = runtime()
-        problems = []
-        try:
-            await asyncio.to_thread(rt.relevo.store.ping)
-        except RelevoError as exc:
-            problems.append(str(exc))
-        if not rt.loaded:
-            problems.append("deployments are not loaded yet")
-        elif rt.failures and not rt.endpoints:
-            problems.append("no deployment can serve")
-        # a deployment that cannot load is reported, but does not take the healthy ones out
-        # of service: replicas stay in the load balancer for what they can answer
-        failing = {name: str(failure) for name, failure in rt.failures.items()}
-        body = {
-            "ready": not problems,
-            "deployments": {n: e.primary.ref for n, e in rt.endpoints.items()},
-        }
-        if failing:
-            body["failing"] = failing
-        if problems:
-            body["problems"] = problems
-        return json_response(body, 200 if not problems else 503)
-
-    @app.get("/metrics", tags=["health"], summary="Prometheus metrics (text format).")
-    async def metrics() -> Response:
-        rt = runtime()
-        m = get_metrics()
-        m.sample_process()
-        if rt.log is not None:
-            m.log_depth.set(rt.log.depth)
-            m.log_dead_letter.set(rt.log.dead_lettered)
-        data, content_type = await asyncio.to_thread(render_metrics)
-        return Response(data, media_type=content_type)
-
-    # ---- JSON prediction API ------------------------------------------------------------
-    predict_schema = {
-        "requestBody": {
-            "required": True,
-            "content": {
-                JSON: {
-                    "schema": {
-                        "type": "object",
-                        "required": ["instances"],
-                        "properties": {
-                            "instances": {
-                                "type": "array",
-                                "minItems": 1,
-                                "items": {"type": "object", "additionalProperties": True},
-                            }
-                        },
-                    },
-                    "example": {
-                        "instances": [
-                            {
-                                "age": 42,
-                                "tenure_months": 5,
-                                "contract": "month-to-month",
-                                "monthly_charges": 89.5,
-                                "payment_method": "electronic check",
-                                "internet_service": "fiber",
-                                "support_calls": 3,
-                                "region": "north",
-                                "satisfaction": 2.0,
-                            }
-                        ]
-                    },
-                }
-            },
-        }
-    }
 
     @app.post(
         "/v1/deployments/{name}/predict",
         tags=["predict"],
         summary="Score rows with the deployment's live model.",
-        openapi_extra=predict_schema,
+        openapi_extra=openapi.request_body(openapi.PREDICT_BODY, openapi.PREDICT_EXAMPLE),
+        responses={
+            **openapi.ok(openapi.PREDICTIONS),
+            **openapi.errors(400, 401, 403, 404, 413, 422, 503),
+        },
     )
     async def predict(name: str, request: Request) -> Response:
         # normally answered by the fast lane (relevo.server.fastlane) before FastAPI sees it;
         # this route documents the endpoint and serves apps mounted without the lane
-        status, body = await handle_predict(
-            runtime(),
-            name,
-            await request.body(),
-            request.headers.get("authorization"),
-            time.perf_counter(),
+        status, body, headers = await handle_predict(
+            runtime(), name, request.scope, request.receive, time.perf_counter()
         )
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        return Response(body, status_code=status, media_type=JSON, headers=headers)
+        return Response(body, status_code=status, headers=_plain(headers))
 
-    from relevo.server.admin import admin_router
-    from relevo.server.v2 import v2_router
-
+    app.include_router(probes_router(runtime))
     app.include_router(admin_router(runtime))
     app.include_router(v2_router(runtime))
     return app, runtime
 
 
-async def handle_predict(
-    rt: Runtime, name: str, body: bytes, authorization: str | None, started: float
-) -> tuple[int, bytes]:
-    """The JSON predict endpoint, transport aside: (status, JSON body)."""
-    try:
-        check(authorization, Access.PREDICT, rt.settings)
-        payload = parse_json(body)
-        if type(payload) is not dict or "instances" not in payload:
-            raise InvalidInputError(
-                "the body must be a JSON object with an 'instances' list",
-                [Problem("field required", column="instances")],
-            )
-        answer = await rt.predict(name, payload["instances"], started)
-    except RelevoError as exc:
-        label = name if name in rt.endpoints else "_unknown"
-        rt.observe(label, _model_of(rt, name), "v1", exc.http_status, time.perf_counter() - started)
-        if exc.http_status >= 500:
-            log.error("predict on %r failed: %s", name, exc)
-        return exc.http_status, orjson.dumps(error_body(exc))
-    return 200, orjson.dumps({"predictions": answer.predictions})
-
-
-def _model_of(rt: Runtime, name: str) -> str:
-    endpoint = rt.endpoints.get(name)
-    return endpoint.primary.ref if endpoint is not None else ""
+def _plain(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in headers}

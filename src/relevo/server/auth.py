@@ -1,4 +1,16 @@
-"""Optional bearer tokens: RELEVO_API_TOKEN for predictions, RELEVO_ADMIN_TOKEN for changes."""
+"""Optional bearer tokens: RELEVO_API_TOKEN for predictions and reads, RELEVO_ADMIN_TOKEN for
+changes.
+
+| tokens set      | predict, infer, reads      | changes (PUT /v1/deployments/...) |
+|-----------------|----------------------------|-----------------------------------|
+| none            | open                       | open (loopback only, see `serve`) |
+| API only        | the API token              | the API token                     |
+| admin only      | open                       | the admin token                   |
+| both            | the API or the admin token | the admin token (API token: 403)  |
+
+Once any token is set, no change goes through without one. Only headers are read here, so
+every route checks its token before it reads a byte of the request body.
+"""
 
 from __future__ import annotations
 
@@ -10,30 +22,50 @@ from relevo.settings import Settings
 
 
 class Access(Enum):
-    PREDICT = "predict"  # predict, infer, feedback, reads: the API or the admin token
-    ADMIN = "admin"  # everything that changes state: the admin token
+    PREDICT = "predict"  # predict, infer, reads
+    ADMIN = "admin"  # everything that changes state
 
 
 def _matches(given: str, expected: str | None) -> bool:
     return expected is not None and hmac.compare_digest(given.encode(), expected.encode())
 
 
-def check(authorization: str | None, access: Access, settings: Settings) -> None:
-    """Raise AuthError (401 without/with a wrong token, 403 with too weak a token)."""
-    api, admin = settings.api_token, settings.admin_token
-    required = api if access is Access.PREDICT else admin
-    if required is None:
-        return
+def _token(authorization: str | None) -> str:
+    """The bearer token of an Authorization header, or AuthError (401)."""
     if not authorization:
         raise AuthError("missing bearer token: send 'Authorization: Bearer <token>'", 401)
     scheme, _, token = authorization.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise AuthError("malformed Authorization header: expected 'Bearer <token>'", 401)
+    return token
+
+
+def check(authorization: str | None, access: Access, settings: Settings) -> None:
+    """Raise AuthError (401 without/with a wrong token, 403 with too weak a token)."""
+    api, admin = settings.api_token, settings.admin_token
+    if access is Access.PREDICT and api is None:
+        return  # predictions are open unless an API token is set
+    if api is None and admin is None:
+        return
+    token = _token(authorization)
     if _matches(token, admin):
         return  # the admin token may do everything
     if _matches(token, api):
-        if access is Access.PREDICT:
-            return
+        if access is Access.PREDICT or admin is None:
+            return  # with no admin token, the API token guards changes too
         raise AuthError("this token may predict but not change state: use the admin token", 403)
     raise AuthError("invalid token", 401)
+
+
+def may_see_details(authorization: str | None, settings: Settings) -> bool:
+    """Whether a caller may read operational details (readiness reasons, served versions):
+    always when no token is set, else with either token."""
+    api, admin = settings.api_token, settings.admin_token
+    if api is None and admin is None:
+        return True
+    try:
+        token = _token(authorization)
+    except AuthError:
+        return False
+    return _matches(token, admin) or _matches(token, api)

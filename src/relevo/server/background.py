@@ -12,17 +12,27 @@ import threading
 import time
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from relevo.client import Client
 from relevo.errors import UnavailableError
 from relevo.server.app import create_app
+from relevo.server.protocol import uvicorn_options
 from relevo.settings import Settings
 
 
 class BackgroundServer:
     """A relevo server in a thread of this process: for notebooks, demos and tests."""
 
-    def __init__(self, settings: Settings, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        app: ASGIApp | None = None,
+    ) -> None:
+        """`app`: another ASGI app to serve instead of relevo's (e.g. the FastAPI app alone,
+        without the fast lane in front)."""
         self.settings = settings
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -30,11 +40,12 @@ class BackgroundServer:
         bound_host, bound_port = self._socket.getsockname()[:2]
         self.url = f"http://{bound_host}:{bound_port}"
         config = uvicorn.Config(
-            create_app(settings, own_process=False),
+            app if app is not None else create_app(settings, own_process=False),
             log_level="warning",
             access_log=False,
             lifespan="on",
             timeout_graceful_shutdown=30,
+            **uvicorn_options(settings),
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
@@ -64,7 +75,9 @@ class BackgroundServer:
     def wait_until_serving(self, deployment: str, model: str, timeout_s: float = 30.0) -> None:
         """Block until `/readyz` reports `deployment` served by `model` (NAME:VERSION)."""
         deadline = time.monotonic() + timeout_s
-        with Client(self.url, timeout=5.0) as client:
+        # with tokens set, readiness shows what is served only to a token holder
+        token = self.settings.admin_token or self.settings.api_token
+        with Client(self.url, token=token, timeout=5.0) as client:
             while True:
                 ready = client.ready()
                 if ready.get("deployments", {}).get(deployment) == model:

@@ -210,10 +210,14 @@ class Runtime:
         found = self._endpoints.get(name)
         if found is None:
             if not self.loaded:
-                raise UnavailableError("models are still loading")
+                raise UnavailableError("models are still loading", public=True)
             failure = self.failures.get(name)
             if failure is not None:
-                raise UnavailableError(f"deployment {name!r} cannot serve: {failure}")
+                # the failure's text (paths, hosts) is for the log and the token holder's /readyz
+                raise UnavailableError(
+                    f"deployment {name!r} cannot serve: {failure}",
+                    public=f"deployment {name!r} cannot serve: its model failed to load",
+                )
             raise NotFoundError(f"deployment {name!r} not found")
         return found
 

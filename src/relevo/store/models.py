@@ -87,6 +87,10 @@ class ModelRepository:
         raise ConflictError(f"could not allocate a new version of {name!r}: too many writers")
 
     def get(self, name: str, version: int | None = None) -> ModelVersion | None:
+        if "\x00" in name or (version is not None and not 1 <= version <= 2**63 - 1):
+            # no row can match, and the database would fail on the value itself (SQLite: a
+            # version past 64 bits; PostgreSQL: a NUL in text)
+            return None
         query = select(model_versions).where(model_versions.c.name == name)
         if version is None:
             query = query.order_by(model_versions.c.version.desc()).limit(1)

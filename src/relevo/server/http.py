@@ -1,0 +1,144 @@
+"""The HTTP helpers every route shares: headers, the one bounded body reader, JSON in and out,
+and the one error body.
+
+Every route reads its body through `read_body` (after checking its token from the headers), so
+one limit (RELEVO_MAX_BODY_MB) holds everywhere, and every error leaves the server through
+`error_body` (relevo's `{"error", "problems"}`, or V2's `{"error"}` under /v2), so that a
+server-side failure never shows more than `relevo.serving.health.failure_body` allows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+from fastapi.responses import Response
+from starlette.types import Receive, Scope
+
+from relevo.errors import (
+    InvalidInputError,
+    NotFoundError,
+    PayloadTooLargeError,
+    Problem,
+    RelevoError,
+)
+from relevo.registry.registry import NAME_RE
+from relevo.serving.health import failure_body
+
+JSON = "application/json"
+#: ASGI response headers of a JSON answer
+JSON_HEADERS = [(b"content-type", b"application/json")]
+#: the largest version number a store can hold (a signed 64-bit integer)
+MAX_VERSION = 2**63 - 1
+
+
+class BadRequest(InvalidInputError):
+    """A request that is not what the endpoint reads (not JSON, an empty body): 400."""
+
+    http_status = 400
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    """The value of request header `name` (lower case), or None."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def authorization(scope: Scope) -> str | None:
+    return header(scope, b"authorization")
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The whole request body, refusing (413) one larger than `limit` bytes: at once when its
+    Content-Length says so, else as soon as the bytes received pass the limit."""
+    declared = header(scope, b"content-length")
+    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise BadRequest("the client closed the connection before sending the whole body")
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+        more = bool(message.get("more_body"))
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _too_large(limit: int) -> PayloadTooLargeError:
+    return PayloadTooLargeError(
+        f"the request body is larger than {limit:,} bytes (RELEVO_MAX_BODY_MB)"
+    )
+
+
+def parse_json(body: bytes) -> Any:
+    """The request body as JSON, or a 400 naming what is wrong."""
+    if not body:
+        raise BadRequest("the request body is empty: send a JSON object")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc}") from None
+
+
+def check_name(name: str, what: str = "deployment") -> None:
+    """404 for a name that no model or deployment can have (outside the model-name alphabet,
+    or too long), without asking the store."""
+    if not NAME_RE.fullmatch(name):
+        raise NotFoundError(
+            f"{what} {name[:80]!r}{'...' if len(name) > 80 else ''} not found: names are "
+            "letters, digits, '.', '_' and '-' (up to 200 characters)"
+        )
+
+
+def check_version(text: str, name: str) -> int:
+    """A version number from a URL path: 422 when it is not a whole number, 404 when no store
+    can hold it."""
+    if not (text.isascii() and text.isdigit()):
+        raise InvalidInputError(
+            "invalid version in the path",
+            [Problem(f"expected a whole number, got {text[:40]!r}", column="version")],
+        )
+    number = int(text) if len(text) <= 20 else MAX_VERSION + 1
+    if not 1 <= number <= MAX_VERSION:
+        raise NotFoundError(f"model {name!r} has no version {text[:40]}")
+    return number
+
+
+def error_body(exc: BaseException, where: str, v2: bool = False) -> tuple[int, dict[str, Any]]:
+    """(status, body) of any error: relevo's shape, or V2's `{"error"}` for the V2 routes.
+    Server-side failures show only what `failure_body` allows (and a request id)."""
+    if not isinstance(exc, RelevoError) or exc.http_status >= 500:
+        return failure_body(exc, where)
+    body: dict[str, Any] = {"error": str(exc)}
+    if not v2 and isinstance(exc, InvalidInputError) and exc.problems:
+        body["message"] = exc.message
+        body["problems"] = [p.to_dict() for p in exc.problems]
+    return exc.http_status, body
+
+
+def error_headers(status: int, body_unread: bool) -> dict[str, str]:
+    """Headers of an error answer: the auth challenge with a 401, and the connection closed
+    when the client may still be sending a body the server will not read."""
+    headers: dict[str, str] = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if body_unread:
+        headers["Connection"] = "close"
+    return headers
+
+
+def asgi_headers(headers: dict[str, str]) -> Iterable[tuple[bytes, bytes]]:
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type=JSON, headers=headers)

@@ -1,0 +1,67 @@
+"""Liveness, readiness and metrics: what load balancers and Prometheus ask.
+
+All three stay open (no token needed) so that probes work; readiness shows its details (what is
+served, what fails and why) only to a caller with a token once tokens are set, and never the
+database's user, host or password.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from relevo.server import openapi
+from relevo.server.auth import may_see_details
+from relevo.server.http import authorization, json_response
+from relevo.serving.health import check_readiness
+from relevo.serving.metrics import get_metrics, render_metrics
+from relevo.serving.runtime import Runtime
+
+
+def probes_router(runtime: Callable[[], Runtime]) -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get(
+        "/healthz",
+        summary="Liveness: the process answers.",
+        responses=openapi.ok(openapi.obj("live", live={"type": "boolean"})),
+    )
+    async def healthz() -> Response:
+        return json_response({"status": "ok", "live": True})
+
+    @router.get(
+        "/readyz",
+        summary="Readiness: store reachable, models loaded (details with a token).",
+        responses={
+            **openapi.ok(openapi.READINESS, "Ready."),
+            503: {
+                "description": "Not ready.",
+                "content": {openapi.JSON: {"schema": openapi.READINESS}},
+            },
+        },
+    )
+    async def readyz(request: Request) -> Response:
+        rt = runtime()
+        readiness = await asyncio.to_thread(check_readiness, rt)
+        details = may_see_details(authorization(request.scope), rt.settings)
+        return json_response(readiness.to_dict(details), readiness.status)
+
+    @router.get(
+        "/metrics",
+        summary="Prometheus metrics (text format).",
+        responses={200: {"description": "Metrics.", "content": {"text/plain": {}}}},
+    )
+    async def metrics() -> Response:
+        rt = runtime()
+        m = get_metrics()
+        m.sample_process()
+        if rt.log is not None:
+            m.log_depth.set(rt.log.depth)
+            m.log_dead_letter.set(rt.log.dead_lettered)
+        data, content_type = await asyncio.to_thread(render_metrics)
+        return Response(data, media_type=content_type)
+
+    return router

@@ -1,0 +1,125 @@
+"""Issue 18 items 2 and 4: a body is read only after its token is checked, through one bounded
+reader, and the rows of one request are bounded, on every route that reads a body."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from rawhttp import announce_body
+
+from relevo.datasets import make_churn
+from relevo.server.app import create_fastapi_app
+from relevo.server.background import BackgroundServer
+from relevo.serving.records import frame_to_records
+
+GIB = 1024**3
+TOKENS = {"api_token": "api-1", "admin_token": "adm-1"}
+ADMIN = {"Authorization": "Bearer adm-1"}
+
+#: every route that reads a request body
+BODY_ROUTES = [
+    ("POST", "/v1/deployments/churn/predict"),
+    ("PUT", "/v1/deployments/churn"),
+    ("POST", "/v2/models/churn/infer"),
+    ("POST", "/v2/models/churn/versions/1/infer"),
+]
+
+
+def _rows(n: int) -> list[dict]:
+    return frame_to_records(make_churn(n, seed=3).drop(columns=["churned"]))
+
+
+@pytest.fixture
+def guarded(deployed, server_settings, spawn_server) -> str:
+    return spawn_server(server_settings.model_copy(update=TOKENS))
+
+
+@pytest.fixture
+def fastapi_only(deployed, server_settings) -> Iterator[str]:
+    """The FastAPI app alone (no fast lane in front): its own predict route answers."""
+    settings = server_settings.model_copy(update={**TOKENS, "max_body_mb": 0.01})
+    app, _ = create_fastapi_app(settings)
+    server = BackgroundServer(settings, app=app)
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(("method", "path"), BODY_ROUTES)
+def test_a_gigabyte_body_without_a_token_is_refused_before_it_is_read(guarded, method, path):
+    # the client announces 1 GiB and sends 64 KiB of it: the answer can only come before the
+    # server read the body (a server that reads first would wait for the rest forever)
+    answer = announce_body(guarded, method, path, declared=GIB, send=64 * 1024)
+    assert answer.status == 401
+    assert answer.headers["www-authenticate"] == "Bearer"
+    assert answer.headers["connection"] == "close"  # the rest of the body is never read
+
+
+def test_the_fastapi_predict_route_checks_the_token_first_and_bounds_the_body(fastapi_only):
+    path = "/v1/deployments/churn/predict"
+    answer = announce_body(fastapi_only, "POST", path, declared=GIB, send=64 * 1024)
+    assert answer.status == 401
+    too_big = httpx.post(fastapi_only + path, json={"instances": _rows(200)}, headers=ADMIN)
+    assert too_big.status_code == 413
+    assert "RELEVO_MAX_BODY_MB" in too_big.json()["error"]
+    ok = httpx.post(fastapi_only + path, json={"instances": _rows(2)}, headers=ADMIN)
+    assert ok.status_code == 200
+    assert len(ok.json()["predictions"]) == 2
+
+
+@pytest.mark.parametrize(("method", "path"), BODY_ROUTES)
+def test_an_announced_body_over_the_limit_is_413_before_it_is_read(guarded, method, path):
+    answer = announce_body(guarded, method, path, declared=GIB, send=1024, headers=ADMIN)
+    assert answer.status == 413
+    assert b"RELEVO_MAX_BODY_MB" in answer.body
+    assert answer.headers["connection"] == "close"
+
+
+@pytest.mark.parametrize(("method", "path"), BODY_ROUTES)
+def test_a_streamed_body_over_the_limit_is_413(
+    deployed, server_settings, spawn_server, method, path
+):
+    # no Content-Length (chunked): the reader stops at the limit
+    url = spawn_server(server_settings.model_copy(update={"max_body_mb": 0.01}))
+    chunks = iter([b"[" + b" " * 8191] + [b" " * 8192] * 4)
+    response = httpx.request(method, url + path, content=chunks)
+    assert response.status_code == 413
+    assert "RELEVO_MAX_BODY_MB" in response.json()["error"]
+
+
+def test_the_default_body_limit_is_16_mb(live_server):
+    answer = announce_body(
+        live_server.url,
+        "POST",
+        "/v1/deployments/churn/predict",
+        declared=16 * 1024 * 1024 + 1,
+        send=1024,
+    )
+    assert answer.status == 413
+    assert b"16,777,216 bytes" in answer.body
+
+
+def test_more_rows_than_max_rows_is_413_before_validation(deployed, server_settings, spawn_server):
+    url = spawn_server(server_settings.model_copy(update={"max_rows": 50}))
+    predict = f"{url}/v1/deployments/churn/predict"
+    # 51 rows that would each fail validation: the limit answers first, without that work
+    response = httpx.post(predict, json={"instances": [{}] * 51})
+    assert response.status_code == 413
+    body = response.json()
+    assert "RELEVO_MAX_ROWS" in body["error"] and "at most 50" in body["error"]
+    assert body["problems"] == [
+        {"column": "instances", "message": "51 rows; send at most 50 per request"}
+    ]
+    assert httpx.post(predict, json={"instances": _rows(50)}).status_code == 200
+
+
+def test_the_default_row_limit_is_10_000(live_server):
+    response = httpx.post(
+        f"{live_server.url}/v1/deployments/churn/predict", json={"instances": [{}] * 10_001}
+    )
+    assert response.status_code == 413
+    assert "at most 10,000" in response.json()["error"]
