@@ -313,3 +313,168 @@ def test_unreachable_database(tmp_path):
         app, ["--home", str(tmp_path / "home"), "--database-url", url, "models", "list"]
     )
     assert_fails(result, 6, "cannot reach the database", "127.0.0.1:1")
+
+
+# ------------------------------------------- models fitted on arrays, input format, trust
+
+
+@pytest.fixture
+def numpy_files(tmp_path, churn_frame) -> Any:
+    """A pipeline fitted on the numeric churn columns as a NumPy array (no feature names), and
+    two references: training column order, and reversed, each with the customer id."""
+    import joblib
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from relevo.datasets import CHURN_ID, CHURN_NUMERIC
+
+    model = make_pipeline(SimpleImputer(), StandardScaler(), LogisticRegression(max_iter=1000))
+    model.fit(churn_frame[CHURN_NUMERIC].to_numpy(), churn_frame[CHURN_TARGET])
+    folder = tmp_path / "numpy"
+    folder.mkdir()
+    joblib.dump(model, folder / "model.joblib")
+    columns = [CHURN_ID, *CHURN_NUMERIC, CHURN_TARGET]
+    churn_frame[columns].to_csv(folder / "train.csv", index=False)
+    churn_frame[columns[::-1]].to_csv(folder / "reversed.csv", index=False)
+    return folder
+
+
+def test_numpy_model_says_which_order_it_took(cli, rv, numpy_files):
+    """The issue's scenario through the CLI: reversed columns are said, not silently used."""
+    base = ["models", "register", "m", numpy_files / "model.joblib", "--target", CHURN_TARGET]
+    # the id makes six candidate columns for five inputs: refused, with both counts
+    assert_fails(
+        cli(*base, "--reference", numpy_files / "train.csv"),
+        2,
+        "takes 5 inputs",
+        "6 candidate columns",
+        "--features",
+        "--exclude",
+    )
+    reversed_run = cli(
+        *base, "--reference", numpy_files / "reversed.csv", "--exclude", "customer_id"
+    )
+    assert_ok(reversed_run)
+    assert "Input order:" in reversed_run.stdout
+    assert "satisfaction, support_calls, monthly_charges, tenure_months, age" in reversed_run.stdout
+    assert "--features" in reversed_run.stdout
+    named = cli(
+        *base,
+        "--reference",
+        numpy_files / "reversed.csv",
+        "--features",
+        "age,tenure_months,monthly_charges,support_calls,satisfaction",
+    )
+    assert_ok(named)
+    assert "Input order:" not in named.stdout
+    assert "fed as a float64 array" in named.stdout
+    assert rv.registry.get("m:2").signature.names == [
+        "age",
+        "tenure_months",
+        "monthly_charges",
+        "support_calls",
+        "satisfaction",
+    ]
+    shown = cli("models", "show", "m:2")
+    assert_ok(shown)
+    assert "float64 array" in shown.stdout and "--features" in shown.stdout
+    data = json.loads(cli("models", "show", "m:2", "--json").stdout)
+    assert data["flavor_options"]["input"] == "array"
+    assert data["flavor_options"]["input_order"] == "operator"
+
+
+def test_register_json_keeps_the_order_note_off_stdout(cli, numpy_files):
+    result = cli(
+        "models",
+        "register",
+        "m",
+        numpy_files / "model.joblib",
+        "--reference",
+        numpy_files / "reversed.csv",
+        "--target",
+        CHURN_TARGET,
+        "--exclude",
+        "customer_id",
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["flavor_options"]["input_order"] == "reference"
+    assert "Input order:" in result.stderr
+
+
+def test_id_column_in_a_numeric_model_is_named(cli, numpy_files, churn_frame, tmp_path):
+    from relevo.datasets import CHURN_ID, CHURN_NUMERIC
+
+    reference = tmp_path / "with_id.csv"
+    churn_frame[[CHURN_ID, *CHURN_NUMERIC[1:], CHURN_TARGET]].to_csv(reference, index=False)
+    result = cli(
+        *register_with(numpy_files / "model.joblib", reference, "m"), "--target", CHURN_TARGET
+    )
+    line = assert_fails(result, 2, "customer_id", "--exclude customer_id", "--features")
+    assert "Traceback" not in line
+
+
+def test_churn_pipeline_is_fed_a_frame(cli, registered):
+    assert "fed as a DataFrame" in registered.stdout
+    shown = cli("models", "show", "churn:1")
+    assert_ok(shown)
+    assert "DataFrame (decided by rehearsal)" in shown.stdout
+
+
+def test_skops_trust_through_the_cli(cli, rv, tmp_path, churn_frame):
+    sio = pytest.importorskip("skops.io")
+    from pathlib import Path as _Path
+
+    from sklearn.linear_model import Ridge
+
+    from relevo.datasets import CHURN_NUMERIC
+
+    x = churn_frame[CHURN_NUMERIC].fillna(0)
+    reg = Ridge().fit(x, churn_frame[CHURN_TARGET])
+    reg.note_ = _Path("notes.txt")  # a type skops does not trust by default
+    model = tmp_path / "model.skops"
+    sio.dump(reg, model)
+    needed = sorted(sio.get_untrusted_types(file=model))
+    reference = tmp_path / "ref.csv"
+    x.assign(**{CHURN_TARGET: churn_frame[CHURN_TARGET]}).to_csv(reference, index=False)
+    args = [*register_with(model, reference, "r"), "--target", CHURN_TARGET]
+    assert_fails(cli(*args), 2, *needed, "--trust", "nothing was loaded")
+    assert rv.registry.list() == []
+    trusted = [arg for name in needed for arg in ("--trust", name)]
+    assert_ok(cli(*args, *trusted))
+    shown = cli("models", "show", "r:1")
+    assert_ok(shown)
+    assert "trusted types" in shown.stdout
+    assert rv.registry.get("r:1").flavor_options["trusted_types"] == needed
+
+
+def test_pickle_needing_a_main_class(cli, tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "train.py").write_text(
+        textwrap.dedent(
+            """
+            import joblib
+            from sklearn.base import BaseEstimator, RegressorMixin
+
+            class MainWrapper(RegressorMixin, BaseEstimator):
+                def fit(self, x, y):
+                    return self
+                def predict(self, x):
+                    return [0.0] * len(x)
+
+            joblib.dump(MainWrapper().fit([[1.0]], [2.0]), "model.joblib")
+            """
+        )
+    )
+    subprocess.run([sys.executable, "train.py"], cwd=folder, check=True, capture_output=True)
+    reference = tmp_path / "ref.csv"
+    reference.write_text("x,y\n1.0,2.0\n")
+    result = cli(*register_with(folder / "model.joblib", reference, "w"), "--target", "y")
+    assert_fails(result, 2, "'MainWrapper'", "__main__", "importable module", "PYTHONPATH")
