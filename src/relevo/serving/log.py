@@ -186,7 +186,7 @@ class PredictionLog:
         returns the rows stored. If the store fails meanwhile, the writer tries again later."""
         if self.spool is None:
             return 0
-        own = {s.path for s in self.spool._segments}
+        own = self.spool.paths
         total = 0
         for orphan in orphans(self.spool.folder, own):
             try:
@@ -309,6 +309,8 @@ class PredictionLog:
                 backoff = 0.1
                 with self._lock:
                     for _ in batch:
+                        if not self._queue:  # emptied by a close that gave up waiting
+                            break
                         seg = self._queue.popleft()[2]
                         if seg is not None and self.spool is not None:
                             self.spool.stored(seg)

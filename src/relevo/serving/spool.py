@@ -106,12 +106,21 @@ class Spool:
         """`entries` of `seg` are in the store (or in the dead letter): a sealed segment
         with nothing left is deleted."""
         seg.pending -= entries
-        if seg.sealed and seg.pending <= 0:
+        if seg.pending > 0:
+            return
+        if seg.sealed:
             self._delete(seg)
+        elif seg.size:
+            # everything in it is stored: start it over, so that a crash leaves only rows
+            # not yet stored to replay (appends go to the new end)
+            with contextlib.suppress(OSError):
+                os.ftruncate(seg.fd, 0)
+                seg.size = 0
 
     @property
-    def pending(self) -> int:
-        return sum(s.pending for s in self._segments)
+    def paths(self) -> set[Path]:
+        """This process's own segments."""
+        return {s.path for s in self._segments}
 
     def close(self) -> None:
         """Delete the segments whose entries are all stored; release the others (left on
