@@ -36,7 +36,7 @@ class Store:
 
 def _die(spool: Spool) -> None:
     """What a killed process leaves: its segments on disk, their locks released."""
-    for seg in spool._segments:
+    for seg in spool._segments.values():
         os.close(seg.fd)
     spool._segments.clear()
 

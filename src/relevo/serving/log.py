@@ -27,7 +27,7 @@ import orjson
 from relevo.errors import UnavailableError
 from relevo.private import FILE_MODE, private_dir
 from relevo.serving.entries import FIELDS, LogEntry, Row, encode, entry_rows
-from relevo.serving.spool import Segment, Spool, orphans
+from relevo.serving.spool import Spool, orphans
 
 if TYPE_CHECKING:
     from relevo.context import Relevo
@@ -38,8 +38,9 @@ __all__ = ["LogEntry", "PredictionLog", "Writer", "open_prediction_log"]
 
 Writer = Callable[[list[Row]], int]
 
-#: a queued entry: its serialised form, its rows, and the spool segment that holds it
-_Item = tuple[bytes, int, Segment | None]
+#: a queued entry: its serialised form, its rows, and the number of the spool segment that
+#: holds it (atoms only: the collector untracks such tuples and never walks the queue)
+_Item = tuple[bytes, int, int]
 
 
 class PredictionLog:
@@ -105,7 +106,7 @@ class PredictionLog:
             if self._pending + n > self.capacity_rows:
                 return False
             # on disk before it counts as accepted: the answer goes out after this returns
-            seg = self.spool.append(payload) if self.spool is not None else None
+            seg = self.spool.append(payload) if self.spool is not None else 0
             self._queue.append((payload, n, seg))
             self._pending += n
             if self._pending >= self.flush_rows:
@@ -312,7 +313,7 @@ class PredictionLog:
                         if not self._queue:  # emptied by a close that gave up waiting
                             break
                         seg = self._queue.popleft()[2]
-                        if seg is not None and self.spool is not None:
+                        if self.spool is not None:
                             self.spool.stored(seg)
                     self._pending -= rows
                     stored = rows - (self.dead_lettered - refused)
