@@ -355,8 +355,14 @@ def open_prediction_log(
         return None
     # one spool folder per store: rows are replayed into the store they were meant for
     store_id = hashlib.sha256(settings.resolved_database_url.encode()).hexdigest()[:16]
-    private_dir(settings.home)
-    spool = Spool(settings.home / "spool" / store_id, fsync=settings.log_fsync)
+    folder = settings.home / "spool" / store_id
+    try:
+        private_dir(settings.home)
+        spool = Spool(folder, fsync=settings.log_fsync)
+    except OSError as exc:
+        raise UnavailableError(
+            f"cannot create the prediction log's spool in {folder}: {exc.strerror or exc}"
+        ) from exc
     plog = PredictionLog(
         relevo.store.predictions.insert_many,
         capacity_rows=capacity_rows or settings.log_queue_rows,
