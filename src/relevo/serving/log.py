@@ -27,7 +27,7 @@ import orjson
 from relevo.errors import UnavailableError
 from relevo.private import FILE_MODE, private_dir
 from relevo.serving.entries import FIELDS, LogEntry, Row, encode, entry_rows
-from relevo.serving.spool import Segment, Spool, orphans
+from relevo.serving.spool import Spool, orphans
 
 if TYPE_CHECKING:
     from relevo.context import Relevo
@@ -38,8 +38,9 @@ __all__ = ["LogEntry", "PredictionLog", "Writer", "open_prediction_log"]
 
 Writer = Callable[[list[Row]], int]
 
-#: a queued entry: its serialised form, its rows, and the spool segment that holds it
-_Item = tuple[bytes, int, Segment | None]
+#: a queued entry: its serialised form, its rows, and the number of the spool segment that
+#: holds it (atoms only: the collector untracks such tuples and never walks the queue)
+_Item = tuple[bytes, int, int]
 
 
 class PredictionLog:
@@ -105,7 +106,7 @@ class PredictionLog:
             if self._pending + n > self.capacity_rows:
                 return False
             # on disk before it counts as accepted: the answer goes out after this returns
-            seg = self.spool.append(payload) if self.spool is not None else None
+            seg = self.spool.append(payload) if self.spool is not None else 0
             self._queue.append((payload, n, seg))
             self._pending += n
             if self._pending >= self.flush_rows:
@@ -186,7 +187,7 @@ class PredictionLog:
         returns the rows stored. If the store fails meanwhile, the writer tries again later."""
         if self.spool is None:
             return 0
-        own = {s.path for s in self.spool._segments}
+        own = self.spool.paths
         total = 0
         for orphan in orphans(self.spool.folder, own):
             try:
@@ -309,8 +310,10 @@ class PredictionLog:
                 backoff = 0.1
                 with self._lock:
                     for _ in batch:
+                        if not self._queue:  # emptied by a close that gave up waiting
+                            break
                         seg = self._queue.popleft()[2]
-                        if seg is not None and self.spool is not None:
+                        if self.spool is not None:
                             self.spool.stored(seg)
                     self._pending -= rows
                     stored = rows - (self.dead_lettered - refused)
@@ -352,8 +355,14 @@ def open_prediction_log(
         return None
     # one spool folder per store: rows are replayed into the store they were meant for
     store_id = hashlib.sha256(settings.resolved_database_url.encode()).hexdigest()[:16]
-    private_dir(settings.home)
-    spool = Spool(settings.home / "spool" / store_id, fsync=settings.log_fsync)
+    folder = settings.home / "spool" / store_id
+    try:
+        private_dir(settings.home)
+        spool = Spool(folder, fsync=settings.log_fsync)
+    except OSError as exc:
+        raise UnavailableError(
+            f"cannot create the prediction log's spool in {folder}: {exc.strerror or exc}"
+        ) from exc
     plog = PredictionLog(
         relevo.store.predictions.insert_many,
         capacity_rows=capacity_rows or settings.log_queue_rows,

@@ -55,6 +55,7 @@ class Segment:
 
     path: Path
     fd: int
+    number: int
     size: int = 0
     pending: int = 0
     sealed: bool = False
@@ -69,11 +70,13 @@ class Spool:
         self.folder = private_dir(folder)
         self.fsync = fsync
         self.segment_bytes = segment_bytes
-        self._segments: list[Segment] = []
+        self._segments: dict[int, Segment] = {}
+        self._numbers = 0
         self._current = self._open_segment()
 
-    def append(self, payload: bytes) -> Segment:
-        """Write one record (one `write` call) and return the segment that holds it.
+    def append(self, payload: bytes) -> int:
+        """Write one record (one `write` call); returns the number of the segment holding it
+        (a plain int: the queue holds no object the garbage collector has to walk).
 
         Raises UnavailableError when the disk refuses it (full, read-only): an entry that is
         not on disk is not accepted, rather than answered and then lost.
@@ -100,23 +103,35 @@ class Spool:
             ) from exc
         seg.size += len(record)
         seg.pending += 1
-        return seg
+        return seg.number
 
-    def stored(self, seg: Segment, entries: int = 1) -> None:
-        """`entries` of `seg` are in the store (or in the dead letter): a sealed segment
-        with nothing left is deleted."""
+    def stored(self, number: int, entries: int = 1) -> None:
+        """`entries` of segment `number` are in the store (or in the dead letter): a sealed
+        segment with nothing left is deleted."""
+        seg = self._segments.get(number)
+        if seg is None:
+            return
         seg.pending -= entries
-        if seg.sealed and seg.pending <= 0:
+        if seg.pending > 0:
+            return
+        if seg.sealed:
             self._delete(seg)
+        elif seg.size:
+            # everything in it is stored: start it over, so that a crash leaves only rows
+            # not yet stored to replay (appends go to the new end)
+            with contextlib.suppress(OSError):
+                os.ftruncate(seg.fd, 0)
+                seg.size = 0
 
     @property
-    def pending(self) -> int:
-        return sum(s.pending for s in self._segments)
+    def paths(self) -> set[Path]:
+        """This process's own segments."""
+        return {s.path for s in self._segments.values()}
 
     def close(self) -> None:
         """Delete the segments whose entries are all stored; release the others (left on
         disk, unlocked, for the next process to replay)."""
-        for seg in list(self._segments):
+        for seg in list(self._segments.values()):
             if seg.pending <= 0:
                 self._delete(seg)
             else:
@@ -140,8 +155,9 @@ class Spool:
         os.replace(tmp, path)
         if self.fsync:
             _fsync_dir(self.folder)
-        seg = Segment(path, fd)
-        self._segments.append(seg)
+        self._numbers += 1
+        seg = Segment(path, fd, self._numbers)
+        self._segments[seg.number] = seg
         return seg
 
     def _delete(self, seg: Segment) -> None:
@@ -149,8 +165,7 @@ class Spool:
             seg.path.unlink()
         with contextlib.suppress(OSError):
             os.close(seg.fd)
-        with contextlib.suppress(ValueError):
-            self._segments.remove(seg)
+        self._segments.pop(seg.number, None)
 
 
 @dataclass
