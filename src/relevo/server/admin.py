@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -31,6 +31,10 @@ from relevo.server.http import (
     read_body,
 )
 from relevo.serving.runtime import Runtime
+
+#: a version number in a path: documented as the integer it is, read as text so that the route
+#: answers 422 (not a number) or 404 (out of any store's range) in relevo's shape
+VersionPath = Annotated[str, Path(json_schema_extra={"type": "integer", "minimum": 1})]
 
 
 class DeployBody(BaseModel):
@@ -88,7 +92,7 @@ def admin_router(runtime: Callable[[], Runtime]) -> APIRouter:
         summary="A model version with its signature and reference profile summary.",
         responses={**openapi.ok(openapi.MODEL_VERSION), **openapi.errors(401, 403, 404, 422)},
     )
-    async def show_model(name: str, version: str, request: Request) -> Response:
+    async def show_model(name: str, version: VersionPath, request: Request) -> Response:
         rt = authorized(request, Access.PREDICT)
         check_name(name, "model")
         number = check_version(version, name)
