@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     max_body_mb: float = Field(
         default=64.0, gt=0, description="Largest request body accepted (after decompression)."
     )
+    max_rows: int = Field(
+        default=10_000,
+        ge=1,
+        description="Most rows one prediction request may carry (413 above; V2 checks the "
+        "declared shapes before decoding any data).",
+    )
     poll_interval_s: float = Field(
         default=1.0, gt=0, description="How often a server checks for deployment changes."
     )

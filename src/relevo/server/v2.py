@@ -35,14 +35,10 @@ from relevo.errors import (
 from relevo.registry.types import ModelVersion
 from relevo.server.app import BadRequest, json_response
 from relevo.server.auth import Access, check
-from relevo.server.v2_codec import (
-    V2Request,
-    V2Tensor,
-    decode_request,
-    encode_response,
-    numpy_dtype_of,
-    tensors_to_columns,
-)
+from relevo.server.v2_columns import tensors_to_columns
+from relevo.server.v2_decode import decode_request
+from relevo.server.v2_encode import encode_response
+from relevo.server.v2_types import V2Request, V2Tensor, numpy_dtype_of
 from relevo.serving.runtime import Endpoint, Runtime
 
 __all__ = ["HEADER_LENGTH", "model_metadata", "v2_router"]
@@ -239,11 +235,15 @@ def _reject_infinity(columns: dict[str, np.ndarray]) -> None:
         raise BadRequest("the inputs hold infinite values", problems)
 
 
-def _prepare(body: bytes, header_length: int | None, endpoint: Endpoint, name: str) -> _Prepared:
+def _prepare(
+    body: bytes, header_length: int | None, endpoint: Endpoint, name: str, max_rows: int
+) -> _Prepared:
     """Decode a request and turn its tensors into the rows `Runtime.predict` validates."""
     runner = endpoint.primary
     try:
-        req = decode_request(body, header_length)
+        req = decode_request(body, header_length, max_rows=max_rows)
+    except PayloadTooLargeError:
+        raise
     except InvalidInputError as exc:
         raise BadRequest(exc.message, exc.problems) from None
     outputs = _plan_outputs(req, runner.version, name)
@@ -390,10 +390,13 @@ def v2_router(runtime: Callable[[], Runtime]) -> APIRouter:
                 await _read_body(request, limit), request.headers.get("content-encoding"), limit
             )
             header_length = _header_length(request)
+            max_rows = rt.settings.max_rows
             if len(body) >= _THREAD_BODY_BYTES:
-                prepared = await asyncio.to_thread(_prepare, body, header_length, endpoint, name)
+                prepared = await asyncio.to_thread(
+                    _prepare, body, header_length, endpoint, name, max_rows
+                )
             else:
-                prepared = _prepare(body, header_length, endpoint, name)
+                prepared = _prepare(body, header_length, endpoint, name, max_rows)
             answer = await rt.predict(name, prepared.rows, started, protocol=PROTOCOL)
         except InvalidInputError as exc:
             # the V2 spec answers every bad request with 400 (the JSON API uses 422)
