@@ -108,7 +108,7 @@ def test_typo_hints_are_bounded_per_request(monkeypatch):
     near = {f"{name}_{k}": 1 for name in ("age", "income", "plan", "active") for k in range(25)}
     rows = [dict(near) for _ in range(3000)]
     rows[1] = dict(near, age=40)  # not missing from every row: listed row by row
-    error, problems = _problems(rows)
+    _, problems = _problems(rows)
     assert len(calls) <= MAX_HINTS
     assert len(problems) == MAX_PROBLEMS
     assert problems[0][:2] == (0, "age")

@@ -252,6 +252,23 @@ def _entry(
     if keys_column is not None and keys_column not in runner.plan.known and part.keys:
         extra[keys_column] = list(part.keys)  # issue 18: the signature's columns and the key
     features = CellColumns(runner.plan.names, part.cells, extra)
+    return log_entry(
+        deployment, runner, role, created_at, ids, features, outputs, latency, part.keys
+    )
+
+
+def log_entry(
+    deployment: str,
+    runner: ModelRunner,
+    role: str,
+    created_at: float,
+    ids: Sequence[str],
+    features: Mapping[str, Sequence[Any]],
+    outputs: Sequence[dict[str, Any]],
+    latency: float,
+    keys: Sequence[Any] | None,
+) -> LogEntry:
+    """A prediction log entry (the API's and batch scoring's alike)."""
     version = runner.version
     if _COLUMNAR_LOG:
         return LogEntry(  # type: ignore[call-arg]
@@ -263,13 +280,14 @@ def _entry(
             features,
             outputs,
             latency * 1000.0,
-            part.keys,
+            keys,
             role,
         )
+    # until the columnar LogEntry lands: the same values as one object per row
     names = list(features)
     columns = [features[c] for c in names]
     stored = [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
-    return LogEntry(
+    return LogEntry(  # type: ignore[arg-type]
         deployment,
         version.name,
         version.version,
@@ -278,5 +296,5 @@ def _entry(
         stored,
         outputs,
         latency * 1000.0,
-        part.keys,
+        keys,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from relevo.registry.flavors.base import RawOutput
 from relevo.registry.registry import LoadedVersion
 from relevo.registry.types import ModelVersion
 from relevo.serving.batching import MicroBatcher
@@ -28,9 +29,11 @@ class ModelRunner:
             self.run, max_rows=max_rows, max_wait_s=max_wait_s, merge=merge_parts
         )
 
-    def run(self, part: Part, n: int) -> list[dict[str, Any]]:
+    def raw(self, part: Part) -> RawOutput:
+        """The model's raw output on validated rows, given in the form it takes fastest."""
         if self.input_format == "array":
-            raw = self.model.predict_array(build_matrix(part, self.plan))
-        else:
-            raw = self.model.predict(build_frame(part, self.plan))
-        return format_outputs(self.version.task, self.version.classes, raw)
+            return self.model.predict_array(build_matrix(part, self.plan))  # type: ignore[no-any-return]
+        return self.model.predict(build_frame(part, self.plan))
+
+    def run(self, part: Part, n: int) -> list[dict[str, Any]]:
+        return format_outputs(self.version.task, self.version.classes, self.raw(part))

@@ -199,14 +199,13 @@ def _check(
             type(k) is str and (len(k) > MAX_KEY_LENGTH or "\x00" in k) for k in keys
         ):
             return None
-    quality = _quality(matrix, others, cells, plan, policy)
+    quality = findings(matrix, others, plan, policy)
     return Validated(n, matrix, others, cells, keys, quality)
 
 
-def _quality(
+def findings(
     matrix: np.ndarray,
     others: dict[str, list[Any]],
-    cells: list[list[Any]],
     plan: Plan,
     policy: Policy,
 ) -> Quality | None:
@@ -222,7 +221,7 @@ def _quality(
                     if len(problems) >= MAX_PROBLEMS:
                         break
                     spec = plan.specs[plan.num_idx[p]]
-                    value = cells[i][plan.num_idx[p]]
+                    value = f"{matrix[i, p]:g}"
                     problems.append(
                         Problem(
                             f"{value} is outside the reference range [{spec.min}, {spec.max}]",
@@ -267,6 +266,7 @@ __all__ = [
     "Policy",
     "Quality",
     "Validated",
+    "findings",
     "plan_of",
     "type_name",
     "validate_cells",
