@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -54,7 +55,14 @@ def parse_json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"the request body is not valid JSON: {exc}") from None
+        text = str(exc)
+        where = text[text.rfind(": line ") + 2 :] if ": line " in text else text
+        if re.search(rb"\b(NaN|-?Infinity)\b", body):
+            raise BadRequest(
+                f"the request body is not valid JSON ({where}): NaN and Infinity are not JSON "
+                "numbers; send null for a missing value"
+            ) from None
+        raise BadRequest(f"the request body is not valid JSON ({where})") from None
 
 
 class BadRequest(InvalidInputError):
