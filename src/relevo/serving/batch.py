@@ -36,8 +36,6 @@ from relevo.serving.predictor import log_entry
 from relevo.serving.runner import ModelRunner
 from relevo.serving.validation import Policy
 
-CHUNK_ROWS = 50_000
-
 
 class Scored(NamedTuple):
     rows: int
@@ -52,15 +50,16 @@ def score_file(
     output: Path,
     *,
     log: bool = True,
-    chunk_rows: int = CHUNK_ROWS,
+    chunk_rows: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> Scored:
     """Score every row of the file `source` with `deployment` and write `output` (.csv or
     .parquet): the input columns, then id, model and the outputs."""
     check_output(output, source)
+    size = chunk_rows or relevo.settings.batch_chunk_rows
 
     def chunks() -> Iterator[pd.DataFrame]:
-        return iter_chunks(source, chunk_rows)
+        return iter_chunks(source, size)
 
     with ChunkWriter(output) as writer:
         rows, model = _score(
@@ -75,14 +74,15 @@ def score_frame(
     frame: pd.DataFrame,
     *,
     log: bool = True,
-    chunk_rows: int = CHUNK_ROWS,
+    chunk_rows: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> pd.DataFrame:
     """Score every row of `frame` in memory; returns the rows with id, model and outputs."""
+    size = chunk_rows or relevo.settings.batch_chunk_rows
 
     def chunks() -> Iterator[pd.DataFrame]:
-        for start in range(0, len(frame), chunk_rows):
-            yield frame.iloc[start : start + chunk_rows]
+        for start in range(0, len(frame), size):
+            yield frame.iloc[start : start + size]
 
     parts: list[pd.DataFrame] = []
     _score(relevo, deployment, chunks, parts.append, None, log=log, progress=progress)
