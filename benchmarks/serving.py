@@ -5,13 +5,17 @@ Run by hand, never part of the test suite (it takes minutes and needs `wrk`):
     .venv/bin/python benchmarks/serving.py [--duration 10] [--skip-peers] [--profile]
                                            [--ab-rounds 4] [--connections 32]
 
-Every server serves the same churn pipeline (trained here from `relevo.datasets.make_churn`),
-one worker each, with the same thread-limiting environment, one after the other on loopback:
+Two models, each through every server (`--models churn,cheap`, default both), reported side by
+side: the churn pipeline (ColumnTransformer + OneHotEncoder, from `relevo.datasets.make_churn`),
+whose ~2.6 ms model call hides the server's own cost, and a cheap all-numeric model
+(StandardScaler + LogisticRegression on 30 numeric features, fitted on a DataFrame), which shows
+it. One worker each, the same thread-limiting environment, one after the other on loopback:
 
   (a) relevo, prediction log and metrics on       `relevo serve`
   (b) relevo, prediction log off                  RELEVO_LOG_PREDICTIONS=false
-  (c) bare FastAPI                                `await request.json()`, one-row DataFrame,
-                                                  `predict_proba` per request, uvicorn
+  (c) bare FastAPI                                `await request.json()`, one-row DataFrame
+                                                  (cheap model: a NumPy row), `predict_proba`
+                                                  per request, uvicorn
   (d) in-process floor                            `predict_proba` on a one-row DataFrame
   (e) MLServer 1.7 + mlserver-sklearn             V2 request, pandas codec
   (f) BentoML 1.4                                 JSON list of dicts -> DataFrame
@@ -22,7 +26,9 @@ process group, checked to answer the fixed request correctly (same probability a
 warmed up for 2 s, loaded with `wrk -t1 -c1` and `wrk -t1 -c32`, then stopped. Throughput counts
 2xx answers only, and every non-2xx or socket error is reported, so a server that answers errors
 fast cannot look fast. (a) and (b) are also run in interleaved rounds (a b b a ...) for the
-logging cost, and after (a) stops its prediction log is checked to hold a row for every 2xx
+logging cost (the median of the pairs, with each pair's figure for the spread; 8 rounds by
+default: at least 7 pairs), the server's CPU time per request is read from /proc around each
+loaded run, and after (a) stops its prediction log is checked to hold a row for every 2xx
 answer. Results go to stdout as one table and to benchmarks/.work/serving-results.json.
 `--profile` samples (a) with py-spy during one more loaded run. See docs/performance.md.
 """
@@ -203,6 +209,13 @@ class Load:
     p50_ms: float
     p99_ms: float
     load_avg: float = 0.0  # the machine's 1-min load average when the run started
+    cpu_s: float | None = None  # the server process's CPU time (user + system) during the run
+
+    @property
+    def cpu_us_per_request(self) -> float | None:
+        if self.cpu_s is None or not self.requests:
+            return None
+        return self.cpu_s / self.requests * 1e6
 
     @property
     def ok(self) -> int:
@@ -216,6 +229,17 @@ class Load:
     @property
     def errors(self) -> int:
         return self.non2xx + self.socket_errors
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a process and its reaped children (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    # fields after the command: state is [0]; utime, stime, cutime, cstime are [11]..[14]
+    return sum(int(x) for x in fields[11:15]) / ticks
 
 
 def run_wrk(url: str, body_file: Path, connections: int, duration_s: float) -> Load:
@@ -284,6 +308,9 @@ class Row:
                 "p50_ms": round(x.p50_ms, 3),
                 "p99_ms": round(x.p99_ms, 3),
                 "load_avg_1min_at_start": round(x.load_avg, 2),
+                "cpu_us_per_request": (
+                    None if x.cpu_us_per_request is None else round(x.cpu_us_per_request, 1)
+                ),
             }
 
         out: dict[str, Any] = {"key": self.key, "server": self.label}
@@ -360,7 +387,12 @@ class Running:
             return False
 
     def load(self, connections: int, duration_s: float, show: bool = True) -> Load:
+        pid = self.proc.pid if self.proc is not None else None
+        before = process_cpu_s(pid) if pid else None
         x = run_wrk(self.server.predict_url, self.body_file, connections, duration_s)
+        after = process_cpu_s(pid) if pid else None
+        if before is not None and after is not None:
+            x.cpu_s = after - before
         self.runs.append(x)
         if show:
             print(_progress(self.server.key, x), flush=True)
@@ -420,8 +452,35 @@ def in_process_floor(model: Any, frame: Any, calls: int = 3000) -> tuple[float, 
 # ---- setup ---------------------------------------------------------------------------------
 
 
-def train(workdir: Path) -> tuple[Path, Path, dict[str, Any]]:
-    """Fit the churn pipeline; save it (joblib) and its training data (CSV)."""
+def train_cheap(workdir: Path) -> tuple[Path, Path, dict[str, Any]]:
+    """Fit the cheap model (StandardScaler + LogisticRegression, 30 numeric features, on a
+    DataFrame); save it (joblib) and its training data (CSV)."""
+    import joblib
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    columns = [f"x{i:02d}" for i in range(30)]
+    data = pd.DataFrame(rng.normal(size=(5000, 30)), columns=columns)
+    weights = rng.normal(size=30)
+    data["target"] = (data[columns].to_numpy() @ weights + rng.normal(size=5000) > 0).astype(int)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    model.fit(data[columns], data["target"])
+    model_path = workdir / "model.joblib"
+    joblib.dump(model, model_path)
+    train_path = workdir / "train.csv"
+    data.to_csv(train_path, index=False)
+    row = {c: float(data[c].iloc[0]) for c in columns}
+    return model_path, train_path, row
+
+
+def train(workdir: Path, model_key: str = "churn") -> tuple[Path, Path, dict[str, Any]]:
+    """Fit the model to serve; save it (joblib) and its training data (CSV)."""
+    if model_key == "cheap":
+        return train_cheap(workdir)
     import joblib
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
@@ -756,16 +815,17 @@ def table(rows: list[Row], connections: int) -> str:
         f"c={connections} 2xx/s",
         f"c={connections} p50 ms",
         f"c={connections} p99 ms",
+        f"c={connections} CPU/req",
         "errors",
     ]
     body = []
     for r in rows:
         if r.note:
-            body.append([r.label, r.note, "", "", "", "", ""])
+            body.append([r.label, r.note, "", "", "", "", "", ""])
             continue
         if r.floor_p50_ms is not None:
             body.append(
-                [r.label, fmt_ms(r.floor_p50_ms), fmt_ms(r.floor_p99_ms), "-", "-", "-", "-"]
+                [r.label, fmt_ms(r.floor_p50_ms), fmt_ms(r.floor_p99_ms), "-", "-", "-", "-", "-"]
             )
             continue
         c1, c32 = r.c1, r.c32
@@ -779,6 +839,7 @@ def table(rows: list[Row], connections: int) -> str:
                 f"{c32.ok_per_s:,.0f}",
                 fmt_ms(c32.p50_ms),
                 fmt_ms(c32.p99_ms),
+                "-" if c32.cpu_us_per_request is None else f"{c32.cpu_us_per_request:,.0f} us",
                 str(errs) if errs else "0",
             ]
         )
@@ -888,9 +949,14 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=32, help="connections of the loaded run")
     ap.add_argument("--skip-peers", action="store_true", help="skip MLServer and BentoML")
     ap.add_argument(
+        "--models",
+        default="churn,cheap",
+        help="which models to serve, comma-separated: churn (heavy pipeline), cheap (numeric)",
+    )
+    ap.add_argument(
         "--ab-rounds",
         type=int,
-        default=4,
+        default=8,
         help="extra interleaved c=N runs of (a) and (b) for the logging cost (0: none)",
     )
     ap.add_argument(
@@ -921,11 +987,91 @@ def main() -> int:
 
 
 def run(args: argparse.Namespace, home: Path) -> int:
+    """Every model through every server; one table per model, then the two side by side."""
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in models if m not in ("churn", "cheap")]
+    if unknown or not models:
+        raise BenchError(f"unknown model(s) {unknown}: use churn and/or cheap")
+    results: dict[str, dict[str, Any]] = {}
+    for model_key in models:
+        workdir = home / model_key
+        workdir.mkdir()
+        results[model_key] = run_model(args, workdir, model_key)
+    print()
+    print(side_by_side(results, args.connections))
+    RESULTS.write_text(json.dumps({"models": results}, indent=2) + "\n")
+    print(f"\nwrote {RESULTS.relative_to(HERE.parent)}")
+    return 1 if any(r.get("failed") for r in results.values()) else 0
+
+
+def side_by_side(results: dict[str, dict[str, Any]], n: int) -> str:
+    """The figures the targets name, one column per model."""
+
+    def get(r: dict[str, Any], key: str, c: str, field_: str) -> Any:
+        row = next((x for x in r["rows"] if x["key"] == key), None)
+        return None if row is None or not row.get(c) else row[c].get(field_)
+
+    def x(v: float | None, unit: str = "x") -> str:
+        if v is None:
+            return "n/a"
+        return f"{v:.2f}{unit}" if unit == "x" else f"{v:+.2f} ms"
+
+    lines = [["", *results]]
+    lines.append(
+        [
+            f"(a) c={n} 2xx/s",
+            *(f"{get(r, 'a', 'c32', 'ok_per_s') or 0:,.0f}" for r in results.values()),
+        ]
+    )
+    for name, label in (("bare_fastapi", "bare FastAPI"), ("mlserver", "MLServer")):
+        lines.append(
+            [
+                f"(a) / {label} at c={n}",
+                *(x(r["ratios"][f"a_over_{name}_c32_rps"]) for r in results.values()),
+            ]
+        )
+    lines.append(
+        [
+            "(a) c=1 p50 minus bare FastAPI",
+            *(x(r["ratios"]["a_c1_p50_minus_bare_fastapi_ms"], "ms") for r in results.values()),
+        ]
+    )
+    lines.append(
+        [f"(a) c={n} p99 ms", *(str(get(r, "a", "c32", "p99_ms")) for r in results.values())]
+    )
+    for key, label in (("a", "(a) log on"), ("b", "(b) log off"), ("c", "(c) bare FastAPI")):
+        lines.append(
+            [
+                f"{label} CPU/request at c={n}",
+                *(
+                    f"{get(r, key, 'c32', 'cpu_us_per_request') or 0:,.0f} us"
+                    for r in results.values()
+                ),
+            ]
+        )
+    cost = []
+    for r in results.values():
+        c, runs = r["ratios"]["logging_cost"], r["ratios"]["logging_cost_runs"] or []
+        spread = (
+            f" [{100 * min(runs):+.1f} .. {100 * max(runs):+.1f}], {len(runs)} pairs"
+            if runs
+            else ""
+        )
+        cost.append("n/a" if c is None else f"{100 * c:.1f} %{spread}")
+    lines.append(["logging cost (median of pairs)", *cost])
+    widths = [max(len(row[i]) for row in lines) for i in range(len(lines[0]))]
+    return "\n".join(
+        " | ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(row))
+        for row in lines
+    )
+
+
+def run_model(args: argparse.Namespace, home: Path, model_key: str) -> dict[str, Any]:
     import joblib
     import pandas as pd
 
-    from relevo.datasets import CHURN_FEATURES
-
+    global MODEL_NAME
+    MODEL_NAME = model_key
     started = dt.datetime.now(dt.UTC)
     n = args.connections
     duration = args.duration
@@ -933,9 +1079,14 @@ def run(args: argparse.Namespace, home: Path) -> int:
     for var in ("PROMETHEUS_MULTIPROC_DIR", "RELEVO_DATABASE_URL"):
         base_env.pop(var, None)
 
-    print(f"[setup] training the churn pipeline; RELEVO_HOME={home}", flush=True)
-    model_path, train_path, row = train(home)
-    features = {c: row[c] for c in CHURN_FEATURES}
+    print(f"[setup] training the {model_key} model; RELEVO_HOME={home}", flush=True)
+    model_path, train_path, row = train(home, model_key)
+    if model_key == "churn":
+        from relevo.datasets import CHURN_FEATURES
+
+        features = {c: row[c] for c in CHURN_FEATURES}
+    else:
+        features = dict(row)
     rv_env = {**base_env, "RELEVO_HOME": str(home)}
     relevo_cli(
         [
@@ -946,11 +1097,12 @@ def run(args: argparse.Namespace, home: Path) -> int:
             "--reference",
             str(train_path),
             "--target",
-            "churned",
+            "churned" if model_key == "churn" else "target",
         ],
         rv_env,
     )
-    relevo_cli(["deploy", MODEL_NAME, f"{MODEL_NAME}:1", "--key", "customer_id"], rv_env)
+    key = ["--key", "customer_id"] if model_key == "churn" else []
+    relevo_cli(["deploy", MODEL_NAME, f"{MODEL_NAME}:1", *key], rv_env)
 
     # (d) the floor, in this process, on the same model file every server loads
     model = joblib.load(model_path)
@@ -1057,7 +1209,11 @@ def run(args: argparse.Namespace, home: Path) -> int:
                     "--log-level",
                     "warning",
                 ],
-                {**base_env, "BENCH_MODEL_PATH": str(model_path)},
+                {
+                    **base_env,
+                    "BENCH_MODEL_PATH": str(model_path),
+                    "BENCH_NUMPY": "1" if model_key == "cheap" else "",
+                },
                 f"http://127.0.0.1:{port}/health",
                 f"http://127.0.0.1:{port}/predict",
                 features,
@@ -1080,7 +1236,8 @@ def run(args: argparse.Namespace, home: Path) -> int:
     r = ratios(by_key, rounds)
     print()
     print(
-        f"Serving benchmark, {started:%Y-%m-%d}, {os.cpu_count()} cores, one worker per "
+        f"Serving benchmark, model {model_key}, {started:%Y-%m-%d}, {os.cpu_count()} cores, "
+        "one worker per "
         f"server, wrk -t1, {duration:g} s per run; throughput counts 2xx answers only"
     )
     load1, load5, _ = os.getloadavg()
@@ -1100,6 +1257,7 @@ def run(args: argparse.Namespace, home: Path) -> int:
         print_profile(profile, n)
 
     result = {
+        "model": model_key,
         "date": started.isoformat(timespec="seconds"),
         "machine": machine(),
         "relevo_source": source(),
@@ -1114,10 +1272,8 @@ def run(args: argparse.Namespace, home: Path) -> int:
         "ab_rounds_ok_per_s": rounds,
         "profile": {k: v for k, v in profile.items() if k != "load"},
     }
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {RESULTS.relative_to(HERE.parent)}")
-    failed = log_check and not log_check["complete"]
-    return 1 if failed else 0
+    result["failed"] = bool(log_check and not log_check["complete"])
+    return result
 
 
 def mlserver_row(

@@ -62,6 +62,18 @@ class Settings(BaseSettings):
     keep_alive_s: float = Field(
         default=5.0, gt=0, description="How long an idle keep-alive connection stays open."
     )
+    max_rows: int = Field(
+        default=10_000,
+        ge=1,
+        description="Most rows one prediction request may carry (413 above; V2 checks the "
+        "declared shapes before decoding any data).",
+    )
+    batch_chunk_rows: int = Field(
+        default=50_000,
+        ge=1,
+        description="Rows batch scoring reads, validates, scores and writes at a time "
+        "(memory grows with it, not with the file).",
+    )
     poll_interval_s: float = Field(
         default=1.0, gt=0, description="How often a server checks for deployment changes."
     )

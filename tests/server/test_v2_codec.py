@@ -11,15 +11,15 @@ import orjson
 import pytest
 
 from relevo.errors import InvalidInputError, RelevoError
-from relevo.server.v2_codec import (
+from relevo.server.v2_columns import tensors_to_columns
+from relevo.server.v2_decode import decode_request
+from relevo.server.v2_encode import encode_response
+from relevo.server.v2_types import (
     RequestedOutput,
     V2Request,
     V2Tensor,
     datatype_of,
-    decode_request,
-    encode_response,
     numpy_dtype_of,
-    tensors_to_columns,
 )
 
 httpclient = pytest.importorskip("tritonclient.http")
@@ -320,11 +320,44 @@ def test_decode_hand_written_binary_with_bytes_and_bool() -> None:
 # ---------------------------------------------------------------------------- decode errors
 
 
-def test_error_not_json_mentions_header_hint() -> None:
+def test_error_not_json_says_where_in_the_users_terms() -> None:
     err = _bad(b"{not json")
-    assert "not valid JSON" in str(err)
-    assert "Inference-Header-Content-Length" in str(err)
+    assert "the request body is not valid JSON (line 1 column 2" in str(err)
+    # plain bad JSON is not about binary tensors: no header talk, no parser jargon
+    assert "Inference-Header-Content-Length" not in str(err)
+    assert "unexpected character" not in str(err)
     assert _columns_of(err) == ["body"]
+
+
+def test_error_empty_body_says_what_to_send() -> None:
+    err = _bad(b"")
+    assert "the request body is empty" in str(err)
+    assert "'inputs'" in str(err)
+    assert "binary" not in str(err) and "header" not in str(err).lower()
+
+
+def test_nan_literal_in_json_data_is_a_missing_number() -> None:
+    body = b'{"inputs": [{"name": "x", "datatype": "FP64", "shape": [2], "data": [1.5, NaN]}]}'
+    x = decode_request(body, None).inputs[0].data
+    assert x[0] == 1.5 and np.isnan(x[1])
+
+
+def test_declared_rows_over_the_limit_are_refused_before_decoding() -> None:
+    from relevo.errors import PayloadTooLargeError
+
+    # the shape claims 50,000 rows; the data is not even there: the shape alone decides
+    body = orjson.dumps(
+        {"inputs": [{"name": "x", "datatype": "FP64", "shape": [50_000], "data": [1.0]}]}
+    )
+    with pytest.raises(PayloadTooLargeError) as info:
+        decode_request(body, None, max_rows=10_000)
+    assert "50,000 rows" in str(info.value) and "10,000" in str(info.value)
+    assert "RELEVO_MAX_ROWS" in str(info.value)
+    # under a higher limit the same request gets past the row check to its real problem
+    with pytest.raises(InvalidInputError) as within:
+        decode_request(body, None, max_rows=100_000)
+    assert not isinstance(within.value, PayloadTooLargeError)
+    assert "50000 values" in str(within.value)
 
 
 def test_error_binary_body_without_header_length() -> None:

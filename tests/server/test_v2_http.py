@@ -515,3 +515,25 @@ def test_api_token_guards_inference(deployed, server_settings, spawn_server, chu
         assert meta["name"] == "churn"
     finally:
         client.close()
+
+
+def test_rows_over_the_limit_are_refused_from_the_declared_shape(
+    deployed, server_settings, spawn_server
+):
+    url = spawn_server(server_settings.model_copy(update={"max_rows": 100}))
+    # 101 rows declared; the data is never decoded, so it does not even need to be there
+    doc = {"inputs": [{"name": "age", "datatype": "FP64", "shape": [101], "data": [1.0]}]}
+    response = httpx.post(f"{url}/v2/models/churn/infer", content=orjson.dumps(doc))
+    assert response.status_code == 413
+    assert "101 rows" in response.json()["error"] and "RELEVO_MAX_ROWS" in response.json()["error"]
+
+
+def test_an_empty_body_and_bad_json_are_explained_plainly(live_server):
+    empty = httpx.post(f"{live_server.url}/v2/models/churn/infer", content=b"")
+    assert empty.status_code == 400
+    assert "the request body is empty" in empty.json()["error"]
+    assert "binary" not in empty.json()["error"]
+    broken = httpx.post(f"{live_server.url}/v2/models/churn/infer", content=b'{"inputs": [')
+    assert broken.status_code == 400
+    assert "not valid JSON (line 1" in broken.json()["error"]
+    assert "unexpected" not in broken.json()["error"]

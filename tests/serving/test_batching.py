@@ -61,20 +61,33 @@ def test_a_model_error_reaches_every_caller_of_the_batch():
     assert all(isinstance(r, ValueError) for r in results)
 
 
-def test_max_wait_fills_batches():
+def test_max_wait_fills_batches_and_a_full_batch_does_not_wait():
     calls: list[int] = []
-    batcher = MicroBatcher(_runner(calls), max_rows=100, max_wait_s=0.02)
+    # an hour's wait: only a full batch can be scored during the test
+    batcher = MicroBatcher(_runner(calls), max_rows=10, max_wait_s=3600)
 
     async def scenario():
         tasks = []
         for i in range(10):
             tasks.append(asyncio.ensure_future(batcher.submit({"x": [i]}, 1)))
-            await asyncio.sleep(0.001)
+            await asyncio.sleep(0)  # each caller arrives in a later turn of the event loop
+            assert calls == []  # nobody is scored before the batch is full
         return await asyncio.gather(*tasks)
 
     answers = asyncio.run(scenario())
     assert [a[0]["echo"] for a in answers] == list(range(10))
     assert calls == [10]
+
+
+def test_a_partial_batch_is_scored_when_the_wait_ends():
+    calls: list[int] = []
+    batcher = MicroBatcher(_runner(calls), max_rows=100, max_wait_s=0.01)
+
+    async def scenario():
+        return await asyncio.gather(*[batcher.submit({"x": [i]}, 1) for i in range(3)])
+
+    assert [a[0]["echo"] for a in asyncio.run(scenario())] == [0, 1, 2]
+    assert calls == [3]  # submitted in one turn: one call once the wait ended
 
 
 @pytest.mark.parametrize("rows", [3000])

@@ -36,6 +36,6 @@ def test_a_retried_load_that_fails_again_changes_nothing(rv, churn_pipeline, chu
     runtime = Runtime(rv)
     assert runtime.refresh()  # the first look
     assert "churn" in runtime.failures
-    runtime._retry_at = 0.0  # the retry is due
+    runtime.pool._retry_at = 0.0  # the retry is due
     assert not runtime.refresh()  # tried again, failed again: nothing served changed
     assert "churn" in runtime.failures

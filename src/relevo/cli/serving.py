@@ -191,9 +191,11 @@ def predict(
     json_out: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
     """Score a file through the deployment, with validation and the prediction log."""
-    from relevo.serving.batch import score_frame
+    from relevo.serving.batch import score_file, score_frame
+    from relevo.serving.batch_io import check_output
 
-    frame = read_table(input, "input file")
+    if output is not None:
+        check_output(output, input)  # before anything is read, scored or logged
     rv = state.relevo()
     with Progress(
         "[progress.description]{task.description}",
@@ -202,17 +204,21 @@ def predict(
         TimeRemainingColumn(),
         console=err_console,
         transient=True,
-        disable=json_out or len(frame) < 5000,
+        disable=json_out,
     ) as bar:
-        task = bar.add_task("scoring", total=len(frame))
-        scored = score_frame(rv, deployment, frame, progress=lambda n: bar.advance(task, n))
+        task = bar.add_task("scoring", total=None)
+        advance = lambda n: bar.advance(task, n)  # noqa: E731
+        if output is not None and not json_out:
+            # streamed: read, validate, score and write in chunks; memory stays flat
+            done = score_file(rv, deployment, input, output, progress=advance)
+            console.print(f"Scored {done.rows:,} rows with {done.model}; wrote {output}")
+            return
+        frame = read_table(input, "input file")
+        scored = score_frame(rv, deployment, frame, progress=advance)
     if output is not None:
         write_table(scored, output)
     if json_out:
         print_json(frame_to_records(scored))
-        return
-    if output is not None:
-        console.print(f"Scored {len(scored):,} rows with {scored['model'].iloc[0]}; wrote {output}")
         return
     # the answer, not the whole input: the row's key (or first column), then the outputs
     outputs = [c for c in scored.columns if c not in frame.columns]

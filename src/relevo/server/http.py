@@ -9,6 +9,7 @@ server-side failure never shows more than `relevo.serving.health.failure_body` a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -86,7 +87,14 @@ def parse_json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"the request body is not valid JSON: {exc}") from None
+        text = str(exc)
+        where = text[text.rfind(": line ") + 2 :] if ": line " in text else text
+        if re.search(rb"\b(NaN|-?Infinity)\b", body):
+            raise BadRequest(
+                f"the request body is not valid JSON ({where}): NaN and Infinity are not JSON "
+                "numbers; send null for a missing value"
+            ) from None
+        raise BadRequest(f"the request body is not valid JSON ({where})") from None
 
 
 def check_name(name: str, what: str = "deployment") -> None:

@@ -29,8 +29,9 @@ from relevo.server.http import (
     json_response,
     read_body,
 )
-from relevo.server.v2 import HEADER_LENGTH, PROTOCOL, _output_array, _prepare
-from relevo.server.v2_codec import encode_response
+from relevo.server.v2 import HEADER_LENGTH, PROTOCOL
+from relevo.server.v2_encode import encode_response
+from relevo.server.v2_infer import output_array, prepare
 from relevo.server.v2_metadata import model_metadata
 from relevo.serving.health import check_readiness, observe_failure
 from relevo.serving.runtime import Endpoint, Runtime
@@ -188,10 +189,13 @@ def v2_router(runtime: Callable[[], Runtime]) -> APIRouter:
             body_read = True
             body = _decompress(raw, request.headers.get("content-encoding"), limit)
             header_length = _header_length(request)
+            max_rows = rt.settings.max_rows
             if len(body) >= _THREAD_BODY_BYTES:
-                prepared = await asyncio.to_thread(_prepare, body, header_length, endpoint, name)
+                prepared = await asyncio.to_thread(
+                    prepare, body, header_length, endpoint, name, max_rows
+                )
             else:
-                prepared = _prepare(body, header_length, endpoint, name)
+                prepared = prepare(body, header_length, endpoint, name, max_rows)
             answer = await rt.predict(name, prepared.rows, started, protocol=PROTOCOL)
         except Exception as exc:
             if isinstance(exc, InvalidInputError) and exc.http_status not in (400, 413):
@@ -203,7 +207,7 @@ def v2_router(runtime: Callable[[], Runtime]) -> APIRouter:
 
         model = _answering_version(rt, name, answer.model, endpoint)
         outputs = [
-            (out, _output_array(out, model, answer.predictions), binary)
+            (out, output_array(out, model, answer.predictions), binary)
             for out, binary in prepared.outputs
         ]
         body, json_length = encode_response(

@@ -1,24 +1,71 @@
-"""Batch scoring: a file of rows through the same validation, routing and logging as the API."""
+"""Batch scoring: a file of rows through the same validation, coercion and log as the API.
+
+Read, validate, score and write in chunks (CSV and Parquet alike), so memory stays flat as the
+file grows. Two passes over the file: the first validates every chunk (a bad row rejects the
+whole file, listing every problem, before anything is scored or logged), the second scores and
+writes. The output path is checked before either pass.
+
+A failed run leaves the prediction log as it was: the log entries of a run are kept in a
+temporary file beside the output until every chunk is scored and the output is complete, and
+only then handed to the log (docs/serving.md "Batch scoring").
+"""
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
+import pickle
+import tempfile
+import time
 import warnings
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any, NamedTuple
 
-import numpy as np
 import pandas as pd
 
 from relevo.context import Relevo
 from relevo.errors import InvalidInputError, Problem
-from relevo.registry.signature import Signature
+from relevo.serving.batch_io import ChunkWriter, check_output, iter_chunks
+from relevo.serving.diagnosis import MAX_PROBLEMS
+from relevo.serving.frame_check import check_frame
+from relevo.serving.ids import new_ids
 from relevo.serving.log import open_prediction_log
-from relevo.serving.records import flatten_output, frame_to_records
-from relevo.serving.runtime import Runtime
-from relevo.serving.validation import MAX_PROBLEMS, validate_rows
+from relevo.serving.outputs import format_outputs, output_columns
+from relevo.serving.pool import ModelPool
+from relevo.serving.predictor import log_entry
+from relevo.serving.runner import ModelRunner
+from relevo.serving.validation import Policy
 
-CHUNK_ROWS = 1000
+
+class Scored(NamedTuple):
+    rows: int
+    model: str
+    output: Path | None
+
+
+def score_file(
+    relevo: Relevo,
+    deployment: str,
+    source: Path,
+    output: Path,
+    *,
+    log: bool = True,
+    chunk_rows: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Scored:
+    """Score every row of the file `source` with `deployment` and write `output` (.csv or
+    .parquet): the input columns, then id, model and the outputs."""
+    check_output(output, source)
+    size = chunk_rows or relevo.settings.batch_chunk_rows
+
+    def chunks() -> Iterator[pd.DataFrame]:
+        return iter_chunks(source, size)
+
+    with ChunkWriter(output) as writer:
+        rows, model = _score(
+            relevo, deployment, chunks, writer.write, writer.commit, log=log, progress=progress
+        )
+    return Scored(rows, model, output)
 
 
 def score_frame(
@@ -27,98 +74,184 @@ def score_frame(
     frame: pd.DataFrame,
     *,
     log: bool = True,
+    chunk_rows: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> pd.DataFrame:
-    """Score every row of `frame` with `deployment`; returns the rows with id, model, outputs.
+    """Score every row of `frame` in memory; returns the rows with id, model and outputs."""
+    size = chunk_rows or relevo.settings.batch_chunk_rows
 
-    The whole file is validated before anything is scored, so a bad row rejects the file
-    (listing every problem with its row) and nothing is half-logged.
-    """
-    if frame.empty:
+    def chunks() -> Iterator[pd.DataFrame]:
+        for start in range(0, len(frame), size):
+            yield frame.iloc[start : start + size]
+
+    parts: list[pd.DataFrame] = []
+    _score(relevo, deployment, chunks, parts.append, None, log=log, progress=progress)
+    if not parts:
         raise InvalidInputError("the input has no rows")
+    return pd.concat(parts) if len(parts) > 1 else parts[0]
+
+
+def _score(
+    relevo: Relevo,
+    deployment: str,
+    chunks: Callable[[], Iterator[pd.DataFrame]],
+    write: Callable[[pd.DataFrame], None],
+    finish: Callable[[], None] | None,
+    *,
+    log: bool,
+    progress: Callable[[int], None] | None,
+) -> tuple[int, str]:
     dep = relevo.deployments.get(deployment)
-    plog = open_prediction_log(relevo) if log else None
-    runtime = Runtime(relevo, prediction_log=plog, only=[deployment])
-    try:
-        runtime.refresh(strict=True)
-        runner = runtime.endpoint(deployment).primary
-        frame, problems = _coerce_numbers(frame, runner.signature)
-        total = len(problems)
-        records = frame_to_records(frame)
-        for start in range(0, len(records), CHUNK_ROWS):
-            try:
-                validate_rows(
-                    records[start : start + CHUNK_ROWS],
-                    runner.signature,
-                    dep.key_column,
-                    runtime.policy,
+    pool = ModelPool(relevo, only=[deployment])
+    pool.refresh(strict=True)
+    runner = pool.endpoint(deployment).primary
+    settings = relevo.settings
+    policy = Policy(settings.reject_unseen_categories, settings.reject_out_of_range)
+    total = _validate_all(chunks(), runner, dep.key_column, policy)
+    logging = log and settings.log_predictions
+    with _HeldEntries() if logging else contextlib.nullcontext() as held:
+        scored = 0
+        offset = 0
+        for frame in chunks():
+            problems: list[Problem] = []
+            checked = check_frame(frame, runner.plan, dep.key_column, policy, offset, problems)
+            if checked is None:  # the file changed between the passes
+                raise _rejected(problems, len(problems))
+            started = time.perf_counter()
+            raw = runner.raw(checked.part)
+            ids = new_ids(len(frame))
+            columns = output_columns(runner.version.task, runner.version.classes, raw)
+            write(_scored_frame(frame, ids, runner.ref, columns))
+            if held is not None:
+                outputs = format_outputs(runner.version.task, runner.version.classes, raw)
+                features = _log_features(frame, checked.part, runner, dep.key_column)
+                latency = time.perf_counter() - started  # the chunk's model call and output
+                held.add(
+                    log_entry(
+                        dep.name,
+                        runner,
+                        "champion",
+                        time.time(),
+                        ids,
+                        features,
+                        outputs,
+                        latency,
+                        checked.keys,
+                    )
                 )
-            except InvalidInputError as exc:
-                seen = {(p.row, p.column) for p in problems}
-                repeated = 0
-                for p in exc.problems:
-                    row = None if p.row is None else p.row + start
-                    # a cell already reported as not a number, a column missing from every row
-                    if (row, p.column) in seen:
-                        repeated += 1
-                        continue
-                    problems.append(Problem(p.message, row, p.column))
-                total += exc.total - repeated
-        if problems:
-            raise InvalidInputError(
-                f"{total} problem(s) in the input; nothing was scored",
-                problems[:MAX_PROBLEMS],
-                total,
-            )
-        answers: list[dict[str, Any]] = []
+            offset += len(frame)
+            scored += len(frame)
+            if progress is not None:
+                progress(len(frame))
+        if finish is not None:
+            finish()  # the output is complete before anything reaches the log
+        if held is not None:
+            held.replay(relevo)
+    assert scored == total
+    return scored, runner.ref
 
-        async def run() -> None:
-            for start in range(0, len(records), CHUNK_ROWS):
-                answer = await runtime.predict(
-                    deployment, records[start : start + CHUNK_ROWS], protocol="batch"
-                )
-                answers.extend(answer.predictions)
-                if progress is not None:
-                    progress(len(answer.predictions))
 
-        asyncio.run(run())
-    finally:
-        if plog is not None:
+def _validate_all(
+    chunks: Iterator[pd.DataFrame], runner: ModelRunner, key: str | None, policy: Policy
+) -> int:
+    """The first pass: every chunk validated; a bad file raises with its problems."""
+    problems: list[Problem] = []
+    bad_rows = 0
+    offset = 0
+    for frame in chunks:
+        before = len(problems)
+        if check_frame(frame, runner.plan, key, policy, offset, problems) is None:
+            bad_rows += max(len(problems) - before, 1)
+        offset += len(frame)
+    if offset == 0:
+        raise InvalidInputError("the input has no rows")
+    if problems:
+        raise _rejected(problems, bad_rows)
+    return offset
+
+
+def _rejected(problems: list[Problem], total: int) -> InvalidInputError:
+    counted = "at least " if len(problems) >= MAX_PROBLEMS else ""
+    return InvalidInputError(
+        f"{counted}{max(total, len(problems))} problem(s) in the input; nothing was scored",
+        problems[:MAX_PROBLEMS],
+        max(total, len(problems)),
+    )
+
+
+def _scored_frame(
+    frame: pd.DataFrame, ids: list[str], ref: str, columns: dict[str, Any]
+) -> pd.DataFrame:
+    names = set(frame.columns)
+    out = {"id": ids, "model": ref}
+    for key, values in columns.items():
+        out[f"output_{key}" if key in names else key] = values
+    extra = pd.DataFrame(out, index=frame.index)
+    return pd.concat([frame, extra], axis=1)
+
+
+def _log_features(
+    frame: pd.DataFrame, part: Any, runner: ModelRunner, key: str | None
+) -> dict[str, list[Any]]:
+    """The signature's columns (validated values) and the routing key, as the API logs them."""
+    numbers, others = part
+    features: dict[str, list[Any]] = {}
+    plan = runner.plan
+    for p, j in enumerate(plan.num_idx):
+        column = numbers[:, p]
+        spec = plan.specs[j]
+        values = column.tolist()
+        if spec.kind == "integer":
+            values = [None if v != v else int(v) for v in values]
+        elif spec.nullable:
+            values = [None if v != v else v for v in values]
+        features[spec.name] = values
+    features.update(others)
+    if key is not None and key in frame.columns and key not in features:
+        features[key] = frame[key].astype(object).where(frame[key].notna(), None).tolist()
+    return features
+
+
+class _HeldEntries:
+    """Log entries of a run kept on disk until the run has succeeded, then handed to the log:
+    memory stays flat, and a failed run logs nothing."""
+
+    def __init__(self) -> None:
+        self._file: IO[bytes] | None = None
+        self.count = 0
+        self.largest = 0
+
+    def __enter__(self) -> _HeldEntries:
+        self._file = tempfile.TemporaryFile(prefix="relevo-batch-")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is not None:
+            self._file.close()
+
+    def add(self, entry: Any) -> None:
+        assert self._file is not None
+        pickle.dump(entry, self._file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.count += 1
+        self.largest = max(self.largest, len(entry.ids))
+
+    def replay(self, relevo: Relevo) -> None:
+        assert self._file is not None
+        settings = relevo.settings
+        plog = open_prediction_log(
+            relevo, capacity_rows=max(settings.log_queue_rows, self.largest)
+        )
+        if plog is None:  # logging is off
+            return
+        try:
+            self._file.seek(0)
+            for _ in range(self.count):
+                plog.put_blocking(pickle.load(self._file))
+        finally:
             plog.close()
             if plog.dead_lettered:
                 warnings.warn(
                     f"{plog.dead_lettered} scored rows could not be stored in the prediction "
                     f"log; they are kept in {plog.dead_letter}",
-                    stacklevel=2,
+                    stacklevel=3,
                 )
-    names = set(frame.columns)
-    out = pd.DataFrame.from_records([flatten_output(a, names) for a in answers])
-    out.index = frame.index
-    return pd.concat([frame, out], axis=1)
-
-
-def _coerce_numbers(
-    frame: pd.DataFrame, signature: Signature
-) -> tuple[pd.DataFrame, list[Problem]]:
-    """Numeric columns a file delivered as text (one bad cell turns a CSV column into text):
-    parse them, and report exactly the cells that are not numbers."""
-    problems: list[Problem] = []
-    fixed = {}
-    for spec in signature.columns:
-        if spec.kind not in ("number", "integer") or spec.name not in frame.columns:
-            continue
-        column = frame[spec.name]
-        if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(
-            column.dtype
-        ):
-            continue
-        parsed = pd.to_numeric(column, errors="coerce")
-        bad = parsed.isna() & column.notna()
-        for position in np.flatnonzero(bad.to_numpy())[:MAX_PROBLEMS].tolist():
-            problems.append(
-                Problem(f"expected a number, got {column.iloc[position]!r}", position, spec.name)
-            )
-        fixed[spec.name] = parsed
-    if fixed:
-        frame = frame.assign(**fixed)
-    return frame, problems

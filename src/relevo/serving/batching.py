@@ -14,25 +14,38 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-Columns = dict[str, list[Any]]
+#: what a caller submits: its rows in whatever form the runner takes (default: column lists)
+Columns = Any
 Item = tuple[Columns, int, "asyncio.Future[list[Any]]"]
 #: what one caller gets: its rows, or the error
 Settlement = tuple["asyncio.Future[list[Any]]", list[Any] | None, Exception | None]
 #: scores merged columns of n rows, returns one output object per row
 Runner = Callable[[Columns, int], list[Any]]
+#: merges the submissions of one batch into one (in order)
+Merger = Callable[[list[Columns]], Columns]
 
 #: a single request above this many rows runs in a worker thread, off the event loop
 THREAD_ROWS = 2048
 
 
 class MicroBatcher:
-    def __init__(self, run: Runner, max_rows: int = 64, max_wait_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        run: Runner,
+        max_rows: int = 64,
+        max_wait_s: float = 0.0,
+        merge: Merger | None = None,
+    ) -> None:
         self._run = run
+        self._merge = merge or merge_columns
         self.max_rows = max_rows
         self.max_wait_s = max_wait_s
-        self._queue: deque[tuple[Columns, int, asyncio.Future[list[Any]]]] = deque()
+        self._queue: deque[Item] = deque()
         self._scheduled = False
         self._busy = False
+        #: the pending max-wait timer, and the rows waiting in the queue
+        self._timer: asyncio.TimerHandle | None = None
+        self._queued_rows = 0
         self._task: asyncio.Task[None] | None = None
         #: sizes of the model calls made, for metrics (read and cleared by the owner)
         self.on_batch: Callable[[int], None] | None = None
@@ -41,7 +54,14 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[list[Any]] = loop.create_future()
         self._queue.append((columns, n, fut))
-        self._schedule(loop)
+        self._queued_rows += n
+        if self._timer is not None and self._queued_rows >= self.max_rows:
+            # a full batch does not wait for the timer
+            self._timer.cancel()
+            self._timer = None
+            loop.call_soon(self._flush, loop)
+        else:
+            self._schedule(loop)
         return await fut
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -49,26 +69,30 @@ class MicroBatcher:
             return
         self._scheduled = True
         if self.max_wait_s > 0:
-            loop.call_later(self.max_wait_s, self._flush, loop)
+            self._timer = loop.call_later(self.max_wait_s, self._flush, loop)
         else:
             loop.call_soon(self._flush, loop)
 
-    def _take(self) -> list[tuple[Columns, int, asyncio.Future[list[Any]]]]:
+    def _take(self) -> list[Item]:
         items = [self._queue.popleft()]
         rows = items[0][1]
         while self._queue and rows + self._queue[0][1] <= self.max_rows:
             item = self._queue.popleft()
             items.append(item)
             rows += item[1]
+        self._queued_rows -= rows
         return items
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         self._scheduled = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         while self._queue:
             items = [it for it in self._take() if not it[2].cancelled()]
             if not items:
                 continue
-            merged, total = _merge(items)
+            merged, total = self._merge_items(items)
             # a lone request runs inline: no thread hand-off, the lowest latency at low load.
             # Several requests (load) or a large one run in a worker thread, so the event loop
             # keeps reading requests meanwhile and the next batch is fuller.
@@ -91,6 +115,11 @@ class MicroBatcher:
             self._busy = False
             if self._queue:
                 self._schedule(loop)
+
+    def _merge_items(self, items: list[Item]) -> tuple[Columns, int]:
+        if len(items) == 1:
+            return items[0][0], items[0][1]
+        return self._merge([it[0] for it in items]), sum(it[1] for it in items)
 
     def _score(self, items: list[Item], merged: Columns, total: int) -> list[Settlement]:
         """Run the model on a batch; what each caller gets. When a batch of several callers
@@ -115,15 +144,14 @@ class MicroBatcher:
         return settlements
 
 
-def _merge(items: list[Item]) -> tuple[Columns, int]:
-    if len(items) == 1:
-        return items[0][0], items[0][1]
-    names = items[0][0].keys()
-    merged: Columns = {name: [] for name in names}
-    for columns, _n, _f in items:
+def merge_columns(parts: list[dict[str, list[Any]]]) -> dict[str, list[Any]]:
+    """Column lists of several submissions, concatenated in order."""
+    names = parts[0].keys()
+    merged: dict[str, list[Any]] = {name: [] for name in names}
+    for columns in parts:
         for name in names:
             merged[name].extend(columns[name])
-    return merged, sum(it[1] for it in items)
+    return merged
 
 
 def _settle_all(settlements: list[Settlement]) -> None:

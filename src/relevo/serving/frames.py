@@ -1,4 +1,5 @@
-"""Model input frames from validated column values, built once per (micro-)batch."""
+"""The model's input, built once per (micro-)batch from validated values: a float64 matrix in
+signature order for models that take arrays, a DataFrame with the signature's names otherwise."""
 
 from __future__ import annotations
 
@@ -7,20 +8,50 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from relevo.registry.signature import Signature
+from relevo.serving.validation import Plan
+
+#: what the micro-batcher carries per submission: the numeric matrix and the other columns
+Part = tuple[np.ndarray, dict[str, list[Any]]]
 
 
-def build_frame(columns: dict[str, list[Any]], signature: Signature) -> pd.DataFrame:
+def merge_parts(parts: list[Part]) -> Part:
+    """Several submissions' rows as one, in order."""
+    numbers = np.concatenate([p[0] for p in parts])
+    names = parts[0][1].keys()
+    others: dict[str, list[Any]] = {name: [] for name in names}
+    for _numbers, columns in parts:
+        for name in names:
+            others[name].extend(columns[name])
+    return numbers, others
+
+
+def build_matrix(part: Part, plan: Plan) -> np.ndarray:
+    """A 2-D float64 array, columns in signature order (booleans as 0/1, nulls as NaN)."""
+    numbers, others = part
+    if plan.all_numeric:
+        return numbers
+    out = np.empty((numbers.shape[0], len(plan.names)), dtype=np.float64)
+    out[:, plan.num_idx] = numbers
+    for j, name, _allowed in plan.others:
+        out[:, j] = np.asarray([np.nan if v is None else v for v in others[name]], dtype=np.float64)
+    return out
+
+
+def build_frame(part: Part, plan: Plan) -> pd.DataFrame:
     """A DataFrame in signature order with the dtypes the model was trained on."""
-    data: dict[str, np.ndarray] = {}
-    for spec in signature.columns:
-        values = columns[spec.name]
-        if spec.kind in ("number", "integer"):
-            data[spec.name] = np.asarray(values, dtype=np.float64)
-        elif spec.kind == "boolean" and None not in values:
+    numbers, others = part
+    data: dict[str, Any] = {}
+    positions = {j: p for p, j in enumerate(plan.num_idx)}
+    for j, spec in enumerate(plan.specs):
+        if j in positions:
+            data[spec.name] = numbers[:, positions[j]]
+            continue
+        values = others[spec.name]
+        if spec.kind == "boolean" and None not in values:
             data[spec.name] = np.asarray(values, dtype=bool)
         else:
-            arr = np.asarray(values, dtype=object)
+            arr = np.empty(len(values), dtype=object)
+            arr[:] = values
             if spec.nullable:
                 arr[pd.isna(arr)] = np.nan
             data[spec.name] = arr

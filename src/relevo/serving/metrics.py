@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import resource
 import time
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -122,6 +123,33 @@ class ServingMetrics:
         )
         self.started.set(time.time())
         self.sample_process()
+        # label children are looked up once per (deployment, model...), not per request: a
+        # `labels()` call costs a lock and a dict of tuples each time
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def request(self, deployment: str, model: str, protocol: str, status: str) -> Any:
+        """The requests counter of these labels (cached)."""
+        key = ("r", deployment, model, protocol, status)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.requests.labels(deployment, model, protocol, status)
+        return child
+
+    def latency_of(self, deployment: str) -> Any:
+        """The latency histogram of a deployment (cached)."""
+        key = ("l", deployment)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.latency.labels(deployment)
+        return child
+
+    def rows_of(self, deployment: str, model: str) -> Any:
+        """The predicted-rows counter of a deployment and model (cached)."""
+        key = ("p", deployment, model)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.rows.labels(deployment, model)
+        return child
 
     def sample_process(self) -> None:
         """Refresh the per-process CPU and memory gauges."""

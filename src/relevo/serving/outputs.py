@@ -49,3 +49,23 @@ def scores(task: str, classes: list[Any] | None, raw: RawOutput) -> np.ndarray:
         return raw.probabilities[:, 1]
     winners = np.argmax(raw.probabilities, axis=1)
     return np.asarray([str(classes[w]) for w in winners], dtype=object)
+
+
+def output_columns(
+    task: str, classes: list[Any] | None, raw: RawOutput, threshold: float = 0.5
+) -> dict[str, np.ndarray]:
+    """The outputs as columns (batch scoring's file): the same values as `format_outputs`,
+    without a dict per row. Multiclass probabilities are `probability_<class>`."""
+    if task == "regression":
+        assert raw.values is not None
+        return {"value": np.asarray(raw.values)}
+    assert raw.probabilities is not None and classes is not None
+    probs = raw.probabilities
+    names = np.empty(len(classes), dtype=object)
+    names[:] = list(classes)
+    if task == "binary":
+        positive = probs[:, 1]
+        return {"probability": positive, "label": names[(positive >= threshold).astype(int)]}
+    out = {f"probability_{c}": probs[:, k] for k, c in enumerate(classes)}
+    out["label"] = names[np.argmax(probs, axis=1)]
+    return out

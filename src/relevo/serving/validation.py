@@ -1,4 +1,10 @@
-"""Validating request rows against a model's signature, column by column, not row by row.
+"""Validating request rows against a model's signature: once per request, over all values.
+
+The fast path does per request only what must be per request: the envelope, one pass that
+reads every row's columns (a missing column fails it), one type check over all values of a
+kind, and the numeric values as one NumPy matrix on which ranges, whole numbers and nulls are
+checked at once; categories are set operations per column. Only when something is wrong does
+`relevo.serving.diagnosis` walk the cells to list every problem with its row and column.
 
 Errors (422): a row that is not an object, a missing column, a wrong type, a null where the
 reference had none. Findings (answered, counted as data quality): a category the reference never
@@ -7,40 +13,28 @@ showed, a number outside the reference's range; either can be made an error by s
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import chain
+from operator import itemgetter
+from typing import Any, NamedTuple
+
+import numpy as np
 
 from relevo.errors import InvalidInputError, Problem
-from relevo.registry.signature import ColumnSpec, Signature
+from relevo.registry.signature import Signature
+from relevo.serving import diagnosis
+from relevo.serving.coercion import type_name
 
-_MISSING = object()
-_NUMBER_TYPES = frozenset({int, float})
-_NONE = frozenset({type(None)})
+MAX_PROBLEMS = diagnosis.MAX_PROBLEMS
+#: the store keeps routing keys of up to this many characters
+MAX_KEY_LENGTH = diagnosis.MAX_KEY_LENGTH
+_NUMBERS = frozenset({int, float})
+_NONE = type(None)
 _ALLOWED: dict[str, frozenset[type]] = {
-    "number": _NUMBER_TYPES,
-    "integer": _NUMBER_TYPES,
     "boolean": frozenset({bool}),
     "string": frozenset({str}),
 }
-_EXPECTED = {
-    "number": "a number",
-    "integer": "a number",
-    "boolean": "true or false",
-    "string": "a string",
-}
-_TYPE_NAMES = {
-    int: "a number",
-    float: "a number",
-    str: "a string",
-    bool: "a boolean",
-    dict: "an object",
-    list: "an array",
-    type(None): "null",
-}
-MAX_PROBLEMS = 100
-#: the store keeps routing keys of up to this many characters
-MAX_KEY_LENGTH = 200
+_KEY_TYPES = frozenset({str, int, _NONE})
 
 
 @dataclass
@@ -54,185 +48,227 @@ class Quality:
         return bool(self.unseen_categories or self.out_of_range)
 
 
-@dataclass
-class Validated:
-    """Rows that passed: their values column by column (Python lists), keys and findings."""
-
-    n: int
-    columns: dict[str, list[Any]]
-    keys: list[Any] | None
-    quality: Quality
-
-
 @dataclass(frozen=True)
 class Policy:
     reject_unseen_categories: bool = False
     reject_out_of_range: bool = False
 
 
+class Validated(NamedTuple):
+    """Rows that passed. `numbers`: the number and integer columns as one float64 matrix
+    (signature order, NaN for null); `others`: the boolean and string columns' values;
+    `cells`: every row's validated values in signature order (what the log keeps)."""
+
+    n: int
+    numbers: np.ndarray
+    others: dict[str, list[Any]]
+    cells: list[list[Any]]
+    keys: list[Any] | None
+    quality: Quality | None
+
+
+class Plan:
+    """What validating against one signature needs, computed once per loaded model."""
+
+    def __init__(self, signature: Signature) -> None:
+        self.signature = signature
+        self.specs = signature.columns
+        self.names = [c.name for c in self.specs]
+        self.known = frozenset(self.names)
+        positions = range(len(self.specs))
+        self.num_idx = [j for j in positions if self.specs[j].kind in ("number", "integer")]
+        self.num_names = [self.names[j] for j in self.num_idx]
+        self.all_numeric = len(self.num_idx) == len(self.specs)
+        num_specs = [self.specs[j] for j in self.num_idx]
+        self.num_types = _NUMBERS | {_NONE} if any(s.nullable for s in num_specs) else _NUMBERS
+        self.nonnull_pos = np.flatnonzero([not s.nullable for s in num_specs])
+        self.int_pos = np.flatnonzero([s.kind == "integer" for s in num_specs])
+        self.lo = np.array([np.nan if s.min is None else s.min for s in num_specs], np.float64)
+        self.hi = np.array([np.nan if s.max is None else s.max for s in num_specs], np.float64)
+        self.has_range = bool(np.isfinite(self.lo).any() or np.isfinite(self.hi).any())
+        # NaN bounds compare False: a column without a range never counts as outside
+        self._getter = itemgetter(*self.num_idx) if len(self.num_idx) > 1 else None
+        self.others = [
+            (j, self.names[j], _ALLOWED[s.kind] | ({_NONE} if s.nullable else set()))
+            for j, s in enumerate(self.specs)
+            if s.kind in _ALLOWED
+        ]
+        self.categories = [
+            (j, s.name, s.category_set)
+            for j, s in enumerate(self.specs)
+            if s.kind == "string" and s.categories is not None
+        ]
+
+    def numeric_rows(self, cells: list[list[Any]]) -> list[Any]:
+        if self.all_numeric:
+            return cells
+        if self._getter is not None:
+            return list(map(self._getter, cells))
+        if self.num_idx:
+            j = self.num_idx[0]
+            return [(row[j],) for row in cells]
+        return [() for _ in cells]
+
+
+def plan_of(signature: Signature | Plan) -> Plan:
+    return signature if isinstance(signature, Plan) else Plan(signature)
+
+
 def validate_rows(
-    rows: Any, signature: Signature, key_column: str | None = None, policy: Policy = Policy()
+    rows: Any,
+    signature: Signature | Plan,
+    key_column: str | None = None,
+    policy: Policy = Policy(),
 ) -> Validated:
-    """Check `rows` (a list of JSON objects) against `signature`; raise InvalidInputError listing
-    every problem with its row and column."""
-    if not isinstance(rows, list):
-        raise InvalidInputError(
-            "'instances' must be a list of objects",
-            [Problem("expected a list of objects", column="instances")],
-        )
-    if not rows:
-        raise InvalidInputError(
-            "'instances' is empty: send at least one row",
-            [Problem("empty list", column="instances")],
-        )
-    problems: list[Problem] = []
-    if any(type(r) is not dict for r in rows):
-        for i, r in enumerate(rows):
-            if type(r) is not dict:
-                problems.append(Problem(f"expected an object, got {_name(r)}", row=i))
-        raise InvalidInputError("invalid instances", problems[:MAX_PROBLEMS])
-    columns: dict[str, list[Any]] = {}
-    quality = Quality()
-    known = set(signature.names)
-    if key_column is not None:
-        known.add(key_column)
-    for spec in signature.columns:
-        values = _column(rows, spec.name, problems, known)
-        if values is None:
-            continue
-        _check(values, spec, problems, quality, policy)
-        columns[spec.name] = values
-    keys = None
-    if key_column is not None:
-        # the key is optional: a row without one is answered and routed at random
-        keys = [r.get(key_column) for r in rows]
-        for i, k in enumerate(keys):
-            if type(k) is str and (len(k) > MAX_KEY_LENGTH or "\x00" in k):
-                problems.append(
-                    Problem(
-                        f"the routing key must be at most {MAX_KEY_LENGTH} characters "
-                        "without NUL characters",
-                        row=i,
-                        column=key_column,
-                    )
-                )
-            elif k is not None and type(k) not in (str, int):
-                problems.append(
-                    Problem(
-                        f"the routing key must be a string or integer, got {_name(k)}",
-                        row=i,
-                        column=key_column,
-                    )
-                )
-    if problems:
-        raise InvalidInputError(
-            f"{len(problems)} problem(s) in the instances", problems[:MAX_PROBLEMS], len(problems)
-        )
-    return Validated(len(rows), columns, keys, quality)
-
-
-def _column(
-    rows: list[dict[str, Any]], name: str, problems: list[Problem], known: set[str]
-) -> list[Any] | None:
+    """Check `rows` (a list of JSON objects) against the signature; raise InvalidInputError
+    listing every problem (up to MAX_PROBLEMS) with its row and column."""
+    plan = plan_of(signature)
+    if type(rows) is not list or not rows:
+        diagnosis.envelope(rows)
+    names = plan.names
     try:
-        return [r[name] for r in rows]
-    except KeyError:
-        missing = [i for i, r in enumerate(rows) if name not in r]
-        if len(missing) == len(rows) and len(rows) > 1:
-            # one problem for a column absent from every row, not one per row
-            problems.append(
-                Problem(
-                    f"required column is missing from every row{_typo(rows[0], name, known)}",
-                    column=name,
-                )
-            )
-        else:
-            for i in missing:
-                problems.append(
-                    Problem(
-                        f"required column is missing{_typo(rows[i], name, known)}",
-                        row=i,
-                        column=name,
-                    )
-                )
-        return None
+        cells = [[r[c] for c in names] for r in rows]
+    except (KeyError, TypeError):
+        # a missing column or a row that is not an object
+        cells = diagnosis.diagnose(rows, plan, key_column, policy)
+    checked = _check(rows, cells, plan, key_column, policy)
+    if checked is None:  # a type, null, whole-number or key problem somewhere: find them all
+        cells = diagnosis.diagnose(rows, plan, key_column, policy)
+        checked = _check(rows, cells, plan, key_column, policy)
+        if checked is None:  # pragma: no cover - diagnose accepted what the fast path refuses
+            raise InvalidInputError("invalid instances", [Problem("cannot validate the rows")])
+    return checked
 
 
-def _typo(row: dict[str, Any], name: str, known: set[str]) -> str:
-    """A hint when the row has a similar column the model does not know (a typo)."""
-    unknown = [k for k in row if k not in known and isinstance(k, str)]
-    close = difflib.get_close_matches(name, unknown, n=1, cutoff=0.75)
-    return f" (the row has {close[0]!r}: a typo?)" if close else ""
+def validate_cells(
+    cells: list[list[Any]],
+    plan: Plan,
+    keys: list[Any] | None = None,
+    policy: Policy = Policy(),
+) -> Validated:
+    """Validate rows already laid out as cells in signature order (batch scoring, V2)."""
+    checked = _check(None, cells, plan, None, policy, keys)
+    if checked is None:
+        rows = [dict(zip(plan.names, row, strict=True)) for row in cells]
+        fixed = diagnosis.diagnose(rows, plan, None, policy)
+        checked = _check(None, fixed, plan, None, policy, keys)
+        if checked is None:  # pragma: no cover
+            raise InvalidInputError("invalid rows", [Problem("cannot validate the rows")])
+    return checked
 
 
 def _check(
-    values: list[Any], spec: ColumnSpec, problems: list[Problem], quality: Quality, policy: Policy
-) -> None:
-    allowed = _ALLOWED[spec.kind]
-    types = set(map(type, values))
-    if not types <= (allowed | _NONE if spec.nullable else allowed):
-        none_ok = spec.nullable
-        for i, v in enumerate(values):
-            t = type(v)
-            if t in allowed or (v is None and none_ok):
-                continue
-            if v is None:
-                problems.append(
-                    Problem(
-                        "null is not allowed: the reference data had no missing values here",
-                        row=i,
-                        column=spec.name,
-                    )
-                )
-            else:
-                problems.append(
-                    Problem(
-                        f"expected {_EXPECTED[spec.kind]}, got {_name(v)}", row=i, column=spec.name
-                    )
-                )
-        return
-    if spec.kind == "integer" and float in types:
-        for i, v in enumerate(values):
-            if type(v) is float and not v.is_integer():
-                problems.append(
-                    Problem(f"expected a whole number, got {v}", row=i, column=spec.name)
-                )
-    if spec.kind in ("number", "integer") and spec.min is not None and spec.max is not None:
-        lo, hi = spec.min, spec.max
-        # min()/max() are C loops over the values: cheaper than NumPy for the few rows of a
-        # typical request, and the exact rows are only looked for when something is outside
-        present = values if type(None) not in types else [v for v in values if v is not None]
-        if present and (min(present) < lo or max(present) > hi):
-            outside = [i for i, v in enumerate(values) if v is not None and (v < lo or v > hi)]
+    rows: list[dict[str, Any]] | None,
+    cells: list[list[Any]],
+    plan: Plan,
+    key_column: str | None,
+    policy: Policy,
+    keys: list[Any] | None = None,
+) -> Validated | None:
+    """The fast path over all values at once; None when something must be diagnosed."""
+    n = len(cells)
+    numeric = plan.numeric_rows(cells)
+    types = set(map(type, chain.from_iterable(numeric)))
+    if not types <= plan.num_types:
+        return None
+    try:
+        matrix = np.array(numeric, dtype=np.float64).reshape(n, len(plan.num_idx))
+    except (OverflowError, ValueError, TypeError):
+        return None
+    nulls = _NONE in types and plan.nonnull_pos.size
+    if nulls and np.isnan(matrix[:, plan.nonnull_pos]).any():
+        return None
+    if float in types and plan.int_pos.size:
+        part = matrix[:, plan.int_pos]
+        if not ((part == np.trunc(part)) | np.isnan(part)).all():
+            return None
+    if np.isinf(matrix).any():  # JSON numbers too large for a float
+        return None
+    others: dict[str, list[Any]] = {}
+    for j, name, allowed in plan.others:
+        column = [row[j] for row in cells]
+        if not set(map(type, column)) <= allowed:
+            return None
+        others[name] = column
+    if rows is not None and key_column is not None:
+        keys = [r.get(key_column) for r in rows]
+        key_types = set(map(type, keys))
+        if not key_types <= _KEY_TYPES:
+            return None
+        if str in key_types and any(
+            type(k) is str and (len(k) > MAX_KEY_LENGTH or "\x00" in k) for k in keys
+        ):
+            return None
+    quality = findings(matrix, others, plan, policy)
+    return Validated(n, matrix, others, cells, keys, quality)
+
+
+def findings(
+    matrix: np.ndarray,
+    others: dict[str, list[Any]],
+    plan: Plan,
+    policy: Policy,
+) -> Quality | None:
+    """Ranges over the matrix, categories by set difference; the rows only when rejecting."""
+    quality: Quality | None = None
+    problems: list[Problem] = []
+    if plan.has_range:
+        outside = (matrix < plan.lo) | (matrix > plan.hi)
+        if outside.any():
+            counts = outside.sum(axis=0)
             if policy.reject_out_of_range:
-                for i in outside[:MAX_PROBLEMS]:
+                for i, p in zip(*np.nonzero(outside), strict=True):
+                    if len(problems) >= MAX_PROBLEMS:
+                        break
+                    spec = plan.specs[plan.num_idx[p]]
+                    value = f"{matrix[i, p]:g}"
                     problems.append(
                         Problem(
-                            f"{values[i]} is outside the reference range [{lo}, {hi}]",
-                            row=i,
+                            f"{value} is outside the reference range [{spec.min}, {spec.max}]",
+                            row=int(i),
                             column=spec.name,
                         )
                     )
             else:
-                quality.out_of_range[spec.name] = len(outside)
-    elif spec.kind == "string" and spec.categories is not None:
-        seen = set(values)
-        seen.discard(None)
-        unseen = seen.difference(spec.category_set)
-        if unseen:
-            if policy.reject_unseen_categories:
-                for i, v in enumerate(values):
-                    if v in unseen:
-                        problems.append(
-                            Problem(
-                                f"category {v!r} was never seen in the reference data",
-                                row=i,
-                                column=spec.name,
-                            )
+                quality = Quality()
+                for p in np.flatnonzero(counts).tolist():
+                    quality.out_of_range[plan.num_names[p]] = int(counts[p])
+    for _j, name, categories in plan.categories:
+        column = others[name]
+        unseen = set(column).difference(categories)
+        unseen.discard(None)
+        if not unseen:
+            continue
+        if policy.reject_unseen_categories:
+            for i, v in enumerate(column):
+                if len(problems) >= MAX_PROBLEMS:
+                    break
+                if v in unseen:
+                    problems.append(
+                        Problem(
+                            f"category {v!r} was never seen in the reference data",
+                            row=i,
+                            column=name,
                         )
-            else:
-                quality.unseen_categories[spec.name] = sum(1 for v in values if v in unseen)
+                    )
+        else:
+            quality = quality or Quality()
+            quality.unseen_categories[name] = sum(1 for v in column if v in unseen)
+    if problems:
+        raise diagnosis.rejected(problems)
+    return quality
 
 
-def _name(value: Any) -> str:
-    return _TYPE_NAMES.get(type(value), type(value).__name__)
+__all__ = [
+    "MAX_KEY_LENGTH",
+    "MAX_PROBLEMS",
+    "Plan",
+    "Policy",
+    "Quality",
+    "Validated",
+    "findings",
+    "plan_of",
+    "type_name",
+    "validate_cells",
+    "validate_rows",
+]

@@ -1,0 +1,123 @@
+"""Batch scoring's files: the output checked before any work, the input read in chunks, the
+output written chunk by chunk (CSV appended, Parquet as row groups)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import pandas as pd
+
+from relevo.errors import InvalidInputError
+from relevo.tables import read_table
+
+WRITABLE = (".csv", ".parquet", ".pq")
+
+
+def check_output(output: Path, source: Path | None = None) -> None:
+    """Refuse, before anything is scored, an output batch scoring could not write."""
+    suffix = output.suffix.lower()
+    if suffix not in WRITABLE:
+        raise InvalidInputError(
+            f"cannot write {output}: unknown file type {suffix or '(none)'}; use .csv or .parquet"
+        )
+    folder = output.parent if str(output.parent) else Path(".")
+    if not folder.is_dir():
+        raise InvalidInputError(f"cannot write {output}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise InvalidInputError(f"cannot write {output}: folder {folder} is not writable")
+    if output.is_dir():
+        raise InvalidInputError(f"cannot write {output}: it is a folder")
+    if source is not None and output.exists() and output.resolve() == source.resolve():
+        raise InvalidInputError(f"cannot write {output}: it is the input file")
+
+
+def iter_chunks(source: Path, rows: int) -> Iterator[pd.DataFrame]:
+    """The rows of a .csv or .parquet file `rows` at a time (other types: read whole)."""
+    suffix = source.suffix.lower()
+    if not source.is_file() or suffix not in (".csv", ".parquet", ".pq"):
+        frame = read_table(source, "input file")  # the reader's own errors name the file
+        for start in range(0, len(frame), rows):
+            yield frame.iloc[start : start + rows]
+        return
+    try:
+        if suffix == ".csv":
+            with pd.read_csv(source, chunksize=rows) as reader:
+                start = 0
+                for chunk in reader:
+                    chunk.index = pd.RangeIndex(start, start + len(chunk))
+                    start += len(chunk)
+                    yield chunk
+            return
+        import pyarrow.parquet as pq
+
+        start = 0
+        for batch in pq.ParquetFile(source).iter_batches(batch_size=rows):
+            chunk = batch.to_pandas()
+            chunk.index = pd.RangeIndex(start, start + len(chunk))
+            start += len(chunk)
+            yield chunk
+    except pd.errors.EmptyDataError:
+        raise InvalidInputError(f"input file {source} is empty") from None
+    except (ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidInputError(f"cannot read input file {source}: {first}") from exc
+
+
+class ChunkWriter:
+    """Writes scored chunks to a .csv or .parquet file; a failed run removes the partial file
+    (written under a temporary name, moved into place at the end)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._tmp = path.with_name(f".{path.name}.partial")
+        self._parquet = path.suffix.lower() in (".parquet", ".pq")
+        self._writer: Any = None
+        self._schema: Any = None
+        self._first = True
+        self._committed = False
+
+    def commit(self) -> None:
+        """Finish the file and move it into place (the run succeeded)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._first:  # no rows: still a valid (empty) file
+            pd.DataFrame().to_csv(self._tmp, index=False)
+        os.replace(self._tmp, self.path)
+        self._committed = True
+
+    def __enter__(self) -> ChunkWriter:
+        return self
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if self._parquet:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            if self._writer is None:
+                table = pa.Table.from_pandas(frame, preserve_index=False)
+                self._schema = table.schema
+                self._writer = pq.ParquetWriter(self._tmp, self._schema)
+            else:
+                table = pa.Table.from_pandas(frame, schema=self._schema, preserve_index=False)
+            self._writer.write_table(table)
+        else:
+            frame.to_csv(
+                self._tmp, mode="w" if self._first else "a", header=self._first, index=False
+            )
+        self._first = False
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if not self._committed:
+            self._tmp.unlink(missing_ok=True)

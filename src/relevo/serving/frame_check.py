@@ -1,0 +1,118 @@
+"""Validating a chunk of a file (a DataFrame) against a model's signature, column by column.
+
+The same rules as the JSON API (`relevo.serving.coercion` decides what a column accepts, the
+same data-quality findings and problem wording), done with NumPy over whole columns: batch
+scoring never walks rows in Python unless a column has a problem to report.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from relevo.errors import InvalidInputError, Problem
+from relevo.serving.coercion import ColumnProblems, convert_array
+from relevo.serving.diagnosis import MAX_KEY_LENGTH, MAX_PROBLEMS
+from relevo.serving.frames import Part
+from relevo.serving.validation import Plan, Policy, Quality, findings
+
+_NULL = "null is not allowed: the reference data had no missing values here"
+
+
+class CheckedChunk(NamedTuple):
+    """A chunk that passed: the model's input, keys, findings and its columns for the log."""
+
+    part: Part
+    keys: list[Any] | None
+    quality: Quality | None
+
+
+def check_frame(
+    frame: pd.DataFrame,
+    plan: Plan,
+    key_column: str | None,
+    policy: Policy,
+    offset: int,
+    problems: list[Problem],
+) -> CheckedChunk | None:
+    """Validate `frame` (rows `offset`... of the file); problems go to `problems` (at most
+    MAX_PROBLEMS in all), and None is returned when this chunk has any."""
+    before = len(problems)
+    n = len(frame)
+
+    def report(message: str, row: int | None, column: str) -> None:
+        if len(problems) < MAX_PROBLEMS:
+            problems.append(Problem(message, None if row is None else row + offset, column))
+
+    numbers = np.empty((n, len(plan.num_idx)), dtype=np.float64)
+    others: dict[str, list[Any]] = {}
+    for j, spec in enumerate(plan.specs):
+        if spec.name not in frame.columns:
+            if offset == 0:  # once per file, not once per chunk
+                report("required column is missing from the file", None, spec.name)
+            continue
+        values = frame[spec.name].to_numpy()
+        missing = pd.isna(values) if values.dtype.kind == "O" else None
+        if values.dtype.kind == "b" and spec.kind in ("number", "integer"):
+            report(f"expected a number, got a boolean ({n} rows)", None, spec.name)
+            continue
+        if missing is not None and missing.any():
+            values = values.copy()
+            values[missing] = None
+        try:
+            converted = convert_array(values, spec.kind)
+        except ColumnProblems as bad:
+            for row, message in bad.items:
+                report(message, row, spec.name)
+            continue
+        null = _nulls(converted)
+        if null is not None and not spec.nullable and null.any():
+            for row in np.flatnonzero(null)[:MAX_PROBLEMS].tolist():
+                report(_NULL, row, spec.name)
+            continue
+        if spec.kind in ("number", "integer"):
+            numbers[:, plan.num_idx.index(j)] = converted
+        else:
+            others[spec.name] = converted.tolist()
+    keys = _keys(frame, key_column, report)
+    if len(problems) > before:
+        return None
+    try:
+        quality = findings(numbers, others, plan, policy)
+    except InvalidInputError as exc:  # findings the settings make errors
+        for p in exc.problems:
+            report(p.message, p.row, p.column or "")
+        return None
+    return CheckedChunk((numbers, others), keys, quality)
+
+
+def _nulls(converted: np.ndarray) -> np.ndarray | None:
+    if converted.dtype.kind == "f":
+        return np.isnan(converted)
+    if converted.dtype.kind == "O":
+        return pd.isna(converted)
+    return None
+
+
+def _keys(frame: pd.DataFrame, key_column: str | None, report: Any) -> list[Any] | None:
+    if key_column is None or key_column not in frame.columns:
+        return None
+    column = frame[key_column]
+    if pd.api.types.is_integer_dtype(column.dtype):
+        return column.tolist()
+    keys = [None if k is None or (type(k) is float and k != k) else k for k in column.tolist()]
+    for i, k in enumerate(keys):
+        if k is None:
+            continue
+        if type(k) is float and k.is_integer():
+            keys[i] = int(k)  # an integer key column with gaps is read as floats
+        elif type(k) is not str or len(k) > MAX_KEY_LENGTH or "\x00" in k:
+            report(
+                "the routing key must be a string or integer of at most "
+                f"{MAX_KEY_LENGTH} characters",
+                i,
+                key_column,
+            )
+    return keys

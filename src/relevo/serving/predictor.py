@@ -1,0 +1,282 @@
+"""The predictor: validate once, route each row to a model, predict, answer in order, log.
+
+Routing sits at the centre: `assign(deployment, keys, n)` gives each row the index of the model
+that answers it (0 champion, 1 challenger; `relevo.routing` writes the strategies). The rows of
+a request are split between the models' micro-batchers and the answers put back in request
+order, each row naming its model; the log gets one entry per (request, model) with its role.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from relevo.routing.deployment import Deployment
+from relevo.serving.ids import new_ids
+from relevo.serving.log import LogEntry, PredictionLog
+from relevo.serving.metrics import ServingMetrics
+from relevo.serving.pool import ROLES, Endpoint, ModelPool
+from relevo.serving.runner import ModelRunner
+from relevo.serving.validation import Plan, Policy, Validated, validate_rows
+
+#: per row, the index of the endpoint runner that answers it
+Assign = Callable[[Deployment, Sequence[Any] | None, int], np.ndarray]
+#: a request above this many rows is validated in a worker thread, off the event loop
+VALIDATE_THREAD_ROWS = 2048
+
+
+def all_champion(deployment: Deployment, keys: Sequence[Any] | None, n: int) -> np.ndarray:
+    """The basic strategy: the champion answers every row."""
+    return np.zeros(n, dtype=np.int8)
+
+
+class Answer(NamedTuple):
+    predictions: list[dict[str, Any]]
+    #: the champion's ref (every row also names the model that answered it)
+    model: str
+    validated: Validated
+
+
+class CellColumns(Mapping[str, list[Any]]):
+    """Validated rows seen column by column, built only when read (by the log's writer)."""
+
+    __slots__ = ("_cells", "_extra", "_index")
+
+    def __init__(
+        self, names: Sequence[str], cells: list[list[Any]], extra: dict[str, list[Any]]
+    ) -> None:
+        self._index = {name: j for j, name in enumerate(names)}
+        self._cells = cells
+        self._extra = extra
+
+    def __getitem__(self, name: str) -> list[Any]:
+        j = self._index.get(name)
+        if j is None:
+            return self._extra[name]
+        return [row[j] for row in self._cells]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._index
+        yield from self._extra
+
+    def __len__(self) -> int:
+        return len(self._index) + len(self._extra)
+
+
+class Predictor:
+    """Answers prediction requests for the pool's deployments."""
+
+    def __init__(
+        self,
+        pool: ModelPool,
+        *,
+        policy: Policy,
+        prediction_log: PredictionLog | None = None,
+        metrics: ServingMetrics | None = None,
+        assign: Assign = all_champion,
+    ) -> None:
+        self.pool = pool
+        self.policy = policy
+        self.log = prediction_log
+        self.metrics = metrics
+        self.assign = assign
+
+    async def predict(
+        self, name: str, rows: Any, started: float | None = None, protocol: str = "v1"
+    ) -> Answer:
+        """Validate, route, score and log `rows` (JSON objects) for deployment `name`."""
+        started = time.perf_counter() if started is None else started
+        endpoint = self.pool.endpoint(name)
+        champion = endpoint.runners[0]
+        key_column = endpoint.deployment.key_column
+        validated = await self._validate(rows, champion.plan, key_column)
+        n = validated.n
+        assignment = self.assign(endpoint.deployment, validated.keys, n)
+        ids = new_ids(n)
+        if len(endpoint.runners) == 1 or not assignment.any():
+            outputs = await champion.batcher.submit((validated.numbers, validated.others), n)
+            predictions = _answers(ids, champion.ref, outputs)
+            groups = [(0, None, validated, outputs)]
+        else:
+            predictions, groups = await self._split(endpoint, rows, validated, assignment, ids)
+        latency = time.perf_counter() - started
+        if self.log is not None:
+            await self._log(endpoint, rows, groups, ids, latency)
+        if self.metrics is not None:
+            self.observe_answer(name, endpoint, groups, protocol, latency, validated)
+        return Answer(predictions, champion.ref, validated)
+
+    async def _validate(self, rows: Any, plan: Plan, key_column: str | None) -> Validated:
+        if type(rows) is list and len(rows) > VALIDATE_THREAD_ROWS:
+            # a large request (or its long list of problems) must not stall the event loop
+            return await asyncio.to_thread(validate_rows, rows, plan, key_column, self.policy)
+        return validate_rows(rows, plan, key_column, self.policy)
+
+    async def _split(
+        self,
+        endpoint: Endpoint,
+        rows: list[dict[str, Any]],
+        validated: Validated,
+        assignment: np.ndarray,
+        ids: list[str],
+    ) -> tuple[list[dict[str, Any]], list[tuple[int, np.ndarray, Validated, list[Any]]]]:
+        """Score each model's rows with it, concurrently; the answers in request order."""
+        parts: list[tuple[int, np.ndarray, Validated]] = []
+        for m in np.unique(assignment).tolist():
+            idx = np.flatnonzero(assignment == m)
+            runner = endpoint.runners[m]
+            parts.append((m, idx, _subset(rows, validated, idx, runner, endpoint, self.policy)))
+        results = await asyncio.gather(
+            *(
+                endpoint.runners[m].batcher.submit((part.numbers, part.others), part.n)
+                for m, _idx, part in parts
+            )
+        )
+        predictions: list[Any] = [None] * validated.n
+        groups = []
+        for (m, idx, part), outputs in zip(parts, results, strict=True):
+            ref = endpoint.runners[m].ref
+            for i, out in zip(idx.tolist(), outputs, strict=True):
+                predictions[i] = {"id": ids[i], "model": ref, **out}
+            groups.append((m, idx, part, outputs))
+        return predictions, groups
+
+    async def _log(
+        self,
+        endpoint: Endpoint,
+        rows: Any,
+        groups: list[Any],
+        ids: list[str],
+        latency: float,
+    ) -> None:
+        assert self.log is not None
+        dep = endpoint.deployment
+        extra_fields = tuple(getattr(dep, "log_extra", ()) or ())
+        now = time.time()
+        for m, idx, part, outputs in groups:
+            runner = endpoint.runners[m]
+            sub_rows = rows if idx is None else [rows[i] for i in idx.tolist()]
+            sub_ids = ids if idx is None else [ids[i] for i in idx.tolist()]
+            entry = _entry(
+                dep.name,
+                runner,
+                ROLES[m],
+                now,
+                sub_ids,
+                part,
+                sub_rows,
+                outputs,
+                latency,
+                extra_fields,
+                dep.key_column,
+            )
+            if not self.log.offer(entry):  # full: wait for room (back-pressure)
+                await self.log.put(entry)
+
+    def observe_answer(
+        self,
+        name: str,
+        endpoint: Endpoint,
+        groups: list[Any],
+        protocol: str,
+        latency: float,
+        validated: Validated,
+    ) -> None:
+        m = self.metrics
+        assert m is not None
+        champion = endpoint.runners[0].ref
+        m.request(name, champion, protocol, "200").inc()
+        m.latency_of(name).observe(latency)
+        for index, _idx, part, _outputs in groups:
+            m.rows_of(name, endpoint.runners[index].ref).inc(part.n)
+        q = validated.quality
+        if q:
+            for col, count in q.unseen_categories.items():
+                m.quality.labels(name, col, "unseen_category").inc(count)
+            for col, count in q.out_of_range.items():
+                m.quality.labels(name, col, "out_of_range").inc(count)
+
+
+def _answers(ids: list[str], ref: str, outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"id": i, "model": ref, **o} for i, o in zip(ids, outputs, strict=True)]
+
+
+def _subset(
+    rows: Any,
+    validated: Validated,
+    idx: np.ndarray,
+    runner: ModelRunner,
+    endpoint: Endpoint,
+    policy: Policy,
+) -> Validated:
+    """The validated rows `idx` for `runner`: sliced when it has the champion's signature,
+    validated against its own otherwise (a challenger trained on other columns)."""
+    picks = idx.tolist()
+    if runner.signature != endpoint.runners[0].signature:
+        return validate_rows(
+            [rows[i] for i in picks], runner.plan, endpoint.deployment.key_column, policy
+        )
+    keys = None if validated.keys is None else [validated.keys[i] for i in picks]
+    return Validated(
+        len(picks),
+        validated.numbers[idx],
+        {name: [col[i] for i in picks] for name, col in validated.others.items()},
+        [validated.cells[i] for i in picks],
+        keys,
+        validated.quality,
+    )
+
+
+def _entry(
+    deployment: str,
+    runner: ModelRunner,
+    role: str,
+    created_at: float,
+    ids: list[str],
+    part: Validated,
+    rows: Any,
+    outputs: list[dict[str, Any]],
+    latency: float,
+    extra_fields: tuple[str, ...],
+    keys_column: str | None,
+) -> LogEntry:
+    """The one place a log entry is made: the validated columns, plus the request fields the
+    deployment allows (`log_extra`), never the whole raw request."""
+    extra = {f: [r.get(f) for r in rows] for f in extra_fields if f not in runner.plan.known}
+    if keys_column is not None and keys_column not in runner.plan.known and part.keys:
+        extra[keys_column] = list(part.keys)  # issue 18: the signature's columns and the key
+    features = CellColumns(runner.plan.names, part.cells, extra)
+    return log_entry(
+        deployment, runner, role, created_at, ids, features, outputs, latency, part.keys
+    )
+
+
+def log_entry(
+    deployment: str,
+    runner: ModelRunner,
+    role: str,
+    created_at: float,
+    ids: Sequence[str],
+    features: Mapping[str, Sequence[Any]],
+    outputs: Sequence[dict[str, Any]],
+    latency: float,
+    keys: Sequence[Any] | None,
+) -> LogEntry:
+    """A prediction log entry (the API's and batch scoring's alike)."""
+    version = runner.version
+    return LogEntry(
+        deployment,
+        version.name,
+        version.version,
+        created_at,
+        ids,
+        features,
+        outputs,
+        latency * 1000.0,
+        keys,
+        role,
+    )

@@ -1,0 +1,39 @@
+"""One loaded model version and the micro-batcher in front of it: rows in, outputs out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from relevo.registry.flavors.base import RawOutput
+from relevo.registry.registry import LoadedVersion
+from relevo.registry.types import ModelVersion
+from relevo.serving.batching import MicroBatcher
+from relevo.serving.frames import Part, build_frame, build_matrix, merge_parts
+from relevo.serving.outputs import format_outputs
+from relevo.serving.validation import Plan
+
+
+class ModelRunner:
+    """Scores batches of validated rows with one model version."""
+
+    def __init__(self, loaded: LoadedVersion, max_rows: int, max_wait_s: float) -> None:
+        self.version: ModelVersion = loaded.version
+        self.model = loaded.model
+        self.ref = loaded.version.ref
+        self.signature = loaded.version.signature
+        self.plan = Plan(self.signature)
+        # the registry records per version whether the model takes a NumPy array (cheapest by
+        # far for sklearn) or needs a DataFrame; versions without the record take a DataFrame
+        self.input_format: str = getattr(self.model, "input_format", "frame")
+        self.batcher = MicroBatcher(
+            self.run, max_rows=max_rows, max_wait_s=max_wait_s, merge=merge_parts
+        )
+
+    def raw(self, part: Part) -> RawOutput:
+        """The model's raw output on validated rows, given in the form it takes fastest."""
+        if self.input_format == "array":
+            return self.model.predict_array(build_matrix(part, self.plan))  # type: ignore[no-any-return]
+        return self.model.predict(build_frame(part, self.plan))
+
+    def run(self, part: Part, n: int) -> list[dict[str, Any]]:
+        return format_outputs(self.version.task, self.version.classes, self.raw(part))

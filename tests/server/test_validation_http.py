@@ -1,0 +1,69 @@
+"""Validation over HTTP: bounded work for hostile requests, the server answerable meanwhile."""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+
+from relevo.datasets import CHURN_FEATURES, make_churn
+from relevo.serving.records import frame_to_records
+
+
+def test_many_rows_of_near_miss_keys_get_a_bounded_422_and_healthz_answers(
+    deployed, server_settings, spawn_server
+):
+    # issue 18 item 5: 68k rows, each with 100 keys that nearly name a column, used to run a
+    # typo hint per row and per column and block the event loop for 37 s
+    url = spawn_server(server_settings.model_copy(update={"max_body_mb": 100, "max_rows": 100_000}))
+    near = b",".join(b'"age%02d":0' % k for k in range(100))
+    body = b'{"instances":[' + b",".join([b"{" + near + b"}"] * 68_000) + b"]}"
+    result: dict[str, httpx.Response] = {}
+
+    def big() -> None:
+        result["big"] = httpx.post(f"{url}/v1/deployments/churn/predict", content=body, timeout=300)
+
+    thread = threading.Thread(target=big)
+    thread.start()
+    answered_during = 0
+    while thread.is_alive():
+        health = httpx.get(f"{url}/healthz", timeout=300)
+        assert health.status_code == 200
+        if thread.is_alive():
+            answered_during += 1
+    thread.join()
+    response = result["big"]
+    assert response.status_code == 422
+    problems = response.json()["problems"]
+    # every column is missing from every row: one problem per column, not one per row
+    assert len(problems) == len(CHURN_FEATURES)
+    assert {p["column"] for p in problems} == set(CHURN_FEATURES)
+    assert all("missing from every row" in p["message"] for p in problems)
+    age = next(p for p in problems if p["column"] == "age")
+    assert "a typo?" in age["message"]  # the hint is still given, once
+    assert answered_during >= 1
+
+
+def test_a_missing_column_and_a_wrong_type_in_other_rows_are_both_answered(live_server):
+    frame = make_churn(3, seed=9)
+    rows = frame_to_records(frame[["customer_id", *CHURN_FEATURES]])
+    del rows[0]["age"]
+    rows[1]["age"] = "forty"
+    rows[2]["age"] = "41"  # numeric text is a number
+    response = httpx.post(
+        f"{live_server.url}/v1/deployments/churn/predict", json={"instances": rows}
+    )
+    assert response.status_code == 422
+    assert response.json()["problems"] == [
+        {"row": 0, "column": "age", "message": "required column is missing"},
+        {"row": 1, "column": "age", "message": "expected a number, got 'forty'"},
+    ]
+
+
+def test_a_nan_literal_is_explained_in_the_users_terms(live_server):
+    body = b'{"instances": [{"age": NaN}]}'
+    response = httpx.post(f"{live_server.url}/v1/deployments/churn/predict", content=body)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert "NaN and Infinity are not JSON numbers; send null" in error
+    assert "unexpected character" not in error

@@ -1,0 +1,108 @@
+"""Batch scoring in chunks: same answers as the model, every row logged once, nothing logged by
+a run that fails, the output checked before any work."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from relevo.datasets import CHURN_FEATURES, make_churn
+from relevo.errors import InvalidInputError
+from relevo.serving.batch import score_file
+from relevo.serving.records import frame_to_records
+from relevo.serving.validation import validate_rows
+
+
+@pytest.fixture
+def deployed(rv, churn_pipeline, churn_frame):
+    version = rv.registry.register("churn", churn_pipeline, churn_frame, target="churned")
+    rv.deployments.deploy("churn", version.ref, key="customer_id")
+    return version
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_chunks_answer_like_the_model_and_log_every_row_once(
+    rv, deployed, churn_pipeline, tmp_path, suffix
+):
+    frame = make_churn(250, seed=4, id_start=500)
+    source = tmp_path / f"in{suffix}"
+    frame.to_csv(source, index=False) if suffix == ".csv" else frame.to_parquet(source)
+    output = tmp_path / f"out{suffix}"
+    done = score_file(rv, "churn", source, output, chunk_rows=60)  # 5 chunks, the last short
+    assert done.rows == 250 and done.model == "churn:1"
+    scored = pd.read_csv(output) if suffix == ".csv" else pd.read_parquet(output)
+    expected = churn_pipeline.predict_proba(frame[CHURN_FEATURES])[:, 1]
+    np.testing.assert_allclose(scored["probability"], expected, rtol=1e-12)
+    assert scored["customer_id"].tolist() == frame["customer_id"].tolist()
+    assert scored["id"].is_unique
+    assert rv.store.predictions.count("churn") == 250
+    stored = [r for chunk in rv.store.predictions.iter_rows("churn") for r in chunk]
+    assert {r["id"] for r in stored} == set(scored["id"])
+    first = next(r for r in stored if r["routing_key"] == frame["customer_id"].iloc[0])
+    assert json.loads(first["features"])["age"] == frame["age"].iloc[0]
+
+
+def test_a_bad_output_is_refused_before_anything_is_scored(cli, rv, deployed, tmp_path):
+    source = tmp_path / "in.csv"
+    make_churn(20, seed=5).to_csv(source, index=False)
+    wrong = cli("predict", "churn", "--input", source, "--output", tmp_path / "out.xlsx")
+    assert wrong.exit_code == 2 and ".csv or .parquet" in wrong.stderr
+    nowhere = cli("predict", "churn", "--input", source, "--output", tmp_path / "no" / "o.csv")
+    assert nowhere.exit_code == 2 and "does not exist" in nowhere.stderr
+    assert rv.store.predictions.count("churn") == 0
+
+
+def test_a_run_that_fails_midway_logs_nothing_and_leaves_no_output(
+    rv, deployed, tmp_path, monkeypatch
+):
+    from relevo.registry.flavors.sklearn import EstimatorModel
+
+    real = EstimatorModel.predict
+    calls = []
+
+    def fails_on_the_third_chunk(self, frame):
+        calls.append(len(frame))
+        if len(calls) == 3:
+            raise RuntimeError("disk on fire")
+        return real(self, frame)
+
+    monkeypatch.setattr(EstimatorModel, "predict", fails_on_the_third_chunk)
+    source = tmp_path / "in.csv"
+    make_churn(200, seed=6).to_csv(source, index=False)
+    output = tmp_path / "out.parquet"
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        score_file(rv, "churn", source, output, chunk_rows=50)
+    assert calls == [50, 50, 50]  # two chunks were scored before the failure
+    assert rv.store.predictions.count("churn") == 0
+    assert not output.exists() and not list(tmp_path.glob(".out.parquet*"))
+    # the same run again, once the failure is gone, logs each row once
+    monkeypatch.setattr(EstimatorModel, "predict", real)
+    assert score_file(rv, "churn", source, output, chunk_rows=50).rows == 200
+    assert rv.store.predictions.count("churn") == 200
+
+
+def test_numeric_text_follows_one_rule_in_files_and_json(rv, deployed, tmp_path):
+    frame = make_churn(5, seed=7)
+    text = frame.astype({"age": object})
+    text.loc[1, "age"] = " 42 "  # numeric text: a number, in a file as in JSON
+    source = tmp_path / "text.csv"
+    text.to_csv(source, index=False)
+    scored = pd.read_csv(score_file(rv, "churn", source, tmp_path / "o.csv").output)
+    assert len(scored) == 5 and scored.loc[1, "age"] == 42
+    row = frame_to_records(frame[CHURN_FEATURES].iloc[[1]])[0] | {"age": " 42 "}
+    signature = deployed.signature
+    assert validate_rows([row], signature).cells[0][CHURN_FEATURES.index("age")] == 42
+    text.loc[3, "age"] = "forty"
+    text.to_csv(source, index=False)
+    with pytest.raises(InvalidInputError) as info:
+        score_file(rv, "churn", source, tmp_path / "o2.csv")
+    assert [(p.row, p.column) for p in info.value.problems] == [(3, "age")]
+    with pytest.raises(InvalidInputError) as json_info:
+        validate_rows([row | {"age": "forty"}], signature)
+    assert [(p.column, p.message) for p in json_info.value.problems] == [
+        ("age", "expected a number, got 'forty'")
+    ]
+    assert not (tmp_path / "o2.csv").exists()

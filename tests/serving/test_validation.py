@@ -1,0 +1,131 @@
+"""Validation over the batch: what passes, and every problem of what does not, bounded."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from relevo.errors import InvalidInputError
+from relevo.registry.signature import ColumnSpec, Signature
+from relevo.serving.diagnosis import MAX_HINTS, MAX_PROBLEMS
+from relevo.serving.validation import Plan, Policy, validate_rows
+
+SIGNATURE = Signature(
+    (
+        ColumnSpec("age", "integer", min=18, max=90),
+        ColumnSpec("income", "number", nullable=True, min=0.0, max=1e6),
+        ColumnSpec("plan", "string", categories=("basic", "pro")),
+        ColumnSpec("active", "boolean"),
+    )
+)
+
+
+def _row(**changes):
+    row = {"age": 40, "income": 5000.5, "plan": "basic", "active": True}
+    row.update(changes)
+    return row
+
+
+def _problems(rows, **kwargs):
+    with pytest.raises(InvalidInputError) as info:
+        validate_rows(rows, SIGNATURE, **kwargs)
+    return info.value, [(p.row, p.column, p.message) for p in info.value.problems]
+
+
+def test_valid_rows_give_one_matrix_and_the_other_columns():
+    v = validate_rows([_row(), _row(age=41, income=None, plan="pro", active=False)], SIGNATURE)
+    assert v.n == 2
+    assert v.numbers.shape == (2, 2)
+    assert v.numbers[0].tolist() == [40.0, 5000.5]
+    assert v.numbers[1, 0] == 41.0 and np.isnan(v.numbers[1, 1])
+    assert v.others == {"plan": ["basic", "pro"], "active": [True, False]}
+    assert v.cells[1] == [41, None, "pro", False]
+    assert not v.quality
+
+
+def test_a_missing_column_and_a_wrong_type_in_other_rows_are_both_listed():
+    # issue 12 item 5: row 0 lacks a column AND row 1 holds a string for a number
+    rows = [_row(), _row(), _row()]
+    del rows[0]["age"]
+    rows[1]["age"] = "forty"
+    error, problems = _problems(rows)
+    assert problems == [
+        (0, "age", "required column is missing"),
+        (1, "age", "expected a number, got 'forty'"),
+    ]
+    assert error.total == 2
+
+
+def test_numeric_text_is_a_number_and_other_text_is_not():
+    v = validate_rows([_row(age="42", income=" 1.5e3 ")], SIGNATURE)
+    assert v.numbers[0].tolist() == [42.0, 1500.0]
+    assert v.cells[0][:2] == [42, 1500.0]
+    _, problems = _problems([_row(age="42.5"), _row(income="lots"), _row(income="inf")])
+    assert problems == [
+        (0, "age", "expected a whole number, got '42.5'"),
+        (1, "income", "expected a number, got 'lots'"),
+        (2, "income", "expected a number, got 'inf'"),
+    ]
+
+
+def test_booleans_are_not_numbers_and_nulls_need_a_nullable_column():
+    _, problems = _problems([_row(age=True), _row(age=None), _row(active=None)])
+    assert [(r, c) for r, c, _ in problems] == [(0, "age"), (1, "age"), (2, "active")]
+    assert "null is not allowed" in problems[1][2]
+
+
+def test_findings_are_counted_and_can_be_rejected():
+    rows = [_row(age=95), _row(plan="gold"), _row(age=17, plan="gold")]
+    v = validate_rows(rows, SIGNATURE)
+    assert v.quality.out_of_range == {"age": 2}
+    assert v.quality.unseen_categories == {"plan": 2}
+    _, problems = _problems(
+        rows, policy=Policy(reject_unseen_categories=True, reject_out_of_range=True)
+    )
+    assert {(r, c) for r, c, _ in problems} == {(0, "age"), (2, "age"), (1, "plan"), (2, "plan")}
+
+
+def test_the_problem_list_stops_at_the_limit_and_says_so():
+    rows = [_row(age="x") for _ in range(5000)]
+    error, problems = _problems(rows)
+    assert len(problems) == MAX_PROBLEMS
+    assert [r for r, _, _ in problems] == list(range(MAX_PROBLEMS))
+    assert f"at least {MAX_PROBLEMS} problems" in error.message
+
+
+def test_typo_hints_are_bounded_per_request(monkeypatch):
+    import difflib
+
+    calls = []
+    real = difflib.get_close_matches
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(difflib, "get_close_matches", counting)
+    # every row misses every column and carries 100 near-miss keys
+    near = {f"{name}_{k}": 1 for name in ("age", "income", "plan", "active") for k in range(25)}
+    rows = [dict(near) for _ in range(3000)]
+    rows[1] = dict(near, age=40)  # not missing from every row: listed row by row
+    _, problems = _problems(rows)
+    assert len(calls) <= MAX_HINTS
+    assert len(problems) == MAX_PROBLEMS
+    assert problems[0][:2] == (0, "age")
+
+
+def test_the_routing_key_must_be_text_or_a_whole_number():
+    rows = [_row(customer="a"), _row(customer={"id": 3}), _row(customer="x" * 500)]
+    _, problems = _problems(rows, key_column="customer")
+    assert [(r, c) for r, c, _ in problems] == [(1, "customer"), (2, "customer")]
+    v = validate_rows([_row(customer=7), _row()], Plan(SIGNATURE), key_column="customer")
+    assert v.keys == [7, None]
+
+
+@pytest.mark.parametrize(
+    ("rows", "fragment"),
+    [({"age": 3}, "must be a list"), ([], "empty"), ([1, _row()], "expected an object")],
+)
+def test_the_envelope(rows, fragment):
+    error, _ = _problems(rows)
+    assert fragment in str(error)
