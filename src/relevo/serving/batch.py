@@ -193,7 +193,8 @@ def _scored_frame(
 def _log_features(
     frame: pd.DataFrame, part: Any, runner: ModelRunner, key: str | None
 ) -> dict[str, list[Any]]:
-    """The signature's columns (validated values) and the routing key, as the API logs them."""
+    """The signature's columns (validated values), as the API logs them; the routing key is
+    stored beside them (`keys`), never among the features."""
     numbers, others = part
     features: dict[str, list[Any]] = {}
     plan = runner.plan
@@ -207,8 +208,6 @@ def _log_features(
             values = [None if v != v else v for v in values]
         features[spec.name] = values
     features.update(others)
-    if key is not None and key in frame.columns and key not in features:
-        features[key] = frame[key].astype(object).where(frame[key].notna(), None).tolist()
     return features
 
 
@@ -238,9 +237,7 @@ class _HeldEntries:
     def replay(self, relevo: Relevo) -> None:
         assert self._file is not None
         settings = relevo.settings
-        plog = open_prediction_log(
-            relevo, capacity_rows=max(settings.log_queue_rows, self.largest)
-        )
+        plog = open_prediction_log(relevo, capacity_rows=max(settings.log_queue_rows, self.largest))
         if plog is None:  # logging is off
             return
         try:

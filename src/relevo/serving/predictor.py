@@ -172,7 +172,6 @@ class Predictor:
                 outputs,
                 latency,
                 extra_fields,
-                dep.key_column,
             )
             if not self.log.offer(entry):  # full: wait for room (back-pressure)
                 await self.log.put(entry)
@@ -242,13 +241,10 @@ def _entry(
     outputs: list[dict[str, Any]],
     latency: float,
     extra_fields: tuple[str, ...],
-    keys_column: str | None,
 ) -> LogEntry:
     """The one place a log entry is made: the validated columns, plus the request fields the
     deployment allows (`log_extra`), never the whole raw request."""
     extra = {f: [r.get(f) for r in rows] for f in extra_fields if f not in runner.plan.known}
-    if keys_column is not None and keys_column not in runner.plan.known and part.keys:
-        extra[keys_column] = list(part.keys)  # issue 18: the signature's columns and the key
     features = CellColumns(runner.plan.names, part.cells, extra)
     return log_entry(
         deployment, runner, role, created_at, ids, features, outputs, latency, part.keys
