@@ -109,7 +109,7 @@ class EstimatorModel(LoadedModel):
         names = self._names()
         x: Any = frame if names is None else as_frame(frame, names)
         if self.mode == "array":
-            return self._score(x.to_numpy(dtype=np.float64))
+            return self._score(x.to_numpy(dtype=np.float64, na_value=np.nan))
         return self._score(x.to_numpy() if self.mode == "values" else x)
 
     def predict_array(self, x: np.ndarray) -> RawOutput:
