@@ -21,7 +21,7 @@ _HEADER_CAPPED = "relevo.server.protocol:HeaderCappedHttpTools"
 
 if HttpToolsProtocol is not None:
 
-    class HeaderCappedHttpTools(HttpToolsProtocol):  # type: ignore[misc,valid-type]
+    class HeaderCappedHttpTools(HttpToolsProtocol):
         """uvicorn's httptools protocol, refusing headers larger than the configured cap."""
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -29,12 +29,16 @@ if HttpToolsProtocol is not None:
             self._header_cap: int = self.config.h11_max_incomplete_event_size or 64 * 1024
             self._header_bytes = 0
             self._in_headers = True  # until the first request's headers are complete
+            self._tail = b""  # the last bytes read, where a blank line may have begun
 
         def data_received(self, data: bytes) -> None:
             if self._in_headers:
-                # the headers end at the first blank line; count what comes before it
-                end = data.find(b"\r\n\r\n")
-                self._header_bytes += len(data) if end < 0 else end
+                # the headers end at the first blank line (which may straddle two reads);
+                # count only what comes before it, never the body behind it
+                tail = self._tail
+                end = (tail + data).find(b"\r\n\r\n")
+                self._header_bytes += len(data) if end < 0 else max(end - len(tail), 0)
+                self._tail = data[-3:]
                 if self._header_bytes > self._header_cap:
                     if not self.transport.is_closing():
                         self._refuse()
@@ -48,6 +52,7 @@ if HttpToolsProtocol is not None:
         def on_headers_complete(self) -> None:
             self._in_headers = False
             self._header_bytes = 0
+            self._tail = b""
             super().on_headers_complete()
 
         def _refuse(self) -> None:
