@@ -1,4 +1,6 @@
-"""Read `pip-audit -f json` from stdin and say plainly what it found, or that it could not look.
+"""Say plainly what `pip-audit -f json` (on stdin) found, or that it could not look.
+
+The argument, when given, is the file holding pip-audit's stderr (quoted when it gave no report).
 
 Exit 1 when a dependency has a known vulnerability; 0 otherwise, including when the
 vulnerability data could not be reached (every dependency skipped): CI then says so loudly
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 
 def main() -> int:
@@ -16,9 +19,9 @@ def main() -> int:
     try:
         report = json.loads(raw)
     except ValueError:
-        print("NOTE: pip-audit gave no report (its vulnerability data could not be reached?):")
-        print("      dependencies were NOT audited.")
-        print("\n".join(raw.strip().splitlines()[-3:]))
+        print("NOTE: pip-audit gave no report: dependencies were NOT audited. Its last words:")
+        errors = Path(sys.argv[1]).read_text() if len(sys.argv) > 1 else raw
+        print("\n".join(errors.strip().splitlines()[-2:]))
         return 0
     deps = report.get("dependencies", [])
     skipped = [d for d in deps if "skip_reason" in d]
