@@ -156,3 +156,45 @@ def test_an_explicit_sqlite_url_in_a_missing_folder_is_an_error(tmp_path):
     assert result.exit_code == 6
     assert "does not exist" in result.stderr
     assert not (tmp_path / "nope").exists()
+
+
+def test_deployments_lists_every_deployment(cli, churn_files, tmp_path):
+    empty = cli("deployments")
+    assert empty.exit_code == 0
+    assert "No deployment yet" in empty.stdout and "relevo deploy" in empty.stdout
+    assert json.loads(cli("deployments", "--json").stdout) == []
+
+    _setup(cli, churn_files)
+    assert cli("deploy", "churn-eu", "churn:1").exit_code == 0
+    source = tmp_path / "few.csv"
+    make_churn(7, seed=5).to_csv(source, index=False)
+    assert cli("predict", "churn", "--input", source).exit_code == 0
+
+    listed = json.loads(cli("deployments", "--json").stdout)
+    by_name = {d["name"]: d for d in listed}
+    assert set(by_name) == {"churn", "churn-eu"}
+    assert by_name["churn"]["model"] == by_name["churn-eu"]["model"] == "churn:1"
+    assert by_name["churn"]["key_column"] == "customer_id"
+    assert by_name["churn-eu"]["key_column"] is None
+    assert by_name["churn"]["predictions_logged"] == 7
+    assert by_name["churn-eu"]["predictions_logged"] == 0
+    # each entry is what `status NAME --json` says of that deployment
+    for name, entry in by_name.items():
+        assert json.loads(cli("status", name, "--json").stdout) == entry
+
+    shown = cli("deployments")
+    assert shown.exit_code == 0
+    rows = {line.split("│")[1].strip(): line for line in shown.stdout.splitlines() if "│" in line}
+    assert "customer_id" in rows["churn"] and "churn:1" in rows["churn"]
+    assert rows["churn"].split("│")[-2].strip() == "7"
+    assert "customer_id" not in rows["churn-eu"]
+    assert rows["churn-eu"].split("│")[-2].strip() == "0"
+
+
+def test_status_without_a_name_shows_all(cli, churn_files):
+    _setup(cli, churn_files)
+    assert cli("deploy", "churn-eu", "churn:1").exit_code == 0
+    assert cli("status").stdout == cli("deployments").stdout
+    assert cli("status", "--json").stdout == cli("deployments", "--json").stdout
+    names = {d["name"] for d in json.loads(cli("status", "--json").stdout)}
+    assert names == {"churn", "churn-eu"}

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import re
 import signal
 import subprocess
 import sys
@@ -193,9 +192,3 @@ def test_a_home_with_other_models_is_refused(tmp_path: Path, churn_pipeline, chu
     with relevo.Relevo(home=tmp_path) as rv:
         assert [v.ref for v in rv.registry.list()] == ["churn:1"]
         assert rv.deployments.list() == []
-
-
-def test_the_docs_example_runs() -> None:
-    text = (Path(__file__).parents[2] / "docs" / "demo.md").read_text()
-    (example,) = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
-    exec(compile(example, "docs/demo.md", "exec"), {"__name__": "docs_demo"})

@@ -58,7 +58,10 @@ def test_answers_equal_in_process_predict_proba(live_server, churn_pipeline, dep
 def test_concurrent_requests_each_get_their_own_rows(live_server, churn_pipeline):
     rows, frame = _rows(120, seed=11)
     expected = churn_pipeline.predict_proba(frame[CHURN_FEATURES])[:, 1]
-    before = _metric(live_server.url, "relevo_model_batch_rows_count")
+    url = live_server.url
+    calls_before = _metric(url, "relevo_model_batch_rows_count")
+    rows_before = _metric(url, "relevo_model_batch_rows_sum")
+    within_before = _metric(url, "relevo_model_batch_rows_bucket", le="64.0")
 
     async def fire() -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=live_server.url) as client:
@@ -71,12 +74,14 @@ def test_concurrent_requests_each_get_their_own_rows(live_server, churn_pipeline
 
     answers = asyncio.run(fire())
     assert all(r.status_code == 200 for r in answers)
+    # every caller got exactly one prediction: the one for its own row
+    assert [len(r.json()["predictions"]) for r in answers] == [1] * 120
     got = [r.json()["predictions"][0]["probability"] for r in answers]
     np.testing.assert_allclose(got, expected, rtol=1e-12)
-    calls = _metric(live_server.url, "relevo_model_batch_rows_count") - before
-    rows_scored = _metric(live_server.url, "relevo_model_batch_rows_sum")
-    assert rows_scored >= 120
-    assert 1 <= calls <= 120
+    # the model calls scored each row sent exactly once, none over the batch limit (64 rows)
+    calls = _metric(url, "relevo_model_batch_rows_count") - calls_before
+    assert _metric(url, "relevo_model_batch_rows_sum") - rows_before == 120
+    assert _metric(url, "relevo_model_batch_rows_bucket", le="64.0") - within_before == calls
 
 
 @pytest.mark.parametrize(

@@ -8,10 +8,12 @@ import typer
 
 from relevo import __version__
 from relevo.cli import demo, models, serving
+from relevo.cli.flags import FlagsGroup
 from relevo.cli.state import state
 
 app = typer.Typer(
     name="relevo",
+    cls=FlagsGroup,
     help="Take a trained model into production and keep it healthy there.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

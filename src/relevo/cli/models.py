@@ -144,12 +144,20 @@ def list_models(
                     len(v.signature.columns),
                     v.created_at.strftime("%Y-%m-%d %H:%M:%S"),
                     v.artifact_sha256[:12],
-                    ", ".join(f"{k}={t}" for k, t in v.tags.items()),
+                    _short_tags(v.tags),
                 ]
                 for v in versions
             ],
         )
     )
+
+
+def _short_tags(tags: dict[str, str], most: int = 3, longest: int = 16) -> str:
+    """Tags in a list's short form (`models show` has them whole): long values cut, at most
+    `most` tags, so that the table fits 80 columns."""
+    shown = [f"{k}={t if len(t) <= longest else t[: longest - 1] + '…'}" for k, t in tags.items()]
+    more = f" (+{len(shown) - most})" if len(shown) > most else ""
+    return ", ".join(shown[:most]) + more
 
 
 @app.command("show")

@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from relevo.cli.fit import FittedTable
 from relevo.errors import RelevoError
 
 console = Console()
@@ -37,9 +38,10 @@ def print_json(data: Any) -> None:
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
-    out = Table(title=title, title_justify="left", header_style="bold")
+    """A table that wraps between words at the terminal's width (see `relevo.cli.fit`)."""
+    out = FittedTable(title=title, title_justify="left", header_style="bold")
     for col in columns:
-        out.add_column(col, overflow="fold")  # wrap long values (a sha256, a path), never cut
+        out.add_column(col, overflow="fold")  # a word wider than the terminal folds, never cut
     for row in rows:
         # Text, not str: user data ("[/x]" in a tag or a category) must not be read as markup
         out.add_row(*(Text("" if v is None else str(v)) for v in row))

@@ -1,4 +1,4 @@
-"""`relevo serve`, `deploy`, `status`, `predict` and `export`."""
+"""`relevo serve`, `deploy`, `status`, `predict` and `export` (`deployments` in its own module)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
+from relevo.cli.deployments import deployments, show_all
 from relevo.cli.output import console, err_console, fmt, handle_errors, print_json, table
 from relevo.cli.state import state
 from relevo.errors import InvalidInputError, UnavailableError
@@ -157,10 +158,13 @@ def deploy(
 
 @handle_errors
 def status(
-    deployment: str = typer.Argument(..., help="Deployment name."),
+    deployment: str | None = typer.Argument(None, help="Deployment name (all when left out)."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Show what a deployment serves and how many predictions it logged."""
+    """Show what a deployment serves and how many predictions it logged (all without a name)."""
+    if deployment is None:
+        show_all(json_out)
+        return
     rv = state.relevo()
     dep = rv.deployments.get(deployment)
     logged = rv.store.predictions.count(deployment)
@@ -254,5 +258,6 @@ def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
     app.command("deploy")(deploy)
     app.command("status")(status)
+    app.command("deployments")(deployments)
     app.command("predict")(predict)
     app.command("export")(export)

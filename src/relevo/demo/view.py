@@ -1,7 +1,8 @@
 """How the demo speaks: headings, short narration, small tables, spinners and one live view.
 
 Everything goes through `View`, so `--json` (quiet) silences the story in one place and chapters
-never print directly. Renderables are sized for an 80-100 column terminal.
+never print directly. Prose is one `say` per paragraph, wrapped by Rich at the terminal's width
+(80 columns when piped); tables wrap between words and hold short forms that fit 80 columns.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
+
+from relevo.cli.fit import FittedTable
 
 Update = Callable[[RenderableType], None]
 
@@ -113,8 +116,9 @@ def table(
     right: Sequence[str] = (),
     header: bool = True,
 ) -> Table:
-    """A compact table; columns named in `right` are right-aligned (numbers)."""
-    out = Table(title=title, title_justify="left", header_style="bold", show_header=header)
+    """A compact table; columns named in `right` are right-aligned (numbers). It wraps between
+    words at the terminal's width (`relevo.cli.fit`)."""
+    out = FittedTable(title=title, title_justify="left", header_style="bold", show_header=header)
     for col in columns:
         out.add_column(col, justify="right" if col in right else "left", overflow="fold")
     for row in rows:

@@ -14,9 +14,9 @@ def run(demo: Demo) -> None:
     demo.view.say(f"Wrote {rows:,} predictions of [bold]{DEPLOYMENT}[/] to")
     demo.view.command(str(path))
     demo.view.say(
-        "One row per prediction: id, deployment, model, created_at, routing_key, latency_ms,"
+        "One row per prediction: id, deployment, model, created_at, routing_key, latency_ms, "
+        "the features as sent, probability and label. Read it with pandas.read_parquet."
     )
-    demo.view.say("the features as sent, probability and label. Read it with pandas.read_parquet.")
 
 
 CHAPTER = Chapter(

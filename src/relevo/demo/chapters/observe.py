@@ -34,9 +34,8 @@ def run(demo: Demo) -> None:
     )
     demo.view.say(
         f"The prediction log holds {len(log):,} rows from {version.ref}{earlier}: id, time, "
-        "customer,"
+        "customer, features and answer of every prediction."
     )
-    demo.view.say("features and answer of every prediction.")
     demo.view.say("Predicted churn probability of the customers scored:")
     demo.view.show(histogram(log["probability"].to_numpy()))
     churners = (log["label"] == 1).mean()
@@ -57,9 +56,9 @@ def run(demo: Demo) -> None:
     demo.view.show(
         table(
             "Riskiest customers: call them first",
-            ["customer", "probability", "contract", "tenure", "charges", "calls", "satisfaction"],
+            ["customer", "p(churn)", "contract", "tenure", "charges", "calls", "satisf."],
             rows,
-            right=["probability", "tenure", "charges", "calls", "satisfaction"],
+            right=["p(churn)", "tenure", "charges", "calls", "satisf."],
         )
     )
 

@@ -30,7 +30,10 @@ def run(demo: Demo) -> None:
         f"Registered [bold]{version.ref}[/]: flavor {version.flavor}, task {version.task} "
         f"(classes {version.classes}), {size_kb:,.1f} KiB."
     )
-    demo.view.say(f"sha256 {version.artifact_sha256}  [dim](checked on every load)[/]")
+    demo.view.say(
+        f"sha256 {version.artifact_sha256[:12]}…  [dim](of the artifact, checked on every load; "
+        f"`relevo models show {version.ref}` has it whole)[/]"
+    )
     if version.version > 1:
         demo.view.say(
             f"[yellow]This home already held {MODEL}:{version.version - 1}[/], so this run's "

@@ -43,9 +43,8 @@ def run(demo: Demo) -> None:
     )
     demo.view.say(
         f"[green]Same answers[/] for all {len(sample)} sampled customers (largest difference "
-        f"{gap:.1g}):"
+        f"{gap:.1g}): what was registered is what was trained, so it can go to production."
     )
-    demo.view.say("what was registered is what was trained, so it can go to production.")
 
 
 CHAPTER = Chapter(

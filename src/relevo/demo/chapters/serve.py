@@ -12,9 +12,9 @@ def run(demo: Demo) -> None:
     deployment = demo.rv.deployments.deploy(DEPLOYMENT, version.ref, key=CHURN_ID)
     demo.view.say(
         f"Deployment [bold]{deployment.name}[/] serves [bold]{deployment.model_ref}[/] "
-        f"(revision {deployment.revision}), routing key [bold]{CHURN_ID}[/]: logged with every"
+        f"(revision {deployment.revision}), routing key [bold]{CHURN_ID}[/]: logged with every "
+        "prediction, not a model input."
     )
-    demo.view.say("prediction, not a model input.")
     server = BackgroundServer(demo.settings)
     demo.on_close(server.stop)  # whatever happens next, the server stops and its log flushes
     with demo.view.status("starting the server"):
@@ -24,9 +24,8 @@ def run(demo: Demo) -> None:
     demo.summary["server_url"] = url
     demo.view.say(
         f"The relevo server (FastAPI on uvicorn) answers at [bold]{url}[/]: JSON API, "
-        "Open Inference"
+        "Open Inference Protocol V2 and /metrics; the prediction log is written in the background."
     )
-    demo.view.say("Protocol V2 and /metrics; the prediction log is written in the background.")
 
 
 CHAPTER = Chapter(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 
 from relevo.demo.story import DEPLOYMENT, Chapter, Demo
 from relevo.demo.view import table
@@ -21,7 +22,7 @@ def run(demo: Demo) -> None:
         ],
         ["customers scored", f"{s['rows_predicted']:,} predicted, {s['rows_logged']:,} logged"],
         ["latency (server)", f"p50 {_ms(s['p50_ms'])}, p99 {_ms(s['p99_ms'])}"],
-        ["export", f"{s['rows_exported']:,} rows in {s['export_path']}"],
+        ["export", f"{s['rows_exported']:,} rows in {Path(s['export_path']).name} (in the home)"],
         [
             "time",
             f"{demo.elapsed():.1f} s in all, {demo.chapter_seconds[slowest]:.1f} s of it {slowest}",
@@ -35,9 +36,9 @@ def run(demo: Demo) -> None:
     ref = s["model"]
     demo.view.say("\n[bold]Try next[/] (the demo home is an ordinary relevo home):")
     commands = [
-        (f"{relevo} models show {ref}", "the model"),
-        (f"{relevo} status {DEPLOYMENT}", "the deployment"),
-        (f"{relevo} export {DEPLOYMENT} --output predictions.csv", "the log"),
+        (f"{relevo} models show {ref}", ""),
+        (f"{relevo} status {DEPLOYMENT}", ""),
+        (f"{relevo} export {DEPLOYMENT} --output predictions.csv", ""),
         (f"{relevo} serve", "then open http://127.0.0.1:8000/docs"),
         (f"curl http://127.0.0.1:8000/v2/models/{DEPLOYMENT}", "Open Inference Protocol V2"),
         ("relevo demo --serve", "the story again; the server stays up"),

@@ -34,10 +34,9 @@ def run(demo: Demo) -> None:
     singles = sum(len(r.customers) == 1 for plan in plans for r in plan)
     batches = sum(len(plan) for plan in plans) - singles
     demo.view.say(
-        f"{total:,} new customers over {len(days)} days, from {options.threads} concurrent callers:"
-    )
-    demo.view.say(
-        f"{singles:,} scored one by one (an app) and {batches:,} batches (a CRM sync), mixed."
+        f"{total:,} new customers over {len(days)} days, from {options.threads} concurrent "
+        f"callers: {singles:,} scored one by one (an app) and {batches:,} batches (a CRM sync), "
+        "mixed."
     )
     stats = TrafficStats()
     with demo.view.live() as update:
@@ -50,12 +49,12 @@ def run(demo: Demo) -> None:
     done = stats.overall()
     demo.view.say(
         f"Answered {done.rows:,} customers in {done.requests:,} requests in {done.seconds:.1f} s "
-        f"({done.per_second:,.0f} requests/s);"
+        f"({done.per_second:,.0f} requests/s); callers waited p50 {done.p50_ms:.1f} ms, "
+        f"p99 {done.p99_ms:.1f} ms."
     )
-    demo.view.say(f"callers waited p50 {done.p50_ms:.1f} ms, p99 {done.p99_ms:.1f} ms.")
     demo.view.note(
         "(The callers share one Python process with the server and compete with it for the "
-        "CPU;\n a server of its own answers faster.)"
+        "CPU; a server of its own answers faster.)"
     )
     _planted_error(demo, server.url, stats, days[0])
     demo.stats = stats
@@ -89,9 +88,8 @@ def _live(day: int, days: int, snap: Snapshot, total: int) -> Group:
         (f"day {day} of {days}  ", "bold"), bar(snap.rows, total), f"  {snap.rows:,}/{total:,}"
     )
     numbers = Text(
-        f"{snap.requests:,} requests · {snap.per_second:,.0f} req/s · latency p50 "
-        f"{snap.p50_ms:.1f} ms  p95 {snap.p95_ms:.1f} ms  p99 {snap.p99_ms:.1f} ms · "
-        f"{snap.failed} failed",
+        f"{snap.requests:,} requests · {snap.per_second:,.0f} req/s · p50 {snap.p50_ms:.1f} ms · "
+        f"p95 {snap.p95_ms:.1f} ms · p99 {snap.p99_ms:.1f} ms · {snap.failed} failed",
         style="dim",
     )
     return Group(progress, numbers)

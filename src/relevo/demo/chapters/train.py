@@ -55,9 +55,8 @@ def run(demo: Demo) -> None:
     )
     demo.view.say(
         f"Fitted a scikit-learn pipeline on {len(train):,} of them: imputer and scaler for the "
-        "numbers,"
+        "numbers, one-hot encoding for the categories, then a logistic regression."
     )
-    demo.view.say("one-hot encoding for the categories, then a logistic regression.")
     demo.view.say(
         f"ROC AUC on the {len(holdout):,} held out: [bold green]{auc:.3f}[/]  "
         "[dim](0.5 = a coin toss, 1.0 = a perfect ranking of who leaves)[/]"

@@ -1,0 +1,57 @@
+"""`relevo deployments` (and `relevo status` without a name): every deployment, one row each.
+
+The table is built from `COLUMNS`, a list of (header, cell) pairs: a new piece of deployment
+state (a challenger, a traffic split) becomes a column by adding one pair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+from relevo.cli.output import console, handle_errors, print_json, table
+from relevo.cli.state import state
+from relevo.context import Relevo
+from relevo.routing.deployment import Deployment
+
+Cell = Callable[[Deployment, int], object]
+
+#: header and cell of each column; the int is the deployment's count of logged predictions
+COLUMNS: list[tuple[str, Cell]] = [
+    ("deployment", lambda dep, _logged: dep.name),
+    ("model", lambda dep, _logged: dep.model_ref),
+    ("strategy", lambda dep, _logged: dep.strategy),
+    ("key", lambda dep, _logged: dep.key_column or "-"),
+    ("rev", lambda dep, _logged: dep.revision),
+    ("updated", lambda dep, _logged: dep.updated_at.strftime("%Y-%m-%d %H:%M")),
+    ("logged", lambda dep, logged: f"{logged:,}"),
+]
+
+
+def _with_counts(rv: Relevo) -> list[tuple[Deployment, int]]:
+    return [(dep, rv.store.predictions.count(dep.name)) for dep in rv.deployments.list()]
+
+
+def show_all(json_out: bool) -> None:
+    """Print every deployment: a table, or a JSON list (`predictions_logged` added to each)."""
+    rows = _with_counts(state.relevo())
+    if json_out:
+        print_json([{**dep.to_dict(), "predictions_logged": logged} for dep, logged in rows])
+        return
+    if not rows:
+        console.print(
+            "No deployment yet. Serve a registered model with: relevo deploy NAME MODEL:VERSION"
+        )
+        return
+    cells: list[list[Any]] = [[cell(dep, logged) for _, cell in COLUMNS] for dep, logged in rows]
+    console.print(table("Deployments", [header for header, _ in COLUMNS], cells))
+
+
+@handle_errors
+def deployments(
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List every deployment: what it serves, its routing key and how much it logged."""
+    show_all(json_out)
