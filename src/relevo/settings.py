@@ -48,9 +48,6 @@ class Settings(BaseSettings):
     max_body_mb: float = Field(
         default=16.0, gt=0, description="Largest request body accepted (after decompression)."
     )
-    max_rows: int = Field(
-        default=10_000, ge=1, description="Most rows (instances) one request may hold."
-    )
     limit_concurrency: int = Field(
         default=256,
         ge=1,

@@ -34,6 +34,10 @@ def all_champion(deployment: Deployment, keys: Sequence[Any] | None, n: int) -> 
     return np.zeros(n, dtype=np.int8)
 
 
+#: the rows one model answered: (runner index, their positions or None for all, rows, outputs)
+Group = tuple[int, np.ndarray | None, Validated, list[Any]]
+
+
 class Answer(NamedTuple):
     predictions: list[dict[str, Any]]
     #: the champion's ref (every row also names the model that answered it)
@@ -100,7 +104,7 @@ class Predictor:
         if len(endpoint.runners) == 1 or not assignment.any():
             outputs = await champion.batcher.submit((validated.numbers, validated.others), n)
             predictions = _answers(ids, champion.ref, outputs)
-            groups = [(0, None, validated, outputs)]
+            groups: list[Group] = [(0, None, validated, outputs)]
         else:
             predictions, groups = await self._split(endpoint, rows, validated, assignment, ids)
         latency = time.perf_counter() - started
@@ -123,7 +127,7 @@ class Predictor:
         validated: Validated,
         assignment: np.ndarray,
         ids: list[str],
-    ) -> tuple[list[dict[str, Any]], list[tuple[int, np.ndarray, Validated, list[Any]]]]:
+    ) -> tuple[list[dict[str, Any]], list[Group]]:
         """Score each model's rows with it, concurrently; the answers in request order."""
         parts: list[tuple[int, np.ndarray, Validated]] = []
         for m in np.unique(assignment).tolist():
@@ -137,7 +141,7 @@ class Predictor:
             )
         )
         predictions: list[Any] = [None] * validated.n
-        groups = []
+        groups: list[Group] = []
         for (m, idx, part), outputs in zip(parts, results, strict=True):
             ref = endpoint.runners[m].ref
             for i, out in zip(idx.tolist(), outputs, strict=True):

@@ -32,7 +32,7 @@ class ModelRunner:
     def raw(self, part: Part) -> RawOutput:
         """The model's raw output on validated rows, given in the form it takes fastest."""
         if self.input_format == "array":
-            return self.model.predict_array(build_matrix(part, self.plan))  # type: ignore[no-any-return]
+            return self.model.predict_array(build_matrix(part, self.plan))
         return self.model.predict(build_frame(part, self.plan))
 
     def run(self, part: Part, n: int) -> list[dict[str, Any]]:
