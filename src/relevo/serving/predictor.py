@@ -25,6 +25,8 @@ from relevo.serving.validation import Plan, Policy, Validated, validate_rows
 
 #: per row, the index of the endpoint runner that answers it
 Assign = Callable[[Deployment, Sequence[Any] | None, int], np.ndarray]
+#: the rows one model answered: (runner index, their positions or None for all, rows, outputs)
+Group = tuple[int, np.ndarray | None, Validated, list[Any]]
 #: a request above this many rows is validated in a worker thread, off the event loop
 VALIDATE_THREAD_ROWS = 2048
 #: the agreed LogEntry keeps validated columns (`features`); older ones kept whole rows
@@ -102,7 +104,7 @@ class Predictor:
         if len(endpoint.runners) == 1 or not assignment.any():
             outputs = await champion.batcher.submit((validated.numbers, validated.others), n)
             predictions = _answers(ids, champion.ref, outputs)
-            groups = [(0, None, validated, outputs)]
+            groups: list[Group] = [(0, None, validated, outputs)]
         else:
             predictions, groups = await self._split(endpoint, rows, validated, assignment, ids)
         latency = time.perf_counter() - started
@@ -125,7 +127,7 @@ class Predictor:
         validated: Validated,
         assignment: np.ndarray,
         ids: list[str],
-    ) -> tuple[list[dict[str, Any]], list[tuple[int, np.ndarray, Validated, list[Any]]]]:
+    ) -> tuple[list[dict[str, Any]], list[Group]]:
         """Score each model's rows with it, concurrently; the answers in request order."""
         parts: list[tuple[int, np.ndarray, Validated]] = []
         for m in np.unique(assignment).tolist():
@@ -139,7 +141,7 @@ class Predictor:
             )
         )
         predictions: list[Any] = [None] * validated.n
-        groups = []
+        groups: list[Group] = []
         for (m, idx, part), outputs in zip(parts, results, strict=True):
             ref = endpoint.runners[m].ref
             for i, out in zip(idx.tolist(), outputs, strict=True):
@@ -151,7 +153,7 @@ class Predictor:
         self,
         endpoint: Endpoint,
         rows: Any,
-        groups: list[Any],
+        groups: list[Group],
         ids: list[str],
         latency: float,
     ) -> None:
@@ -183,7 +185,7 @@ class Predictor:
         self,
         name: str,
         endpoint: Endpoint,
-        groups: list[Any],
+        groups: list[Group],
         protocol: str,
         latency: float,
         validated: Validated,
@@ -270,8 +272,9 @@ def log_entry(
 ) -> LogEntry:
     """A prediction log entry (the API's and batch scoring's alike)."""
     version = runner.version
+    make: Any = LogEntry  # the agreed fields, or (until the log branch lands) the older ones
     if _COLUMNAR_LOG:
-        return LogEntry(  # type: ignore[call-arg]
+        return make(
             deployment,
             version.name,
             version.version,
@@ -287,7 +290,7 @@ def log_entry(
     names = list(features)
     columns = [features[c] for c in names]
     stored = [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
-    return LogEntry(  # type: ignore[arg-type]
+    return make(
         deployment,
         version.name,
         version.version,
