@@ -99,9 +99,12 @@ class Predictor:
         key_column = endpoint.deployment.key_column
         validated = await self._validate(rows, champion.plan, key_column)
         n = validated.n
-        assignment = self.assign(endpoint.deployment, validated.keys, n)
+        # one model: nothing to route (the assignment could only say "champion")
+        assignment = None
+        if len(endpoint.runners) > 1:
+            assignment = self.assign(endpoint.deployment, validated.keys, n)
         ids = new_ids(n)
-        if len(endpoint.runners) == 1 or not assignment.any():
+        if assignment is None or not assignment.any():
             outputs = await champion.batcher.submit((validated.numbers, validated.others), n)
             predictions = _answers(ids, champion.ref, outputs)
             groups: list[Group] = [(0, None, validated, outputs)]
