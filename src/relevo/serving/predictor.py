@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -43,32 +43,6 @@ class Answer(NamedTuple):
     #: the champion's ref (every row also names the model that answered it)
     model: str
     validated: Validated
-
-
-class CellColumns(Mapping[str, list[Any]]):
-    """Validated rows seen column by column, built only when read (by the log's writer)."""
-
-    __slots__ = ("_cells", "_extra", "_index")
-
-    def __init__(
-        self, names: Sequence[str], cells: list[list[Any]], extra: dict[str, list[Any]]
-    ) -> None:
-        self._index = {name: j for j, name in enumerate(names)}
-        self._cells = cells
-        self._extra = extra
-
-    def __getitem__(self, name: str) -> list[Any]:
-        j = self._index.get(name)
-        if j is None:
-            return self._extra[name]
-        return [row[j] for row in self._cells]
-
-    def __iter__(self) -> Iterator[str]:
-        yield from self._index
-        yield from self._extra
-
-    def __len__(self) -> int:
-        return len(self._index) + len(self._extra)
 
 
 class Predictor:
@@ -232,7 +206,7 @@ def _subset(
         len(picks),
         validated.numbers[idx],
         {name: [col[i] for i in picks] for name, col in validated.others.items()},
-        [validated.cells[i] for i in picks],
+        [[column[i] for i in picks] for column in validated.columns],
         keys,
         validated.quality,
     )
@@ -256,7 +230,8 @@ def _entry(
     extra = {f: [r.get(f) for r in rows] for f in extra_fields if f not in runner.plan.known}
     if keys_column is not None and keys_column not in runner.plan.known and part.keys:
         extra[keys_column] = list(part.keys)  # issue 18: the signature's columns and the key
-    features = CellColumns(runner.plan.names, part.cells, extra)
+    features = dict(zip(runner.plan.names, part.columns, strict=True))
+    features.update(extra)
     return log_entry(
         deployment, runner, role, created_at, ids, features, outputs, latency, part.keys
     )
