@@ -48,7 +48,7 @@ def test_help_shows_flags_as_flags(path: tuple[str, ...], options: list) -> None
         # the line that declares the option (its name first in the row), not a mention of it
         # in another option's help text
         line = next(
-            line for line in out.splitlines() if re.search(rf"^\S?\s{{1,2}}(\*\s+)?{long}\b", line)
+            line for line in out.splitlines() if re.search(rf"^\S?[\s*]{{1,5}}{long}\b", line)
         )
         if option.is_flag:
             # nothing but its other names between the flag and its help text

@@ -94,7 +94,7 @@ def test_numeric_text_follows_one_rule_in_files_and_json(rv, deployed, tmp_path)
     assert len(scored) == 5 and scored.loc[1, "age"] == 42
     row = frame_to_records(frame[CHURN_FEATURES].iloc[[1]])[0] | {"age": " 42 "}
     signature = deployed.signature
-    assert validate_rows([row], signature).cells[0][CHURN_FEATURES.index("age")] == 42
+    assert validate_rows([row], signature).columns[CHURN_FEATURES.index("age")] == [42]
     text.loc[3, "age"] = "forty"
     text.to_csv(source, index=False)
     with pytest.raises(InvalidInputError) as info:

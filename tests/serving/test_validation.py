@@ -39,7 +39,7 @@ def test_valid_rows_give_one_matrix_and_the_other_columns():
     assert v.numbers[0].tolist() == [40.0, 5000.5]
     assert v.numbers[1, 0] == 41.0 and np.isnan(v.numbers[1, 1])
     assert v.others == {"plan": ["basic", "pro"], "active": [True, False]}
-    assert v.cells[1] == [41, None, "pro", False]
+    assert v.columns == [[40, 41], [5000.5, None], ["basic", "pro"], [True, False]]
     assert not v.quality
 
 
@@ -59,7 +59,7 @@ def test_a_missing_column_and_a_wrong_type_in_other_rows_are_both_listed():
 def test_numeric_text_is_a_number_and_other_text_is_not():
     v = validate_rows([_row(age="42", income=" 1.5e3 ")], SIGNATURE)
     assert v.numbers[0].tolist() == [42.0, 1500.0]
-    assert v.cells[0][:2] == [42, 1500.0]
+    assert v.columns[:2] == [[42], [1500.0]]
     _, problems = _problems([_row(age="42.5"), _row(income="lots"), _row(income="inf")])
     assert problems == [
         (0, "age", "expected a whole number, got '42.5'"),

@@ -4,7 +4,7 @@ Only the failure path comes here, so the per-cell work is paid by bad requests a
 bounded: it stops at MAX_PROBLEMS problems (no work per row past it) and makes at most
 MAX_HINTS typo hints (difflib) per request, whatever the number of rows or keys. It also applies
 the coercion rules (numeric text is a number): rows whose only "problem" was numeric text come
-back as corrected cells.
+back as corrected columns.
 """
 
 from __future__ import annotations
@@ -79,8 +79,8 @@ def rejected(problems: list[Problem]) -> InvalidInputError:
 
 
 def diagnose(rows: Any, plan: Plan, key_column: str | None, policy: Policy) -> list[list[Any]]:
-    """Raise InvalidInputError listing the problems of `rows`, or return their cells (signature
-    order) with numeric text turned into numbers when that was all."""
+    """Raise InvalidInputError listing the problems of `rows`, or return their columns
+    (signature order) with numeric text turned into numbers when that was all."""
     if not isinstance(rows, list) or not rows:
         envelope(rows)
     problems = _Problems()
@@ -101,11 +101,10 @@ def diagnose(rows: Any, plan: Plan, key_column: str | None, policy: Policy) -> l
         _keys(rows, key_column, problems)
     if problems.items:
         raise rejected(problems.items)
-    names = plan.names
-    cells = [[r[c] for c in names] for r in rows]
+    columns = [[r[c] for r in rows] for c in plan.names]
     for i, j, value in fixes:
-        cells[i][j] = value
-    return cells
+        columns[j][i] = value
+    return columns
 
 
 def _column(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -25,6 +25,8 @@ from relevo.serving.validation import Plan, Policy, Validated, validate_rows
 
 #: per row, the index of the endpoint runner that answers it
 Assign = Callable[[Deployment, Sequence[Any] | None, int], np.ndarray]
+#: the rows one model answered: (runner index, their positions or None for all, rows, outputs)
+Group = tuple[int, np.ndarray | None, Validated, list[Any]]
 #: a request above this many rows is validated in a worker thread, off the event loop
 VALIDATE_THREAD_ROWS = 2048
 
@@ -34,41 +36,11 @@ def all_champion(deployment: Deployment, keys: Sequence[Any] | None, n: int) -> 
     return np.zeros(n, dtype=np.int8)
 
 
-#: the rows one model answered: (runner index, their positions or None for all, rows, outputs)
-Group = tuple[int, np.ndarray | None, Validated, list[Any]]
-
-
 class Answer(NamedTuple):
     predictions: list[dict[str, Any]]
     #: the champion's ref (every row also names the model that answered it)
     model: str
     validated: Validated
-
-
-class CellColumns(Mapping[str, list[Any]]):
-    """Validated rows seen column by column, built only when read (by the log's writer)."""
-
-    __slots__ = ("_cells", "_extra", "_index")
-
-    def __init__(
-        self, names: Sequence[str], cells: list[list[Any]], extra: dict[str, list[Any]]
-    ) -> None:
-        self._index = {name: j for j, name in enumerate(names)}
-        self._cells = cells
-        self._extra = extra
-
-    def __getitem__(self, name: str) -> list[Any]:
-        j = self._index.get(name)
-        if j is None:
-            return self._extra[name]
-        return [row[j] for row in self._cells]
-
-    def __iter__(self) -> Iterator[str]:
-        yield from self._index
-        yield from self._extra
-
-    def __len__(self) -> int:
-        return len(self._index) + len(self._extra)
 
 
 class Predictor:
@@ -99,9 +71,12 @@ class Predictor:
         key_column = endpoint.deployment.key_column
         validated = await self._validate(rows, champion.plan, key_column)
         n = validated.n
-        assignment = self.assign(endpoint.deployment, validated.keys, n)
+        # one model: nothing to route (the assignment could only say "champion")
+        assignment = None
+        if len(endpoint.runners) > 1:
+            assignment = self.assign(endpoint.deployment, validated.keys, n)
         ids = new_ids(n)
-        if len(endpoint.runners) == 1 or not assignment.any():
+        if assignment is None or not assignment.any():
             outputs = await champion.batcher.submit((validated.numbers, validated.others), n)
             predictions = _answers(ids, champion.ref, outputs)
             groups: list[Group] = [(0, None, validated, outputs)]
@@ -153,7 +128,7 @@ class Predictor:
         self,
         endpoint: Endpoint,
         rows: Any,
-        groups: list[Any],
+        groups: list[Group],
         ids: list[str],
         latency: float,
     ) -> None:
@@ -184,7 +159,7 @@ class Predictor:
         self,
         name: str,
         endpoint: Endpoint,
-        groups: list[Any],
+        groups: list[Group],
         protocol: str,
         latency: float,
         validated: Validated,
@@ -228,7 +203,7 @@ def _subset(
         len(picks),
         validated.numbers[idx],
         {name: [col[i] for i in picks] for name, col in validated.others.items()},
-        [validated.cells[i] for i in picks],
+        [[column[i] for i in picks] for column in validated.columns],
         keys,
         validated.quality,
     )
@@ -249,7 +224,8 @@ def _entry(
     """The one place a log entry is made: the validated columns, plus the request fields the
     deployment allows (`log_extra`), never the whole raw request."""
     extra = {f: [r.get(f) for r in rows] for f in extra_fields if f not in runner.plan.known}
-    features = CellColumns(runner.plan.names, part.cells, extra)
+    features = dict(zip(runner.plan.names, part.columns, strict=True))
+    features.update(extra)
     return log_entry(
         deployment, runner, role, created_at, ids, features, outputs, latency, part.keys
     )

@@ -25,6 +25,9 @@ class ModelRunner:
         # the registry records per version whether the model takes a NumPy array (cheapest by
         # far for sklearn) or needs a DataFrame; versions without the record take a DataFrame
         self.input_format: str = getattr(self.model, "input_format", "frame")
+        self._predict_array: Any = getattr(self.model, "predict_array", None)
+        if self._predict_array is None:
+            self.input_format = "frame"
         self.batcher = MicroBatcher(
             self.run, max_rows=max_rows, max_wait_s=max_wait_s, merge=merge_parts
         )
@@ -32,7 +35,8 @@ class ModelRunner:
     def raw(self, part: Part) -> RawOutput:
         """The model's raw output on validated rows, given in the form it takes fastest."""
         if self.input_format == "array":
-            return self.model.predict_array(build_matrix(part, self.plan))
+            raw: RawOutput = self._predict_array(build_matrix(part, self.plan))
+            return raw
         return self.model.predict(build_frame(part, self.plan))
 
     def run(self, part: Part, n: int) -> list[dict[str, Any]]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import chain
-from operator import itemgetter
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -56,13 +55,14 @@ class Policy:
 
 class Validated(NamedTuple):
     """Rows that passed. `numbers`: the number and integer columns as one float64 matrix
-    (signature order, NaN for null); `others`: the boolean and string columns' values;
-    `cells`: every row's validated values in signature order (what the log keeps)."""
+    (rows x columns, signature order, NaN for null); `others`: the boolean and string columns'
+    values; `columns`: every column's validated values in signature order (what the log
+    keeps)."""
 
     n: int
     numbers: np.ndarray
     others: dict[str, list[Any]]
-    cells: list[list[Any]]
+    columns: list[list[Any]]
     keys: list[Any] | None
     quality: Quality | None
 
@@ -83,11 +83,11 @@ class Plan:
         self.num_types = _NUMBERS | {_NONE} if any(s.nullable for s in num_specs) else _NUMBERS
         self.nonnull_pos = np.flatnonzero([not s.nullable for s in num_specs])
         self.int_pos = np.flatnonzero([s.kind == "integer" for s in num_specs])
+        self.int_idx = [j for j in self.num_idx if self.specs[j].kind == "integer"]
         self.lo = np.array([np.nan if s.min is None else s.min for s in num_specs], np.float64)
         self.hi = np.array([np.nan if s.max is None else s.max for s in num_specs], np.float64)
         self.has_range = bool(np.isfinite(self.lo).any() or np.isfinite(self.hi).any())
         # NaN bounds compare False: a column without a range never counts as outside
-        self._getter = itemgetter(*self.num_idx) if len(self.num_idx) > 1 else None
         self.others = [
             (j, self.names[j], _ALLOWED[s.kind] | ({_NONE} if s.nullable else set()))
             for j, s in enumerate(self.specs)
@@ -98,16 +98,6 @@ class Plan:
             for j, s in enumerate(self.specs)
             if s.kind == "string" and s.categories is not None
         ]
-
-    def numeric_rows(self, cells: list[list[Any]]) -> list[Any]:
-        if self.all_numeric:
-            return cells
-        if self._getter is not None:
-            return list(map(self._getter, cells))
-        if self.num_idx:
-            j = self.num_idx[0]
-            return [(row[j],) for row in cells]
-        return [() for _ in cells]
 
 
 def plan_of(signature: Signature | Plan) -> Plan:
@@ -125,72 +115,60 @@ def validate_rows(
     plan = plan_of(signature)
     if type(rows) is not list or not rows:
         diagnosis.envelope(rows)
-    names = plan.names
     try:
-        cells = [[r[c] for c in names] for r in rows]
+        # column by column: one comprehension per column, whatever the number of rows
+        columns = [[r[c] for r in rows] for c in plan.names]
     except (KeyError, TypeError):
         # a missing column or a row that is not an object
-        cells = diagnosis.diagnose(rows, plan, key_column, policy)
-    checked = _check(rows, cells, plan, key_column, policy)
+        columns = diagnosis.diagnose(rows, plan, key_column, policy)
+    checked = _check(rows, columns, plan, key_column, policy)
     if checked is None:  # a type, null, whole-number or key problem somewhere: find them all
-        cells = diagnosis.diagnose(rows, plan, key_column, policy)
-        checked = _check(rows, cells, plan, key_column, policy)
+        columns = diagnosis.diagnose(rows, plan, key_column, policy)
+        checked = _check(rows, columns, plan, key_column, policy)
         if checked is None:  # pragma: no cover - diagnose accepted what the fast path refuses
             raise InvalidInputError("invalid instances", [Problem("cannot validate the rows")])
     return checked
 
 
-def validate_cells(
-    cells: list[list[Any]],
-    plan: Plan,
-    keys: list[Any] | None = None,
-    policy: Policy = Policy(),
-) -> Validated:
-    """Validate rows already laid out as cells in signature order (batch scoring, V2)."""
-    checked = _check(None, cells, plan, None, policy, keys)
-    if checked is None:
-        rows = [dict(zip(plan.names, row, strict=True)) for row in cells]
-        fixed = diagnosis.diagnose(rows, plan, None, policy)
-        checked = _check(None, fixed, plan, None, policy, keys)
-        if checked is None:  # pragma: no cover
-            raise InvalidInputError("invalid rows", [Problem("cannot validate the rows")])
-    return checked
-
-
 def _check(
-    rows: list[dict[str, Any]] | None,
-    cells: list[list[Any]],
+    rows: list[dict[str, Any]],
+    columns: list[list[Any]],
     plan: Plan,
     key_column: str | None,
     policy: Policy,
-    keys: list[Any] | None = None,
 ) -> Validated | None:
     """The fast path over all values at once; None when something must be diagnosed."""
-    n = len(cells)
-    numeric = plan.numeric_rows(cells)
+    n = len(rows)
+    numeric = [columns[j] for j in plan.num_idx]
     types = set(map(type, chain.from_iterable(numeric)))
     if not types <= plan.num_types:
         return None
     try:
-        matrix = np.array(numeric, dtype=np.float64).reshape(n, len(plan.num_idx))
+        # one C loop over every numeric value; transposed to rows x columns (a view)
+        matrix = np.array(numeric, dtype=np.float64).reshape(len(numeric), n).T
     except (OverflowError, ValueError, TypeError):
         return None
-    nulls = _NONE in types and plan.nonnull_pos.size
-    if nulls and np.isnan(matrix[:, plan.nonnull_pos]).any():
-        return None
-    if float in types and plan.int_pos.size:
-        part = matrix[:, plan.int_pos]
-        if not ((part == np.trunc(part)) | np.isnan(part)).all():
-            return None
-    if np.isinf(matrix).any():  # JSON numbers too large for a float
-        return None
+    if float in types or _NONE in types:  # only floats and nulls can be non-finite
+        finite = np.isfinite(matrix)
+        if not finite.all():
+            if _NONE not in types or np.isinf(matrix).any():  # a JSON number too large
+                return None
+            if plan.nonnull_pos.size and not finite[:, plan.nonnull_pos].all():
+                return None  # a null where the reference had none
+        if float in types and plan.int_idx:
+            ints = set(map(type, chain.from_iterable(columns[j] for j in plan.int_idx)))
+            if float in ints:  # 42.0 is a whole number, 42.5 is not
+                part = matrix[:, plan.int_pos]
+                if not ((part == np.trunc(part)) | np.isnan(part)).all():
+                    return None
     others: dict[str, list[Any]] = {}
+    keys = None
     for j, name, allowed in plan.others:
-        column = [row[j] for row in cells]
+        column = columns[j]
         if not set(map(type, column)) <= allowed:
             return None
         others[name] = column
-    if rows is not None and key_column is not None:
+    if key_column is not None:
         keys = [r.get(key_column) for r in rows]
         key_types = set(map(type, keys))
         if not key_types <= _KEY_TYPES:
@@ -200,7 +178,7 @@ def _check(
         ):
             return None
     quality = findings(matrix, others, plan, policy)
-    return Validated(n, matrix, others, cells, keys, quality)
+    return Validated(n, matrix, others, columns, keys, quality)
 
 
 def findings(
@@ -269,6 +247,5 @@ __all__ = [
     "findings",
     "plan_of",
     "type_name",
-    "validate_cells",
     "validate_rows",
 ]
