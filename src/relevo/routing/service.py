@@ -16,7 +16,7 @@ from typing import TypeVar
 from relevo.errors import InvalidInputError, NotFoundError
 from relevo.registry.registry import NAME_RE, Registry
 from relevo.registry.types import ModelRef, ModelVersion
-from relevo.routing import rollout
+from relevo.routing import rollout as controller
 from relevo.routing.deployment import DEFAULT_STEPS, STRATEGIES, Deployment, Strategy
 from relevo.routing.events import DeploymentEvent
 from relevo.routing.gates import Gate, RolloutStats, default_gates
@@ -131,7 +131,7 @@ class DeploymentService:
                 ),
                 bake_seconds=_default(bake_seconds, s.rollout_bake_seconds, "bake_seconds"),
             )
-            return rollout.deploy(current, name, request, self._clock(), actor, reason)
+            return controller.deploy(current, name, request, self._clock(), actor, reason)
 
         return self._change(name, compute, must_exist=False)
 
@@ -139,19 +139,21 @@ class DeploymentService:
         self, name: str, *, actor: str | None = None, reason: str | None = None
     ) -> Deployment:
         """The next rollout step, or the challenger becomes the champion."""
-        return self._change(name, lambda s: rollout.promote(_some(s), self._clock(), actor, reason))
+        return self._change(
+            name, lambda s: controller.promote(_some(s), self._clock(), actor, reason)
+        )
 
     def rollback(
         self, name: str, *, actor: str | None = None, reason: str | None = None
     ) -> Deployment:
         """Drop the challenger, or bring back the champion the last promotion replaced."""
         return self._change(
-            name, lambda s: rollout.rollback(_some(s), self._clock(), actor, reason)
+            name, lambda s: controller.rollback(_some(s), self._clock(), actor, reason)
         )
 
     def decide(self, name: str, stats: RolloutStats) -> Decision:
         """What the gates say about deployment `name` now, without acting on it."""
-        return rollout.decide(self.get(name), stats, self.gates, self._clock())
+        return controller.decide(self.get(name), stats, self.gates, self._clock())
 
     def evaluate(self, name: str, stats: RolloutStats) -> Evaluation:
         """Check the gates and act: advance a step, promote, roll back, or hold.
@@ -162,8 +164,8 @@ class DeploymentService:
         """
         state = self.get(name)
         now = self._clock()
-        decision = rollout.decide(state, stats, self.gates, now)
-        transition = rollout.apply(state, decision, now)
+        decision = controller.decide(state, stats, self.gates, now)
+        transition = controller.apply(state, decision, now)
         if transition is None:
             return Evaluation(decision, state, changed=False)
         try:
@@ -250,7 +252,7 @@ def rollout_steps(steps: Sequence[int] | str) -> tuple[int, ...]:
             raise InvalidInputError(
                 f"steps: {steps!r} is not a list of whole percentages like 5,25,50,100"
             ) from None
-    return rollout.validate_steps(steps)
+    return controller.validate_steps(steps)
 
 
 def _strategy(
