@@ -95,7 +95,8 @@ class GateResult:
 class Gate(Protocol):
     """A check of the challenger; `name` identifies it in results and the audit trail."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def check(self, state: Deployment, stats: RolloutStats) -> GateResult: ...
 

@@ -7,6 +7,7 @@ with its audit event in one transaction, as a compare-and-set on the revision: t
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -188,7 +189,7 @@ class DeploymentService:
     def list(self) -> list[Deployment]:
         return self.store.deployments.list()
 
-    def history(self, name: str) -> list[DeploymentEvent]:
+    def history(self, name: str) -> builtins.list[DeploymentEvent]:
         """The audit trail of `name`, oldest first: every change, when, why and by whom."""
         events = self.store.deployments.history(name)
         if not events:
@@ -270,7 +271,7 @@ def _strategy(
         raise InvalidInputError(f"strategy: {strategy!r} is not one of {', '.join(STRATEGIES)}")
     if strategy != "canary" and (steps is not None or rollout_):
         raise InvalidInputError(f"steps: a progressive rollout is a canary, not {strategy}")
-    return strategy  # type: ignore[return-value]
+    return strategy
 
 
 def _keep(value: T | KeepType, current: T) -> T:

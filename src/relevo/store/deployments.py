@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -94,7 +95,7 @@ class DeploymentRepository:
             rows = conn.execute(select(deployments).order_by(deployments.c.name)).mappings()
             return [_to_deployment(r) for r in rows]
 
-    def history(self, name: str) -> list[DeploymentEvent]:
+    def history(self, name: str) -> builtins.list[DeploymentEvent]:
         """The audit trail of deployment `name`, oldest first."""
         query = (
             select(deployment_events)
