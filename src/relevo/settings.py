@@ -77,6 +77,17 @@ class Settings(BaseSettings):
     poll_interval_s: float = Field(
         default=1.0, gt=0, description="How often a server checks for deployment changes."
     )
+    rollout_min_step_rows: int = Field(
+        default=500, ge=0, description="Challenger rows a rollout step needs before advancing."
+    )
+    rollout_min_step_seconds: float = Field(
+        default=300.0, ge=0, description="Seconds a rollout step lasts at least."
+    )
+    rollout_bake_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        description="After a promotion, how long a firing alert still rolls back on its own.",
+    )
 
     @property
     def resolved_database_url(self) -> str:

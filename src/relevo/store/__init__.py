@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from relevo.errors import UnavailableError
 from relevo.store.deployments import DeploymentRepository
 from relevo.store.engine import create_store_engine, migrate, safe_url
+from relevo.store.leases import LeaseRepository
 from relevo.store.models import ModelRepository
 from relevo.store.predictions import PredictionRepository
 
@@ -25,6 +26,7 @@ class Store:
         self.models = ModelRepository(self.engine)
         self.deployments = DeploymentRepository(self.engine)
         self.predictions = PredictionRepository(self.engine)
+        self.leases = LeaseRepository(self.engine)
 
     @property
     def display_url(self) -> str:
