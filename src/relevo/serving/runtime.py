@@ -13,10 +13,11 @@ from collections.abc import Collection
 from typing import Any
 
 from relevo.context import Relevo
+from relevo.routing.assign import assign as route
 from relevo.serving.log import PredictionLog
 from relevo.serving.metrics import ServingMetrics
 from relevo.serving.pool import Endpoint, ModelPool
-from relevo.serving.predictor import Answer, Assign, Predictor, all_champion
+from relevo.serving.predictor import Answer, Assign, Predictor
 from relevo.serving.runner import ModelRunner
 from relevo.serving.validation import Policy, Validated
 
@@ -36,7 +37,7 @@ class Runtime:
         metrics: ServingMetrics | None = None,
         only: Collection[str] | None = None,
         freeze_heap: bool = False,
-        assign: Assign = all_champion,
+        assign: Assign = route,
     ) -> None:
         self.relevo = relevo
         self.settings = relevo.settings

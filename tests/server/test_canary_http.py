@@ -1,0 +1,101 @@
+"""Canary over real HTTP: the challenger answers its share of rows, sticky by key exactly as
+`relevo.routing.assign` says, and a failing challenger costs the callers nothing."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import numpy as np
+import pytest
+from flaky import ARMED, Flaky
+from sklearn.base import clone
+
+from relevo.datasets import CHURN_FEATURES, CHURN_TARGET, make_churn
+from relevo.routing.assign import assign
+
+
+@pytest.fixture
+def armed():
+    ARMED["on"] = False
+    yield ARMED
+    ARMED["on"] = False
+
+
+def _rows(n: int, seed: int = 7) -> list[dict]:
+    frame = make_churn(n, seed=seed)[["customer_id", *CHURN_FEATURES]]
+    return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+
+
+def _predict(url: str, rows: list[dict]) -> list[dict]:
+    answer = httpx.post(f"{url}/v1/deployments/churn/predict", json={"instances": rows}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["predictions"]
+
+
+def _stored(rv, expected: int, deadline_s: float = 30.0) -> list[dict]:
+    deadline = time.monotonic() + deadline_s
+    while rv.store.predictions.count("churn") < expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [r for chunk in rv.store.predictions.iter_rows("churn") for r in chunk]
+
+
+def test_canary_share_and_stickiness_over_10000_keyed_rows(
+    rv, deployed, churn_pipeline, churn_frame, server_settings, spawn_server
+):
+    other = clone(churn_pipeline).set_params(model__C=0.01)
+    other.fit(churn_frame[CHURN_FEATURES], churn_frame[CHURN_TARGET])
+    challenger = rv.registry.register("churn-small", other, churn_frame, target="churned")
+    state = rv.deployments.deploy("churn", challenger.ref, weight=0.2, actor="test")
+    url = spawn_server(server_settings)
+
+    rows = _rows(10_000)
+    answered = [p for i in range(0, 10_000, 2_000) for p in _predict(url, rows[i : i + 2_000])]
+    keys = [r["customer_id"] for r in rows]
+    expected = assign(state, keys, len(keys))
+    models = np.array([p["model"] == challenger.ref for p in answered])
+    assert {p["model"] for p in answered} == {deployed.ref, challenger.ref}
+    assert (models == expected.astype(bool)).all()  # exactly the rows assign() names
+    assert abs(models.mean() - 0.2) <= 0.01
+
+    # sticky: the same keys, another order and other request sizes, the same model each
+    again = list(reversed(rows[:3_000]))
+    second = [p for i in range(0, 3_000, 700) for p in _predict(url, again[i : i + 700])]
+    by_key = dict(zip(keys, (p["model"] for p in answered), strict=True))
+    assert all(by_key[r["customer_id"]] == p["model"] for r, p in zip(again, second, strict=True))
+
+    stored = _stored(rv, 13_000)
+    roles = {(r["model_name"], r["role"]) for r in stored}
+    assert roles == {("churn", "champion"), ("churn-small", "challenger")}
+
+
+def test_a_challenger_failing_half_its_calls_costs_no_failed_response(
+    rv, deployed, churn_pipeline, churn_frame, server_settings, spawn_server, armed
+):
+    flaky = rv.registry.register(
+        "churn-flaky", Flaky(churn_pipeline), churn_frame, target="churned"
+    )
+    rv.deployments.deploy("churn", flaky.ref, weight=0.5, actor="test")
+    armed["on"] = True
+    url = spawn_server(server_settings)
+
+    rows = _rows(400, seed=3)
+    answered = [p for i in range(0, 400, 4) for p in _predict(url, rows[i : i + 4])]
+    assert len(answered) == 400  # every request answered 200 (checked in _predict)
+    assert {p["model"] for p in answered} <= {deployed.ref, flaky.ref}
+
+    stored = _stored(rv, 400)
+    by_role = {
+        role: sum(r["role"] == role for r in stored)
+        for role in ("champion", "challenger", "fallback")
+    }
+    assert by_role["fallback"] > 0 and by_role["challenger"] > 0
+    # fallback rows were answered by the champion, and say so
+    assert all(r["model_name"] == "churn" for r in stored if r["role"] == "fallback")
+    metrics = httpx.get(f"{url}/metrics").text
+    line = next(
+        ln
+        for ln in metrics.splitlines()
+        if ln.startswith("relevo_challenger_failures_total{") and 'deployment="churn"' in ln
+    )
+    assert float(line.rsplit(" ", 1)[1]) >= by_role["fallback"]
