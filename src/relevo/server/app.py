@@ -25,6 +25,7 @@ from relevo.server.fastlane import FastLane
 from relevo.server.handlers import install_error_handlers
 from relevo.server.predict import handle_predict
 from relevo.server.probes import probes_router
+from relevo.server.rollouts import rollouts_router
 from relevo.server.v2_routes import v2_router
 from relevo.serving.log import open_prediction_log
 from relevo.serving.metrics import get_metrics
@@ -125,6 +126,7 @@ def create_fastapi_app(
 
     app.include_router(probes_router(runtime))
     app.include_router(admin_router(runtime))
+    app.include_router(rollouts_router(runtime))
     app.include_router(v2_router(runtime))
     return app, runtime
 

@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from relevo.errors import UnavailableError
+from relevo.store.arms import ArmRepository
 from relevo.store.deployments import DeploymentRepository
 from relevo.store.engine import create_store_engine, migrate, safe_url
 from relevo.store.leases import LeaseRepository
@@ -27,6 +28,7 @@ class Store:
         self.deployments = DeploymentRepository(self.engine)
         self.predictions = PredictionRepository(self.engine)
         self.leases = LeaseRepository(self.engine)
+        self.arms = ArmRepository(self.engine)
 
     @property
     def display_url(self) -> str:
