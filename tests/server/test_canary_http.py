@@ -77,7 +77,8 @@ def test_a_challenger_failing_half_its_calls_costs_no_failed_response(
     )
     rv.deployments.deploy("churn", flaky.ref, weight=0.5, actor="test")
     armed["on"] = True
-    url = spawn_server(server_settings)
+    # no evaluator here: this test is about the answers (the next one lets the gate act)
+    url = spawn_server(server_settings.model_copy(update={"rollout_eval_interval_s": 0}))
 
     rows = _rows(400, seed=3)
     answered = [p for i in range(0, 400, 4) for p in _predict(url, rows[i : i + 4])]
@@ -99,3 +100,37 @@ def test_a_challenger_failing_half_its_calls_costs_no_failed_response(
         if ln.startswith("relevo_challenger_failures_total{") and 'deployment="churn"' in ln
     )
     assert float(line.rsplit(" ", 1)[1]) >= by_role["fallback"]
+
+
+def test_the_gate_rolls_a_half_failing_canary_back_while_no_caller_sees_an_error(
+    rv, deployed, churn_pipeline, churn_frame, server_settings, spawn_server, armed, cli
+):
+    flaky = rv.registry.register(
+        "churn-flaky", Flaky(churn_pipeline), churn_frame, target="churned"
+    )
+    rv.deployments.deploy("churn", flaky.ref, weight=0.5, actor="ana")
+    armed["on"] = True
+    url = spawn_server(server_settings.model_copy(update={"rollout_eval_interval_s": 0.2}))
+
+    rows = _rows(2_000, seed=5)
+    sent = 0
+    deadline = time.monotonic() + 60
+    while rv.deployments.get("churn").has_challenger:
+        assert time.monotonic() < deadline, "the gate never rolled the flaky challenger back"
+        start = (sent * 4) % len(rows)
+        _predict(url, rows[start : start + 4])  # asserts 200 on every request
+        sent += 1
+
+    state = rv.deployments.get("churn")
+    assert state.model_ref == deployed.ref and state.strategy == "basic"
+    last = rv.deployments.history("churn")[-1]
+    assert last.action == "rollback" and last.actor == "gate"
+    assert "error_rate" in (last.reason or "")
+    history = cli("history", "churn")
+    assert history.exit_code == 0
+    assert "rollback" in history.stdout and "gate" in history.stdout
+    assert "error_rate" in history.stdout
+    # after the rollback every row is the champion's again (once this replica has followed)
+    deadline = time.monotonic() + 30
+    while {p["model"] for p in _predict(url, rows[:50])} != {deployed.ref}:
+        assert time.monotonic() < deadline

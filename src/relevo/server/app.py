@@ -19,6 +19,7 @@ from fastapi.responses import Response
 from relevo import __version__
 from relevo.context import Relevo
 from relevo.errors import RelevoError
+from relevo.routing import evaluator
 from relevo.server import openapi
 from relevo.server.admin import admin_router
 from relevo.server.fastlane import FastLane
@@ -80,13 +81,20 @@ def create_fastapi_app(
         except RelevoError as exc:
             log.error("loading deployments failed: %s", exc)
         holder["runtime"] = runtime
-        watcher = asyncio.create_task(runtime.watch())
+        tasks = [asyncio.create_task(runtime.watch())]
+        if rv.settings.rollout_eval_interval_s > 0:  # issue 14: the gates, one replica at a time
+            tasks.append(
+                asyncio.create_task(
+                    evaluator.run(rv, rv.settings.rollout_eval_interval_s, runtime.refresh)
+                )
+            )
         try:
             yield
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if plog is not None:
                 # everything answered is stored before the process goes
                 await asyncio.to_thread(plog.close)

@@ -238,7 +238,9 @@ class _HeldEntries:
     def replay(self, relevo: Relevo) -> None:
         assert self._file is not None
         settings = relevo.settings
-        plog = open_prediction_log(relevo, capacity_rows=max(settings.log_queue_rows, self.largest))
+        plog = open_prediction_log(
+            relevo, capacity_rows=max(settings.log_queue_rows, self.largest)
+        )
         if plog is None:  # logging is off
             return
         try:
