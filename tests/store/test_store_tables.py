@@ -28,6 +28,7 @@ def test_every_timestamp_column_is_utc_aware():
         "leases.acquired_at",
         "deployment_events.created_at",
         "predictions.created_at",
+        "shadow_predictions.created_at",
     }
     assert all(isinstance(c.type, UTCDateTime) for c in timestamps)
 

@@ -12,7 +12,7 @@ from relevo.cli.output import console, fmt, handle_errors, print_json, table
 from relevo.cli.state import state
 from relevo.context import Relevo
 from relevo.routing.deployment import Deployment
-from relevo.routing.stats import arms
+from relevo.routing.stats import arms, shadow_comparison
 
 
 def actor() -> str:
@@ -49,6 +49,7 @@ def status_data(rv: Relevo, dep: Deployment) -> dict[str, Any]:
         **dep.to_dict(),
         "predictions_logged": rv.store.predictions.count(dep.name),
         "models": [arm.to_dict() for arm in arms(rv.store, dep)],
+        "shadow": shadow_comparison(rv.store, dep),
     }
 
 
@@ -101,6 +102,39 @@ def show_status(rv: Relevo, name: str | None, json_out: bool) -> None:
                     fmt(a["latency_p99_ms"]),
                 ]
                 for a in data["models"]
+            ],
+        )
+    )
+
+    if data["shadow"] is not None:
+        show_shadow(data["shadow"])
+
+
+def show_shadow(c: dict[str, Any]) -> None:
+    """The shadow comparison as a table."""
+
+    def spread(d: dict[str, float] | None, digits: int = 3) -> str:
+        if d is None:
+            return ""
+        return ", ".join(f"{k} {d[k]:.{digits}f}" for k in ("mean", "p50", "p95", "max"))
+
+    agreement = c["label_agreement"]
+    rate = c["shadow_error_rate"]
+    console.print(
+        table(
+            f"Shadow {c['model']} against the champion",
+            ["measure", "value"],
+            [
+                ["rows scored", f"{c['rows']:,}"],
+                ["rows compared", f"{c['rows_compared']:,}"],
+                ["label agreement", "" if agreement is None else f"{agreement:.1%}"],
+                ["probability difference", spread(c["probability_difference"])],
+                ["champion latency ms", spread(c["champion_latency_ms"], 2)],
+                ["shadow latency ms", spread(c["shadow_latency_ms"], 2)],
+                [
+                    "shadow errors",
+                    f"{c['shadow_errors']:,}" + ("" if rate is None else f" ({rate:.1%})"),
+                ],
             ],
         )
     )

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+import orjson
+
 from relevo.routing.deployment import Deployment
 from relevo.routing.gates import ArmStats, RolloutStats
 from relevo.store import Store
@@ -121,3 +124,50 @@ def _p99(
     store: Store, deployment: str, name: str, version: int, role: str, since: datetime | None
 ) -> float | None:
     return store.arms.latency_quantile(deployment, name, version, role, since)
+
+
+def shadow_comparison(store: Store, state: Deployment) -> dict[str, Any] | None:
+    """How a shadow challenger's outputs compare with the champion's on the same rows (the
+    latest 100,000 since it was deployed): rows compared, label agreement, the distribution of
+    the absolute probability difference, both latencies and error rates. None without a
+    shadow."""
+    if state.strategy != "shadow" or not state.has_challenger:
+        return None
+    assert state.challenger_name is not None and state.challenger_version is not None
+    since = challenger_since(store, state)
+    pairs = store.shadows.pairs(state.name, state.challenger_name, state.challenger_version, since)
+    failed = sum(p.error is not None for p in pairs)
+    both = [
+        (orjson.loads(p.champion), orjson.loads(p.shadow), p)
+        for p in pairs
+        if p.champion is not None and p.shadow is not None
+    ]
+    labels = [a.get("label") == b.get("label") for a, b, _ in both if "label" in a]
+    diffs = np.array(
+        [abs(a["probability"] - b["probability"]) for a, b, _ in both if "probability" in a]
+    )
+    champion_ms = np.array([p.champion_latency_ms for _, _, p in both])
+    shadow_ms = np.array([p.shadow_latency_ms for p in pairs])
+    return {
+        "model": state.challenger_ref,
+        "rows": len(pairs),
+        "rows_compared": len(both),
+        "label_agreement": float(np.mean(labels)) if labels else None,
+        "probability_difference": _spread(diffs),
+        "champion_latency_ms": _spread(champion_ms),
+        "shadow_latency_ms": _spread(shadow_ms),
+        "champion_error_rate": 0.0 if pairs else None,
+        "shadow_errors": failed,
+        "shadow_error_rate": failed / len(pairs) if pairs else None,
+    }
+
+
+def _spread(values: np.ndarray) -> dict[str, float] | None:
+    if values.size == 0:
+        return None
+    return {
+        "mean": float(values.mean()),
+        "p50": float(np.percentile(values, 50)),
+        "p95": float(np.percentile(values, 95)),
+        "max": float(values.max()),
+    }

@@ -81,7 +81,7 @@ def create_fastapi_app(
         except RelevoError as exc:
             log.error("loading deployments failed: %s", exc)
         holder["runtime"] = runtime
-        tasks = [asyncio.create_task(runtime.watch())]
+        tasks = [asyncio.create_task(runtime.watch()), asyncio.create_task(runtime.shadow.run())]
         if rv.settings.rollout_eval_interval_s > 0:  # issue 14: the gates, one replica at a time
             tasks.append(
                 asyncio.create_task(

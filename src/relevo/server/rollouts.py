@@ -16,7 +16,7 @@ from fastapi.responses import Response
 
 from relevo.errors import InvalidInputError, Problem, RelevoError
 from relevo.routing.deployment import Deployment
-from relevo.routing.stats import arms
+from relevo.routing.stats import arms, shadow_comparison
 from relevo.server import openapi
 from relevo.server.auth import Access, check
 from relevo.server.http import (
@@ -68,6 +68,7 @@ def status_body(rt: Runtime, dep: Deployment) -> dict[str, Any]:
         **dep.to_dict(),
         "serving": [r.ref for r in live.runners] if live is not None else [],
         "models": [arm.to_dict() for arm in arms(rt.relevo.store, dep)],
+        "shadow": shadow_comparison(rt.relevo.store, dep),
     }
 
 

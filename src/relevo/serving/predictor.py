@@ -16,12 +16,15 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from relevo.routing.assign import mirror
 from relevo.routing.deployment import Deployment
 from relevo.serving.ids import new_ids
 from relevo.serving.log import LogEntry, PredictionLog
 from relevo.serving.metrics import ServingMetrics
 from relevo.serving.pool import ROLES, Endpoint, ModelPool
 from relevo.serving.runner import ModelRunner
+from relevo.serving.shadow import Job as ShadowJob
+from relevo.serving.shadow import ShadowWorker
 from relevo.serving.validation import Plan, Policy, Validated, validate_rows
 
 log = logging.getLogger(__name__)
@@ -94,6 +97,7 @@ class Predictor:
         prediction_log: PredictionLog | None = None,
         metrics: ServingMetrics | None = None,
         assign: Assign = all_champion,
+        shadow: ShadowWorker | None = None,
     ) -> None:
         self.pool = pool
         self.policy = policy
@@ -101,6 +105,16 @@ class Predictor:
         self.metrics = metrics
         self.assign = assign
         self._failed_once: set[tuple[str, str]] = set()
+        #: scores a shadow challenger's mirrored rows after the answer (None: no shadows)
+        self.shadow = shadow
+
+    def _mirror(self, endpoint: Endpoint, rows: Any, validated: Validated, ids: list[str]) -> None:
+        """Hand the mirrored rows to the shadow worker; never waits, never raises."""
+        if len(endpoint.runners) < 2 or self.shadow is None:
+            return  # the shadow could not load: the champion serves alone
+        chosen = np.flatnonzero(mirror(endpoint.deployment, validated.keys, validated.n))
+        if chosen.size:
+            self.shadow.offer(ShadowJob(endpoint, rows, validated, chosen, ids))
 
     async def predict(
         self, name: str, rows: Any, started: float | None = None, protocol: str = "v1"
@@ -121,6 +135,8 @@ class Predictor:
         else:
             predictions, groups = await self._split(endpoint, rows, validated, assignment, ids)
         latency = time.perf_counter() - started
+        if self.shadow is not None and endpoint.deployment.strategy == "shadow":
+            self._mirror(endpoint, rows, validated, ids)
         if self.log is not None:
             await self._log(endpoint, rows, groups, ids, latency)
         if self.metrics is not None:

@@ -19,6 +19,7 @@ from relevo.serving.metrics import ServingMetrics
 from relevo.serving.pool import Endpoint, ModelPool
 from relevo.serving.predictor import Answer, Assign, Predictor
 from relevo.serving.runner import ModelRunner
+from relevo.serving.shadow import ShadowWorker
 from relevo.serving.validation import Policy, Validated
 
 __all__ = ["Answer", "Endpoint", "ModelRunner", "Runtime"]
@@ -48,12 +49,16 @@ class Runtime:
             reject_out_of_range=self.settings.reject_out_of_range,
         )
         self.pool = ModelPool(relevo, only=only, freeze_heap=freeze_heap, on_load=self._on_load)
+        self.shadow = ShadowWorker(
+            relevo.store, self.policy, self.settings.shadow_queue_rows, metrics
+        )
         self.predictor = Predictor(
             self.pool,
             policy=self.policy,
             prediction_log=prediction_log,
             metrics=metrics,
             assign=assign,
+            shadow=self.shadow,
         )
 
     def _on_load(self, runner: ModelRunner) -> None:

@@ -15,6 +15,7 @@ from relevo.store.engine import create_store_engine, migrate, safe_url
 from relevo.store.leases import LeaseRepository
 from relevo.store.models import ModelRepository
 from relevo.store.predictions import PredictionRepository
+from relevo.store.shadows import ShadowRepository
 
 
 class Store:
@@ -29,6 +30,7 @@ class Store:
         self.predictions = PredictionRepository(self.engine)
         self.leases = LeaseRepository(self.engine)
         self.arms = ArmRepository(self.engine)
+        self.shadows = ShadowRepository(self.engine)
 
     @property
     def display_url(self) -> str:

@@ -163,3 +163,20 @@ predictions = Table(
     Column("role", String(20), nullable=False, server_default="champion"),
     Index("ix_predictions_deployment_created", "deployment", "created_at"),
 )
+
+
+#: added by migration 0003: a shadow challenger's output (or its error) for a prediction, under
+#: the prediction's own id (the champion's answer is the `predictions` row of that id)
+shadow_predictions = Table(
+    "shadow_predictions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("deployment", String(200), nullable=False),
+    Column("model_name", String(200), nullable=False),
+    Column("model_version", Integer, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("output", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("latency_ms", Float, nullable=False),
+    Index("ix_shadow_predictions_deployment_created", "deployment", "created_at"),
+)
