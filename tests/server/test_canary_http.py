@@ -134,3 +134,37 @@ def test_the_gate_rolls_a_half_failing_canary_back_while_no_caller_sees_an_error
     deadline = time.monotonic() + 30
     while {p["model"] for p in _predict(url, rows[:50])} != {deployed.ref}:
         assert time.monotonic() < deadline
+
+
+def test_an_admin_may_ask_for_the_challenger_with_a_header(
+    rv, deployed, churn_pipeline, churn_frame, server_settings, spawn_server
+):
+    settings = server_settings.model_copy(
+        update={"admin_token": "adm", "api_token": "api", "rollout_eval_interval_s": 0}
+    )
+    url = spawn_server(settings)
+    base = f"{url}/v1/deployments/churn/predict"
+    body = {"instances": _rows(20, seed=9)}
+    admin = {"Authorization": "Bearer adm"}
+    none = httpx.post(base, json=body, headers={**admin, "X-Relevo-Model": "challenger"})
+    assert none.status_code == 409 and "no challenger" in none.json()["error"]
+
+    other = clone(churn_pipeline).set_params(model__C=0.01)
+    other.fit(churn_frame[CHURN_FEATURES], churn_frame[CHURN_TARGET])
+    small = rv.registry.register("churn-small", other, churn_frame, target="churned")
+    rv.deployments.deploy("churn", small.ref, weight=0.01, actor="test")
+    deadline = time.monotonic() + 30
+    while True:
+        forced = httpx.post(base, json=body, headers={**admin, "X-Relevo-Model": "challenger"})
+        if forced.status_code == 200:
+            break
+        assert time.monotonic() < deadline, forced.text  # until this server loads it
+        time.sleep(0.1)
+    assert {p["model"] for p in forced.json()["predictions"]} == {small.ref}
+    champion = httpx.post(base, json=body, headers={**admin, "X-Relevo-Model": "champion"})
+    assert {p["model"] for p in champion.json()["predictions"]} == {deployed.ref}
+
+    weak = {"Authorization": "Bearer api", "X-Relevo-Model": "challenger"}
+    assert httpx.post(base, json=body, headers=weak).status_code == 403
+    wrong = httpx.post(base, json=body, headers={**admin, "X-Relevo-Model": "newest"})
+    assert wrong.status_code == 422 and wrong.json()["problems"][0]["column"] == "X-Relevo-Model"

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from relevo.errors import ConflictError
 from relevo.routing.assign import mirror
 from relevo.routing.deployment import Deployment
 from relevo.serving.ids import new_ids
@@ -117,7 +118,12 @@ class Predictor:
             self.shadow.offer(ShadowJob(endpoint, rows, validated, chosen, ids))
 
     async def predict(
-        self, name: str, rows: Any, started: float | None = None, protocol: str = "v1"
+        self,
+        name: str,
+        rows: Any,
+        started: float | None = None,
+        protocol: str = "v1",
+        force: int | None = None,
     ) -> Answer:
         """Validate, route, score and log `rows` (JSON objects) for deployment `name`."""
         started = time.perf_counter() if started is None else started
@@ -126,7 +132,10 @@ class Predictor:
         key_column = endpoint.deployment.key_column
         validated = await self._validate(rows, champion.plan, key_column)
         n = validated.n
-        assignment = self.assign(endpoint.deployment, validated.keys, n)
+        if force is None:
+            assignment = self.assign(endpoint.deployment, validated.keys, n)
+        else:
+            assignment = _forced(endpoint, force, n)
         ids = new_ids(n)
         if len(endpoint.runners) == 1 or not assignment.any():
             outputs = await champion.batcher.submit((validated.numbers, validated.others), n)
@@ -258,6 +267,13 @@ class Predictor:
                 m.quality.labels(name, col, "unseen_category").inc(count)
             for col, count in q.out_of_range.items():
                 m.quality.labels(name, col, "out_of_range").inc(count)
+
+
+def _forced(endpoint: Endpoint, force: int, n: int) -> np.ndarray:
+    """Every row to the model a caller asked for (an admin testing a challenger)."""
+    if force >= len(endpoint.runners):
+        raise ConflictError(f"deployment {endpoint.deployment.name!r} has no challenger loaded")
+    return np.full(n, force, dtype=np.int8)
 
 
 def _answers(ids: list[str], ref: str, outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -100,10 +100,16 @@ class Runtime:
 
     # ---- the predictor -------------------------------------------------------------------
     async def predict(
-        self, name: str, rows: Any, started: float | None = None, protocol: str = "v1"
+        self,
+        name: str,
+        rows: Any,
+        started: float | None = None,
+        protocol: str = "v1",
+        force: int | None = None,
     ) -> Answer:
-        """Validate, route, score and log `rows` for deployment `name`."""
-        return await self.predictor.predict(name, rows, started, protocol)
+        """Validate, route, score and log `rows` for deployment `name` (`force`: every row to
+        the champion, 0, or the challenger, 1, instead of the deployment's routing)."""
+        return await self.predictor.predict(name, rows, started, protocol, force)
 
     def observe(
         self,
