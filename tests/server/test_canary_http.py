@@ -168,3 +168,20 @@ def test_an_admin_may_ask_for_the_challenger_with_a_header(
     assert httpx.post(base, json=body, headers=weak).status_code == 403
     wrong = httpx.post(base, json=body, headers={**admin, "X-Relevo-Model": "newest"})
     assert wrong.status_code == 422 and wrong.json()["problems"][0]["column"] == "X-Relevo-Model"
+
+
+def test_two_servers_on_one_database_route_every_key_alike(
+    rv, deployed, churn_pipeline, churn_frame, server_settings, spawn_server
+):
+    other = clone(churn_pipeline).set_params(model__C=0.01)
+    other.fit(churn_frame[CHURN_FEATURES], churn_frame[CHURN_TARGET])
+    small = rv.registry.register("churn-small", other, churn_frame, target="churned")
+    state = rv.deployments.deploy("churn", small.ref, weight=0.3, actor="test")
+    first, second = spawn_server(server_settings), spawn_server(server_settings)
+
+    rows = _rows(2_000, seed=21)
+    a = [p["model"] for i in range(0, 2_000, 500) for p in _predict(first, rows[i : i + 500])]
+    b = [p["model"] for i in range(0, 2_000, 250) for p in _predict(second, rows[i : i + 250])]
+    assert a == b
+    keys = [r["customer_id"] for r in rows]
+    assert [m == small.ref for m in a] == assign(state, keys, len(keys)).astype(bool).tolist()
