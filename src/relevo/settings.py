@@ -74,6 +74,28 @@ class Settings(BaseSettings):
     poll_interval_s: float = Field(
         default=1.0, gt=0, description="How often a server checks for deployment changes."
     )
+    rollout_min_step_rows: int = Field(
+        default=500, ge=0, description="Challenger rows a rollout step needs before advancing."
+    )
+    rollout_min_step_seconds: float = Field(
+        default=300.0, ge=0, description="Seconds a rollout step lasts at least."
+    )
+    rollout_bake_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        description="After a promotion, how long a firing alert still rolls back on its own.",
+    )
+    rollout_eval_interval_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="How often a server checks the gates of deployments with a challenger "
+        "(0: this server never evaluates; another one, or `evaluate` on demand, must).",
+    )
+    shadow_queue_rows: int = Field(
+        default=10_000,
+        ge=1,
+        description="Rows waiting for a shadow challenger at most; more are dropped and counted.",
+    )
 
     @property
     def resolved_database_url(self) -> str:

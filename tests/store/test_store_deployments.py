@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import false, select
 
 import relevo.store.deployments as module
 from relevo.routing.deployment import Deployment
 from relevo.store import Store
+from relevo.store.deployments import StaleStateError
 from relevo.store.tables import deployment_events
 
 
@@ -104,3 +106,57 @@ def test_a_save_that_finds_the_deployment_created_meanwhile_updates_it(store, mo
     assert saved.revision == 2
     assert store.deployments.get("churn") == saved
     assert [s["revision"] for s in event_states(store)] == [1, 2]
+
+
+def test_a_compare_and_set_save_refuses_a_stale_state_and_changes_nothing(store):
+    first = store.deployments.save(state(), "deploy", expected_revision=0)
+    with pytest.raises(StaleStateError, match="created meanwhile"):
+        store.deployments.save(state(version=9), "deploy", expected_revision=0)
+    second = store.deployments.save(state(version=2), "deploy", expected_revision=1)
+    with pytest.raises(StaleStateError, match="changed since revision 1"):
+        store.deployments.save(state(version=3), "rollback", expected_revision=first.revision)
+
+    assert store.deployments.get("churn") == second
+    assert [s["revision"] for s in event_states(store)] == [1, 2]
+
+
+def test_the_audit_trail_keeps_who_and_why(store):
+    store.deployments.save(state(), "deploy", actor="ana", reason="first model")
+    saved = store.deployments.save(state(version=2), "rollback", actor="gate", reason="errors")
+    events = store.deployments.history("churn")
+    assert [(e.action, e.actor, e.reason) for e in events] == [
+        ("deploy", "ana", "first model"),
+        ("rollback", "gate", "errors"),
+    ]
+    assert events[-1].state == saved.to_dict()
+    assert events[0].created_at <= events[1].created_at == saved.updated_at
+    assert store.deployments.history("other") == []
+
+
+def test_every_field_of_the_state_round_trips(store):
+    full = Deployment(
+        "churn",
+        "churn",
+        3,
+        datetime.now(UTC),
+        strategy="canary",
+        challenger_name="churn-gbm",
+        challenger_version=1,
+        weight=0.25,
+        key_column="customer_id",
+        steps=(5, 25, 50, 100),
+        step=1,
+        min_step_rows=10,
+        min_step_seconds=1.5,
+        step_started_at=datetime(2026, 11, 30, 1, 2, 3, tzinfo=UTC),
+        manual=True,
+        mirror=0.5,
+        previous_name="churn",
+        previous_version=2,
+        promoted_at=datetime(2026, 11, 29, tzinfo=UTC),
+        bake_seconds=60.0,
+        log_extra=("region", "app"),
+    )
+    saved = store.deployments.save(full, "deploy")
+    assert store.deployments.get("churn") == saved
+    assert saved.to_dict()["challenger"] == "churn-gbm:1"

@@ -25,6 +25,7 @@ def rows(n: int, created_at: datetime | None = None) -> list[tuple[Any, ...]]:
             orjson.dumps({"tenure_months": i}).decode(),
             orjson.dumps({"label": 1}).decode(),
             1.5,
+            "champion",
         )
         for i, pid in enumerate(new_ids(n))
     ]

@@ -22,8 +22,13 @@ def test_every_timestamp_column_is_utc_aware():
         "model_versions.created_at",
         "profiles.created_at",
         "deployments.updated_at",
+        "deployments.step_started_at",
+        "deployments.promoted_at",
+        "leases.expires_at",
+        "leases.acquired_at",
         "deployment_events.created_at",
         "predictions.created_at",
+        "shadow_predictions.created_at",
     }
     assert all(isinstance(c.type, UTCDateTime) for c in timestamps)
 

@@ -15,6 +15,7 @@ from relevo.cli.output import console, handle_errors, print_json, table
 from relevo.cli.state import state
 from relevo.context import Relevo
 from relevo.routing.deployment import Deployment
+from relevo.routing.stats import arms, shadow_comparison
 
 Cell = Callable[[Deployment, int], object]
 
@@ -23,11 +24,23 @@ COLUMNS: list[tuple[str, Cell]] = [
     ("deployment", lambda dep, _logged: dep.name),
     ("model", lambda dep, _logged: dep.model_ref),
     ("strategy", lambda dep, _logged: dep.strategy),
+    ("challenger", lambda dep, _logged: dep.challenger_ref or "-"),
+    ("weight", lambda dep, _logged: f"{dep.weight:.0%}" if dep.strategy == "canary" else "-"),
     ("key", lambda dep, _logged: dep.key_column or "-"),
     ("rev", lambda dep, _logged: dep.revision),
     ("updated", lambda dep, _logged: dep.updated_at.strftime("%Y-%m-%d %H:%M")),
     ("logged", lambda dep, logged: f"{logged:,}"),
 ]
+
+
+def status_data(rv: Relevo, dep: Deployment) -> dict[str, Any]:
+    """A deployment's state with its rows, errors and latency per model."""
+    return {
+        **dep.to_dict(),
+        "predictions_logged": rv.store.predictions.count(dep.name),
+        "models": [arm.to_dict() for arm in arms(rv.store, dep)],
+        "shadow": shadow_comparison(rv.store, dep),
+    }
 
 
 def _with_counts(rv: Relevo) -> list[tuple[Deployment, int]]:
@@ -38,7 +51,8 @@ def show_all(json_out: bool) -> None:
     """Print every deployment: a table, or a JSON list (`predictions_logged` added to each)."""
     rows = _with_counts(state.relevo())
     if json_out:
-        print_json([{**dep.to_dict(), "predictions_logged": logged} for dep, logged in rows])
+        rv = state.relevo()
+        print_json([status_data(rv, dep) for dep, _logged in rows])
         return
     if not rows:
         console.print(

@@ -13,7 +13,8 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-from relevo.cli.deployments import deployments, show_all
+from relevo.cli import rollout
+from relevo.cli.deployments import deployments
 from relevo.cli.output import console, err_console, fmt, handle_errors, print_json, table
 from relevo.cli.state import state
 from relevo.errors import InvalidInputError, UnavailableError
@@ -139,52 +140,54 @@ def deploy(
         "the current key unless given.",
     ),
     no_key: bool = typer.Option(False, "--no-key", help="Remove the routing key."),
+    strategy: str | None = typer.Option(
+        None, "--strategy", help="basic (swap), shadow or canary (default: from the options)."
+    ),
+    weight: float | None = typer.Option(
+        None, "--weight", help="Canary: the challenger's share of rows, held until promote."
+    ),
+    rollout_: bool = typer.Option(
+        False, "--rollout", help="Canary: progressive rollout, steps 5,25,50,100 percent."
+    ),
+    steps: str | None = typer.Option(None, "--steps", help="Canary: rollout steps, e.g. 5,50,100."),
+    manual: bool = typer.Option(False, "--manual", help="Hold at each step until promote."),
+    mirror: float | None = typer.Option(
+        None, "--mirror", help="Shadow: the share of rows the challenger scores (default 1)."
+    ),
+    reason: str | None = typer.Option(None, "--reason", help="Why, for the audit trail."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Serve MODEL under DEPLOYMENT (replaces what it served; running servers follow)."""
+    """Serve MODEL under DEPLOYMENT: swap it (basic), or run it beside the champion as a
+    challenger (--strategy shadow, or canary with --weight, --rollout or --steps)."""
     if key is not None and no_key:
         raise InvalidInputError("--key and --no-key exclude each other")
     dep = state.relevo().deployments.deploy(
-        deployment, model, key=None if no_key else (key if key is not None else KEEP)
+        deployment,
+        model,
+        key=None if no_key else (key if key is not None else KEEP),
+        strategy=strategy,  # type: ignore[arg-type]  # the service names a wrong one
+        weight=weight,
+        rollout=rollout_,
+        steps=steps,
+        manual=manual,
+        mirror=mirror,
+        actor=rollout.actor(),
+        reason=reason,
     )
     if json_out:
         print_json(dep.to_dict())
         return
-    console.print(
-        f"Deployment [bold]{dep.name}[/] now serves [bold]{dep.model_ref}[/] "
-        f"(revision {dep.revision}); running servers switch within seconds."
-    )
+    console.print(rollout.describe(dep))
 
 
 @handle_errors
 def status(
-    deployment: str | None = typer.Argument(None, help="Deployment name (all when left out)."),
+    deployment: str | None = typer.Argument(None, help="Deployment name (default: all)."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Show what a deployment serves and how many predictions it logged (all without a name)."""
-    if deployment is None:
-        show_all(json_out)
-        return
-    rv = state.relevo()
-    dep = rv.deployments.get(deployment)
-    logged = rv.store.predictions.count(deployment)
-    if json_out:
-        print_json({**dep.to_dict(), "predictions_logged": logged})
-        return
-    console.print(
-        table(
-            f"Deployment {dep.name}",
-            ["field", "value"],
-            [
-                ["model", dep.model_ref],
-                ["strategy", dep.strategy],
-                ["routing key", dep.key_column or "(none: random per row)"],
-                ["revision", dep.revision],
-                ["updated", dep.updated_at.isoformat(timespec="seconds")],
-                ["predictions logged", f"{logged:,}"],
-            ],
-        )
-    )
+    """Show what a deployment serves: strategy, challenger, weight, step, and rows, errors and
+    latency per model."""
+    rollout.show_status(state.relevo(), deployment, json_out)
 
 
 @handle_errors

@@ -1,15 +1,38 @@
-"""Deploying model versions under a name and reading deployment state."""
+"""Deployments as users drive them: deploy, promote, roll back, evaluate gates, read history.
+
+Every change is computed by the pure controller (`rollout.py`) from the stored state and saved
+with its audit event in one transaction, as a compare-and-set on the revision: two replicas
+(or a user and the gate evaluator) acting at once never overwrite each other's change.
+"""
 
 from __future__ import annotations
 
+import builtins
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
+from typing import TypeVar
 
 from relevo.errors import InvalidInputError, NotFoundError
-from relevo.registry.registry import Registry
-from relevo.registry.types import ModelRef
-from relevo.routing.deployment import Deployment
+from relevo.registry.registry import NAME_RE, Registry
+from relevo.registry.types import ModelRef, ModelVersion
+from relevo.routing import rollout as controller
+from relevo.routing.deployment import DEFAULT_STEPS, STRATEGIES, Deployment, Strategy
+from relevo.routing.events import DeploymentEvent
+from relevo.routing.gates import Gate, RolloutStats, default_gates
+from relevo.routing.rollout import Decision, DeployRequest, Transition
+from relevo.settings import Settings, get_settings
 from relevo.store import Store
+from relevo.store.deployments import StaleStateError
+
+#: the lease that makes one replica at a time evaluate rollouts
+EVALUATOR_LEASE = "rollout-evaluator"
+
+_ATTEMPTS = 5
+
+T = TypeVar("T")
+N = TypeVar("N", int, float)
 
 
 class KeepType(Enum):
@@ -21,38 +44,139 @@ class KeepType(Enum):
 KEEP = KeepType.KEEP
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """What an evaluation decided and the state after it (changed when it moved)."""
+
+    decision: Decision
+    state: Deployment
+    changed: bool
+
+
 class DeploymentService:
-    def __init__(self, store: Store, registry: Registry) -> None:
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        *,
+        settings: Settings | None = None,
+        gates: Sequence[Gate] | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.store = store
         self.registry = registry
+        self.settings = settings or get_settings()
+        #: the gates every canary is checked against (monitoring appends drift and labels)
+        self.gates: list[Gate] = list(gates) if gates is not None else default_gates()
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    # ------------------------------------------------------------------ changes
 
     def deploy(
-        self, name: str, model: str | ModelRef, *, key: str | KeepType | None = KEEP
+        self,
+        name: str,
+        model: str | ModelRef,
+        *,
+        strategy: Strategy | None = None,
+        weight: float | None = None,
+        key: str | KeepType | None = KEEP,
+        steps: Sequence[int] | str | None = None,
+        rollout: bool = False,
+        manual: bool = False,
+        mirror: float | None = None,
+        log_extra: Sequence[str] | KeepType = KEEP,
+        min_step_rows: int | None = None,
+        min_step_seconds: float | None = None,
+        bake_seconds: float | None = None,
+        actor: str | None = None,
+        reason: str | None = None,
     ) -> Deployment:
-        """Make `model` (NAME:VERSION) the live version of deployment `name` (basic swap).
+        """Deploy `model` (NAME:VERSION) under `name`.
 
-        `key` names the routing-key column; by default a redeploy keeps the current key, and
-        `key=None` removes it.
+        Without a strategy this is a basic swap (the champion changes at once), unless
+        `weight`, `steps` or `rollout` ask for a canary or `mirror` for a shadow. A shadow or
+        canary `model` is a challenger beside the current champion; any registered model is
+        fine. `key` names the routing-key column (by default a redeploy keeps it, `None`
+        removes it); `log_extra` the request fields the prediction log may keep beyond the
+        signature and the key (kept by default).
         """
-        if not name or "/" in name:
-            raise InvalidInputError(f"invalid deployment name {name!r}")
+        validate_name(name)
+        chosen = _strategy(strategy, weight, steps, rollout, mirror)
+        plan: tuple[int, ...] = ()
+        if steps is not None:
+            plan = rollout_steps(steps)
+        elif rollout:
+            plan = DEFAULT_STEPS
         version = self.registry.get(model)
-        if isinstance(key, KeepType):
-            current = self.store.deployments.get(name)
-            key = current.key_column if current is not None else None
-        if key is not None and key in version.signature:
-            raise InvalidInputError(
-                f"routing key {key!r} is a feature of {version.ref}; the key must be a column "
-                "that identifies the row (e.g. customer_id), not a model input"
+        s = self.settings
+
+        def compute(current: Deployment | None) -> Transition:
+            key_column = _keep(key, current.key_column if current else None)
+            models = [version]
+            if chosen != "basic" and current is not None:
+                models.append(self.registry.get(current.model_ref))
+            _check_key(key_column, models)
+            request = DeployRequest(
+                model_name=version.name,
+                model_version=version.version,
+                strategy=chosen,
+                weight=weight,
+                steps=plan,
+                manual=manual,
+                mirror=mirror,
+                key_column=key_column,
+                log_extra=_log_extra(_keep(log_extra, current.log_extra if current else ())),
+                min_step_rows=_default(min_step_rows, s.rollout_min_step_rows, "min_step_rows"),
+                min_step_seconds=_default(
+                    min_step_seconds, s.rollout_min_step_seconds, "min_step_seconds"
+                ),
+                bake_seconds=_default(bake_seconds, s.rollout_bake_seconds, "bake_seconds"),
             )
-        state = Deployment(
-            name=name,
-            model_name=version.name,
-            model_version=version.version,
-            updated_at=datetime.now(UTC),
-            key_column=key,
+            return controller.deploy(current, name, request, self._clock(), actor, reason)
+
+        return self._change(name, compute, must_exist=False)
+
+    def promote(
+        self, name: str, *, actor: str | None = None, reason: str | None = None
+    ) -> Deployment:
+        """The next rollout step, or the challenger becomes the champion."""
+        return self._change(
+            name, lambda s: controller.promote(_some(s), self._clock(), actor, reason)
         )
-        return self.store.deployments.save(state, action="deploy")
+
+    def rollback(
+        self, name: str, *, actor: str | None = None, reason: str | None = None
+    ) -> Deployment:
+        """Drop the challenger, or bring back the champion the last promotion replaced."""
+        return self._change(
+            name, lambda s: controller.rollback(_some(s), self._clock(), actor, reason)
+        )
+
+    def decide(self, name: str, stats: RolloutStats) -> Decision:
+        """What the gates say about deployment `name` now, without acting on it."""
+        return controller.decide(self.get(name), stats, self.gates, self._clock())
+
+    def evaluate(self, name: str, stats: RolloutStats) -> Evaluation:
+        """Check the gates and act: advance a step, promote, roll back, or hold.
+
+        `stats` must describe the state as it is stored now; if the deployment changes between
+        reading it and saving the move, nothing is saved and the decision says so (the next
+        look decides on fresh numbers).
+        """
+        state = self.get(name)
+        now = self._clock()
+        decision = controller.decide(state, stats, self.gates, now)
+        transition = controller.apply(state, decision, now)
+        if transition is None:
+            return Evaluation(decision, state, changed=False)
+        try:
+            saved = self._save(transition, expected=state.revision)
+        except StaleStateError:
+            held = Decision("hold", "the deployment changed meanwhile", decision.results)
+            return Evaluation(held, self.get(name), changed=False)
+        return Evaluation(decision, saved, changed=True)
+
+    # ------------------------------------------------------------------ reading
 
     def get(self, name: str) -> Deployment:
         found = self.store.deployments.get(name)
@@ -64,3 +188,125 @@ class DeploymentService:
 
     def list(self) -> list[Deployment]:
         return self.store.deployments.list()
+
+    def history(self, name: str) -> builtins.list[DeploymentEvent]:
+        """The audit trail of `name`, oldest first: every change, when, why and by whom."""
+        events = self.store.deployments.history(name)
+        if not events:
+            self.get(name)  # a clear NotFoundError for a name never deployed
+        return events
+
+    # ------------------------------------------------------------------ evaluator lease
+
+    def acquire_evaluator(self, holder: str, ttl_s: float) -> bool:
+        """Become (or stay) the one replica that evaluates rollouts, for `ttl_s` seconds."""
+        return self.store.leases.acquire(EVALUATOR_LEASE, holder, ttl_s, now=self._clock())
+
+    def release_evaluator(self, holder: str) -> bool:
+        return self.store.leases.release(EVALUATOR_LEASE, holder)
+
+    # ------------------------------------------------------------------ internals
+
+    def _change(
+        self,
+        name: str,
+        compute: Callable[[Deployment | None], Transition],
+        must_exist: bool = True,
+    ) -> Deployment:
+        # compare-and-set: recompute from the fresh state when someone changed it meanwhile
+        for _attempt in range(_ATTEMPTS):
+            current = self.get(name) if must_exist else self.store.deployments.get(name)
+            transition = compute(current)
+            try:
+                return self._save(transition, expected=current.revision if current else 0)
+            except StaleStateError:
+                continue
+        raise StaleStateError(f"deployment {name!r} kept changing; try again")
+
+    def _save(self, transition: Transition, expected: int) -> Deployment:
+        event = transition.event
+        return self.store.deployments.save(
+            transition.state,
+            event.action,
+            actor=event.actor,
+            reason=event.reason,
+            expected_revision=expected,
+        )
+
+
+def validate_name(name: str) -> None:
+    """Deployment names follow the model-name rule: letters, digits, '.', '_', '-', up to 200."""
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        raise InvalidInputError(
+            f"invalid deployment name {name!r}: use letters, digits, '.', '_' or '-' "
+            "(up to 200 characters, starting with a letter or digit)"
+        )
+
+
+def rollout_steps(steps: Sequence[int] | str) -> tuple[int, ...]:
+    """Steps from a list of percentages or their text (`"5,25,50,100"`), validated."""
+    if isinstance(steps, str):
+        parts = [p.strip() for p in steps.split(",") if p.strip()]
+        try:
+            steps = [int(p) for p in parts]
+        except ValueError:
+            raise InvalidInputError(
+                f"steps: {steps!r} is not a list of whole percentages like 5,25,50,100"
+            ) from None
+    return controller.validate_steps(steps)
+
+
+def _strategy(
+    strategy: str | None,
+    weight: float | None,
+    steps: object,
+    rollout_: bool,
+    mirror: float | None,
+) -> Strategy:
+    if strategy is None:
+        if weight is not None or steps is not None or rollout_:
+            return "canary"
+        return "shadow" if mirror is not None else "basic"
+    if strategy not in STRATEGIES:
+        raise InvalidInputError(f"strategy: {strategy!r} is not one of {', '.join(STRATEGIES)}")
+    if strategy != "canary" and (steps is not None or rollout_):
+        raise InvalidInputError(f"steps: a progressive rollout is a canary, not {strategy}")
+    return strategy
+
+
+def _keep(value: T | KeepType, current: T) -> T:
+    return current if isinstance(value, KeepType) else value
+
+
+def _some(state: Deployment | None) -> Deployment:
+    assert state is not None  # _change reads with must_exist
+    return state
+
+
+def _default(value: N | None, default: N, field: str) -> N:
+    if value is None:
+        return default
+    if isinstance(value, bool) or value < 0:
+        raise InvalidInputError(f"{field}: {value!r} must be a number of at least 0")
+    return value
+
+
+def _check_key(key: str | None, models: Sequence[ModelVersion]) -> None:
+    for version in models:
+        if key is not None and key in version.signature:
+            raise InvalidInputError(
+                f"routing key {key!r} is a feature of {version.ref}; the key must be a column "
+                "that identifies the row (e.g. customer_id), not a model input"
+            )
+
+
+def _log_extra(fields: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(fields, str):
+        raise InvalidInputError("log_extra: give a list of field names, not one string")
+    out: list[str] = []
+    for field in fields:
+        if not isinstance(field, str) or not field or len(field) > 200:
+            raise InvalidInputError(f"log_extra: {field!r} is not a field name")
+        if field not in out:
+            out.append(field)
+    return tuple(out)

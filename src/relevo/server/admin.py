@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Annotated, Any
+from functools import partial
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
@@ -30,6 +31,7 @@ from relevo.server.http import (
     parse_json,
     read_body,
 )
+from relevo.server.rollouts import http_actor
 from relevo.serving.runtime import Runtime
 
 #: a version number in a path: documented as the integer it is, read as text so that the route
@@ -46,6 +48,14 @@ class DeployBody(BaseModel):
         description="Column of the instances that routes requests; omitted: keep the current "
         "key, null: no key.",
     )
+    # issue 14: a challenger beside the champion (docs/deployments.md)
+    strategy: Literal["basic", "shadow", "canary"] | None = None
+    weight: float | None = Field(None, description="canary: the challenger's share of rows")
+    steps: list[int] | None = Field(None, description="canary: rollout steps in percent")
+    rollout: bool = Field(False, description="canary: progressive rollout 5, 25, 50, 100")
+    manual: bool = Field(False, description="hold at each step until promote")
+    mirror: float | None = Field(None, description="shadow: the share of rows scored")
+    reason: str | None = Field(None, max_length=2000, description="why, for the audit trail")
 
 
 def deploy_body(payload: Any) -> DeployBody:
@@ -133,7 +143,8 @@ def admin_router(runtime: Callable[[], Runtime]) -> APIRouter:
     @router.put(
         "/deployments/{name}",
         tags=["deployments"],
-        summary="Deploy a model version under a name (basic strategy: swap).",
+        summary="Deploy a model version: swap it (basic) or add it as a shadow or canary "
+        "challenger.",
         openapi_extra=openapi.request_body(
             openapi.DEPLOY_BODY, {"model": "churn:1", "key": "customer_id"}
         ),
@@ -164,7 +175,22 @@ def admin_router(runtime: Callable[[], Runtime]) -> APIRouter:
             status, error = error_body(exc, f"PUT {request.url.path}")
             return json_response(error, status, error_headers(status, not body_read))
         key = body.key if "key" in body.model_fields_set else KEEP
-        dep = await asyncio.to_thread(rt.relevo.deployments.deploy, name, body.model, key=key)
+        dep = await asyncio.to_thread(
+            partial(
+                rt.relevo.deployments.deploy,
+                name,
+                body.model,
+                key=key,
+                strategy=body.strategy,
+                weight=body.weight,
+                steps=body.steps,
+                rollout=body.rollout,
+                manual=body.manual,
+                mirror=body.mirror,
+                actor=http_actor(rt.settings, authorization(request.scope)),
+                reason=body.reason,
+            )
+        )
         await asyncio.to_thread(rt.refresh)
         return json_response(dep.to_dict())
 

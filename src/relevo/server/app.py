@@ -19,12 +19,14 @@ from fastapi.responses import Response
 from relevo import __version__
 from relevo.context import Relevo
 from relevo.errors import RelevoError
+from relevo.routing import evaluator
 from relevo.server import openapi
 from relevo.server.admin import admin_router
 from relevo.server.fastlane import FastLane
 from relevo.server.handlers import install_error_handlers
 from relevo.server.predict import handle_predict
 from relevo.server.probes import probes_router
+from relevo.server.rollouts import rollouts_router
 from relevo.server.v2_routes import v2_router
 from relevo.serving.log import open_prediction_log
 from relevo.serving.metrics import get_metrics
@@ -79,13 +81,20 @@ def create_fastapi_app(
         except RelevoError as exc:
             log.error("loading deployments failed: %s", exc)
         holder["runtime"] = runtime
-        watcher = asyncio.create_task(runtime.watch())
+        tasks = [asyncio.create_task(runtime.watch()), asyncio.create_task(runtime.shadow.run())]
+        if rv.settings.rollout_eval_interval_s > 0:  # issue 14: the gates, one replica at a time
+            tasks.append(
+                asyncio.create_task(
+                    evaluator.run(rv, rv.settings.rollout_eval_interval_s, runtime.refresh)
+                )
+            )
         try:
             yield
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if plog is not None:
                 # everything answered is stored before the process goes
                 await asyncio.to_thread(plog.close)
@@ -125,6 +134,7 @@ def create_fastapi_app(
 
     app.include_router(probes_router(runtime))
     app.include_router(admin_router(runtime))
+    app.include_router(rollouts_router(runtime))
     app.include_router(v2_router(runtime))
     return app, runtime
 

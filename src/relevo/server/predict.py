@@ -22,6 +22,7 @@ from relevo.server.http import (
     authorization,
     error_body,
     error_headers,
+    header,
     parse_json,
     read_body,
 )
@@ -55,6 +56,27 @@ def instances_of(body: bytes, max_rows: int) -> list[Any]:
     return instances  # validation names what else is wrong with it
 
 
+#: issue 14: a caller holding the admin token may name the model that answers (for testing)
+MODEL_HEADER = b"x-relevo-model"
+_FORCED = {"champion": 0, "challenger": 1}
+
+
+def forced_model(rt: Runtime, scope: Scope) -> int | None:
+    """The model an `X-Relevo-Model: champion|challenger` header asks for (admin token only),
+    or None to let the deployment's routing choose."""
+    value = header(scope, MODEL_HEADER)
+    if value is None:
+        return None
+    check(authorization(scope), Access.ADMIN, rt.settings)
+    forced = _FORCED.get(value.strip().lower())
+    if forced is None:
+        raise InvalidInputError(
+            "invalid X-Relevo-Model header",
+            [Problem("use champion or challenger", column="X-Relevo-Model")],
+        )
+    return forced
+
+
 async def handle_predict(
     rt: Runtime, name: str, scope: Scope, receive: Receive, started: float
 ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
@@ -62,11 +84,12 @@ async def handle_predict(
     body_read = False
     try:
         check(authorization(scope), Access.PREDICT, rt.settings)
+        force = forced_model(rt, scope)
         rt.endpoint(name)  # an unknown deployment is a 404 before its body is read
         body = await read_body(scope, receive, rt.settings.max_body_bytes)
         body_read = True
         instances = instances_of(body, rt.settings.max_rows)
-        answer = await rt.predict(name, instances, started)
+        answer = await rt.predict(name, instances, started, force=force)
     except Exception as exc:  # every failure answers JSON; a 5xx shows no internals
         status, error = error_body(exc, f"POST {scope['path']}")
         observe_failure(rt, name, PROTOCOL, status, started)

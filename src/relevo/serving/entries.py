@@ -24,6 +24,7 @@ FIELDS = (
     "features",
     "output",
     "latency_ms",
+    "role",
 )
 Row = tuple[Any, ...]
 _VERSION = 1  # of the serialised entry, first in every payload
@@ -43,7 +44,8 @@ class LogEntry:
     outputs: Sequence[dict[str, Any]]
     latency_ms: float
     keys: Sequence[Any] | None = None
-    role: str = "champion"  # champion | challenger | shadow (stored later)
+    #: champion | challenger | fallback (the champion answered rows its challenger failed)
+    role: str = "champion"
 
     @property
     def n(self) -> int:
@@ -102,7 +104,7 @@ def entry_rows(payload: bytes) -> list[Row]:
     """The store rows of one serialised entry: one JSON object per row for its features
     and one for its output, built here in the writer thread, never on the request path."""
     head, features, outputs = payload.split(b"\n", 2)
-    _, dep, name, version, created, ids, latency, keys, _role = orjson.loads(head)
+    _, dep, name, version, created, ids, latency, keys, role = orjson.loads(head)
     when = datetime.fromtimestamp(created, UTC)
     n = len(ids)
     if n == 1:
@@ -122,7 +124,7 @@ def entry_rows(payload: bytes) -> list[Row]:
         outs = [dumps(o).decode() for o in orjson.loads(outputs)]
     keys = [None if k is None else str(k) for k in keys] if keys is not None else [None] * n
     return [
-        (pid, dep, name, version, when, key, f, o, latency)
+        (pid, dep, name, version, when, key, f, o, latency, role)
         for pid, key, f, o in zip(ids, keys, feats, outs, strict=True)
     ]
 

@@ -81,6 +81,20 @@ class ServingMetrics:
             ["deployment", "column", "finding"],
             registry=registry,
         )
+        self.challenger_failures = Counter(
+            "relevo_challenger_failures_total",
+            "Rows a canary challenger failed on (the champion answered them instead), by "
+            "deployment and challenger model.",
+            ["deployment", "model"],
+            registry=registry,
+        )
+        self.shadow_rows = Counter(
+            "relevo_shadow_rows_total",
+            "Rows mirrored to a shadow challenger, by deployment, model and outcome "
+            "(scored, failed, dropped when its queue was full).",
+            ["deployment", "model", "outcome"],
+            registry=registry,
+        )
         self.log_depth = Gauge(
             "relevo_prediction_log_queue_rows",
             "Prediction rows accepted but not yet stored.",

@@ -55,10 +55,8 @@ class Endpoint(NamedTuple):
 
 def challenger_ref(dep: Deployment) -> str | None:
     """The challenger version a deployment names, if any (`NAME:VERSION`)."""
-    found: Any = getattr(dep, "challenger", None)
-    if found is None or isinstance(found, str):
-        return found or None
-    return str(getattr(found, "ref", found))
+    found: Any = getattr(dep, "challenger_ref", None)
+    return found if isinstance(found, str) and found else None
 
 
 class ModelPool:
@@ -121,10 +119,11 @@ class ModelPool:
                 continue
             refs = [dep.model_ref]
             challenger = challenger_ref(dep)
-            if challenger is not None:
-                refs.append(challenger)
             try:
-                loaded = tuple(self._runner(ref, runners) for ref in refs)
+                loaded: tuple[ModelRunner, ...] = (self._runner(dep.model_ref, runners),)
+                if challenger is not None:
+                    loaded += self._challenger(dep, challenger, runners)
+                    refs = [r.ref for r in loaded]
             except Exception as exc:
                 if strict:
                     raise
@@ -166,6 +165,17 @@ class ModelPool:
             self.on_load(runner)
         fresh[ref] = runner
         return runner
+
+    def _challenger(
+        self, dep: Deployment, ref: str, fresh: dict[str, ModelRunner]
+    ) -> tuple[ModelRunner, ...]:
+        """The challenger's runner, or none when it cannot load: a broken challenger must
+        never take the champion down with it (its rows go to the champion meanwhile)."""
+        try:
+            return (self._runner(ref, fresh),)
+        except Exception as exc:
+            log.error("challenger %s of deployment %r cannot load: %s", ref, dep.name, exc)
+            return ()
 
     def endpoint(self, name: str) -> Endpoint:
         """What serves deployment `name`, or the error saying why nothing does."""

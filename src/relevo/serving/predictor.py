@@ -9,24 +9,31 @@ order, each row naming its model; the log gets one entry per (request, model) wi
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from relevo.errors import ConflictError
+from relevo.routing.assign import mirror
 from relevo.routing.deployment import Deployment
 from relevo.serving.ids import new_ids
 from relevo.serving.log import LogEntry, PredictionLog
 from relevo.serving.metrics import ServingMetrics
 from relevo.serving.pool import ROLES, Endpoint, ModelPool
 from relevo.serving.runner import ModelRunner
+from relevo.serving.shadow import Job as ShadowJob
+from relevo.serving.shadow import ShadowWorker
 from relevo.serving.validation import Plan, Policy, Validated, validate_rows
 
+log = logging.getLogger(__name__)
+
+#: the role of rows a challenger failed on, answered by the champion instead
+FALLBACK = "fallback"
 #: per row, the index of the endpoint runner that answers it
 Assign = Callable[[Deployment, Sequence[Any] | None, int], np.ndarray]
-#: the rows one model answered: (runner index, their positions or None for all, rows, outputs)
-Group = tuple[int, np.ndarray | None, Validated, list[Any]]
 #: a request above this many rows is validated in a worker thread, off the event loop
 VALIDATE_THREAD_ROWS = 2048
 
@@ -34,6 +41,17 @@ VALIDATE_THREAD_ROWS = 2048
 def all_champion(deployment: Deployment, keys: Sequence[Any] | None, n: int) -> np.ndarray:
     """The basic strategy: the champion answers every row."""
     return np.zeros(n, dtype=np.int8)
+
+
+class Group(NamedTuple):
+    """The rows of a request one model answered: its index, the rows' positions (None: all),
+    their validated values, the outputs, and the role they are logged with."""
+
+    model: int
+    idx: np.ndarray | None
+    part: Validated
+    outputs: list[Any]
+    role: str
 
 
 class Answer(NamedTuple):
@@ -54,15 +72,32 @@ class Predictor:
         prediction_log: PredictionLog | None = None,
         metrics: ServingMetrics | None = None,
         assign: Assign = all_champion,
+        shadow: ShadowWorker | None = None,
     ) -> None:
         self.pool = pool
         self.policy = policy
         self.log = prediction_log
         self.metrics = metrics
         self.assign = assign
+        self._failed_once: set[tuple[str, str]] = set()
+        #: scores a shadow challenger's mirrored rows after the answer (None: no shadows)
+        self.shadow = shadow
+
+    def _mirror(self, endpoint: Endpoint, rows: Any, validated: Validated, ids: list[str]) -> None:
+        """Hand the mirrored rows to the shadow worker; never waits, never raises."""
+        if len(endpoint.runners) < 2 or self.shadow is None:
+            return  # the shadow could not load: the champion serves alone
+        chosen = np.flatnonzero(mirror(endpoint.deployment, validated.keys, validated.n))
+        if chosen.size:
+            self.shadow.offer(ShadowJob(endpoint, rows, validated, chosen, ids))
 
     async def predict(
-        self, name: str, rows: Any, started: float | None = None, protocol: str = "v1"
+        self,
+        name: str,
+        rows: Any,
+        started: float | None = None,
+        protocol: str = "v1",
+        force: int | None = None,
     ) -> Answer:
         """Validate, route, score and log `rows` (JSON objects) for deployment `name`."""
         started = time.perf_counter() if started is None else started
@@ -71,18 +106,21 @@ class Predictor:
         key_column = endpoint.deployment.key_column
         validated = await self._validate(rows, champion.plan, key_column)
         n = validated.n
-        # one model: nothing to route (the assignment could only say "champion")
-        assignment = None
-        if len(endpoint.runners) > 1:
+        assignment: np.ndarray | None = None
+        if force is not None:
+            assignment = _forced(endpoint, force, n)
+        elif len(endpoint.runners) > 1:  # one model: nothing to route
             assignment = self.assign(endpoint.deployment, validated.keys, n)
         ids = new_ids(n)
         if assignment is None or not assignment.any():
             outputs = await champion.batcher.submit((validated.numbers, validated.others), n)
             predictions = _answers(ids, champion.ref, outputs)
-            groups: list[Group] = [(0, None, validated, outputs)]
+            groups = [Group(0, None, validated, outputs, ROLES[0])]
         else:
             predictions, groups = await self._split(endpoint, rows, validated, assignment, ids)
         latency = time.perf_counter() - started
+        if self.shadow is not None and endpoint.deployment.strategy == "shadow":
+            self._mirror(endpoint, rows, validated, ids)
         if self.log is not None:
             await self._log(endpoint, rows, groups, ids, latency)
         if self.metrics is not None:
@@ -103,26 +141,52 @@ class Predictor:
         assignment: np.ndarray,
         ids: list[str],
     ) -> tuple[list[dict[str, Any]], list[Group]]:
-        """Score each model's rows with it, concurrently; the answers in request order."""
-        parts: list[tuple[int, np.ndarray, Validated]] = []
-        for m in np.unique(assignment).tolist():
-            idx = np.flatnonzero(assignment == m)
+        """Score each model's rows with it, concurrently; the answers in request order.
+
+        Rows the challenger fails on (its batch raised, or its own validation refused them)
+        are answered by the champion instead: the caller never sees a challenger's error. They
+        are logged with the role `fallback` (which the gates count as challenger errors) and
+        counted in `relevo_challenger_failures_total`.
+        """
+        picks = [(m, np.flatnonzero(assignment == m)) for m in np.unique(assignment).tolist()]
+
+        async def score(m: int, idx: np.ndarray) -> tuple[Validated, list[Any]]:
             runner = endpoint.runners[m]
-            parts.append((m, idx, _subset(rows, validated, idx, runner, endpoint, self.policy)))
-        results = await asyncio.gather(
-            *(
-                endpoint.runners[m].batcher.submit((part.numbers, part.others), part.n)
-                for m, _idx, part in parts
-            )
-        )
+            part = _subset(rows, validated, idx, runner, endpoint, self.policy)
+            return part, await runner.batcher.submit((part.numbers, part.others), part.n)
+
+        results = await asyncio.gather(*(score(m, idx) for m, idx in picks), return_exceptions=True)
         predictions: list[Any] = [None] * validated.n
         groups: list[Group] = []
-        for (m, idx, part), outputs in zip(parts, results, strict=True):
+        for (m, idx), result in zip(picks, results, strict=True):
+            role = ROLES[m]
+            if isinstance(result, BaseException):
+                if m == 0 or not isinstance(result, Exception):
+                    raise result  # the champion's own failure is the request's
+                self._challenger_failed(endpoint, int(idx.size), result)
+                m, role = 0, FALLBACK
+                result = await score(0, idx)
+            part, outputs = result
             ref = endpoint.runners[m].ref
             for i, out in zip(idx.tolist(), outputs, strict=True):
                 predictions[i] = {"id": ids[i], "model": ref, **out}
-            groups.append((m, idx, part, outputs))
+            groups.append(Group(m, idx, part, outputs, role))
         return predictions, groups
+
+    def _challenger_failed(self, endpoint: Endpoint, rows: int, exc: Exception) -> None:
+        ref = endpoint.runners[1].ref
+        name = endpoint.deployment.name
+        if self.metrics is not None:
+            self.metrics.challenger_failures.labels(name, ref).inc(rows)
+        if (name, ref) not in self._failed_once:  # once per challenger: the counter says more
+            self._failed_once.add((name, ref))
+            log.warning(
+                "challenger %s of %r failed on %d rows (the champion answered them): %s",
+                ref,
+                name,
+                rows,
+                exc,
+            )
 
     async def _log(
         self,
@@ -136,14 +200,14 @@ class Predictor:
         dep = endpoint.deployment
         extra_fields = tuple(getattr(dep, "log_extra", ()) or ())
         now = time.time()
-        for m, idx, part, outputs in groups:
+        for m, idx, part, outputs, role in groups:
             runner = endpoint.runners[m]
             sub_rows = rows if idx is None else [rows[i] for i in idx.tolist()]
             sub_ids = ids if idx is None else [ids[i] for i in idx.tolist()]
             entry = _entry(
                 dep.name,
                 runner,
-                ROLES[m],
+                role,
                 now,
                 sub_ids,
                 part,
@@ -169,7 +233,7 @@ class Predictor:
         champion = endpoint.runners[0].ref
         m.request(name, champion, protocol, "200").inc()
         m.latency_of(name).observe(latency)
-        for index, _idx, part, _outputs in groups:
+        for index, _idx, part, _outputs, _role in groups:
             m.rows_of(name, endpoint.runners[index].ref).inc(part.n)
         q = validated.quality
         if q:
@@ -177,6 +241,13 @@ class Predictor:
                 m.quality.labels(name, col, "unseen_category").inc(count)
             for col, count in q.out_of_range.items():
                 m.quality.labels(name, col, "out_of_range").inc(count)
+
+
+def _forced(endpoint: Endpoint, force: int, n: int) -> np.ndarray:
+    """Every row to the model a caller asked for (an admin testing a challenger)."""
+    if force >= len(endpoint.runners):
+        raise ConflictError(f"deployment {endpoint.deployment.name!r} has no challenger loaded")
+    return np.full(n, force, dtype=np.int8)
 
 
 def _answers(ids: list[str], ref: str, outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -13,11 +13,13 @@ from collections.abc import Collection
 from typing import Any
 
 from relevo.context import Relevo
+from relevo.routing.assign import assign as route
 from relevo.serving.log import PredictionLog
 from relevo.serving.metrics import ServingMetrics
 from relevo.serving.pool import Endpoint, ModelPool
-from relevo.serving.predictor import Answer, Assign, Predictor, all_champion
+from relevo.serving.predictor import Answer, Assign, Predictor
 from relevo.serving.runner import ModelRunner
+from relevo.serving.shadow import ShadowWorker
 from relevo.serving.validation import Policy, Validated
 
 __all__ = ["Answer", "Endpoint", "ModelRunner", "Runtime"]
@@ -36,7 +38,7 @@ class Runtime:
         metrics: ServingMetrics | None = None,
         only: Collection[str] | None = None,
         freeze_heap: bool = False,
-        assign: Assign = all_champion,
+        assign: Assign = route,
     ) -> None:
         self.relevo = relevo
         self.settings = relevo.settings
@@ -47,12 +49,16 @@ class Runtime:
             reject_out_of_range=self.settings.reject_out_of_range,
         )
         self.pool = ModelPool(relevo, only=only, freeze_heap=freeze_heap, on_load=self._on_load)
+        self.shadow = ShadowWorker(
+            relevo.store, self.policy, self.settings.shadow_queue_rows, metrics
+        )
         self.predictor = Predictor(
             self.pool,
             policy=self.policy,
             prediction_log=prediction_log,
             metrics=metrics,
             assign=assign,
+            shadow=self.shadow,
         )
 
     def _on_load(self, runner: ModelRunner) -> None:
@@ -94,10 +100,16 @@ class Runtime:
 
     # ---- the predictor -------------------------------------------------------------------
     async def predict(
-        self, name: str, rows: Any, started: float | None = None, protocol: str = "v1"
+        self,
+        name: str,
+        rows: Any,
+        started: float | None = None,
+        protocol: str = "v1",
+        force: int | None = None,
     ) -> Answer:
-        """Validate, route, score and log `rows` for deployment `name`."""
-        return await self.predictor.predict(name, rows, started, protocol)
+        """Validate, route, score and log `rows` for deployment `name` (`force`: every row to
+        the champion, 0, or the challenger, 1, instead of the deployment's routing)."""
+        return await self.predictor.predict(name, rows, started, protocol, force)
 
     def observe(
         self,

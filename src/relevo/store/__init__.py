@@ -9,10 +9,13 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from relevo.errors import UnavailableError
+from relevo.store.arms import ArmRepository
 from relevo.store.deployments import DeploymentRepository
 from relevo.store.engine import create_store_engine, migrate, safe_url
+from relevo.store.leases import LeaseRepository
 from relevo.store.models import ModelRepository
 from relevo.store.predictions import PredictionRepository
+from relevo.store.shadows import ShadowRepository
 
 
 class Store:
@@ -25,6 +28,9 @@ class Store:
         self.models = ModelRepository(self.engine)
         self.deployments = DeploymentRepository(self.engine)
         self.predictions = PredictionRepository(self.engine)
+        self.leases = LeaseRepository(self.engine)
+        self.arms = ArmRepository(self.engine)
+        self.shadows = ShadowRepository(self.engine)
 
     @property
     def display_url(self) -> str:

@@ -21,6 +21,7 @@ COLUMNS = (
     "features",
     "output",
     "latency_ms",
+    "role",
 )
 
 #: one stored row, values in COLUMNS order (features and output as JSON text)
@@ -125,7 +126,7 @@ def _sqlite_insert(k: int) -> str:
 
 def _insert_sqlite(cur: Any, rows: Sequence[Row]) -> None:
     # SQLite's bound-variable limit is 32,766 in today's builds (999 before 3.32): 1,024 rows
-    # of 9 columns fit the former; older libraries get smaller statements
+    # of 10 columns fit the former; older libraries get smaller statements
     limit = max(1, _variable_limit(cur) // len(COLUMNS))
     per = min(_SQLITE_ROWS, limit)
     i, total = 0, len(rows)

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -18,6 +19,8 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -99,13 +102,28 @@ deployments = Table(
     Column("model_name", String(200), nullable=False),
     Column("model_version", Integer, nullable=False),
     Column("strategy", String(20), nullable=False),
-    Column("candidate_version", Integer, nullable=True),
     Column("weight", Float, nullable=False),
     Column("key_column", String(200), nullable=True),
     Column("revision", Integer, nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    # added by migration 0002 (issue 14: challenger, rollout plan, rollback, log privacy)
+    Column("challenger_name", String(200), nullable=True),
+    Column("challenger_version", Integer, nullable=True),
+    Column("steps", JSON, nullable=True),
+    Column("step", Integer, nullable=False, server_default=text("0")),
+    Column("min_step_rows", Integer, nullable=False, server_default=text("500")),
+    Column("min_step_seconds", Float, nullable=False, server_default=text("300")),
+    Column("step_started_at", UTCDateTime(), nullable=True),
+    Column("manual", Boolean, nullable=False, server_default=false()),
+    Column("mirror", Float, nullable=False, server_default=text("1")),
+    Column("previous_name", String(200), nullable=True),
+    Column("previous_version", Integer, nullable=True),
+    Column("promoted_at", UTCDateTime(), nullable=True),
+    Column("bake_seconds", Float, nullable=False, server_default=text("3600")),
+    Column("log_extra", JSON, nullable=True),
 )
 
+#: the audit trail: one row per change, with who made it and why, and the state it produced
 deployment_events = Table(
     "deployment_events",
     metadata,
@@ -114,6 +132,18 @@ deployment_events = Table(
     Column("action", String(40), nullable=False),
     Column("state", JSON, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
+    Column("actor", String(200), nullable=True),
+    Column("reason", Text, nullable=True),
+)
+
+#: short-lived exclusive roles across replicas (one rollout evaluator at a time)
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("acquired_at", UTCDateTime(), nullable=False),
 )
 
 predictions = Table(
@@ -128,5 +158,25 @@ predictions = Table(
     Column("features", Text, nullable=False),
     Column("output", Text, nullable=False),
     Column("latency_ms", Float, nullable=False),
+    # added by migration 0002: which role the answering model played (champion, challenger,
+    # shadow); rows logged before it answered as the champion
+    Column("role", String(20), nullable=False, server_default="champion"),
     Index("ix_predictions_deployment_created", "deployment", "created_at"),
+)
+
+
+#: added by migration 0003: a shadow challenger's output (or its error) for a prediction, under
+#: the prediction's own id (the champion's answer is the `predictions` row of that id)
+shadow_predictions = Table(
+    "shadow_predictions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("deployment", String(200), nullable=False),
+    Column("model_name", String(200), nullable=False),
+    Column("model_version", Integer, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("output", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("latency_ms", Float, nullable=False),
+    Index("ix_shadow_predictions_deployment_created", "deployment", "created_at"),
 )

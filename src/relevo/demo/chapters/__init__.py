@@ -7,7 +7,18 @@ in the story.
 
 from __future__ import annotations
 
-from relevo.demo.chapters import export, observe, register, rehearse, serve, summary, traffic, train
+from relevo.demo.chapters import (
+    broken,
+    export,
+    observe,
+    register,
+    rehearse,
+    replace,
+    serve,
+    summary,
+    traffic,
+    train,
+)
 
 CHAPTERS = (
     train.CHAPTER,
@@ -17,6 +28,8 @@ CHAPTERS = (
     traffic.CHAPTER,
     observe.CHAPTER,
     export.CHAPTER,
+    replace.CHAPTER,
+    broken.CHAPTER,
     summary.CHAPTER,
 )
 

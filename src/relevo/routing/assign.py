@@ -1,0 +1,118 @@
+"""Which model answers each row: a pure function of the deployment state and the row's key.
+
+With a routing key, a canary's assignment is sticky: the key's bucket is a stable hash
+(BLAKE2b) of the deployment name, the challenger and the key's text, mapped to [0, 1) and
+compared to the weight. Every replica, and the same replica after a restart, computes the same
+bucket, so a customer sees one model throughout; raising the weight only moves keys from the
+champion to the challenger (a key's bucket does not change, only the bar it is compared to);
+a new challenger reshuffles who goes first. Python's `hash` is salted per process and would
+split replicas differently, so it is never used. Rows without a key are split at random.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from hashlib import blake2b
+from typing import Any
+
+import numpy as np
+
+from relevo.routing.deployment import Deployment
+
+CHAMPION = np.int8(0)
+CHALLENGER = np.int8(1)
+
+_SCALE = float(2**64)
+
+
+def _missing(key: Any) -> bool:
+    return key is None or (isinstance(key, float) and math.isnan(key))
+
+
+def key_text(key: Any) -> str:
+    """The text a key is hashed by: `42` and `"42"` (a JSON number or string) route alike."""
+    if isinstance(key, (bool, np.bool_)):
+        return "true" if key else "false"
+    if isinstance(key, (float, np.floating)) and float(key).is_integer():
+        return str(int(key))  # 42.0 from a float column is the customer 42
+    return str(key)
+
+
+def buckets(salt: str, keys: Sequence[Any] | np.ndarray) -> np.ndarray:
+    """Each key's stable position in [0, 1) for `salt`; NaN where the key is missing."""
+    prefix = blake2b(salt.encode(), digest_size=8).digest()
+    hasher = blake2b(digest_size=8, key=prefix)
+    values = keys.tolist() if isinstance(keys, np.ndarray) else keys
+    digests: list[bytes] = []
+    missing: list[int] = []
+    for i, key in enumerate(values):
+        if type(key) is str:  # the common cases, kept short
+            text = key
+        elif type(key) is int:
+            text = str(key)
+        elif _missing(key):
+            missing.append(i)
+            text = ""
+        else:
+            text = key_text(key)
+        # one keyed hasher copied per key: cheaper than building a new one (~2 us/row)
+        h = hasher.copy()
+        h.update(text.encode())
+        digests.append(h.digest())
+    out = np.frombuffer(b"".join(digests), dtype=">u8") / _SCALE
+    if missing:
+        out[missing] = np.nan
+    return out
+
+
+def _split(
+    share: float, salt: str, keys: Sequence[Any] | np.ndarray | None, n: int, rng: Any
+) -> np.ndarray:
+    """True for the rows that go to the share: by key bucket where there is a key, else random."""
+    if share >= 1.0:
+        return np.ones(n, dtype=bool)
+    if share <= 0.0:
+        return np.zeros(n, dtype=bool)
+    rng = rng if rng is not None else np.random.default_rng()
+    if keys is None:
+        return rng.random(n) < share
+    if len(keys) != n:
+        raise ValueError(f"{len(keys)} keys for {n} rows")
+    position = buckets(salt, keys)
+    missing = np.isnan(position)
+    if missing.any():
+        position[missing] = rng.random(int(missing.sum()))
+    return position < share
+
+
+def assign(
+    state: Deployment,
+    keys: Sequence[Any] | np.ndarray | None,
+    n: int,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """Per row, the model that answers: 0 the champion, 1 the challenger (int8, length n).
+
+    Only a canary sends rows to the challenger; under basic and shadow the champion answers
+    every row (a shadow challenger's rows are chosen by `mirror`). `keys` are the rows' routing
+    keys (None when the deployment has no key column or the request carries none).
+    """
+    if state.strategy != "canary" or not state.has_challenger:
+        return np.zeros(n, dtype=np.int8)
+    salt = f"{state.name}\x00{state.challenger_ref}"
+    return _split(state.weight, salt, keys, n, rng).astype(np.int8)
+
+
+def mirror(
+    state: Deployment,
+    keys: Sequence[Any] | np.ndarray | None,
+    n: int,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """Per row, whether a shadow challenger also scores it (bool, length n): a share `mirror`
+    of rows, sticky by key like a canary. False everywhere unless the strategy is shadow."""
+    if state.strategy != "shadow" or not state.has_challenger:
+        return np.zeros(n, dtype=bool)
+    salt = f"{state.name}\x00{state.challenger_ref}\x00mirror"
+    return _split(state.mirror, salt, keys, n, rng)

@@ -1,0 +1,65 @@
+"""The rollout evaluator: inside a server, about once a second, one replica at a time (it holds
+the store's `rollout-evaluator` lease) checks the gates of every deployment with a challenger
+against the numbers in the prediction log and acts: rolls a failing challenger back, advances
+a passing rollout, or holds. Transport-free; the server starts `run` in its lifespan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+
+from relevo.context import Relevo
+from relevo.routing.service import Evaluation
+from relevo.routing.stats import rollout_stats
+
+log = logging.getLogger(__name__)
+
+
+def holder_id() -> str:
+    """This process's name on the lease: host, pid and a random part (pids are reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def evaluate_once(rv: Relevo, holder: str, ttl_s: float) -> dict[str, Evaluation]:
+    """Take (or renew) the lease and evaluate every deployment with a challenger; nothing when
+    another replica holds the lease. Returns the evaluations, by deployment."""
+    service = rv.deployments
+    if not service.acquire_evaluator(holder, ttl_s):
+        return {}
+    out: dict[str, Evaluation] = {}
+    for dep in service.list():
+        if not dep.has_challenger:
+            continue  # bake-period alerts come with monitoring's alerts (issue 15)
+        evaluation = service.evaluate(dep.name, rollout_stats(rv.store, dep))
+        out[dep.name] = evaluation
+        if evaluation.changed:
+            decision = evaluation.decision
+            level = logging.WARNING if decision.move == "rollback" else logging.INFO
+            log.log(level, "deployment %r: %s (%s)", dep.name, decision.move, decision.reason)
+    return out
+
+
+async def run(rv: Relevo, interval_s: float, on_change: Callable[[], object] | None = None) -> None:
+    """Evaluate every `interval_s` seconds until cancelled; `on_change` (the pool's refresh)
+    runs after a move so this replica follows at once."""
+    holder = holder_id()
+    ttl = max(5.0, 5 * interval_s)  # a few missed looks before another replica takes over
+    try:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                found = await asyncio.to_thread(evaluate_once, rv, holder, ttl)
+                if on_change is not None and any(e.changed for e in found.values()):
+                    await asyncio.to_thread(on_change)
+            except Exception as exc:  # a database hiccup must not end the evaluator
+                log.warning("evaluating rollouts failed: %s", exc)
+    finally:
+        try:
+            await asyncio.to_thread(rv.deployments.release_evaluator, holder)
+        except Exception as exc:
+            log.debug("releasing the evaluator lease failed: %s", exc)

@@ -1,0 +1,215 @@
+"""Rollout gates: checks on a challenger's live numbers that answer pass, fail or inconclusive.
+
+Gates are looked at continuously (every few seconds) while a canary runs, so a plain threshold
+on an error rate would, sooner or later, roll back a perfectly good challenger by chance. The
+error-rate gate therefore uses Wald's sequential probability ratio test (SPRT), whose evidence
+may be looked at after every row without inflating its error:
+
+- H0: the challenger's error rate is at most p0 = (the champion's rate, plus twice its standard
+  error) + `tolerance`; H1: it is p1 = p0 + `effect`.
+- After n challenger rows with e errors, the log likelihood ratio is
+  `e*ln(p1/p0) + (n-e)*ln((1-p1)/(1-p0))`. The gate fails when it reaches ln(1/alpha). Under H0
+  the likelihood ratio is a nonnegative supermartingale, so by Ville's inequality the chance it
+  *ever* reaches 1/alpha, however often it is looked at, is at most alpha (1 % by default):
+  that is the false-rollback rate for an equal challenger.
+- It passes once it falls to ln(beta/(1-alpha)) with at least `min_rows` challenger rows;
+  in between (or with fewer rows) it is inconclusive, which holds a step and never rolls back.
+
+The latency gate compares p99s only once both models have `min_rows` rows (a fixed minimum
+sample) and with a generous margin (`ratio` and `slack_ms`), since quantiles of a few rows swing.
+Prediction drift and a label metric are slots later issues fill: the monitoring layer puts its
+measurements in `RolloutStats` and adds `DriftGate` / `LabelMetricGate` to the gate list.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from relevo.routing.deployment import Deployment
+
+Verdict = Literal["pass", "fail", "inconclusive"]
+
+
+@dataclass(frozen=True)
+class ArmStats:
+    """One model's numbers since the challenger was deployed: rows answered (or, for a shadow,
+    scored), rows that failed, and the p99 latency over those rows."""
+
+    rows: int = 0
+    errors: int = 0
+    latency_p99_ms: float | None = None
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.rows if self.rows else 0.0
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A value measured over a number of rows (or labels), e.g. a drift score."""
+
+    value: float
+    rows: int
+
+
+@dataclass(frozen=True)
+class RolloutStats:
+    """What the evaluator knows about a deployment when it looks.
+
+    Counts are cumulative since the challenger was deployed (`champion` and `challenger`),
+    except `step_rows`: the challenger's rows since the current step began. `alerts` are the
+    deployment's firing alerts (errors, latency, drift, data quality) from monitoring.
+    """
+
+    champion: ArmStats = ArmStats()
+    challenger: ArmStats = ArmStats()
+    step_rows: int = 0
+    alerts: tuple[str, ...] = ()
+    #: the challenger's prediction drift against its own reference (e.g. PSI)
+    drift: Measurement | None = None
+    #: a label-based metric of (champion, challenger) on the same matured rows
+    label_metric: tuple[Measurement, Measurement] | None = None
+
+
+@dataclass(frozen=True)
+class GateResult:
+    gate: str
+    verdict: Verdict
+    detail: str
+    value: float | None = None
+    threshold: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "gate": self.gate,
+            "verdict": self.verdict,
+            "detail": self.detail,
+            "value": self.value,
+            "threshold": self.threshold,
+        }
+
+
+class Gate(Protocol):
+    """A check of the challenger; `name` identifies it in results and the audit trail."""
+
+    @property
+    def name(self) -> str: ...
+
+    def check(self, state: Deployment, stats: RolloutStats) -> GateResult: ...
+
+
+@dataclass(frozen=True)
+class ErrorRateGate:
+    """The challenger's error rate against the champion's, by a sequential test (see above)."""
+
+    tolerance: float = 0.01
+    effect: float = 0.05
+    alpha: float = 0.01
+    beta: float = 0.05
+    min_rows: int = 200
+    name: str = "error_rate"
+
+    def bounds(self, champion: ArmStats) -> tuple[float, float]:
+        """(p0, p1): the tolerated error rate and the one the test is tuned to catch."""
+        # the champion's rate, smoothed (no division by zero, no zero rate from few rows) and
+        # raised by two standard errors so its own noise does not count against the challenger
+        base = (champion.errors + 1) / (champion.rows + 2)
+        base += 2 * math.sqrt(base * (1 - base) / (champion.rows + 2))
+        p0 = min(base + self.tolerance, 0.5)
+        return p0, min(p0 + self.effect, 0.99)
+
+    def log_likelihood_ratio(self, champion: ArmStats, challenger: ArmStats) -> float:
+        p0, p1 = self.bounds(champion)
+        e, n = challenger.errors, challenger.rows
+        return e * math.log(p1 / p0) + (n - e) * math.log((1 - p1) / (1 - p0))
+
+    def check(self, state: Deployment, stats: RolloutStats) -> GateResult:
+        ch = stats.challenger
+        p0, _p1 = self.bounds(stats.champion)
+        llr = self.log_likelihood_ratio(stats.champion, ch)
+        upper = math.log(1 / self.alpha)
+        lower = math.log(self.beta / (1 - self.alpha))
+        seen = f"{ch.errors} errors in {ch.rows} rows ({ch.error_rate:.2%}), tolerated {p0:.2%}"
+        if llr >= upper:
+            return GateResult(self.name, "fail", f"{seen}: too many", ch.error_rate, p0)
+        if llr <= lower and ch.rows >= self.min_rows:
+            return GateResult(self.name, "pass", seen, ch.error_rate, p0)
+        wait = "too few rows" if ch.rows < self.min_rows else "not yet conclusive"
+        return GateResult(self.name, "inconclusive", f"{seen}: {wait}", ch.error_rate, p0)
+
+
+@dataclass(frozen=True)
+class LatencyGate:
+    """The challenger's p99 latency must stay under `ratio` x the champion's + `slack_ms`."""
+
+    ratio: float = 1.5
+    slack_ms: float = 5.0
+    min_rows: int = 500
+    name: str = "latency_p99"
+
+    def check(self, state: Deployment, stats: RolloutStats) -> GateResult:
+        ch, champ = stats.challenger, stats.champion
+        if (
+            ch.rows < self.min_rows
+            or champ.rows < self.min_rows
+            or ch.latency_p99_ms is None
+            or champ.latency_p99_ms is None
+        ):
+            detail = f"too few rows ({ch.rows} and {champ.rows}, {self.min_rows} each needed)"
+            return GateResult(self.name, "inconclusive", detail, ch.latency_p99_ms)
+        bound = champ.latency_p99_ms * self.ratio + self.slack_ms
+        detail = f"p99 {ch.latency_p99_ms:.1f} ms against {champ.latency_p99_ms:.1f} ms"
+        verdict: Verdict = "fail" if ch.latency_p99_ms > bound else "pass"
+        return GateResult(self.name, verdict, detail, ch.latency_p99_ms, bound)
+
+
+@dataclass(frozen=True)
+class DriftGate:
+    """The challenger's prediction drift against its own reference stays under `threshold`
+    (not against the champion: a better model is meant to predict differently)."""
+
+    threshold: float = 0.2
+    min_rows: int = 500
+    name: str = "drift"
+
+    def check(self, state: Deployment, stats: RolloutStats) -> GateResult:
+        m = stats.drift
+        if m is None or m.rows < self.min_rows:
+            rows = 0 if m is None else m.rows
+            return GateResult(self.name, "inconclusive", f"drift over {rows} rows: too few")
+        verdict: Verdict = "fail" if m.value > self.threshold else "pass"
+        detail = f"drift {m.value:.3f} over {m.rows} rows"
+        return GateResult(self.name, verdict, detail, m.value, self.threshold)
+
+
+@dataclass(frozen=True)
+class LabelMetricGate:
+    """The challenger's label metric (e.g. AUC) is not worse than the champion's by more than
+    `tolerance`, once both have `min_labels` matured labels."""
+
+    tolerance: float = 0.02
+    higher_is_better: bool = True
+    min_labels: int = 200
+    name: str = "label_metric"
+
+    def check(self, state: Deployment, stats: RolloutStats) -> GateResult:
+        pair = stats.label_metric
+        if pair is None or min(pair[0].rows, pair[1].rows) < self.min_labels:
+            return GateResult(self.name, "inconclusive", "too few matured labels")
+        champ, ch = pair
+        loss = (champ.value - ch.value) if self.higher_is_better else (ch.value - champ.value)
+        verdict: Verdict = "fail" if loss > self.tolerance else "pass"
+        detail = f"{ch.value:.4f} against the champion's {champ.value:.4f} ({ch.rows} labels)"
+        return GateResult(self.name, verdict, detail, ch.value, champ.value)
+
+
+def default_gates() -> list[Gate]:
+    """The gates every canary is watched by until monitoring adds drift and label gates."""
+    return [ErrorRateGate(), LatencyGate()]
+
+
+def check_all(gates: Sequence[Gate], state: Deployment, stats: RolloutStats) -> list[GateResult]:
+    return [gate.check(state, stats) for gate in gates]

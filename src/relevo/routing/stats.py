@@ -1,0 +1,173 @@
+"""A deployment's live numbers per model, gathered from the prediction log in the store.
+
+The gates compare a challenger with its champion over the rows each answered since the
+challenger was deployed (and, for a rollout step's minimum, since the step began). Every replica
+logs to the same store, so the numbers are the fleet's whichever replica looks. A challenger's
+failures are its rows logged with the role `fallback`: the champion answered them instead, so
+they count as rows of the challenger (it was given them) and as its errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import orjson
+
+from relevo.routing.deployment import Deployment
+from relevo.routing.gates import ArmStats, RolloutStats
+from relevo.store import Store
+
+FALLBACK = "fallback"
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One model's numbers in a deployment, as `relevo status` shows them."""
+
+    role: str
+    model: str
+    rows: int
+    errors: int
+    latency_p99_ms: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        rate = self.errors / self.rows if self.rows else None
+        return {
+            "role": self.role,
+            "model": self.model,
+            "rows": self.rows,
+            "errors": self.errors,
+            "error_rate": rate,
+            "latency_p99_ms": self.latency_p99_ms,
+        }
+
+
+def challenger_since(store: Store, state: Deployment) -> datetime | None:
+    """When the current challenger was deployed (its last `deploy` event), or None."""
+    if not state.has_challenger:
+        return None
+    for event in reversed(store.deployments.history(state.name)):
+        if event.action == "deploy":
+            return event.created_at
+    return state.step_started_at
+
+
+def _rows(store: Store, state: Deployment, since: datetime | None) -> dict[tuple[str, str], int]:
+    out: dict[tuple[str, str], int] = {}
+    for c in store.arms.counts(state.name, since):
+        key = (f"{c.model_name}:{c.model_version}", c.role)
+        out[key] = out.get(key, 0) + c.rows
+    return out
+
+
+def arms(store: Store, state: Deployment, since: datetime | None = None) -> list[Arm]:
+    """The champion's and (if any) the challenger's numbers since `since` (default: since the
+    challenger was deployed, or all time without one)."""
+    since = since if since is not None else challenger_since(store, state)
+    rows = _rows(store, state, since)
+    champion = state.model_ref
+    out = [
+        Arm(
+            "champion",
+            champion,
+            rows.get((champion, "champion"), 0),
+            0,  # a champion's failure is the caller's error response, never logged as a row
+            _p99(store, state.name, state.model_name, state.model_version, "champion", since),
+        )
+    ]
+    if state.has_challenger and state.strategy == "canary":
+        ref = state.challenger_ref
+        assert ref is not None and state.challenger_name and state.challenger_version
+        failed = rows.get((champion, FALLBACK), 0)
+        out.append(
+            Arm(
+                "challenger",
+                ref,
+                rows.get((ref, "challenger"), 0) + failed,
+                failed,
+                _p99(
+                    store,
+                    state.name,
+                    state.challenger_name,
+                    state.challenger_version,
+                    "challenger",
+                    since,
+                ),
+            )
+        )
+    return out
+
+
+def rollout_stats(store: Store, state: Deployment, since: datetime | None = None) -> RolloutStats:
+    """What the gates need: both arms since the challenger was deployed, and the challenger's
+    rows since the current step began."""
+    found = arms(store, state, since)
+    champion = found[0]
+    challenger = found[1] if len(found) > 1 else Arm("challenger", "", 0, 0, None)
+    step_rows = challenger.rows
+    if state.step_started_at is not None and state.progressive:
+        step = _rows(store, state, state.step_started_at)
+        step_rows = step.get((state.challenger_ref or "", "challenger"), 0) + step.get(
+            (state.model_ref, FALLBACK), 0
+        )
+    return RolloutStats(
+        champion=ArmStats(champion.rows, champion.errors, champion.latency_p99_ms),
+        challenger=ArmStats(challenger.rows, challenger.errors, challenger.latency_p99_ms),
+        step_rows=step_rows,
+    )
+
+
+def _p99(
+    store: Store, deployment: str, name: str, version: int, role: str, since: datetime | None
+) -> float | None:
+    return store.arms.latency_quantile(deployment, name, version, role, since)
+
+
+def shadow_comparison(store: Store, state: Deployment) -> dict[str, Any] | None:
+    """How a shadow challenger's outputs compare with the champion's on the same rows (the
+    latest 100,000 since it was deployed): rows compared, label agreement, the distribution of
+    the absolute probability difference, both latencies and error rates. None without a
+    shadow."""
+    if state.strategy != "shadow" or not state.has_challenger:
+        return None
+    assert state.challenger_name is not None and state.challenger_version is not None
+    since = challenger_since(store, state)
+    pairs = store.shadows.pairs(state.name, state.challenger_name, state.challenger_version, since)
+    failed = sum(p.error is not None for p in pairs)
+    both = [
+        (orjson.loads(p.champion), orjson.loads(p.shadow), p)
+        for p in pairs
+        if p.champion is not None and p.shadow is not None
+    ]
+    labels = [a.get("label") == b.get("label") for a, b, _ in both if "label" in a]
+    diffs = np.array(
+        [abs(a["probability"] - b["probability"]) for a, b, _ in both if "probability" in a]
+    )
+    champion_ms = np.array([p.champion_latency_ms for _, _, p in both])
+    shadow_ms = np.array([p.shadow_latency_ms for p in pairs])
+    return {
+        "model": state.challenger_ref,
+        "rows": len(pairs),
+        "rows_compared": len(both),
+        "label_agreement": float(np.mean(labels)) if labels else None,
+        "probability_difference": _spread(diffs),
+        "champion_latency_ms": _spread(champion_ms),
+        "shadow_latency_ms": _spread(shadow_ms),
+        "champion_error_rate": 0.0 if pairs else None,
+        "shadow_errors": failed,
+        "shadow_error_rate": failed / len(pairs) if pairs else None,
+    }
+
+
+def _spread(values: np.ndarray) -> dict[str, float] | None:
+    if values.size == 0:
+        return None
+    return {
+        "mean": float(values.mean()),
+        "p50": float(np.percentile(values, 50)),
+        "p95": float(np.percentile(values, 95)),
+        "max": float(values.max()),
+    }

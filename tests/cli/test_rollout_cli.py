@@ -1,0 +1,89 @@
+"""`relevo deploy --strategy/--weight/--steps`, `promote`, `rollback`, `history`, `status`
+and `deployments` as a user runs them."""
+
+from __future__ import annotations
+
+import getpass
+import json
+
+import joblib
+from sklearn.base import clone
+
+from relevo.datasets import CHURN_FEATURES, CHURN_TARGET
+
+
+def _register(cli, name, model, reference) -> None:
+    result = cli("models", "register", name, model, "--reference", reference, "--target", "churned")
+    assert result.exit_code == 0, result.output
+
+
+def _two_models(cli, churn_files, churn_pipeline, churn_frame, tmp_path) -> None:
+    _register(cli, "churn", churn_files.model, churn_files.reference)
+    other = clone(churn_pipeline).set_params(model__C=0.01)
+    other.fit(churn_frame[CHURN_FEATURES], churn_frame[CHURN_TARGET])
+    path = tmp_path / "small.joblib"
+    joblib.dump(other, path)
+    _register(cli, "churn-small", path, churn_files.reference)
+    assert cli("deploy", "churn", "churn:1", "--key", "customer_id").exit_code == 0
+
+
+def test_canary_promote_rollback_and_the_audit_trail(
+    cli, churn_files, churn_pipeline, churn_frame, tmp_path
+):
+    _two_models(cli, churn_files, churn_pipeline, churn_frame, tmp_path)
+    canary = cli("deploy", "churn", "churn-small:1", "--weight", "0.1", "--reason", "smaller C")
+    assert canary.exit_code == 0, canary.output
+    assert "churn-small:1 answers 10% of rows beside churn:1" in canary.stdout
+
+    status = json.loads(cli("status", "churn", "--json").stdout)
+    assert status["strategy"] == "canary" and status["challenger"] == "churn-small:1"
+    assert status["weight"] == 0.1
+    assert [m["role"] for m in status["models"]] == ["champion", "challenger"]
+    table = cli("status", "churn").stdout
+    assert "canary" in table and "10%" in table and "error rate" in table
+
+    promoted = cli("promote", "churn")
+    assert promoted.exit_code == 0 and "now serves churn-small:1" in promoted.stdout
+    back = cli("rollback", "churn", "--reason", "AUC lower")
+    assert back.exit_code == 0 and "now serves churn:1" in back.stdout
+
+    events = json.loads(cli("history", "churn", "--json").stdout)
+    assert [e["action"] for e in events] == ["deploy", "deploy", "promote", "rollback"]
+    me = f"cli:{getpass.getuser()}"
+    assert all(e["actor"] == me for e in events)
+    assert events[1]["reason"] == "smaller C" and events[3]["reason"] == "AUC lower"
+    assert events[3]["state"]["model"] == "churn:1"
+    history = cli("history", "churn").stdout
+    assert "promote" in history and "AUC lower" in history and "churn-small:1" in history
+
+    listing = cli("deployments").stdout
+    assert "churn" in listing and "basic" in listing
+    assert json.loads(cli("status", "--json").stdout)[0]["name"] == "churn"
+
+
+def test_progressive_rollout_and_shadow_from_the_cli(
+    cli, churn_files, churn_pipeline, churn_frame, tmp_path
+):
+    _two_models(cli, churn_files, churn_pipeline, churn_frame, tmp_path)
+    steps = cli("deploy", "churn", "churn-small:1", "--steps", "10,50,100", "--manual")
+    assert steps.exit_code == 0, steps.output
+    assert "step 1 of 3" in steps.stdout
+    assert "step 2 of 3" in cli("promote", "churn").stdout
+    table = cli("status", "churn").stdout
+    assert "2 of 3 (10%, 50%, 100%)" in table
+    shadow = cli("deploy", "churn", "churn-small:1", "--strategy", "shadow", "--mirror", "0.2")
+    assert shadow.exit_code == 0 and "scores 20% of rows in shadow" in shadow.stdout
+
+
+def test_rollout_mistakes_are_one_clear_line(
+    cli, churn_files, churn_pipeline, churn_frame, tmp_path
+):
+    _two_models(cli, churn_files, churn_pipeline, churn_frame, tmp_path)
+    wrong = cli("deploy", "churn", "churn-small:1", "--strategy", "blue-green")
+    assert wrong.exit_code != 0 and "strategy" in wrong.stderr and "Traceback" not in wrong.output
+    steps = cli("deploy", "churn", "churn-small:1", "--steps", "5,fifty")
+    assert steps.exit_code != 0 and "steps" in steps.stderr
+    nothing = cli("promote", "churn")
+    assert nothing.exit_code != 0 and "no challenger" in nothing.stderr
+    missing = cli("history", "nope")
+    assert missing.exit_code != 0 and "not found" in missing.stderr

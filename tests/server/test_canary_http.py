@@ -1,0 +1,187 @@
+"""Canary over real HTTP: the challenger answers its share of rows, sticky by key exactly as
+`relevo.routing.assign` says, and a failing challenger costs the callers nothing."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import numpy as np
+import pytest
+from flaky import ARMED, Flaky
+from sklearn.base import clone
+
+from relevo.datasets import CHURN_FEATURES, CHURN_TARGET, make_churn
+from relevo.routing.assign import assign
+
+
+@pytest.fixture
+def armed():
+    ARMED["on"] = False
+    yield ARMED
+    ARMED["on"] = False
+
+
+def _rows(n: int, seed: int = 7) -> list[dict]:
+    frame = make_churn(n, seed=seed)[["customer_id", *CHURN_FEATURES]]
+    return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+
+
+def _predict(url: str, rows: list[dict]) -> list[dict]:
+    answer = httpx.post(f"{url}/v1/deployments/churn/predict", json={"instances": rows}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["predictions"]
+
+
+def _stored(rv, expected: int, deadline_s: float = 30.0) -> list[dict]:
+    deadline = time.monotonic() + deadline_s
+    while rv.store.predictions.count("churn") < expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [r for chunk in rv.store.predictions.iter_rows("churn") for r in chunk]
+
+
+def test_canary_share_and_stickiness_over_10000_keyed_rows(
+    rv, deployed, churn_pipeline, churn_frame, server_settings, spawn_server
+):
+    other = clone(churn_pipeline).set_params(model__C=0.01)
+    other.fit(churn_frame[CHURN_FEATURES], churn_frame[CHURN_TARGET])
+    challenger = rv.registry.register("churn-small", other, churn_frame, target="churned")
+    state = rv.deployments.deploy("churn", challenger.ref, weight=0.2, actor="test")
+    url = spawn_server(server_settings)
+
+    rows = _rows(10_000)
+    answered = [p for i in range(0, 10_000, 2_000) for p in _predict(url, rows[i : i + 2_000])]
+    keys = [r["customer_id"] for r in rows]
+    expected = assign(state, keys, len(keys))
+    models = np.array([p["model"] == challenger.ref for p in answered])
+    assert {p["model"] for p in answered} == {deployed.ref, challenger.ref}
+    assert (models == expected.astype(bool)).all()  # exactly the rows assign() names
+    assert abs(models.mean() - 0.2) <= 0.01
+
+    # sticky: the same keys, another order and other request sizes, the same model each
+    again = list(reversed(rows[:3_000]))
+    second = [p for i in range(0, 3_000, 700) for p in _predict(url, again[i : i + 700])]
+    by_key = dict(zip(keys, (p["model"] for p in answered), strict=True))
+    assert all(by_key[r["customer_id"]] == p["model"] for r, p in zip(again, second, strict=True))
+
+    stored = _stored(rv, 13_000)
+    roles = {(r["model_name"], r["role"]) for r in stored}
+    assert roles == {("churn", "champion"), ("churn-small", "challenger")}
+
+
+def test_a_challenger_failing_half_its_calls_costs_no_failed_response(
+    rv, deployed, churn_pipeline, churn_frame, server_settings, spawn_server, armed
+):
+    flaky = rv.registry.register(
+        "churn-flaky", Flaky(churn_pipeline), churn_frame, target="churned"
+    )
+    rv.deployments.deploy("churn", flaky.ref, weight=0.5, actor="test")
+    armed["on"] = True
+    # no evaluator here: this test is about the answers (the next one lets the gate act)
+    url = spawn_server(server_settings.model_copy(update={"rollout_eval_interval_s": 0}))
+
+    rows = _rows(400, seed=3)
+    answered = [p for i in range(0, 400, 4) for p in _predict(url, rows[i : i + 4])]
+    assert len(answered) == 400  # every request answered 200 (checked in _predict)
+    assert {p["model"] for p in answered} <= {deployed.ref, flaky.ref}
+
+    stored = _stored(rv, 400)
+    by_role = {
+        role: sum(r["role"] == role for r in stored)
+        for role in ("champion", "challenger", "fallback")
+    }
+    assert by_role["fallback"] > 0 and by_role["challenger"] > 0
+    # fallback rows were answered by the champion, and say so
+    assert all(r["model_name"] == "churn" for r in stored if r["role"] == "fallback")
+    metrics = httpx.get(f"{url}/metrics").text
+    line = next(
+        ln
+        for ln in metrics.splitlines()
+        if ln.startswith("relevo_challenger_failures_total{") and 'deployment="churn"' in ln
+    )
+    assert float(line.rsplit(" ", 1)[1]) >= by_role["fallback"]
+
+
+def test_the_gate_rolls_a_half_failing_canary_back_while_no_caller_sees_an_error(
+    rv, deployed, churn_pipeline, churn_frame, server_settings, spawn_server, armed, cli
+):
+    flaky = rv.registry.register(
+        "churn-flaky", Flaky(churn_pipeline), churn_frame, target="churned"
+    )
+    rv.deployments.deploy("churn", flaky.ref, weight=0.5, actor="ana")
+    armed["on"] = True
+    url = spawn_server(server_settings.model_copy(update={"rollout_eval_interval_s": 0.2}))
+
+    rows = _rows(2_000, seed=5)
+    sent = 0
+    deadline = time.monotonic() + 60
+    while rv.deployments.get("churn").has_challenger:
+        assert time.monotonic() < deadline, "the gate never rolled the flaky challenger back"
+        start = (sent * 4) % len(rows)
+        _predict(url, rows[start : start + 4])  # asserts 200 on every request
+        sent += 1
+
+    state = rv.deployments.get("churn")
+    assert state.model_ref == deployed.ref and state.strategy == "basic"
+    last = rv.deployments.history("churn")[-1]
+    assert last.action == "rollback" and last.actor == "gate"
+    assert "error_rate" in (last.reason or "")
+    history = cli("history", "churn")
+    assert history.exit_code == 0
+    assert "rollback" in history.stdout and "gate" in history.stdout
+    assert "error_rate" in history.stdout
+    # after the rollback every row is the champion's again (once this replica has followed)
+    deadline = time.monotonic() + 30
+    while {p["model"] for p in _predict(url, rows[:50])} != {deployed.ref}:
+        assert time.monotonic() < deadline
+
+
+def test_an_admin_may_ask_for_the_challenger_with_a_header(
+    rv, deployed, churn_pipeline, churn_frame, server_settings, spawn_server
+):
+    settings = server_settings.model_copy(
+        update={"admin_token": "adm", "api_token": "api", "rollout_eval_interval_s": 0}
+    )
+    url = spawn_server(settings)
+    base = f"{url}/v1/deployments/churn/predict"
+    body = {"instances": _rows(20, seed=9)}
+    admin = {"Authorization": "Bearer adm"}
+    none = httpx.post(base, json=body, headers={**admin, "X-Relevo-Model": "challenger"})
+    assert none.status_code == 409 and "no challenger" in none.json()["error"]
+
+    other = clone(churn_pipeline).set_params(model__C=0.01)
+    other.fit(churn_frame[CHURN_FEATURES], churn_frame[CHURN_TARGET])
+    small = rv.registry.register("churn-small", other, churn_frame, target="churned")
+    rv.deployments.deploy("churn", small.ref, weight=0.01, actor="test")
+    deadline = time.monotonic() + 30
+    while True:
+        forced = httpx.post(base, json=body, headers={**admin, "X-Relevo-Model": "challenger"})
+        if forced.status_code == 200:
+            break
+        assert time.monotonic() < deadline, forced.text  # until this server loads it
+        time.sleep(0.1)
+    assert {p["model"] for p in forced.json()["predictions"]} == {small.ref}
+    champion = httpx.post(base, json=body, headers={**admin, "X-Relevo-Model": "champion"})
+    assert {p["model"] for p in champion.json()["predictions"]} == {deployed.ref}
+
+    weak = {"Authorization": "Bearer api", "X-Relevo-Model": "challenger"}
+    assert httpx.post(base, json=body, headers=weak).status_code == 403
+    wrong = httpx.post(base, json=body, headers={**admin, "X-Relevo-Model": "newest"})
+    assert wrong.status_code == 422 and wrong.json()["problems"][0]["column"] == "X-Relevo-Model"
+
+
+def test_two_servers_on_one_database_route_every_key_alike(
+    rv, deployed, churn_pipeline, churn_frame, server_settings, spawn_server
+):
+    other = clone(churn_pipeline).set_params(model__C=0.01)
+    other.fit(churn_frame[CHURN_FEATURES], churn_frame[CHURN_TARGET])
+    small = rv.registry.register("churn-small", other, churn_frame, target="churned")
+    state = rv.deployments.deploy("churn", small.ref, weight=0.3, actor="test")
+    first, second = spawn_server(server_settings), spawn_server(server_settings)
+
+    rows = _rows(2_000, seed=21)
+    a = [p["model"] for i in range(0, 2_000, 500) for p in _predict(first, rows[i : i + 500])]
+    b = [p["model"] for i in range(0, 2_000, 250) for p in _predict(second, rows[i : i + 250])]
+    assert a == b
+    keys = [r["customer_id"] for r in rows]
+    assert [m == small.ref for m in a] == assign(state, keys, len(keys)).astype(bool).tolist()

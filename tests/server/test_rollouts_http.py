@@ -1,0 +1,92 @@
+"""Rollout control over real HTTP behind the admin token: PUT a canary, promote, roll back,
+read the history; promote and rollback are store state, so a restarted server keeps them."""
+
+from __future__ import annotations
+
+import httpx
+from sklearn.base import clone
+
+from relevo.datasets import CHURN_FEATURES, CHURN_TARGET
+from relevo.server.background import BackgroundServer
+
+ADMIN = {"Authorization": "Bearer admin-secret"}
+API = {"Authorization": "Bearer api-secret"}
+
+
+def _small(rv, churn_pipeline, churn_frame):
+    other = clone(churn_pipeline).set_params(model__C=0.01)
+    other.fit(churn_frame[CHURN_FEATURES], churn_frame[CHURN_TARGET])
+    return rv.registry.register("churn-small", other, churn_frame, target="churned")
+
+
+def _serving(url: str) -> list[str]:
+    return httpx.get(f"{url}/v1/deployments/churn/status", headers=ADMIN).json()["serving"]
+
+
+def test_canary_promote_restart_rollback_over_http(
+    rv, deployed, churn_pipeline, churn_frame, server_settings
+):
+    small = _small(rv, churn_pipeline, churn_frame)
+    settings = server_settings.model_copy(
+        update={"admin_token": "admin-secret", "api_token": "api-secret"}
+    )
+    server = BackgroundServer(settings)
+    url = server.start()
+    try:
+        base = f"{url}/v1/deployments/churn"
+        put = httpx.put(
+            base, json={"model": small.ref, "weight": 0.25, "reason": "try it"}, headers=ADMIN
+        )
+        assert put.status_code == 200, put.text
+        assert put.json()["challenger"] == small.ref and put.json()["weight"] == 0.25
+        assert _serving(url) == [deployed.ref, small.ref]
+
+        status = httpx.get(f"{base}/status", headers=ADMIN).json()
+        assert [m["model"] for m in status["models"]] == [deployed.ref, small.ref]
+
+        promoted = httpx.post(f"{base}/promote", headers=ADMIN)
+        assert promoted.status_code == 200, promoted.text
+        assert promoted.json()["model"] == small.ref and promoted.json()["previous"] == deployed.ref
+    finally:
+        server.stop()
+
+    # a restarted server serves what was promoted: it is store state
+    server = BackgroundServer(settings)
+    url = server.start()
+    try:
+        server.wait_until_serving("churn", small.ref)
+        base = f"{url}/v1/deployments/churn"
+        back = httpx.post(f"{base}/rollback", json={"reason": "AUC lower"}, headers=ADMIN)
+        assert back.status_code == 200 and back.json()["model"] == deployed.ref
+        server.wait_until_serving("churn", deployed.ref)
+
+        history = httpx.get(f"{base}/history", headers=ADMIN).json()["events"]
+        assert [e["action"] for e in history] == ["deploy", "deploy", "promote", "rollback"]
+        assert [e["actor"] for e in history[1:]] == ["token:admin"] * 3
+        assert history[1]["reason"] == "try it" and history[3]["reason"] == "AUC lower"
+    finally:
+        server.stop()
+
+
+def test_rollout_control_needs_the_admin_token_before_any_body(
+    rv, deployed, churn_pipeline, churn_frame, server_settings, spawn_server
+):
+    settings = server_settings.model_copy(
+        update={"admin_token": "admin-secret", "api_token": "api-secret"}
+    )
+    url = spawn_server(settings)
+    base = f"{url}/v1/deployments/churn"
+    for method, path in (("POST", "/promote"), ("POST", "/rollback"), ("GET", "/history")):
+        anonymous = httpx.request(method, base + path)
+        assert anonymous.status_code == 401 and "token" in anonymous.json()["error"]
+        weak = httpx.request(method, base + path, headers=API)
+        assert weak.status_code == 403
+    # a bad body is a 422 naming the field, in relevo's error shape
+    bad = httpx.post(f"{base}/rollback", json={"why": 1}, headers=ADMIN)
+    assert bad.status_code == 422 and bad.json()["problems"][0]["column"] == "body"
+    none = httpx.post(f"{base}/promote", headers=ADMIN)
+    assert none.status_code == 409 and "no challenger" in none.json()["error"]
+    unknown = httpx.get(f"{url}/v1/deployments/nope/history", headers=ADMIN)
+    assert unknown.status_code == 404
+    wrong = httpx.put(base, json={"model": "churn:1", "strategy": "blue"}, headers=ADMIN)
+    assert wrong.status_code == 422 and wrong.json()["problems"][0]["column"] == "strategy"
