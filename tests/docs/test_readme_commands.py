@@ -20,6 +20,7 @@ import pytest
 from docblocks import ROOT, block, blocks
 from typer.testing import CliRunner
 
+import relevo
 from relevo.cli.main import app
 from relevo.cli.state import state
 from relevo.server.background import BackgroundServer
@@ -130,9 +131,24 @@ def test_readme_shell_examples_run_as_written(tmp_path: Path, monkeypatch: pytes
         "relevo export churn",
         "relevo status churn",
         "relevo deployments",
+        "relevo models register",
+        "relevo deploy churn",
+        "relevo deploy churn",
+        "relevo promote churn",
+        "relevo rollback churn",
+        "relevo history churn",
     ]
     scored = pd.read_parquet(tmp_path / "scored.parquet")
     assert scored["customer_id"].tolist() == customers["customer_id"].tolist()
     assert set(scored["model"]) == {"churn:1"}
     logged = pd.read_parquet(tmp_path / "predictions.parquet")
     assert len(logged) == len(customers) + 1  # the batch and the one curl sent
+    # the rollout block: shadow, canary, promote, rollback, each kept in the audit trail
+    with relevo.Relevo(home=home) as rv:
+        trail = [
+            (e.action, e.state.get("model"), e.state.get("challenger"))
+            for e in rv.deployments.history("churn")
+        ]
+        assert rv.deployments.get("churn").model_ref == "churn:1"
+    assert [a for a, _m, _c in trail][-4:] == ["deploy", "deploy", "promote", "rollback"], trail
+    assert trail[-2][1] == "churn:2" and trail[-1][1] == "churn:1"
