@@ -215,6 +215,7 @@ def v2_router(runtime: Callable[[], Runtime]) -> APIRouter:
             model_version=str(model.version),
             request_id=prepared.request.id,
             outputs=outputs,
+            parameters=_split_models(answer.predictions, answer.model),
         )
         if json_length is None:
             return Response(body, media_type="application/json")
@@ -259,3 +260,12 @@ def _answering_version(rt: Runtime, name: str, ref: str, checked: Endpoint) -> M
     if now is not None and now.primary.ref == ref:
         return now.primary.version
     return checked.primary.version
+
+
+def _split_models(predictions: list[dict[str, Any]], champion: str) -> dict[str, Any] | None:
+    """`{"models": [NAME:VERSION per row]}` when some rows were answered by another model than
+    the champion (a canary split them); None when the champion answered the whole batch."""
+    models = [p["model"] for p in predictions]
+    if all(m == champion for m in models):
+        return None
+    return {"models": models}
