@@ -19,6 +19,12 @@ it. One worker each, the same thread-limiting environment, one after the other o
   (d) in-process floor                            `predict_proba` on a one-row DataFrame
   (e) MLServer 1.7 + mlserver-sklearn             V2 request, pandas codec
   (f) BentoML 1.4                                 JSON list of dicts -> DataFrame
+  (g) relevo, shadow challenger, mirror 1.0       `--strategies shadow` (default: g and h)
+  (h) relevo, canary 0.1 keyed by customer_id     `--strategies canary`; a new key per request
+
+(g) and (h) serve MODEL:1 with MODEL:2 (the same model file registered again) as challenger,
+each from its own RELEVO_HOME and database, and are compared with (a): the canary's cost in
+2xx/s at c=N and the shadow's c=1 p50 minus (a)'s.
 
 The peers live in their own virtual environments under benchmarks/.work/ (git-ignored), made
 on the first run; they never touch relevo's dependencies. Each server is started in its own
@@ -72,6 +78,7 @@ HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work"
 APPS = HERE / "serving_apps"
 LUA = HERE / "wrk_post.lua"
+KEYED_LUA = HERE / "wrk_keyed.lua"  # a new routing key per request (the keyed canary)
 BIN = Path(sys.executable).parent  # the venv relevo is installed in
 RESULTS = WORK / "serving-results.json"
 
@@ -242,7 +249,9 @@ def process_cpu_s(pid: int) -> float | None:
     return sum(int(x) for x in fields[11:15]) / ticks
 
 
-def run_wrk(url: str, body_file: Path, connections: int, duration_s: float) -> Load:
+def run_wrk(
+    url: str, body_file: Path, connections: int, duration_s: float, lua: Path = LUA
+) -> Load:
     argv = [
         "wrk",
         "-t1",
@@ -251,7 +260,7 @@ def run_wrk(url: str, body_file: Path, connections: int, duration_s: float) -> L
         "--timeout",
         "5s",
         "-s",
-        str(LUA),
+        str(lua),
         url,
         "--",
         str(body_file),
@@ -338,6 +347,7 @@ class Server:
     body: dict[str, Any]
     probability: Callable[[Any], float]  # the positive-class probability in its answer
     cwd: Path | None = None
+    lua: Path = LUA  # the wrk script (KEYED_LUA: "__KEY__" in the body varies per request)
 
 
 class Running:
@@ -389,7 +399,9 @@ class Running:
     def load(self, connections: int, duration_s: float, show: bool = True) -> Load:
         pid = self.proc.pid if self.proc is not None else None
         before = process_cpu_s(pid) if pid else None
-        x = run_wrk(self.server.predict_url, self.body_file, connections, duration_s)
+        x = run_wrk(
+            self.server.predict_url, self.body_file, connections, duration_s, self.server.lua
+        )
         after = process_cpu_s(pid) if pid else None
         if before is not None and after is not None:
             x.cpu_s = after - before
@@ -964,7 +976,18 @@ def main() -> int:
         action="store_true",
         help="after measuring (a), profile it with py-spy during one more loaded run",
     )
+    ap.add_argument(
+        "--strategies",
+        default="shadow,canary",
+        help="relevo rows beside (a), comma-separated: shadow (g), canary (h); 'none' for neither",
+    )
     args = ap.parse_args()
+    args.strategies = [
+        x.strip() for x in args.strategies.split(",") if x.strip() not in ("", "none")
+    ]
+    unknown = [x for x in args.strategies if x not in STRATEGIES]
+    if unknown:
+        ap.error(f"unknown strategies {unknown}: use shadow and/or canary (or none)")
     if shutil.which("wrk") is None:
         print("wrk is not installed: `apt-get install -y wrk` (Debian package wrk), then rerun.")
         return 2
@@ -1064,6 +1087,70 @@ def side_by_side(results: dict[str, dict[str, Any]], n: int) -> str:
         " | ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(row))
         for row in lines
     )
+
+
+STRATEGIES = {
+    # key, label, the `relevo deploy NAME NAME:2 ...` options that set the strategy up
+    "shadow": ("g", "(g) relevo, shadow 1.0", ["--strategy", "shadow", "--mirror", "1.0"]),
+    "canary": (
+        "h",
+        "(h) relevo, canary 0.1 by key",
+        ["--strategy", "canary", "--weight", "0.1", "--key", "customer_id"],
+    ),
+}
+
+
+def strategy_home(
+    home: Path, strategy: str, model_path: Path, train_path: Path, target: str, env: dict[str, str]
+) -> dict[str, str]:
+    """A RELEVO_HOME (and database) of its own where MODEL:1 is the champion and MODEL:2, the
+    same model file registered again, the challenger under `strategy`; returns its env."""
+    workdir = home / f"strategy-{strategy}"
+    workdir.mkdir()
+    own = {**env, "RELEVO_HOME": str(workdir)}
+    for _ in range(2):
+        register = ["models", "register", MODEL_NAME, str(model_path)]
+        relevo_cli([*register, "--reference", str(train_path), "--target", target], own)
+    relevo_cli(["deploy", MODEL_NAME, f"{MODEL_NAME}:1"], own)
+    relevo_cli(["deploy", MODEL_NAME, f"{MODEL_NAME}:2", *STRATEGIES[strategy][2]], own)
+    return own
+
+
+def strategy_ratios(by_key: dict[str, Row]) -> dict[str, float | None]:
+    """Each strategy against (a): its cost in 2xx/s at c=N and its c=1 p50 minus (a)'s."""
+    out: dict[str, float | None] = {}
+    a = by_key.get("a")
+    ok_a = a is not None and not a.note and a.c1 is not None and a.c32 is not None
+    for name, (key, _, _) in STRATEGIES.items():
+        r = by_key.get(key)
+        if not ok_a or r is None or r.note or r.c1 is None or r.c32 is None:
+            out[f"{name}_cost_c32"] = out[f"{name}_c1_p50_minus_a_ms"] = None
+            continue
+        assert a is not None and a.c1 is not None and a.c32 is not None
+        out[f"{name}_cost_c32"] = 1.0 - r.c32.ok_per_s / a.c32.ok_per_s
+        out[f"{name}_c1_p50_minus_a_ms"] = r.c1.p50_ms - a.c1.p50_ms
+    return out
+
+
+def print_strategy_ratios(r: dict[str, float | None], connections: int) -> None:
+    def pct(v: float | None) -> str:
+        return "n/a" if v is None else f"{100 * v:+.1f} %"
+
+    def ms(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:+.2f} ms"
+
+    if "canary_cost_c32" in r:
+        print(
+            f"canary (h) cost at c={connections}, 1 - (h)/(a) 2xx/s: "
+            f"{pct(r['canary_cost_c32'])} (goal: < 5 %); c=1 p50 minus (a): "
+            f"{ms(r['canary_c1_p50_minus_a_ms'])}"
+        )
+    if "shadow_cost_c32" in r:
+        print(
+            f"shadow (g) c=1 p50 minus (a): {ms(r['shadow_c1_p50_minus_a_ms'])} (goal: within "
+            f"0.20 ms); cost at c={connections}, 1 - (g)/(a) 2xx/s: "
+            f"{pct(r['shadow_cost_c32'])} (it scores every row twice)"
+        )
 
 
 def run_model(args: argparse.Namespace, home: Path, model_key: str) -> dict[str, Any]:
@@ -1187,6 +1274,24 @@ def run_model(args: argparse.Namespace, home: Path, model_key: str) -> dict[str,
     add(run_a.row)
     add(run_b.row)
 
+    # (g) shadow and (h) keyed canary: a challenger identical to the champion, so the rows show
+    # what the strategy's machinery costs, each in its own home and database
+    target = "churned" if model_key == "churn" else "target"
+    for strategy in args.strategies:
+        key, label, _ = STRATEGIES[strategy]
+        try:
+            env = strategy_home(home, strategy, model_path, train_path, target, rv_env)
+        except BenchError as exc:
+            failed = Row(key, label, note=f"n/a: {str(exc).splitlines()[0]}")
+            print(f"[{key}] FAILED: {exc}", flush=True)
+            add(failed)
+            continue
+        server = relevo_server(key, label, env)
+        if strategy == "canary":
+            server.body = {"instances": [{**row, "customer_id": "__KEY__"}]}
+            server.lua = KEYED_LUA
+        add(measure(server, expected, duration, n))
+
     # (c) bare FastAPI on uvicorn
     port = free_port()
     add(
@@ -1248,6 +1353,9 @@ def run_model(args: argparse.Namespace, home: Path, model_key: str) -> dict[str,
     print(table(rows, n))
     print()
     print_ratios(r, n)
+    if args.strategies:
+        r.update(strategy_ratios(by_key))
+        print_strategy_ratios(r, n)
     if log_check:
         print(
             f"log complete: {log_check['logged']} of {log_check['answered_2xx_seen_by_wrk']}"
