@@ -107,8 +107,8 @@ def test_list_is_a_table(cli, registered, rv):
     result = cli("models", "list")
     assert_ok(result)
     lines = result.stdout.splitlines()
-    header = next(line for line in lines if "model" in line and "flavor" in line)
-    assert all(c in header for c in ("task", "inputs", "created", "sha256", "tags"))
+    header = next(line for line in lines if "model" in line and "kind" in line)
+    assert all(c in header for c in ("inputs", "created", "sha256", "tags"))
     row = next(line for line in lines if "churn:1" in line)
     sha = rv.registry.get("churn:1").artifact_sha256[:12]
     for cell in ("sklearn", "binary", " 9 ", sha, "team=growth"):

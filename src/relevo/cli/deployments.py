@@ -20,17 +20,26 @@ from relevo.routing.stats import arms, shadow_comparison
 Cell = Callable[[Deployment, int], object]
 
 #: header and cell of each column; the int is the deployment's count of logged predictions
+#: (`relevo status NAME` has the rest: when it changed, the rollout step, numbers per model; the
+#: list stays within 80 columns)
 COLUMNS: list[tuple[str, Cell]] = [
     ("deployment", lambda dep, _logged: dep.name),
     ("model", lambda dep, _logged: dep.model_ref),
-    ("strategy", lambda dep, _logged: dep.strategy),
+    ("strategy", lambda dep, _logged: _strategy(dep)),
     ("challenger", lambda dep, _logged: dep.challenger_ref or "-"),
-    ("weight", lambda dep, _logged: f"{dep.weight:.0%}" if dep.strategy == "canary" else "-"),
     ("key", lambda dep, _logged: dep.key_column or "-"),
     ("rev", lambda dep, _logged: dep.revision),
-    ("updated", lambda dep, _logged: dep.updated_at.strftime("%Y-%m-%d %H:%M")),
     ("logged", lambda dep, logged: f"{logged:,}"),
 ]
+
+
+def _strategy(dep: Deployment) -> str:
+    """The strategy with its share: `canary 10%`, `shadow 20%` (mirrored), `basic`."""
+    if dep.strategy == "canary":
+        return f"canary {dep.weight:.0%}"
+    if dep.strategy == "shadow" and dep.mirror < 1.0:
+        return f"shadow {dep.mirror:.0%}"
+    return dep.strategy
 
 
 def status_data(rv: Relevo, dep: Deployment) -> dict[str, Any]:

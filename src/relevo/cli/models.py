@@ -135,14 +135,13 @@ def list_models(
     console.print(
         table(
             "Models",
-            ["model", "flavor", "task", "inputs", "created", "sha256", "tags"],
+            ["model", "kind", "inputs", "created", "sha256", "tags"],
             [
                 [
                     v.ref,
-                    v.flavor,
-                    v.task,
+                    f"{v.flavor} {v.task}",  # one column: the table fits 80 columns
                     len(v.signature.columns),
-                    v.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                    v.created_at.strftime("%Y-%m-%d %H:%M"),
                     v.artifact_sha256[:12],
                     _short_tags(v.tags),
                 ]

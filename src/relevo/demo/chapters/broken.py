@@ -47,9 +47,9 @@ def run(demo: Demo) -> None:
     sent = sum(traffic.models.values())
     demo.view.say(
         f"Its gate rolled it back after {seconds:.1f} s; {traffic.requests:,} requests "
-        f"({sent:,} customers) were all answered, {traffic.failed} failed:"
+        f"({sent:,} customers) were all answered, {traffic.failed} failed: the champion "
+        "answered every row the challenger could not."
     )
-    demo.view.say("the champion answered every row the challenger could not.")
     events = rv.deployments.history(ROLLOUT)
     demo.view.show(
         table(

@@ -58,9 +58,7 @@ def run(demo: Demo) -> None:
     diff = compared["probability_difference"] or {}
     demo.view.say(
         f"In shadow it scored {compared['rows_compared']:,} customers beside {version.ref}, "
-        f"answering none: labels agree on {compared['label_agreement'] or 0:.1%},"
-    )
-    demo.view.say(
+        f"answering none: labels agree on {compared['label_agreement'] or 0:.1%}, "
         f"probabilities differ by {diff.get('mean', 0):.3f} on average "
         f"(p95 {diff.get('p95', 0):.3f})."
     )
