@@ -29,6 +29,15 @@ def test_every_timestamp_column_is_utc_aware():
         "deployment_events.created_at",
         "predictions.created_at",
         "shadow_predictions.created_at",
+        "profile_buckets.start",
+        "profile_buckets.updated_at",
+        "alerts.started_at",
+        "alerts.updated_at",
+        "alerts.resolved_at",
+        "alert_silences.until",
+        "alert_silences.created_at",
+        "labels.predicted_at",
+        "labels.received_at",
     }
     assert all(isinstance(c.type, UTCDateTime) for c in timestamps)
 

@@ -55,6 +55,8 @@ class StaleStateError(ConflictError):
 
 def _to_deployment(row: RowMapping) -> Deployment:
     values = dict(row)
+    # monitoring settings are monitoring's (relevo.monitoring), not the routing state
+    values.pop("monitoring", None)
     values["steps"] = tuple(values["steps"] or ())
     values["log_extra"] = tuple(values["log_extra"] or ())
     values["manual"] = bool(values["manual"])

@@ -121,6 +121,9 @@ deployments = Table(
     Column("promoted_at", UTCDateTime(), nullable=True),
     Column("bake_seconds", Float, nullable=False, server_default=text("3600")),
     Column("log_extra", JSON, nullable=True),
+    # added by migration 0005 (issue 15): per-deployment monitoring settings (sections "drift",
+    # "alerts", "feedback"), validated by their owners; null means the defaults
+    Column("monitoring", JSON, nullable=True),
 )
 
 #: the audit trail: one row per change, with who made it and why, and the state it produced
@@ -179,4 +182,84 @@ shadow_predictions = Table(
     Column("error", Text, nullable=True),
     Column("latency_ms", Float, nullable=False),
     Index("ix_shadow_predictions_deployment_created", "deployment", "created_at"),
+)
+
+
+# ----------------------------------------------------------------- monitoring (migration 0004)
+#: production profiles (issue 15): one row per deployment, model, role, time bucket and
+#: replica; a window's profile is the merge of its rows' payloads, never a scan of predictions
+profile_buckets = Table(
+    "profile_buckets",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("deployment", String(200), nullable=False),
+    Column("model_name", String(200), nullable=False),
+    Column("model_version", Integer, nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("start", UTCDateTime(), nullable=False),
+    Column("seconds", Integer, nullable=False),
+    Column("replica", String(200), nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint(
+        "deployment",
+        "model_name",
+        "model_version",
+        "role",
+        "start",
+        "replica",
+        name="uq_profile_buckets_key",
+    ),
+    Index("ix_profile_buckets_deployment_start", "deployment", "start"),
+)
+
+
+# --------------------------------------------------------------------- alerts (migration 0005)
+#: alert states (issue 15): one row per incident of a rule on a deployment and subject
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("deployment", String(200), nullable=True),
+    Column("rule", String(100), nullable=False),
+    Column("subject", String(200), nullable=False, server_default=""),
+    Column("state", String(20), nullable=False),
+    Column("severity", String(20), nullable=False),
+    Column("value", Float, nullable=True),
+    Column("threshold", Float, nullable=True),
+    Column("message", Text, nullable=False),
+    Column("incident", String(64), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("resolved_at", UTCDateTime(), nullable=True),
+    Index("ix_alerts_deployment_state", "deployment", "state"),
+)
+
+#: silences: alerts matching them are kept but not notified until `until`
+alert_silences = Table(
+    "alert_silences",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("deployment", String(200), nullable=True),
+    Column("rule", String(100), nullable=True),
+    Column("subject", String(200), nullable=True),
+    Column("until", UTCDateTime(), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+
+# ------------------------------------------------------------------- feedback (migration 0006)
+#: ground truth (issue 16): the label of a logged prediction, by its id
+labels = Table(
+    "labels",
+    metadata,
+    Column("prediction_id", String(32), primary_key=True),
+    Column("deployment", String(200), nullable=False),
+    Column("label", Text, nullable=False),
+    Column("predicted_at", UTCDateTime(), nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("revisions", Integer, nullable=False, server_default=text("1")),
+    Index("ix_labels_deployment_predicted", "deployment", "predicted_at"),
 )
