@@ -10,7 +10,9 @@ every pair of features, on the reference profile's bins:
 
 Each slice is tested against its complement (the rest of the rows), one-sided: is its error
 higher? Errors of 0/1 use the pooled two-proportion z-test, per-row losses Welch's t-test. All
-slices with at least `min_support` rows on each side are tested, and the p-values adjusted
+slices with at least `min_support` rows on each side are tested (0/1 errors: where a slice could
+be significant, Fisher's exact one-sided p-value replaces the z-test's, whose normal tail is too
+thin for small slices with rare errors), and the p-values adjusted
 together by Benjamini-Hochberg: `significant` means an adjusted p-value (`q_value`) <= alpha, so
 among the slices called significant the expected share of flukes is at most alpha. A pair is
 only tested when each of its conditions removes at least a tenth of the rows the other keeps
@@ -18,8 +20,8 @@ only tested when each of its conditions removes at least a tenth of the rows the
 
 Slices are ranked by `gap_low`, the lower confidence bound (1 - alpha, one-sided) of their gap:
 big gaps measured on many rows first, a large gap on a few rows behind a firm one on many.
-Overlapping slices describe the same customers: a slice whose rows overlap an earlier-ranked
-one's by Jaccard index >= 0.5 is left out, so the list names different groups.
+Overlapping slices describe the same customers: a slice with half or more of its rows in an
+earlier-ranked one is left out, so the list names different groups.
 
 With `expected` (the error each row was expected to have, e.g. min(p, 1 - p) misclassification
 chance of a calibrated classifier), the test is on the excess error (errors - expected):
@@ -50,7 +52,7 @@ __all__ = ["Condition", "Segment", "worst_segments"]
 
 #: each condition of a pair must drop at least this share of the rows the other keeps
 _PAIR_MIN_CUT = 0.1
-#: slices whose rows overlap at least this much (Jaccard) count as the same group
+#: a slice with at least this share of its rows in an earlier-ranked one is the same group
 _SAME_GROUP = 0.5
 #: how many ranked candidates to look through for distinct groups
 _MAX_CANDIDATES = 2000
@@ -151,6 +153,15 @@ class _Feature:
     levels: int
     options: np.ndarray  # (n_options, levels) 0/1 matrix: which levels each slice takes
     conditions: list[Condition]
+    #: one slice per level (categorical): sums per level are already sums per slice
+    identity: bool = False
+
+    def expand(self, per_level: np.ndarray, axis: int) -> np.ndarray:
+        """Sums per level (along `axis`) as sums per slice (a categorical feature of 1,000
+        categories needs no 1,000 x 1,000 product)."""
+        if self.identity:
+            return per_level
+        return np.moveaxis(np.tensordot(self.options, per_level, axes=([1], [axis])), 0, axis)
 
 
 def worst_segments(
@@ -194,7 +205,7 @@ def worst_segments(
     singles: list[np.ndarray] = []
     for i, col in enumerate(cols):
         sums = [np.bincount(col.codes, weights=w, minlength=col.levels) for w in weights]
-        s = np.stack([col.options @ t for t in sums], axis=-1)
+        s = np.stack([col.expand(t, 0) for t in sums], axis=-1)
         singles.append(s[:, 0])
         blocks.append(((i,), s))
     for i, j in combinations(range(len(cols)), 2):
@@ -212,7 +223,7 @@ def worst_segments(
                 np.bincount(combined, weights=w, minlength=a.levels * b.levels).reshape(shape)
                 for w in weights
             ]
-        s = np.stack([a.options @ t @ b.options.T for t in sums], axis=-1)
+        s = np.stack([b.expand(a.expand(t, 0), 1) for t in sums], axis=-1)
         n_ab = s[..., 0]
         narrower = np.minimum(singles[i][:, None], singles[j][None, :])
         s[n_ab > (1.0 - _PAIR_MIN_CUT) * narrower] = 0.0  # count 0: not tested
@@ -227,7 +238,7 @@ def worst_segments(
     if not tested.any():
         return []
     owner, index, table = owner[tested], index[tested], table[tested]
-    diff, se, p_value, df = _test(table, totals, binary)
+    diff, se, p_value, df = _test(table, totals, binary, alpha)
     q_value = stats.false_discovery_control(p_value, method="bh")
     crit = stats.norm.ppf(1 - alpha) if binary else stats.t.ppf(1 - alpha, df)
     share = 1.0 - table[:, 0] / n  # error - overall = (1 - share of rows) * (error - rest)
@@ -246,8 +257,8 @@ def worst_segments(
         bits = [_bits(cols[f], option, cache, f) for f, option in picks]
         packed = bits[0] if len(bits) == 1 else bits[0] & bits[1]
         rows = int(table[k, 0])
-        if any(_jaccard(packed, rows, other, seg.rows) >= _SAME_GROUP for other, seg in chosen):
-            continue
+        if any(_shared(packed, other) >= _SAME_GROUP * rows for other, _ in chosen):
+            continue  # mostly customers an earlier segment already names
         mask = np.unpackbits(packed.view(np.uint8), count=n).view(bool)
         chosen.append(
             (
@@ -275,7 +286,7 @@ def worst_segments(
 
 
 def _test(
-    table: np.ndarray, totals: np.ndarray, binary: bool
+    table: np.ndarray, totals: np.ndarray, binary: bool, alpha: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Mean difference slice - rest, its (unpooled) standard error, one-sided p and df."""
     n_s, sum_s = table[:, 0], table[:, 1]
@@ -288,6 +299,13 @@ def _test(
             pooled = totals[1] / totals[0]
             se0 = np.sqrt(pooled * (1 - pooled) * (1 / n_s + 1 / n_c))
             p = stats.norm.sf(diff / se0)
+            # The normal tail is too thin for small slices with rare errors, and the
+            # Benjamini-Hochberg cut-off lives in that tail: where a slice could be
+            # significant, take Fisher's exact one-sided p-value (hypergeometric) instead.
+            near = np.flatnonzero(p <= 2 * alpha)
+            p[near] = stats.hypergeom.sf(
+                np.rint(sum_s[near]) - 1, totals[0], np.rint(totals[1]), n_s[near]
+            )
             df = np.full(len(n_s), np.inf)
         else:
             ss_s = table[:, 2]
@@ -321,9 +339,9 @@ def _bits(
     return cache[key]
 
 
-def _jaccard(a: np.ndarray, n_a: int, b: np.ndarray, n_b: int) -> float:
-    both = int(np.bitwise_count(a & b).sum())
-    return both / (n_a + n_b - both) if n_a + n_b - both else 1.0
+def _shared(a: np.ndarray, b: np.ndarray) -> int:
+    """How many rows two packed slices share."""
+    return int(np.bitwise_count(a & b).sum())
 
 
 def _encode(name: str, column: pd.Series, profile: NumericProfile | CategoricalProfile) -> _Feature:
@@ -371,7 +389,7 @@ def _encode_categorical(name: str, column: pd.Series, profile: CategoricalProfil
     codes = per_value[values.codes]  # code -1 (missing) takes the last entry
     conditions = [Condition(name, "category", category=c) for c in known]
     conditions += [Condition(name, "other"), Condition(name, "missing")]
-    return _Feature(name, codes.astype(np.int64), k + 2, np.eye(k + 2), conditions)
+    return _Feature(name, codes.astype(np.int64), k + 2, np.eye(k + 2), conditions, True)
 
 
 def _categories(profile: CategoricalProfile) -> list[str]:
