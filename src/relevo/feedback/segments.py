@@ -35,7 +35,6 @@ codes, then the run-of-bins slices by a small matrix product over the bins.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
@@ -45,8 +44,8 @@ import pandas as pd
 from scipy import stats
 
 from relevo.errors import InvalidInputError
-from relevo.monitoring.numeric import NumericProfile
-from relevo.monitoring.profile import OTHER_CATEGORY, CategoricalProfile, DatasetProfile
+from relevo.feedback.slices import Condition, Feature, categories, encode
+from relevo.monitoring.profile import CategoricalProfile, DatasetProfile
 
 __all__ = ["Condition", "Segment", "worst_segments"]
 
@@ -56,44 +55,6 @@ _PAIR_MIN_CUT = 0.1
 _SAME_GROUP = 0.5
 #: how many ranked candidates to look through for distinct groups
 _MAX_CANDIDATES = 2000
-
-
-@dataclass(frozen=True)
-class Condition:
-    """One condition on one feature: a range [low, high), a category, unseen, or missing."""
-
-    feature: str
-    kind: str  # "range", "category", "other" or "missing"
-    low: float = -math.inf
-    high: float = math.inf
-    category: str = ""
-
-    def __str__(self) -> str:
-        if self.kind == "missing":
-            return f"{self.feature} is missing"
-        if self.kind == "other":
-            return f"{self.feature} not in reference"
-        if self.kind == "category":
-            return f"{self.feature} = {self.category}"
-        if self.low == -math.inf:
-            return f"{self.feature} < {self.high:.6g}"
-        if self.high == math.inf:
-            return f"{self.feature} >= {self.low:.6g}"
-        return f"{self.low:.6g} <= {self.feature} < {self.high:.6g}"
-
-    def mask(self, frame: pd.DataFrame, known: Sequence[str] = ()) -> np.ndarray:
-        """Which rows of `frame` meet the condition (`known`: the reference's categories)."""
-        column = frame[self.feature]
-        if self.kind == "range":
-            x = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-            return np.asarray((x >= self.low) & (x < self.high) & np.isfinite(x))
-        missing = column.isna().to_numpy()
-        if self.kind == "missing":
-            return missing if column.dtype.kind not in "fc" else ~np.isfinite(column.to_numpy())
-        names = column.astype(str).to_numpy()
-        if self.kind == "category":
-            return np.asarray((names == self.category) & ~missing)
-        return np.asarray(~np.isin(names, list(known)) & ~missing)
 
 
 @dataclass(frozen=True)
@@ -123,7 +84,7 @@ class Segment:
         out = np.ones(len(frame), dtype=bool)
         for condition in self.filters:
             column = reference.columns[condition.feature]
-            known = _categories(column) if isinstance(column, CategoricalProfile) else []
+            known = categories(column) if isinstance(column, CategoricalProfile) else []
             out &= condition.mask(frame, known)
         return out
 
@@ -142,26 +103,6 @@ class Segment:
             "significant": self.significant,
             "tested": self.tested,
         }
-
-
-@dataclass(frozen=True)
-class _Feature:
-    """A feature's rows as level codes, and its candidate slices as sets of levels."""
-
-    name: str
-    codes: np.ndarray  # int64, one level per row
-    levels: int
-    options: np.ndarray  # (n_options, levels) 0/1 matrix: which levels each slice takes
-    conditions: list[Condition]
-    #: one slice per level (categorical): sums per level are already sums per slice
-    identity: bool = False
-
-    def expand(self, per_level: np.ndarray, axis: int) -> np.ndarray:
-        """Sums per level (along `axis`) as sums per slice (a categorical feature of 1,000
-        categories needs no 1,000 x 1,000 product)."""
-        if self.identity:
-            return per_level
-        return np.moveaxis(np.tensordot(self.options, per_level, axes=([1], [axis])), 0, axis)
 
 
 def worst_segments(
@@ -193,13 +134,15 @@ def worst_segments(
     n = len(features)
     if n == 0:
         return []
-    cols = [_encode(name, features[name], reference.columns[name]) for name in names]
+    cols = [encode(name, features[name], reference.columns[name]) for name in names]
     r = e if x is None else e - x
     binary = x is None and bool(np.all((e == 0.0) | (e == 1.0)))
     weights = [None, r] if binary else [None, r, r * r]
     # 0/1 errors: one integer bincount per pair counts rows and errors (code * 2 + error)
-    flags = r.astype(np.int64)
-    with_error = [col.codes * 2 + flags for col in cols] if binary else []
+    with_error: list[np.ndarray] = []
+    if binary:
+        flags = r.astype(np.int64)
+        with_error = [col.codes * 2 + flags for col in cols[1:]]  # 8 bytes a row each
 
     blocks: list[tuple[tuple[int, ...], np.ndarray]] = []  # (features, stats per slice)
     singles: list[np.ndarray] = []
@@ -213,7 +156,7 @@ def worst_segments(
         shape = (a.levels, b.levels)
         if binary:
             both = np.bincount(
-                a.codes * (2 * b.levels) + with_error[j], minlength=2 * b.levels * a.levels
+                a.codes * (2 * b.levels) + with_error[j - 1], minlength=2 * b.levels * a.levels
             )
             both = both.reshape(*shape, 2).astype(np.float64)
             sums = [both.sum(axis=-1), both[..., 1]]
@@ -319,7 +262,7 @@ def _test(
     return diff, se, np.nan_to_num(p, nan=1.0), df
 
 
-def _picks(parts: tuple[int, ...], flat: int, cols: list[_Feature]) -> list[tuple[int, int]]:
+def _picks(parts: tuple[int, ...], flat: int, cols: list[Feature]) -> list[tuple[int, int]]:
     """(feature, slice) per condition of candidate `flat` of the block over `parts`."""
     if len(parts) == 1:
         return [(parts[0], flat)]
@@ -329,7 +272,7 @@ def _picks(parts: tuple[int, ...], flat: int, cols: list[_Feature]) -> list[tupl
 
 
 def _bits(
-    col: _Feature, option: int, cache: dict[tuple[int, int], np.ndarray], feature: int
+    col: Feature, option: int, cache: dict[tuple[int, int], np.ndarray], feature: int
 ) -> np.ndarray:
     """The rows of one slice as packed bits (uint64 words), so overlaps cost a few microseconds."""
     key = (feature, option)
@@ -342,58 +285,6 @@ def _bits(
 def _shared(a: np.ndarray, b: np.ndarray) -> int:
     """How many rows two packed slices share."""
     return int(np.bitwise_count(a & b).sum())
-
-
-def _encode(name: str, column: pd.Series, profile: NumericProfile | CategoricalProfile) -> _Feature:
-    if isinstance(profile, NumericProfile):
-        return _encode_numeric(name, column, profile)
-    return _encode_categorical(name, column, profile)
-
-
-def _encode_numeric(name: str, column: pd.Series, profile: NumericProfile) -> _Feature:
-    try:
-        x = pd.to_numeric(column, errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(
-            f"column {name!r} must be numeric, as in the reference: {exc}"
-        ) from None
-    edges, bins = profile.edges, profile.n_bins
-    # bin i is [e_i, e_i+1) as in NumericProfile; a few comparisons beat a binary search
-    codes = np.zeros(x.size, dtype=np.int64)
-    for edge in edges[1:-1]:
-        codes += x >= edge
-    codes[~np.isfinite(x)] = bins
-    bounds = np.concatenate([[-math.inf], edges[1:-1], [math.inf]]) if bins > 1 else None
-    rows, conditions = [], []
-    for lo in range(bins):
-        for hi in range(lo, bins):
-            if bounds is None or (lo == 0 and hi == bins - 1):
-                continue  # the whole range: every non-missing row
-            option = np.zeros(bins + 1)
-            option[lo : hi + 1] = 1.0
-            rows.append(option)
-            conditions.append(Condition(name, "range", bounds[lo], bounds[hi + 1]))
-    missing = np.zeros(bins + 1)
-    missing[bins] = 1.0
-    rows.append(missing)
-    conditions.append(Condition(name, "missing"))
-    return _Feature(name, codes.astype(np.int64), bins + 1, np.array(rows), conditions)
-
-
-def _encode_categorical(name: str, column: pd.Series, profile: CategoricalProfile) -> _Feature:
-    known = _categories(profile)
-    k = len(known)
-    values = pd.Categorical(column)
-    lookup = {category: i for i, category in enumerate(known)}
-    per_value = np.array([lookup.get(str(v), k) for v in values.categories] + [k + 1])
-    codes = per_value[values.codes]  # code -1 (missing) takes the last entry
-    conditions = [Condition(name, "category", category=c) for c in known]
-    conditions += [Condition(name, "other"), Condition(name, "missing")]
-    return _Feature(name, codes.astype(np.int64), k + 2, np.eye(k + 2), conditions, True)
-
-
-def _categories(profile: CategoricalProfile) -> list[str]:
-    return [c for c in profile.counts if c != OTHER_CATEGORY]
 
 
 def _errors(name: str, values: Any, n: int) -> np.ndarray:
