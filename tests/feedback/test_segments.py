@@ -136,6 +136,9 @@ def test_adjacent_numeric_bins_merge_into_one_condition() -> None:
     top = worst_segments(frame[CHURN_FEATURES], errors, reference=churn_reference())[0]
     assert top.conditions == ("tenure_months < 6",)
     assert top.significant
+    assert top.to_dict()["filters"] == [
+        {"feature": "tenure_months", "kind": "range", "low": None, "high": 6.0}
+    ]
 
 
 def test_minimum_support_keeps_tiny_slices_out() -> None:
@@ -162,6 +165,7 @@ def test_missing_values_and_unseen_categories_are_slices_of_their_own() -> None:
     assert np.array_equal(found[0].mask(frame, churn_reference()), unseen)
     data = found[0].to_dict()
     assert data["conditions"] == ["contract not in reference"] and data["significant"] is True
+    assert data["filters"] == [{"feature": "contract", "kind": "other"}]
 
 
 def test_bad_input_is_refused_with_the_row_or_column_named() -> None:

@@ -102,6 +102,7 @@ class Segment:
             "q_value": self.q_value,
             "significant": self.significant,
             "tested": self.tested,
+            "filters": [c.to_dict() for c in self.filters],
         }
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,6 +47,16 @@ class Condition:
         if self.high == math.inf:
             return f"{self.feature} >= {self.low:.6g}"
         return f"{self.low:.6g} <= {self.feature} < {self.high:.6g}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe: open range ends as None."""
+        out: dict[str, Any] = {"feature": self.feature, "kind": self.kind}
+        if self.kind == "range":
+            out["low"] = self.low if math.isfinite(self.low) else None
+            out["high"] = self.high if math.isfinite(self.high) else None
+        if self.kind == "category":
+            out["category"] = self.category
+        return out
 
     def mask(self, frame: pd.DataFrame, known: Sequence[str] = ()) -> np.ndarray:
         """Which rows of `frame` meet the condition (`known`: the reference's categories)."""
