@@ -144,6 +144,9 @@ def test_changed_churn_mechanism_is_flagged_from_early_labels() -> None:
         assert check.flag
         assert check.message.startswith(CONCEPT_DRIFT_MESSAGE)
         assert check.to_dict()["flag"] is True and check.rows == 500
+        realised_by = {c.metric: c.realised for c in check.checks}
+        assert realised_by["roc_auc"] == pytest.approx(roc_auc_score(y[:500], p[:500]), abs=1e-12)
+        assert realised_by["accuracy"] == accuracy_score(y[:500], p[:500] >= 0.5)
 
 
 def test_no_flag_without_a_change_even_when_early_labels_are_not_a_random_sample() -> None:
