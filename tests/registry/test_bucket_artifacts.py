@@ -14,7 +14,7 @@ from relevo.datasets import CHURN_FEATURES
 from relevo.errors import IntegrityError, InvalidInputError, NotFoundError, UnavailableError
 from relevo.registry.artifacts import FolderArtifactStore, tree_sha256
 from relevo.registry.bucket import BucketArtifactStore
-from relevo.settings import Settings
+from relevo.settings import Settings, reset_settings
 
 
 def _handle(home: Path, database_url: str, bucket: str, endpoint: str) -> relevo.Relevo:
@@ -67,6 +67,24 @@ def test_an_object_changed_in_the_bucket_is_refused(
     assert "refusing to load it" in message
     # nothing unverified is left in the cache for a later load to pick up
     assert not (tmp_path / "b" / "artifact-cache" / version.artifact_path).exists()
+
+
+def test_the_cli_refuses_a_tampered_object_with_exit_code_5(
+    tmp_path, database_url, s3_bucket, s3_endpoint, churn_pipeline, churn_frame, cli, monkeypatch
+):
+    with _handle(tmp_path / "a", database_url, s3_bucket, s3_endpoint) as first:
+        version = first.registry.register("churn", churn_pipeline, churn_frame, target="churned")
+    bucket, key = _object(s3_bucket, version.artifact_path)
+    boto3.client("s3", endpoint_url=s3_endpoint).put_object(Bucket=bucket, Key=key, Body=b"x")
+    monkeypatch.setenv("RELEVO_ARTIFACTS_URL", s3_bucket)
+    monkeypatch.setenv("RELEVO_S3_ENDPOINT_URL", s3_endpoint)
+    reset_settings()
+    sample = tmp_path / "sample.csv"
+    churn_frame.head(100).to_csv(sample, index=False)
+    result = cli("validate", "churn:1", "--data", str(sample))
+    assert result.exit_code == 5, result.output
+    assert "has changed since it was registered" in result.stderr
+    assert "Traceback" not in result.output
 
 
 def test_a_damaged_cache_copy_is_fetched_again(tmp_path, s3_bucket, s3_endpoint):
