@@ -329,8 +329,10 @@ def _scenario(
     failed = [r for r in results if r.status != 200]
     assert not failed, f"{len(failed)} of {len(results)} requests failed: {failed[:3]}"
     retried = sum("," in r.upstream for r in results)
+    finished = sum(r.upstream.endswith(b.address) and r.done >= stopping for r in results)
     print(f"{len(results)} requests through nginx, none failed ({retried} retried by nginx on "
-          f"the other replica); b stopped in {stopped - stopping:.2f} s")  # fmt: skip
+          f"the other replica); b stopped in {stopped - stopping:.2f} s, answering "
+          f"{finished} request(s) in flight at SIGTERM")  # fmt: skip
 
     answered = [(p["id"], p["model"]) for r in results for p in r.predictions]
     for p in probes:
