@@ -278,7 +278,7 @@ def _scenario(
     champion: str,
     small: str,
 ) -> None:
-    rows = _rows(3_000, seed=41)
+    rows = _rows(1_500, seed=41)
     probe_rows = _rows(60, seed=43)
     load = Load(f"{nginx.url}{PREDICT}", rows).start()
     probes = [Probe(a, probe_rows), Probe(b, probe_rows)]
@@ -373,10 +373,10 @@ def _scenario(
             assert models in ([champion] * len(models), expected)
     assert all(len(models) == 1 for models in per_key.values())  # same key, same model
     both = [k for k, where in replicas_of_key.items() if len(where) == 2]
-    assert len(both) > 100  # many keys were answered by both replicas, alike
+    assert len(both) > 50  # many keys were answered by both replicas, alike
     share = challenger_rows / after
     keys = list(per_key)
     key_share = float(assign(state, keys, len(keys)).mean())
     print(f"{after} rows after the change, challenger share {share:.3f}; over {len(keys)} "
-          f"distinct keys {key_share:.3f}")  # fmt: skip
+          f"distinct keys {key_share:.3f}; {len(both)} keys answered by both replicas")  # fmt: skip
     assert abs(key_share - 0.3) < 4 * (0.3 * 0.7 / len(keys)) ** 0.5
