@@ -112,7 +112,7 @@ def test_a_regressor_is_bounded_by_mae_rmse_and_r2(rv):
     features = [c for c in data.columns if c != "target"]
     model = LinearRegression().fit(train[features], train["target"])
     rv.registry.register("diabetes", model, train, target="target")
-    bounds = [Bound("rmse", 70.0, upper=True), Bound("r2", 0.3), Bound("mae", 1.0, upper=True)]
+    bounds = [Bound("RMSE", 70.0, upper=True), Bound("r2", 0.3), Bound("mae", 1.0, upper=True)]
     report = validate_version(rv, "diabetes:1", test, bounds=bounds, latency_calls=5)
     pred = model.predict(test[features])
     assert report.metrics["mae"] == pytest.approx(mean_absolute_error(test["target"], pred))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -167,8 +167,8 @@ def validate_version(
     runner = load_runner(relevo, ref)
     version = runner.version
     target = _target(version.target, target, sample, needed=bool(bounds) or against is not None)
-    for bound in bounds:
-        metric(bound.metric, version.task)  # an unknown metric fails before any work
+    # an unknown metric fails before any work; names as the metric table spells them
+    bounds = [replace(b, metric=metric(b.metric, version.task).name) for b in bounds]
     features = sample.drop(columns=[target]) if target else sample
 
     problems, count = _problems(runner, features)
