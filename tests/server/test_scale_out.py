@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -380,3 +382,65 @@ def _scenario(
     print(f"{after} rows after the change, challenger share {share:.3f}; over {len(keys)} "
           f"distinct keys {key_share:.3f}; {len(both)} keys answered by both replicas")  # fmt: skip
     assert abs(key_share - 0.3) < 4 * (0.3 * 0.7 / len(keys)) ** 0.5
+
+
+def _queued_bytes(port: int) -> int:
+    """Bytes waiting in connections to local `port` that nobody accepted or read yet."""
+    waiting = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if not Path(table).exists():
+            continue
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local, state, queues = fields[1], fields[3], fields[4]
+            if int(local.rsplit(":", 1)[1], 16) == port and state == "01":  # ESTABLISHED
+                waiting += int(queues.split(":")[1], 16)
+    return waiting
+
+
+@pytest.mark.parametrize("documented", [True, False], ids=["documented", "nginx-default"])
+def test_a_post_reset_in_a_closing_backlog_is_retried_with_the_documented_settings(
+    tmp_path, documented
+):
+    """What `non_idempotent` in docs/scale-out.md is for: a request accepted by the kernel
+    but still queued when a stopping replica closes its listener is reset after nginx sent
+    it; nginx retries that POST on another replica only with the documented setting."""
+    if not Path(NGINX).exists() or not Path("/proc/net/tcp").exists():
+        pytest.skip(f"needs nginx ({NGINX}) and Linux's /proc/net/tcp")
+    page = (Path(__file__).parents[2] / "docs" / "scale-out.md").read_text()
+    stopping = socket.socket()  # listens, never accepts: a replica about to close its port
+    stopping.bind(("127.0.0.1", 0))
+    stopping.listen(8)
+    healthy = socket.socket()
+    healthy.bind(("127.0.0.1", 0))
+    healthy.listen(8)
+
+    def answer() -> None:
+        conn, _ = healthy.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        conn.close()
+
+    ports = [s.getsockname()[1] for s in (stopping, healthy)]
+    nginx = Nginx(tmp_path / "nginx", [f"127.0.0.1:{p}" for p in ports])
+    setting = next(ln.strip() for ln in nginx.config.read_text().splitlines()
+                   if "proxy_next_upstream " in ln)  # fmt: skip
+    assert setting in page  # the test runs what the page recommends
+    if not documented:
+        nginx.config.write_text(nginx.config.read_text().replace(" non_idempotent", ""))
+    threading.Thread(target=answer, daemon=True).start()
+    nginx.start()
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            sent = pool.submit(httpx.post, f"{nginx.url}/v1/x", json={"a": 1}, timeout=30)
+            deadline = time.monotonic() + 20
+            while _queued_bytes(ports[0]) == 0:  # the POST sits in the stopping one's backlog
+                assert time.monotonic() < deadline, "the request never reached the backlog"
+                time.sleep(0.01)
+            stopping.close()
+            status = sent.result().status_code
+    finally:
+        nginx.stop()
+        healthy.close()
+    assert "Connection reset by peer" in nginx.errors()
+    assert status == (200 if documented else 502)
