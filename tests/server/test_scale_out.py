@@ -310,7 +310,10 @@ def _scenario(
         followed = max(t for t in reached if t is not None)
         lags = [round(t - changed_at, 2) for t in reached if t is not None]
         print(f"\ncanary reached the replicas {lags} s after it was stored")
-        assert max(lags) < 5.0, lags  # the poll interval is 1 s: about two seconds, with slack
+        # measured here 0.8-2.2 s (poll interval 1 s, plus loading the challenger); the bound
+        # has room for a loaded CI machine and still fails a replica that only follows late
+        # (e.g. after the 10 s retry of a failed load)
+        assert max(lags) < 8.0, lags
 
         load.wait_for(150)
         probes[1].stop()  # b is about to go: stop asking it directly
