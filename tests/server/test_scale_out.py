@@ -19,14 +19,12 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
-from replicas import NGINX, Nginx, Replica
+from replicas import NGINX, PREDICT, Load, Nginx, Probe, Replica
 from sklearn.base import clone
 
 import relevo
@@ -35,8 +33,6 @@ from relevo.routing.assign import assign
 from relevo.settings import Settings
 
 pytestmark = pytest.mark.slow
-
-PREDICT = "/v1/deployments/churn/predict"
 
 
 def _rows(n: int, seed: int) -> list[dict[str, Any]]:
@@ -97,121 +93,6 @@ def test_two_serve_processes_route_every_key_alike(
     expected = assign(state, keys, len(keys)).astype(bool)
     assert [m == small for m in answers[0]] == expected.tolist()
     assert 0.25 < expected.mean() < 0.35  # both models really answered
-
-
-@dataclass
-class Sent:
-    """One request of the load, as the caller saw it."""
-
-    sent: float
-    done: float
-    status: int
-    upstream: str
-    keys: list[Any]
-    predictions: list[dict[str, Any]] = field(default_factory=list)
-    error: str = ""
-
-
-class Load:
-    """Threads posting keyed rows through nginx until stopped."""
-
-    def __init__(self, url: str, rows: list[dict[str, Any]], threads: int = 4) -> None:
-        self.url = url
-        self.rows = rows
-        self.results: list[Sent] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)
-        ]
-
-    def start(self) -> Load:
-        for t in self._threads:
-            t.start()
-        return self
-
-    @property
-    def count(self) -> int:
-        return len(self.results)
-
-    def wait_for(self, more: int, timeout_s: float = 120.0) -> None:
-        target = self.count + more
-        deadline = time.monotonic() + timeout_s
-        while self.count < target:
-            assert time.monotonic() < deadline, f"the load stalled at {self.count} requests"
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=120)
-
-    def _run(self, seed: int) -> None:
-        rng = np.random.default_rng(seed)
-        with httpx.Client(timeout=60) as client:
-            while not self._stop.is_set():
-                chosen = [self.rows[i] for i in rng.integers(0, len(self.rows), 5)]
-                keys = [r["customer_id"] for r in chosen]
-                sent = time.time()
-                try:
-                    answer = client.post(self.url, json={"instances": chosen})
-                except httpx.TransportError as exc:
-                    result = Sent(sent, time.time(), 0, "", keys, error=repr(exc))
-                else:
-                    body = answer.json() if answer.status_code == 200 else {}
-                    result = Sent(
-                        sent,
-                        time.time(),
-                        answer.status_code,
-                        answer.headers.get("x-upstream", ""),
-                        keys,
-                        body.get("predictions", []),
-                        "" if answer.status_code == 200 else answer.text[:300],
-                    )
-                with self._lock:
-                    self.results.append(result)
-
-
-class Probe:
-    """Asks one replica directly, every 50 ms, which model answers each of a fixed set of keys."""
-
-    def __init__(self, replica: Replica, rows: list[dict[str, Any]]) -> None:
-        self.replica = replica
-        self.rows = rows
-        self.seen: list[tuple[float, list[str], list[str]]] = []  # (time, models, ids)
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        url = f"{self.replica.url}{PREDICT}"
-        with httpx.Client(timeout=60) as client:
-            while not self._stop.wait(0.05):
-                answer = client.post(url, json={"instances": self.rows})
-                if answer.status_code != 200:
-                    self.errors.append(f"{answer.status_code}: {answer.text[:300]}")
-                    continue
-                got = answer.json()["predictions"]
-                self.seen.append((time.time(), [p["model"] for p in got], [p["id"] for p in got]))
-
-    def first_match(self, expected: list[str], since: float) -> float | None:
-        """When this replica first answered `expected` after `since`; None if never. After
-        that moment it must never answer anything else (a replica that slips back to the old
-        state would be a bug)."""
-        found = None
-        for at, models, _ in self.seen:
-            if at < since:
-                continue
-            if found is None and models == expected:
-                found = at
-            elif found is not None:
-                assert models == expected, f"{self.replica.name} went back to the old routing"
-        return found
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=60)
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
