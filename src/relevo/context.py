@@ -6,7 +6,7 @@ import contextlib
 from pathlib import Path
 
 from relevo.private import private_dir
-from relevo.registry.artifacts import ArtifactStore
+from relevo.registry.artifacts import open_artifact_store
 from relevo.registry.registry import Registry
 from relevo.routing.service import DeploymentService
 from relevo.settings import Settings, get_settings
@@ -43,7 +43,7 @@ class Relevo:
             self.settings.resolved_database_url,
             create_folder=self.settings.database_url is None,
         )
-        self.registry = Registry(self.store, ArtifactStore(self.settings.artifacts_dir))
+        self.registry = Registry(self.store, open_artifact_store(self.settings))
         self.deployments = DeploymentService(self.store, self.registry)
 
     def close(self) -> None:

@@ -22,6 +22,16 @@ class Settings(BaseSettings):
         default=None,
         description="SQLAlchemy URL of the store; default: SQLite file relevo.db under home.",
     )
+    artifacts_url: str | None = Field(
+        default=None,
+        description="Where artifacts live: s3://bucket/prefix (an S3-compatible bucket every "
+        "replica reaches; the s3 extra) or a folder; default: the folder artifacts under home.",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="Endpoint of an S3-compatible server (MinIO, Ceph, moto); default: AWS. "
+        "Credentials come the standard AWS way (environment, ~/.aws, an instance role).",
+    )
     api_token: str | None = Field(default=None, description="Bearer token for predict/feedback.")
     admin_token: str | None = Field(default=None, description="Bearer token for state changes.")
     max_batch_size: int = Field(default=64, ge=1, description="Rows per coalesced model call.")

@@ -3,6 +3,12 @@
 A file's digest is the sha256 of its bytes; a directory's (an MLflow model) is the sha256 of the
 sorted list of its files' relative paths and digests, so renaming, adding or changing any file
 changes it.
+
+Two stores behind one small interface (`ArtifactStore`): a folder under the relevo home (the
+embedded default, `FolderArtifactStore`) and an S3-compatible bucket that every replica reaches
+(`relevo.registry.bucket.BucketArtifactStore`, the `s3` extra). `RELEVO_ARTIFACTS_URL` chooses
+(`open_artifact_store`). Either way an artifact is stored as `<sha256[:2]>/<sha256>/<name>` and
+its digest is checked before a model is loaded from it.
 """
 
 from __future__ import annotations
@@ -12,10 +18,53 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from relevo.errors import IntegrityError, InvalidInputError, NotFoundError, UnavailableError
 
+if TYPE_CHECKING:
+    from relevo.settings import Settings
+
 _CHUNK = 1 << 20
+
+
+class ArtifactStore(Protocol):
+    """Where registered artifacts live: put once at registration, fetched verified to load."""
+
+    @property
+    def location(self) -> str:
+        """Where the store is (a folder, or `s3://bucket/prefix`), for messages and docs."""
+        ...
+
+    def put(self, source: Path) -> tuple[str, str, int]:
+        """Store `source` (file or directory); returns (sha256, relative path, size)."""
+        ...
+
+    def verified_path(self, rel: str, sha256: str) -> Path:
+        """A local path holding the artifact `rel`, after checking its digest is `sha256`
+        (IntegrityError when it is not, NotFoundError when it is missing)."""
+        ...
+
+
+def open_artifact_store(settings: Settings) -> ArtifactStore:
+    """The artifact store the settings name: `RELEVO_ARTIFACTS_URL` (`s3://bucket/prefix`, or
+    a folder path or `file://` URL), else the folder `artifacts` under the relevo home."""
+    url = settings.artifacts_url
+    if not url:
+        return FolderArtifactStore(settings.artifacts_dir)
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme in ("s3", "s3a"):
+        from relevo.registry.bucket import BucketArtifactStore
+
+        return BucketArtifactStore(
+            url, cache=settings.home / "artifact-cache", endpoint_url=settings.s3_endpoint_url
+        )
+    if scheme in ("", "file"):
+        return FolderArtifactStore(Path(url.removeprefix("file://")).expanduser())
+    raise InvalidInputError(
+        f"RELEVO_ARTIFACTS_URL {url!r}: unknown scheme {scheme!r}; use s3://bucket/prefix "
+        "(an S3-compatible bucket) or a folder path"
+    )
 
 
 def file_sha256(path: Path) -> str:
@@ -62,11 +111,15 @@ def tree_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-class ArtifactStore:
+class FolderArtifactStore:
     """Artifacts in a directory: `<root>/<sha256[:2]>/<sha256>/<original name>`."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
+
+    @property
+    def location(self) -> str:
+        return str(self.root)
 
     def put(self, source: Path) -> tuple[str, str, int]:
         """Copy `source` (file or directory) in; returns (sha256, relative path, size)."""
@@ -119,10 +172,15 @@ class ArtifactStore:
         path = self.root / rel
         if not path.exists():
             raise NotFoundError(f"artifact file is missing: {path}")
-        actual = tree_sha256(path)
-        if actual != sha256:
-            raise IntegrityError(
-                f"artifact {path} has changed since it was registered: sha256 is {actual}, "
-                f"expected {sha256}; refusing to load it"
-            )
+        check_digest(path, sha256, str(path))
         return path
+
+
+def check_digest(path: Path, sha256: str, shown: str) -> None:
+    """Refuse an artifact whose content no longer has the digest it was registered with."""
+    actual = tree_sha256(path)
+    if actual != sha256:
+        raise IntegrityError(
+            f"artifact {shown} has changed since it was registered: sha256 is {actual}, "
+            f"expected {sha256}; refusing to load it"
+        )

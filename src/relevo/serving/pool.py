@@ -59,6 +59,17 @@ def challenger_ref(dep: Deployment) -> str | None:
     return found if isinstance(found, str) and found else None
 
 
+def load_runner(relevo: Relevo, ref: str) -> ModelRunner:
+    """Load version `ref` (its artifact's sha256 verified) with its micro-batcher in front, as
+    a server does; `relevo validate` loads through here too, so it tests what will serve."""
+    settings = relevo.settings
+    return ModelRunner(
+        relevo.registry.load(ref),
+        max_rows=settings.max_batch_size,
+        max_wait_s=settings.max_batch_wait_ms / 1000.0,
+    )
+
+
 class ModelPool:
     """Deployments' models loaded from the store and ready to score."""
 
@@ -155,12 +166,7 @@ class ModelPool:
         runner = fresh.get(ref) or self._runners.get(ref)
         if runner is not None:
             return runner
-        loaded = self.relevo.registry.load(ref)
-        runner = ModelRunner(
-            loaded,
-            max_rows=self.settings.max_batch_size,
-            max_wait_s=self.settings.max_batch_wait_ms / 1000.0,
-        )
+        runner = load_runner(self.relevo, ref)
         if self.on_load is not None:
             self.on_load(runner)
         fresh[ref] = runner

@@ -1,0 +1,137 @@
+"""The validation gate's core: metrics checked against scikit-learn on the same rows, bounds on
+either side, the comparison with another version, and a sample that does not fit."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_diabetes
+from sklearn.dummy import DummyClassifier
+from sklearn.linear_model import LinearRegression
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    log_loss,
+    mean_absolute_error,
+    r2_score,
+    roc_auc_score,
+)
+
+from relevo.datasets import CHURN_FEATURES, CHURN_TARGET, make_churn
+from relevo.errors import InvalidInputError
+from relevo.validation import Bound, validate_version
+
+
+@pytest.fixture
+def sample() -> pd.DataFrame:
+    return make_churn(800, seed=12)
+
+
+def test_metrics_are_scikit_learns_on_the_served_outputs(rv, churn_pipeline, churn_frame, sample):
+    rv.registry.register("churn", churn_pipeline, churn_frame, target="churned")
+    report = validate_version(rv, "churn:1", sample, latency_calls=20)
+    y = sample[CHURN_TARGET]
+    p = churn_pipeline.predict_proba(sample[CHURN_FEATURES])[:, 1]
+    assert report.passed and report.target == "churned"  # the registered target, found
+    assert report.metrics["roc_auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    assert report.metrics["log_loss"] == pytest.approx(log_loss(y, p), abs=1e-9)
+    assert report.metrics["accuracy"] == accuracy_score(y, p >= 0.5)
+    assert report.metrics["f1"] == pytest.approx(f1_score(y, p >= 0.5))
+    assert report.latency is not None and report.latency.single_calls == 20
+
+
+def test_floors_and_ceilings_are_symmetrical(rv, churn_pipeline, churn_frame, sample):
+    rv.registry.register("churn", churn_pipeline, churn_frame, target="churned")
+    auc = validate_version(rv, "churn:1", sample, latency_calls=5).metrics["roc_auc"]
+    bounds = [
+        Bound.parse(f"roc_auc={auc - 0.01}", upper=False),  # passes
+        Bound.parse(f"roc_auc={auc - 0.01}", upper=True),  # a ceiling under the value: fails
+        Bound.parse("log_loss=0.01", upper=True),  # fails: a log loss that low is out of reach
+    ]
+    report = validate_version(rv, "churn:1", sample, bounds=bounds, latency_calls=5)
+    verdicts = [(c.name, c.limit, c.passed) for c in report.checks[1:]]
+    assert verdicts == [
+        ("roc_auc", f">= {auc - 0.01:g}", True),
+        ("roc_auc", f"<= {auc - 0.01:g}", False),
+        ("log_loss", "<= 0.01", False),
+    ]
+    assert not report.passed
+
+
+def test_a_dummy_model_fails_its_floor_and_the_comparison(rv, churn_pipeline, churn_frame, sample):
+    rv.registry.register("churn", churn_pipeline, churn_frame, target="churned")
+    dummy = DummyClassifier().fit(churn_frame[CHURN_FEATURES], churn_frame[CHURN_TARGET])
+    rv.registry.register("churn-dummy", dummy, churn_frame, target="churned")
+    report = validate_version(
+        rv,
+        "churn-dummy:1",
+        sample,
+        bounds=[Bound("roc_auc", 0.7)],
+        against="churn:1",
+        latency_calls=5,
+    )
+    assert not report.passed
+    assert [c.name for c in report.failed] == ["roc_auc", "roc_auc vs churn:1"]
+    assert report.metrics["roc_auc"] == 0.5
+    p = churn_pipeline.predict_proba(sample[CHURN_FEATURES])[:, 1]
+    assert report.against_metrics["roc_auc"] == pytest.approx(
+        roc_auc_score(sample[CHURN_TARGET], p), abs=1e-12
+    )
+    # the other way round the good model is not worse: it passes
+    back = validate_version(rv, "churn:1", sample, against="churn-dummy:1", latency_calls=5)
+    assert back.passed and back.checks[-1].name == "roc_auc vs churn-dummy:1"
+
+
+def test_the_tolerance_lets_an_equal_model_pass(rv, churn_pipeline, churn_frame, sample):
+    rv.registry.register("churn", churn_pipeline, churn_frame, target="churned")
+    rv.registry.register("churn", churn_pipeline, churn_frame, target="churned")
+    report = validate_version(
+        rv, "churn:2", sample, against="churn:1", tolerance=0.0, latency_calls=5
+    )
+    assert report.passed and report.checks[-1].passed
+
+
+def test_rows_that_do_not_fit_are_named_and_nothing_else_is_measured(
+    rv, churn_pipeline, churn_frame, sample
+):
+    rv.registry.register("churn", churn_pipeline, churn_frame, target="churned")
+    broken = sample.astype({"monthly_charges": object})
+    broken.loc[5, "monthly_charges"] = "n/a"
+    report = validate_version(rv, "churn:1", broken, bounds=[Bound("roc_auc", 0.5)])
+    assert [c.name for c in report.checks] == ["signature"] and not report.passed
+    assert report.problems[0].row == 5 and report.problems[0].column == "monthly_charges"
+    assert report.metrics == {} and report.latency is None
+
+
+def test_a_regressor_is_bounded_by_mae_rmse_and_r2(rv):
+    data = load_diabetes(as_frame=True).frame
+    train, test = data.iloc[:300], data.iloc[300:]
+    features = [c for c in data.columns if c != "target"]
+    model = LinearRegression().fit(train[features], train["target"])
+    rv.registry.register("diabetes", model, train, target="target")
+    bounds = [Bound("RMSE", 70.0, upper=True), Bound("r2", 0.3), Bound("mae", 1.0, upper=True)]
+    report = validate_version(rv, "diabetes:1", test, bounds=bounds, latency_calls=5)
+    pred = model.predict(test[features])
+    assert report.metrics["mae"] == pytest.approx(mean_absolute_error(test["target"], pred))
+    assert report.metrics["rmse"] == pytest.approx(math.sqrt(np.mean((test["target"] - pred) ** 2)))
+    assert report.metrics["r2"] == pytest.approx(r2_score(test["target"], pred))
+    assert [c.passed for c in report.checks[1:]] == [True, True, False]
+
+
+def test_what_cannot_be_checked_is_an_input_error(rv, churn_pipeline, churn_frame, sample):
+    rv.registry.register("churn", churn_pipeline, churn_frame)  # no target registered
+    unlabelled = sample.drop(columns=CHURN_TARGET)
+    with pytest.raises(InvalidInputError, match="need labels"):
+        validate_version(rv, "churn:1", unlabelled, bounds=[Bound("roc_auc", 0.5)])
+    with pytest.raises(InvalidInputError, match="'rmse': not a metric of a binary model"):
+        validate_version(rv, "churn:1", sample, target="churned", bounds=[Bound("rmse", 1)])
+    with pytest.raises(InvalidInputError, match="'nope' is not in the sample"):
+        validate_version(rv, "churn:1", sample, target="nope")
+    relabelled = sample.assign(churned=sample["churned"].map({0: "stay", 1: "leave"}))
+    with pytest.raises(InvalidInputError, match="labels the model does not know"):
+        validate_version(rv, "churn:1", relabelled, target="churned")
+    with pytest.raises(InvalidInputError, match="METRIC=VALUE"):
+        Bound.parse("roc_auc>0.8", upper=False)
