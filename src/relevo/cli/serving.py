@@ -65,10 +65,14 @@ def serve(
     _check_port_free(host, port)
     logging.getLogger("relevo").setLevel(logging.INFO)
     metrics_dir = None  # a temporary folder of ours, removed at the end
-    given = settings.metrics_dir or os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    inherited = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    given = inherited or settings.metrics_dir
     if given:
-        # a fixed folder (an emptyDir in Kubernetes) outlives the process: start it empty
+        # a fixed folder (an emptyDir in Kubernetes) outlives the process: start it empty,
+        # before any worker counts in it
         empty_multiprocess_dir(Path(given))
+    if given and (workers > 1 or inherited):
+        # one process that did not start in multiprocess mode counts in memory: no folder
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(given)
     elif workers > 1:
         metrics_dir = tempfile.mkdtemp(prefix="relevo-metrics-")
