@@ -90,6 +90,8 @@ def containerize(
         if not _IMAGE_RE.fullmatch(value):
             raise InvalidInputError(f"{option}: {value!r} is not an image reference")
     output = output.resolve()
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise InvalidInputError(f"{output} is not empty: write the context to a new folder")
     export_bundle(registry, version.ref, output / "bundle")
     (output / "Dockerfile").write_text(_dockerfile(version.ref, name, base))
     (output / ".dockerignore").write_text("*\n!bundle/\n")
