@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,6 @@ from relevo.registry.registry import NAME_RE, Registry
 
 #: where the bundle lives inside the image (outside RELEVO_HOME, so a volume there hides nothing)
 BUNDLE_DIR = "/opt/relevo/bundle"
-KNOWN_EXTRAS = ("skops", "xgboost", "lightgbm", "onnx", "mlflow", "postgres", "all")
 _TAG_RE = re.compile(r"[^a-z0-9_.-]+")
 #: an image reference as Docker writes it (registry/repository:tag@digest); nothing else may
 #: reach the Dockerfile or the printed command
@@ -99,6 +99,23 @@ def containerize(
     return BuildContext(output, version.ref, name, tag, base, chosen, tuple(files))
 
 
+def known_extras() -> tuple[str, ...]:
+    """The extras this relevo release declares (what the base image's build may ask for)."""
+    try:
+        declared = metadata.metadata("relevo").get_all("Provides-Extra") or []
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        declared = []
+    return tuple(sorted(set(declared) - {"dev"})) or (
+        "all",
+        "lightgbm",
+        "mlflow",
+        "onnx",
+        "postgres",
+        "skops",
+        "xgboost",
+    )
+
+
 def _extras(asked: list[str] | None, flavor_extra: str | None) -> tuple[str, ...]:
     """The extras the base image needs: those asked for, else PostgreSQL's driver and the
     flavor's own."""
@@ -106,10 +123,11 @@ def _extras(asked: list[str] | None, flavor_extra: str | None) -> tuple[str, ...
         chosen = [e.strip() for item in asked for e in item.split(",") if e.strip()]
     else:
         chosen = ["postgres", *([flavor_extra] if flavor_extra else [])]
-    unknown = sorted(set(chosen) - set(KNOWN_EXTRAS))
+    known = known_extras()
+    unknown = sorted(set(chosen) - set(known))
     if unknown:
         raise InvalidInputError(
-            f"unknown extra {', '.join(unknown)}: choose among {', '.join(KNOWN_EXTRAS)}"
+            f"unknown extra {', '.join(unknown)}: choose among {', '.join(known)}"
         )
     if flavor_extra and flavor_extra not in chosen and "all" not in chosen:
         raise InvalidInputError(f"the model needs the {flavor_extra!r} extra: add it to --extras")

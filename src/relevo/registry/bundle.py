@@ -93,8 +93,11 @@ def import_bundle(registry: Registry, folder: Path) -> tuple[ModelVersion, bool]
         )
     existing = registry.store.models.get(model["name"], int(model["version"]))
     if existing is not None:
-        return _same(existing, recorded["sha256"]), False
+        _same(existing, recorded["sha256"])
+    # stored even when the version is known: a new replica on a shared database gets its copy
     sha, rel, size = registry.artifacts.put(source)
+    if existing is not None:
+        return existing, False
     version = ModelVersion(
         name=model["name"],
         version=int(model["version"]),
