@@ -161,3 +161,22 @@ def test_db_upgrade_reports_the_revision(cli):
     assert json.loads(result.stdout)["revision"] == head_revision()
     result = cli("db", "upgrade")
     assert f"revision {head_revision()}" in result.stdout
+
+
+def test_importing_a_known_version_gives_a_new_replica_its_artifact(
+    cli, two_versions, database_url, tmp_path
+):
+    # a second pod on the same database: the version is registered, its artifact is not here
+    bundle = tmp_path / "bundle"
+    assert cli("models", "export", "churn:2", "--output", bundle).exit_code == 0
+    replica = relevo.Relevo(home=tmp_path / "replica", database_url=database_url)
+    try:
+        with pytest.raises(relevo.errors.NotFoundError, match="artifact file is missing"):
+            replica.registry.load("churn:2")
+        from relevo.registry.bundle import import_bundle
+
+        version, added = import_bundle(replica.registry, bundle)
+        assert (version.ref, added) == ("churn:2", False)
+        assert replica.registry.load("churn:2").version.ref == "churn:2"
+    finally:
+        replica.close()
