@@ -1,4 +1,4 @@
-"""`relevo serve --workers 2` drains on SIGTERM: /readyz fails at once while predictions are
+"""`relevo serve` drains on SIGTERM: /readyz fails at once while predictions are
 still answered for RELEVO_SHUTDOWN_DRAIN_S, then the server stops with every answered row
 logged; and the Prometheus multiprocess folder it is given starts empty."""
 
@@ -29,7 +29,9 @@ left.labels("churn", "churn:1", "json", "200").inc(1000)
 """
 
 
-def _serve(home: Path, database_url: str, port: int, metrics_dir: Path) -> subprocess.Popen:
+def _serve(
+    home: Path, database_url: str, port: int, metrics_dir: Path, workers: int
+) -> subprocess.Popen:
     env = {
         **os.environ,
         "RELEVO_HOME": str(home),
@@ -40,7 +42,7 @@ def _serve(home: Path, database_url: str, port: int, metrics_dir: Path) -> subpr
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "relevo", "serve", "--port", str(port), "--workers", "2"],
+        [sys.executable, "-m", "relevo", "serve", "--port", str(port), "--workers", str(workers)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -60,19 +62,21 @@ def _serve(home: Path, database_url: str, port: int, metrics_dir: Path) -> subpr
     raise AssertionError("relevo serve did not become ready")
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_sigterm_fails_readiness_first_then_stops_with_the_log_flushed(
-    deployed, relevo_home, database_url, cli, free_port, tmp_path
+    deployed, relevo_home, database_url, cli, free_port, tmp_path, workers
 ):
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
     # a previous container in the same pod left its counters in the folder
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
     subprocess.run([sys.executable, "-c", STALE], env=env, check=True)
-    assert list(metrics_dir.glob("*.db"))
+    stale = set(metrics_dir.glob("*.db"))
+    assert stale
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = _serve(relevo_home, database_url, port, metrics_dir)
+    proc = _serve(relevo_home, database_url, port, metrics_dir, workers)
     rows = frame_to_records(make_churn(30, seed=5).drop(columns=["churned"]))
     try:
         with httpx.Client(base_url=base) as client:
@@ -91,7 +95,8 @@ def test_sigterm_fails_readiness_first_then_stops_with_the_log_flushed(
                 for s in families["relevo_requests"].samples
                 if s.name == "relevo_requests_total"
             )
-            assert answered == 20  # the dead process's 1000 are gone, both workers count
+            assert answered == 20  # the dead process's 1000 are gone, every worker counts
+            assert not stale & set(metrics_dir.glob("*.db"))
 
             os.killpg(proc.pid, signal.SIGTERM)
             deadline = time.monotonic() + 4

@@ -17,7 +17,7 @@ db_app = typer.Typer(help="The store's database schema.", no_args_is_help=True)
 @handle_errors
 def containerize(
     model: str = typer.Argument(..., help="NAME:VERSION to bake into the image."),
-    output: Path = typer.Option(
+    output: Path | None = typer.Option(
         None, "--output", "-o", help="Folder to write the build context to (default: NAME-VERSION)."
     ),
     deployment: str | None = typer.Option(
