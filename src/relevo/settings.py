@@ -107,6 +107,19 @@ class Settings(BaseSettings):
         description="Rows waiting for a shadow challenger at most; more are dropped and counted.",
     )
 
+    shutdown_drain_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="After SIGTERM, how long a server keeps answering with /readyz failing "
+        "before it stops (load balancers take it out meanwhile); then in-flight requests "
+        "finish and the prediction log is flushed.",
+    )
+    metrics_dir: Path | None = Field(
+        default=None,
+        description="Folder for the Prometheus multiprocess metrics of `relevo serve` (emptied "
+        "at start); default: a new temporary folder when --workers > 1.",
+    )
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from relevo import __version__
-from relevo.cli import demo, models, rollout, serving, validate
+from relevo.cli import container, demo, models, rollout, serving, validate
 from relevo.cli.flags import FlagsGroup
 from relevo.cli.state import state
 
@@ -23,6 +23,7 @@ app.add_typer(models.app, name="models")
 serving.register(app)
 rollout.register(app)
 validate.register(app)
+container.register(app, models.app)
 app.command("demo")(demo.demo)
 
 

@@ -51,6 +51,7 @@ def serve(
     import uvicorn
 
     from relevo.server.protocol import uvicorn_options
+    from relevo.serving.metrics import empty_multiprocess_dir
 
     rv = state.relevo()  # fail early, with a clear message, when the store is unreachable
     settings = rv.settings
@@ -63,8 +64,17 @@ def serve(
     state.close()
     _check_port_free(host, port)
     logging.getLogger("relevo").setLevel(logging.INFO)
-    metrics_dir = None
-    if workers > 1:
+    metrics_dir = None  # a temporary folder of ours, removed at the end
+    inherited = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    given = inherited or settings.metrics_dir
+    if given:
+        # a fixed folder (an emptyDir in Kubernetes) outlives the process: start it empty,
+        # before any worker counts in it
+        empty_multiprocess_dir(Path(given))
+    if given and (workers > 1 or inherited):
+        # one process that did not start in multiprocess mode counts in memory: no folder
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(given)
+    elif workers > 1:
         metrics_dir = tempfile.mkdtemp(prefix="relevo-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     if not deployments:

@@ -22,6 +22,7 @@ from relevo.errors import RelevoError
 from relevo.routing import evaluator
 from relevo.server import openapi
 from relevo.server.admin import admin_router
+from relevo.server.draining import Drain
 from relevo.server.fastlane import FastLane
 from relevo.server.handlers import install_error_handlers
 from relevo.server.predict import handle_predict
@@ -61,6 +62,7 @@ def create_fastapi_app(
     """The FastAPI app (every endpoint, OpenAPI) and the getter of its serving runtime."""
     settings = settings or get_settings()
     holder: dict[str, Any] = {}
+    drain = Drain(settings.shutdown_drain_s)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -81,6 +83,7 @@ def create_fastapi_app(
         except RelevoError as exc:
             log.error("loading deployments failed: %s", exc)
         holder["runtime"] = runtime
+        drain.install(asyncio.get_running_loop())  # /readyz fails from the first SIGTERM
         tasks = [asyncio.create_task(runtime.watch()), asyncio.create_task(runtime.shadow.run())]
         if rv.settings.rollout_eval_interval_s > 0:  # issue 14: the gates, one replica at a time
             tasks.append(
@@ -91,6 +94,7 @@ def create_fastapi_app(
         try:
             yield
         finally:
+            drain.uninstall()
             for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -132,7 +136,7 @@ def create_fastapi_app(
         )
         return Response(body, status_code=status, headers=_plain(headers))
 
-    app.include_router(probes_router(runtime))
+    app.include_router(probes_router(runtime, lambda: drain.draining))
     app.include_router(admin_router(runtime))
     app.include_router(rollouts_router(runtime))
     app.include_router(v2_router(runtime))

@@ -16,12 +16,15 @@ from fastapi.responses import Response
 from relevo.server import openapi
 from relevo.server.auth import may_see_details
 from relevo.server.http import authorization, json_response
-from relevo.serving.health import check_readiness
+from relevo.serving.health import Readiness, check_readiness
 from relevo.serving.metrics import get_metrics, render_metrics
 from relevo.serving.runtime import Runtime
 
 
-def probes_router(runtime: Callable[[], Runtime]) -> APIRouter:
+def probes_router(
+    runtime: Callable[[], Runtime], draining: Callable[[], bool] = lambda: False
+) -> APIRouter:
+    """The probes; `draining` tells when the process got SIGTERM (see `server.draining`)."""
     router = APIRouter(tags=["health"])
 
     @router.get(
@@ -45,7 +48,10 @@ def probes_router(runtime: Callable[[], Runtime]) -> APIRouter:
     )
     async def readyz(request: Request) -> Response:
         rt = runtime()
-        readiness = await asyncio.to_thread(check_readiness, rt)
+        if draining():  # out of the load balancers before the process stops
+            readiness = Readiness(False, problems=["shutting down"])
+        else:
+            readiness = await asyncio.to_thread(check_readiness, rt)
         details = may_see_details(authorization(request.scope), rt.settings)
         return json_response(readiness.to_dict(details), readiness.status)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import resource
 import time
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import (
@@ -201,3 +202,14 @@ def get_metrics() -> ServingMetrics:
     if _metrics is None:
         _metrics = ServingMetrics()
     return _metrics
+
+
+def empty_multiprocess_dir(folder: Path) -> int:
+    """Delete the metric files a previous server left in `folder` (created if missing); returns
+    how many. A container restarted in the same pod keeps its emptyDir: without this its dead
+    processes' counters would be summed into the new ones."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stale = list(folder.glob("*.db"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)

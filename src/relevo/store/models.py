@@ -86,6 +86,27 @@ class ModelRepository:
             return self.get(name, version)  # type: ignore[return-value]
         raise ConflictError(f"could not allocate a new version of {name!r}: too many writers")
 
+    def insert(self, fields: dict[str, Any], reference_profile: str) -> bool:
+        """Insert version `fields['version']` of `fields['name']` as given (an imported
+        version keeps its number); False, and nothing written, when that version exists."""
+        now = datetime.now(UTC)
+        row = {"created_at": now, **fields}
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(model_versions).values(**row))
+                conn.execute(
+                    insert(profiles).values(
+                        model_name=row["name"],
+                        model_version=row["version"],
+                        kind="reference",
+                        payload=reference_profile,
+                        created_at=now,
+                    )
+                )
+        except SAIntegrityError:
+            return False
+        return True
+
     def get(self, name: str, version: int | None = None) -> ModelVersion | None:
         if "\x00" in name or (version is not None and not 1 <= version <= 2**63 - 1):
             # no row can match, and the database would fail on the value itself (SQLite: a
