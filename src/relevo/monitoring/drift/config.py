@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from relevo.errors import InvalidInputError, Problem
+from relevo.monitoring.timespan import parse_duration
 
 NUMERIC_METHODS = ("wasserstein", "psi", "jensenshannon", "ks")
 CATEGORICAL_METHODS = ("jensenshannon", "psi", "chisquare")
@@ -37,6 +38,15 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "chisquare": 0.05,
 }
 CORRECTIONS = ("bonferroni", "none")
+#: data-quality limits (shares of a window's values): missing values above the reference's
+#: own share, values outside the reference's range, categories the reference never showed,
+#: rows rejected by validation
+DEFAULT_QUALITY: dict[str, float] = {
+    "missing": 0.05,
+    "out_of_range": 0.05,
+    "unseen": 0.01,
+    "rejected": 0.05,
+}
 #: values per category under which a categorical column keeps the chi-square test
 MIN_PER_CATEGORY = 10
 
@@ -63,7 +73,8 @@ class DriftConfig:
     "none", over the features tested with a p-value; `dataset_share`: dataset drift when at
     least this share of the evaluable features drifted; `features`: per-feature
     `{"method", "threshold", "enabled"}`; `prediction` / `multivariate`: the same for the
-    model's output and the reconstruction error.
+    model's output and the reconstruction error. For alerts: `window`, the span each
+    evaluation judges ("1h"), and `quality`, the data-quality limits (`DEFAULT_QUALITY`).
     """
 
     method: str = "auto"
@@ -78,9 +89,24 @@ class DriftConfig:
     features: Mapping[str, ColumnConfig] = field(default_factory=dict)
     prediction: ColumnConfig = ColumnConfig()
     multivariate: ColumnConfig = ColumnConfig()
+    window: str = "1h"
+    quality: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_QUALITY))
 
     def __post_init__(self) -> None:
         problems: list[Problem] = []
+        try:
+            parse_duration(self.window, "window")
+        except InvalidInputError as exc:
+            problems += exc.problems
+        quality = {**DEFAULT_QUALITY, **dict(self.quality)}
+        for name, value in quality.items():
+            where = f"quality.{name}"
+            if name not in DEFAULT_QUALITY:
+                problems.append(
+                    Problem(f"unknown limit; known: {sorted(DEFAULT_QUALITY)}", column=where)
+                )
+            elif _check_positive(value, where, problems) and value > 1:
+                problems.append(Problem("a share: at most 1", column=where))
         for name in ("method", "numeric", "categorical"):
             _check_method(getattr(self, name), name, problems)
         kinds = {"numeric": NUMERIC_METHODS, "categorical": CATEGORICAL_METHODS}
@@ -126,6 +152,7 @@ class DriftConfig:
         if problems:
             raise InvalidInputError("invalid drift settings", problems)
         object.__setattr__(self, "thresholds", merged)
+        object.__setattr__(self, "quality", quality)
         object.__setattr__(self, "features", dict(self.features))
 
     @classmethod
@@ -145,12 +172,13 @@ class DriftConfig:
                 [Problem(f"unknown setting; known: {sorted(known)}", column=k) for k in unknown],
             )
         values: dict[str, Any] = dict(data)
-        if "thresholds" in values:
-            if not isinstance(values["thresholds"], Mapping):
-                raise InvalidInputError(
-                    "invalid drift settings", [Problem("must be an object", column="thresholds")]
-                )
-            values["thresholds"] = dict(values["thresholds"])
+        for name in ("thresholds", "quality"):
+            if name in values:
+                if not isinstance(values[name], Mapping):
+                    raise InvalidInputError(
+                        "invalid drift settings", [Problem("must be an object", column=name)]
+                    )
+                values[name] = dict(values[name])
         features = values.get("features", {})
         if not isinstance(features, Mapping):
             raise InvalidInputError(
@@ -176,6 +204,8 @@ class DriftConfig:
             "features": {k: _column_dict(v) for k, v in self.features.items()},
             "prediction": _column_dict(self.prediction),
             "multivariate": _column_dict(self.multivariate),
+            "window": self.window,
+            "quality": dict(self.quality),
         }
 
     def column(self, name: str) -> ColumnConfig:
