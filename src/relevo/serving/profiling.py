@@ -15,6 +15,7 @@ use. Shadow outputs arrive through `shadow`. A failure to profile is logged and 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import socket
@@ -44,9 +45,16 @@ log = logging.getLogger(__name__)
 Key = tuple[str, str, int, str, int]
 
 
+_BUILDERS = itertools.count(1)
+
+
 def replica_id() -> str:
-    """This process's replica name: host and process id (stable while the process lives)."""
-    return f"{socket.gethostname()}-{os.getpid()}"[:200]
+    """This process's replica name: host and process id (stable while the process lives); a
+    second server in one process (tests, notebooks) gets a suffix, so that each writes rows
+    of its own."""
+    n = next(_BUILDERS)
+    suffix = "" if n == 1 else f"-{n}"
+    return f"{socket.gethostname()}-{os.getpid()}{suffix}"[-200:]
 
 
 _REASONS = (
