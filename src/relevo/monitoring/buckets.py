@@ -188,9 +188,10 @@ class BucketProfile:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], reference: ReferenceProfile) -> BucketProfile:
-        """A bucket from `to_dict` data and its model version's reference profile."""
-        layout = reference.layout
+    def from_dict(cls, d: Mapping[str, Any], reference: ReferenceProfile | Layout) -> BucketProfile:
+        """A bucket from `to_dict` data and its model version's reference profile (or the
+        layout of that reference)."""
+        layout = reference if isinstance(reference, Layout) else reference.layout
         check_payload(d, layout)
         seed = int(d["seed"])
         mv = None

@@ -23,7 +23,7 @@ import numpy as np
 import orjson
 
 from relevo.monitoring.buckets import BucketProfile, check_payload
-from relevo.monitoring.layout import ERROR, N_STATS, PartLayout
+from relevo.monitoring.layout import ERROR, N_STATS, Layout, PartLayout
 from relevo.monitoring.numeric import NumericProfile
 from relevo.monitoring.profile import DatasetProfile
 from relevo.monitoring.quality import QualityProfile
@@ -134,13 +134,12 @@ def _part(layout: PartLayout, d: Any) -> _Part:
 
 def merge_payloads(
     payloads: Sequence[dict[str, Any]],
-    reference: ReferenceProfile,
+    layout: Layout,
     sample_size: int,
     seed: int = 0,
 ) -> tuple[int, DatasetProfile, DatasetProfile, QualityProfile, NumericProfile | None]:
-    """(rows, inputs, prediction, quality, multivariate) of bucket payloads (`to_dict`) in
-    the given order (callers sort them canonically)."""
-    layout = reference.layout
+    """(rows, inputs, prediction, quality, multivariate) of bucket payloads (`to_dict`) on
+    `layout`, in the given order (callers sort them canonically)."""
     for d in payloads:
         check_payload(d, layout)
     rows = sum(int(d["rows"]) for d in payloads)
@@ -185,12 +184,11 @@ def merge_buckets(
         raise ValueError("buckets of different model versions do not merge")
     payloads = sorted((b.to_dict() for b in buckets), key=_canonical)
     seed = int(payloads[0]["seed"])
-    ref = _LayoutOnly(first)
     k = sample_size or max(
         (c.sample_size for c in first.inputs.columns.values() if isinstance(c, NumericProfile)),
         default=1,
     )
-    rows, inputs, prediction, quality, mv = merge_payloads(payloads, ref, k, seed)  # type: ignore[arg-type]
+    rows, inputs, prediction, quality, mv = merge_payloads(payloads, first.layout, k, seed)
     return replace(
         first,
         rows=rows,
@@ -200,13 +198,6 @@ def merge_buckets(
         multivariate=mv,
         seed=seed,
     )
-
-
-class _LayoutOnly:
-    """A stand-in reference that only carries a bucket's layout (all merging needs)."""
-
-    def __init__(self, bucket: BucketProfile) -> None:
-        self.layout = bucket.layout
 
 
 # --------------------------------------------------------------------------- the store
@@ -249,7 +240,7 @@ def load_window(
     payloads = [d for d in payloads if d.get("layout") == layout.digest]
     if not payloads:
         return None
-    n, inputs, prediction, quality, mv = merge_payloads(payloads, reference, sample_size)
+    n, inputs, prediction, quality, mv = merge_payloads(payloads, layout, sample_size)
     return Window(
         deployment,
         since,
