@@ -68,7 +68,10 @@ def frames(rows, seed=7):
     for drift in (False, True):
         data = {f"n{i}": numeric(i, drift) for i in range(20)}
         data.update({f"c{k}": categorical(k, drift) for k in range(5)})
-        out.append(pd.DataFrame(data))
+        # copy=False: the columns as generated, without a consolidated copy of the frame, so
+        # that the data's own peak stays near its size and the tools' peaks show
+        out.append(pd.DataFrame(data, copy=False))
+        del data
     return out
 
 tool, rows = sys.argv[1], int(sys.argv[2])
@@ -152,18 +155,21 @@ def main() -> None:
     results = {tool: run(tool, args.rows) for tool in tools}
     mb = 1024 * 1024
     print(f"\n{args.rows:,} x 25 against {args.rows:,} x 25; drifted: {', '.join(DRIFTED)}\n")
-    print("| tool | time | peak memory (data alone) | flagged | tests |")
-    print("|---|---|---|---|---|")
+    print("| tool | time | peak memory | of it, the data | flagged | tests |")
+    print("|---|---|---|---|---|---|")
     for r in results.values():
         print(
             f"| {r['tool']} {r['version']} | {r['seconds']:.2f} s | {r['peak'] / mb:,.0f} MB "
-            f"({r['data'] / mb:,.0f} MB) | {', '.join(r['flagged'])} | {', '.join(r['methods'])} |"
+            f"| {r['data'] / mb:,.0f} MB | {', '.join(r['flagged'])} | "
+            f"{', '.join(r['methods'])} |"
         )
     if "evidently" in results:
         ours, theirs = results["relevo"], results["evidently"]
+        above = (ours["peak"] - ours["data"]) / max(theirs["peak"] - theirs["data"], 1)
         print(
             f"\nrelevo is {theirs['seconds'] / ours['seconds']:.0f}x faster and uses "
-            f"{ours['peak'] / theirs['peak']:.0%} of Evidently's peak memory; same columns "
+            f"{ours['peak'] / theirs['peak']:.0%} of Evidently's peak memory ({above:.0%} of "
+            "what it needs beyond the data); same columns "
             f"flagged: {'yes' if ours['flagged'] == theirs['flagged'] else 'NO'}; "
             f"the known drifted ones: {'yes' if ours['flagged'] == DRIFTED else 'NO'}"
         )
