@@ -131,13 +131,20 @@ def _design(
     n = len(frame)
     width = len(numeric) + sum(len(cats) for _, cats in categorical)
     out = np.empty((n, width), dtype=np.float64)
-    for j, c in enumerate(numeric):
-        if c in frame.columns:
-            out[:, j] = pd.to_numeric(frame[c], errors="coerce").to_numpy(
-                dtype=np.float64, na_value=np.nan
-            )
-        else:
-            out[:, j] = np.nan
+    present = [c for c in numeric if c in frame.columns]
+    try:  # one conversion for all numeric columns (None -> NaN)
+        block = frame[present].to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError):
+        block = np.column_stack(
+            [pd.to_numeric(frame[c], errors="coerce").to_numpy(np.float64, na_value=np.nan)
+             for c in present]
+        ) if present else np.empty((n, 0))  # fmt: skip
+    if len(present) == len(numeric):
+        out[:, : len(numeric)] = block
+    else:
+        out[:, : len(numeric)] = np.nan
+        for k, c in enumerate(present):
+            out[:, numeric.index(c)] = block[:, k]
     j = len(numeric)
     for c, cats in categorical:
         values = (

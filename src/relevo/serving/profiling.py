@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: stored entries are profiled together at most this often, or once this many are waiting
+PROFILE_EVERY_S = 1.0
+PROFILE_ENTRIES = 20_000
 #: (deployment, model name, model version, role, bucket start as Unix seconds)
 Key = tuple[str, str, int, str, int]
 
@@ -153,6 +156,9 @@ class ProfileBuilder:
         self._shadow_lock = threading.Lock()
         self._shadow: list[tuple[str, str, int, float, list[dict[str, Any]]]] = []
         self._persisted_at = time.monotonic()
+        #: stored entries not profiled yet (bytes: the garbage collector never walks them)
+        self._pending: list[bytes] = []
+        self._profiled_at = time.monotonic()
         self._on_error = on_error
         #: the writer thread profiles and persists; a spool replay may profile meanwhile
         self._lock = threading.RLock()
@@ -171,12 +177,25 @@ class ProfileBuilder:
     # ---- the writer thread
 
     def flushed(self, payloads: Iterable[bytes]) -> None:
-        """Profile the entries the log just stored; never raises."""
+        """Take the entries the log just stored: they are profiled together about once a
+        second (`PROFILE_EVERY_S`), since a profile update costs the same for 50 rows as for
+        5,000; never raises."""
         try:
             with self._lock:
-                self._profile(payloads)
+                self._pending.extend(payloads)
+                if (
+                    len(self._pending) >= PROFILE_ENTRIES
+                    or time.monotonic() - self._profiled_at >= PROFILE_EVERY_S
+                ):
+                    self._profile_pending()
         except Exception:
             self._error("profiling logged predictions failed")
+
+    def _profile_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        self._profiled_at = time.monotonic()
+        if pending:
+            self._profile(pending)
 
     def tick(self, force: bool = False) -> None:
         """Persist the buckets when it is time (or `force`); never raises."""
@@ -186,6 +205,7 @@ class ProfileBuilder:
         self._persisted_at = now
         try:
             with self._lock:
+                self._profile_pending()
                 self._drain_side()
                 self.persist()
         except Exception:
