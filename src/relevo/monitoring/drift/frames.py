@@ -26,8 +26,12 @@ from relevo.monitoring.reference import BINS  # the bins registration profiles a
 
 #: reference values the bin edges are taken from
 EDGE_SAMPLE = 100_000
-#: raw values kept per column for the exact tests on small windows
+#: raw values kept per column of the current frame for the exact tests on small windows (the
+#: tests run only on windows this small, so they see every value)
 SAMPLE_SIZE = 1000
+#: raw values kept of the reference: one fixed sample serves every comparison, so its own
+#: sampling error is not averaged away across windows; 5,000 values make it small
+REFERENCE_SAMPLE = 5000
 SEED = 0
 
 
@@ -76,7 +80,7 @@ def drift(
                     [Problem(str(exc), column=name)],
                 ) from None
             edges = _edges(ref_x)
-            ref_cols[name] = profile_numeric(ref_x, ref_missing, edges)
+            ref_cols[name] = profile_numeric(ref_x, ref_missing, edges, REFERENCE_SAMPLE)
             cur_cols[name] = profile_numeric(cur_x, cur_missing, edges)
         else:
             ref_cols[name] = CategoricalProfile.reference(ref_values)
@@ -114,13 +118,15 @@ def _edges(x: np.ndarray) -> np.ndarray:
     return reference_edges(sample, BINS)
 
 
-def profile_numeric(x: np.ndarray, missing: int, edges: np.ndarray) -> NumericProfile:
+def profile_numeric(
+    x: np.ndarray, missing: int, edges: np.ndarray, sample_size: int = SAMPLE_SIZE
+) -> NumericProfile:
     """The `NumericProfile` of finite values `x` on `edges`: the same counts, moments and
-    range as `NumericProfile(edges, 0).update(x)`, and a uniform sample of `SAMPLE_SIZE`."""
+    range as `NumericProfile(edges, 0).update(x)`, and a uniform sample of `sample_size`."""
     n_bins = max(edges.size - 1, 1)
     if x.size == 0:
         return NumericProfile(
-            edges, np.zeros(n_bins, np.int64), missing=missing, sample_size=SAMPLE_SIZE
+            edges, np.zeros(n_bins, np.int64), missing=missing, sample_size=sample_size
         )
     inner = edges[1:-1]
     # values under each inner edge (bins are [e_i, e_i+1)): one pass per edge, no sort
@@ -135,7 +141,7 @@ def profile_numeric(x: np.ndarray, missing: int, edges: np.ndarray) -> NumericPr
     m2 = float(np.einsum("i,i->", dev, dev))
     del dev
     rng = np.random.default_rng(SEED)
-    sample = x if x.size <= SAMPLE_SIZE else x[rng.choice(x.size, SAMPLE_SIZE, replace=False)]
+    sample = x if x.size <= sample_size else x[rng.choice(x.size, sample_size, replace=False)]
     return NumericProfile(
         edges,
         counts,
@@ -148,6 +154,6 @@ def profile_numeric(x: np.ndarray, missing: int, edges: np.ndarray) -> NumericPr
         min=float(x.min()),
         max=float(x.max()),
         sample=sample,
-        sample_size=SAMPLE_SIZE,
+        sample_size=sample_size,
         seed=SEED,
     )
