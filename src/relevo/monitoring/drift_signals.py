@@ -51,7 +51,7 @@ def signals(rv: Relevo, deployment: str, now: datetime) -> list[Signal]:
         window = service.window(deployment, now - span, now)
     except NotFoundError:
         return []
-    report = service.drift(deployment, now - span, now, config=config)
+    report = service.report(window, "reference", config)
     out = [_feature(deployment, f) for f in report.features]
     out.append(_dataset(deployment, report, ""))
     for rule, column in (
@@ -61,7 +61,7 @@ def signals(rv: Relevo, deployment: str, now: datetime) -> list[Signal]:
         if column is not None:
             out.append(_column(deployment, rule, "", column))
     try:
-        previous = service.drift(deployment, now - span, now, baseline="previous", config=config)
+        previous = service.report(window, "previous", config)
     except NotFoundError:
         previous = None
     if previous is not None:

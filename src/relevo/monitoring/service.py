@@ -80,7 +80,16 @@ class MonitoringService:
             )
         until = until or datetime.now(UTC)
         current = self.window(deployment, since, until, model)
-        config = config or self.config(deployment)
+        return self.report(current, baseline, config or self.config(deployment))
+
+    def report(self, current: Window, baseline: str, config: DriftConfig) -> DriftReport:
+        """Drift of an already loaded window against `baseline` (see `drift`)."""
+        if baseline not in BASELINES:
+            raise InvalidInputError(
+                f"unknown baseline {baseline!r}",
+                [Problem(f"one of {', '.join(BASELINES)}", column="baseline")],
+            )
+        deployment, since, until = current.deployment, current.since, current.until
         reference = current.reference
         if baseline == "reference":
             base_inputs, base_prediction = reference.inputs, reference.prediction
