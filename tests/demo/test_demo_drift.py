@@ -21,4 +21,4 @@ def test_the_drift_chapter_names_the_drifted_features(tmp_path: Path) -> None:
     page = Path(found["html"])
     assert page.parent == options.home.resolve()
     html = page.read_text()
-    assert "Drift of churn-next-year" in html and "<script" not in html
+    assert "Drift of churn-drift" in html and "<script" not in html

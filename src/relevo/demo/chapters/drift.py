@@ -18,7 +18,7 @@ from relevo.monitoring.drift import DriftReport, FeatureDrift
 from relevo.monitoring.service import MonitoringService
 
 #: a deployment of its own, so that its window holds only the drifted traffic
-DRIFTING = "churn-next-year"
+DRIFTING = "churn-drift"
 CUSTOMERS = 2000
 AGEING, PRICE_CHANGE = 5.0, 0.15
 DEADLINE_S = 30.0
