@@ -22,17 +22,17 @@ import os
 
 os.environ.update({"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
 
-import argparse  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from datetime import UTC, datetime, timedelta  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import orjson  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import orjson
+import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -152,14 +152,14 @@ def bench_window(postgres: str | None) -> None:
                 from sqlalchemy import text
 
                 with rv.store.engine.begin() as conn:  # type: ignore[attr-defined]
-                    for table in ("profile_buckets", "model_versions"):
-                        conn.execute(text(f"DELETE FROM {table} WHERE name = 'bench'")
-                                     if table == "model_versions"
-                                     else text(f"DELETE FROM {table} WHERE deployment = 'bench'"))  # fmt: skip
+                    conn.execute(text("DELETE FROM profile_buckets WHERE deployment = 'bench'"))
             rv.close()  # type: ignore[attr-defined]
 
 
 def bench_serving(rounds: int, duration: float) -> None:
+    import relevo
+    from relevo.monitoring.windows import load_window
+
     with tempfile.TemporaryDirectory(prefix="relevo-bench-serving-") as tmp:
         work = Path(tmp)
         model_path, train_path, row = sv.train_cheap(work)
@@ -167,50 +167,60 @@ def bench_serving(rounds: int, duration: float) -> None:
         body.write_bytes(orjson.dumps({"instances": [row]}))
         base = {**os.environ, **sv.THREAD_ENV, "RELEVO_HOME": str(work / "home")}
         base.pop("RELEVO_DATABASE_URL", None)
-        sv.relevo_cli(["models", "register", "churn", str(model_path), "--reference",
-                       str(train_path), "--target", "target"], base)  # fmt: skip
+        register = ["models", "register", "churn", str(model_path), "--reference",
+                    str(train_path), "--target", "target"]  # fmt: skip
+        sv.relevo_cli(register, base)
         sv.relevo_cli(["deploy", "churn", "churn:1"], base)
-        ratios, figures = [], {"on": [], "off": []}
+        rps: dict[str, list[float]] = {"on": [], "off": []}
+        cpu: dict[str, list[float]] = {"on": [], "off": []}
+        ratios, cpu_ratios = [], []
+        logged_on = 0
         order = ["on", "off", "off", "on"] * ((rounds + 1) // 2)
         port = sv.free_port()
+        rv = relevo.Relevo(home=work / "home")
         for i, mode in enumerate(order[: 2 * rounds]):
-            env = {**base, "RELEVO_PROFILES": "true" if mode == "on" else "false",
-                   "RELEVO_PROFILE_FLUSH_S": "2"}  # fmt: skip
+            env = {**base, "RELEVO_PROFILES": "true" if mode == "on" else "false"}
             argv = [str(sv.BIN / "relevo"), "serve", "--port", str(port)]
+            before = rv.store.predictions.count("churn")
             proc, log_path = sv.start_server(f"profiles-{mode}-{i}", argv, env)
             try:
                 sv.wait_ready(proc, f"http://127.0.0.1:{port}/readyz", log_path)
                 url = f"http://127.0.0.1:{port}/v1/deployments/churn/predict"
                 sv.run_wrk(url, body, 32, 2)  # warm-up
+                cpu0 = sv.process_cpu_s(proc.pid)
                 load = sv.run_wrk(url, body, 32, duration)
+                cpu1 = sv.process_cpu_s(proc.pid)
             finally:
                 sv.stop_server(proc)
-            figures[mode].append(load.ok_per_s)
-            print(f"[serving] round {i}: profiles {mode}: {load.ok_per_s:,.0f} req/s "
-                  f"(p99 {load.p99_ms:.1f} ms)", flush=True)  # fmt: skip
+            if mode == "on":
+                logged_on += rv.store.predictions.count("churn") - before
+            rps[mode].append(load.ok_per_s)
+            per_request = (cpu1 - cpu0) / max(load.requests, 1) * 1e6 if cpu0 and cpu1 else 0.0
+            cpu[mode].append(per_request)
+            print(f"[serving] round {i}: profiles {mode}: {load.ok_per_s:,.0f} req/s, "
+                  f"{per_request:.0f} us CPU per request (p99 {load.p99_ms:.1f} ms, "
+                  f"load average {load.load_avg:.1f})", flush=True)  # fmt: skip
             if i % 2 == 1:
-                on = figures["on"][-1]
-                off = figures["off"][-1]
-                ratios.append(on / off)
-        import relevo
-
-        rv = relevo.Relevo(home=work / "home")
-        from relevo.monitoring.windows import load_window
-
+                ratios.append(rps["on"][-1] / rps["off"][-1])
+                cpu_ratios.append(cpu["on"][-1] / cpu["off"][-1])
         now = datetime.now(UTC)
         window = load_window(rv.store, "churn", now - timedelta(hours=2), now + timedelta(hours=1))
-        logged = rv.store.predictions.count("churn")
-        profiled_on = window.rows if window is not None else 0
+        profiled = window.rows if window is not None else 0
         rv.close()
-        cost = 1 - statistics.median(ratios)
+        ratio = statistics.median(ratios)
         print(
-            f"[serving] c=32, profiles on vs off: median ratio {statistics.median(ratios):.3f} "
-            f"over {len(ratios)} pairs ({', '.join(f'{r:.3f}' for r in ratios)}): "
-            f"profiles cost {cost * 100:.1f} % of requests/s (goal: under 5 %)",
+            f"[serving] c=32, profiles on / off requests/s: median {ratio:.3f} over "
+            f"{len(ratios)} pairs ({', '.join(f'{r:.3f}' for r in ratios)}): profiles cost "
+            f"{(1 - ratio) * 100:.1f} % of requests/s (goal: under 5 %)",
             flush=True,
         )
-        print(f"[serving] rows logged {logged:,}; rows profiled by the 'on' servers "
-              f"{profiled_on:,}", flush=True)  # fmt: skip
+        print(
+            f"[serving] CPU per request on / off: median {statistics.median(cpu_ratios):.3f} "
+            f"({', '.join(f'{r:.3f}' for r in cpu_ratios)})",
+            flush=True,
+        )
+        print(f"[serving] rows logged by the 'on' servers {logged_on:,}, profiled {profiled:,}"
+              + ("" if logged_on == profiled else "  <-- ROWS MISSING"), flush=True)  # fmt: skip
 
 
 def main() -> None:
