@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import orjson
 import pandas as pd
 
@@ -261,9 +262,9 @@ class ProfileBuilder:
                 continue
             ref = self.reference(key[1], key[2])
             assert ref is not None
-            frame, scores = _frame(entries)
-            self._buckets[key] = bucket.update(frame, scores, ref)
-            self.rows_profiled += len(frame)
+            columns, n, scores = _columns(entries, frozenset(bucket.layout.inputs.numeric))
+            self._buckets[key] = bucket.update(columns, scores, ref)
+            self.rows_profiled += n
 
     def _drain_side(self) -> None:
         """Fold the hot path's quality counts and the shadow outputs into the buckets."""
@@ -321,22 +322,44 @@ def scores_of(outputs: Sequence[Mapping[str, Any]]) -> list[Any]:
     return [None if o.get("label") is None else str(o.get("label")) for o in outputs]
 
 
-def _frame(entries: list[tuple[int, bytes, bytes]]) -> tuple[pd.DataFrame, list[Any]]:
-    """One DataFrame (and the scores) of a group's entries: the one-row entries' features
-    parsed as one JSON array, the larger ones column by column."""
-    singles_f = [f for n, f, _ in entries if n == 1]
-    singles_o = [o for n, _, o in entries if n == 1]
-    frames: list[pd.DataFrame] = []
+def _columns(
+    entries: list[tuple[int, bytes, bytes]], numeric: frozenset[str]
+) -> tuple[dict[str, np.ndarray], int, list[Any]]:
+    """The columns (and the scores) of a group's entries: the one-row entries' features parsed
+    as one JSON array, the larger ones column by column; numeric columns as float arrays
+    (null -> NaN), others as object arrays (no type inference: measured ~40 % cheaper than a
+    DataFrame of lists)."""
+    lists: dict[str, list[Any]] = {}
     scores: list[Any] = []
-    if singles_f:
-        rows = orjson.loads(b"[" + b",".join(singles_f) + b"]")
-        names = list(rows[0])
-        frames.append(pd.DataFrame({c: [r.get(c) for r in rows] for c in names}))
-        scores.extend(scores_of(orjson.loads(b"[" + b",".join(singles_o) + b"]")))
-    for n, f, o in entries:
-        if n == 1:
+    n = 0
+    singles = [(f, o) for k, f, o in entries if k == 1]
+    if singles:
+        rows = orjson.loads(b"[" + b",".join(f for f, _ in singles) + b"]")
+        for name in rows[0]:
+            lists[name] = [r.get(name) for r in rows]
+        scores.extend(scores_of(orjson.loads(b"[" + b",".join(o for _, o in singles) + b"]")))
+        n = len(rows)
+    for k, f, o in entries:
+        if k == 1:
             continue
-        frames.append(pd.DataFrame(orjson.loads(f), index=range(n)))
+        for name, values in orjson.loads(f).items():
+            lists.setdefault(name, [None] * n).extend(values)
+        n += k
+        for values in lists.values():  # a column absent from this entry: missing there
+            if len(values) < n:
+                values.extend([None] * (n - len(values)))
         scores.extend(scores_of(orjson.loads(o)))
-    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-    return frame, scores
+    return {name: _array(name in numeric, v) for name, v in lists.items()}, n, scores
+
+
+def _array(numeric: bool, values: list[Any]) -> np.ndarray:
+    if numeric:
+        try:
+            return np.array(values, dtype=np.float64)
+        except (TypeError, ValueError):  # nulls (or text the log kept): NaN
+            return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(
+                dtype=np.float64, na_value=np.nan
+            )
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
