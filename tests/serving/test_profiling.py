@@ -7,6 +7,8 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from relevo.datasets import make_churn
@@ -114,3 +116,24 @@ def test_a_failure_to_profile_never_costs_a_logged_row(rv, version, churn_pipeli
 )
 def test_rejection_reasons_have_stable_names(message, reason):
     assert reason_of(message) == reason
+
+
+def test_logged_entries_become_the_same_columns_as_the_rows_sent(rv, version, churn_pipeline):
+    from relevo.serving.profiling import _columns
+
+    layout = rv.registry.reference_profile(version).layout.inputs
+    frame = make_churn(12, seed=4)[CHURN_FEATURES].astype(object)
+    frame.loc[1, "age"] = None
+    frame.loc[2, "contract"] = None
+    frame.loc[3, "region"] = "atlantis"
+    entries = _entries(version, frame.iloc[:6], churn_pipeline, 1.0)
+    entries += _entries(version, frame.iloc[6:], churn_pipeline, 1.0, per=3)
+    encoded = [encode(e).split(b"\n", 2) for e in entries]
+    triples = [(len(e.ids), f, o) for e, (_, f, o) in zip(entries, encoded, strict=True)]
+    columns, n, scores = _columns(triples, layout)
+    assert n == 12 and len(scores) == 12
+    for name in layout.numeric:
+        expected = pd.to_numeric(frame[name]).to_numpy(dtype=float, na_value=np.nan)
+        assert np.array_equal(columns[name], expected, equal_nan=True)
+    for name in layout.categorical:
+        assert columns[name].tolist() == frame[name].tolist()

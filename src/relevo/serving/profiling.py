@@ -15,6 +15,7 @@ use. Shadow outputs arrive through `shadow`. A failure to profile is logged and 
 
 from __future__ import annotations
 
+import io
 import itertools
 import logging
 import os
@@ -30,9 +31,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
+import pyarrow.json as pa_json
 
 from relevo.errors import InvalidInputError
 from relevo.monitoring.buckets import BucketProfile
+from relevo.monitoring.layout import PartLayout
 from relevo.monitoring.quality import QualityProfile
 from relevo.monitoring.reference import ReferenceProfile
 from relevo.store.profiles import ProfileRow
@@ -262,7 +266,7 @@ class ProfileBuilder:
                 continue
             ref = self.reference(key[1], key[2])
             assert ref is not None
-            columns, n, scores = _columns(entries, frozenset(bucket.layout.inputs.numeric))
+            columns, n, scores = _columns(entries, bucket.layout.inputs)
             self._buckets[key] = bucket.update(columns, scores, ref)
             self.rows_profiled += n
 
@@ -323,33 +327,74 @@ def scores_of(outputs: Sequence[Mapping[str, Any]]) -> list[Any]:
 
 
 def _columns(
-    entries: list[tuple[int, bytes, bytes]], numeric: frozenset[str]
+    entries: list[tuple[int, bytes, bytes]], layout: PartLayout
 ) -> tuple[dict[str, np.ndarray], int, list[Any]]:
-    """The columns (and the scores) of a group's entries: the one-row entries' features parsed
-    as one JSON array, the larger ones column by column; numeric columns as float arrays
-    (null -> NaN), others as object arrays (no type inference: measured ~40 % cheaper than a
-    DataFrame of lists)."""
-    lists: dict[str, list[Any]] = {}
+    """The profiled columns (and the scores) of a group's entries: numeric columns as float
+    arrays (null -> NaN), categorical ones as object arrays. The one-row entries' features are
+    read as newline-delimited JSON by pyarrow on the reference's schema (measured ~5x cheaper
+    than parsing them into dicts, and without holding the GIL), the larger entries column by
+    column."""
+    numeric, categorical = layout.numeric, layout.categorical
+    parts: list[dict[str, np.ndarray]] = []
+    sizes: list[int] = []
     scores: list[Any] = []
-    n = 0
     singles = [(f, o) for k, f, o in entries if k == 1]
     if singles:
-        rows = orjson.loads(b"[" + b",".join(f for f, _ in singles) + b"]")
-        for name in rows[0]:
-            lists[name] = [r.get(name) for r in rows]
+        parts.append(_single_rows([f for f, _ in singles], numeric, categorical))
+        sizes.append(len(singles))
         scores.extend(scores_of(orjson.loads(b"[" + b",".join(o for _, o in singles) + b"]")))
-        n = len(rows)
     for k, f, o in entries:
         if k == 1:
             continue
-        for name, values in orjson.loads(f).items():
-            lists.setdefault(name, [None] * n).extend(values)
-        n += k
-        for values in lists.values():  # a column absent from this entry: missing there
-            if len(values) < n:
-                values.extend([None] * (n - len(values)))
+        columns = orjson.loads(f)
+        parts.append(
+            {name: _array(name in numeric, columns[name]) for name in (*numeric, *categorical)
+             if name in columns}
+        )  # fmt: skip
+        sizes.append(k)
         scores.extend(scores_of(orjson.loads(o)))
-    return {name: _array(name in numeric, v) for name, v in lists.items()}, n, scores
+    n = sum(sizes)
+    out: dict[str, np.ndarray] = {}
+    for name in (*numeric, *categorical):
+        pieces = [
+            p[name] if name in p else _missing(name in numeric, k)
+            for p, k in zip(parts, sizes, strict=True)
+        ]
+        if any(name in p for p in parts):
+            out[name] = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+    return out, n, scores
+
+
+def _single_rows(
+    features: list[bytes], numeric: tuple[str, ...], categorical: tuple[str, ...]
+) -> dict[str, np.ndarray]:
+    schema = pa.schema(
+        [*((c, pa.float64()) for c in numeric), *((c, pa.string()) for c in categorical)]
+    )
+    try:
+        table = pa_json.read_json(
+            io.BytesIO(b"\n".join(features)),
+            read_options=pa_json.ReadOptions(use_threads=False, block_size=1 << 26),
+            parse_options=pa_json.ParseOptions(
+                explicit_schema=schema, unexpected_field_behavior="ignore"
+            ),
+        )
+        return {
+            name: table.column(name)
+            .to_numpy(zero_copy_only=False)
+            .astype(np.float64 if name in numeric else object, copy=False)
+            for name in table.column_names
+        }
+    except (pa.ArrowException, TypeError, ValueError):  # booleans, say: the general way
+        rows = orjson.loads(b"[" + b",".join(features) + b"]")
+        return {
+            name: _array(name in numeric, [r.get(name) for r in rows])
+            for name in (*numeric, *categorical)
+        }
+
+
+def _missing(numeric: bool, n: int) -> np.ndarray:
+    return np.full(n, np.nan) if numeric else np.full(n, None, dtype=object)
 
 
 def _array(numeric: bool, values: list[Any]) -> np.ndarray:
