@@ -22,17 +22,18 @@ import os
 
 os.environ.update({"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
 
-import argparse  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from datetime import UTC, datetime, timedelta  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import orjson  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import orjson
+import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -57,8 +58,10 @@ def _frame(rng: np.random.Generator, n: int, shift: float = 0.0) -> pd.DataFrame
     return pd.DataFrame(data)
 
 
-def fill(url: str, home: Path) -> tuple[object, float]:
-    """A store at `url` with a registered model and a day of buckets; (Relevo, seconds)."""
+def fill(url: str, home: Path, distinct: int = BUCKETS) -> tuple[object, float]:
+    """A store at `url` with a registered model and a day of buckets; (Relevo, seconds).
+    `distinct` < 1,440 profiles that many buckets and repeats them (a faster fill; merging
+    costs the same)."""
     from sklearn.compose import ColumnTransformer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
@@ -89,14 +92,19 @@ def fill(url: str, home: Path) -> tuple[object, float]:
     per = TOTAL_ROWS // BUCKETS
     t0 = time.perf_counter()
     rows = []
+    made: list[BucketProfile] = []
     for b in range(BUCKETS):
         n = per + (1 if b < TOTAL_ROWS % BUCKETS else 0)
-        frame = _frame(rng, n, shift=0.2 * np.sin(b / BUCKETS * 2 * np.pi))
-        scores = rng.beta(2, 5, size=n)
         start = DAY + timedelta(minutes=b)
-        bucket = BucketProfile.empty(
-            ref, "bench", version.name, version.version, "champion", start, 60, seed=b
-        ).update(frame, scores, ref)
+        if b < distinct:
+            frame = _frame(rng, n, shift=0.2 * np.sin(b / BUCKETS * 2 * np.pi))
+            scores = rng.beta(2, 5, size=n)
+            bucket = BucketProfile.empty(
+                ref, "bench", version.name, version.version, "champion", start, 60, seed=b
+            ).update(frame, scores, ref)
+            made.append(bucket)
+        else:
+            bucket = replace(made[b % distinct], start=start, rows=n)
         rows.append(
             ProfileRow(
                 "bench", version.name, version.version, "champion", bucket.start, 60,
@@ -116,50 +124,53 @@ def time_window(rv: object, label: str) -> dict[str, float]:
     store = rv.store  # type: ignore[attr-defined]
     window = load_window(store, "bench", DAY, DAY + timedelta(days=1))  # warm-up
     assert window is not None and window.rows == TOTAL_ROWS, window
-    times = []
+    times, cpu = [], []
     for _ in range(5):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         load_window(store, "bench", DAY, DAY + timedelta(days=1))
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     payload = sum(
         len(r.payload) for r in store.profiles.fetch("bench", DAY, DAY + timedelta(days=1))
     )
     out = {
         "median_ms": statistics.median(times) * 1000,
         "min_ms": min(times) * 1000,
+        "cpu_ms": statistics.median(cpu) * 1000,
         "payload_bytes_per_bucket": payload / BUCKETS,
     }
     print(
         f"[window] {label}: load_window over {BUCKETS} buckets, {window.rows:,} rows: "
-        f"median {out['median_ms']:.0f} ms (min {out['min_ms']:.0f} ms); "
+        f"median {out['median_ms']:.0f} ms (min {out['min_ms']:.0f} ms, this process's CPU "
+        f"{out['cpu_ms']:.0f} ms, load average {os.getloadavg()[0]:.1f}); "
         f"{out['payload_bytes_per_bucket'] / 1024:.1f} KiB per bucket",
         flush=True,
     )
     return out
 
 
-def bench_window(postgres: str | None) -> None:
+def bench_window(postgres: str | None, distinct: int) -> None:
     with tempfile.TemporaryDirectory(prefix="relevo-bench-profiles-") as tmp:
         home = Path(tmp)
         targets = [("SQLite", f"sqlite:///{home / 'bench.db'}")]
         if postgres:
             targets.append(("PostgreSQL", postgres))
         for label, url in targets:
-            rv, secs = fill(url, home / label)
+            rv, secs = fill(url, home / label, distinct)
             print(f"[window] {label}: filled {BUCKETS} buckets in {secs:.0f} s", flush=True)
             time_window(rv, label)
             if label == "PostgreSQL":  # leave the database as it was
                 from sqlalchemy import text
 
                 with rv.store.engine.begin() as conn:  # type: ignore[attr-defined]
-                    for table in ("profile_buckets", "model_versions"):
-                        conn.execute(text(f"DELETE FROM {table} WHERE name = 'bench'")
-                                     if table == "model_versions"
-                                     else text(f"DELETE FROM {table} WHERE deployment = 'bench'"))  # fmt: skip
+                    conn.execute(text("DELETE FROM profile_buckets WHERE deployment = 'bench'"))
             rv.close()  # type: ignore[attr-defined]
 
 
 def bench_serving(rounds: int, duration: float) -> None:
+    import relevo
+    from relevo.monitoring.windows import load_window
+
     with tempfile.TemporaryDirectory(prefix="relevo-bench-serving-") as tmp:
         work = Path(tmp)
         model_path, train_path, row = sv.train_cheap(work)
@@ -167,50 +178,60 @@ def bench_serving(rounds: int, duration: float) -> None:
         body.write_bytes(orjson.dumps({"instances": [row]}))
         base = {**os.environ, **sv.THREAD_ENV, "RELEVO_HOME": str(work / "home")}
         base.pop("RELEVO_DATABASE_URL", None)
-        sv.relevo_cli(["models", "register", "churn", str(model_path), "--reference",
-                       str(train_path), "--target", "target"], base)  # fmt: skip
+        register = ["models", "register", "churn", str(model_path), "--reference",
+                    str(train_path), "--target", "target"]  # fmt: skip
+        sv.relevo_cli(register, base)
         sv.relevo_cli(["deploy", "churn", "churn:1"], base)
-        ratios, figures = [], {"on": [], "off": []}
+        rps: dict[str, list[float]] = {"on": [], "off": []}
+        cpu: dict[str, list[float]] = {"on": [], "off": []}
+        ratios, cpu_ratios = [], []
+        logged_on = 0
         order = ["on", "off", "off", "on"] * ((rounds + 1) // 2)
         port = sv.free_port()
+        rv = relevo.Relevo(home=work / "home")
         for i, mode in enumerate(order[: 2 * rounds]):
-            env = {**base, "RELEVO_PROFILES": "true" if mode == "on" else "false",
-                   "RELEVO_PROFILE_FLUSH_S": "2"}  # fmt: skip
+            env = {**base, "RELEVO_PROFILES": "true" if mode == "on" else "false"}
             argv = [str(sv.BIN / "relevo"), "serve", "--port", str(port)]
+            before = rv.store.predictions.count("churn")
             proc, log_path = sv.start_server(f"profiles-{mode}-{i}", argv, env)
             try:
                 sv.wait_ready(proc, f"http://127.0.0.1:{port}/readyz", log_path)
                 url = f"http://127.0.0.1:{port}/v1/deployments/churn/predict"
                 sv.run_wrk(url, body, 32, 2)  # warm-up
+                cpu0 = sv.process_cpu_s(proc.pid)
                 load = sv.run_wrk(url, body, 32, duration)
+                cpu1 = sv.process_cpu_s(proc.pid)
             finally:
                 sv.stop_server(proc)
-            figures[mode].append(load.ok_per_s)
-            print(f"[serving] round {i}: profiles {mode}: {load.ok_per_s:,.0f} req/s "
-                  f"(p99 {load.p99_ms:.1f} ms)", flush=True)  # fmt: skip
+            if mode == "on":
+                logged_on += rv.store.predictions.count("churn") - before
+            rps[mode].append(load.ok_per_s)
+            per_request = (cpu1 - cpu0) / max(load.requests, 1) * 1e6 if cpu0 and cpu1 else 0.0
+            cpu[mode].append(per_request)
+            print(f"[serving] round {i}: profiles {mode}: {load.ok_per_s:,.0f} req/s, "
+                  f"{per_request:.0f} us CPU per request (p99 {load.p99_ms:.1f} ms, "
+                  f"load average {load.load_avg:.1f})", flush=True)  # fmt: skip
             if i % 2 == 1:
-                on = figures["on"][-1]
-                off = figures["off"][-1]
-                ratios.append(on / off)
-        import relevo
-
-        rv = relevo.Relevo(home=work / "home")
-        from relevo.monitoring.windows import load_window
-
+                ratios.append(rps["on"][-1] / rps["off"][-1])
+                cpu_ratios.append(cpu["on"][-1] / cpu["off"][-1])
         now = datetime.now(UTC)
         window = load_window(rv.store, "churn", now - timedelta(hours=2), now + timedelta(hours=1))
-        logged = rv.store.predictions.count("churn")
-        profiled_on = window.rows if window is not None else 0
+        profiled = window.rows if window is not None else 0
         rv.close()
-        cost = 1 - statistics.median(ratios)
+        ratio = statistics.median(ratios)
         print(
-            f"[serving] c=32, profiles on vs off: median ratio {statistics.median(ratios):.3f} "
-            f"over {len(ratios)} pairs ({', '.join(f'{r:.3f}' for r in ratios)}): "
-            f"profiles cost {cost * 100:.1f} % of requests/s (goal: under 5 %)",
+            f"[serving] c=32, profiles on / off requests/s: median {ratio:.3f} over "
+            f"{len(ratios)} pairs ({', '.join(f'{r:.3f}' for r in ratios)}): profiles cost "
+            f"{(1 - ratio) * 100:.1f} % of requests/s (goal: under 5 %)",
             flush=True,
         )
-        print(f"[serving] rows logged {logged:,}; rows profiled by the 'on' servers "
-              f"{profiled_on:,}", flush=True)  # fmt: skip
+        print(
+            f"[serving] CPU per request on / off: median {statistics.median(cpu_ratios):.3f} "
+            f"({', '.join(f'{r:.3f}' for r in cpu_ratios)})",
+            flush=True,
+        )
+        print(f"[serving] rows logged by the 'on' servers {logged_on:,}, profiled {profiled:,}"
+              + ("" if logged_on == profiled else "  <-- ROWS MISSING"), flush=True)  # fmt: skip
 
 
 def main() -> None:
@@ -219,11 +240,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="pairs of serving runs")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per wrk run")
     parser.add_argument("--skip-window", action="store_true")
+    parser.add_argument(
+        "--distinct", type=int, default=BUCKETS, help="buckets profiled (the rest repeat them)"
+    )
     parser.add_argument("--skip-serving", action="store_true")
     args = parser.parse_args()
     try:
         if not args.skip_window:
-            bench_window(args.postgres)
+            bench_window(args.postgres, args.distinct)
         if not args.skip_serving:
             bench_serving(args.rounds, args.duration)
     finally:

@@ -3,6 +3,7 @@ deployment's bucket rows, with the data-quality counts of what was sent."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -144,3 +145,40 @@ def test_profiles_can_be_turned_off(rv, deployed, relevo_home, database_url, pro
         server.stop()
     assert rv.store.profiles.count("churn") == 0
     assert rv.store.predictions.count("churn") == 3
+
+
+def test_a_shadow_challengers_outputs_are_profiled_under_its_role(
+    rv, deployed, churn_pipeline, churn_frame, server_settings
+):
+    from sklearn.base import clone
+
+    other = clone(churn_pipeline).fit(churn_frame[CHURN_FEATURES], churn_frame["churned"])
+    shadow = rv.registry.register("churn-shadow", other, churn_frame, target="churned")
+    rv.deployments.deploy("churn", shadow.ref, strategy="shadow", mirror=1.0)
+    frame = make_churn(30, seed=8)
+    rows = frame_to_records(frame.drop(columns=["churned"]))
+    server = BackgroundServer(server_settings)
+    server.start()
+    try:
+        server.wait_until_serving("churn", deployed.ref)
+        for i in range(0, 30, 3):
+            assert _post(server.url, rows[i : i + 3]).status_code == 200
+        deadline = time.monotonic() + 30
+        while rv.store.shadows.count("churn") < 30:  # scored after the answers
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        server.stop()
+    now = datetime.now(UTC)
+    window = load_window(
+        rv.store, "churn", now - timedelta(hours=1), now + timedelta(hours=1),
+        model=("churn-shadow", shadow.version), role="shadow",
+    )  # fmt: skip
+    assert window is not None and window.rows == 30
+    scores = other.predict_proba(frame[CHURN_FEATURES])[:, 1]
+    prediction = window.prediction.columns["prediction"]
+    assert isinstance(prediction, NumericProfile)
+    assert prediction.mean == pytest.approx(scores.mean(), rel=1e-9)
+    # the champion's own window is unchanged by the shadow
+    champion = _window(rv)
+    assert champion is not None and champion.model_name == "churn" and champion.rows == 30

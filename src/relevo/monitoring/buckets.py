@@ -110,16 +110,17 @@ class BucketProfile:
 
     def update(
         self,
-        frame: pd.DataFrame,
+        frame: pd.DataFrame | Mapping[str, Any],
         prediction: Any,
         reference: ReferenceProfile,
         *,
         inputs: bool = True,
     ) -> BucketProfile:
-        """A new bucket with the rows of `frame` (the model's input columns; others are
-        ignored) and their predictions (one value per row) added. `inputs=False` profiles the
+        """A new bucket with the rows of `frame` (a DataFrame, or a mapping of column name to
+        equally long arrays: the model's input columns; others are ignored) and their
+        predictions (one value per row) added. `inputs=False` profiles the
         predictions only (a shadow model's rows: their inputs are the champion's)."""
-        n = len(frame) if inputs else len(prediction)
+        n = _rows(frame) if inputs else len(prediction)
         unseen: dict[str, Unseen] = {}
         new_inputs = self.inputs
         mv = self.multivariate
@@ -132,7 +133,7 @@ class BucketProfile:
         if pred.dtype.kind == "f":
             nan = int(np.count_nonzero(~np.isfinite(pred.to_numpy())))
         new_prediction = _update_part(
-            self.layout.prediction, self.prediction, pd.DataFrame({PREDICTION: pred}), None
+            self.layout.prediction, self.prediction, {PREDICTION: pred}, None
         )
         quality = self.quality
         if unseen or nan:
@@ -223,6 +224,12 @@ def check_payload(d: Mapping[str, Any], layout: Layout) -> None:
         raise ValueError("the bucket was profiled on other bins than this reference's")
 
 
+def _rows(frame: pd.DataFrame | Mapping[str, Any]) -> int:
+    if isinstance(frame, pd.DataFrame):
+        return len(frame)
+    return len(next(iter(frame.values()))) if frame else 0
+
+
 def shuffled(col: NumericProfile) -> NumericProfile:
     """The profile with its sample in a random order (seeded by its state), so that any
     prefix of the stored sample is a uniform subsample (what window draws rely on)."""
@@ -235,24 +242,24 @@ def shuffled(col: NumericProfile) -> NumericProfile:
 def _update_part(
     layout: PartLayout,
     profile: DatasetProfile,
-    frame: pd.DataFrame,
+    frame: pd.DataFrame | Mapping[str, Any],
     unseen: dict[str, Unseen] | None,
 ) -> DatasetProfile:
     """`profile` with the rows of `frame`; unseen categories folded into "__other__" (and,
     when `unseen` is given, summarised there by name)."""
-    n = len(frame)
+    n = _rows(frame)
     cols: dict[str, ColumnProfile] = dict(profile.columns)
     for name in layout.numeric:
         col = cols[name]
         assert isinstance(col, NumericProfile)
-        if name not in frame.columns:
+        if name not in frame:
             cols[name] = replace(col, missing=col.missing + n)
         else:
             cols[name] = shuffled(col.update(frame[name]))
     for j, name in enumerate(layout.categorical):
         cat = cols[name]
         assert isinstance(cat, CategoricalProfile)
-        if name not in frame.columns:
+        if name not in frame:
             cols[name] = replace(cat, missing=cat.missing + n)
             continue
         counts, missing = _count_categories(frame[name])

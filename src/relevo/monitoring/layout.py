@@ -17,6 +17,7 @@ arrays, merged with a handful of vectorised operations (`relevo.monitoring.windo
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,7 +39,8 @@ def pack(arr: np.ndarray) -> str:
 
 
 def unpack(text: str, dtype: type) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(text), dtype=dtype)
+    # binascii takes the ASCII text as it is (base64.b64decode copies it to bytes first)
+    return np.frombuffer(binascii.a2b_base64(text), dtype=dtype)
 
 
 @dataclass(frozen=True, eq=False)

@@ -92,7 +92,7 @@ class Reconstruction:
         profile = NumericProfile.reference(errors, bins=bins, seed=seed)
         return cls(numeric, tuple(categorical), mean, scale, components, explained, profile)
 
-    def errors(self, frame: pd.DataFrame) -> np.ndarray:
+    def errors(self, frame: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
         """Each row's reconstruction error (columns absent from `frame` count as missing)."""
         raw = _design(frame, self.numeric, self.categorical)
         return _errors(_standardise(raw, self.mean, self.scale), self.components)
@@ -123,11 +123,13 @@ class Reconstruction:
 
 
 def _design(
-    frame: pd.DataFrame,
+    frame: pd.DataFrame | Mapping[str, Any],
     numeric: tuple[str, ...],
     categorical: tuple[tuple[str, tuple[str, ...]], ...],
 ) -> np.ndarray:
     """Numeric columns as floats (NaN when missing), then one 0/1 column per top category."""
+    if not isinstance(frame, pd.DataFrame):
+        frame = pd.DataFrame(dict(frame))
     n = len(frame)
     width = len(numeric) + sum(len(cats) for _, cats in categorical)
     out = np.empty((n, width), dtype=np.float64)

@@ -14,6 +14,7 @@ a canonical order, so the window is the same whatever order they are read or wri
 from __future__ import annotations
 
 import hashlib
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -218,8 +219,6 @@ def load_window(
     `model`: the (name, version) to profile; default: the version that answered the most
     rows in the window (shadow rows aside). `role`: only buckets of that role ("champion",
     "challenger", "fallback", "shadow"); default: every role of that model."""
-    import orjson as _orjson
-
     if model is None:
         counts = store.profiles.models(deployment, since, until)
         answered = {m: n for (m, r), n in counts.items() if r != SHADOW} or {
@@ -231,10 +230,9 @@ def load_window(
     rows = store.profiles.fetch(deployment, since, until, model=model, role=role)
     if not rows:
         return None
-    text = store.models.profile(model[0], model[1])
-    if text is None:
+    reference = _reference(store, model)
+    if reference is None:
         return None
-    reference = ReferenceProfile.from_dict(_orjson.loads(text))
     payloads = [orjson.loads(r.payload) for r in rows]  # already in canonical (SQL) order
     layout = reference.layout
     payloads = [d for d in payloads if d.get("layout") == layout.digest]
@@ -255,6 +253,29 @@ def load_window(
         mv,
         reference,
     )
+
+
+#: reference profiles read (they never change once registered), per store and version
+_REFERENCES: weakref.WeakKeyDictionary[Any, dict[tuple[str, int], ReferenceProfile]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _reference(store: Store, model: tuple[str, int]) -> ReferenceProfile | None:
+    try:
+        known = _REFERENCES.setdefault(store, {})
+    except TypeError:  # a store that cannot be weakly referenced: no cache
+        known = {}
+    found = known.get(model)
+    if found is None:
+        text = store.models.profile(model[0], model[1])
+        if text is None:
+            return None
+        found = ReferenceProfile.from_dict(orjson.loads(text))
+        if len(known) >= 32:
+            known.pop(next(iter(known)))
+        known[model] = found
+    return found
 
 
 def volumes(

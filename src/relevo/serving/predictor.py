@@ -104,7 +104,7 @@ class Predictor:
         endpoint = self.pool.endpoint(name)
         champion = endpoint.runners[0]
         key_column = endpoint.deployment.key_column
-        profiles = self.log.profiles if self.log is not None else None
+        profiles = getattr(self.log, "profiles", None)
         try:
             validated = await self._validate(rows, champion.plan, key_column)
         except Exception as exc:
@@ -179,7 +179,7 @@ class Predictor:
         for (m, idx), result in zip(picks, results, strict=True):
             role = ROLES[m]
             if isinstance(result, BaseException):
-                profiles = self.log.profiles if self.log is not None else None
+                profiles = getattr(self.log, "profiles", None)
                 if profiles is not None and isinstance(result, Exception):
                     profiles.tally.failed(
                         endpoint.deployment.name, _model(endpoint.runners[m]), role, int(idx.size)

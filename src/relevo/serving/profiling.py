@@ -15,6 +15,7 @@ use. Shadow outputs arrive through `shadow`. A failure to profile is logged and 
 
 from __future__ import annotations
 
+import io
 import itertools
 import logging
 import os
@@ -27,11 +28,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
+import pyarrow.json as pa_json
 
 from relevo.errors import InvalidInputError
 from relevo.monitoring.buckets import BucketProfile
+from relevo.monitoring.layout import PartLayout
 from relevo.monitoring.quality import QualityProfile
 from relevo.monitoring.reference import ReferenceProfile
 from relevo.store.profiles import ProfileRow
@@ -261,9 +266,9 @@ class ProfileBuilder:
                 continue
             ref = self.reference(key[1], key[2])
             assert ref is not None
-            frame, scores = _frame(entries)
-            self._buckets[key] = bucket.update(frame, scores, ref)
-            self.rows_profiled += len(frame)
+            columns, n, scores = _columns(entries, bucket.layout.inputs)
+            self._buckets[key] = bucket.update(columns, scores, ref)
+            self.rows_profiled += n
 
     def _drain_side(self) -> None:
         """Fold the hot path's quality counts and the shadow outputs into the buckets."""
@@ -321,22 +326,85 @@ def scores_of(outputs: Sequence[Mapping[str, Any]]) -> list[Any]:
     return [None if o.get("label") is None else str(o.get("label")) for o in outputs]
 
 
-def _frame(entries: list[tuple[int, bytes, bytes]]) -> tuple[pd.DataFrame, list[Any]]:
-    """One DataFrame (and the scores) of a group's entries: the one-row entries' features
-    parsed as one JSON array, the larger ones column by column."""
-    singles_f = [f for n, f, _ in entries if n == 1]
-    singles_o = [o for n, _, o in entries if n == 1]
-    frames: list[pd.DataFrame] = []
+def _columns(
+    entries: list[tuple[int, bytes, bytes]], layout: PartLayout
+) -> tuple[dict[str, np.ndarray], int, list[Any]]:
+    """The profiled columns (and the scores) of a group's entries: numeric columns as float
+    arrays (null -> NaN), categorical ones as object arrays. The one-row entries' features are
+    read as newline-delimited JSON by pyarrow on the reference's schema (measured ~5x cheaper
+    than parsing them into dicts, and without holding the GIL), the larger entries column by
+    column."""
+    numeric, categorical = layout.numeric, layout.categorical
+    parts: list[dict[str, np.ndarray]] = []
+    sizes: list[int] = []
     scores: list[Any] = []
-    if singles_f:
-        rows = orjson.loads(b"[" + b",".join(singles_f) + b"]")
-        names = list(rows[0])
-        frames.append(pd.DataFrame({c: [r.get(c) for r in rows] for c in names}))
-        scores.extend(scores_of(orjson.loads(b"[" + b",".join(singles_o) + b"]")))
-    for n, f, o in entries:
-        if n == 1:
+    singles = [(f, o) for k, f, o in entries if k == 1]
+    if singles:
+        parts.append(_single_rows([f for f, _ in singles], numeric, categorical))
+        sizes.append(len(singles))
+        scores.extend(scores_of(orjson.loads(b"[" + b",".join(o for _, o in singles) + b"]")))
+    for k, f, o in entries:
+        if k == 1:
             continue
-        frames.append(pd.DataFrame(orjson.loads(f), index=range(n)))
+        columns = orjson.loads(f)
+        parts.append(
+            {name: _array(name in numeric, columns[name]) for name in (*numeric, *categorical)
+             if name in columns}
+        )  # fmt: skip
+        sizes.append(k)
         scores.extend(scores_of(orjson.loads(o)))
-    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-    return frame, scores
+    n = sum(sizes)
+    out: dict[str, np.ndarray] = {}
+    for name in (*numeric, *categorical):
+        pieces = [
+            p[name] if name in p else _missing(name in numeric, k)
+            for p, k in zip(parts, sizes, strict=True)
+        ]
+        if any(name in p for p in parts):
+            out[name] = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+    return out, n, scores
+
+
+def _single_rows(
+    features: list[bytes], numeric: tuple[str, ...], categorical: tuple[str, ...]
+) -> dict[str, np.ndarray]:
+    schema = pa.schema(
+        [*((c, pa.float64()) for c in numeric), *((c, pa.string()) for c in categorical)]
+    )
+    try:
+        table = pa_json.read_json(
+            io.BytesIO(b"\n".join(features)),
+            read_options=pa_json.ReadOptions(use_threads=False, block_size=1 << 26),
+            parse_options=pa_json.ParseOptions(
+                explicit_schema=schema, unexpected_field_behavior="ignore"
+            ),
+        )
+        return {
+            name: table.column(name)
+            .to_numpy(zero_copy_only=False)
+            .astype(np.float64 if name in numeric else object, copy=False)
+            for name in table.column_names
+        }
+    except (pa.ArrowException, TypeError, ValueError):  # booleans, say: the general way
+        rows = orjson.loads(b"[" + b",".join(features) + b"]")
+        return {
+            name: _array(name in numeric, [r.get(name) for r in rows])
+            for name in (*numeric, *categorical)
+        }
+
+
+def _missing(numeric: bool, n: int) -> np.ndarray:
+    return np.full(n, np.nan) if numeric else np.full(n, None, dtype=object)
+
+
+def _array(numeric: bool, values: list[Any]) -> np.ndarray:
+    if numeric:
+        try:
+            return np.array(values, dtype=np.float64)
+        except (TypeError, ValueError):  # nulls (or text the log kept): NaN
+            return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(
+                dtype=np.float64, na_value=np.nan
+            )
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
