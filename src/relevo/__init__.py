@@ -19,6 +19,7 @@ _EXPORTS = {
     "Deployment": "relevo.routing.deployment",
     "Client": "relevo.client",
     "make_churn": "relevo.datasets",
+    "drift": "relevo.monitoring.drift",
     "RelevoError": "relevo.errors",
     "NotFoundError": "relevo.errors",
     "InvalidInputError": "relevo.errors",
@@ -45,6 +46,7 @@ __all__ = [
     "Signature",
     "UnavailableError",
     "__version__",
+    "drift",
     "make_churn",
 ]
 
@@ -62,6 +64,7 @@ if TYPE_CHECKING:
         RelevoError,
         UnavailableError,
     )
+    from relevo.monitoring.drift import drift
     from relevo.registry.registry import Registry
     from relevo.registry.signature import Signature
     from relevo.registry.types import ModelVersion

@@ -49,6 +49,16 @@ class Settings(BaseSettings):
         description="fsync the prediction log's spool after every entry: survives a machine "
         "crash, not only a process crash, at the cost of one disk flush per request.",
     )
+    profiles: bool = Field(
+        default=True,
+        description="Profile logged predictions per time bucket (monitoring: drift, quality).",
+    )
+    profile_bucket_s: int = Field(
+        default=60, ge=1, description="Seconds per production profile bucket."
+    )
+    profile_flush_s: float = Field(
+        default=10.0, gt=0, description="How often a server stores its production profiles."
+    )
     reject_unseen_categories: bool = Field(
         default=False, description="Reject (422) categories absent from the reference."
     )

@@ -66,7 +66,7 @@ def test_every_operation_answers_as_documented(fuzzed_server: str, mode: Generat
     # pytest 9 no longer has: the operations are walked here with Hypothesis directly)
     schema = schemathesis.openapi.from_url(f"{fuzzed_server}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 22  # issue 14 added promote, rollback, history, status
+    assert len(operations) == 23  # issue 14: promote, rollback, history, status; 15: drift
     if mode is GenerationMode.NEGATIVE:
         assert len([op for op in operations if op.body]) == 6
         # what can be invalid: bodies and typed parameters (any text is a valid name)

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from relevo import __version__
-from relevo.cli import container, demo, models, rollout, serving, validate
+from relevo.cli import container, demo, models, monitor, rollout, serving, validate
 from relevo.cli.flags import FlagsGroup
 from relevo.cli.state import state
 
@@ -24,6 +24,7 @@ serving.register(app)
 rollout.register(app)
 validate.register(app)
 container.register(app, models.app)
+monitor.register(app)
 app.command("demo")(demo.demo)
 
 

@@ -15,6 +15,7 @@ from relevo.cli.state import state
 from relevo.errors import InvalidInputError
 from relevo.monitoring.reference import ReferenceProfile
 from relevo.registry.flavors import flavor_names
+from relevo.registry.holdout import ReferenceIsTrainingDataWarning
 from relevo.registry.inputs import FeatureOrderWarning
 from relevo.registry.types import ModelVersion
 
@@ -61,6 +62,12 @@ def register(
         help="A type a skops file may build beyond skops' safe defaults, repeatable "
         "(building it can run code: only types you know).",
     ),
+    training: Path | None = typer.Option(
+        None,
+        "--training",
+        help="The data the model was fitted on: a warning if --reference is that data "
+        "(a held-out split is the better reference).",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Register a fitted model as the next immutable version of NAME."""
@@ -72,6 +79,7 @@ def register(
         raise InvalidInputError(f"--metric values must be numbers, got {metrics_raw}") from None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", FeatureOrderWarning)
+        warnings.simplefilter("always", ReferenceIsTrainingDataWarning)
         version = state.relevo().registry.register(
             name,
             path,
@@ -84,10 +92,15 @@ def register(
             features=_split(features),
             exclude=_split(exclude),
             trust=trust,
+            training=training,
         )
     # the input-order note goes with the result (stderr under --json); others as usual
     for w in caught:
-        if issubclass(w.category, FeatureOrderWarning):
+        if issubclass(w.category, ReferenceIsTrainingDataWarning):
+            (err_console if json_out else console).print(
+                f"[yellow]Reference:[/] {escape(str(w.message))}", highlight=False
+            )
+        elif issubclass(w.category, FeatureOrderWarning):
             (err_console if json_out else console).print(
                 f"[yellow]Input order:[/] {escape(str(w.message))}", highlight=False
             )

@@ -84,6 +84,7 @@ def demo_settings(home: Path) -> Settings:
         log_predictions=True,
         log_flush_interval_s=0.05,
         poll_interval_s=0.5,
+        profile_flush_s=0.5,  # the drift chapter reads the profiles within a second
         reject_unseen_categories=False,
         reject_out_of_range=False,
     )

@@ -7,17 +7,24 @@ so comparing production with the reference is arithmetic on small, mergeable val
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from relevo.monitoring.multivariate import Reconstruction
 from relevo.monitoring.profile import CategoricalProfile, DatasetProfile, NumericProfile
 from relevo.registry.flavors.base import RawOutput
 from relevo.registry.signature import Signature
 from relevo.serving.outputs import scores
 
+if TYPE_CHECKING:
+    from relevo.monitoring.layout import Layout
+
 PREDICTION = "prediction"
+#: quantile bins per numeric column (see docs/monitoring.md, "Profiles", for the choice)
+BINS = 20
 
 
 @dataclass(frozen=True)
@@ -25,6 +32,19 @@ class ReferenceProfile:
     inputs: DatasetProfile
     #: one column, "prediction": P(positive class), the regression value or the predicted label
     prediction: DatasetProfile
+    #: the PCA reconstruction of the inputs and the reference's own errors (multivariate
+    #: drift); None for references registered before it, or with under two input columns
+    multivariate: Reconstruction | None = None
+
+    @cached_property
+    def layout(self) -> Layout:
+        """The bins and categories production buckets of this model are profiled on."""
+        from relevo.monitoring.layout import ERROR, Layout, PartLayout
+
+        mv = None
+        if self.multivariate is not None:
+            mv = PartLayout.of(DatasetProfile(0, {ERROR: self.multivariate.errors_profile}))
+        return Layout(PartLayout.of(self.inputs), PartLayout.of(self.prediction), mv)
 
     @classmethod
     def build(
@@ -35,19 +55,28 @@ class ReferenceProfile:
         classes: list[Any] | None,
         raw: RawOutput,
     ) -> ReferenceProfile:
-        inputs = DatasetProfile.reference(frame[signature.names], signature.kinds)
+        inputs = DatasetProfile.reference(frame[signature.names], signature.kinds, bins=BINS)
         score = scores(task, classes, raw)
         kind = "string" if task == "multiclass" else "number"
-        prediction = DatasetProfile.reference(pd.DataFrame({PREDICTION: score}), {PREDICTION: kind})
-        return cls(inputs, prediction)
+        prediction = DatasetProfile.reference(
+            pd.DataFrame({PREDICTION: score}), {PREDICTION: kind}, bins=BINS
+        )
+        multivariate = Reconstruction.fit(frame[signature.names], signature.kinds, bins=BINS)
+        return cls(inputs, prediction, multivariate)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"inputs": self.inputs.to_dict(), "prediction": self.prediction.to_dict()}
+        out = {"inputs": self.inputs.to_dict(), "prediction": self.prediction.to_dict()}
+        if self.multivariate is not None:
+            out["multivariate"] = self.multivariate.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ReferenceProfile:
+        mv = data.get("multivariate")
         return cls(
-            DatasetProfile.from_dict(data["inputs"]), DatasetProfile.from_dict(data["prediction"])
+            DatasetProfile.from_dict(data["inputs"]),
+            DatasetProfile.from_dict(data["prediction"]),
+            Reconstruction.from_dict(mv) if mv is not None else None,
         )
 
     def summary(self) -> list[dict[str, Any]]:

@@ -25,6 +25,7 @@ from relevo.registry.flavors import (
     flavor_for_object,
     get_flavor,
 )
+from relevo.registry.holdout import warn_if_training_data
 from relevo.registry.inputs import is_numeric, rehearse, resolve_features
 from relevo.registry.signature import Signature
 from relevo.registry.types import ModelRef, ModelVersion
@@ -70,6 +71,7 @@ class Registry:
         features: Sequence[str] | None = None,
         exclude: Sequence[str] | None = None,
         trust: Sequence[str] | None = None,
+        training: pd.DataFrame | str | Path | None = None,
     ) -> ModelVersion:
         """Register `model` (a path to an artifact or a fitted in-memory model) as the next
         version of `name`, with its signature and profile taken from `reference`.
@@ -77,7 +79,9 @@ class Registry:
         `features` names the model's inputs in the order it expects them (needed for a model
         without feature names whose inputs are not exactly the reference's other columns);
         `exclude` drops reference columns that are not inputs (ids, timestamps); `trust` names
-        the types a skops file may build beyond skops' defaults.
+        the types a skops file may build beyond skops' defaults. `training`: the data the
+        model was fitted on, if at hand: a `ReferenceIsTrainingDataWarning` is issued when the
+        reference is mostly those rows (a held-out split makes the better reference).
         """
         if not NAME_RE.fullmatch(name):  # match() lets "$" accept a trailing newline
             raise InvalidInputError(
@@ -97,6 +101,9 @@ class Registry:
             loaded = chosen.load(path, options)
             columns, source = resolve_features(loaded, frame, target, features, exclude)
             signature = Signature.infer(frame, columns)
+            if training is not None:
+                train = frame if training is reference else _reference_frame(training)
+                warn_if_training_data(frame, train, columns)
             inputs = frame[columns]
             numeric = is_numeric(signature)
             loaded.bind_inputs(columns, numeric)

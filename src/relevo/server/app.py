@@ -25,6 +25,7 @@ from relevo.server.admin import admin_router
 from relevo.server.draining import Drain
 from relevo.server.fastlane import FastLane
 from relevo.server.handlers import install_error_handlers
+from relevo.server.monitoring import monitoring_router
 from relevo.server.predict import handle_predict
 from relevo.server.probes import probes_router
 from relevo.server.rollouts import rollouts_router
@@ -139,6 +140,7 @@ def create_fastapi_app(
     app.include_router(probes_router(runtime, lambda: drain.draining))
     app.include_router(admin_router(runtime))
     app.include_router(rollouts_router(runtime))
+    app.include_router(monitoring_router(runtime))
     app.include_router(v2_router(runtime))
     return app, runtime
 

@@ -27,6 +27,7 @@ import orjson
 from relevo.errors import UnavailableError
 from relevo.private import FILE_MODE, private_dir
 from relevo.serving.entries import FIELDS, LogEntry, Row, encode, entry_rows
+from relevo.serving.profiling import ProfileBuilder
 from relevo.serving.spool import Spool, orphans
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ class PredictionLog:
         on_error: Callable[[], None] | None = None,
         dead_letter: Path | None = None,
         spool: Spool | None = None,
+        profiles: ProfileBuilder | None = None,
     ) -> None:
         self._write = write
         self.capacity_rows = capacity_rows
@@ -71,6 +73,8 @@ class PredictionLog:
         self.dead_letter = dead_letter
         self.dead_lettered = 0
         self.spool = spool
+        #: production profiles, built from each stored batch in the writer thread
+        self.profiles = profiles
         self.rows_recovered = 0  # rows of dead processes' spools stored by this one
         self._recover_at: float | None = None  # when to try orphan segments again
         self._abandon = False
@@ -192,13 +196,17 @@ class PredictionLog:
         for orphan in orphans(self.spool.folder, own):
             try:
                 batch: list[Row] = []
+                payloads: list[bytes] = []
                 for payload in orphan.records():
                     batch.extend(entry_rows(payload))
+                    payloads.append(payload)
                     if len(batch) >= self.flush_rows:
                         self._store(batch)
+                        self._profile(payloads)
                         total += len(batch)
-                        batch = []
+                        batch, payloads = [], []
                 self._store(batch)
+                self._profile(payloads)
                 total += len(batch)
             except Exception as exc:
                 orphan.release()
@@ -217,6 +225,10 @@ class PredictionLog:
             with contextlib.suppress(Exception):
                 self._on_written(total)
         return total
+
+    def _profile(self, payloads: list[bytes]) -> None:
+        if self.profiles is not None and payloads:
+            self.profiles.flushed(payloads)
 
     def _store(self, records: list[Row]) -> None:
         """Write `records`; rows the store refuses for good go to the dead letter, so one bad
@@ -330,12 +342,18 @@ class PredictionLog:
                     # the writer
                     with contextlib.suppress(RuntimeError):
                         loop.call_soon_threadsafe(_resolve, fut)
+                # after the waiters are let go: profiling never holds back the hot path
+                self._profile([payload for payload, _, _ in batch])
                 if rows < self.flush_rows and not closing:
                     break
             with self._lock:
-                if self._closing and not self._queue:
+                done = self._closing and not self._queue
+            if self.profiles is not None:
+                self.profiles.tick(force=done)
+            if done:
+                with self._lock:
                     self._room.notify_all()
-                    return
+                return
             if self._recover_at is not None and time.monotonic() >= self._recover_at:
                 self.recover()
 
@@ -363,6 +381,14 @@ def open_prediction_log(
         raise UnavailableError(
             f"cannot create the prediction log's spool in {folder}: {exc.strerror or exc}"
         ) from exc
+    profiles = None
+    if settings.profiles:
+        profiles = ProfileBuilder(
+            relevo.store,
+            bucket_s=settings.profile_bucket_s,
+            flush_s=settings.profile_flush_s,
+            on_error=on_error,
+        )
     plog = PredictionLog(
         relevo.store.predictions.insert_many,
         capacity_rows=capacity_rows or settings.log_queue_rows,
@@ -372,6 +398,7 @@ def open_prediction_log(
         on_error=on_error,
         dead_letter=settings.dead_letter_path,
         spool=spool,
+        profiles=profiles,
     )
     plog.recover()
     return plog

@@ -104,8 +104,21 @@ class Predictor:
         endpoint = self.pool.endpoint(name)
         champion = endpoint.runners[0]
         key_column = endpoint.deployment.key_column
-        validated = await self._validate(rows, champion.plan, key_column)
+        profiles = getattr(self.log, "profiles", None)
+        try:
+            validated = await self._validate(rows, champion.plan, key_column)
+        except Exception as exc:
+            if profiles is not None:
+                profiles.tally.rejected(name, _model(champion), rows, exc)
+            raise
         n = validated.n
+        if profiles is not None and type(rows) is list:
+            # validation saw every model column in every row: a row with more keys than
+            # those (and the routing key) carries columns the model does not use
+            width = len(champion.plan.names) + (key_column is not None)
+            if max(map(len, rows)) > width:
+                known = champion.plan.known | {key_column} if key_column else champion.plan.known
+                profiles.tally.unused(name, _model(champion), rows, known)
         assignment: np.ndarray | None = None
         if force is not None:
             assignment = _forced(endpoint, force, n)
@@ -113,7 +126,12 @@ class Predictor:
             assignment = self.assign(endpoint.deployment, validated.keys, n)
         ids = new_ids(n)
         if assignment is None or not assignment.any():
-            outputs = await champion.batcher.submit((validated.numbers, validated.others), n)
+            try:
+                outputs = await champion.batcher.submit((validated.numbers, validated.others), n)
+            except Exception:
+                if profiles is not None:
+                    profiles.tally.failed(name, _model(champion), ROLES[0], n)
+                raise
             predictions = _answers(ids, champion.ref, outputs)
             groups = [Group(0, None, validated, outputs, ROLES[0])]
         else:
@@ -161,6 +179,11 @@ class Predictor:
         for (m, idx), result in zip(picks, results, strict=True):
             role = ROLES[m]
             if isinstance(result, BaseException):
+                profiles = getattr(self.log, "profiles", None)
+                if profiles is not None and isinstance(result, Exception):
+                    profiles.tally.failed(
+                        endpoint.deployment.name, _model(endpoint.runners[m]), role, int(idx.size)
+                    )
                 if m == 0 or not isinstance(result, Exception):
                     raise result  # the champion's own failure is the request's
                 self._challenger_failed(endpoint, int(idx.size), result)
@@ -241,6 +264,10 @@ class Predictor:
                 m.quality.labels(name, col, "unseen_category").inc(count)
             for col, count in q.out_of_range.items():
                 m.quality.labels(name, col, "out_of_range").inc(count)
+
+
+def _model(runner: ModelRunner) -> tuple[str, int]:
+    return runner.version.name, runner.version.version
 
 
 def _forced(endpoint: Endpoint, force: int, n: int) -> np.ndarray:

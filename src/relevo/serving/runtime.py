@@ -52,6 +52,7 @@ class Runtime:
         self.shadow = ShadowWorker(
             relevo.store, self.policy, self.settings.shadow_queue_rows, metrics
         )
+        self.shadow.profiles = prediction_log.profiles if prediction_log is not None else None
         self.predictor = Predictor(
             self.pool,
             policy=self.policy,

@@ -23,6 +23,7 @@ import orjson
 
 from relevo.serving.metrics import ServingMetrics
 from relevo.serving.pool import Endpoint
+from relevo.serving.profiling import ProfileBuilder
 from relevo.serving.validation import Policy, Validated
 from relevo.store import Store
 from relevo.store.shadows import ShadowRow
@@ -52,6 +53,8 @@ class ShadowWorker:
         self._queued_rows = 0
         self._wake = asyncio.Event()
         self.scored = self.failed = self.dropped = 0
+        #: production profiles: the shadow's outputs are profiled under role "shadow"
+        self.profiles: ProfileBuilder | None = None
         #: only a server runs the worker; elsewhere (batch scoring) nothing is mirrored
         self.running = False
 
@@ -128,9 +131,16 @@ class ShadowWorker:
         if outputs is None:
             self.failed += n
             self._count(endpoint, "failed", n)
+            if self.profiles is not None:
+                model = (version.name, version.version)
+                self.profiles.tally.failed(endpoint.deployment.name, model, "shadow", n)
         else:
             self.scored += n
             self._count(endpoint, "scored", n)
+            if self.profiles is not None:
+                self.profiles.shadow(
+                    endpoint.deployment.name, (version.name, version.version), outputs
+                )
         await asyncio.to_thread(self.store.shadows.insert_many, rows)
 
     def _count(self, endpoint: Endpoint, outcome: str, n: int) -> None:

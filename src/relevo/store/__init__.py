@@ -15,6 +15,7 @@ from relevo.store.engine import create_store_engine, migrate, safe_url
 from relevo.store.leases import LeaseRepository
 from relevo.store.models import ModelRepository
 from relevo.store.predictions import PredictionRepository
+from relevo.store.profiles import ProfileRepository
 from relevo.store.shadows import ShadowRepository
 
 
@@ -31,6 +32,7 @@ class Store:
         self.leases = LeaseRepository(self.engine)
         self.arms = ArmRepository(self.engine)
         self.shadows = ShadowRepository(self.engine)
+        self.profiles = ProfileRepository(self.engine)
 
     @property
     def display_url(self) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from relevo.demo.chapters import (
     broken,
+    drift,
     export,
     observe,
     register,
@@ -30,6 +31,7 @@ CHAPTERS = (
     export.CHAPTER,
     replace.CHAPTER,
     broken.CHAPTER,
+    drift.CHAPTER,
     summary.CHAPTER,
 )
 

@@ -1,0 +1,125 @@
+"""Chapter: a year on, the customer base has aged and prices have risen; the traffic a
+deployment answers drifts, and the drift report names exactly those features."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+
+import relevo
+from relevo.client import Client
+from relevo.datasets import CHURN_FEATURES, CHURN_ID, make_churn
+from relevo.demo.story import Chapter, Demo, need
+from relevo.demo.view import table
+from relevo.errors import NotFoundError, UnavailableError
+from relevo.monitoring.drift import DriftReport, FeatureDrift
+from relevo.monitoring.service import MonitoringService
+
+#: a deployment of its own, so that its window holds only the drifted traffic
+DRIFTING = "churn-drift"
+CUSTOMERS = 2000
+AGEING, PRICE_CHANGE = 5.0, 0.15
+DEADLINE_S = 30.0
+
+
+def run(demo: Demo) -> None:
+    server, version = need(demo.server, "serve"), need(demo.version, "register")
+    train = need(demo.train, "train")
+    rv, seed = demo.rv, demo.options.seed
+    rv.deployments.deploy(DRIFTING, version.ref, actor="demo", reason="next year's customers")
+    since = datetime.now(UTC) - timedelta(seconds=rv.settings.profile_bucket_s)
+    customers = make_churn(
+        CUSTOMERS, seed=seed + 16, ageing=AGEING, price_change=PRICE_CHANGE, id_start=70_000_000
+    )
+    demo.view.say(
+        f"A year on: {CUSTOMERS:,} customers, {AGEING:.0f} years older on average, paying "
+        f"{PRICE_CHANGE:.0%} more, are scored by {version.ref} on deployment {DRIFTING}."
+    )
+    rows = customers[[CHURN_ID, *CHURN_FEATURES]]
+    with Client(server.url) as client:
+        _first(client, rows.iloc[:1])  # once the server serves the new deployment
+        client.predict(DRIFTING, rows.iloc[1:])
+    service = MonitoringService(rv)
+    report = _report(service, since, CUSTOMERS)
+    demo.view.show(
+        table(
+            f"Drift of {DRIFTING} against the reference of {version.ref}",
+            ["feature", "test", "statistic", "threshold", "drifted"],
+            [_row(f) for f in [*report.features, *_extra(report)]],
+            right=["statistic", "threshold"],
+        )
+    )
+    named = report.drifted_features
+    demo.view.say(
+        f"Drifted: [bold]{', '.join(named) or 'nothing'}[/] ({len(named)} of "
+        f"{len(report.evaluable_features)} features; dataset drift from "
+        f"{report.dataset_share:.0%} of them: {'yes' if report.dataset_drift else 'no'})."
+    )
+    offline = relevo.drift(train[CHURN_FEATURES], customers[CHURN_FEATURES])
+    demo.view.say(
+        "Without a server, relevo.drift(train, new_customers) on the raw frames names "
+        f"the same: {', '.join(offline.drifted_features) or 'nothing'}."
+    )
+    page = demo.home / "drift.html"
+    page.write_text(report.to_html(), encoding="utf-8")
+    demo.view.say(f"The HTML report, plots and all, opens offline: {page.name} (in the home).")
+    demo.summary["drift"] = {
+        "deployment": DRIFTING,
+        "rows": report.current_rows,
+        "drifted": named,
+        "drifted_offline": offline.drifted_features,
+        "prediction_drifted": bool(report.prediction and report.prediction.drifted),
+        "dataset_drift": report.dataset_drift,
+        "html": str(page),
+    }
+
+
+def _first(client: Client, row: pd.DataFrame) -> None:
+    """Send `row` once the server serves the new deployment (it follows the store within a
+    second)."""
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        try:
+            client.predict(DRIFTING, row)
+            return
+        except NotFoundError as exc:
+            if time.monotonic() > deadline:
+                raise UnavailableError(f"the server did not pick up {DRIFTING!r}") from exc
+            time.sleep(0.1)
+
+
+def _report(service: MonitoringService, since: datetime, rows: int) -> DriftReport:
+    """The drift report once the server has stored the profiles of every row it answered."""
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        until = datetime.now(UTC) + timedelta(minutes=1)
+        try:
+            if service.window(DRIFTING, since, until).rows >= rows:
+                return service.drift(DRIFTING, since, until)
+        except NotFoundError:
+            pass
+        if time.monotonic() > deadline:
+            raise UnavailableError(f"the server did not store the profiles of {DRIFTING!r}")
+        time.sleep(0.2)
+
+
+def _extra(report: DriftReport) -> list[FeatureDrift]:
+    return [c for c in (report.prediction, report.multivariate) if c is not None]
+
+
+def _row(f: FeatureDrift) -> list[str]:
+    statistic = f"{f.statistic:.3f}" if f.statistic is not None else ""
+    rule = "p < " if f.is_p_value else ""
+    verdict = "DRIFT" if f.drifted else ("no" if f.evaluable else "n/a")
+    return [f.feature, f.method, statistic, f"{rule}{f.threshold:.3g}", verdict]
+
+
+CHAPTER = Chapter(
+    key="drift",
+    title="See the data drift",
+    why="Customers age and prices rise: the inputs leave the training data behind, and the "
+    "drift report says which, before the business does.",
+    run=run,
+)

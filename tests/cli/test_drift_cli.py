@@ -1,0 +1,63 @@
+"""`relevo drift DEPLOYMENT`: the table, --json, --html, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from relevo.datasets import make_churn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "monitoring" / "drift"))
+from traffic import write_traffic
+
+NOW = datetime.now(UTC).replace(second=0, microsecond=0)
+
+
+@pytest.fixture
+def drifted(rv, churn_pipeline, churn_frame):
+    version = rv.registry.register("churn", churn_pipeline, churn_frame, target="churned")
+    rv.deployments.deploy("churn", version.ref)
+    frame = make_churn(3000, seed=21, ageing=6, price_change=0.2)
+    write_traffic(rv, version, churn_pipeline, frame, NOW - timedelta(minutes=30))
+    return version
+
+
+def test_the_table_names_the_drifted_features(cli, drifted) -> None:
+    result = cli("drift", "churn", "--since", "2h")
+    assert result.exit_code == 0, result.stderr
+    out = result.stdout
+    assert "Drift of churn (churn:1)" in out
+    lines = {line.split()[1]: line for line in out.splitlines() if line.startswith("│")}
+    assert "DRIFT" in lines["age"] and "DRIFT" in lines["monthly_charges"]
+    assert "DRIFT" not in lines["region"] and "wasserstein" in lines["age"]
+    assert "2 of 9 features drifted" in out and "no dataset drift" in out
+
+
+def test_json_and_html(cli, drifted, tmp_path: Path) -> None:
+    page = tmp_path / "drift.html"
+    result = cli("drift", "churn", "--since", "2h", "--json", "--html", page)
+    assert result.exit_code == 0, result.stderr
+    body = json.loads(result.stdout)
+    assert body["drifted_features"] == ["age", "monthly_charges"]
+    assert body["model"] == "churn:1" and body["dataset_drift"] is False
+    assert [f["feature"] for f in body["features"]][:2] == ["age", "tenure_months"]
+    html = page.read_text()
+    assert html.startswith("<!DOCTYPE html>") and "Drift of churn" in html
+    assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+
+
+def test_baselines_and_errors(cli, drifted) -> None:
+    assert cli("drift", "churn", "--baseline", "previous").exit_code == 3  # no hour before
+    unknown = cli("drift", "nope")
+    assert unknown.exit_code == 3 and "nope" in unknown.stderr
+    empty = cli("drift", "churn", "--since", "2h", "--until", "90m")
+    assert empty.exit_code == 3 and "no prediction of deployment 'churn'" in empty.stderr
+    bad = cli("drift", "churn", "--baseline", "yesterday")
+    assert bad.exit_code == 2 and "--baseline" in bad.stderr
+    since = cli("drift", "churn", "--since", "soon")
+    assert since.exit_code == 2 and "since" in since.stderr
+    assert "Traceback" not in unknown.stderr + empty.stderr + bad.stderr + since.stderr

@@ -1,0 +1,197 @@
+"""Drift reports on the churn generator's knobs: exactly the drifted features are flagged,
+undrifted windows raise no alarm at the defaults, and merging order does not matter."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from functools import reduce
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import relevo
+from relevo.datasets import CHURN_FEATURES, make_churn
+from relevo.errors import InvalidInputError
+from relevo.monitoring import DatasetProfile, NumericProfile
+from relevo.monitoring.drift import DriftConfig, compare
+from relevo.monitoring.drift.frames import profile_numeric
+
+KINDS = {
+    "age": "integer",
+    "tenure_months": "integer",
+    "contract": "string",
+    "monthly_charges": "number",
+    "payment_method": "string",
+    "internet_service": "string",
+    "support_calls": "integer",
+    "region": "string",
+    "satisfaction": "number",
+}
+
+
+@pytest.fixture(scope="module")
+def reference() -> pd.DataFrame:
+    return make_churn(20_000, seed=1)[CHURN_FEATURES]
+
+
+@pytest.mark.parametrize(
+    ("knobs", "drifted"),
+    [
+        ({"ageing": 6}, ["age"]),
+        ({"price_change": 0.15}, ["monthly_charges"]),
+        ({"new_contract_share": 0.1}, ["contract"]),
+        ({"ageing": 6, "price_change": 0.15}, ["age", "monthly_charges"]),
+    ],
+)
+@pytest.mark.parametrize("rows", [600, 10_000])
+def test_injected_drift_flags_exactly_the_drifted_features(
+    reference: pd.DataFrame, knobs: dict[str, float], drifted: list[str], rows: int
+) -> None:
+    current = make_churn(rows, seed=7, **knobs)[CHURN_FEATURES]
+    report = relevo.drift(reference, current)
+    assert report.drifted_features == drifted
+    assert not report.dataset_drift  # 1 or 2 of 9 features: under the 50 % share
+    assert report.drifted_share == pytest.approx(len(drifted) / 9)
+    small = rows < 1000
+    for f in report.features:
+        expected = ("ks" if f.kind == "numeric" else "chisquare") if small else None
+        if expected:
+            assert f.method == expected
+            assert f.threshold == pytest.approx(0.05 / 9)  # Bonferroni over 9 features
+        else:
+            assert f.method == ("wasserstein" if f.kind == "numeric" else "jensenshannon")
+            assert f.threshold == 0.1
+
+
+def test_a_new_contract_type_is_named_in_the_report(reference: pd.DataFrame) -> None:
+    current = make_churn(5000, seed=3, new_contract_share=0.1)[CHURN_FEATURES]
+    contract = relevo.drift(reference, current).feature("contract")
+    assert contract.drifted and "pay-as-you-go" in contract.note
+    assert "pay-as-you-go" in contract.bins
+
+
+@pytest.mark.parametrize("seed", range(10, 20))
+@pytest.mark.parametrize("rows", [2000, 5000])
+def test_undrifted_windows_raise_no_alarm_at_the_defaults(
+    reference: pd.DataFrame, seed: int, rows: int
+) -> None:
+    report = relevo.drift(reference, make_churn(rows, seed=seed)[CHURN_FEATURES])
+    assert report.drifted_features == []
+    assert all(f.evaluable for f in report.features)
+
+
+def test_merging_buckets_in_any_order_gives_the_same_report(reference: pd.DataFrame) -> None:
+    ref = DatasetProfile.reference(reference, KINDS)
+    window = make_churn(4000, seed=5, ageing=4)[CHURN_FEATURES]
+    buckets = [ref.empty_like(seed=i).update(window.iloc[i::4]) for i in range(4)]
+    reports = [
+        compare(ref, reduce(DatasetProfile.merge, order)).to_dict()
+        for order in itertools.permutations(buckets)
+    ]
+    assert all(r == reports[0] for r in reports)
+    assert reports[0]["drifted_features"] == ["age"]
+    # small windows use the exact test on the samples: they hold every value, so any order
+    small = [ref.empty_like(seed=i).update(window.iloc[i * 150 : (i + 1) * 150]) for i in range(4)]
+    reports = [
+        compare(ref, reduce(DatasetProfile.merge, order)).to_dict()
+        for order in itertools.permutations(small)
+    ]
+    assert all(r == reports[0] for r in reports)
+    assert reports[0]["features"][0]["method"] == "ks"
+
+
+def test_the_library_call_profiles_like_the_server(reference: pd.DataFrame) -> None:
+    """relevo.drift's fast profiles have the counts and moments the profile machinery gives."""
+    x = reference["monthly_charges"].to_numpy()
+    fast = profile_numeric(x, 0, NumericProfile.reference(x).edges)
+    slow = NumericProfile.reference(x)
+    assert np.array_equal(fast.counts, slow.counts)
+    assert (fast.below, fast.above, fast.count) == (slow.below, slow.above, slow.count)
+    assert fast.mean == pytest.approx(slow.mean, rel=1e-12)
+    assert fast.m2 == pytest.approx(slow.m2, rel=1e-9)
+    assert (fast.min, fast.max) == (slow.min, slow.max)
+
+
+def test_a_window_too_small_is_not_evaluable(reference: pd.DataFrame) -> None:
+    report = relevo.drift(reference, make_churn(60, seed=2, ageing=20)[CHURN_FEATURES])
+    assert report.drifted_features == [] and not report.dataset_drift
+    assert math.isnan(report.drifted_share)
+    age = report.feature("age")
+    assert not age.evaluable and "min_rows 100" in age.note
+    assert relevo.drift(
+        reference, make_churn(60, seed=2, ageing=20), config={"min_rows": 50}
+    ).drifted_features == ["age"]
+
+
+def test_dataset_drift_when_the_share_is_reached(reference: pd.DataFrame) -> None:
+    current = make_churn(5000, seed=2, ageing=8, price_change=0.3)[CHURN_FEATURES]
+    report = relevo.drift(reference, current, config={"dataset_share": 0.2})
+    assert report.dataset_drift and report.drifted_features == ["age", "monthly_charges"]
+    body = report.to_dict()
+    assert body["dataset_drift"] is True and body["drifted_features"] == ["age", "monthly_charges"]
+    assert body["features"][0]["distribution"]["bins"]
+
+
+def test_per_feature_settings(reference: pd.DataFrame) -> None:
+    current = make_churn(5000, seed=2, ageing=6)[CHURN_FEATURES]
+    config = DriftConfig.from_dict(
+        {
+            "features": {
+                "age": {"method": "psi", "threshold": 0.5},
+                "region": {"enabled": False},
+                "contract": {"method": "chisquare"},
+            },
+            "numeric": "jensenshannon",
+        }
+    )
+    report = relevo.drift(reference, current, config=config)
+    age = report.feature("age")
+    assert (age.method, age.threshold) == ("psi", 0.5)
+    assert not age.drifted  # a PSI around 0.3 stays under the 0.5 asked for
+    assert "region" not in [f.feature for f in report.features]
+    assert report.feature("tenure_months").method == "jensenshannon"
+    contract = report.feature("contract")
+    assert contract.method == "chisquare" and contract.threshold == 0.05  # the only p-test
+
+
+def test_columns_and_prediction(reference: pd.DataFrame) -> None:
+    current = make_churn(5000, seed=2, ageing=6)
+    report = relevo.drift(reference, current, columns=["age", "region"])
+    assert [f.feature for f in report.features] == ["age", "region"]
+    with pytest.raises(InvalidInputError, match="nope"):
+        relevo.drift(reference, current, columns=["nope"])
+
+
+@pytest.mark.parametrize(
+    ("settings", "field"),
+    [
+        ({"method": "magic"}, "method"),
+        ({"thresholds": {"psi": -1}}, "thresholds.psi"),
+        ({"thresholds": {"ks": 2}}, "thresholds.ks"),
+        ({"min_rows": 0}, "min_rows"),
+        ({"dataset_share": 1.5}, "dataset_share"),
+        ({"correction": "holm"}, "correction"),
+        ({"features": {"age": {"treshold": 0.2}}}, "features.age.treshold"),
+        ({"features": {"age": {"threshold": "high"}}}, "features.age.threshold"),
+        ({"prediction": {"method": "nope"}}, "prediction.method"),
+        ({"bins": 3}, "bins"),
+        ({"numeric": "chisquare"}, "numeric"),
+    ],
+)
+def test_invalid_settings_name_the_field(settings: dict, field: str) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        DriftConfig.from_dict(settings)
+    assert field in [p.column for p in caught.value.problems]
+
+
+def test_a_method_that_does_not_fit_the_column_is_an_error(reference: pd.DataFrame) -> None:
+    config = {"features": {"region": {"method": "ks"}}}
+    with pytest.raises(InvalidInputError, match="'ks' does not test categorical"):
+        relevo.drift(reference, make_churn(500, seed=2)[CHURN_FEATURES], config=config)
+
+
+def test_config_round_trips() -> None:
+    config = DriftConfig.from_dict({"features": {"age": {"method": "psi"}}, "min_rows": 30})
+    assert DriftConfig.from_dict(config.to_dict()) == config

@@ -1,0 +1,139 @@
+"""The profile builder in the log's writer thread: stored rows merge with later ones, a store
+that fails keeps the profiles for the next try, and a failure to profile never costs a
+logged prediction."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from relevo.datasets import make_churn
+from relevo.datasets.churn import CHURN_FEATURES
+from relevo.monitoring import NumericProfile
+from relevo.monitoring.windows import load_window
+from relevo.serving.entries import LogEntry, encode
+from relevo.serving.log import PredictionLog
+from relevo.serving.profiling import ProfileBuilder, reason_of
+
+
+@pytest.fixture
+def version(rv, churn_pipeline, churn_frame):
+    return rv.registry.register("churn", churn_pipeline, churn_frame, target="churned")
+
+
+def _entries(version, frame, pipeline, when: float, per: int = 1) -> list[LogEntry]:
+    probs = pipeline.predict_proba(frame[CHURN_FEATURES])[:, 1].tolist()
+    out = []
+    for i in range(0, len(frame), per):
+        part = frame.iloc[i : i + per]
+        out.append(
+            LogEntry(
+                "churn", version.name, version.version, when,
+                [f"id-{when}-{j}" for j in range(i, i + len(part))],
+                {c: part[c].tolist() for c in CHURN_FEATURES},
+                [{"probability": p, "label": int(p > 0.5)} for p in probs[i : i + per]],
+                1.0,
+            )
+        )  # fmt: skip
+    return out
+
+
+def _window(rv):
+    now = datetime.now(UTC)
+    return load_window(rv.store, "churn", now - timedelta(days=1), now + timedelta(days=1))
+
+
+def test_persisting_twice_merges_into_the_replica_row(rv, version, churn_pipeline):
+    builder = ProfileBuilder(rv.store, bucket_s=3600, replica="r1")
+    first, second = make_churn(40, seed=1), make_churn(25, seed=2)
+    now = time.time()
+    builder.flushed([encode(e) for e in _entries(version, first, churn_pipeline, now)])
+    builder.close()
+    builder.flushed([encode(e) for e in _entries(version, second, churn_pipeline, now, per=5)])
+    builder.close()
+    assert rv.store.profiles.count("churn") == 1
+    window = _window(rv)
+    assert window is not None and window.rows == 65
+    age = window.inputs.columns["age"]
+    assert isinstance(age, NumericProfile)
+    both = list(first.age) + list(second.age)
+    assert age.mean == pytest.approx(sum(both) / len(both), rel=1e-12)
+
+
+def test_a_store_that_fails_keeps_the_profiles_for_the_next_try(
+    rv, version, churn_pipeline, monkeypatch
+):
+    errors: list[int] = []
+    builder = ProfileBuilder(rv.store, replica="r1", on_error=lambda: errors.append(1))
+    upsert = rv.store.profiles.upsert
+
+    def down(rows, now=None):
+        raise ConnectionError("the database is away")
+
+    monkeypatch.setattr(rv.store.profiles, "upsert", down)
+    builder.flushed(
+        [encode(e) for e in _entries(version, make_churn(30), churn_pipeline, time.time())]
+    )
+    builder.close()
+    assert builder.errors == 1 and errors == [1]
+    assert rv.store.profiles.count("churn") == 0
+    monkeypatch.setattr(rv.store.profiles, "upsert", upsert)
+    builder.close()
+    window = _window(rv)
+    assert window is not None and window.rows == 30
+
+
+def test_a_failure_to_profile_never_costs_a_logged_row(rv, version, churn_pipeline):
+    builder = ProfileBuilder(rv.store, replica="r1")
+
+    def broken(name, version):
+        raise RuntimeError("no reference today")
+
+    builder.reference = broken  # type: ignore[method-assign]
+    plog = PredictionLog(rv.store.predictions.insert_many, flush_interval_s=0.05, profiles=builder)
+    for entry in _entries(version, make_churn(20), churn_pipeline, time.time()):
+        assert plog.offer(entry)
+    plog.close()
+    assert rv.store.predictions.count("churn") == 20
+    assert builder.errors >= 1
+    assert rv.store.profiles.count("churn") == 0
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        ("required column is missing (the row has 'agee': a typo?)", "missing_column"),
+        ("expected a number, got 'abc'", "wrong_type"),
+        ("null is not allowed: the reference data had no missing values here", "null"),
+        ("120 is outside the reference range [18, 90]", "out_of_range"),
+        ("category 'x' was never seen in the reference data", "unseen_category"),
+        ("something new", "invalid"),
+    ],
+)
+def test_rejection_reasons_have_stable_names(message, reason):
+    assert reason_of(message) == reason
+
+
+def test_logged_entries_become_the_same_columns_as_the_rows_sent(rv, version, churn_pipeline):
+    from relevo.serving.profiling import _columns
+
+    layout = rv.registry.reference_profile(version).layout.inputs
+    frame = make_churn(12, seed=4)[CHURN_FEATURES].astype(object)
+    frame.loc[1, "age"] = None
+    frame.loc[2, "contract"] = None
+    frame.loc[3, "region"] = "atlantis"
+    entries = _entries(version, frame.iloc[:6], churn_pipeline, 1.0)
+    entries += _entries(version, frame.iloc[6:], churn_pipeline, 1.0, per=3)
+    encoded = [encode(e).split(b"\n", 2) for e in entries]
+    triples = [(len(e.ids), f, o) for e, (_, f, o) in zip(entries, encoded, strict=True)]
+    columns, n, scores = _columns(triples, layout)
+    assert n == 12 and len(scores) == 12
+    for name in layout.numeric:
+        expected = pd.to_numeric(frame[name]).to_numpy(dtype=float, na_value=np.nan)
+        assert np.array_equal(columns[name], expected, equal_nan=True)
+    for name in layout.categorical:
+        assert columns[name].tolist() == frame[name].tolist()
