@@ -60,16 +60,26 @@ def simulate(seed: int, outage: range | None = None, peak: float = 40.0) -> list
         )
         signals = judge(deployment, volumes, alpha=1e-4, window_s=300)
         rows = int(counts[t - WINDOW : t].sum())
-        signals.append(judge_errors(deployment, rows, int(failed[t - WINDOW : t].sum()),
-                                    rules["model_errors"]))  # fmt: skip
+        signals.append(
+            judge_errors(deployment, rows, int(failed[t - WINDOW : t].sum()), rules["model_errors"])
+        )
         latencies = rng.lognormal(np.log(20.0), 0.5, size=rows)
         p99 = float(np.quantile(latencies, 0.99, method="higher")) if rows else None
         signals.append(judge_latency(deployment, rows, p99, rules["latency_p99"]))
         # an undrifted stand-in for the drift provider: a valid test's p-values are uniform
         # when nothing drifted; one test per feature, Bonferroni-corrected over them at 5 %
         for f, p in enumerate(rng.uniform(size=FEATURES)):
-            signals.append(Signal(deployment, "feature_drift", f"x{f}", p < 0.05 / FEATURES,
-                                  f"KS p={p:.3g}", p, 0.05 / FEATURES))  # fmt: skip
+            signals.append(
+                Signal(
+                    deployment,
+                    "feature_drift",
+                    f"x{f}",
+                    p < 0.05 / FEATURES,
+                    f"KS p={p:.3g}",
+                    p,
+                    0.05 / FEATURES,
+                )
+            )
         out.append(signals)
     return out  # type: ignore[return-value]
 
@@ -84,8 +94,9 @@ def run_day(per_minute: list[list[list[Signal]]]):
     for minute in range(DAY):
         now = START + timedelta(minutes=minute)
         signals = [s for deployment in per_minute for s in deployment[minute]]
-        outcome = engine.step(signals, tracks, open_alerts, lambda _d: rules, [], now,
-                              lambda: f"i{next(counter)}")  # fmt: skip
+        outcome = engine.step(
+            signals, tracks, open_alerts, lambda _d: rules, [], now, lambda: f"i{next(counter)}"
+        )
         tracks.update({t.key: t for t in outcome.tracks})
         for a in outcome.alerts:
             if a.firing:

@@ -15,6 +15,7 @@ from fastapi.responses import Response
 
 from relevo.errors import InvalidInputError, Problem, RelevoError
 from relevo.monitoring.alerts import config
+from relevo.monitoring.alerts.evaluator import refresh_gauges
 from relevo.monitoring.alerts.service import AlertService
 from relevo.server import openapi
 from relevo.server.auth import Access, check
@@ -127,6 +128,7 @@ def alerts_router(runtime: Callable[[], Runtime], alerts: Callable[[], AlertServ
     async def evaluate(request: Request) -> Response:
         service = authorized(request, Access.ADMIN)
         report = await asyncio.to_thread(service.evaluate)
+        await asyncio.to_thread(refresh_gauges, service)
         return json_response(report.to_dict())
 
     @router.get(

@@ -19,9 +19,14 @@ def evaluate_once(service: AlertService, holder: str, ttl_s: float) -> Evaluatio
     """Take (or renew) the lease and evaluate; None when another replica holds it. The gauges
     are refreshed from the store either way."""
     report = service.evaluate() if service.acquire_evaluator(holder, ttl_s) else None
+    refresh_gauges(service)
+    return report
+
+
+def refresh_gauges(service: AlertService) -> None:
+    """This process's gauges from the stored states (what every replica reports alike)."""
     repo = service.rv.store.alerts
     get_gauges().refresh(repo.tracks(), repo.open_alerts())
-    return report
 
 
 async def run(service: AlertService, interval_s: float) -> None:
