@@ -15,6 +15,7 @@ from relevo.demo.chapters import (
     rehearse,
     replace,
     serve,
+    silence,
     summary,
     traffic,
     train,
@@ -30,6 +31,7 @@ CHAPTERS = (
     export.CHAPTER,
     replace.CHAPTER,
     broken.CHAPTER,
+    silence.CHAPTER,
     summary.CHAPTER,
 )
 
