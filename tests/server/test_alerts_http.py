@@ -162,3 +162,43 @@ def test_the_server_evaluates_on_its_schedule_one_replica_at_a_time(
     for url in (first, second):  # one incident, stored once, whichever replica evaluated
         (alert,) = httpx.get(f"{url}/v1/alerts").json()["alerts"]
         assert alert["rule"] == "rollout_gate"
+
+
+def test_drift_scores_reach_metrics_from_the_feature_drift_signals(
+    deployed, server_settings, monkeypatch
+):
+    from relevo.monitoring.alerts import providers
+    from relevo.monitoring.signals import Signal
+
+    def drift(rv, deployment, now):
+        return [
+            Signal(deployment, "feature_drift", "age", True, "PSI 0.31", 0.31, 0.2),
+            Signal(deployment, "feature_drift", "tenure_months", False, "PSI 0.02", 0.02, 0.2),
+        ]
+
+    monkeypatch.setattr(providers, "PROVIDERS", [*providers.PROVIDERS, drift])
+    settings = server_settings.model_copy(update={"monitor_interval_s": 0})
+    server = BackgroundServer(settings)
+    url = server.start()
+    try:
+        assert httpx.post(f"{url}/v1/alerts/evaluate").status_code == 200
+        assert gauge(url, "relevo_drift_score", deployment="churn", feature="age") == 0.31
+        score = gauge(url, "relevo_drift_score", deployment="churn", feature="tenure_months")
+        assert score == 0.02
+        # persistence: one drifted evaluation is not an alert yet (3 of 5)
+        assert (
+            gauge(
+                url, "relevo_alert_firing", deployment="churn", rule="feature_drift", subject="age"
+            )
+            == 0.0
+        )
+        for _ in range(2):
+            httpx.post(f"{url}/v1/alerts/evaluate")
+        assert (
+            gauge(
+                url, "relevo_alert_firing", deployment="churn", rule="feature_drift", subject="age"
+            )
+            == 1.0
+        )
+    finally:
+        server.stop()

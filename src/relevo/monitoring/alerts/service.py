@@ -15,8 +15,9 @@ from typing import Any
 from relevo.context import Relevo
 from relevo.errors import InvalidInputError, Problem
 from relevo.monitoring.alerts import config, engine
+from relevo.monitoring.alerts import providers as registered
 from relevo.monitoring.alerts.notifiers import Dispatcher, Target
-from relevo.monitoring.alerts.providers import PROVIDERS, Provider
+from relevo.monitoring.alerts.providers import Provider
 from relevo.monitoring.alerts.rules import Rule, rules_for
 from relevo.monitoring.alerts.state import Alert, Notification, Silence
 from relevo.monitoring.signals import Signal
@@ -84,7 +85,7 @@ class AlertService:
         signals: builtins.list[Signal] = []
         errors: builtins.list[str] = []
         for name in names:
-            for provider in self.providers if self.providers is not None else PROVIDERS:
+            for provider in self.providers if self.providers is not None else registered.PROVIDERS:
                 try:
                     signals.extend(provider(self.rv, name, now))
                 except Exception as exc:  # one broken provider must not silence the others
