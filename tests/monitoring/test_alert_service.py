@@ -202,6 +202,8 @@ def test_silenced_alerts_are_listed_as_silenced_and_not_sent(churn, receivers):
     assert hook.attempts == 0
     with pytest.raises(InvalidInputError, match="until"):
         svc.silence(deployment="churn", until=datetime.now(UTC) - timedelta(hours=1))
+    with pytest.raises(InvalidInputError, match="a year at most"):
+        svc.silence(deployment="churn", duration_s=1e12)
     with pytest.raises(InvalidInputError, match="name a deployment"):
         svc.silence(duration_s=60)
     with pytest.raises(NotFoundError):

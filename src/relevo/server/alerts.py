@@ -38,6 +38,18 @@ _SILENCE = openapi.obj(
     duration_s={"type": "number", "exclusiveMinimum": 0},
     reason={"type": "string"},
 )
+_TEXT_OR_NULL = {"type": ["string", "null"]}
+_SILENCE_MADE = openapi.obj(
+    "id",
+    "until",
+    id={"type": "integer"},
+    deployment=_TEXT_OR_NULL,
+    rule=_TEXT_OR_NULL,
+    subject=_TEXT_OR_NULL,
+    until={"type": "string", "format": "date-time"},
+    reason=_TEXT_OR_NULL,
+    created_at=_TEXT_OR_NULL,
+)
 _MONITORING = openapi.obj(
     alerts={"type": "object"}, drift={"type": "object"}, feedback={"type": "object"}
 )
@@ -169,7 +181,10 @@ def alerts_router(runtime: Callable[[], Runtime], alerts: Callable[[], AlertServ
         openapi_extra=openapi.request_body(
             _SILENCE, {"deployment": "churn", "rule": "no_predictions", "duration_s": 7200}
         ),
-        responses={**openapi.ok(_SILENCE), **openapi.errors(400, 401, 403, 404, 413, 422)},
+        responses={
+            **openapi.ok(_SILENCE_MADE),
+            **openapi.errors(400, 401, 403, 404, 413, 422),
+        },
     )
     async def add_silence(request: Request) -> Response:
         service = authorized(request, Access.ADMIN)

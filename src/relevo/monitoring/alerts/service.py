@@ -51,6 +51,10 @@ class EvaluationReport:
         }
 
 
+#: the longest silence: a longer one is a rule to turn off (`relevo monitor ... enabled=false`)
+MAX_SILENCE = timedelta(days=365)
+
+
 def new_incident() -> str:
     return uuid.uuid4().hex[:12]
 
@@ -178,9 +182,10 @@ class AlertService:
                 "invalid silence", [Problem("give either until or a duration", column="until")]
             )
         if duration_s is not None:
-            if duration_s <= 0:
+            if not 0 < duration_s <= MAX_SILENCE.total_seconds():
                 raise InvalidInputError(
-                    "invalid silence", [Problem("must be positive", column="duration")]
+                    "invalid silence",
+                    [Problem("a positive number of seconds, a year at most", column="duration")],
                 )
             until = now + timedelta(seconds=duration_s)
         assert until is not None
@@ -188,9 +193,10 @@ class AlertService:
             raise InvalidInputError(
                 "invalid silence", [Problem("give a time zone, e.g. ...Z", column="until")]
             )
-        if until <= now:
+        if not now < until <= now + MAX_SILENCE:
             raise InvalidInputError(
-                "invalid silence", [Problem("must be in the future", column="until")]
+                "invalid silence",
+                [Problem("must be in the future, a year ahead at most", column="until")],
             )
         if deployment is None and rule is None and subject is None:
             raise InvalidInputError(
