@@ -158,6 +158,9 @@ def silences(json_out: bool = typer.Option(False, "--json", help="Print JSON."))
     if json_out:
         print_json([s.to_dict() for s in found])
         return
+    if not found:
+        console.print("No silence in force.")
+        return
     rows = [
         [s.id, s.deployment or "*", s.rule or "*", s.subject or "*",
          s.until.isoformat(timespec="minutes"), s.reason or ""]
