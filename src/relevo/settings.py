@@ -111,6 +111,25 @@ class Settings(BaseSettings):
         description="How often a server checks the gates of deployments with a challenger "
         "(0: this server never evaluates; another one, or `evaluate` on demand, must).",
     )
+    monitor_interval_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="How often a server evaluates the alert rules of every deployment, one "
+        "replica at a time (0: never on a schedule; `relevo alerts evaluate` on demand).",
+    )
+    alert_webhook_url: str | None = Field(
+        default=None, description="A generic JSON webhook that receives every notification."
+    )
+    alert_slack_url: str | None = Field(
+        default=None,
+        description='A Slack-compatible incoming webhook ({"text": ...}) for notifications.',
+    )
+    alert_timeout_s: float = Field(
+        default=5.0, gt=0, description="Seconds a webhook delivery may take before it is retried."
+    )
+    alert_retries: int = Field(
+        default=5, ge=0, description="Retries of a failed webhook delivery (exponential backoff)."
+    )
     shadow_queue_rows: int = Field(
         default=10_000,
         ge=1,

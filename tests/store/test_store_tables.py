@@ -34,6 +34,7 @@ def test_every_timestamp_column_is_utc_aware():
         "alerts.started_at",
         "alerts.updated_at",
         "alerts.resolved_at",
+        "alert_observations.evaluated_at",
         "alert_silences.until",
         "alert_silences.created_at",
         "labels.predicted_at",

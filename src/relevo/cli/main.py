@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from relevo import __version__
-from relevo.cli import container, demo, models, monitor, rollout, serving, validate
+from relevo.cli import alerts, container, demo, models, monitor, rollout, serving, validate
 from relevo.cli.flags import FlagsGroup
 from relevo.cli.state import state
 
@@ -25,6 +25,7 @@ rollout.register(app)
 validate.register(app)
 container.register(app, models.app)
 monitor.register(app)
+alerts.register(app)
 app.command("demo")(demo.demo)
 
 

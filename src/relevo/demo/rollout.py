@@ -51,8 +51,9 @@ class FailsInProduction:
 class Traffic:
     """Customers sent to a deployment in batches; counts answers per model and failures."""
 
-    def __init__(self, url: str, seed: int, start_id: int) -> None:
+    def __init__(self, url: str, seed: int, start_id: int, deployment: str = ROLLOUT) -> None:
         self.url = url
+        self.deployment = deployment
         self.rng = np.random.default_rng(seed)
         self.seed = seed
         self.next_id = start_id
@@ -72,7 +73,7 @@ class Traffic:
         frame = frame[[CHURN_ID, *CHURN_FEATURES]]
         records = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
         answer = self.client.post(
-            f"{self.url}/v1/deployments/{ROLLOUT}/predict", json={"instances": records}
+            f"{self.url}/v1/deployments/{self.deployment}/predict", json={"instances": records}
         )
         self.requests += 1
         got: Counter[str] = Counter()
@@ -84,14 +85,16 @@ class Traffic:
         return got
 
 
-def wait_serving(url: str, refs: list[str], timeout_s: float = 30.0) -> None:
-    """Until the server serves exactly `refs` (champion first) for the rollout deployment."""
+def wait_serving(
+    url: str, refs: list[str], timeout_s: float = 30.0, deployment: str = ROLLOUT
+) -> None:
+    """Until the server serves exactly `refs` (champion first) for the deployment."""
     deadline = time.monotonic() + timeout_s
     with httpx.Client(timeout=10) as client:
         while True:
-            found = client.get(f"{url}/v1/deployments/{ROLLOUT}/status")
+            found = client.get(f"{url}/v1/deployments/{deployment}/status")
             if found.status_code == 200 and found.json()["serving"] == refs:
                 return
             if time.monotonic() > deadline:
-                raise UnavailableError(f"the server did not switch {ROLLOUT!r} to {refs}")
+                raise UnavailableError(f"the server did not switch {deployment!r} to {refs}")
             time.sleep(0.05)

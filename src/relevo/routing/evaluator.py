@@ -1,7 +1,9 @@
 """The rollout evaluator: inside a server, about once a second, one replica at a time (it holds
 the store's `rollout-evaluator` lease) checks the gates of every deployment with a challenger
 against the numbers in the prediction log and acts: rolls a failing challenger back, advances
-a passing rollout, or holds. Transport-free; the server starts `run` in its lifespan.
+a passing rollout, or holds. During the bake period after a promotion, a firing alert of the
+deployment (errors, latency, drift, data quality) rolls back to the previous champion.
+Transport-free; the server starts `run` in its lifespan.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ import os
 import socket
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from relevo.context import Relevo
+from relevo.routing.gates import RolloutStats
 from relevo.routing.service import Evaluation
-from relevo.routing.stats import rollout_stats
+from relevo.routing.stats import bake_alerts, rollout_stats
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +36,18 @@ def evaluate_once(rv: Relevo, holder: str, ttl_s: float) -> dict[str, Evaluation
     if not service.acquire_evaluator(holder, ttl_s):
         return {}
     out: dict[str, Evaluation] = {}
+    now = datetime.now(UTC)
     for dep in service.list():
-        if not dep.has_challenger:
-            continue  # bake-period alerts come with monitoring's alerts (issue 15)
-        evaluation = service.evaluate(dep.name, rollout_stats(rv.store, dep))
+        if dep.has_challenger:
+            stats = rollout_stats(rv.store, dep)
+        elif dep.baking(now):
+            # after a promotion: a firing alert of the deployment rolls back (issue 14)
+            stats = RolloutStats(alerts=bake_alerts(rv.store, dep))
+            if not stats.alerts:
+                continue
+        else:
+            continue
+        evaluation = service.evaluate(dep.name, stats)
         out[dep.name] = evaluation
         if evaluation.changed:
             decision = evaluation.decision

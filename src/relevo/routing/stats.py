@@ -22,6 +22,21 @@ from relevo.store import Store
 
 FALLBACK = "fallback"
 
+#: the alert rules whose firing during the bake period after a promotion rolls it back
+#: (errors, latency, drift, data quality: what a new champion can cause)
+BAKE_RULES = frozenset(
+    {
+        "model_errors",
+        "latency_p99",
+        "feature_drift",
+        "dataset_drift",
+        "prediction_drift",
+        "multivariate_drift",
+        "data_quality",
+        "degenerate_output",
+    }
+)
+
 
 @dataclass(frozen=True)
 class Arm:
@@ -117,6 +132,19 @@ def rollout_stats(store: Store, state: Deployment, since: datetime | None = None
         champion=ArmStats(champion.rows, champion.errors, champion.latency_p99_ms),
         challenger=ArmStats(challenger.rows, challenger.errors, challenger.latency_p99_ms),
         step_rows=step_rows,
+    )
+
+
+def bake_alerts(store: Store, state: Deployment) -> tuple[str, ...]:
+    """The deployment's alerts of `BAKE_RULES` that fire now and started after its last
+    promotion (an alert older than the new champion is not its doing), as
+    "rule[subject]: message" for the audit trail."""
+    if state.promoted_at is None:
+        return ()
+    return tuple(
+        f"{a.rule}{f'[{a.subject}]' if a.subject else ''}: {a.message}"
+        for a in store.alerts.list(state.name)
+        if a.rule in BAKE_RULES and a.started_at >= state.promoted_at
     )
 
 

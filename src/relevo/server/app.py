@@ -19,10 +19,13 @@ from fastapi.responses import Response
 from relevo import __version__
 from relevo.context import Relevo
 from relevo.errors import RelevoError
+from relevo.monitoring.alerts import evaluator as monitor
+from relevo.monitoring.alerts.service import AlertService
 from relevo.routing import evaluator
 from relevo.server import openapi
 from relevo.server.admin import admin_router
 from relevo.server.draining import Drain
+from relevo.server.alerts import alerts_router
 from relevo.server.fastlane import FastLane
 from relevo.server.handlers import install_error_handlers
 from relevo.server.monitoring import monitoring_router
@@ -92,6 +95,9 @@ def create_fastapi_app(
                     evaluator.run(rv, rv.settings.rollout_eval_interval_s, runtime.refresh)
                 )
             )
+        alerts = holder["alerts"] = AlertService(rv)
+        if rv.settings.monitor_interval_s > 0:  # issue 15: alert rules, one replica at a time
+            tasks.append(asyncio.create_task(monitor.run(alerts, rv.settings.monitor_interval_s)))
         try:
             yield
         finally:
@@ -100,6 +106,8 @@ def create_fastapi_app(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            # webhooks still queued get a moment to go out
+            await asyncio.to_thread(alerts.dispatcher.close, 2.0)
             if plog is not None:
                 # everything answered is stored before the process goes
                 await asyncio.to_thread(plog.close)
@@ -141,6 +149,7 @@ def create_fastapi_app(
     app.include_router(admin_router(runtime))
     app.include_router(rollouts_router(runtime))
     app.include_router(monitoring_router(runtime))
+    app.include_router(alerts_router(runtime, lambda: holder["alerts"]))
     app.include_router(v2_router(runtime))
     return app, runtime
 

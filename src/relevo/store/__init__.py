@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from relevo.errors import UnavailableError
+from relevo.store.alerts import AlertRepository
 from relevo.store.arms import ArmRepository
 from relevo.store.deployments import DeploymentRepository
 from relevo.store.engine import create_store_engine, migrate, safe_url
@@ -33,6 +34,7 @@ class Store:
         self.arms = ArmRepository(self.engine)
         self.shadows = ShadowRepository(self.engine)
         self.profiles = ProfileRepository(self.engine)
+        self.alerts = AlertRepository(self.engine)
 
     @property
     def display_url(self) -> str:

@@ -233,7 +233,30 @@ alerts = Table(
     Column("started_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     Column("resolved_at", UTCDateTime(), nullable=True),
+    #: whether a notification covered this alert's firing (the incident's resolution is
+    #: notified only when its firing was)
+    Column("notified", Boolean, nullable=False, server_default=false()),
     Index("ix_alerts_deployment_state", "deployment", "state"),
+)
+
+#: the latest observation of every (deployment, rule, subject) the evaluator judged: the
+#: "N of M evaluations" persistence (`recent`, newest last, "1" firing) and the last value,
+#: which the Prometheus gauges (drift scores, alert states) are read from
+alert_observations = Table(
+    "alert_observations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("deployment", String(200), nullable=False, server_default=""),
+    Column("rule", String(100), nullable=False),
+    Column("subject", String(200), nullable=False, server_default=""),
+    Column("recent", String(64), nullable=False, server_default=""),
+    Column("firing", Boolean, nullable=False, server_default=false()),
+    Column("value", Float, nullable=True),
+    Column("threshold", Float, nullable=True),
+    Column("severity", String(20), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("evaluated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("deployment", "rule", "subject", name="uq_alert_observations_key"),
 )
 
 #: silences: alerts matching them are kept but not notified until `until`

@@ -16,6 +16,7 @@ from relevo.demo.chapters import (
     rehearse,
     replace,
     serve,
+    silence,
     summary,
     traffic,
     train,
@@ -32,6 +33,7 @@ CHAPTERS = (
     replace.CHAPTER,
     broken.CHAPTER,
     drift.CHAPTER,
+    silence.CHAPTER,
     summary.CHAPTER,
 )
 

@@ -1,0 +1,21 @@
+"""The providers the evaluator asks for signals, in order. A provider is
+`(relevo, deployment, now) -> list[Signal]` (see `relevo.monitoring.signals`); other parts of
+monitoring (drift, data quality, feedback) append theirs here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from relevo.context import Relevo
+from relevo.monitoring.alerts import health, traffic
+from relevo.monitoring.signals import Signal
+
+Provider = Callable[[Relevo, str, datetime], list[Signal]]
+
+PROVIDERS: list[Provider] = [
+    traffic.signals,
+    health.model_errors,
+    health.latency_p99,
+    health.rollout_gate,
+]
