@@ -24,8 +24,8 @@ from relevo.monitoring.alerts.service import AlertService
 from relevo.routing import evaluator
 from relevo.server import openapi
 from relevo.server.admin import admin_router
-from relevo.server.draining import Drain
 from relevo.server.alerts import alerts_router
+from relevo.server.draining import Drain
 from relevo.server.fastlane import FastLane
 from relevo.server.handlers import install_error_handlers
 from relevo.server.monitoring import monitoring_router

@@ -13,6 +13,7 @@ import orjson
 from relevo.context import Relevo
 from relevo.errors import InvalidInputError, NotFoundError, Problem
 from relevo.monitoring.alerts.rules import Rule, rules_for, validate_alerts
+from relevo.monitoring.drift import DriftConfig
 
 SECTIONS = ("drift", "alerts", "feedback")
 
@@ -39,6 +40,8 @@ def validate(settings: Any) -> dict[str, Any]:
     out = {k: dict(settings[k]) for k in SECTIONS if settings.get(k)}
     if "alerts" in out:
         out["alerts"] = validate_alerts(out["alerts"])
+    if "drift" in out:
+        DriftConfig.from_dict(out["drift"])  # refused when saved, not when evaluated
     return out
 
 
