@@ -14,7 +14,7 @@ from relevo.server.background import BackgroundServer
 from relevo.settings import Settings
 
 #: gauges of the monitoring work (drift scores, alert state), not served by this branch yet
-PENDING = {"relevo_drift_score", "relevo_alert_firing"}
+PENDING: set[str] = set()  # every name the dashboard and rules use is exported
 METRIC = re.compile(r"\brelevo_[a-z0-9_]+\b")
 
 
