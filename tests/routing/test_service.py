@@ -14,7 +14,7 @@ from sklearn.tree import DecisionTreeClassifier
 import relevo
 from relevo.datasets import CHURN_FEATURES, CHURN_TARGET
 from relevo.errors import ConflictError, InvalidInputError, NotFoundError
-from relevo.routing.gates import ArmStats, RolloutStats
+from relevo.routing.gates import ArmStats, Measurement, RolloutStats
 from relevo.routing.service import DeploymentService
 
 
@@ -56,7 +56,12 @@ def service(models: relevo.Relevo, clock: Clock) -> DeploymentService:
 
 
 def good(step_rows: int = 1000) -> RolloutStats:
-    return RolloutStats(ArmStats(50_000, 500, 10.0), ArmStats(2000, 20, 11.0), step_rows=step_rows)
+    return RolloutStats(
+        ArmStats(50_000, 500, 10.0),
+        ArmStats(2000, 20, 11.0),
+        step_rows=step_rows,
+        drift=Measurement(0.05, 2000),
+    )
 
 
 def test_a_canary_of_another_model_is_promoted_and_rolled_back_with_its_history(

@@ -14,9 +14,11 @@ import os
 import socket
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from relevo.context import Relevo
+from relevo.monitoring.rollout_drift import challenger_drift
 from relevo.routing.gates import RolloutStats
 from relevo.routing.service import Evaluation
 from relevo.routing.stats import bake_alerts, rollout_stats
@@ -39,7 +41,7 @@ def evaluate_once(rv: Relevo, holder: str, ttl_s: float) -> dict[str, Evaluation
     now = datetime.now(UTC)
     for dep in service.list():
         if dep.has_challenger:
-            stats = rollout_stats(rv.store, dep)
+            stats = replace(rollout_stats(rv.store, dep), drift=challenger_drift(rv, dep))
         elif dep.baking(now):
             # after a promotion: a firing alert of the deployment rolls back (issue 14)
             stats = RolloutStats(alerts=bake_alerts(rv.store, dep))

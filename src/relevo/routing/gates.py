@@ -17,8 +17,9 @@ may be looked at after every row without inflating its error:
 
 The latency gate compares p99s only once both models have `min_rows` rows (a fixed minimum
 sample) and with a generous margin (`ratio` and `slack_ms`), since quantiles of a few rows swing.
-Prediction drift and a label metric are slots later issues fill: the monitoring layer puts its
-measurements in `RolloutStats` and adds `DriftGate` / `LabelMetricGate` to the gate list.
+The drift gate reads the challenger's prediction drift against its own reference, which the
+evaluator measures from the prediction log (`relevo.monitoring.rollout_drift`); the label gate
+reads a label metric of both models on the same matured rows (the feedback layer).
 """
 
 from __future__ import annotations
@@ -172,14 +173,17 @@ class DriftGate:
     (not against the champion: a better model is meant to predict differently)."""
 
     threshold: float = 0.2
+    #: the sample it needs, or the step's minimum rows when that is smaller (a step never waits
+    #: on this gate longer than on its own minimum)
     min_rows: int = 500
     name: str = "drift"
 
     def check(self, state: Deployment, stats: RolloutStats) -> GateResult:
         m = stats.drift
-        if m is None or m.rows < self.min_rows:
+        need = max(1, min(self.min_rows, state.min_step_rows))
+        if m is None or m.rows < need:
             rows = 0 if m is None else m.rows
-            return GateResult(self.name, "inconclusive", f"drift over {rows} rows: too few")
+            return GateResult(self.name, "inconclusive", f"drift over {rows} rows: {need} needed")
         verdict: Verdict = "fail" if m.value > self.threshold else "pass"
         detail = f"drift {m.value:.3f} over {m.rows} rows"
         return GateResult(self.name, verdict, detail, m.value, self.threshold)
@@ -207,8 +211,9 @@ class LabelMetricGate:
 
 
 def default_gates() -> list[Gate]:
-    """The gates every canary is watched by until monitoring adds drift and label gates."""
-    return [ErrorRateGate(), LatencyGate()]
+    """The gates every canary is watched by: errors, latency and the challenger's prediction
+    drift against its own reference."""
+    return [ErrorRateGate(), LatencyGate(), DriftGate()]
 
 
 def check_all(gates: Sequence[Gate], state: Deployment, stats: RolloutStats) -> list[GateResult]:

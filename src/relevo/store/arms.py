@@ -41,6 +41,33 @@ class ArmRepository:
         with self.engine.connect() as conn:
             return [ArmCount(str(a), int(b), str(c), int(d)) for a, b, c, d in conn.execute(query)]
 
+    def outputs(
+        self,
+        deployment: str,
+        model_name: str,
+        model_version: int,
+        role: str,
+        since: datetime | None = None,
+        limit: int = 5000,
+    ) -> list[str]:
+        """The latest `limit` logged outputs (JSON text) of one model in one role."""
+        p = predictions.c
+        query = (
+            select(p.output)
+            .where(
+                p.deployment == deployment,
+                p.model_name == model_name,
+                p.model_version == model_version,
+                p.role == role,
+            )
+            .order_by(p.created_at.desc())
+            .limit(limit)
+        )
+        if since is not None:
+            query = query.where(p.created_at >= since)
+        with self.engine.connect() as conn:
+            return [str(o) for (o,) in conn.execute(query)]
+
     def latency_quantile(
         self,
         deployment: str,

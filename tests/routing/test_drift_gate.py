@@ -1,0 +1,101 @@
+"""The drift gate (issue 14): a canary challenger's prediction drift against its own reference,
+measured from the prediction log by the rollout evaluator, fails a challenger whose outputs
+moved and passes one that predicts like it did on its reference."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+from scipy.stats import wasserstein_distance
+from sklearn.pipeline import Pipeline
+
+import relevo
+from relevo.datasets import CHURN_TARGET, make_churn
+from relevo.monitoring.rollout_drift import challenger_drift
+from relevo.routing.deployment import Deployment
+from relevo.routing.evaluator import evaluate_once
+from relevo.routing.gates import DriftGate, Measurement, RolloutStats
+
+
+@pytest.fixture
+def canary(rv: relevo.Relevo, churn_pipeline: Pipeline, churn_frame: pd.DataFrame) -> Deployment:
+    rv.registry.register("churn", churn_pipeline, churn_frame, target=CHURN_TARGET)
+    rv.registry.register("churn", churn_pipeline, churn_frame, target=CHURN_TARGET)
+    rv.deployments.deploy("churn", "churn:1")
+    return rv.deployments.deploy(
+        "churn", "churn:2", strategy="canary", weight=0.5, min_step_rows=200
+    )
+
+
+def _log(rv: relevo.Relevo, probabilities: np.ndarray) -> None:
+    """Challenger rows in the prediction log, as the server writes them."""
+    now = datetime.now(UTC) + timedelta(seconds=1)
+    rows = [
+        (
+            f"id{i:06d}",
+            "churn",
+            "churn",
+            2,
+            now,
+            None,
+            "{}",
+            orjson.dumps({"probability": float(p), "label": int(p >= 0.5)}).decode(),
+            1.0,
+            "challenger",
+        )
+        for i, p in enumerate(probabilities)
+    ]
+    rv.store.predictions.insert_many(rows)
+
+
+def _live(pipeline: Pipeline, n: int) -> np.ndarray:
+    frame = make_churn(n, seed=7).drop(columns=[CHURN_TARGET])
+    return pipeline.predict_proba(frame)[:, 1]
+
+
+def test_a_challenger_predicting_as_on_its_reference_measures_small_and_passes(
+    rv: relevo.Relevo, canary: Deployment, churn_pipeline: Pipeline, churn_frame: pd.DataFrame
+):
+    live = _live(churn_pipeline, 1500)
+    _log(rv, live)
+    measured = challenger_drift(rv, rv.deployments.get("churn"))
+    assert measured is not None and measured.rows == 1500
+    reference = churn_pipeline.predict_proba(churn_frame.drop(columns=[CHURN_TARGET]))[:, 1]
+    exact = wasserstein_distance(reference, live) / reference.std()
+    assert abs(measured.value - exact) <= 0.01 + 0.15 * exact
+    result = DriftGate().check(rv.deployments.get("churn"), RolloutStats(drift=measured))
+    assert result.verdict == "pass", result.detail
+
+
+def test_a_challenger_whose_outputs_moved_fails_the_gate_and_is_rolled_back(
+    rv: relevo.Relevo, canary: Deployment, churn_pipeline: Pipeline, churn_frame: pd.DataFrame
+):
+    live = np.clip(_live(churn_pipeline, 1500) + 0.35, 0, 1)
+    _log(rv, live)
+    measured = challenger_drift(rv, rv.deployments.get("churn"))
+    assert measured is not None
+    reference = churn_pipeline.predict_proba(churn_frame.drop(columns=[CHURN_TARGET]))[:, 1]
+    exact = wasserstein_distance(reference, live) / reference.std()
+    assert exact > 0.2 and abs(measured.value - exact) <= 0.01 + 0.15 * exact
+    found = evaluate_once(rv, "test-holder", 30.0)
+    assert found["churn"].decision.move == "rollback"
+    after = rv.deployments.get("churn")
+    assert not after.has_challenger and after.model_ref == "churn:1"
+    reason = rv.deployments.history("churn")[-1].reason or ""
+    assert "drift" in reason
+
+
+def test_the_gate_waits_for_the_smaller_of_its_sample_and_the_step_minimum():
+    gate = DriftGate(threshold=0.2, min_rows=500)
+    state = Deployment(
+        name="d", model_name="m", model_version=1, updated_at=datetime.now(UTC), min_step_rows=200
+    )
+    few = gate.check(state, RolloutStats(drift=Measurement(0.9, 199)))
+    assert few.verdict == "inconclusive" and "200 needed" in few.detail
+    assert gate.check(state, RolloutStats(drift=Measurement(0.9, 200))).verdict == "fail"
+    assert gate.check(state, RolloutStats(drift=Measurement(0.1, 200))).verdict == "pass"
+    assert gate.check(state, RolloutStats()).verdict == "inconclusive"
