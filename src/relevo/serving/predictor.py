@@ -148,14 +148,27 @@ class Predictor:
         are logged with the role `fallback` (which the gates count as challenger errors) and
         counted in `relevo_challenger_failures_total`.
         """
-        picks = [(m, np.flatnonzero(assignment == m)) for m in np.unique(assignment).tolist()]
+        first = int(assignment[0])
+        if assignment.size == 1 or (assignment == first).all():
+            picks = [(first, np.arange(validated.n))]  # every row to one model (one-row requests)
+        else:
+            picks = [(m, np.flatnonzero(assignment == m)) for m in np.unique(assignment).tolist()]
 
         async def score(m: int, idx: np.ndarray) -> tuple[Validated, list[Any]]:
             runner = endpoint.runners[m]
             part = _subset(rows, validated, idx, runner, endpoint, self.policy)
             return part, await runner.batcher.submit((part.numbers, part.others), part.n)
 
-        results = await asyncio.gather(*(score(m, idx) for m, idx in picks), return_exceptions=True)
+        results: list[Any]
+        if len(picks) == 1:  # no task to gather: the request's own coroutine scores it
+            try:
+                results = [await score(*picks[0])]
+            except Exception as exc:
+                results = [exc]
+        else:
+            results = await asyncio.gather(
+                *(score(m, idx) for m, idx in picks), return_exceptions=True
+            )
         predictions: list[Any] = [None] * validated.n
         groups: list[Group] = []
         for (m, idx), result in zip(picks, results, strict=True):
@@ -264,8 +277,11 @@ def _subset(
 ) -> Validated:
     """The validated rows `idx` for `runner`: sliced when it has the champion's signature,
     validated against its own otherwise (a challenger trained on other columns)."""
+    same = runner.same_input(endpoint.runners[0])
+    if same and idx.size == validated.n:  # every row: nothing to slice
+        return validated
     picks = idx.tolist()
-    if runner.signature != endpoint.runners[0].signature:
+    if not same:
         return validate_rows(
             [rows[i] for i in picks], runner.plan, endpoint.deployment.key_column, policy
         )
