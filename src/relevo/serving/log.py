@@ -99,6 +99,25 @@ class PredictionLog:
             return False
         return self._offer(encode(entry), entry.n)
 
+    def offer_many(self, entries: list[LogEntry]) -> bool:
+        """Queue several entries (a micro-batch's) with one spool write if there is room for
+        all of them now; False (none queued) otherwise, or when the log is closed. Called
+        from the thread that scored the batch, before its callers are answered."""
+        rows = sum(e.n for e in entries)
+        if rows > self.capacity_rows:
+            return False
+        payloads = [encode(e) for e in entries]  # outside the lock
+        with self._lock:
+            if self._closing or self._pending + rows > self.capacity_rows:
+                return False
+            seg = self.spool.append_many(payloads) if self.spool is not None else 0
+            for payload, entry in zip(payloads, entries, strict=True):
+                self._queue.append((payload, entry.n, seg))
+            self._pending += rows
+            if self._pending >= self.flush_rows:
+                self._wake.set()
+            return True
+
     def _offer(self, payload: bytes, n: int) -> bool:
         with self._lock:
             if self._closing:
