@@ -159,8 +159,16 @@ class PredictionLog:
 
     def put_blocking(self, entry: LogEntry) -> None:
         """Queue an entry from synchronous code, blocking while the queue is full."""
+        self._put_blocking(self._pieces(entry))
+
+    def put_encoded_blocking(self, payload: bytes, n: int) -> None:
+        """Queue an entry of `n` rows already serialised by `entries.encode` (batch scoring
+        encodes while it scores), blocking while the queue is full."""
+        self._put_blocking([(payload, n)])
+
+    def _put_blocking(self, pieces: list[tuple[bytes, int]]) -> None:
         deadline = time.monotonic() + self.wait_timeout_s
-        for payload, n in self._pieces(entry):
+        for payload, n in pieces:
             while not self._offer(payload, n):
                 self._wake.set()
                 with self._room:

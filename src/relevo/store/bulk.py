@@ -13,6 +13,7 @@ adds its own per-row work on top.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -41,7 +42,17 @@ class BulkInsert:
         self._postgres = engine.dialect.name == "postgresql"
         # the timestamp column bound exactly as SQLAlchemy binds it (SQLite: UTC text)
         self._time = self.columns.index(time)
-        self._bind_time = table.c[time].type.bind_processor(engine.dialect)
+        bind = table.c[time].type.bind_processor(engine.dialect)
+        if bind is not None and engine.dialect.name == "sqlite":
+            # the text sqlite3's default datetime adapter makes (`isoformat(" ")`), made once
+            # per timestamp here instead of once per row by the driver
+            def bind_sqlite(value: Any, bind: Any = bind) -> Any:
+                bound = bind(value)
+                return bound.isoformat(" ") if isinstance(bound, datetime) else bound
+
+            self._bind_time = bind_sqlite
+        else:
+            self._bind_time = bind
 
     def __call__(self, rows: Sequence[Row]) -> int:
         """Insert `rows` in one transaction; returns the rows handed in."""
