@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -43,34 +44,22 @@ def all_champion(deployment: Deployment, keys: Sequence[Any] | None, n: int) -> 
     return np.zeros(n, dtype=np.int8)
 
 
+@dataclass(slots=True, eq=False)
 class LogTag:
     """What the log needs of one request's rows for one model besides their outputs. The
     micro-batcher hands it back with the outputs in the thread that scored the batch, where
     `Predictor.log_scored` makes the entries of the whole batch and queues them with one spool
     write; `logged` tells the request it has nothing left to log."""
 
-    __slots__ = ("endpoint", "ids", "idx", "logged", "model", "part", "role", "rows", "started")
-
-    def __init__(
-        self,
-        endpoint: Endpoint,
-        model: int,
-        role: str,
-        idx: np.ndarray | None,
-        ids: list[str],
-        part: Validated,
-        rows: Any,
-        started: float,
-    ) -> None:
-        self.endpoint = endpoint
-        self.model = model
-        self.role = role
-        self.idx = idx
-        self.ids = ids
-        self.part = part
-        self.rows = rows
-        self.started = started
-        self.logged = False
+    endpoint: Endpoint
+    model: int
+    role: str
+    idx: np.ndarray | None
+    ids: list[str]
+    part: Validated
+    rows: Any
+    started: float
+    logged: bool = False
 
 
 class Group(NamedTuple):
@@ -144,7 +133,9 @@ class Predictor:
             assignment = self.assign(endpoint.deployment, validated.keys, n)
         ids = new_ids(n)
         if assignment is None or not assignment.any():
-            tag = self._tag(endpoint, 0, ROLES[0], None, ids, validated, rows, started)
+            tag = None
+            if self.log is not None:
+                tag = LogTag(endpoint, 0, ROLES[0], None, ids, validated, rows, started)
             outputs = await champion.batcher.submit((validated.numbers, validated.others), n, tag)
             predictions = _answers(ids, champion.ref, outputs)
             groups = [Group(0, None, validated, outputs, ROLES[0], tag)]
@@ -197,8 +188,8 @@ class Predictor:
             # a request split between models is logged once all its parts are answered, with
             # the request's latency for each (the gates compare the models' latencies)
             tag = None
-            if whole:
-                tag = self._tag(endpoint, m, role, idx, ids, part, rows, started)
+            if whole and self.log is not None:
+                tag = LogTag(endpoint, m, role, idx, ids, part, rows, started)
             outputs = await runner.batcher.submit((part.numbers, part.others), part.n, tag)
             return part, outputs, tag
 
@@ -229,21 +220,6 @@ class Predictor:
                 predictions[i] = {"id": ids[i], "model": ref, **out}
             groups.append(Group(m, idx, part, outputs, role, tag))
         return predictions, groups
-
-    def _tag(
-        self,
-        endpoint: Endpoint,
-        model: int,
-        role: str,
-        idx: np.ndarray | None,
-        ids: list[str],
-        part: Validated,
-        rows: Any,
-        started: float,
-    ) -> LogTag | None:
-        if self.log is None:
-            return None
-        return LogTag(endpoint, model, role, idx, ids, part, rows, started)
 
     def log_scored(self, scored: list[tuple[Any, list[Any]]]) -> None:
         """The micro-batchers' hook (`MicroBatcher.on_scored`): the log entries of a scored
