@@ -77,8 +77,8 @@ from typing import Any  # noqa: E402
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work"
 APPS = HERE / "serving_apps"
+#: posts the body; "__KEY__" in it becomes a routing key of its own per request
 LUA = HERE / "wrk_post.lua"
-KEYED_LUA = HERE / "wrk_keyed.lua"  # a new routing key per request (the keyed canary)
 BIN = Path(sys.executable).parent  # the venv relevo is installed in
 RESULTS = WORK / "serving-results.json"
 
@@ -249,9 +249,7 @@ def process_cpu_s(pid: int) -> float | None:
     return sum(int(x) for x in fields[11:15]) / ticks
 
 
-def run_wrk(
-    url: str, body_file: Path, connections: int, duration_s: float, lua: Path = LUA
-) -> Load:
+def run_wrk(url: str, body_file: Path, connections: int, duration_s: float) -> Load:
     argv = [
         "wrk",
         "-t1",
@@ -260,7 +258,7 @@ def run_wrk(
         "--timeout",
         "5s",
         "-s",
-        str(lua),
+        str(LUA),
         url,
         "--",
         str(body_file),
@@ -347,7 +345,6 @@ class Server:
     body: dict[str, Any]
     probability: Callable[[Any], float]  # the positive-class probability in its answer
     cwd: Path | None = None
-    lua: Path = LUA  # the wrk script (KEYED_LUA: "__KEY__" in the body varies per request)
 
 
 class Running:
@@ -399,9 +396,7 @@ class Running:
     def load(self, connections: int, duration_s: float, show: bool = True) -> Load:
         pid = self.proc.pid if self.proc is not None else None
         before = process_cpu_s(pid) if pid else None
-        x = run_wrk(
-            self.server.predict_url, self.body_file, connections, duration_s, self.server.lua
-        )
+        x = run_wrk(self.server.predict_url, self.body_file, connections, duration_s)
         after = process_cpu_s(pid) if pid else None
         if before is not None and after is not None:
             x.cpu_s = after - before
@@ -1289,7 +1284,6 @@ def run_model(args: argparse.Namespace, home: Path, model_key: str) -> dict[str,
         server = relevo_server(key, label, env)
         if strategy == "canary":
             server.body = {"instances": [{**row, "customer_id": "__KEY__"}]}
-            server.lua = KEYED_LUA
         add(measure(server, expected, duration, n))
 
     # (c) bare FastAPI on uvicorn

@@ -55,6 +55,16 @@ def test_the_same_key_goes_to_the_same_model_every_time():
     assert np.array_equal(again, first[order])
 
 
+def test_a_key_sent_alone_goes_where_it_goes_in_a_batch():
+    """One-row requests take a shorter path (one hash, no arrays): it must agree exactly."""
+    state = canary(0.3)
+    keys = [*KEYS[:3_000], 42, 42.0, "42", True, -7, 3.5]
+    batch = assign(state, keys, len(keys))
+    alone = np.array([assign(state, [k], 1)[0] for k in keys])
+    assert np.array_equal(alone, batch)
+    assert assign(state, [42], 1)[0] == assign(state, ["42"], 1)[0]  # a number routes as its text
+
+
 def test_another_process_assigns_every_key_alike(tmp_path):
     """Python's str hash is salted per process; the assignment must not be."""
     state = canary(0.2)

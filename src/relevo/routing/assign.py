@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import lru_cache
 from hashlib import blake2b
 from typing import Any
 
@@ -39,23 +40,24 @@ def key_text(key: Any) -> str:
     return str(key)
 
 
+@lru_cache(maxsize=256)
+def _keyed(salt: str) -> Any:
+    """The hasher keyed by `salt`, made once per salt (copied per key)."""
+    prefix = blake2b(salt.encode(), digest_size=8).digest()
+    return blake2b(digest_size=8, key=prefix)
+
+
 def buckets(salt: str, keys: Sequence[Any] | np.ndarray) -> np.ndarray:
     """Each key's stable position in [0, 1) for `salt`; NaN where the key is missing."""
-    prefix = blake2b(salt.encode(), digest_size=8).digest()
-    hasher = blake2b(digest_size=8, key=prefix)
+    hasher = _keyed(salt)
     values = keys.tolist() if isinstance(keys, np.ndarray) else keys
     digests: list[bytes] = []
     missing: list[int] = []
     for i, key in enumerate(values):
-        if type(key) is str:  # the common cases, kept short
-            text = key
-        elif type(key) is int:
-            text = str(key)
-        elif _missing(key):
+        text = _text(key)
+        if text is None:
             missing.append(i)
             text = ""
-        else:
-            text = key_text(key)
         # one keyed hasher copied per key: cheaper than building a new one (~2 us/row)
         h = hasher.copy()
         h.update(text.encode())
@@ -66,6 +68,27 @@ def buckets(salt: str, keys: Sequence[Any] | np.ndarray) -> np.ndarray:
     return out
 
 
+def position(salt: str, key: Any) -> float:
+    """One key's position, as `buckets` gives it (the same NumPy arithmetic, so one key routes
+    alike alone and in a batch); NaN when the key is missing."""
+    text = _text(key)
+    if text is None:
+        return math.nan
+    h = _keyed(salt).copy()
+    h.update(text.encode())
+    return float(np.uint64(int.from_bytes(h.digest(), "big")) / _SCALE)
+
+
+def _text(key: Any) -> str | None:
+    if type(key) is str:  # the common cases, kept short
+        return key
+    if type(key) is int:
+        return str(key)
+    if _missing(key):
+        return None
+    return key_text(key)
+
+
 def _split(
     share: float, salt: str, keys: Sequence[Any] | np.ndarray | None, n: int, rng: Any
 ) -> np.ndarray:
@@ -74,16 +97,29 @@ def _split(
         return np.ones(n, dtype=bool)
     if share <= 0.0:
         return np.zeros(n, dtype=bool)
-    rng = rng if rng is not None else np.random.default_rng()
     if keys is None:
-        return rng.random(n) < share
+        return _rng(rng).random(n) < share
     if len(keys) != n:
         raise ValueError(f"{len(keys)} keys for {n} rows")
-    position = buckets(salt, keys)
-    missing = np.isnan(position)
+    if n == 1:  # a one-row request, the common case: no arrays to build
+        one = position(salt, keys[0])
+        if math.isnan(one):
+            one = float(_rng(rng).random())
+        return np.array([one < share])
+    where = buckets(salt, keys)
+    missing = np.isnan(where)
     if missing.any():
-        position[missing] = rng.random(int(missing.sum()))
-    return position < share
+        where[missing] = _rng(rng).random(int(missing.sum()))
+    return where < share
+
+
+#: the generator of rows without a key; one per process (seeding one from the OS per request
+#: cost ~20 us, more than hashing a key)
+_RANDOM = np.random.default_rng()
+
+
+def _rng(rng: np.random.Generator | None) -> np.random.Generator:
+    return _RANDOM if rng is None else rng
 
 
 def assign(

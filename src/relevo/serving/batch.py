@@ -13,7 +13,7 @@ only then handed to the log (docs/serving.md "Batch scoring").
 from __future__ import annotations
 
 import contextlib
-import pickle
+import struct
 import tempfile
 import time
 import warnings
@@ -27,6 +27,7 @@ from relevo.context import Relevo
 from relevo.errors import InvalidInputError, Problem
 from relevo.serving.batch_io import ChunkWriter, check_output, iter_chunks
 from relevo.serving.diagnosis import MAX_PROBLEMS
+from relevo.serving.entries import LogEntry, encode
 from relevo.serving.frame_check import check_frame
 from relevo.serving.ids import new_ids
 from relevo.serving.log import open_prediction_log
@@ -211,9 +212,14 @@ def _log_features(
     return features
 
 
+#: a held entry's head: its payload's length and its rows
+_HELD = struct.Struct("<QQ")
+
+
 class _HeldEntries:
     """Log entries of a run kept on disk until the run has succeeded, then handed to the log:
-    memory stays flat, and a failed run logs nothing."""
+    memory stays flat, and a failed run logs nothing. They are kept serialised as the log
+    queues them, so the replay only reads bytes."""
 
     def __init__(self) -> None:
         self._file: IO[bytes] | None = None
@@ -228,11 +234,14 @@ class _HeldEntries:
         if self._file is not None:
             self._file.close()
 
-    def add(self, entry: Any) -> None:
+    def add(self, entry: LogEntry) -> None:
+        """Keep an entry, serialised as the log queues it (so the replay only reads bytes)."""
         assert self._file is not None
-        pickle.dump(entry, self._file, protocol=pickle.HIGHEST_PROTOCOL)
+        payload = encode(entry)
+        self._file.write(_HELD.pack(len(payload), entry.n))
+        self._file.write(payload)
         self.count += 1
-        self.largest = max(self.largest, len(entry.ids))
+        self.largest = max(self.largest, entry.n)
 
     def replay(self, relevo: Relevo) -> None:
         assert self._file is not None
@@ -242,8 +251,10 @@ class _HeldEntries:
             return
         try:
             self._file.seek(0)
+            read = self._file.read
             for _ in range(self.count):
-                plog.put_blocking(pickle.load(self._file))
+                size, n = _HELD.unpack(read(_HELD.size))
+                plog.put_encoded_blocking(read(size), n)
         finally:
             plog.close()
             if plog.dead_lettered:

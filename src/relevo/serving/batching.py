@@ -10,19 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+log = logging.getLogger(__name__)
+
 #: what a caller submits: its rows in whatever form the runner takes (default: column lists)
 Columns = Any
-Item = tuple[Columns, int, "asyncio.Future[list[Any]]"]
+#: a submission: its rows, their count, the caller's future and its tag (see `on_scored`)
+Item = tuple[Columns, int, "asyncio.Future[list[Any]]", Any]
 #: what one caller gets: its rows, or the error
 Settlement = tuple["asyncio.Future[list[Any]]", list[Any] | None, Exception | None]
 #: scores merged columns of n rows, returns one output object per row
 Runner = Callable[[Columns, int], list[Any]]
 #: merges the submissions of one batch into one (in order)
 Merger = Callable[[list[Columns]], Columns]
+#: told the (tag, outputs) of a batch's tagged callers, before any of them is answered
+OnScored = Callable[[list[tuple[Any, list[Any]]]], None]
 
 #: a single request above this many rows runs in a worker thread, off the event loop
 THREAD_ROWS = 2048
@@ -49,11 +55,15 @@ class MicroBatcher:
         self._task: asyncio.Task[None] | None = None
         #: sizes of the model calls made, for metrics (read and cleared by the owner)
         self.on_batch: Callable[[int], None] | None = None
+        #: called where the batch was scored (a worker thread under load) with the outputs of
+        #: the callers that gave a tag, before any caller is answered: the prediction log
+        #: writes a batch's entries there, once, off the event loop
+        self.on_scored: OnScored | None = None
 
-    async def submit(self, columns: Columns, n: int) -> list[Any]:
+    async def submit(self, columns: Columns, n: int, tag: Any = None) -> list[Any]:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[list[Any]] = loop.create_future()
-        self._queue.append((columns, n, fut))
+        self._queue.append((columns, n, fut, tag))
         self._queued_rows += n
         if self._timer is not None and self._queued_rows >= self.max_rows:
             # a full batch does not wait for the timer
@@ -138,9 +148,20 @@ class MicroBatcher:
                     self.on_batch(total)
         settlements: list[Settlement] = []
         start = 0
-        for _columns, n, fut in items:
+        for _columns, n, fut, _tag in items:
             settlements.append((fut, outputs[start : start + n], None))
             start += n
+        if self.on_scored is not None:
+            tagged = [
+                (it[3], s[1])
+                for it, s in zip(items, settlements, strict=True)
+                if it[3] is not None and s[1] is not None
+            ]
+            if tagged:
+                try:
+                    self.on_scored(tagged)
+                except Exception:  # the callers see their tags untouched and do it themselves
+                    log.exception("the batch's on_scored hook failed")
         return settlements
 
 

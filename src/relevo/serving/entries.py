@@ -13,20 +13,10 @@ from typing import Any
 
 import orjson
 
-#: a stored row's fields, in the order of the tuples handed to the writer
-FIELDS = (
-    "id",
-    "deployment",
-    "model_name",
-    "model_version",
-    "created_at",
-    "routing_key",
-    "features",
-    "output",
-    "latency_ms",
-    "role",
-)
-Row = tuple[Any, ...]
+from relevo.store.predictions import COLUMNS, Row
+
+#: a stored row's fields, in the order of the tuples handed to the writer: the store's columns
+FIELDS = COLUMNS
 _VERSION = 1  # of the serialised entry, first in every payload
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 

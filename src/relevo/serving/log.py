@@ -103,6 +103,25 @@ class PredictionLog:
             return False
         return self._offer(encode(entry), entry.n)
 
+    def offer_many(self, entries: list[LogEntry]) -> bool:
+        """Queue several entries (a micro-batch's) with one spool write if there is room for
+        all of them now; False (none queued) otherwise, or when the log is closed. Called
+        from the thread that scored the batch, before its callers are answered."""
+        rows = sum(e.n for e in entries)
+        if rows > self.capacity_rows:
+            return False
+        payloads = [encode(e) for e in entries]  # outside the lock
+        with self._lock:
+            if self._closing or self._pending + rows > self.capacity_rows:
+                return False
+            seg = self.spool.append_many(payloads) if self.spool is not None else 0
+            for payload, entry in zip(payloads, entries, strict=True):
+                self._queue.append((payload, entry.n, seg))
+            self._pending += rows
+            if self._pending >= self.flush_rows:
+                self._wake.set()
+            return True
+
     def _offer(self, payload: bytes, n: int) -> bool:
         with self._lock:
             if self._closing:
@@ -144,8 +163,16 @@ class PredictionLog:
 
     def put_blocking(self, entry: LogEntry) -> None:
         """Queue an entry from synchronous code, blocking while the queue is full."""
+        self._put_blocking(self._pieces(entry))
+
+    def put_encoded_blocking(self, payload: bytes, n: int) -> None:
+        """Queue an entry of `n` rows already serialised by `entries.encode` (batch scoring
+        encodes while it scores), blocking while the queue is full."""
+        self._put_blocking([(payload, n)])
+
+    def _put_blocking(self, pieces: list[tuple[bytes, int]]) -> None:
         deadline = time.monotonic() + self.wait_timeout_s
-        for payload, n in self._pieces(entry):
+        for payload, n in pieces:
             while not self._offer(payload, n):
                 self._wake.set()
                 with self._room:

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -43,15 +44,34 @@ def all_champion(deployment: Deployment, keys: Sequence[Any] | None, n: int) -> 
     return np.zeros(n, dtype=np.int8)
 
 
+@dataclass(slots=True, eq=False)
+class LogTag:
+    """What the log needs of one request's rows for one model besides their outputs. The
+    micro-batcher hands it back with the outputs in the thread that scored the batch, where
+    `Predictor.log_scored` makes the entries of the whole batch and queues them with one spool
+    write; `logged` tells the request it has nothing left to log."""
+
+    endpoint: Endpoint
+    model: int
+    role: str
+    idx: np.ndarray | None
+    ids: list[str]
+    part: Validated
+    rows: Any
+    started: float
+    logged: bool = False
+
+
 class Group(NamedTuple):
     """The rows of a request one model answered: its index, the rows' positions (None: all),
-    their validated values, the outputs, and the role they are logged with."""
+    their validated values, the outputs, the role they are logged with, and their log tag."""
 
     model: int
     idx: np.ndarray | None
     part: Validated
     outputs: list[Any]
     role: str
+    tag: LogTag | None = None
 
 
 class Answer(NamedTuple):
@@ -126,16 +146,23 @@ class Predictor:
             assignment = self.assign(endpoint.deployment, validated.keys, n)
         ids = new_ids(n)
         if assignment is None or not assignment.any():
+            tag = None
+            if self.log is not None:
+                tag = LogTag(endpoint, 0, ROLES[0], None, ids, validated, rows, started)
             try:
-                outputs = await champion.batcher.submit((validated.numbers, validated.others), n)
+                outputs = await champion.batcher.submit(
+                    (validated.numbers, validated.others), n, tag
+                )
             except Exception:
                 if profiles is not None:
                     profiles.tally.failed(name, _model(champion), ROLES[0], n)
                 raise
             predictions = _answers(ids, champion.ref, outputs)
-            groups = [Group(0, None, validated, outputs, ROLES[0])]
+            groups = [Group(0, None, validated, outputs, ROLES[0], tag)]
         else:
-            predictions, groups = await self._split(endpoint, rows, validated, assignment, ids)
+            predictions, groups = await self._split(
+                endpoint, rows, validated, assignment, ids, started
+            )
         latency = time.perf_counter() - started
         if self.shadow is not None and endpoint.deployment.strategy == "shadow":
             self._mirror(endpoint, rows, validated, ids)
@@ -158,6 +185,7 @@ class Predictor:
         validated: Validated,
         assignment: np.ndarray,
         ids: list[str],
+        started: float,
     ) -> tuple[list[dict[str, Any]], list[Group]]:
         """Score each model's rows with it, concurrently; the answers in request order.
 
@@ -166,14 +194,36 @@ class Predictor:
         are logged with the role `fallback` (which the gates count as challenger errors) and
         counted in `relevo_challenger_failures_total`.
         """
-        picks = [(m, np.flatnonzero(assignment == m)) for m in np.unique(assignment).tolist()]
+        first = int(assignment[0])
+        if assignment.size == 1 or (assignment == first).all():
+            picks = [(first, np.arange(validated.n))]  # every row to one model (one-row requests)
+        else:
+            picks = [(m, np.flatnonzero(assignment == m)) for m in np.unique(assignment).tolist()]
 
-        async def score(m: int, idx: np.ndarray) -> tuple[Validated, list[Any]]:
+        async def score(
+            m: int, idx: np.ndarray, role: str
+        ) -> tuple[Validated, list[Any], LogTag | None]:
             runner = endpoint.runners[m]
             part = _subset(rows, validated, idx, runner, endpoint, self.policy)
-            return part, await runner.batcher.submit((part.numbers, part.others), part.n)
+            # a request split between models is logged once all its parts are answered, with
+            # the request's latency for each (the gates compare the models' latencies)
+            tag = None
+            if whole and self.log is not None:
+                tag = LogTag(endpoint, m, role, idx, ids, part, rows, started)
+            outputs = await runner.batcher.submit((part.numbers, part.others), part.n, tag)
+            return part, outputs, tag
 
-        results = await asyncio.gather(*(score(m, idx) for m, idx in picks), return_exceptions=True)
+        results: list[Any]
+        whole = len(picks) == 1
+        if whole:  # no task to gather: the request's own coroutine scores it
+            try:
+                results = [await score(picks[0][0], picks[0][1], ROLES[picks[0][0]])]
+            except Exception as exc:
+                results = [exc]
+        else:
+            results = await asyncio.gather(
+                *(score(m, idx, ROLES[m]) for m, idx in picks), return_exceptions=True
+            )
         predictions: list[Any] = [None] * validated.n
         groups: list[Group] = []
         for (m, idx), result in zip(picks, results, strict=True):
@@ -188,13 +238,52 @@ class Predictor:
                     raise result  # the champion's own failure is the request's
                 self._challenger_failed(endpoint, int(idx.size), result)
                 m, role = 0, FALLBACK
-                result = await score(0, idx)
-            part, outputs = result
+                result = await score(0, idx, FALLBACK)
+            part, outputs, tag = result
             ref = endpoint.runners[m].ref
             for i, out in zip(idx.tolist(), outputs, strict=True):
                 predictions[i] = {"id": ids[i], "model": ref, **out}
-            groups.append(Group(m, idx, part, outputs, role))
+            groups.append(Group(m, idx, part, outputs, role, tag))
         return predictions, groups
+
+    def log_scored(self, scored: list[tuple[Any, list[Any]]]) -> None:
+        """The micro-batchers' hook (`MicroBatcher.on_scored`): the log entries of a scored
+        batch's requests, queued with one spool write where the batch was scored (a worker
+        thread under load), before any of them is answered. A request whose entry is not
+        queued here (the log is full or closed) logs it itself, waiting for room."""
+        plog = self.log
+        if plog is None:
+            return
+        now = time.time()
+        clock = time.perf_counter()
+        tags: list[LogTag] = []
+        entries: list[LogEntry] = []
+        for tag, outputs in scored:
+            if not isinstance(tag, LogTag):
+                continue
+            endpoint = tag.endpoint
+            dep = endpoint.deployment
+            rows = tag.rows
+            extra_fields = tuple(getattr(dep, "log_extra", ()) or ())
+            if extra_fields and tag.idx is not None:  # the request fields only extras need
+                rows = [rows[i] for i in tag.idx.tolist()]
+            entry = _entry(
+                dep.name,
+                endpoint.runners[tag.model],
+                tag.role,
+                now,
+                tag.ids,
+                tag.part,
+                rows,
+                outputs,
+                clock - tag.started,
+                extra_fields,
+            )
+            tags.append(tag)
+            entries.append(entry)
+        if entries and plog.offer_many(entries):
+            for tag in tags:
+                tag.logged = True
 
     def _challenger_failed(self, endpoint: Endpoint, rows: int, exc: Exception) -> None:
         ref = endpoint.runners[1].ref
@@ -223,7 +312,9 @@ class Predictor:
         dep = endpoint.deployment
         extra_fields = tuple(getattr(dep, "log_extra", ()) or ())
         now = time.time()
-        for m, idx, part, outputs, role in groups:
+        for m, idx, part, outputs, role, tag in groups:
+            if tag is not None and tag.logged:  # queued where its batch was scored
+                continue
             runner = endpoint.runners[m]
             sub_rows = rows if idx is None else [rows[i] for i in idx.tolist()]
             sub_ids = ids if idx is None else [ids[i] for i in idx.tolist()]
@@ -256,7 +347,7 @@ class Predictor:
         champion = endpoint.runners[0].ref
         m.request(name, champion, protocol, "200").inc()
         m.latency_of(name).observe(latency)
-        for index, _idx, part, _outputs, _role in groups:
+        for index, _idx, part, _outputs, _role, _tag in groups:
             m.rows_of(name, endpoint.runners[index].ref).inc(part.n)
         q = validated.quality
         if q:
@@ -291,8 +382,11 @@ def _subset(
 ) -> Validated:
     """The validated rows `idx` for `runner`: sliced when it has the champion's signature,
     validated against its own otherwise (a challenger trained on other columns)."""
+    same = runner.same_input(endpoint.runners[0])
+    if same and idx.size == validated.n:  # every row: nothing to slice
+        return validated
     picks = idx.tolist()
-    if runner.signature != endpoint.runners[0].signature:
+    if not same:
         return validate_rows(
             [rows[i] for i in picks], runner.plan, endpoint.deployment.key_column, policy
         )

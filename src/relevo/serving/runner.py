@@ -28,9 +28,18 @@ class ModelRunner:
         self._predict_array: Any = getattr(self.model, "predict_array", None)
         if self._predict_array is None:
             self.input_format = "frame"
+        #: whether another version takes the same input, by its ref (asked per request)
+        self._same_input: dict[str, bool] = {}
         self.batcher = MicroBatcher(
             self.run, max_rows=max_rows, max_wait_s=max_wait_s, merge=merge_parts
         )
+
+    def same_input(self, other: ModelRunner) -> bool:
+        """True when `other` has this version's signature (its rows need no validating again)."""
+        same = self._same_input.get(other.ref)
+        if same is None:
+            same = self._same_input[other.ref] = self.signature == other.signature
+        return same
 
     def raw(self, part: Part) -> RawOutput:
         """The model's raw output on validated rows, given in the form it takes fastest."""

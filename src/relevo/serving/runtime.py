@@ -65,6 +65,8 @@ class Runtime:
     def _on_load(self, runner: ModelRunner) -> None:
         if self.metrics is not None:
             runner.batcher.on_batch = self.metrics.batch_size.labels(runner.ref).observe
+        if self.log is not None:  # a batch's log entries, written where it was scored
+            runner.batcher.on_scored = self.predictor.log_scored
 
     # ---- the pool ------------------------------------------------------------------------
     def refresh(self, strict: bool = False) -> bool:

@@ -1,9 +1,11 @@
 """The shadow worker: scores mirrored rows with a shadow challenger off the hot path.
 
 The predictor answers with the champion first and only then offers the mirrored rows here
-(`offer` never waits). The worker scores them in a thread of its own, one job at a time, and
-stores each output (or the error) under the prediction's id. Its queue is bounded in rows:
-when the challenger falls behind, new rows are dropped and counted
+(`offer` never waits). The worker lets the rows of several requests gather (`GATHER_S`), scores
+them in a worker thread with one model call and stores every output (or the error) under its
+prediction's id with one insert: per request, the shadow would double the model calls and add
+a store commit right behind every answer, competing with the next request for the GIL. Its
+queue is bounded in rows: when the challenger falls behind, new rows are dropped and counted
 (`relevo_shadow_rows_total{outcome="dropped"}`), never queued without bound. A shadow's errors
 and slowness therefore never reach a caller. Rows still queued when the server stops are lost
 (they are a comparison, not an answer).
@@ -21,6 +23,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import orjson
 
+from relevo.serving.frames import merge_parts
 from relevo.serving.metrics import ServingMetrics
 from relevo.serving.pool import Endpoint
 from relevo.serving.profiling import ProfileBuilder
@@ -29,6 +32,11 @@ from relevo.store import Store
 from relevo.store.shadows import ShadowRow
 
 log = logging.getLogger(__name__)
+
+#: rows scored by one model call and stored by one insert, at most
+BATCH_ROWS = 512
+#: how long mirrored rows gather before the worker scores them
+GATHER_S = 0.02
 
 
 class Job(NamedTuple):
@@ -88,36 +96,90 @@ class ShadowWorker:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            # let the mirrored rows of the next requests gather: one model call and one insert
+            # per gathering, not per request, and none of it right behind every answer
+            await asyncio.sleep(GATHER_S)
             while self._jobs:
-                job = self._jobs.popleft()
+                jobs = self._take()
                 try:
-                    await self._score(job)
+                    await asyncio.to_thread(self._score, jobs)
                 except Exception as exc:  # storing failed: the comparison loses these rows
                     log.warning("storing shadow outputs failed: %s", exc)
                 finally:
-                    self._queued_rows -= int(job.idx.size)
+                    self._queued_rows -= sum(int(job.idx.size) for job in jobs)
 
-    async def _score(self, job: Job) -> None:
+    def _take(self) -> list[Job]:
+        jobs = [self._jobs.popleft()]
+        rows = int(jobs[0].idx.size)
+        while self._jobs and rows + int(self._jobs[0].idx.size) <= BATCH_ROWS:
+            job = self._jobs.popleft()
+            jobs.append(job)
+            rows += int(job.idx.size)
+        return jobs
+
+    def _score(self, jobs: list[Job]) -> None:
+        """Score the jobs' rows, one model call per challenger, and store every output (or
+        error) in one insert. Runs in a worker thread."""
+        groups: dict[int, list[Job]] = {}
+        for job in jobs:
+            groups.setdefault(id(job.endpoint), []).append(job)
+        rows: list[ShadowRow] = []
+        for group in groups.values():
+            for job, outputs, error, latency in self._run(group):
+                rows.extend(self._rows(job, outputs, error, latency))
+        self.store.shadows.insert_many(rows)
+
+    def _run(self, jobs: list[Job]) -> list[tuple[Job, list[Any] | None, str | None, float]]:
+        """Each job with its outputs (or error) and the model call's time in ms: one call for
+        all of them; when it fails, each job alone, so one bad job fails only itself."""
         from relevo.serving.predictor import _subset  # the predictor imports this module
 
-        endpoint = job.endpoint
+        endpoint = jobs[0].endpoint
         runner = endpoint.runners[1]
         started = time.perf_counter()
-        outputs: list[Any] | None = None
-        error: str | None = None
-        try:
-            part = _subset(job.rows, job.validated, job.idx, runner, endpoint, self.policy)
-            outputs = await asyncio.to_thread(runner.run, (part.numbers, part.others), part.n)
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"[:1000]
-        latency = (time.perf_counter() - started) * 1000.0
+        parts: list[tuple[Job, Validated]] = []
+        done: list[tuple[Job, list[Any] | None, str | None, float]] = []
+        for job in jobs:
+            try:
+                parts.append(
+                    (job, _subset(job.rows, job.validated, job.idx, runner, endpoint, self.policy))
+                )
+            except Exception as exc:
+                done.append((job, None, _error(exc), 0.0))
+        if len(parts) > 1:
+            try:
+                merged = merge_parts([(p.numbers, p.others) for _, p in parts])
+                outputs = runner.run(merged, sum(p.n for _, p in parts))
+                latency = (time.perf_counter() - started) * 1000.0
+                start = 0
+                for job, part in parts:
+                    done.append((job, outputs[start : start + part.n], None, latency))
+                    start += part.n
+                return done
+            except Exception:
+                pass  # scored one by one below, to tell which job fails
+        for job, part in parts:
+            started = time.perf_counter()
+            scored: list[Any] | None = None
+            error: str | None = None
+            try:
+                scored = runner.run((part.numbers, part.others), part.n)
+            except Exception as exc:
+                error = _error(exc)
+            done.append((job, scored, error, (time.perf_counter() - started) * 1000.0))
+        return done
+
+    def _rows(
+        self, job: Job, outputs: list[Any] | None, error: str | None, latency: float
+    ) -> list[ShadowRow]:
+        endpoint = job.endpoint
+        version = endpoint.runners[1].version
         now = datetime.now(UTC)
-        version = runner.version
-        picks = job.idx.tolist()
+        name = endpoint.deployment.name
         rows = [
             ShadowRow(
                 job.ids[i],
-                endpoint.deployment.name,
+                name,
                 version.name,
                 version.version,
                 now,
@@ -125,7 +187,7 @@ class ShadowWorker:
                 error,
                 latency,
             )
-            for k, i in enumerate(picks)
+            for k, i in enumerate(job.idx.tolist())
         ]
         n = len(rows)
         if outputs is None:
@@ -141,9 +203,13 @@ class ShadowWorker:
                 self.profiles.shadow(
                     endpoint.deployment.name, (version.name, version.version), outputs
                 )
-        await asyncio.to_thread(self.store.shadows.insert_many, rows)
+        return rows
 
     def _count(self, endpoint: Endpoint, outcome: str, n: int) -> None:
         if self.metrics is not None and len(endpoint.runners) > 1:
             ref = endpoint.runners[1].ref
             self.metrics.shadow_rows.labels(endpoint.deployment.name, ref, outcome).inc(n)
+
+
+def _error(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"[:1000]

@@ -81,17 +81,22 @@ class Spool:
         Raises UnavailableError when the disk refuses it (full, read-only): an entry that is
         not on disk is not accepted, rather than answered and then lost.
         """
-        record = _HEAD.pack(len(payload), zlib.crc32(payload)) + payload
+        return self.append_many([payload])
+
+    def append_many(self, payloads: list[bytes]) -> int:
+        """Write several records with one `write` call (a micro-batch's entries), all in one
+        segment; returns its number. Raises UnavailableError as `append` does."""
+        data = b"".join(_HEAD.pack(len(p), zlib.crc32(p)) + p for p in payloads)
         seg = self._current
-        if seg.size and seg.size + len(record) > self.segment_bytes:
+        if seg.size and seg.size + len(data) > self.segment_bytes:
             seg.sealed = True
             if not seg.pending:
                 self._delete(seg)
             seg = self._current = self._open_segment()
         try:
-            written = os.write(seg.fd, record)
-            while written < len(record):  # a regular file rarely writes short; finish it
-                written += os.write(seg.fd, record[written:])
+            written = os.write(seg.fd, data)
+            while written < len(data):  # a regular file rarely writes short; finish it
+                written += os.write(seg.fd, data[written:])
             if self.fsync:
                 os.fsync(seg.fd)
         except OSError as exc:
@@ -101,8 +106,8 @@ class Spool:
             raise UnavailableError(
                 f"cannot write the prediction log's spool {seg.path}: {exc.strerror or exc}"
             ) from exc
-        seg.size += len(record)
-        seg.pending += 1
+        seg.size += len(data)
+        seg.pending += len(payloads)
         return seg.number
 
     def stored(self, number: int, entries: int = 1) -> None:

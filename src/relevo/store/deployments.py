@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from relevo.errors import ConflictError
 from relevo.routing.deployment import Deployment
 from relevo.routing.events import DeploymentEvent
+from relevo.store.rows import from_row
 from relevo.store.tables import deployment_events, deployments
 
 #: PostgreSQL: one deployment save at a time (relevo's advisory locks: 7461626 migrations,
@@ -71,15 +72,7 @@ def _to_values(state: Deployment) -> dict[str, Any]:
 
 
 def _to_event(row: RowMapping) -> DeploymentEvent:
-    return DeploymentEvent(
-        id=row["id"],
-        deployment=row["deployment"],
-        action=row["action"],
-        created_at=row["created_at"],
-        actor=row["actor"],
-        reason=row["reason"],
-        state=row["state"],
-    )
+    return from_row(DeploymentEvent, row)
 
 
 class DeploymentRepository:

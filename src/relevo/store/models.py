@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from relevo.errors import ConflictError
 from relevo.registry.signature import Signature
 from relevo.registry.types import ModelVersion
+from relevo.store.rows import from_row
 from relevo.store.tables import model_versions, profiles
 
 #: PostgreSQL: one new version of a name at a time (see deployments.py for relevo's lock keys)
@@ -27,25 +28,7 @@ _MAX_BACKOFF_S = 0.05
 
 
 def _to_version(row: RowMapping) -> ModelVersion:
-    return ModelVersion(
-        name=row["name"],
-        version=row["version"],
-        flavor=row["flavor"],
-        task=row["task"],
-        classes=row["classes"],
-        artifact_sha256=row["artifact_sha256"],
-        artifact_path=row["artifact_path"],
-        artifact_size=row["artifact_size"],
-        signature=Signature.from_dict(row["signature"]),
-        target=row["target"],
-        created_at=row["created_at"],
-        description=row["description"],
-        tags=row["tags"],
-        metrics=row["metrics"],
-        lineage=row["lineage"],
-        library_versions=row["library_versions"],
-        flavor_options=row["flavor_options"],
-    )
+    return from_row(ModelVersion, row, signature=Signature.from_dict(row["signature"]))
 
 
 class ModelRepository:

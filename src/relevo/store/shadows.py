@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from relevo.store.bulk import BulkInsert
 from relevo.store.tables import predictions, shadow_predictions
 
 
@@ -37,13 +38,14 @@ class Pair(NamedTuple):
 class ShadowRepository:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._insert = BulkInsert(
+            engine, shadow_predictions, ShadowRow._fields, key="id", time="created_at"
+        )
 
     def insert_many(self, rows: Sequence[ShadowRow]) -> int:
-        if not rows:
-            return 0
-        with self.engine.begin() as conn:
-            conn.execute(shadow_predictions.insert(), [r._asdict() for r in rows])
-        return len(rows)
+        """Insert shadow outputs in one transaction (see `relevo.store.bulk`); an id already
+        stored is skipped."""
+        return self._insert(rows)
 
     def count(self, deployment: str) -> int:
         query = select(func.count()).where(shadow_predictions.c.deployment == deployment)
