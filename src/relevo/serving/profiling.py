@@ -368,24 +368,29 @@ def _columns(
 def _single_rows(
     features: list[bytes], numeric: tuple[str, ...], categorical: tuple[str, ...]
 ) -> dict[str, np.ndarray]:
-    schema = pa.schema(
-        [*((c, pa.float64()) for c in numeric), *((c, pa.string()) for c in categorical)]
-    )
+    # types inferred by pyarrow (measured faster than converting to an explicit schema);
+    # a column whose values do not fit its kind takes the general way
+    data = b"\n".join(features)
     try:
         table = pa_json.read_json(
-            io.BytesIO(b"\n".join(features)),
-            read_options=pa_json.ReadOptions(use_threads=False, block_size=1 << 26),
-            parse_options=pa_json.ParseOptions(
-                explicit_schema=schema, unexpected_field_behavior="ignore"
-            ),
+            io.BytesIO(data),
+            read_options=pa_json.ReadOptions(use_threads=False, block_size=len(data) + 1),
         )
-        return {
-            name: table.column(name)
-            .to_numpy(zero_copy_only=False)
-            .astype(np.float64 if name in numeric else object, copy=False)
-            for name in table.column_names
-        }
-    except (pa.ArrowException, TypeError, ValueError):  # booleans, say: the general way
+        out: dict[str, np.ndarray] = {}
+        for name in (*numeric, *categorical):
+            if name not in table.column_names:
+                continue
+            column = table.column(name)
+            if name in numeric:
+                if not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)):
+                    raise TypeError(f"{name} is not numeric")
+                out[name] = column.to_numpy(zero_copy_only=False).astype(np.float64)
+            else:
+                if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+                    raise TypeError(f"{name} is not text")
+                out[name] = column.to_numpy(zero_copy_only=False).astype(object)
+        return out
+    except (pa.ArrowException, TypeError, ValueError):  # booleans, nulls only: the general way
         rows = orjson.loads(b"[" + b",".join(features) + b"]")
         return {
             name: _array(name in numeric, [r.get(name) for r in rows])
