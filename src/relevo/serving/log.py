@@ -229,11 +229,11 @@ class PredictionLog:
                     payloads.append(payload)
                     if len(batch) >= self.flush_rows:
                         self._store(batch)
-                        self._profile(payloads)
+                        self._profile(payloads, replayed=True)
                         total += len(batch)
                         batch, payloads = [], []
                 self._store(batch)
-                self._profile(payloads)
+                self._profile(payloads, replayed=True)
                 total += len(batch)
             except Exception as exc:
                 orphan.release()
@@ -253,9 +253,12 @@ class PredictionLog:
                 self._on_written(total)
         return total
 
-    def _profile(self, payloads: list[bytes]) -> None:
+    def _profile(self, payloads: list[bytes], replayed: bool = False) -> None:
         if self.profiles is not None and payloads:
-            self.profiles.flushed(payloads)
+            if replayed:  # a dead process's rows: only their entries tell them
+                self.profiles.replayed(payloads)
+            else:
+                self.profiles.flushed(payloads)
 
     def _store(self, records: list[Row]) -> None:
         """Write `records`; rows the store refuses for good go to the dead letter, so one bad

@@ -332,6 +332,13 @@ class Predictor:
             )
             if not self.log.offer(entry):  # full: wait for room (back-pressure)
                 await self.log.put(entry)
+            profiles = getattr(self.log, "profiles", None)
+            if profiles is not None and profiles.direct:
+                # the validated columns as they are: profiled in the writer thread, no JSON
+                profiles.hand(
+                    dep.name, _model(runner), role, now, runner.plan.num_tuple, part.numbers,
+                    part.others, outputs,
+                )  # fmt: skip
 
     def observe_answer(
         self,

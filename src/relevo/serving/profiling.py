@@ -23,9 +23,10 @@ import socket
 import threading
 import time
 import zlib
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -49,6 +50,12 @@ log = logging.getLogger(__name__)
 #: stored entries are profiled together at most this often, or once this many are waiting
 PROFILE_EVERY_S = 1.0
 PROFILE_ENTRIES = 20_000
+#: rows handed over by the predictor: deployment, model name, version, role, time, numeric
+#: column names, their values (rows x columns), the other columns, the outputs
+Handed = tuple[
+    str, str, int, str, float, tuple[str, ...], np.ndarray, Mapping[str, Any],
+    Sequence[Mapping[str, Any]],
+]  # fmt: skip
 #: (deployment, model name, model version, role, bucket start as Unix seconds)
 Key = tuple[str, str, int, str, int]
 
@@ -160,6 +167,10 @@ class ProfileBuilder:
         self._references: dict[tuple[str, int], ReferenceProfile | None] = {}
         self._shadow_lock = threading.Lock()
         self._shadow: list[tuple[str, str, int, float, list[dict[str, Any]]]] = []
+        #: rows the predictor hands over as it logs them (its validated columns: no JSON to
+        #: parse again); when set, `flushed` leaves the log's entries alone
+        self.direct = False
+        self._handed: deque[Handed] = deque()
         self._persisted_at = time.monotonic()
         #: stored entries not profiled yet (bytes: the garbage collector never walks them)
         self._pending: list[bytes] = []
@@ -179,12 +190,37 @@ class ProfileBuilder:
         with self._shadow_lock:
             self._shadow.append((deployment, model[0], model[1], time.time(), outputs))
 
+    def hand(
+        self,
+        deployment: str,
+        model: tuple[str, int],
+        role: str,
+        created: float,
+        numeric: tuple[str, ...],
+        numbers: np.ndarray,
+        others: Mapping[str, Any],
+        outputs: Sequence[Mapping[str, Any]],
+    ) -> None:
+        """Rows just answered and logged, as the predictor validated them (the numeric
+        columns as one matrix, the others as lists): profiled in the writer thread."""
+        self._handed.append(
+            (deployment, model[0], model[1], role, created, numeric, numbers, others, outputs)
+        )
+
     # ---- the writer thread
 
     def flushed(self, payloads: Iterable[bytes]) -> None:
         """Take the entries the log just stored: they are profiled together about once a
         second (`PROFILE_EVERY_S`), since a profile update costs the same for 50 rows as for
         5,000; never raises."""
+        self._take(() if self.direct else payloads)
+
+    def replayed(self, payloads: Iterable[bytes]) -> None:
+        """Take stored entries to profile from their serialised form (a spool replay); never
+        raises."""
+        self._take(payloads)
+
+    def _take(self, payloads: Iterable[bytes]) -> None:
         try:
             with self._lock:
                 self._pending.extend(payloads)
@@ -201,6 +237,37 @@ class ProfileBuilder:
         self._profiled_at = time.monotonic()
         if pending:
             self._profile(pending)
+        if self._handed:
+            self._profile_handed()
+
+    def _profile_handed(self) -> None:
+        groups: dict[Key, list[Handed]] = defaultdict(list)
+        size = self.bucket_s
+        handed = self._handed
+        for _ in range(len(handed)):
+            item = handed.popleft()
+            groups[(item[0], item[1], item[2], item[3], int(item[4] // size * size))].append(item)
+        for key, items in groups.items():
+            bucket = self._bucket(key)
+            if bucket is None:
+                continue
+            ref = self.reference(key[1], key[2])
+            assert ref is not None
+            layout = bucket.layout.inputs
+            # one concatenation per group: the numbers of every request stacked at once
+            numbers = np.concatenate([it[6] for it in items]) if len(items) > 1 else items[0][6]
+            names = items[0][5]
+            columns: dict[str, Any] = {
+                name: numbers[:, j] for j, name in enumerate(names) if name in layout.numeric
+            }
+            for name in layout.categorical:
+                if all(name in it[7] for it in items):
+                    values = np.empty(len(numbers), dtype=object)
+                    values[:] = list(chain.from_iterable(it[7][name] for it in items))
+                    columns[name] = values
+            scores = [s for it in items for s in scores_of(it[8])]
+            self._buckets[key] = bucket.update(columns, scores, ref)
+            self.rows_profiled += len(scores)
 
     def tick(self, force: bool = False) -> None:
         """Persist the buckets when it is time (or `force`); never raises."""
@@ -368,24 +435,29 @@ def _columns(
 def _single_rows(
     features: list[bytes], numeric: tuple[str, ...], categorical: tuple[str, ...]
 ) -> dict[str, np.ndarray]:
-    schema = pa.schema(
-        [*((c, pa.float64()) for c in numeric), *((c, pa.string()) for c in categorical)]
-    )
+    # types inferred by pyarrow (measured faster than converting to an explicit schema);
+    # a column whose values do not fit its kind takes the general way
+    data = b"\n".join(features)
     try:
         table = pa_json.read_json(
-            io.BytesIO(b"\n".join(features)),
-            read_options=pa_json.ReadOptions(use_threads=False, block_size=1 << 26),
-            parse_options=pa_json.ParseOptions(
-                explicit_schema=schema, unexpected_field_behavior="ignore"
-            ),
+            io.BytesIO(data),
+            read_options=pa_json.ReadOptions(use_threads=False, block_size=len(data) + 1),
         )
-        return {
-            name: table.column(name)
-            .to_numpy(zero_copy_only=False)
-            .astype(np.float64 if name in numeric else object, copy=False)
-            for name in table.column_names
-        }
-    except (pa.ArrowException, TypeError, ValueError):  # booleans, say: the general way
+        out: dict[str, np.ndarray] = {}
+        for name in (*numeric, *categorical):
+            if name not in table.column_names:
+                continue
+            column = table.column(name)
+            if name in numeric:
+                if not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)):
+                    raise TypeError(f"{name} is not numeric")
+                out[name] = column.to_numpy(zero_copy_only=False).astype(np.float64)
+            else:
+                if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+                    raise TypeError(f"{name} is not text")
+                out[name] = column.to_numpy(zero_copy_only=False).astype(object)
+        return out
+    except (pa.ArrowException, TypeError, ValueError):  # booleans, nulls only: the general way
         rows = orjson.loads(b"[" + b",".join(features) + b"]")
         return {
             name: _array(name in numeric, [r.get(name) for r in rows])

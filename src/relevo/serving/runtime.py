@@ -53,6 +53,8 @@ class Runtime:
             relevo.store, self.policy, self.settings.shadow_queue_rows, metrics
         )
         self.shadow.profiles = prediction_log.profiles if prediction_log is not None else None
+        if self.shadow.profiles is not None:  # the predictor hands its rows over as it logs
+            self.shadow.profiles.direct = True
         self.predictor = Predictor(
             self.pool,
             policy=self.policy,

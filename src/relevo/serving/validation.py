@@ -78,6 +78,7 @@ class Plan:
         positions = range(len(self.specs))
         self.num_idx = [j for j in positions if self.specs[j].kind in ("number", "integer")]
         self.num_names = [self.names[j] for j in self.num_idx]
+        self.num_tuple = tuple(self.num_names)
         self.all_numeric = len(self.num_idx) == len(self.specs)
         num_specs = [self.specs[j] for j in self.num_idx]
         self.num_types = _NUMBERS | {_NONE} if any(s.nullable for s in num_specs) else _NUMBERS
