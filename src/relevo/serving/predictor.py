@@ -258,9 +258,11 @@ class Predictor:
         clock = time.perf_counter()
         tags: list[LogTag] = []
         entries: list[LogEntry] = []
+        scored_tagged: list[tuple[LogTag, list[Any]]] = []
         for tag, outputs in scored:
             if not isinstance(tag, LogTag):
                 continue
+            scored_tagged.append((tag, outputs))
             endpoint = tag.endpoint
             dep = endpoint.deployment
             rows = tag.rows
@@ -282,8 +284,18 @@ class Predictor:
             tags.append(tag)
             entries.append(entry)
         if entries and plog.offer_many(entries):
-            for tag in tags:
+            profiles = getattr(plog, "profiles", None)
+            if profiles is not None and not profiles.direct:
+                profiles = None
+            for tag, (_, outputs) in zip(tags, scored_tagged, strict=True):
                 tag.logged = True
+                if profiles is not None:
+                    # the validated columns as they are: profiled in the writer thread
+                    runner = tag.endpoint.runners[tag.model]
+                    profiles.hand(
+                        tag.endpoint.deployment.name, _model(runner), tag.role, now,
+                        runner.plan.num_tuple, tag.part.numbers, tag.part.others, outputs,
+                    )  # fmt: skip
 
     def _challenger_failed(self, endpoint: Endpoint, rows: int, exc: Exception) -> None:
         ref = endpoint.runners[1].ref
