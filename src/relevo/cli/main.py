@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from relevo import __version__
-from relevo.cli import demo, models, rollout, serving
+from relevo.cli import demo, feedback, models, rollout, serving
 from relevo.cli.flags import FlagsGroup
 from relevo.cli.state import state
 
@@ -22,6 +22,7 @@ app = typer.Typer(
 app.add_typer(models.app, name="models")
 serving.register(app)
 rollout.register(app)
+feedback.register(app)
 app.command("demo")(demo.demo)
 
 

@@ -23,6 +23,7 @@ from relevo.routing import evaluator
 from relevo.server import openapi
 from relevo.server.admin import admin_router
 from relevo.server.fastlane import FastLane
+from relevo.server.feedback import feedback_router
 from relevo.server.handlers import install_error_handlers
 from relevo.server.predict import handle_predict
 from relevo.server.probes import probes_router
@@ -135,6 +136,7 @@ def create_fastapi_app(
     app.include_router(probes_router(runtime))
     app.include_router(admin_router(runtime))
     app.include_router(rollouts_router(runtime))
+    app.include_router(feedback_router(runtime))
     app.include_router(v2_router(runtime))
     return app, runtime
 

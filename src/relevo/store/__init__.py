@@ -12,6 +12,7 @@ from relevo.errors import UnavailableError
 from relevo.store.arms import ArmRepository
 from relevo.store.deployments import DeploymentRepository
 from relevo.store.engine import create_store_engine, migrate, safe_url
+from relevo.store.labels import LabelRepository
 from relevo.store.leases import LeaseRepository
 from relevo.store.models import ModelRepository
 from relevo.store.predictions import PredictionRepository
@@ -31,6 +32,7 @@ class Store:
         self.leases = LeaseRepository(self.engine)
         self.arms = ArmRepository(self.engine)
         self.shadows = ShadowRepository(self.engine)
+        self.labels = LabelRepository(self.engine)
 
     @property
     def display_url(self) -> str:

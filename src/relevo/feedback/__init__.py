@@ -1,0 +1,1 @@
+"""Feedback: ground truth joined to predictions, performance, degradation and worst segments."""
