@@ -57,5 +57,11 @@ def log_at(rv, churn_pipeline) -> Logger:
     return log
 
 
-def proba_of(churn_pipeline, frame: pd.DataFrame) -> np.ndarray:
-    return churn_pipeline.predict_proba(frame[CHURN_FEATURES])[:, 1]
+@pytest.fixture
+def proba_of(churn_pipeline) -> Callable[[pd.DataFrame], np.ndarray]:
+    """The churn pipeline's P(churn) for the rows of a frame."""
+
+    def proba(frame: pd.DataFrame) -> np.ndarray:
+        return churn_pipeline.predict_proba(frame[CHURN_FEATURES])[:, 1]
+
+    return proba

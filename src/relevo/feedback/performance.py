@@ -104,8 +104,9 @@ def decode(rows: JoinedRows, task: str, classes: Sequence[Any]) -> Decoded:
     raw_labels = [rows.label[i] for i in keep]
     labelled = np.fromiter((x is not None for x in raw_labels), bool, n)
     truths = [orjson.loads(x) if x is not None else None for x in raw_labels]
-    created = pd.to_datetime([rows.created_at[i] for i in keep], utc=True)
-    received = pd.to_datetime([rows.received_at[i] for i in keep], utc=True)
+    # nanoseconds whatever unit pandas picks (pandas 3 infers microseconds)
+    created = pd.to_datetime([rows.created_at[i] for i in keep], utc=True).as_unit("ns")
+    received = pd.to_datetime([rows.received_at[i] for i in keep], utc=True).as_unit("ns")
     seconds = created.asi8 / 1e9 if n else np.zeros(0)
     delay = ((received.asi8 - created.asi8) / 3.6e12) if n else np.zeros(0)
     delay = np.where(labelled, delay, np.nan)
