@@ -67,6 +67,8 @@ def _same_class(value: Any, cls: Any) -> bool:
     if isinstance(cls, bool) or isinstance(value, bool):
         return type(value) is type(cls) and value == cls
     if isinstance(cls, int | float) and not isinstance(cls, bool):
+        if isinstance(value, str):  # a CSV column with one bad cell is read as text
+            return value.strip() == str(cls)
         return isinstance(value, int | float) and float(value) == float(cls)
     return isinstance(value, str) and value == str(cls)
 
