@@ -31,7 +31,7 @@ def test_feedback_and_performance_over_http(rv, live_server):
     truth = frame[CHURN_TARGET].tolist()
     url = f"{live_server.url}/v1/deployments/churn"
     labels = [{"id": i, "label": y} for i, y in zip(ids, truth, strict=True)]
-    sent = httpx.post(f"{url}/feedback", json={"labels": labels + [{"id": "x1", "label": 1}]})
+    sent = httpx.post(f"{url}/feedback", json={"labels": [*labels, {"id": "x1", "label": 1}]})
     assert sent.status_code == 200, sent.text
     body = sent.json()
     assert body["accepted"] == 200 and body["replaced"] == 0 and body["unknown_ids"] == ["x1"]
