@@ -37,7 +37,7 @@ def test_labels_by_id_replace_and_unknown(rv, deployed, log_at, churn_frame):
 def test_repeated_id_in_one_upload_last_wins(rv, deployed, log_at, churn_frame):
     ids = log_at(churn_frame.head(2), T0)
     done = ingest(rv, "churn", _chunk([ids[0], ids[0], ids[1]], [1, 0, 1]))
-    assert done.accepted == 2 and done.replaced == 1
+    assert done.accepted == 3 and done.replaced == 1
     stored = rv.store.labels.get(ids[0])
     assert stored is not None
     assert stored["label"] == "0" and stored["revisions"] == 2

@@ -188,19 +188,33 @@ def _stage(
     total: list[int],
 ) -> None:
     staged: list[tuple[str, str, int]] = []
+    parsed: dict[tuple[type, Any], str] = {}  # a label column holds few distinct values
     for row, pid, value in zip(rows, ids, values, strict=True):
         total[0] += 1
-        if isinstance(pid, np.generic):
-            pid = pid.item()
-        if not isinstance(pid, str) or not pid or len(pid) > 32:
+        if type(pid) is not str:
+            pid = pid.item() if isinstance(pid, np.generic) else pid
+            if not isinstance(pid, str):
+                _problem(
+                    problems, total, Problem(f"expected a prediction id, got {pid!r}", row, "id")
+                )
+                continue
+        if not pid or len(pid) > 32:
             _problem(problems, total, Problem(f"expected a prediction id, got {pid!r}", row, "id"))
             continue
+        key: tuple[type, Any] | None = (type(value), value)
         try:
-            label = kind.parse(value)
-        except ValueError as exc:
-            _problem(problems, total, Problem(str(exc), row, "label"))
-            continue
-        staged.append((pid, orjson.dumps(label).decode(), 1))
+            text = parsed.get(key)  # type: ignore[arg-type]
+        except TypeError:  # unhashable (a list, an object): parsed, never cached
+            key, text = None, None
+        if text is None:
+            try:
+                text = orjson.dumps(kind.parse(value)).decode()
+            except ValueError as exc:
+                _problem(problems, total, Problem(str(exc), row, "label"))
+                continue
+            if key is not None and value == value:  # NaN never equals itself: no cache hit
+                parsed[key] = text
+        staged.append((pid, text, 1))
     if not problems:  # once refused, nothing more needs staging: only the problems count
         session.stage(staged)
 

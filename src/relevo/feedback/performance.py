@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
-import pandas as pd
 
 from relevo.errors import InvalidInputError, Problem
 from relevo.feedback import metrics as m
@@ -98,17 +97,14 @@ class Decoded:
 
 def decode(rows: JoinedRows, task: str, classes: Sequence[Any]) -> Decoded:
     """Outputs and labels of the joined rows as arrays (rows whose model failed are left out)."""
-    keep = [i for i, out in enumerate(rows.output) if out is not None]
+    keep = np.flatnonzero([out is not None for out in rows.output])
     n = len(keep)
     outputs = [orjson.loads(rows.output[i]) for i in keep]  # type: ignore[arg-type]
     raw_labels = [rows.label[i] for i in keep]
     labelled = np.fromiter((x is not None for x in raw_labels), bool, n)
     truths = [orjson.loads(x) if x is not None else None for x in raw_labels]
-    # nanoseconds whatever unit pandas picks (pandas 3 infers microseconds)
-    created = pd.to_datetime([rows.created_at[i] for i in keep], utc=True).as_unit("ns")
-    received = pd.to_datetime([rows.received_at[i] for i in keep], utc=True).as_unit("ns")
-    seconds = created.asi8 / 1e9 if n else np.zeros(0)
-    delay = ((received.asi8 - created.asi8) / 3.6e12) if n else np.zeros(0)
+    seconds = rows.created_s[keep] if n else np.zeros(0)
+    delay = (rows.received_s[keep] - seconds) / 3600.0 if n else np.zeros(0)
     delay = np.where(labelled, delay, np.nan)
     if task == "regression":
         score = np.fromiter((o.get("value", np.nan) for o in outputs), float, n)

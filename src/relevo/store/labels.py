@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import orjson
-from sqlalchemy import and_, func, select, text
+import pandas as pd
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import Connection, Engine
 
-from relevo.store.tables import deployments, labels, predictions, shadow_predictions
+from relevo.store.tables import deployments, labels, predictions
 
 #: one staged label: (prediction id, label as JSON text, times it was sent in this upload)
 Staged = tuple[str, str, int]
@@ -44,10 +46,12 @@ class JoinedRows:
     ids: list[str]
     model: list[str]
     role: list[str]
-    created_at: list[datetime]
+    #: prediction time, Unix seconds
+    created_s: np.ndarray
     output: list[str | None]
     label: list[str | None]
-    received_at: list[datetime | None]
+    #: when the label arrived, Unix seconds (NaN without a label)
+    received_s: np.ndarray
     features: list[str] | None
 
 
@@ -58,10 +62,18 @@ class LabelSession:
         self.conn = conn
         self.postgres = postgres
         self.staged = 0
+        #: ids staged so far, to tell a plain upload (each id once: one INSERT ... SELECT)
+        #: from one that repeats ids (collapsed first, the last value winning)
+        self._seen: set[str] = set()
+        self.repeats = 0
 
     def stage(self, rows: Sequence[Staged]) -> None:
         if not rows:
             return
+        seen = self._seen
+        before = len(seen)
+        seen.update(r[0] for r in rows)
+        self.repeats += len(rows) - (len(seen) - before)
         cur = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
             if self.postgres:
@@ -84,50 +96,92 @@ class LabelSession:
         """Join the staged labels to `deployment`'s log and upsert them; the last value sent
         for an id wins, every sending counts as a revision."""
         c = self.conn
-        # the last row staged for an id wins: collapse repeats before the join
-        c.execute(
-            text(
-                f"CREATE TEMP TABLE {_STAGE}_last AS SELECT prediction_id, "
-                f"SUM(sent) AS sent, MAX(seq) AS seq FROM {_STAGE} GROUP BY prediction_id"
-            )
-        )
-        unknown = [
-            r[0]
-            for r in c.execute(
+        if self.postgres:
+            c.execute(text(f"ANALYZE {_STAGE}"))  # a temp table has no statistics: plan on them
+        source = _STAGE
+        repeats = 0
+        if self.repeats:  # rare: collapse repeated ids first, the last value sent winning
+            source = f"{_STAGE}_last"
+            c.execute(
                 text(
-                    f"SELECT s.prediction_id FROM {_STAGE}_last s WHERE NOT EXISTS (SELECT 1 "
-                    "FROM predictions p WHERE p.id = s.prediction_id AND p.deployment = :d) "
-                    "ORDER BY s.prediction_id"
+                    f"CREATE TEMP TABLE {source} AS SELECT s.prediction_id, i.label, s.sent "
+                    f"FROM (SELECT prediction_id, SUM(sent) AS sent, MAX(seq) AS seq "
+                    f"FROM {_STAGE} GROUP BY prediction_id) s JOIN {_STAGE} i ON i.seq = s.seq"
+                )
+            )
+            found = c.execute(
+                text(
+                    f"SELECT COALESCE(SUM(s.sent - 1), 0) FROM {source} s JOIN predictions p "
+                    "ON p.id = s.prediction_id AND p.deployment = :d"
                 ),
                 {"d": deployment},
-            )
-        ]
-        existing = c.execute(
-            text(
-                f"SELECT COUNT(*) FROM {_STAGE}_last s JOIN labels l "
-                "ON l.prediction_id = s.prediction_id AND l.deployment = :d"
-            ),
-            {"d": deployment},
-        ).scalar()
-        repeats = c.execute(text(f"SELECT COALESCE(SUM(sent - 1), 0) FROM {_STAGE}_last")).scalar()
+            ).scalar()
+            repeats = int(found or 0)
+        count = select(func.count()).where(labels.c.deployment == deployment)
+        before = int(c.execute(count).scalar() or 0)
         received = labels.c.received_at.type.bind_processor(c.dialect)
         when = received(received_at) if received is not None else received_at
-        result = c.execute(
+        if self.postgres:
+            accepted = self._upsert_postgres(source, deployment, when)
+        else:
+            result = c.execute(
+                text(
+                    "INSERT INTO labels (prediction_id, deployment, label, predicted_at, "
+                    "received_at, revisions) "
+                    "SELECT s.prediction_id, p.deployment, s.label, p.created_at, :now, s.sent "
+                    f"FROM {source} s JOIN predictions p "
+                    "ON p.id = s.prediction_id AND p.deployment = :d "
+                    "WHERE TRUE "  # SQLite needs a WHERE before ON CONFLICT after a SELECT
+                    "ON CONFLICT (prediction_id) DO UPDATE SET label = excluded.label, "
+                    "received_at = excluded.received_at, "
+                    "revisions = labels.revisions + excluded.revisions"
+                ),
+                {"d": deployment, "now": when},
+            )
+            accepted = int(result.rowcount or 0)
+        added = int(c.execute(count).scalar() or 0) - before
+        unknown: list[str] = []
+        if accepted < len(self._seen):  # only then is any id missing from the log
+            unknown = [
+                r[0]
+                for r in c.execute(
+                    text(
+                        f"SELECT s.prediction_id FROM {source} s WHERE NOT EXISTS (SELECT 1 "
+                        "FROM predictions p WHERE p.id = s.prediction_id AND p.deployment = :d)"
+                        " ORDER BY s.prediction_id"
+                    ),
+                    {"d": deployment},
+                )
+            ]
+            unknown = list(dict.fromkeys(unknown))
+        return Upserted(accepted + int(repeats or 0), accepted - added + int(repeats or 0), unknown)
+
+    def _upsert_postgres(self, source: str, deployment: str, when: Any) -> int:
+        # PostgreSQL: an UPDATE of the labels that exist, then a plain INSERT of the rest, is
+        # a third faster than INSERT ... ON CONFLICT (whose speculative insertion costs per
+        # row); the lock keeps a concurrent upload from inserting the same ids in between
+        c = self.conn
+        c.execute(text("LOCK TABLE labels IN SHARE ROW EXCLUSIVE MODE"))
+        updated = c.execute(
+            text(
+                "UPDATE labels l SET label = s.label, received_at = :now, "
+                f"revisions = l.revisions + s.sent FROM {source} s "
+                "WHERE l.prediction_id = s.prediction_id AND l.deployment = :d"
+            ),
+            {"d": deployment, "now": when},
+        ).rowcount
+        inserted = c.execute(
             text(
                 "INSERT INTO labels (prediction_id, deployment, label, predicted_at, "
                 "received_at, revisions) "
-                f"SELECT s.prediction_id, p.deployment, i.label, p.created_at, :now, s.sent "
-                f"FROM {_STAGE}_last s JOIN {_STAGE} i ON i.seq = s.seq "
-                "JOIN predictions p ON p.id = s.prediction_id AND p.deployment = :d "
-                "WHERE TRUE "  # SQLite needs a WHERE before ON CONFLICT after a SELECT
-                "ON CONFLICT (prediction_id) DO UPDATE SET label = excluded.label, "
-                "received_at = excluded.received_at, "
-                "revisions = labels.revisions + excluded.revisions"
+                "SELECT s.prediction_id, p.deployment, s.label, p.created_at, :now, s.sent "
+                f"FROM {source} s JOIN predictions p "
+                "ON p.id = s.prediction_id AND p.deployment = :d "
+                "WHERE NOT EXISTS (SELECT 1 FROM labels l WHERE l.prediction_id = s.prediction_id)"
             ),
             {"d": deployment, "now": when},
-        )
-        accepted = int(result.rowcount or 0)
-        return Upserted(accepted, int(existing or 0) + int(repeats or 0), unknown)
+        ).rowcount
+        return int(updated or 0) + int(inserted or 0)
 
 
 class LabelRepository:
@@ -203,54 +257,58 @@ class LabelRepository:
         features: bool = False,
     ) -> JoinedRows:
         """Every prediction (and shadow output) of `deployment` made in [since, until), with
-        its label where one arrived."""
-        p, s, lab = predictions.c, shadow_predictions.c, labels.c
-        cols: list[Any] = [p.id, p.model_name, p.model_version, p.role, p.created_at, p.output]
-        cols += [lab.label, lab.received_at]
-        if features:
-            cols.append(p.features)
-        cond = [p.deployment == deployment, p.created_at < until]
+        its label where one arrived.
+
+        Read through the driver, past SQLAlchemy's per-row type processing: times come back
+        as SQLite text or PostgreSQL datetimes and are converted a column at a time (a
+        million rows in about a second instead of three)."""
+        mark = "%s" if self._postgres else "?"
+        bind = labels.c.received_at.type.bind_processor(self.engine.dialect)
+
+        def bound(when: datetime) -> Any:
+            return bind(when) if bind is not None else when
+
+        feats = ", p.features" if features else ""
+        where = f"deployment = {mark} AND created_at < {mark}"
+        params: list[Any] = [deployment, bound(until)]
         if since is not None:
-            cond.append(p.created_at >= since)
+            where += f" AND created_at >= {mark}"
+            params.append(bound(since))
+
+        def on(table: str) -> str:
+            return where.replace("created_at", f"{table}.created_at").replace(
+                "deployment =", f"{table}.deployment ="
+            )
+
         main = (
-            select(*cols)
-            .select_from(predictions.outerjoin(labels, lab.prediction_id == p.id))
-            .where(and_(*cond))
+            "SELECT p.id, p.model_name, p.model_version, p.role, p.created_at, p.output, "
+            f"l.label, l.received_at{feats} FROM predictions p LEFT JOIN labels l "
+            f"ON l.prediction_id = p.id WHERE {on('p')}"
         )
-        scols: list[Any] = [s.id, s.model_name, s.model_version, s.created_at, s.output]
-        scols += [lab.label, lab.received_at]
-        if features:
-            scols.append(p.features)
-        scond = [s.deployment == deployment, s.created_at < until]
-        if since is not None:
-            scond.append(s.created_at >= since)
-        base = shadow_predictions.outerjoin(labels, lab.prediction_id == s.id)
-        if features:
-            base = base.join(predictions, p.id == s.id)
-        shadow = select(*scols).select_from(base).where(and_(*scond))
-        out = JoinedRows([], [], [], [], [], [], [], [] if features else None)
+        shadow = (
+            "SELECT s.id, s.model_name, s.model_version, 'shadow', s.created_at, s.output, "
+            f"l.label, l.received_at{feats} FROM shadow_predictions s "
+            + ("JOIN predictions p ON p.id = s.id " if features else "")
+            + "LEFT JOIN labels l ON l.prediction_id = s.id WHERE "
+            + on("s")
+        )
+        rows: list[Any] = []
         with self.engine.connect() as conn:
-            for r in conn.execute(main):
-                out.ids.append(r[0])
-                out.model.append(f"{r[1]}:{r[2]}")
-                out.role.append("champion" if r[3] == "fallback" else r[3])
-                out.created_at.append(r[4])
-                out.output.append(r[5])
-                out.label.append(r[6])
-                out.received_at.append(r[7])
-                if out.features is not None:
-                    out.features.append(r[8])
-            for r in conn.execute(shadow):
-                out.ids.append(r[0])
-                out.model.append(f"{r[1]}:{r[2]}")
-                out.role.append("shadow")
-                out.created_at.append(r[3])
-                out.output.append(r[4])
-                out.label.append(r[5])
-                out.received_at.append(r[6])
-                if out.features is not None:
-                    out.features.append(r[7])
-        return out
+            for sql in (main, shadow):
+                result = conn.exec_driver_sql(sql, tuple(params))
+                rows += result.cursor.fetchall()
+                result.close()
+        cols = list(zip(*rows, strict=True)) if rows else [()] * (9 if features else 8)
+        return JoinedRows(
+            ids=list(cols[0]),
+            model=[f"{n}:{v}" for n, v in zip(cols[1], cols[2], strict=True)],
+            role=["champion" if r == "fallback" else r for r in cols[3]],
+            created_s=_seconds(cols[4]),
+            output=list(cols[5]),
+            label=list(cols[6]),
+            received_s=_seconds(cols[7]),
+            features=list(cols[8]) if features else None,
+        )
 
     def feedback_settings(self, deployment: str) -> dict[str, Any]:
         """The "feedback" section of the deployment's monitoring settings ({} if none)."""
@@ -262,3 +320,13 @@ class LabelRepository:
             raw = orjson.loads(raw)
         section = raw.get("feedback") if isinstance(raw, dict) else None
         return section if isinstance(section, dict) else {}
+
+
+def _seconds(values: Sequence[Any]) -> np.ndarray:
+    """Times as the driver returns them (SQLite: UTC text; PostgreSQL: aware datetimes;
+    None where missing) as Unix seconds, NaN for None."""
+    if not values:
+        return np.zeros(0)
+    parsed = pd.to_datetime(pd.Series(values, dtype=object), utc=True, format="ISO8601")
+    ns = parsed.dt.as_unit("ns").astype("int64").to_numpy()
+    return np.where(parsed.isna().to_numpy(), np.nan, ns / 1e9)
