@@ -6,6 +6,7 @@ from relevo.datasets.churn import (
     CHURN_ID,
     CHURN_NUMERIC,
     CHURN_TARGET,
+    SHIFTED_SEGMENT,
     make_churn,
 )
 
@@ -15,5 +16,6 @@ __all__ = [
     "CHURN_ID",
     "CHURN_NUMERIC",
     "CHURN_TARGET",
+    "SHIFTED_SEGMENT",
     "make_churn",
 ]
