@@ -181,3 +181,46 @@ def test_label_metric_for_the_rollout_gate(
     auc_a = skm.roc_auc_score(a[CHURN_TARGET], proba_of(a))
     assert champion.value == pytest.approx(auc_a, abs=1e-9) and champion.rows == 300
     assert challenger.rows == 300
+
+
+def test_planted_segment_named_first(rv, deployed, log_at):
+    # month-to-month customers under six months of tenure start churning far more
+    frame = make_churn(10_000, seed=34, segment_shift=2.5)
+    ids = log_at(frame, DAY0, spread=timedelta(hours=20))
+    _label_all(rv, ids, frame)
+    report = PerformanceService(rv).performance("churn", "1d", segments=True, now=NOW)
+    (model,) = report.models
+    assert model.segments, "no segment found"
+    top = model.segments[0]
+    assert top["significant"]
+    text = " and ".join(top["conditions"])
+    assert "tenure_months < 6" in text, text
+
+
+def test_html_shows_the_metric_over_time(rv, deployed, log_at):
+    for d in range(3):
+        frame = make_churn(300, seed=30 + d, mechanism_shift=d / 2)
+        _label_all(rv, log_at(frame, DAY0 + timedelta(days=d)), frame)
+    report = PerformanceService(rv).performance("churn", "1d", thresholds={"roc_auc": 0.8}, now=NOW)
+    page = report.to_html()
+    assert page.count("<svg") == 1 and page.count("<circle") == 3
+    assert "roc_auc" in report.models[0].trends
+    assert "<script" not in page
+
+
+def test_estimate_beside_realised_and_concept_drift_flag(rv, deployed, log_at, proba_of):
+    calm = make_churn(3000, seed=51)
+    ids = log_at(calm, DAY0, spread=timedelta(hours=20))
+    p = proba_of(calm)
+    drawn = (np.random.default_rng(51).random(len(p)) < p).astype(int)  # the model is right
+    ingest(rv, "churn", [(list(range(len(ids))), ids, drawn.tolist())])
+    shifted = make_churn(3000, seed=52, mechanism_shift=1.0)
+    _label_all(rv, log_at(shifted, DAY0 + timedelta(days=1), spread=timedelta(hours=20)), shifted)
+    before, after = PerformanceService(rv).performance("churn", "1d", now=NOW).models[0].windows
+    for w in (before, after):
+        est = w.estimate["accuracy"]  # type: ignore[index]
+        assert est["low"] <= est["estimate"] <= est["high"]
+    realised = before.metrics["accuracy"].value
+    assert before.estimate["accuracy"]["low"] <= realised <= before.estimate["accuracy"]["high"]  # type: ignore[index]
+    assert not before.concept_drift
+    assert after.concept_drift

@@ -16,8 +16,9 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from relevo.feedback import degradation, estimate, segments
 from relevo.feedback.calibration import calibration
+from relevo.feedback.degradation import MetricPoint, trend
+from relevo.feedback.estimate import concept_drift, estimate_performance
 from relevo.feedback.labels import label_kind
 from relevo.feedback.metrics import HIGHER_IS_BETTER, Metric, calibration_table
 from relevo.feedback.performance import (
@@ -39,6 +40,7 @@ from relevo.feedback.report import (
     ThresholdCheck,
     WindowPerformance,
 )
+from relevo.feedback.segments import worst_segments
 from relevo.routing.gates import Measurement
 
 if TYPE_CHECKING:
@@ -137,12 +139,16 @@ class PerformanceService:
         if len(lab) == 0:
             return []
         features = pd.DataFrame.from_records([orjson.loads(d.features[i]) for i in lab])
+        expected = None
         if task == "regression":
             errors = np.abs(d.predicted[lab] - d.truth[lab]).astype(float)
         else:
             errors = (d.predicted[lab] != d.truth[lab]).astype(float)
+            if task == "binary":  # what a calibrated model expects to get wrong per row
+                p = d.score[lab]
+                expected = np.minimum(p, 1.0 - p)
         reference = self.rv.registry.reference_profile(model).inputs
-        found = segments.worst_segments(features, errors, reference=reference)
+        found = worst_segments(features, errors, reference=reference, expected=expected)
         return [s.to_dict() for s in found]
 
 
@@ -169,10 +175,11 @@ def _window(
         lab = part.labelled
         if labelled:
             table = calibration_table(part.truth[lab], part.score[lab])
-        found = estimate.estimate_performance(part.score)
+        found = estimate_performance(_sample(part.score))
         guess = found.to_dict()
         if labelled >= config.min_labels:
-            check = estimate.concept_drift(found, part.score[lab], part.truth[lab])
+            pick = _sample(np.flatnonzero(lab))
+            check = concept_drift(found, part.score[pick], part.truth[pick])
             drift = bool(check.flag)
             guess["concept_drift"] = check.to_dict()
     return WindowPerformance(
@@ -187,6 +194,19 @@ def _window(
         guess,
         drift,
     )
+
+
+#: rows of a window the estimate and the concept-drift check simulate at most: their intervals
+#: come from drawing labels for every row 200 times, so a large window is sampled (seeded); the
+#: intervals are then those of this many rows, a little wider than the window's own
+ESTIMATE_ROWS = 20_000
+
+
+def _sample(values: np.ndarray) -> np.ndarray:
+    if len(values) <= ESTIMATE_ROWS:
+        return values
+    rng = np.random.default_rng(len(values))
+    return values[np.sort(rng.choice(len(values), ESTIMATE_ROWS, replace=False))]
 
 
 def _judged(w: WindowPerformance, config: FeedbackConfig) -> bool:
@@ -206,10 +226,10 @@ def _trends(
                 continue
             low = metric.low if metric.low is not None else metric.value
             high = metric.high if metric.high is not None else metric.value
-            points.append(degradation.MetricPoint(w.start, metric.value, metric.count, low, high))
+            points.append(MetricPoint(w.start, metric.value, metric.count, low, high))
         if len(points) < 2:
             continue
-        found = degradation.trend(
+        found = trend(
             points,
             threshold=config.thresholds.get(name),
             higher_is_better=HIGHER_IS_BETTER.get(name, True),
