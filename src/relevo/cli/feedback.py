@@ -190,11 +190,11 @@ def _show(report: Any) -> None:
             )
         )
         for name, trend in model.trends.items():
-            ttt = trend.get("time_to_threshold")
+            ttt = _days(trend.get("time_to_threshold_seconds"))
             console.print(
                 f"{name} trend: {fmt(trend.get('rate_per_week'), 3)} per week "
                 f"({fmt(trend.get('rate_low'), 3)} to {fmt(trend.get('rate_high'), 3)})"
-                + (f", threshold in {ttt}" if ttt else ""),
+                + (f", threshold in {ttt:.1f} days" if ttt is not None else ""),
                 soft_wrap=True,
             )
         for seg in (model.segments or [])[:5]:
@@ -215,3 +215,7 @@ def _show(report: Any) -> None:
 def register(app: typer.Typer) -> None:
     app.command("feedback")(feedback)
     app.command("performance")(performance)
+
+
+def _days(seconds: object) -> float | None:
+    return float(seconds) / 86400.0 if isinstance(seconds, int | float) else None

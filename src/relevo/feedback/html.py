@@ -80,11 +80,11 @@ def _model(model: ModelPerformance, metric: str) -> str:
         )
     )  # fmt: skip
     for name, trend in model.trends.items():
-        ttt = trend.get("time_to_threshold")
+        ttt = _days(trend.get("time_to_threshold_seconds"))
         out.append(
             f"<p>Trend of {escape(name)}: {_num(trend.get('rate_per_week'))} per week "
             f"({_interval(trend.get('rate_low'), trend.get('rate_high'))})"
-            + (f"; threshold crossed in {escape(str(ttt))}" if ttt is not None else "")
+            + (f"; threshold crossed in {ttt:.1f} days" if ttt is not None else "")
             + "</p>"
         )
     if model.calibration_check:
@@ -196,3 +196,7 @@ def _num(value: Any, digits: int = 4) -> str:
 
 def _interval(low: Any, high: Any) -> str:
     return "" if low is None or high is None else f"{_num(low)} to {_num(high)}"
+
+
+def _days(seconds: object) -> float | None:
+    return float(seconds) / 86400.0 if isinstance(seconds, int | float) else None

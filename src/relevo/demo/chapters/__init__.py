@@ -10,6 +10,7 @@ from __future__ import annotations
 from relevo.demo.chapters import (
     broken,
     export,
+    feedback,
     observe,
     register,
     rehearse,
@@ -30,6 +31,7 @@ CHAPTERS = (
     export.CHAPTER,
     replace.CHAPTER,
     broken.CHAPTER,
+    feedback.CHAPTER,
     summary.CHAPTER,
 )
 
