@@ -25,6 +25,7 @@ from relevo.feedback.report import FeedbackConfig
 
 if TYPE_CHECKING:
     from relevo.context import Relevo
+    from relevo.feedback.labels import LabelKind
     from relevo.store.labels import JoinedRows
 
 _UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -134,6 +135,47 @@ def decode(rows: JoinedRows, task: str, classes: Sequence[Any]) -> Decoded:
         predicted,
         truth,
         None if rows.features is None else [rows.features[i] for i in keep],
+    )
+
+
+def load_rows(
+    rv: Relevo,
+    deployment: str,
+    kind: LabelKind,
+    since: datetime | None,
+    until: datetime,
+    *,
+    features: bool = False,
+) -> Decoded:
+    """The deployment's predictions in [since, until) with their labels, as arrays. Binary
+    classifiers and regressors without features take the store's numeric path (the database
+    parses the JSON); multiclass models, and any read with features, decode here."""
+    store = rv.store.labels
+    if features or kind.task not in ("binary", "regression"):
+        return decode(
+            store.joined(deployment, since, until, features=features), kind.task, kind.classes
+        )
+    positive = orjson.dumps(kind.classes[1]).decode() if kind.task == "binary" else None
+    f = store.scores(deployment, since, until, positive)
+    labelled = f["labelled"].to_numpy(bool)
+    seconds = f["seconds"].to_numpy(float)
+    delay = np.where(labelled, (f["received"].to_numpy(float) - seconds) / 3600.0, np.nan)
+    if kind.task == "binary":
+        predicted = f["predicted"].to_numpy(float) == 1.0
+        truth = f["truth"].to_numpy(float) == 1.0
+    else:
+        predicted = f["predicted"].to_numpy(float)
+        truth = f["truth"].to_numpy(float)
+    return Decoded(
+        f["model"].to_numpy(object),
+        f["role"].to_numpy(object),
+        seconds,
+        labelled,
+        delay,
+        f["score"].to_numpy(float),
+        predicted,
+        truth,
+        None,
     )
 
 

@@ -24,9 +24,9 @@ from relevo.feedback.metrics import HIGHER_IS_BETTER, Metric, calibration_table
 from relevo.feedback.performance import (
     Decoded,
     compute_metrics,
-    decode,
     feedback_config,
     is_mature,
+    load_rows,
     median_or_none,
     parse_duration,
     primary_metric,
@@ -74,8 +74,7 @@ class PerformanceService:
         start = now - parse_duration(since, "since") if isinstance(since, str) else since
         kind = label_kind(rv, deployment)
         config = feedback_config(rv, deployment, thresholds)
-        rows = rv.store.labels.joined(deployment, start, now, features=segments)
-        data = decode(rows, kind.task, kind.classes)
+        data = load_rows(rv, deployment, kind, start, now, features=segments)
         models = []
         for model, role in _groups(data):
             pick = (data.model == model) & (data.role == role)
@@ -153,7 +152,8 @@ class PerformanceService:
 
 
 def _groups(data: Decoded) -> list[tuple[str, str]]:
-    pairs = {(str(a), str(b)) for a, b in zip(data.model, data.role, strict=True)}
+    unique = pd.DataFrame({"m": data.model, "r": data.role}).drop_duplicates()
+    pairs = {(str(a), str(b)) for a, b in zip(unique["m"], unique["r"], strict=True)}
     return sorted(pairs, key=lambda p: (_ROLES.get(p[1], 9), p[0]))
 
 
@@ -199,7 +199,7 @@ def _window(
 #: rows of a window the estimate and the concept-drift check simulate at most: their intervals
 #: come from drawing labels for every row 200 times, so a large window is sampled (seeded); the
 #: intervals are then those of this many rows, a little wider than the window's own
-ESTIMATE_ROWS = 20_000
+ESTIMATE_ROWS = 5_000
 
 
 def _sample(values: np.ndarray) -> np.ndarray:
@@ -280,11 +280,7 @@ def label_metric(rv: Relevo, state: Deployment) -> tuple[Measurement, Measuremen
     kind = label_kind(rv, state.name)
     config = feedback_config(rv, state.name)
     since = state.step_started_at or state.updated_at
-    data = decode(
-        rv.store.labels.joined(state.name, since, datetime.now(UTC) + timedelta(seconds=1)),
-        kind.task,
-        kind.classes,
-    )
+    data = load_rows(rv, state.name, kind, since, datetime.now(UTC) + timedelta(seconds=1))
     name = {"binary": "roc_auc", "multiclass": "accuracy"}.get(kind.task, "r2")
     champion = data.take(
         data.labelled & (data.model == state.champion_ref) & (data.role == "champion")

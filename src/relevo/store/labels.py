@@ -310,6 +310,87 @@ class LabelRepository:
             features=list(cols[8]) if features else None,
         )
 
+    def scores(
+        self, deployment: str, since: datetime | None, until: datetime, positive: str | None
+    ) -> pd.DataFrame:
+        """The joined rows of a binary classifier (`positive`: its positive class as JSON
+        text) or a regressor (None), reduced in SQL to numbers: columns model, role,
+        seconds (prediction time), received (label time, NaN without one), score (P(positive)
+        or the value), predicted (answered positive, or the value), labelled, truth (truly
+        positive, or the true value). Rows whose model failed are left out.
+
+        The database parses the logged JSON and the times (json_extract / jsonb, strftime /
+        EXTRACT): a million rows arrive as numbers, not as text for Python to parse."""
+        pg = self._postgres
+        mark = "%s" if pg else "?"
+        bind = labels.c.received_at.type.bind_processor(self.engine.dialect)
+
+        def bound(when: datetime) -> Any:
+            return bind(when) if bind is not None else when
+
+        def epoch(col: str) -> str:
+            if pg:
+                return f"EXTRACT(EPOCH FROM {col})::float8"
+            # SQLite keeps UTC text "YYYY-MM-DD HH:MM:SS[.ffffff]+00:00": whole seconds by
+            # strftime, the fraction (characters 20-26) added exactly
+            return (
+                f"(CAST(strftime('%s', {col}) AS INTEGER) "
+                f"+ COALESCE(CAST(substr({col}, 20, 7) AS REAL), 0))"
+            )
+
+        def field(col: str, key: str) -> str:
+            return (
+                f"({col}::jsonb ->> '{key}')::float8" if pg else f"json_extract({col}, '$.{key}')"
+            )
+
+        params: list[Any] = []
+        if positive is not None:
+            score = field("{t}.output", "probability")
+            if pg:
+                answered = f"(({{t}}.output::jsonb -> 'label') = CAST({mark} AS jsonb))"
+            else:
+                answered = f"(json_extract({{t}}.output, '$.label') = json_extract({mark}, '$'))"
+            truth = f"(l.label = {mark})"
+            params += [positive, positive]
+        else:
+            score = answered = field("{t}.output", "value")
+            truth = "CAST(l.label AS DOUBLE PRECISION)" if pg else "CAST(l.label AS REAL)"
+        where = (
+            f"{{t}}.deployment = {mark} AND {{t}}.created_at < {mark} AND {{t}}.output IS NOT NULL"
+        )
+        params += [deployment, bound(until)]
+        if since is not None:
+            where += f" AND {{t}}.created_at >= {mark}"
+            params.append(bound(since))
+        columns = (
+            f"{{t}}.model_name, {{t}}.model_version, {{role}}, {epoch('{t}.created_at')}, "
+            f"{epoch('l.received_at')}, {score}, {answered}, l.label IS NOT NULL, {truth}"
+        )
+        sqls = [
+            f"SELECT {columns} FROM predictions p LEFT JOIN labels l ON l.prediction_id = p.id "
+            f"WHERE {where}".format(t="p", role="p.role"),
+            f"SELECT {columns} FROM shadow_predictions s LEFT JOIN labels l "
+            f"ON l.prediction_id = s.id WHERE {where}".format(t="s", role="'shadow'"),
+        ]
+        rows: list[Any] = []
+        with self.engine.connect() as conn:
+            for sql in sqls:
+                result = conn.exec_driver_sql(sql, tuple(params))
+                rows += result.cursor.fetchall()
+                result.close()
+        names = ["model_name", "model_version", "role", "seconds", "received", "score",
+                 "predicted", "labelled", "truth"]  # fmt: skip
+        cols = list(zip(*rows, strict=True)) if rows else [()] * len(names)
+        frame = dict(zip(names, cols, strict=True))
+        model = pd.Series(frame["model_name"], dtype=object).astype(str)
+        model = model + ":" + pd.Series(frame["model_version"], dtype=object).astype(str)
+        role = pd.Series(frame["role"], dtype=object).replace("fallback", "champion")
+        out = pd.DataFrame({"model": model, "role": role})
+        for name in ("seconds", "received", "score", "predicted", "truth"):
+            out[name] = np.array(frame[name], dtype=float)  # None (no label) becomes NaN
+        out["labelled"] = np.array(frame["labelled"], dtype=bool)
+        return out
+
     def feedback_settings(self, deployment: str) -> dict[str, Any]:
         """The "feedback" section of the deployment's monitoring settings ({} if none)."""
         with self.engine.connect() as conn:
