@@ -135,6 +135,14 @@ def ingest(
     return FeedbackResult(deployment, total[0], done.accepted, done.replaced, done.unknown)
 
 
+def add_labels(
+    rv: Relevo, deployment: str, ids: Sequence[str], labels: Sequence[Any]
+) -> FeedbackResult:
+    """Store `labels` for the predictions `ids` of `deployment` (one upload: all or nothing;
+    rows in messages count from 0, as in the HTTP body)."""
+    return ingest(rv, deployment, [(range(len(ids)), list(ids), list(labels))])
+
+
 def ingest_keyed(
     rv: Relevo,
     deployment: str,
