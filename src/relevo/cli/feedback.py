@@ -159,6 +159,8 @@ def _show(report: Any) -> None:
     from relevo.feedback.performance import primary_metric
 
     metric = primary_metric(report.task)
+    daily = all(w.end - w.start >= timedelta(days=1) for m in report.models for w in m.windows)
+    shape = "%Y-%m-%d" if daily else "%m-%d %H:%M"
     if not report.models:
         console.print(f"No predictions logged for {report.deployment} in that range.")
     for model in report.models:
@@ -173,7 +175,7 @@ def _show(report: Any) -> None:
             est = w.estimated(metric)
             rows.append(
                 [
-                    w.start.strftime("%Y-%m-%d %H:%M"),
+                    w.start.strftime(shape),
                     f"{w.rows:,}",
                     f"{w.coverage:.0%}",
                     "yes" if w.mature else "no",
@@ -191,9 +193,10 @@ def _show(report: Any) -> None:
         )
         for name, trend in model.trends.items():
             ttt = _days(trend.get("time_to_threshold_seconds"))
+            low, high = trend.get("rate_low"), trend.get("rate_high")
+            interval = f" (95% CI {fmt(low, 3)} to {fmt(high, 3)})" if low is not None else ""
             console.print(
-                f"{name} trend: {fmt(trend.get('rate_per_week'), 3)} per week "
-                f"({fmt(trend.get('rate_low'), 3)} to {fmt(trend.get('rate_high'), 3)})"
+                f"{name} trend: {fmt(trend.get('rate_per_week'), 3)} per week{interval}"
                 + (f", threshold in {ttt:.1f} days" if ttt is not None else ""),
                 soft_wrap=True,
             )
