@@ -157,24 +157,19 @@ def load_rows(
         )
     positive = orjson.dumps(kind.classes[1]).decode() if kind.task == "binary" else None
     f = store.scores(deployment, since, until, positive)
-    labelled = f["labelled"].to_numpy(bool)
-    seconds = f["seconds"].to_numpy(float)
-    delay = np.where(labelled, (f["received"].to_numpy(float) - seconds) / 3600.0, np.nan)
-    if kind.task == "binary":
-        predicted = f["predicted"].to_numpy(float) == 1.0
-        truth = f["truth"].to_numpy(float) == 1.0
-    else:
-        predicted = f["predicted"].to_numpy(float)
-        truth = f["truth"].to_numpy(float)
+    labelled = f["labelled"]
+    seconds = f["seconds"]
+    delay = np.where(labelled, (f["received"] - seconds) / 3600.0, np.nan)
+    binary = kind.task == "binary"
     return Decoded(
-        f["model"].to_numpy(object),
-        f["role"].to_numpy(object),
+        f["model"],
+        f["role"],
         seconds,
         labelled,
         delay,
-        f["score"].to_numpy(float),
-        predicted,
-        truth,
+        f["score"],
+        f["predicted"] == 1.0 if binary else f["predicted"],
+        f["truth"] == 1.0 if binary else f["truth"],
         None,
     )
 

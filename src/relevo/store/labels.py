@@ -312,12 +312,12 @@ class LabelRepository:
 
     def scores(
         self, deployment: str, since: datetime | None, until: datetime, positive: str | None
-    ) -> pd.DataFrame:
+    ) -> dict[str, np.ndarray]:
         """The joined rows of a binary classifier (`positive`: its positive class as JSON
-        text) or a regressor (None), reduced in SQL to numbers: columns model, role,
+        text) or a regressor (None), reduced in SQL to numbers: model, role,
         seconds (prediction time), received (label time, NaN without one), score (P(positive)
         or the value), predicted (answered positive, or the value), labelled, truth (truly
-        positive, or the true value). Rows whose model failed are left out.
+        positive, or the true value), as arrays. Rows whose model failed are left out.
 
         The database parses the logged JSON and the times (json_extract / jsonb, strftime /
         EXTRACT): a million rows arrive as numbers, not as text for Python to parse."""
@@ -343,6 +343,7 @@ class LabelRepository:
                 f"({col}::jsonb ->> '{key}')::float8" if pg else f"json_extract({col}, '$.{key}')"
             )
 
+        head: list[Any] = []  # the select list's parameters, then the filters'
         params: list[Any] = []
         if positive is not None:
             score = field("{t}.output", "probability")
@@ -351,7 +352,7 @@ class LabelRepository:
             else:
                 answered = f"(json_extract({{t}}.output, '$.label') = json_extract({mark}, '$'))"
             truth = f"(l.label = {mark})"
-            params += [positive, positive]
+            head += [positive, positive]
         else:
             score = answered = field("{t}.output", "value")
             truth = "CAST(l.label AS DOUBLE PRECISION)" if pg else "CAST(l.label AS REAL)"
@@ -363,32 +364,45 @@ class LabelRepository:
             where += f" AND {{t}}.created_at >= {mark}"
             params.append(bound(since))
         columns = (
-            f"{{t}}.model_name, {{t}}.model_version, {{role}}, {epoch('{t}.created_at')}, "
-            f"{epoch('l.received_at')}, {score}, {answered}, l.label IS NOT NULL, {truth}"
+            f"{epoch('{t}.created_at')}, {epoch('l.received_at')}, {score}, {answered}, "
+            f"l.label IS NOT NULL, {truth}"
         )
-        sqls = [
-            f"SELECT {columns} FROM predictions p LEFT JOIN labels l ON l.prediction_id = p.id "
-            f"WHERE {where}".format(t="p", role="p.role"),
-            f"SELECT {columns} FROM shadow_predictions s LEFT JOIN labels l "
-            f"ON l.prediction_id = s.id WHERE {where}".format(t="s", role="'shadow'"),
+        group = f"{{t}}.model_name = {mark} AND {{t}}.model_version = {mark}"
+        tables = [
+            ("p", "predictions p", "p.role", f" AND p.role = {mark}"),
+            ("s", "shadow_predictions s", "'shadow'", ""),
         ]
-        rows: list[Any] = []
+        names = ["seconds", "received", "score", "predicted", "labelled", "truth"]
+        parts: list[np.ndarray] = []
+        models: list[tuple[str, str, int]] = []
         with self.engine.connect() as conn:
-            for sql in sqls:
-                result = conn.exec_driver_sql(sql, tuple(params))
-                rows += result.cursor.fetchall()
-                result.close()
-        names = ["model_name", "model_version", "role", "seconds", "received", "score",
-                 "predicted", "labelled", "truth"]  # fmt: skip
-        cols = list(zip(*rows, strict=True)) if rows else [()] * len(names)
-        frame = dict(zip(names, cols, strict=True))
-        model = pd.Series(frame["model_name"], dtype=object).astype(str)
-        model = model + ":" + pd.Series(frame["model_version"], dtype=object).astype(str)
-        role = pd.Series(frame["role"], dtype=object).replace("fallback", "champion")
-        out = pd.DataFrame({"model": model, "role": role})
-        for name in ("seconds", "received", "score", "predicted", "truth"):
-            out[name] = np.array(frame[name], dtype=float)  # None (no label) becomes NaN
-        out["labelled"] = np.array(frame["labelled"], dtype=bool)
+            for t, table, role, by_role in tables:
+                # a few groups (model, role), then each group's rows as numbers alone: one
+                # float array per group, no Python string per row
+                found = conn.exec_driver_sql(
+                    f"SELECT DISTINCT {t}.model_name, {t}.model_version, {role} FROM {table} "
+                    f"WHERE {where}".format(t=t),
+                    tuple(params),
+                ).all()
+                for name, version, kind in found:
+                    sql = (
+                        f"SELECT {columns} FROM {table} LEFT JOIN labels l "
+                        f"ON l.prediction_id = {t}.id WHERE {where} AND {group}{by_role}"
+                    ).format(t=t)
+                    extra = [name, version] + ([kind] if by_role else [])
+                    result = conn.exec_driver_sql(sql, tuple(head + params + extra))
+                    rows = result.cursor.fetchall()
+                    result.close()
+                    parts.append(np.array(rows, dtype=float).reshape(-1, len(names)))
+                    label = "champion" if kind == "fallback" else str(kind)
+                    models.append((f"{name}:{version}", label, len(rows)))
+        data = np.concatenate(parts) if parts else np.zeros((0, len(names)))
+        out = {name: data[:, k] for k, name in enumerate(names)}
+        sizes = [n for _, _, n in models]
+        # object arrays, not a DataFrame: pandas would turn a million strings into Arrow text
+        out["model"] = np.repeat(np.array([m for m, _, _ in models], dtype=object), sizes)
+        out["role"] = np.repeat(np.array([r for _, r, _ in models], dtype=object), sizes)
+        out["labelled"] = out["labelled"] == 1.0
         return out
 
     def feedback_settings(self, deployment: str) -> dict[str, Any]:
