@@ -143,10 +143,13 @@ class PerformanceReport:
     config: FeedbackConfig
     models: list[ModelPerformance]
     thresholds: list[ThresholdCheck]
+    #: NAME:VERSION of the deployment's champion when the report was made
+    champion_ref: str | None = None
 
     @property
     def champion(self) -> ModelPerformance | None:
-        return next((m for m in self.models if m.role == "champion"), None)
+        """The current champion's performance (None if it answered nothing in the range)."""
+        return champion_of(self.models, self.champion_ref)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -158,9 +161,17 @@ class PerformanceReport:
             "settings": self.config.to_dict(),
             "models": [m.to_dict() for m in self.models],
             "thresholds": [t.to_dict() for t in self.thresholds],
+            "champion": self.champion_ref,
         }
 
     def to_html(self) -> str:
         from relevo.feedback.html import render
 
         return render(self)
+
+
+def champion_of(models: list[ModelPerformance], ref: str | None) -> ModelPerformance | None:
+    """The champion role of model `ref` (any champion when `ref` is None)."""
+    return next(
+        (m for m in models if m.role == "champion" and (ref is None or m.model == ref)), None
+    )

@@ -39,6 +39,7 @@ from relevo.feedback.report import (
     PerformanceReport,
     ThresholdCheck,
     WindowPerformance,
+    champion_of,
 )
 from relevo.feedback.segments import worst_segments
 from relevo.routing.gates import Measurement
@@ -91,8 +92,11 @@ class PerformanceService:
                     segments,
                 )
             )
-        checks = _thresholds(models, config)
-        return PerformanceReport(deployment, kind.task, window, start, now, config, models, checks)
+        current = rv.deployments.get(deployment).champion_ref
+        checks = _thresholds(champion_of(models, current), config)
+        return PerformanceReport(
+            deployment, kind.task, window, start, now, config, models, checks, current
+        )
 
     def _model(
         self,
@@ -254,8 +258,7 @@ def _calibration_check(
     return {"ece": found.ece, "ok": found.ok, "note": found.note, "window": first.start.isoformat()}
 
 
-def _thresholds(models: list[ModelPerformance], config: FeedbackConfig) -> list[ThresholdCheck]:
-    champion = next((x for x in models if x.role == "champion"), None)
+def _thresholds(champion: ModelPerformance | None, config: FeedbackConfig) -> list[ThresholdCheck]:
     checks = []
     for name, limit in config.thresholds.items():
         higher = HIGHER_IS_BETTER[name]

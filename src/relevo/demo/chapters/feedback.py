@@ -32,8 +32,9 @@ def run(demo: Demo) -> None:
     rv, version = demo.rv, need(demo.version, "register")
     model = need(demo.model, "train")
     rv.deployments.deploy(FEEDBACK, version.ref, key=CHURN_ID, actor="demo")
-    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    first = today - timedelta(days=DAYS)
+    # predictions at this time of day, DAYS days ago and on: a second run of the demo logs
+    # later ones, which its labels then join (the latest prediction for the customer)
+    first = datetime.now(UTC) - timedelta(days=DAYS)
     per_day = max(200, demo.options.customers // 5)
     days = []
     for d in range(DAYS):
@@ -45,7 +46,7 @@ def run(demo: Demo) -> None:
             mechanism_shift=shift,
             id_start=80_000_000 + d * per_day,
         )
-        when = first + timedelta(days=d, hours=9)
+        when = first + timedelta(days=d)
         _log(rv, version, model, frame, when)
         days.append((when, frame))
     demo.view.say(
