@@ -98,6 +98,15 @@ class LabelSession:
         c = self.conn
         if self.postgres:
             c.execute(text(f"ANALYZE {_STAGE}"))  # a temp table has no statistics: plan on them
+        else:
+            # SQLite (WAL): a transaction that reads the store and then writes fails at once
+            # ("database is locked") if another connection wrote in between, whatever the busy
+            # timeout. Staging touched only the temporary database: end that, then take the
+            # write lock first (waiting for it), so the join and upsert below cannot lose it.
+            raw = c.connection.driver_connection
+            assert raw is not None
+            raw.commit()
+            raw.execute("BEGIN IMMEDIATE")
         source = _STAGE
         repeats = 0
         if self.repeats:  # rare: collapse repeated ids first, the last value sent winning
