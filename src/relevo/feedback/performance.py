@@ -26,7 +26,7 @@ from relevo.feedback.report import FeedbackConfig
 if TYPE_CHECKING:
     from relevo.context import Relevo
     from relevo.feedback.labels import LabelKind
-    from relevo.store.labels import JoinedRows
+    from relevo.store.joined import JoinedRows
 
 _UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
