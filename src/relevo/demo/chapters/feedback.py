@@ -20,7 +20,7 @@ from relevo.registry.types import ModelVersion
 from relevo.serving.entries import LogEntry, encode, entry_rows
 from relevo.serving.ids import new_ids
 
-FEEDBACK = "churn-feedback"
+FEEDBACK = "churn-labels"  # no wider than the other demo deployments: tables fit 80 columns
 DAYS = 21
 LABEL_DELAY = timedelta(days=7)
 THRESHOLD = {"roc_auc": 0.75}
