@@ -99,7 +99,7 @@ def test_statuses_when_not_heading_or_already_past() -> None:
     assert trend(rising, threshold=0.75, higher_is_better=True).time_to_threshold is None
     past = daily([0.74 - 0.01 * i for i in range(6)])
     result = trend(past, threshold=0.75, higher_is_better=True)
-    assert result.status == "crossed" and result.time_to_threshold == timedelta(0)
+    assert result.status == "crossed" and result.time_to_threshold is None
     # a loss (lower is better) rising towards its ceiling
     loss = daily([0.30 + 0.01 * i for i in range(6)])
     result = trend(loss, threshold=0.40, higher_is_better=False)

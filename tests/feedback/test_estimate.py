@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 from analysis_models import scores
+from scipy import stats
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import (
     accuracy_score,
@@ -24,6 +25,7 @@ from relevo.feedback.estimate import (
     calibration,
     concept_drift,
     estimate_performance,
+    poisson_binomial_range,
 )
 
 
@@ -142,6 +144,9 @@ def test_changed_churn_mechanism_is_flagged_from_early_labels() -> None:
         assert check.flag
         assert check.message.startswith(CONCEPT_DRIFT_MESSAGE)
         assert check.to_dict()["flag"] is True and check.rows == 500
+        realised_by = {c.metric: c.realised for c in check.checks}
+        assert realised_by["roc_auc"] == pytest.approx(roc_auc_score(y[:500], p[:500]), abs=1e-12)
+        assert realised_by["accuracy"] == accuracy_score(y[:500], p[:500] >= 0.5)
 
 
 def test_no_flag_without_a_change_even_when_early_labels_are_not_a_random_sample() -> None:
@@ -159,3 +164,28 @@ def test_no_flag_without_a_change_even_when_early_labels_are_not_a_random_sample
         flags.append(check.flag)
     assert not any(flags)
     assert "consistent" in check.message
+
+
+def test_the_exact_accuracy_range_is_scipys_poisson_binomial() -> None:
+    q = np.random.default_rng(9).uniform(0.5, 1.0, 40)
+    low, high = poisson_binomial_range(q, 0.0025)
+    cdf = stats.poisson_binom.cdf(np.arange(41), q)
+    assert cdf[low] >= 0.0025 and (low == 0 or cdf[low - 1] < 0.0025)
+    sf = 1.0 - np.r_[0.0, cdf[:-1]]  # P(X >= k)
+    assert sf[high] >= 0.0025 and (high == 40 or sf[high + 1] < 0.0025)
+
+
+def test_few_early_labels_do_not_raise_false_alarms() -> None:
+    """30 labels drawn from the model's own probabilities: the flag stays down in about
+    1 - alpha of windows (alpha = 0.01), however small the sample."""
+    p = scores(make_churn(30, seed=61))
+    est = estimate_performance(p)
+    rng = np.random.default_rng(61)
+    flags = sum(
+        concept_drift(est, p, (rng.random(p.size) < p).astype(int), draws=50, seed=i).flag
+        for i in range(300)
+    )
+    assert flags <= 9  # 3 expected at most; 9 is far in the binomial tail
+    # and a clear change is still caught on those 30 rows: every label flipped
+    y = (rng.random(p.size) < p).astype(int)
+    assert concept_drift(est, p, 1 - y).flag

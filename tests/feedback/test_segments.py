@@ -86,7 +86,7 @@ def single_feature_case() -> tuple[pd.DataFrame, DatasetProfile, np.ndarray]:
     return frame, DatasetProfile.reference(frame, {"plan": "string"}), errors
 
 
-def test_binary_errors_use_the_two_proportion_z_test_as_scipy_computes_it() -> None:
+def test_binary_errors_use_fishers_exact_test_as_scipy_computes_it() -> None:
     frame, reference, errors = single_feature_case()
     top = worst_segments(frame, errors, reference=reference)[0]
     assert top.conditions == ("plan = pro",)
@@ -95,8 +95,8 @@ def test_binary_errors_use_the_two_proportion_z_test_as_scipy_computes_it() -> N
         [errors[inside].sum(), (1 - errors[inside]).sum()],
         [errors[~inside].sum(), (1 - errors[~inside]).sum()],
     ]
-    _, two_sided, _, _ = stats.chi2_contingency(table, correction=False)
-    assert top.p_value == pytest.approx(two_sided / 2, rel=1e-9)  # one-sided: worse only
+    exact = stats.fisher_exact(table, alternative="greater").pvalue
+    assert top.p_value == pytest.approx(exact, rel=1e-9)
     assert top.error == pytest.approx(errors[inside].mean())
     assert top.rest_error == pytest.approx(errors[~inside].mean())
     assert top.gap == pytest.approx(errors[inside].mean() - errors.mean())
@@ -136,6 +136,9 @@ def test_adjacent_numeric_bins_merge_into_one_condition() -> None:
     top = worst_segments(frame[CHURN_FEATURES], errors, reference=churn_reference())[0]
     assert top.conditions == ("tenure_months < 6",)
     assert top.significant
+    assert top.to_dict()["filters"] == [
+        {"feature": "tenure_months", "kind": "range", "low": None, "high": 6.0}
+    ]
 
 
 def test_minimum_support_keeps_tiny_slices_out() -> None:
@@ -162,6 +165,7 @@ def test_missing_values_and_unseen_categories_are_slices_of_their_own() -> None:
     assert np.array_equal(found[0].mask(frame, churn_reference()), unseen)
     data = found[0].to_dict()
     assert data["conditions"] == ["contract not in reference"] and data["significant"] is True
+    assert data["filters"] == [{"feature": "contract", "kind": "other"}]
 
 
 def test_bad_input_is_refused_with_the_row_or_column_named() -> None:
@@ -177,3 +181,21 @@ def test_bad_input_is_refused_with_the_row_or_column_named() -> None:
     with pytest.raises(InvalidInputError, match="'age' must be numeric"):
         worst_segments(broken, np.zeros(300), reference=reference)
     assert KINDS["age"] == "number"
+
+
+def test_many_categories_and_a_numeric_feature() -> None:
+    rng = np.random.default_rng(9)
+    n = 60_000
+    frame = pd.DataFrame(
+        {
+            "shop": rng.choice([f"shop-{i:03d}" for i in range(300)], n),
+            "basket": rng.exponential(50.0, n),
+        }
+    )
+    reference = DatasetProfile.reference(frame, {"shop": "string", "basket": "number"})
+    bad = (frame["shop"] == "shop-042").to_numpy()
+    errors = (rng.random(n) < np.where(bad, 0.6, 0.1)).astype(float)
+    found = worst_segments(frame, errors, reference=reference, min_support=50)
+    assert found[0].conditions == ("shop = shop-042",)
+    assert found[0].rows == int(bad.sum())
+    assert sum(s.significant for s in found) == 1

@@ -216,7 +216,7 @@ def _time_to_threshold(
     sign = 1.0 if higher_is_better else -1.0
     left = sign * (fitted_last - threshold)
     if left <= 0.0:
-        return "crossed", timedelta(0), timedelta(0)
+        return "crossed", None, None
     toward = -sign * slope
     worst = max(-sign * interval[0], -sign * interval[1])
     earliest = _weeks_to_delta(left / worst) if math.isfinite(worst) and worst > 0 else None

@@ -285,6 +285,19 @@ class ConceptDriftCheck:
 
 
 CONCEPT_DRIFT_MESSAGE = "estimate no longer valid: likely concept drift"
+#: up to this many labelled rows the accuracy interval is exact (Poisson-binomial), not normal
+EXACT_ROWS = 5000
+
+
+def poisson_binomial_range(q: np.ndarray, tail: float) -> tuple[int, int]:
+    """The counts k with P(X <= k) >= tail and P(X >= k) >= tail, X the number of successes
+    of independent trials with chances `q` (its pmf by convolution, one trial at a time)."""
+    pmf = np.ones(1)
+    for chance in q:
+        pmf = np.concatenate([pmf * (1.0 - chance), [0.0]]) + np.concatenate([[0.0], pmf * chance])
+    cdf = np.cumsum(pmf)
+    sf = np.cumsum(pmf[::-1])[::-1]  # P(X >= k)
+    return int(np.argmax(cdf >= tail)), int(np.flatnonzero(sf >= tail)[-1])
 
 
 def concept_drift(
@@ -302,9 +315,11 @@ def concept_drift(
     arrive first are often not a random sample of the window, so each realised metric is
     compared with what the estimate expects FOR THOSE ROWS, and the interval is the one of
     that many labels: y ~ Bernoulli(p) on them, at level 1 - alpha / 2 for each of accuracy
-    and ROC AUC (Bonferroni). A realised metric outside its interval raises the flag: the
-    scores no longer say how often customers churn, which a calibrated model on unchanged
-    data would not do by chance more often than `alpha`.
+    and ROC AUC (Bonferroni); exact for accuracy up to `EXACT_ROWS` labels (the count of
+    right answers is Poisson-binomial), normal beyond and for ROC AUC (simulated spread).
+    A realised metric outside its interval raises the flag: the scores no longer say how often
+    customers churn, which a calibrated model on unchanged data does by chance at most about
+    `alpha` of the time.
     """
     p = check_proba(proba)
     labels = check_labels(y, p.size)
@@ -320,7 +335,12 @@ def concept_drift(
         if not (math.isfinite(value) and math.isfinite(sd) and math.isfinite(seen)):
             continue  # e.g. ROC AUC of labels of one class only
         z = (seen - value) / sd if sd > 0 else (0.0 if seen == value else math.inf)
-        checks.append(MetricCheck(metric, value, value - z_crit * sd, value + z_crit * sd, seen, z))
+        low, high = value - z_crit * sd, value + z_crit * sd
+        if metric == "accuracy" and p.size <= EXACT_ROWS:
+            # few labels: the number right is Poisson-binomial; take its exact quantiles
+            right = np.where(pred, p, 1.0 - p)
+            low, high = (k / p.size for k in poisson_binomial_range(right, alpha / 4))
+        checks.append(MetricCheck(metric, value, low, high, seen, z))
     flag = any(c.outside for c in checks)
     return ConceptDriftCheck(
         flag,

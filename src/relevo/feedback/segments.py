@@ -10,7 +10,9 @@ every pair of features, on the reference profile's bins:
 
 Each slice is tested against its complement (the rest of the rows), one-sided: is its error
 higher? Errors of 0/1 use the pooled two-proportion z-test, per-row losses Welch's t-test. All
-slices with at least `min_support` rows on each side are tested, and the p-values adjusted
+slices with at least `min_support` rows on each side are tested (0/1 errors: where a slice could
+be significant, Fisher's exact one-sided p-value replaces the z-test's, whose normal tail is too
+thin for small slices with rare errors), and the p-values adjusted
 together by Benjamini-Hochberg: `significant` means an adjusted p-value (`q_value`) <= alpha, so
 among the slices called significant the expected share of flukes is at most alpha. A pair is
 only tested when each of its conditions removes at least a tenth of the rows the other keeps
@@ -18,8 +20,8 @@ only tested when each of its conditions removes at least a tenth of the rows the
 
 Slices are ranked by `gap_low`, the lower confidence bound (1 - alpha, one-sided) of their gap:
 big gaps measured on many rows first, a large gap on a few rows behind a firm one on many.
-Overlapping slices describe the same customers: a slice whose rows overlap an earlier-ranked
-one's by Jaccard index >= 0.5 is left out, so the list names different groups.
+Overlapping slices describe the same customers: a slice with half or more of its rows in an
+earlier-ranked one is left out, so the list names different groups.
 
 With `expected` (the error each row was expected to have, e.g. min(p, 1 - p) misclassification
 chance of a calibrated classifier), the test is on the excess error (errors - expected):
@@ -33,7 +35,6 @@ codes, then the run-of-bins slices by a small matrix product over the bins.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
@@ -43,55 +44,17 @@ import pandas as pd
 from scipy import stats
 
 from relevo.errors import InvalidInputError
-from relevo.monitoring.numeric import NumericProfile
-from relevo.monitoring.profile import OTHER_CATEGORY, CategoricalProfile, DatasetProfile
+from relevo.feedback.slices import Condition, Feature, categories, encode
+from relevo.monitoring.profile import CategoricalProfile, DatasetProfile
 
 __all__ = ["Condition", "Segment", "worst_segments"]
 
 #: each condition of a pair must drop at least this share of the rows the other keeps
 _PAIR_MIN_CUT = 0.1
-#: slices whose rows overlap at least this much (Jaccard) count as the same group
+#: a slice with at least this share of its rows in an earlier-ranked one is the same group
 _SAME_GROUP = 0.5
 #: how many ranked candidates to look through for distinct groups
 _MAX_CANDIDATES = 2000
-
-
-@dataclass(frozen=True)
-class Condition:
-    """One condition on one feature: a range [low, high), a category, unseen, or missing."""
-
-    feature: str
-    kind: str  # "range", "category", "other" or "missing"
-    low: float = -math.inf
-    high: float = math.inf
-    category: str = ""
-
-    def __str__(self) -> str:
-        if self.kind == "missing":
-            return f"{self.feature} is missing"
-        if self.kind == "other":
-            return f"{self.feature} not in reference"
-        if self.kind == "category":
-            return f"{self.feature} = {self.category}"
-        if self.low == -math.inf:
-            return f"{self.feature} < {self.high:.6g}"
-        if self.high == math.inf:
-            return f"{self.feature} >= {self.low:.6g}"
-        return f"{self.low:.6g} <= {self.feature} < {self.high:.6g}"
-
-    def mask(self, frame: pd.DataFrame, known: Sequence[str] = ()) -> np.ndarray:
-        """Which rows of `frame` meet the condition (`known`: the reference's categories)."""
-        column = frame[self.feature]
-        if self.kind == "range":
-            x = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-            return np.asarray((x >= self.low) & (x < self.high) & np.isfinite(x))
-        missing = column.isna().to_numpy()
-        if self.kind == "missing":
-            return missing if column.dtype.kind not in "fc" else ~np.isfinite(column.to_numpy())
-        names = column.astype(str).to_numpy()
-        if self.kind == "category":
-            return np.asarray((names == self.category) & ~missing)
-        return np.asarray(~np.isin(names, list(known)) & ~missing)
 
 
 @dataclass(frozen=True)
@@ -121,7 +84,7 @@ class Segment:
         out = np.ones(len(frame), dtype=bool)
         for condition in self.filters:
             column = reference.columns[condition.feature]
-            known = _categories(column) if isinstance(column, CategoricalProfile) else []
+            known = categories(column) if isinstance(column, CategoricalProfile) else []
             out &= condition.mask(frame, known)
         return out
 
@@ -139,18 +102,8 @@ class Segment:
             "q_value": self.q_value,
             "significant": self.significant,
             "tested": self.tested,
+            "filters": [c.to_dict() for c in self.filters],
         }
-
-
-@dataclass(frozen=True)
-class _Feature:
-    """A feature's rows as level codes, and its candidate slices as sets of levels."""
-
-    name: str
-    codes: np.ndarray  # int64, one level per row
-    levels: int
-    options: np.ndarray  # (n_options, levels) 0/1 matrix: which levels each slice takes
-    conditions: list[Condition]
 
 
 def worst_segments(
@@ -182,19 +135,21 @@ def worst_segments(
     n = len(features)
     if n == 0:
         return []
-    cols = [_encode(name, features[name], reference.columns[name]) for name in names]
+    cols = [encode(name, features[name], reference.columns[name]) for name in names]
     r = e if x is None else e - x
     binary = x is None and bool(np.all((e == 0.0) | (e == 1.0)))
     weights = [None, r] if binary else [None, r, r * r]
     # 0/1 errors: one integer bincount per pair counts rows and errors (code * 2 + error)
-    flags = r.astype(np.int64)
-    with_error = [col.codes * 2 + flags for col in cols] if binary else []
+    with_error: list[np.ndarray] = []
+    if binary:
+        flags = r.astype(np.int64)
+        with_error = [col.codes * 2 + flags for col in cols[1:]]  # 8 bytes a row each
 
     blocks: list[tuple[tuple[int, ...], np.ndarray]] = []  # (features, stats per slice)
     singles: list[np.ndarray] = []
     for i, col in enumerate(cols):
         sums = [np.bincount(col.codes, weights=w, minlength=col.levels) for w in weights]
-        s = np.stack([col.options @ t for t in sums], axis=-1)
+        s = np.stack([col.expand(t, 0) for t in sums], axis=-1)
         singles.append(s[:, 0])
         blocks.append(((i,), s))
     for i, j in combinations(range(len(cols)), 2):
@@ -202,7 +157,7 @@ def worst_segments(
         shape = (a.levels, b.levels)
         if binary:
             both = np.bincount(
-                a.codes * (2 * b.levels) + with_error[j], minlength=2 * b.levels * a.levels
+                a.codes * (2 * b.levels) + with_error[j - 1], minlength=2 * b.levels * a.levels
             )
             both = both.reshape(*shape, 2).astype(np.float64)
             sums = [both.sum(axis=-1), both[..., 1]]
@@ -212,7 +167,7 @@ def worst_segments(
                 np.bincount(combined, weights=w, minlength=a.levels * b.levels).reshape(shape)
                 for w in weights
             ]
-        s = np.stack([a.options @ t @ b.options.T for t in sums], axis=-1)
+        s = np.stack([b.expand(a.expand(t, 0), 1) for t in sums], axis=-1)
         n_ab = s[..., 0]
         narrower = np.minimum(singles[i][:, None], singles[j][None, :])
         s[n_ab > (1.0 - _PAIR_MIN_CUT) * narrower] = 0.0  # count 0: not tested
@@ -227,7 +182,7 @@ def worst_segments(
     if not tested.any():
         return []
     owner, index, table = owner[tested], index[tested], table[tested]
-    diff, se, p_value, df = _test(table, totals, binary)
+    diff, se, p_value, df = _test(table, totals, binary, alpha)
     q_value = stats.false_discovery_control(p_value, method="bh")
     crit = stats.norm.ppf(1 - alpha) if binary else stats.t.ppf(1 - alpha, df)
     share = 1.0 - table[:, 0] / n  # error - overall = (1 - share of rows) * (error - rest)
@@ -246,8 +201,8 @@ def worst_segments(
         bits = [_bits(cols[f], option, cache, f) for f, option in picks]
         packed = bits[0] if len(bits) == 1 else bits[0] & bits[1]
         rows = int(table[k, 0])
-        if any(_jaccard(packed, rows, other, seg.rows) >= _SAME_GROUP for other, seg in chosen):
-            continue
+        if any(_shared(packed, other) >= _SAME_GROUP * rows for other, _ in chosen):
+            continue  # mostly customers an earlier segment already names
         mask = np.unpackbits(packed.view(np.uint8), count=n).view(bool)
         chosen.append(
             (
@@ -275,7 +230,7 @@ def worst_segments(
 
 
 def _test(
-    table: np.ndarray, totals: np.ndarray, binary: bool
+    table: np.ndarray, totals: np.ndarray, binary: bool, alpha: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Mean difference slice - rest, its (unpooled) standard error, one-sided p and df."""
     n_s, sum_s = table[:, 0], table[:, 1]
@@ -288,6 +243,13 @@ def _test(
             pooled = totals[1] / totals[0]
             se0 = np.sqrt(pooled * (1 - pooled) * (1 / n_s + 1 / n_c))
             p = stats.norm.sf(diff / se0)
+            # The normal tail is too thin for small slices with rare errors, and the
+            # Benjamini-Hochberg cut-off lives in that tail: where a slice could be
+            # significant, take Fisher's exact one-sided p-value (hypergeometric) instead.
+            near = np.flatnonzero(p <= 2 * alpha)
+            p[near] = stats.hypergeom.sf(
+                np.rint(sum_s[near]) - 1, totals[0], np.rint(totals[1]), n_s[near]
+            )
             df = np.full(len(n_s), np.inf)
         else:
             ss_s = table[:, 2]
@@ -301,7 +263,7 @@ def _test(
     return diff, se, np.nan_to_num(p, nan=1.0), df
 
 
-def _picks(parts: tuple[int, ...], flat: int, cols: list[_Feature]) -> list[tuple[int, int]]:
+def _picks(parts: tuple[int, ...], flat: int, cols: list[Feature]) -> list[tuple[int, int]]:
     """(feature, slice) per condition of candidate `flat` of the block over `parts`."""
     if len(parts) == 1:
         return [(parts[0], flat)]
@@ -311,7 +273,7 @@ def _picks(parts: tuple[int, ...], flat: int, cols: list[_Feature]) -> list[tupl
 
 
 def _bits(
-    col: _Feature, option: int, cache: dict[tuple[int, int], np.ndarray], feature: int
+    col: Feature, option: int, cache: dict[tuple[int, int], np.ndarray], feature: int
 ) -> np.ndarray:
     """The rows of one slice as packed bits (uint64 words), so overlaps cost a few microseconds."""
     key = (feature, option)
@@ -321,61 +283,9 @@ def _bits(
     return cache[key]
 
 
-def _jaccard(a: np.ndarray, n_a: int, b: np.ndarray, n_b: int) -> float:
-    both = int(np.bitwise_count(a & b).sum())
-    return both / (n_a + n_b - both) if n_a + n_b - both else 1.0
-
-
-def _encode(name: str, column: pd.Series, profile: NumericProfile | CategoricalProfile) -> _Feature:
-    if isinstance(profile, NumericProfile):
-        return _encode_numeric(name, column, profile)
-    return _encode_categorical(name, column, profile)
-
-
-def _encode_numeric(name: str, column: pd.Series, profile: NumericProfile) -> _Feature:
-    try:
-        x = pd.to_numeric(column, errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(
-            f"column {name!r} must be numeric, as in the reference: {exc}"
-        ) from None
-    edges, bins = profile.edges, profile.n_bins
-    # bin i is [e_i, e_i+1) as in NumericProfile; a few comparisons beat a binary search
-    codes = np.zeros(x.size, dtype=np.int64)
-    for edge in edges[1:-1]:
-        codes += x >= edge
-    codes[~np.isfinite(x)] = bins
-    bounds = np.concatenate([[-math.inf], edges[1:-1], [math.inf]]) if bins > 1 else None
-    rows, conditions = [], []
-    for lo in range(bins):
-        for hi in range(lo, bins):
-            if bounds is None or (lo == 0 and hi == bins - 1):
-                continue  # the whole range: every non-missing row
-            option = np.zeros(bins + 1)
-            option[lo : hi + 1] = 1.0
-            rows.append(option)
-            conditions.append(Condition(name, "range", bounds[lo], bounds[hi + 1]))
-    missing = np.zeros(bins + 1)
-    missing[bins] = 1.0
-    rows.append(missing)
-    conditions.append(Condition(name, "missing"))
-    return _Feature(name, codes.astype(np.int64), bins + 1, np.array(rows), conditions)
-
-
-def _encode_categorical(name: str, column: pd.Series, profile: CategoricalProfile) -> _Feature:
-    known = _categories(profile)
-    k = len(known)
-    values = pd.Categorical(column)
-    lookup = {category: i for i, category in enumerate(known)}
-    per_value = np.array([lookup.get(str(v), k) for v in values.categories] + [k + 1])
-    codes = per_value[values.codes]  # code -1 (missing) takes the last entry
-    conditions = [Condition(name, "category", category=c) for c in known]
-    conditions += [Condition(name, "other"), Condition(name, "missing")]
-    return _Feature(name, codes.astype(np.int64), k + 2, np.eye(k + 2), conditions)
-
-
-def _categories(profile: CategoricalProfile) -> list[str]:
-    return [c for c in profile.counts if c != OTHER_CATEGORY]
+def _shared(a: np.ndarray, b: np.ndarray) -> int:
+    """How many rows two packed slices share."""
+    return int(np.bitwise_count(a & b).sum())
 
 
 def _errors(name: str, values: Any, n: int) -> np.ndarray:
