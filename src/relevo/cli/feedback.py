@@ -197,7 +197,8 @@ def _show(report: Any) -> None:
             interval = f" (95% CI {fmt(low, 3)} to {fmt(high, 3)})" if low is not None else ""
             console.print(
                 f"{name} trend: {fmt(trend.get('rate_per_week'), 3)} per week{interval}"
-                + (f", threshold in {ttt:.1f} days" if ttt is not None else ""),
+                + (f", threshold in {ttt:.1f} days" if ttt is not None else "")
+                + (", threshold crossed" if trend.get("status") == "crossed" else ""),
                 soft_wrap=True,
             )
         for seg in (model.segments or [])[:5]:

@@ -85,6 +85,7 @@ def _model(model: ModelPerformance, metric: str) -> str:
             f"<p>Trend of {escape(name)}: {_num(trend.get('rate_per_week'))} per week "
             f"({_interval(trend.get('rate_low'), trend.get('rate_high'))})"
             + (f"; threshold crossed in {ttt:.1f} days" if ttt is not None else "")
+            + ("; threshold already crossed" if trend.get("status") == "crossed" else "")
             + "</p>"
         )
     if model.calibration_check:

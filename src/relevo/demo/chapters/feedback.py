@@ -90,7 +90,8 @@ def run(demo: Demo) -> None:
     ttt = trend.get("time_to_threshold_seconds")
     check = report.thresholds[0]
     if rate is not None:
-        crossing = "has already crossed it" if check.breached else _when(ttt)
+        crossed = check.breached or trend.get("status") == "crossed"
+        crossing = "has already crossed it" if crossed else _when(ttt)
         demo.view.say(
             f"ROC AUC changes by [bold]{rate:+.3f} a week[/] (95 % CI {low:+.3f} to "
             f"{high:+.3f}); against the business threshold >= {THRESHOLD['roc_auc']}, it "
