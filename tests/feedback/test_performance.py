@@ -224,3 +224,18 @@ def test_estimate_beside_realised_and_concept_drift_flag(rv, deployed, log_at, p
     assert before.estimate["accuracy"]["low"] <= realised <= before.estimate["accuracy"]["high"]  # type: ignore[index]
     assert not before.concept_drift
     assert after.concept_drift
+
+
+def test_bad_feedback_settings_are_named(rv, deployed):
+    from relevo.errors import InvalidInputError
+    from relevo.store.tables import deployments
+
+    for bad in ({"thresholds": {"accuracy": "high"}}, {"label_delay_days": "soon"}):
+        with rv.store.engine.begin() as conn:
+            conn.execute(
+                deployments.update()
+                .where(deployments.c.name == "churn")
+                .values(monitoring={"feedback": bad})
+            )
+        with pytest.raises(InvalidInputError, match="feedback"):
+            PerformanceService(rv).performance("churn", "1d", now=NOW)

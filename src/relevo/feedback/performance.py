@@ -50,19 +50,31 @@ def feedback_config(
     section = rv.store.labels.feedback_settings(deployment)
     s = rv.settings
     stored = section.get("thresholds") or {}
-    merged = {str(k): float(v) for k, v in {**stored, **(thresholds or {})}.items()}
+    try:
+        merged = {str(k): float(v) for k, v in {**stored, **(thresholds or {})}.items()}
+    except (TypeError, ValueError, AttributeError):
+        raise InvalidInputError(
+            f"the feedback thresholds of {deployment!r} must map metric names to numbers",
+            [Problem(f"got {stored!r}", column="thresholds")],
+        ) from None
     for name in merged:
         if name not in m.HIGHER_IS_BETTER:
             raise InvalidInputError(
                 f"unknown metric {name!r} in a threshold",
                 [Problem(f"use one of {', '.join(m.HIGHER_IS_BETTER)}", column="thresholds")],
             )
-    return FeedbackConfig(
-        label_delay_days=float(section.get("label_delay_days", s.feedback_label_delay_days)),
-        min_coverage=float(section.get("min_coverage", s.feedback_min_coverage)),
-        min_labels=int(section.get("min_labels", s.feedback_min_labels)),
-        thresholds=merged,
-    )
+    try:
+        return FeedbackConfig(
+            label_delay_days=float(section.get("label_delay_days", s.feedback_label_delay_days)),
+            min_coverage=float(section.get("min_coverage", s.feedback_min_coverage)),
+            min_labels=int(section.get("min_labels", s.feedback_min_labels)),
+            thresholds=merged,
+        )
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(
+            f"the feedback settings of {deployment!r} are not numbers where numbers belong",
+            [Problem(str(exc), column="feedback")],
+        ) from None
 
 
 @dataclass(frozen=True)
