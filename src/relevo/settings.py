@@ -135,6 +135,28 @@ class Settings(BaseSettings):
         ge=1,
         description="Rows waiting for a shadow challenger at most; more are dropped and counted.",
     )
+    feedback_label_delay_days: float = Field(
+        default=7.0,
+        ge=0,
+        description="Days a window's labels take to arrive: after them the window is mature "
+        "(per deployment: the 'feedback' section of its monitoring settings, label_delay_days).",
+    )
+    feedback_min_coverage: float = Field(
+        default=0.8,
+        ge=0,
+        le=1,
+        description="Share of a window's predictions labelled that makes it mature before the "
+        "delay has passed (per deployment: min_coverage).",
+    )
+    feedback_min_labels: int = Field(
+        default=30, ge=1, description="Labelled rows a window needs before it is judged."
+    )
+    feedback_match_window_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="Labels joined by routing key and time belong to the latest prediction for "
+        "the key at most this many days before the label's time.",
+    )
 
     shutdown_drain_s: float = Field(
         default=0.0,

@@ -66,10 +66,11 @@ def test_every_operation_answers_as_documented(fuzzed_server: str, mode: Generat
     # pytest 9 no longer has: the operations are walked here with Hypothesis directly)
     schema = schemathesis.openapi.from_url(f"{fuzzed_server}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
-    # issue 14 added promote, rollback, history, status; issue 15 drift and the 7 alert operations
-    assert len(operations) == 30
+    # issue 14 added promote, rollback, history, status; issue 15 drift and the 7 alert
+    # operations; issue 16 feedback and performance
+    assert len(operations) == 32
     if mode is GenerationMode.NEGATIVE:
-        assert len([op for op in operations if op.body]) == 8  # + silences, monitoring
+        assert len([op for op in operations if op.body]) == 9  # + silences, monitoring, feedback
         # what can be invalid: bodies and typed parameters (any text is a valid name)
         operations = [op for op in operations if op.body or op.path == VERSION_PATH]
     failures: dict[str, str] = {}

@@ -7,7 +7,17 @@ from pathlib import Path
 import typer
 
 from relevo import __version__
-from relevo.cli import alerts, container, demo, models, monitor, rollout, serving, validate
+from relevo.cli import (
+    alerts,
+    container,
+    demo,
+    feedback,
+    models,
+    monitor,
+    rollout,
+    serving,
+    validate,
+)
 from relevo.cli.flags import FlagsGroup
 from relevo.cli.state import state
 
@@ -26,6 +36,7 @@ validate.register(app)
 container.register(app, models.app)
 monitor.register(app)
 alerts.register(app)
+feedback.register(app)
 app.command("demo")(demo.demo)
 
 

@@ -257,7 +257,8 @@ def export(
     output: Path = typer.Option(..., "--output", "-o", help="File to write (.csv or .parquet)."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
-    """Write the deployment's logged predictions (ids, model, time, features, outputs)."""
+    """Write the deployment's logged predictions (ids, model, time, features, outputs) and the
+    labels that arrived for them."""
     from relevo.serving.export import export_predictions
 
     rows = export_predictions(state.relevo(), deployment, output)

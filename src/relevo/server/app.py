@@ -27,6 +27,7 @@ from relevo.server.admin import admin_router
 from relevo.server.alerts import alerts_router
 from relevo.server.draining import Drain
 from relevo.server.fastlane import FastLane
+from relevo.server.feedback import feedback_router
 from relevo.server.handlers import install_error_handlers
 from relevo.server.monitoring import monitoring_router
 from relevo.server.predict import handle_predict
@@ -150,6 +151,7 @@ def create_fastapi_app(
     app.include_router(rollouts_router(runtime))
     app.include_router(monitoring_router(runtime))
     app.include_router(alerts_router(runtime, lambda: holder["alerts"]))
+    app.include_router(feedback_router(runtime))
     app.include_router(v2_router(runtime))
     return app, runtime
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pandas as pd
 
 from relevo.context import Relevo
@@ -22,14 +23,19 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 def export_predictions(relevo: Relevo, deployment: str, path: str | Path) -> int:
     """Write every logged prediction of `deployment` (ids, model, time, routing key, features,
-    outputs) to `path` (.csv or .parquet, private to the user: 0600); returns the number of
-    rows written. CSV text cells that a spreadsheet would run as a formula are escaped with a
-    leading `'`; Parquet keeps every value exactly."""
+    outputs; once labels arrived, `true_label` and `label_received_at`) to `path` (.csv or
+    .parquet, private to the user: 0600); returns the number of rows written. CSV text cells
+    that a spreadsheet would run as a formula are escaped with a leading `'`; Parquet keeps
+    every value exactly."""
     path = Path(path)
     if path.suffix.lower() not in SUFFIXES:
         raise InvalidInputError(f"cannot write {path}: use a .csv or .parquet file name")
     relevo.deployments.get(deployment)  # a clear NotFoundError for a name that does not exist
-    chunks = [predictions_frame(rows) for rows in relevo.store.predictions.iter_rows(deployment)]
+    labelled = relevo.store.labels.count(deployment) > 0
+    chunks = [
+        _with_labels(relevo, predictions_frame(rows)) if labelled else predictions_frame(rows)
+        for rows in relevo.store.predictions.iter_rows(deployment)
+    ]
     frame = pd.concat(chunks, ignore_index=True) if chunks else predictions_frame([])
     if path.suffix.lower() == ".csv":
         frame = escape_formulas(frame)
@@ -41,6 +47,18 @@ def export_predictions(relevo: Relevo, deployment: str, path: str | Path) -> int
         raise InvalidInputError(f"cannot write {path}: {exc.strerror or exc}") from exc
     write_table(frame, path)
     return len(frame)
+
+
+def _with_labels(relevo: Relevo, frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with the ground truth that arrived for its rows (`true_label`, as sent) and
+    when it arrived (`label_received_at`); empty where none came."""
+    found = relevo.store.labels.for_ids(frame["id"].tolist())
+    labels = [orjson.loads(found[i][0]) if i in found else None for i in frame["id"]]
+    times = [found[i][1] if i in found else None for i in frame["id"]]
+    return frame.assign(
+        true_label=pd.Series(labels, index=frame.index, dtype=object),
+        label_received_at=pd.to_datetime(pd.Series(times, index=frame.index), utc=True),
+    )
 
 
 def escape_formulas(frame: pd.DataFrame) -> pd.DataFrame:

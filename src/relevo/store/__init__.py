@@ -13,6 +13,7 @@ from relevo.store.alerts import AlertRepository
 from relevo.store.arms import ArmRepository
 from relevo.store.deployments import DeploymentRepository
 from relevo.store.engine import create_store_engine, migrate, safe_url
+from relevo.store.labels import LabelRepository
 from relevo.store.leases import LeaseRepository
 from relevo.store.models import ModelRepository
 from relevo.store.predictions import PredictionRepository
@@ -35,6 +36,7 @@ class Store:
         self.shadows = ShadowRepository(self.engine)
         self.profiles = ProfileRepository(self.engine)
         self.alerts = AlertRepository(self.engine)
+        self.labels = LabelRepository(self.engine)
 
     @property
     def display_url(self) -> str:

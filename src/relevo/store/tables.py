@@ -284,5 +284,6 @@ labels = Table(
     Column("predicted_at", UTCDateTime(), nullable=False),
     Column("received_at", UTCDateTime(), nullable=False),
     Column("revisions", Integer, nullable=False, server_default=text("1")),
-    Index("ix_labels_deployment_predicted", "deployment", "predicted_at"),
+    # no index beyond the key: labels are read through their predictions (by id), and a
+    # second index would slow the bulk upsert of a large file
 )

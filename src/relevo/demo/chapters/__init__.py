@@ -11,6 +11,7 @@ from relevo.demo.chapters import (
     broken,
     drift,
     export,
+    feedback,
     observe,
     register,
     rehearse,
@@ -34,6 +35,7 @@ CHAPTERS = (
     broken.CHAPTER,
     drift.CHAPTER,
     silence.CHAPTER,
+    feedback.CHAPTER,
     summary.CHAPTER,
 )
 

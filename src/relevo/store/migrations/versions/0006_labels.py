@@ -25,9 +25,7 @@ def upgrade() -> None:
         sa.Column("revisions", sa.Integer(), server_default=sa.text("1"), nullable=False),
         sa.PrimaryKeyConstraint("prediction_id", name=op.f("pk_labels")),
     )
-    op.create_index("ix_labels_deployment_predicted", "labels", ["deployment", "predicted_at"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_labels_deployment_predicted", table_name="labels")
     op.drop_table("labels")

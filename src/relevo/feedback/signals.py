@@ -1,0 +1,58 @@
+"""The "performance" alert provider: business thresholds judged on mature windows.
+
+One signal per threshold of the deployment's "feedback" settings (subject = the metric), on
+the champion's latest mature window with enough labels; not evaluable while there is none, so
+the alert engine keeps its previous state and never fires on half-arrived labels.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from relevo.feedback.service import PerformanceService
+from relevo.monitoring.signals import Signal
+
+if TYPE_CHECKING:
+    from relevo.context import Relevo
+
+#: how far back the provider looks for mature windows
+LOOKBACK = "30d"
+
+
+def signals(rv: Relevo, deployment: str, now: datetime) -> list[Signal]:
+    """A "performance" signal per business threshold of `deployment`."""
+    report = PerformanceService(rv).performance(deployment, "1d", LOOKBACK, now=now)
+    out = []
+    for check in report.thresholds:
+        sign = ">=" if check.higher_is_better else "<="
+        if check.breached is None:
+            out.append(
+                Signal(
+                    deployment,
+                    "performance",
+                    check.metric,
+                    False,
+                    f"{check.metric}: no mature window with enough labels yet",
+                    threshold=check.threshold,
+                    evaluable=False,
+                )
+            )
+            continue
+        assert check.value is not None and check.window_start is not None
+        day = check.window_start.date().isoformat()
+        verdict = "breaks" if check.breached else "meets"
+        out.append(
+            Signal(
+                deployment,
+                "performance",
+                check.metric,
+                check.breached,
+                f"{check.metric} {check.value:.4f} on predictions of {day} {verdict} the "
+                f"business threshold {sign} {check.threshold:g}",
+                value=check.value,
+                threshold=check.threshold,
+                severity="critical" if check.breached else "warning",
+            )
+        )
+    return out

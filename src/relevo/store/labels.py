@@ -1,0 +1,255 @@
+"""Ground truth in the store: labels staged, joined to the prediction log and upserted in one
+transaction; a deployment's feedback settings (the joined reads live in `store.joined`).
+
+A file of labels is staged batch by batch into a temporary table inside one transaction, then
+one INSERT ... SELECT joins it to the log (by prediction id, within the deployment) and upserts
+it: a failed or refused file leaves nothing behind, and the join runs in the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import Connection, Engine
+
+from relevo.store.joined import JoinedReader
+from relevo.store.tables import deployments, labels, predictions
+
+#: one staged label: (prediction id, label as JSON text, times it was sent in this upload)
+Staged = tuple[str, str, int]
+
+_STAGE = "labels_incoming"
+_SQLITE_ROWS = 2000  # rows per multi-row INSERT (3 variables each: under SQLite's limit)
+
+
+@dataclass(frozen=True)
+class Upserted:
+    """What an upload did: labels stored (new or replacing), replaced, and ids not in the log."""
+
+    accepted: int
+    replaced: int
+    unknown: list[str]
+
+
+class LabelSession:
+    """Labels staged in one open transaction; `commit` joins and stores them all at once."""
+
+    def __init__(self, conn: Connection, postgres: bool) -> None:
+        self.conn = conn
+        self.postgres = postgres
+        self.staged = 0
+        #: ids staged so far, to tell a plain upload (each id once: one INSERT ... SELECT)
+        #: from one that repeats ids (collapsed first, the last value winning)
+        self._seen: set[str] = set()
+        self.repeats = 0
+
+    def stage(self, rows: Sequence[Staged]) -> None:
+        if not rows:
+            return
+        seen = self._seen
+        before = len(seen)
+        seen.update(r[0] for r in rows)
+        self.repeats += len(rows) - (len(seen) - before)
+        cur = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            if self.postgres:
+                with cur.copy(f"COPY {_STAGE} (prediction_id, label, sent) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            else:
+                for i in range(0, len(rows), _SQLITE_ROWS):
+                    part = rows[i : i + _SQLITE_ROWS]
+                    values = ",".join(["(?,?,?)"] * len(part))
+                    cur.execute(
+                        f"INSERT INTO {_STAGE} (prediction_id, label, sent) VALUES {values}",
+                        [v for row in part for v in row],
+                    )
+        finally:
+            cur.close()
+        self.staged += len(rows)
+
+    def commit(self, deployment: str, received_at: datetime) -> Upserted:
+        """Join the staged labels to `deployment`'s log and upsert them; the last value sent
+        for an id wins, every sending counts as a revision."""
+        c = self.conn
+        if self.postgres:
+            c.execute(text(f"ANALYZE {_STAGE}"))  # a temp table has no statistics: plan on them
+        else:
+            # SQLite (WAL): a transaction that reads the store and then writes fails at once
+            # ("database is locked") if another connection wrote in between, whatever the busy
+            # timeout. Staging touched only the temporary database: end that, then take the
+            # write lock first (waiting for it), so the join and upsert below cannot lose it.
+            raw = c.connection.driver_connection
+            assert raw is not None
+            raw.commit()
+            raw.execute("BEGIN IMMEDIATE")
+        source = _STAGE
+        repeats = 0
+        if self.repeats:  # rare: collapse repeated ids first, the last value sent winning
+            source = f"{_STAGE}_last"
+            c.execute(
+                text(
+                    f"CREATE TEMP TABLE {source} AS SELECT s.prediction_id, i.label, s.sent "
+                    f"FROM (SELECT prediction_id, SUM(sent) AS sent, MAX(seq) AS seq "
+                    f"FROM {_STAGE} GROUP BY prediction_id) s JOIN {_STAGE} i ON i.seq = s.seq"
+                )
+            )
+            found = c.execute(
+                text(
+                    f"SELECT COALESCE(SUM(s.sent - 1), 0) FROM {source} s JOIN predictions p "
+                    "ON p.id = s.prediction_id AND p.deployment = :d"
+                ),
+                {"d": deployment},
+            ).scalar()
+            repeats = int(found or 0)
+        count = select(func.count()).where(labels.c.deployment == deployment)
+        before = int(c.execute(count).scalar() or 0)
+        received = labels.c.received_at.type.bind_processor(c.dialect)
+        when = received(received_at) if received is not None else received_at
+        if self.postgres:
+            accepted = self._upsert_postgres(source, deployment, when)
+        else:
+            result = c.execute(
+                text(
+                    "INSERT INTO labels (prediction_id, deployment, label, predicted_at, "
+                    "received_at, revisions) "
+                    "SELECT s.prediction_id, p.deployment, s.label, p.created_at, :now, s.sent "
+                    f"FROM {source} s JOIN predictions p "
+                    "ON p.id = s.prediction_id AND p.deployment = :d "
+                    "WHERE TRUE "  # SQLite needs a WHERE before ON CONFLICT after a SELECT
+                    "ON CONFLICT (prediction_id) DO UPDATE SET label = excluded.label, "
+                    "received_at = excluded.received_at, "
+                    "revisions = labels.revisions + excluded.revisions"
+                ),
+                {"d": deployment, "now": when},
+            )
+            accepted = int(result.rowcount or 0)
+        added = int(c.execute(count).scalar() or 0) - before
+        unknown: list[str] = []
+        if accepted < len(self._seen):  # only then is any id missing from the log
+            unknown = [
+                r[0]
+                for r in c.execute(
+                    text(
+                        f"SELECT s.prediction_id FROM {source} s WHERE NOT EXISTS (SELECT 1 "
+                        "FROM predictions p WHERE p.id = s.prediction_id AND p.deployment = :d)"
+                        " ORDER BY s.prediction_id"
+                    ),
+                    {"d": deployment},
+                )
+            ]
+            unknown = list(dict.fromkeys(unknown))
+        return Upserted(accepted + int(repeats or 0), accepted - added + int(repeats or 0), unknown)
+
+    def _upsert_postgres(self, source: str, deployment: str, when: Any) -> int:
+        # PostgreSQL: an UPDATE of the labels that exist, then a plain INSERT of the rest, is
+        # a third faster than INSERT ... ON CONFLICT (whose speculative insertion costs per
+        # row); the lock keeps a concurrent upload from inserting the same ids in between
+        c = self.conn
+        c.execute(text("LOCK TABLE labels IN SHARE ROW EXCLUSIVE MODE"))
+        updated = c.execute(
+            text(
+                "UPDATE labels l SET label = s.label, received_at = :now, "
+                f"revisions = l.revisions + s.sent FROM {source} s "
+                "WHERE l.prediction_id = s.prediction_id AND l.deployment = :d"
+            ),
+            {"d": deployment, "now": when},
+        ).rowcount
+        inserted = c.execute(
+            text(
+                "INSERT INTO labels (prediction_id, deployment, label, predicted_at, "
+                "received_at, revisions) "
+                "SELECT s.prediction_id, p.deployment, s.label, p.created_at, :now, s.sent "
+                f"FROM {source} s JOIN predictions p "
+                "ON p.id = s.prediction_id AND p.deployment = :d "
+                "WHERE NOT EXISTS (SELECT 1 FROM labels l WHERE l.prediction_id = s.prediction_id)"
+            ),
+            {"d": deployment, "now": when},
+        ).rowcount
+        return int(updated or 0) + int(inserted or 0)
+
+
+class LabelRepository:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._postgres = engine.dialect.name == "postgresql"
+        reader = JoinedReader(engine)
+        #: the log joined to its labels, for performance reports (`relevo.store.joined`)
+        self.joined = reader.joined
+        self.scores = reader.scores
+
+    @contextmanager
+    def session(self) -> Iterator[LabelSession]:
+        """One transaction: stage labels, then `commit`; an exception stores nothing."""
+        with self.engine.begin() as conn:
+            seq = "BIGSERIAL PRIMARY KEY" if self._postgres else "INTEGER PRIMARY KEY"
+            conn.execute(text(f"DROP TABLE IF EXISTS {_STAGE}_last"))
+            conn.execute(text(f"DROP TABLE IF EXISTS {_STAGE}"))
+            conn.execute(
+                text(
+                    f"CREATE TEMP TABLE {_STAGE} (seq {seq}, prediction_id VARCHAR(32) "
+                    "NOT NULL, label TEXT NOT NULL, sent INTEGER)"
+                )
+            )
+            try:
+                yield LabelSession(conn, self._postgres)
+            finally:
+                conn.execute(text(f"DROP TABLE IF EXISTS {_STAGE}_last"))
+                conn.execute(text(f"DROP TABLE IF EXISTS {_STAGE}"))
+
+    def count(self, deployment: str) -> int:
+        query = select(func.count()).where(labels.c.deployment == deployment)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar() or 0)
+
+    def get(self, prediction_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(labels).where(labels.c.prediction_id == prediction_id)
+            ).mappings()
+            first = row.first()
+        return dict(first) if first is not None else None
+
+    def for_ids(self, ids: Sequence[str]) -> dict[str, tuple[str, datetime]]:
+        """id -> (label JSON text, received_at) of those of `ids` that have a label."""
+        out: dict[str, tuple[str, datetime]] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(ids), 1000):
+                query = select(labels.c.prediction_id, labels.c.label, labels.c.received_at).where(
+                    labels.c.prediction_id.in_(ids[i : i + 1000])
+                )
+                out.update({r[0]: (r[1], r[2]) for r in conn.execute(query)})
+        return out
+
+    def keyed(
+        self, deployment: str, keys: Sequence[str], since: datetime, until: datetime
+    ) -> Iterator[tuple[str, str, datetime]]:
+        """(id, routing key, created_at) of the predictions of `deployment` for `keys` made
+        in [since, until], for joining labels by key and time."""
+        p = predictions.c
+        with self.engine.connect() as conn:
+            for i in range(0, len(keys), 1000):
+                query = select(p.id, p.routing_key, p.created_at).where(
+                    p.deployment == deployment,
+                    p.routing_key.in_(keys[i : i + 1000]),
+                    p.created_at >= since,
+                    p.created_at <= until,
+                )
+                yield from ((r[0], r[1], r[2]) for r in conn.execute(query))
+
+    def feedback_settings(self, deployment: str) -> dict[str, Any]:
+        """The "feedback" section of the deployment's monitoring settings ({} if none)."""
+        with self.engine.connect() as conn:
+            raw = conn.execute(
+                select(deployments.c.monitoring).where(deployments.c.name == deployment)
+            ).scalar()
+        if isinstance(raw, str | bytes):
+            raw = orjson.loads(raw)
+        section = raw.get("feedback") if isinstance(raw, dict) else None
+        return section if isinstance(section, dict) else {}

@@ -1,0 +1,94 @@
+"""`relevo feedback` and `relevo performance` as a user runs them: labels from CSV and Parquet
+by id or by customer and time, refusals naming rows with nothing stored, the report as a
+table, JSON and HTML, one-off thresholds failing the command, and export with the labels."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from relevo.datasets import CHURN_FEATURES, CHURN_ID, CHURN_TARGET, make_churn
+
+
+def _scored(cli, churn_files, tmp_path, n=300):
+    for args in (
+        ("models", "register", "churn", churn_files.model, "--reference", churn_files.reference,
+         "--target", "churned"),
+        ("deploy", "churn", "churn:1", "--key", CHURN_ID),
+    ):  # fmt: skip
+        result = cli(*args)
+        assert result.exit_code == 0, result.output
+    frame = make_churn(n, seed=6)
+    source = tmp_path / "customers.csv"
+    frame[[CHURN_ID, *CHURN_FEATURES]].to_csv(source, index=False)
+    scored = tmp_path / "scored.csv"
+    result = cli("predict", "churn", "--input", source, "--output", scored)
+    assert result.exit_code == 0, result.output
+    out = pd.read_csv(scored)
+    return frame, out
+
+
+def test_feedback_by_id_then_performance(cli, churn_files, tmp_path):
+    frame, scored = _scored(cli, churn_files, tmp_path)
+    labels = pd.DataFrame({"prediction": scored["id"], "churned": frame[CHURN_TARGET]})
+    path = tmp_path / "labels.parquet"
+    labels.to_parquet(path)
+    result = cli(
+        "feedback", "churn", "--input", path, "--id-column", "prediction",
+        "--label-column", "churned", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["accepted"] == 300
+
+    table = cli("performance", "churn", "--window", "1d")
+    assert table.exit_code == 0, table.output
+    assert "churn:1 (champion): 300 of 300 labelled" in table.stdout
+    html = tmp_path / "report.html"
+    report = cli("performance", "churn", "--json", "--html", html)
+    assert report.exit_code == 0
+    body = json.loads(report.stdout)
+    assert body["models"][0]["overall"]["accuracy"]["count"] == 300
+    assert "<svg" in html.read_text()
+
+    failing = cli("performance", "churn", "--threshold", "accuracy=0.999")
+    assert failing.exit_code == 1
+    assert "BREACHED" in failing.stdout
+    assert cli("performance", "churn", "--threshold", "accuracy").exit_code == 2
+    assert cli("performance", "churn", "--threshold", "speed=1").exit_code == 2
+
+    export = tmp_path / "log.csv"
+    assert cli("export", "churn", "--output", export).exit_code == 0
+    logged = pd.read_csv(export)
+    assert logged["true_label"].notna().sum() == 300
+
+
+def test_feedback_by_key_and_time_and_refusals(cli, churn_files, tmp_path):
+    frame, scored = _scored(cli, churn_files, tmp_path, n=20)
+    later = pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=2)
+    keyed = pd.DataFrame(
+        {"customer": frame[CHURN_ID], "when": later.isoformat(), "label": frame[CHURN_TARGET]}
+    )
+    path = tmp_path / "by_key.csv"
+    keyed.to_csv(path, index=False)
+    result = cli(
+        "feedback", "churn", "--input", path, "--key-column", "customer",
+        "--time-column", "when", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["accepted"] == 20
+
+    bad = pd.DataFrame({"id": scored["id"][:3], "label": [1, "churned", 0]})
+    bad_path = tmp_path / "bad.csv"
+    bad.to_csv(bad_path, index=False)
+    refused = cli("feedback", "churn", "--input", bad_path)
+    assert refused.exit_code == 2
+    assert "row 2" in refused.stderr and "nothing stored" in refused.stderr
+    assert "row 1:" not in refused.stderr  # "1" read as text is still class 1
+    missing = cli("feedback", "churn", "--input", bad_path, "--label-column", "truth")
+    assert missing.exit_code == 2 and "truth" in missing.stderr
+    unknown = pd.DataFrame({"id": ["nope"], "label": [1]})
+    unknown_path = tmp_path / "unknown.csv"
+    unknown.to_csv(unknown_path, index=False)
+    told = cli("feedback", "churn", "--input", unknown_path)
+    assert told.exit_code == 0 and "nope" in told.stdout
