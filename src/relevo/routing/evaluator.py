@@ -12,14 +12,17 @@ import asyncio
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
 from relevo.context import Relevo
+from relevo.feedback.service import label_metric
 from relevo.monitoring.rollout_drift import challenger_drift
-from relevo.routing.gates import RolloutStats
+from relevo.routing.deployment import Deployment
+from relevo.routing.gates import Measurement, RolloutStats
 from relevo.routing.service import Evaluation
 from relevo.routing.stats import bake_alerts, rollout_stats
 
@@ -41,7 +44,11 @@ def evaluate_once(rv: Relevo, holder: str, ttl_s: float) -> dict[str, Evaluation
     now = datetime.now(UTC)
     for dep in service.list():
         if dep.has_challenger:
-            stats = replace(rollout_stats(rv.store, dep), drift=challenger_drift(rv, dep))
+            stats = replace(
+                rollout_stats(rv.store, dep),
+                drift=challenger_drift(rv, dep),
+                label_metric=_label_metric(rv, dep),
+            )
         elif dep.baking(now):
             # after a promotion: a firing alert of the deployment rolls back (issue 14)
             stats = RolloutStats(alerts=bake_alerts(rv.store, dep))
@@ -56,6 +63,30 @@ def evaluate_once(rv: Relevo, holder: str, ttl_s: float) -> dict[str, Evaluation
             level = logging.WARNING if decision.move == "rollback" else logging.INFO
             log.log(level, "deployment %r: %s (%s)", dep.name, decision.move, decision.reason)
     return out
+
+
+#: labels arrive over hours and days: the label gate's numbers are read at most this often
+LABEL_METRIC_EVERY_S = 30.0
+_label_cache: dict[tuple[object, ...], tuple[float, tuple[Measurement, Measurement] | None]] = {}
+
+
+def _label_metric(rv: Relevo, dep: Deployment) -> tuple[Measurement, Measurement] | None:
+    """Both models' label metric on their matured labelled rows (the feedback layer), cached
+    per deployment revision for `LABEL_METRIC_EVERY_S`."""
+    key = (rv.store.url, id(rv.store), dep.name, dep.revision, dep.updated_at)
+    now = time.monotonic()
+    found = _label_cache.get(key)
+    if found is not None and now - found[0] < LABEL_METRIC_EVERY_S:
+        return found[1]
+    try:
+        value = label_metric(rv, dep)
+    except Exception as exc:  # no labels table yet, a model without classes: not a reason to stop
+        log.debug("the label metric of %r is unavailable: %s", dep.name, exc)
+        value = None
+    if len(_label_cache) > 1000:
+        _label_cache.clear()
+    _label_cache[key] = (now, value)
+    return value
 
 
 async def run(rv: Relevo, interval_s: float, on_change: Callable[[], object] | None = None) -> None:

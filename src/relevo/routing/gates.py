@@ -202,7 +202,9 @@ class LabelMetricGate:
     def check(self, state: Deployment, stats: RolloutStats) -> GateResult:
         pair = stats.label_metric
         if pair is None or min(pair[0].rows, pair[1].rows) < self.min_labels:
-            return GateResult(self.name, "inconclusive", "too few matured labels")
+            # labels take days: until enough have matured the gate is not checked, and a step
+            # is not held for it (it is checked, and can fail, at any later look)
+            return GateResult(self.name, "pass", "not checked yet: too few matured labels")
         champ, ch = pair
         loss = (champ.value - ch.value) if self.higher_is_better else (ch.value - champ.value)
         verdict: Verdict = "fail" if loss > self.tolerance else "pass"
@@ -211,9 +213,9 @@ class LabelMetricGate:
 
 
 def default_gates() -> list[Gate]:
-    """The gates every canary is watched by: errors, latency and the challenger's prediction
-    drift against its own reference."""
-    return [ErrorRateGate(), LatencyGate(), DriftGate()]
+    """The gates every canary is watched by: errors, latency, the challenger's prediction
+    drift against its own reference, and a label metric once labels have matured."""
+    return [ErrorRateGate(), LatencyGate(), DriftGate(), LabelMetricGate()]
 
 
 def check_all(gates: Sequence[Gate], state: Deployment, stats: RolloutStats) -> list[GateResult]:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from relevo.context import Relevo
+from relevo.feedback import signals as feedback_signals
 from relevo.monitoring import drift_signals
 from relevo.monitoring.alerts import health, traffic
 from relevo.monitoring.signals import Signal
@@ -20,4 +21,5 @@ PROVIDERS: list[Provider] = [
     health.latency_p99,
     health.rollout_gate,
     drift_signals.signals,
+    feedback_signals.signals,
 ]
