@@ -132,11 +132,19 @@ def test_readme_shell_examples_run_as_written(tmp_path: Path, monkeypatch: pytes
         "relevo status churn",
         "relevo deployments",
         "relevo models register",
+        "relevo validate churn:2",
         "relevo deploy churn",
         "relevo deploy churn",
         "relevo promote churn",
         "relevo rollback churn",
         "relevo history churn",
+        "relevo drift churn",
+        "relevo alerts --all",
+        "relevo alerts rules",
+        "relevo feedback churn",
+        "relevo performance churn",
+        "relevo containerize churn:1",
+        "relevo db upgrade",
     ]
     scored = pd.read_parquet(tmp_path / "scored.parquet")
     assert scored["customer_id"].tolist() == customers["customer_id"].tolist()
@@ -150,5 +158,7 @@ def test_readme_shell_examples_run_as_written(tmp_path: Path, monkeypatch: pytes
             for e in rv.deployments.history("churn")
         ]
         assert rv.deployments.get("churn").model_ref == "churn:1"
+        # the feedback block: every customer's label joined to a logged prediction by key
+        assert rv.store.labels.count("churn") == len(customers)
     assert [a for a, _m, _c in trail][-4:] == ["deploy", "deploy", "promote", "rollback"], trail
     assert trail[-2][1] == "churn:2" and trail[-1][1] == "churn:1"

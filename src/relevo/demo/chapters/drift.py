@@ -14,6 +14,8 @@ from relevo.datasets import CHURN_FEATURES, CHURN_ID, make_churn
 from relevo.demo.story import Chapter, Demo, need
 from relevo.demo.view import table
 from relevo.errors import NotFoundError, UnavailableError
+from relevo.monitoring.alerts.service import AlertService
+from relevo.monitoring.alerts.state import Alert
 from relevo.monitoring.drift import DriftReport, FeatureDrift
 from relevo.monitoring.service import MonitoringService
 
@@ -22,6 +24,10 @@ DRIFTING = "churn-drift"
 CUSTOMERS = 2000
 AGEING, PRICE_CHANGE = 5.0, 0.15
 DEADLINE_S = 30.0
+
+
+#: evaluations on demand at most (drift rules need 3 of 5 by default)
+LOOKS = 5
 
 
 def run(demo: Demo) -> None:
@@ -62,6 +68,16 @@ def run(demo: Demo) -> None:
         "Without a server, relevo.drift(train, new_customers) on the raw frames names "
         f"the same: {', '.join(offline.drifted_features) or 'nothing'}."
     )
+    fired = _alerts(demo)
+    if fired:
+        drifted = sorted(a.subject for a in fired if a.rule == "feature_drift")
+        others = sorted({a.rule for a in fired if a.rule != "feature_drift"})
+        incidents = len({a.incident for a in fired})
+        demo.view.say(
+            f"Alerts on {DRIFTING}: feature_drift on [bold]{', '.join(drifted) or 'nothing'}[/]"
+            f"{', ' + ', '.join(others) if others else ''}: {incidents} incident, notified "
+            "once (a drift rule fires when 3 of the last 5 evaluations see it)."
+        )
     page = demo.home / "drift.html"
     page.write_text(report.to_html(), encoding="utf-8")
     demo.view.say(f"The HTML report, plots and all, opens offline: {page.name} (in the home).")
@@ -73,7 +89,22 @@ def run(demo: Demo) -> None:
         "prediction_drifted": bool(report.prediction and report.prediction.drifted),
         "dataset_drift": report.dataset_drift,
         "html": str(page),
+        "alerts": sorted(f"{a.rule}[{a.subject}]" if a.subject else a.rule for a in fired),
     }
+
+
+def _alerts(demo: Demo) -> list[Alert]:
+    """Evaluate the alert rules on demand, as `relevo alerts evaluate` does (the server does it
+    every minute), until the drift rules' persistence is met; the deployment's firing alerts."""
+    alerts = AlertService(demo.rv)
+    demo.on_close(lambda: alerts.dispatcher.close(2.0))
+    fired: list[Alert] = []
+    for _ in range(LOOKS):
+        alerts.evaluate()
+        fired = alerts.list(DRIFTING)
+        if any(a.rule == "feature_drift" for a in fired):
+            break
+    return fired
 
 
 def _first(client: Client, row: pd.DataFrame) -> None:
