@@ -111,8 +111,11 @@ def test_a_failing_deployment_shows_its_reason_only_to_a_token_holder(
     ],
 )
 def test_names_that_cannot_exist_are_refused_without_the_store(
-    live_server, monkeypatch, method, path, status
+    deployed, server_settings, spawn_server, monkeypatch, method, path, status
 ):
+    # the alert evaluator reads the store in the background on its own schedule: off here, so
+    # every store call the spies see is the request's
+    url = spawn_server(server_settings.model_copy(update={"monitor_interval_s": 0}))
     from relevo.store.deployments import DeploymentRepository
     from relevo.store.models import ModelRepository
 
@@ -131,7 +134,7 @@ def test_names_that_cannot_exist_are_refused_without_the_store(
         (ModelRepository, "get"),
     ]:
         monkeypatch.setattr(repo, attr, spy(f"{repo.__name__}.{attr}"))
-    response = httpx.request(method, live_server.url + path, json={"model": "churn:1"})
+    response = httpx.request(method, url + path, json={"model": "churn:1"})
     assert response.status_code == status, response.text
     assert asked == []
     body = response.json()
