@@ -9,7 +9,10 @@ from relevo.server.background import BackgroundServer
 
 def run(demo: Demo) -> None:
     version = need(demo.version, "register")
-    deployment = demo.rv.deployments.deploy(DEPLOYMENT, version.ref, key=CHURN_ID)
+    # no bake period: a second run of the demo swaps its new version in under the same name,
+    # and an alert of the first run's traffic (a p99 on a busy machine) must not roll it back
+    # mid-story; the rollout chapters show promotion and rollback on deployments of their own
+    deployment = demo.rv.deployments.deploy(DEPLOYMENT, version.ref, key=CHURN_ID, bake_seconds=0)
     demo.view.say(
         f"Deployment [bold]{deployment.name}[/] serves [bold]{deployment.model_ref}[/] "
         f"(revision {deployment.revision}), routing key [bold]{CHURN_ID}[/]: logged with every "
