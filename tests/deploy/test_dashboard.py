@@ -53,7 +53,17 @@ def test_the_dashboard_is_provisioned_on_the_prometheus_datasource():
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
     titles = " ".join(p["title"].lower() for p in dashboard["panels"])
-    for subject in ("requests", "latency", "error", "batch", "log", "drift", "alerts"):
+    for subject in (
+        "requests",
+        "latency",
+        "error",
+        "batch",
+        "log",
+        "drift",
+        "alerts",
+        "rollout",
+        "performance",
+    ):
         assert subject in titles, subject
     (provider,) = load_yaml(GRAFANA / "provisioning" / "dashboards" / "relevo.yml")["providers"]
     assert provider["options"]["path"] == "/var/lib/grafana/dashboards"

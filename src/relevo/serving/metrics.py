@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import resource
+import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +138,24 @@ class ServingMetrics:
             multiprocess_mode="all",
             registry=registry,
         )
+        self.challenger_weight = Gauge(
+            "relevo_deployment_challenger_weight",
+            "Share of rows a canary challenger answers (0 for a shadow or no challenger, or "
+            "while the challenger cannot load), by deployment, champion and challenger.",
+            ["deployment", "champion", "challenger"],
+            multiprocess_mode="livemax",
+            registry=registry,
+        )
+        self.shadow_mirror = Gauge(
+            "relevo_deployment_shadow_mirror",
+            "Share of rows mirrored to a shadow challenger (0 without a loaded shadow), by "
+            "deployment, champion and challenger.",
+            ["deployment", "champion", "challenger"],
+            multiprocess_mode="livemax",
+            registry=registry,
+        )
+        self._rollout_keys: set[tuple[str, str, str]] = set()
+        self._rollout_lock = threading.Lock()
         self.started.set(time.time())
         self.sample_process()
         # label children are looked up once per (deployment, model...), not per request: a
@@ -165,6 +185,18 @@ class ServingMetrics:
         if child is None:
             child = self._children[key] = self.rows.labels(deployment, model)
         return child
+
+    def set_rollouts(self, served: Mapping[tuple[str, str, str], tuple[float, float]]) -> None:
+        """Set the rollout gauges: `served` maps (deployment, champion, challenger) to (canary
+        weight, shadow mirror). Label sets served before but not now go to 0 (a multiprocess
+        gauge cannot drop a label), so a rolled-back challenger reads 0, not its last share."""
+        with self._rollout_lock:  # the watcher and admin requests may refresh at once
+            values = dict.fromkeys(self._rollout_keys - served.keys(), (0.0, 0.0))
+            values.update(served)
+            for key, (weight, mirror) in values.items():
+                self.challenger_weight.labels(*key).set(weight)
+                self.shadow_mirror.labels(*key).set(mirror)
+            self._rollout_keys = set(served)
 
     def sample_process(self) -> None:
         """Refresh the per-process CPU and memory gauges."""

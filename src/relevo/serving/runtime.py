@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Collection
 from typing import Any
 
@@ -63,6 +64,7 @@ class Runtime:
             assign=assign,
             shadow=self.shadow,
         )
+        self._export_lock = threading.Lock()
 
     def _on_load(self, runner: ModelRunner) -> None:
         if self.metrics is not None:
@@ -72,8 +74,27 @@ class Runtime:
 
     # ---- the pool ------------------------------------------------------------------------
     def refresh(self, strict: bool = False) -> bool:
-        """Load what changed in the store; True when what is served changed (see ModelPool)."""
-        return self.pool.refresh(strict)
+        """Load what changed in the store; True when what is served changed (see ModelPool).
+        A change also updates the rollout gauges (done here, never on the request path)."""
+        changed = self.pool.refresh(strict)
+        if changed and self.metrics is not None:
+            self._export_rollouts(self.metrics)
+        return changed
+
+    def _export_rollouts(self, metrics: ServingMetrics) -> None:
+        """The rollout gauges from what this process serves now: a challenger that could not
+        load answers no rows, so it reads 0 whatever its deployment says."""
+        # under a lock and from the pool's current endpoints, so the last writer is never a
+        # refresh that read an older state
+        with self._export_lock:
+            served: dict[tuple[str, str, str], tuple[float, float]] = {}
+            for endpoint in self.pool.endpoints.values():
+                dep = endpoint.deployment
+                live = len(endpoint.runners) > 1
+                weight = dep.weight if live and dep.strategy == "canary" else 0.0
+                mirror = dep.mirror if live and dep.strategy == "shadow" else 0.0
+                served[(dep.name, dep.model_ref, dep.challenger_ref or "")] = (weight, mirror)
+            metrics.set_rollouts(served)
 
     @property
     def loaded(self) -> bool:
