@@ -94,6 +94,19 @@ def refuse_symlinks(path: Path) -> None:
                 )
 
 
+def content_address(source: Path) -> tuple[str, str]:
+    """(sha256, relative path) of an artifact to store: where every artifact store keeps it.
+    A missing or unreadable source, or one with symlinks, is refused."""
+    if not source.exists():
+        raise InvalidInputError(f"artifact not found: {source}")
+    refuse_symlinks(source)
+    try:
+        sha = tree_sha256(source)
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read artifact {source}: {exc}") from exc
+    return sha, f"{sha[:2]}/{sha}/{source.name}"
+
+
 def tree_sha256(path: Path) -> str:
     """The sha256 of a file, or of a directory's relative paths and file digests."""
     if path.is_file():
@@ -123,14 +136,7 @@ class FolderArtifactStore:
 
     def put(self, source: Path) -> tuple[str, str, int]:
         """Copy `source` (file or directory) in; returns (sha256, relative path, size)."""
-        if not source.exists():
-            raise InvalidInputError(f"artifact not found: {source}")
-        refuse_symlinks(source)
-        try:
-            sha = tree_sha256(source)
-        except OSError as exc:
-            raise InvalidInputError(f"cannot read artifact {source}: {exc}") from exc
-        rel = f"{sha[:2]}/{sha}/{source.name}"
+        sha, rel = content_address(source)
         dest = self.root / rel
         if dest.exists() and tree_sha256(dest) != sha:
             # a damaged stored copy is replaced by the good one being registered

@@ -25,7 +25,7 @@ from relevo.errors import (
     RelevoError,
     UnavailableError,
 )
-from relevo.registry.artifacts import check_digest, refuse_symlinks, tree_sha256, tree_size
+from relevo.registry.artifacts import check_digest, content_address, tree_sha256, tree_size
 
 
 class BucketArtifactStore:
@@ -73,14 +73,7 @@ class BucketArtifactStore:
         processes registering one model at once, or a damaged object, end up right. The version
         row is written only after this returns: no replica looks for a half-uploaded artifact.
         """
-        if not source.exists():
-            raise InvalidInputError(f"artifact not found: {source}")
-        refuse_symlinks(source)
-        try:
-            sha = tree_sha256(source)
-        except OSError as exc:
-            raise InvalidInputError(f"cannot read artifact {source}: {exc}") from exc
-        rel = f"{sha[:2]}/{sha}/{source.name}"
+        sha, rel = content_address(source)
         remote = self._remote(rel)
         files = (
             [(source, remote)]

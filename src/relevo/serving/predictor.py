@@ -256,13 +256,11 @@ class Predictor:
             return
         now = time.time()
         clock = time.perf_counter()
-        tags: list[LogTag] = []
+        tagged: list[tuple[LogTag, list[Any]]] = []
         entries: list[LogEntry] = []
-        scored_tagged: list[tuple[LogTag, list[Any]]] = []
         for tag, outputs in scored:
             if not isinstance(tag, LogTag):
                 continue
-            scored_tagged.append((tag, outputs))
             endpoint = tag.endpoint
             dep = endpoint.deployment
             rows = tag.rows
@@ -281,13 +279,13 @@ class Predictor:
                 clock - tag.started,
                 extra_fields,
             )
-            tags.append(tag)
+            tagged.append((tag, outputs))
             entries.append(entry)
         if entries and plog.offer_many(entries):
             profiles = getattr(plog, "profiles", None)
             if profiles is not None and not profiles.direct:
                 profiles = None
-            for tag, (_, outputs) in zip(tags, scored_tagged, strict=True):
+            for tag, outputs in tagged:
                 tag.logged = True
                 if profiles is not None:
                     # the validated columns as they are: profiled in the writer thread
