@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -44,6 +45,11 @@ class Settings(BaseSettings):
     )
     log_flush_rows: int = Field(default=5_000, ge=1, description="Rows per store write.")
     log_flush_interval_s: float = Field(default=0.2, gt=0, description="Max wait to flush.")
+    log_writer: Literal["process", "thread"] = Field(
+        default="process",
+        description="Where logged rows are stored and profiled: a writer process beside the "
+        "server (off the server's GIL), or a thread inside it.",
+    )
     log_fsync: bool = Field(
         default=False,
         description="fsync the prediction log's spool after every entry: survives a machine "

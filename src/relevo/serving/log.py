@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import sys
 import threading
 import time
 from collections import deque
@@ -27,6 +28,7 @@ import orjson
 from relevo.errors import UnavailableError
 from relevo.private import FILE_MODE, private_dir
 from relevo.serving.entries import FIELDS, LogEntry, Row, encode, entry_rows
+from relevo.serving.log_writer import RemoteWriter, WriterConfig, WriterError
 from relevo.serving.profiling import ProfileBuilder
 from relevo.serving.spool import Spool, orphans
 
@@ -60,18 +62,21 @@ class PredictionLog:
         dead_letter: Path | None = None,
         spool: Spool | None = None,
         profiles: ProfileBuilder | None = None,
+        remote: RemoteWriter | None = None,
     ) -> None:
         self._write = write
+        # (through self._write, which a test may swap for a spy)
+        self.rows = RowStore(lambda records: self._write(records), dead_letter)
+        #: when set, batches are stored and profiled by this writer process, not here
+        self.remote = remote
+        self._remote_dead = 0
+        self._side_held: bytes | None = None
         self.capacity_rows = capacity_rows
         self.flush_rows = flush_rows
         self.flush_interval_s = flush_interval_s
         self.wait_timeout_s = wait_timeout_s
         self._on_written = on_written
         self._on_error = on_error
-        #: rows the store refuses for good (and, without a spool, rows it could not take
-        #: before a stop) are appended here as JSON lines instead of being lost
-        self.dead_letter = dead_letter
-        self.dead_lettered = 0
         self.spool = spool
         #: production profiles, built from each stored batch in the writer thread
         self.profiles = profiles
@@ -203,6 +208,8 @@ class PredictionLog:
             self._abandon = True
             self._wake.set()
             self._thread.join(timeout=10)
+        if self.remote is not None:
+            self.remote.close()
         with self._lock:
             left = list(self._queue)
             self._queue.clear()
@@ -228,12 +235,10 @@ class PredictionLog:
                     batch.extend(entry_rows(payload))
                     payloads.append(payload)
                     if len(batch) >= self.flush_rows:
-                        self._store(batch)
-                        self._profile(payloads, replayed=True)
+                        self._replay(batch, payloads)
                         total += len(batch)
                         batch, payloads = [], []
-                self._store(batch)
-                self._profile(payloads, replayed=True)
+                self._replay(batch, payloads)
                 total += len(batch)
             except Exception as exc:
                 orphan.release()
@@ -253,6 +258,14 @@ class PredictionLog:
                 self._on_written(total)
         return total
 
+    def _replay(self, batch: list[Row], payloads: list[bytes]) -> None:
+        if self.remote is not None:
+            if payloads:
+                self._write_batch(payloads)
+            return
+        self._store(batch)
+        self._profile(payloads, replayed=True)
+
     def _profile(self, payloads: list[bytes], replayed: bool = False) -> None:
         if self.profiles is not None and payloads:
             if replayed:  # a dead process's rows: only their entries tell them
@@ -261,23 +274,12 @@ class PredictionLog:
                 self.profiles.flushed(payloads)
 
     def _store(self, records: list[Row]) -> None:
-        """Write `records`; rows the store refuses for good go to the dead letter, so one bad
-        row can neither block the log nor take its neighbours with it. Transient errors are
-        raised for the caller to retry."""
-        if not records:
-            return
+        refused = self.rows.dead_lettered
         try:
-            self._write(records)
-        except Exception as exc:
-            if _transient(exc):
-                raise
-            self._count_error()
-            if len(records) == 1:
-                self._dead_letter(records, f"{type(exc).__name__}: {exc}")
-                return
-            half = len(records) // 2
-            self._store(records[:half])
-            self._store(records[half:])
+            self.rows.store(records)
+        finally:
+            if self.rows.dead_lettered != refused:
+                self._count_error()
 
     def _count_error(self) -> None:
         self.errors += 1
@@ -285,39 +287,48 @@ class PredictionLog:
             with contextlib.suppress(Exception):
                 self._on_error()
 
+    @property
+    def dead_letter(self) -> Path | None:
+        """Where rows the store refuses for good are kept."""
+        return self.rows.dead_letter
+
+    @property
+    def dead_lettered(self) -> int:
+        """Rows the store refused for good (kept in the dead letter)."""
+        return self.rows.dead_lettered + self._remote_dead
+
     def _dead_letter(self, records: list[Row], reason: str) -> None:
-        self.dead_lettered += len(records)
-        if self.dead_letter is None:
-            log.error(
-                "%d prediction rows could not be stored (%s) and are lost: no dead-letter "
-                "file is set",
-                len(records),
-                reason,
-            )
+        self.rows.dead_letter_rows(records, reason)
+
+    def _ship_side(self) -> None:
+        # the writer process persists this server's profiles, quality counts included
+        assert self.profiles is not None and self.remote is not None
+        data = self._side_held or self.profiles.side()
+        if data is None:
             return
-        lines = b"".join(
-            orjson.dumps({**dict(zip(FIELDS, r, strict=True)), "error": reason}, default=str)
-            + b"\n"
-            for r in records
-        )
         try:
-            private_dir(self.dead_letter.parent)
-            fd = os.open(self.dead_letter, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
-            try:
-                os.write(fd, lines)
-            finally:
-                os.close(fd)
-        except OSError:
-            log.exception(
-                "cannot write %d rows to the dead letter %s", len(records), self.dead_letter
-            )
+            self.remote.side(data)
+            self._side_held = None
+        except WriterError as exc:
+            self._side_held = data  # sent again next time
+            log.warning("handing quality counts to the log's writer process failed: %s", exc)
+
+    def _write_batch(self, payloads: list[bytes]) -> None:
+        if self.remote is None:
+            self._store([r for payload in payloads for r in entry_rows(payload)])
             return
-        log.error(
-            "%d prediction rows could not be stored (%s); kept in %s",
-            len(records),
-            reason,
-            self.dead_letter,
-        )
+        try:
+            _, dead = self.remote.write(payloads)
+        except WriterError as exc:
+            if exc.transient:
+                raise
+            # refused and not worth retrying as a whole: row by row here, the bad ones to
+            # the dead letter (as the local writer does)
+            self._store([r for payload in payloads for r in entry_rows(payload)])
+            return
+        if dead:
+            self._remote_dead += dead
+            self._count_error()
 
     def _run(self) -> None:
         backoff = 0.1
@@ -338,7 +349,7 @@ class PredictionLog:
                     break
                 refused = self.dead_lettered
                 try:
-                    self._store([r for payload, _, _ in batch for r in entry_rows(payload)])
+                    self._write_batch([payload for payload, _, _ in batch])
                 except Exception:
                     # the store is unreachable or busy: keep the rows, try again later
                     self._count_error()
@@ -373,19 +384,86 @@ class PredictionLog:
                     with contextlib.suppress(RuntimeError):
                         loop.call_soon_threadsafe(_resolve, fut)
                 # after the waiters are let go: profiling never holds back the hot path
-                self._profile([payload for payload, _, _ in batch])
+                if self.remote is None:  # (the writer process profiles what it stores)
+                    self._profile([payload for payload, _, _ in batch])
                 if rows < self.flush_rows and not closing:
                     break
             with self._lock:
                 done = self._closing and not self._queue
             if self.profiles is not None:
-                self.profiles.tick(force=done)
+                if self.remote is None:
+                    self.profiles.tick(force=done)
+                else:
+                    self._ship_side()
             if done:
                 with self._lock:
                     self._room.notify_all()
                 return
             if self._recover_at is not None and time.monotonic() >= self._recover_at:
                 self.recover()
+
+
+class RowStore:
+    """Writes rows with a writer; rows the store refuses for good go to the dead letter, so
+    one bad row can neither block the log nor take its neighbours with it. Used by the log's
+    writer thread and by the writer process alike."""
+
+    def __init__(self, write: Writer, dead_letter: Path | None) -> None:
+        self._write = write
+        #: rows the store refuses for good (and, without a spool, rows it could not take
+        #: before a stop) are appended here as JSON lines instead of being lost
+        self.dead_letter = dead_letter
+        self.dead_lettered = 0
+
+    def store(self, records: list[Row]) -> None:
+        """Write `records`. Transient errors are raised for the caller to retry."""
+        if not records:
+            return
+        try:
+            self._write(records)
+        except Exception as exc:
+            if transient(exc):
+                raise
+            if len(records) == 1:
+                self.dead_letter_rows(records, f"{type(exc).__name__}: {exc}")
+                return
+            half = len(records) // 2
+            self.store(records[:half])
+            self.store(records[half:])
+
+    def dead_letter_rows(self, records: list[Row], reason: str) -> None:
+        self.dead_lettered += len(records)
+        if self.dead_letter is None:
+            log.error(
+                "%d prediction rows could not be stored (%s) and are lost: no dead-letter "
+                "file is set",
+                len(records),
+                reason,
+            )
+            return
+        lines = b"".join(
+            orjson.dumps({**dict(zip(FIELDS, r, strict=True)), "error": reason}, default=str)
+            + b"\n"
+            for r in records
+        )
+        try:
+            private_dir(self.dead_letter.parent)
+            fd = os.open(self.dead_letter, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+            try:
+                os.write(fd, lines)
+            finally:
+                os.close(fd)
+        except OSError:
+            log.exception(
+                "cannot write %d rows to the dead letter %s", len(records), self.dead_letter
+            )
+            return
+        log.error(
+            "%d prediction rows could not be stored (%s); kept in %s",
+            len(records),
+            reason,
+            self.dead_letter,
+        )
 
 
 def open_prediction_log(
@@ -419,6 +497,20 @@ def open_prediction_log(
             flush_s=settings.profile_flush_s,
             on_error=on_error,
         )
+    remote = None
+    url = settings.resolved_database_url
+    if settings.log_writer == "process" and sys.platform != "win32" and ":memory:" not in url:
+        remote = RemoteWriter(
+            WriterConfig(
+                database_url=url,
+                dead_letter=str(settings.dead_letter_path) if settings.dead_letter_path else None,
+                profiles=settings.profiles,
+                bucket_s=settings.profile_bucket_s,
+                flush_s=settings.profile_flush_s,
+                # the rows of this server: its profiles are this replica's
+                replica=profiles.replica if profiles is not None else None,
+            )
+        )
     plog = PredictionLog(
         relevo.store.predictions.insert_many,
         capacity_rows=capacity_rows or settings.log_queue_rows,
@@ -429,6 +521,7 @@ def open_prediction_log(
         dead_letter=settings.dead_letter_path,
         spool=spool,
         profiles=profiles,
+        remote=remote,
     )
     plog.recover()
     return plog
@@ -446,7 +539,7 @@ _TRANSIENT = frozenset(
 )
 
 
-def _transient(exc: BaseException) -> bool:
+def transient(exc: BaseException) -> bool:
     """True for errors that may pass (a lost connection, a locked database), not for rows the
     store refuses (a value too long, a constraint)."""
     return any(cls.__name__ in _TRANSIENT for cls in type(exc).__mro__)

@@ -140,6 +140,12 @@ class QualityTally:
             q = QualityProfile(unused={str(k): v for k, v in sorted(counts.items())})
             self._add((deployment, *model, "champion"), q)
 
+    def merge_in(self, key: Key, q: QualityProfile) -> None:
+        """Counts another process's tally holds for the bucket of `key`."""
+        with self._lock:
+            old = self._items.get(key)
+            self._items[key] = q if old is None else old.merge(q)
+
     def drain(self) -> dict[Key, QualityProfile]:
         with self._lock:
             items, self._items = self._items, {}
@@ -206,6 +212,25 @@ class ProfileBuilder:
         self._handed.append(
             (deployment, model[0], model[1], role, created, numeric, numbers, others, outputs)
         )
+
+    def side(self) -> bytes | None:
+        """The quality counts and shadow outputs handed over since the last call, serialised
+        for the writer process that profiles this server's rows (None: nothing new)."""
+        tally = self.tally.drain()
+        with self._shadow_lock:
+            shadows, self._shadow = self._shadow, []
+        if not tally and not shadows:
+            return None
+        doc = {"tally": [[list(k), q.to_dict()] for k, q in tally.items()], "shadow": shadows}
+        return orjson.dumps(doc, default=str, option=orjson.OPT_SERIALIZE_NUMPY)
+
+    def take_side(self, data: bytes) -> None:
+        """Fold in what `side` of the serving process sent."""
+        doc = orjson.loads(data)
+        for key, q in doc["tally"]:
+            self.tally.merge_in(tuple(key), QualityProfile.from_dict(q))  # type: ignore[arg-type]
+        with self._shadow_lock:
+            self._shadow.extend(tuple(item) for item in doc["shadow"])  # type: ignore[misc]
 
     # ---- the writer thread
 

@@ -54,7 +54,10 @@ class Runtime:
             relevo.store, self.policy, self.settings.shadow_queue_rows, metrics
         )
         self.shadow.profiles = prediction_log.profiles if prediction_log is not None else None
-        if self.shadow.profiles is not None:  # the predictor hands its rows over as it logs
+        plog = prediction_log
+        if plog is not None and plog.profiles is not None and plog.remote is None:
+            # the predictor hands its rows over as it logs (a writer process profiles them
+            # from the log's entries instead)
             self.shadow.profiles.direct = True
         self.predictor = Predictor(
             self.pool,

@@ -12,7 +12,8 @@ from relevo.errors import UnavailableError
 from relevo.store.alerts import AlertRepository
 from relevo.store.arms import ArmRepository
 from relevo.store.deployments import DeploymentRepository
-from relevo.store.engine import create_store_engine, migrate, safe_url
+from relevo.store.engine import create_store_engine, safe_url
+from relevo.store.engine import migrate as migrate_store
 from relevo.store.labels import LabelRepository
 from relevo.store.leases import LeaseRepository
 from relevo.store.models import ModelRepository
@@ -24,10 +25,11 @@ from relevo.store.shadows import ShadowRepository
 class Store:
     """A migrated database with its repositories."""
 
-    def __init__(self, url: str, create_folder: bool = False) -> None:
+    def __init__(self, url: str, create_folder: bool = False, migrate: bool = True) -> None:
         self.url = url
         self.engine = create_store_engine(url, create_folder=create_folder)
-        migrate(self.engine)
+        if migrate:  # (False: a helper process of a server that has migrated it)
+            migrate_store(self.engine)
         self.models = ModelRepository(self.engine)
         self.deployments = DeploymentRepository(self.engine)
         self.predictions = PredictionRepository(self.engine)

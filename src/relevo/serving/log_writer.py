@@ -1,0 +1,273 @@
+"""The prediction log's writer process: stores logged rows and profiles them beside the server.
+
+Turning entries into rows, inserting them and profiling them is per-row Python work. In the
+serving process it would hold the GIL that the event loop needs (measured with py-spy: the
+writer thread and its profiles held 11 % of the GIL at 5,000 requests/s); in a process of its
+own it runs on another core. The server's writer thread (`relevo.serving.log`) only hands each
+batch of serialised entries over a pipe and waits for the answer, with the GIL released.
+
+The spool is still written by the serving process before an answer leaves, so a writer process
+that dies loses nothing: the batch it held is sent again to a new one (inserts are idempotent).
+
+Frames, parent to child: `<kind u8><length u32><data>`, kind `W` (data: records
+`<length u32><payload>`), `S` (the server's quality counts and shadow outputs, for the
+profiles) or `C` (close: store the profiles, answer, exit). Child to parent, one
+per frame: `<status u8><stored u32><dead u32><length u32><message>`, status 0 ok, 1 a failure
+worth retrying (the store is down), 2 a failure that is not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import select
+import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from relevo.errors import UnavailableError
+
+log = logging.getLogger(__name__)
+
+_FRAME = struct.Struct("<BI")
+_REPLY = struct.Struct("<BIII")
+_LEN = struct.Struct("<I")
+OK, RETRY, FAILED = 0, 1, 2
+#: how long a new writer process may take to start and answer its first frame
+START_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class WriterConfig:
+    """What the writer process needs: where to store, where refused rows go, how to profile."""
+
+    database_url: str
+    dead_letter: str | None
+    profiles: bool
+    bucket_s: int = 60
+    flush_s: float = 10.0
+    replica: str | None = None
+
+
+class WriterError(UnavailableError):
+    """The writer process could not store a batch (the store is down, or the process died)."""
+
+    def __init__(self, message: str, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+class RemoteWriter:
+    """The serving process's end: one writer process, started on first use and again if it
+    dies. Called from the log's writer thread only."""
+
+    def __init__(self, config: WriterConfig) -> None:
+        self.config = config
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._out: Any = None  # to the child
+        self._in: Any = None  # from the child
+        self._lock = threading.Lock()
+        self.starts = 0
+
+    def write(self, payloads: list[bytes]) -> tuple[int, int]:
+        """Store the entries `payloads` (serialised by `entries.encode`) and profile them;
+        returns (rows stored, rows refused for good and dead-lettered). Raises WriterError."""
+        data = b"".join(_LEN.pack(len(p)) + p for p in payloads)
+        return self._call(b"W", data)
+
+    def side(self, data: bytes) -> None:
+        """Hand the serving process's quality counts and shadow outputs (`ProfileBuilder.side`)
+        to the process's profiles. Raises WriterError."""
+        self._call(b"S", data)
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Let the process store its profiles and exit."""
+        with self._lock:
+            proc = self._proc
+            if proc is None:
+                return
+            try:
+                self._send(b"C", b"")
+                self._reply()
+            except (OSError, WriterError, ValueError):
+                log.warning("the prediction log's writer process did not close cleanly")
+            self._stop(timeout_s)
+
+    def _call(self, kind: bytes, data: bytes) -> tuple[int, int]:
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None:
+                self._start()
+            try:
+                self._send(kind, data)
+                return self._reply()
+            except (OSError, ValueError) as exc:  # it died: the next call starts another
+                self._stop(1.0)
+                raise WriterError(f"the prediction log's writer process stopped ({exc})") from exc
+
+    def _send(self, kind: bytes, data: bytes) -> None:
+        self._out.write(_FRAME.pack(kind[0], len(data)))
+        self._out.write(data)
+        self._out.flush()
+
+    def _reply(self) -> tuple[int, int]:
+        head = _read_exact(self._in, _REPLY.size)
+        status, stored, dead, size = _REPLY.unpack(head)
+        message = _read_exact(self._in, size).decode() if size else ""
+        if status != OK:
+            raise WriterError(message or "the writer process failed", transient=status == RETRY)
+        return stored, dead
+
+    def _start(self) -> None:
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        try:
+            self._proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "relevo.serving.log_writer",
+                    "--read-fd",
+                    str(to_child_r),
+                    "--write-fd",
+                    str(from_child_w),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                pass_fds=(to_child_r, from_child_w),
+                env={**os.environ, "RELEVO_LOG_WRITER_CONFIG": orjson.dumps(
+                    asdict(self.config)).decode()},
+                # a Ctrl-C in the terminal reaches the whole process group: the writer must
+                # outlive the server's drain, so it leaves on the close frame or end of input
+                start_new_session=True,
+            )  # fmt: skip
+        finally:
+            os.close(to_child_r)
+            os.close(from_child_w)
+        self._out = os.fdopen(to_child_w, "wb", buffering=1 << 20)
+        self._in = os.fdopen(from_child_r, "rb")
+        self.starts += 1
+
+    def _stop(self, timeout_s: float) -> None:
+        proc, self._proc = self._proc, None
+        for f in (self._out, self._in):
+            with contextlib.suppress(OSError, ValueError):
+                f.close()
+        self._out = self._in = None
+        if proc is not None:
+            try:
+                proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _read_exact(f: Any, n: int) -> bytes:
+    parts = []
+    while n > 0:
+        data = f.read(n)
+        if not data:
+            raise ValueError("end of input")
+        parts.append(data)
+        n -= len(data)
+    return b"".join(parts)
+
+
+# ---- the writer process ------------------------------------------------------------------
+
+
+def _records(data: bytes) -> Iterator[bytes]:
+    at, end = 0, len(data)
+    while at < end:
+        (size,) = _LEN.unpack_from(data, at)
+        at += _LEN.size
+        yield data[at : at + size]
+        at += size
+
+
+def serve(read_fd: int, write_fd: int, config: WriterConfig) -> int:
+    """The writer process's loop: a frame in, its rows stored and profiled, a reply out."""
+    from relevo.serving.entries import entry_rows
+    from relevo.serving.log import RowStore, transient
+    from relevo.serving.profiling import ProfileBuilder
+    from relevo.store import Store
+
+    store = Store(config.database_url, migrate=False)
+    rows_store = RowStore(
+        store.predictions.insert_many,
+        Path(config.dead_letter) if config.dead_letter else None,
+    )
+    profiles = None
+    if config.profiles:
+        profiles = ProfileBuilder(
+            store, bucket_s=config.bucket_s, flush_s=config.flush_s, replica=config.replica
+        )
+    src = os.fdopen(read_fd, "rb", buffering=0)
+    out = os.fdopen(write_fd, "wb")
+
+    def reply(status: int, stored: int = 0, dead: int = 0, message: str = "") -> None:
+        text = message.encode()[:4000]
+        out.write(_REPLY.pack(status, stored, dead, len(text)) + text)
+        out.flush()
+
+    while True:
+        ready, _, _ = select.select([src], [], [], config.flush_s)
+        if not ready:  # idle: the profiles are still stored on time
+            if profiles is not None:
+                profiles.tick()
+            continue
+        try:
+            kind, size = _FRAME.unpack(_read_exact(src, _FRAME.size))
+            data = _read_exact(src, size) if size else b""
+        except ValueError:
+            break  # the server is gone: its spool keeps what it had not stored
+        if kind == ord("C"):
+            if profiles is not None:
+                profiles.close()
+            reply(OK)
+            break
+        if kind == ord("S"):
+            if profiles is not None:
+                profiles.take_side(data)
+                profiles.tick()
+            reply(OK)
+            continue
+        payloads = list(_records(data))
+        refused = rows_store.dead_lettered
+        try:
+            rows = [r for p in payloads for r in entry_rows(p)]
+            rows_store.store(rows)
+        except Exception as exc:
+            status = RETRY if transient(exc) else FAILED
+            log.warning("storing %d prediction log entries failed: %s", len(payloads), exc)
+            reply(status, message=f"{type(exc).__name__}: {exc}")
+            continue
+        dead = rows_store.dead_lettered - refused
+        reply(OK, len(rows) - dead, dead)
+        if profiles is not None:  # after the reply: the server's thread is not kept waiting
+            profiles.flushed(payloads)
+            profiles.tick()
+    store.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="relevo's prediction log writer (internal)")
+    ap.add_argument("--read-fd", type=int, required=True)
+    ap.add_argument("--write-fd", type=int, required=True)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="relevo log writer: %(message)s")
+    config = WriterConfig(**orjson.loads(os.environ["RELEVO_LOG_WRITER_CONFIG"]))
+    return serve(args.read_fd, args.write_fd, config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""The log's writer process: rows stored and profiled beside the server, nothing lost when it
+dies, profiles persisted as the server's own replica."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+
+from relevo.monitoring.windows import load_window
+from relevo.serving.log import FIELDS, LogEntry, PredictionLog, open_prediction_log
+from relevo.serving.log_writer import RemoteWriter, WriterConfig
+from relevo.serving.spool import Spool
+
+ID, FEATURES = FIELDS.index("id"), FIELDS.index("features")
+
+
+def _entry(n: int, start: int = 0, deployment: str = "churn") -> LogEntry:
+    ids = [f"{start + i:032x}" for i in range(n)]
+    features = {"x": [float(start + i) for i in range(n)]}
+    outputs = [{"probability": 0.25} for _ in range(n)]
+    return LogEntry(deployment, "churn", 1, time.time(), ids, features, outputs, 1.5, None)
+
+
+def _stored(store, deployment: str = "churn") -> dict[str, dict]:
+    return {
+        row["id"]: orjson.loads(row["features"])
+        for chunk in store.predictions.iter_rows(deployment)
+        for row in chunk
+    }
+
+
+def _log(rv, tmp_path, **kw) -> tuple[PredictionLog, RemoteWriter]:
+    remote = RemoteWriter(WriterConfig(database_url=rv.store.url, dead_letter=None, profiles=False))
+    plog = PredictionLog(
+        rv.store.predictions.insert_many,
+        flush_interval_s=0.01,
+        spool=Spool(tmp_path / "spool"),
+        remote=remote,
+        **kw,
+    )
+    return plog, remote
+
+
+def test_the_writer_process_stores_every_accepted_row(rv, tmp_path):
+    plog, remote = _log(rv, tmp_path, flush_rows=40)
+    sent = [_entry(1, start=k) for k in range(100)] + [_entry(150, start=1000)]
+    for entry in sent:
+        plog.put_blocking(entry)
+    plog.flush()
+    assert plog.rows_written == 250 and plog.depth == 0
+    plog.close()
+    stored = _stored(rv.store)
+    assert sorted(stored) == sorted(i for e in sent for i in e.ids)
+    assert stored[f"{1042:032x}"] == {"x": 1042.0}
+    assert remote.starts == 1
+    assert not list((tmp_path / "spool").glob("*.spool"))  # all stored: nothing to replay
+
+
+def test_a_killed_writer_process_is_replaced_and_loses_nothing(rv, tmp_path):
+    plog, remote = _log(rv, tmp_path)
+    plog.put_blocking(_entry(10))
+    plog.flush()
+    assert remote._proc is not None
+    os.kill(remote._proc.pid, signal.SIGKILL)
+    remote._proc.wait()
+    for k in range(1, 6):
+        plog.put_blocking(_entry(10, start=k * 10))
+    plog.close()
+    assert len(_stored(rv.store)) == 60
+    assert remote.starts == 2
+
+
+@pytest.fixture
+def deployed(rv, churn_pipeline, churn_frame):
+    version = rv.registry.register("churn", churn_pipeline, churn_frame, target="churned")
+    rv.deployments.deploy("churn", version.ref)
+    return version
+
+
+def test_the_writer_process_profiles_the_rows_as_the_server_replica(rv, deployed):
+    """The defaults: a writer process stores and profiles the rows; the quality counts of the
+    serving process reach the same replica's buckets, so a server is one replica."""
+    assert rv.settings.log_writer == "process"
+    plog = open_prediction_log(rv)
+    assert plog is not None and plog.remote is not None and plog.profiles is not None
+    model = (deployed.name, deployed.version)
+    ages = [30.0 + i for i in range(20)]
+    plog.put_blocking(
+        LogEntry(
+            "churn", *model, time.time(), [f"{i:032x}" for i in range(20)], {"age": ages},
+            [{"probability": 0.1}] * 20, 2.0, None,
+        )
+    )  # fmt: skip
+    plog.profiles.tally.failed("churn", model, "champion", 3)
+    plog.close()
+    now = datetime.now(UTC)
+    rows = rv.store.profiles.fetch("churn", now - timedelta(hours=1), now + timedelta(hours=1))
+    assert {r.replica for r in rows} == {plog.profiles.replica}
+    assert sum(r.rows for r in rows) == 20
+    window = load_window(rv.store, "churn", now - timedelta(hours=1), now + timedelta(hours=1))
+    assert window is not None and window.rows == 20
+    assert window.quality.failed == 3
+    assert window.inputs.columns["age"].mean == pytest.approx(sum(ages) / 20, rel=1e-12)
+
+
+@pytest.mark.parametrize("writer", ["process", "thread"])
+def test_either_writer_gives_the_same_rows(rv, tmp_path, writer, monkeypatch):
+    monkeypatch.setenv("RELEVO_LOG_WRITER", writer)
+    from relevo.settings import Settings
+
+    rv.settings = rv.settings.model_copy(update={"log_writer": Settings().log_writer})
+    plog = open_prediction_log(rv)
+    assert plog is not None
+    assert (plog.remote is not None) == (writer == "process")
+    plog.put_blocking(_entry(5, start=7, deployment=f"dep-{writer}"))
+    plog.close()
+    assert _stored(rv.store, f"dep-{writer}") == {f"{7 + i:032x}": {"x": 7.0 + i} for i in range(5)}
