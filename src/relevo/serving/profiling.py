@@ -228,9 +228,9 @@ class ProfileBuilder:
         """Fold in what `side` of the serving process sent."""
         doc = orjson.loads(data)
         for key, q in doc["tally"]:
-            self.tally.merge_in(tuple(key), QualityProfile.from_dict(q))  # type: ignore[arg-type]
+            self.tally.merge_in(tuple(key), QualityProfile.from_dict(q))
         with self._shadow_lock:
-            self._shadow.extend(tuple(item) for item in doc["shadow"])  # type: ignore[misc]
+            self._shadow.extend(tuple(item) for item in doc["shadow"])
 
     # ---- the writer thread
 

@@ -58,7 +58,7 @@ class Runtime:
         if plog is not None and plog.profiles is not None and plog.remote is None:
             # the predictor hands its rows over as it logs (a writer process profiles them
             # from the log's entries instead)
-            self.shadow.profiles.direct = True
+            plog.profiles.direct = True
         self.predictor = Predictor(
             self.pool,
             policy=self.policy,
