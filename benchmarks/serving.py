@@ -216,7 +216,7 @@ class Load:
     p50_ms: float
     p99_ms: float
     load_avg: float = 0.0  # the machine's 1-min load average when the run started
-    cpu_s: float | None = None  # the server process's CPU time (user + system) during the run
+    cpu_s: float | None = None  # the server's CPU time (user + system, its processes) in the run
 
     @property
     def cpu_us_per_request(self) -> float | None:
@@ -239,14 +239,34 @@ class Load:
 
 
 def process_cpu_s(pid: int) -> float | None:
-    """User + system CPU seconds of a process and its reaped children (Linux /proc)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
+    """User + system CPU seconds of a process and of every live process under it (relevo's
+    log writer process, uvicorn workers), plus their reaped children (Linux /proc)."""
     ticks = os.sysconf("SC_CLK_TCK")
-    # fields after the command: state is [0]; utime, stime, cutime, cstime are [11]..[14]
-    return sum(int(x) for x in fields[11:15]) / ticks
+
+    def stat(p: int) -> list[str] | None:
+        try:
+            return Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+
+    root = stat(pid)
+    if root is None:
+        return None
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = stat(int(entry.name))
+            if fields is not None:  # state is [0], the parent's pid [1]
+                parents.setdefault(int(fields[1]), []).append(int(entry.name))
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        fields = root if p == pid else stat(p)
+        if fields is not None:
+            # utime, stime, cutime, cstime are [11]..[14]
+            total += sum(int(x) for x in fields[11:15])
+        todo.extend(parents.get(p, []))
+    return total / ticks
 
 
 def run_wrk(url: str, body_file: Path, connections: int, duration_s: float) -> Load:

@@ -13,8 +13,10 @@ showed, a number outside the reference's range; either can be made an error by s
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -62,7 +64,7 @@ class Validated(NamedTuple):
     n: int
     numbers: np.ndarray
     others: dict[str, list[Any]]
-    columns: list[list[Any]]
+    columns: Sequence[Sequence[Any]]
     keys: list[Any] | None
     quality: Quality | None
 
@@ -75,10 +77,13 @@ class Plan:
         self.specs = signature.columns
         self.names = [c.name for c in self.specs]
         self.known = frozenset(self.names)
+        #: a row's values in signature order, as a tuple, read in C (KeyError: one missing)
+        self.values = _getter(self.names)
         positions = range(len(self.specs))
         self.num_idx = [j for j in positions if self.specs[j].kind in ("number", "integer")]
         self.num_names = [self.names[j] for j in self.num_idx]
         self.num_tuple = tuple(self.num_names)
+        self.num_values = _getter(self.num_names)
         self.all_numeric = len(self.num_idx) == len(self.specs)
         num_specs = [self.specs[j] for j in self.num_idx]
         self.num_types = _NUMBERS | {_NONE} if any(s.nullable for s in num_specs) else _NUMBERS
@@ -101,6 +106,15 @@ class Plan:
         ]
 
 
+def _getter(names: list[str]) -> Callable[[Any], tuple[Any, ...]]:
+    if len(names) == 1:
+        name = names[0]
+        return lambda row: (row[name],)
+    if not names:
+        return lambda row: ()
+    return itemgetter(*names)
+
+
 def plan_of(signature: Signature | Plan) -> Plan:
     return signature if isinstance(signature, Plan) else Plan(signature)
 
@@ -117,12 +131,16 @@ def validate_rows(
     if type(rows) is not list or not rows:
         diagnosis.envelope(rows)
     try:
-        # column by column: one comprehension per column, whatever the number of rows
-        columns = [[r[c] for r in rows] for c in plan.names]
+        # each row's values as a tuple, read in C; the columns are their transpose
+        values = list(map(plan.values, rows))
     except (KeyError, TypeError):
         # a missing column or a row that is not an object
-        columns = diagnosis.diagnose(rows, plan, key_column, policy)
-    checked = _check(rows, columns, plan, key_column, policy)
+        checked = None
+    else:
+        columns: Sequence[Sequence[Any]] = list(zip(*values, strict=True)) if plan.names else []
+        # every column numeric: the tuples are the matrix's rows already
+        whole = values if plan.all_numeric and plan.names else None
+        checked = _check(rows, columns, plan, key_column, policy, whole)
     if checked is None:  # a type, null, whole-number or key problem somewhere: find them all
         columns = diagnosis.diagnose(rows, plan, key_column, policy)
         checked = _check(rows, columns, plan, key_column, policy)
@@ -133,20 +151,28 @@ def validate_rows(
 
 def _check(
     rows: list[dict[str, Any]],
-    columns: list[list[Any]],
+    columns: Sequence[Sequence[Any]],
     plan: Plan,
     key_column: str | None,
     policy: Policy,
+    values: list[tuple[Any, ...]] | None = None,
 ) -> Validated | None:
-    """The fast path over all values at once; None when something must be diagnosed."""
+    """The fast path over all values at once; None when something must be diagnosed.
+    `values`: the rows' tuples when every column is numeric (the matrix is made from them)."""
     n = len(rows)
     numeric = [columns[j] for j in plan.num_idx]
-    types = set(map(type, chain.from_iterable(numeric)))
+    types = set(map(type, chain.from_iterable(numeric if values is None else values)))
     if not types <= plan.num_types:
         return None
     try:
-        # one C loop over every numeric value; transposed to rows x columns (a view)
-        matrix = np.array(numeric, dtype=np.float64).reshape(len(numeric), n).T
+        # one C loop over every numeric value, rows x columns
+        if values is not None:
+            matrix = np.array(values, dtype=np.float64).reshape(n, len(numeric))
+        elif len(plan.num_idx) == len(columns):
+            matrix = np.array(numeric, dtype=np.float64).reshape(len(numeric), n).T
+        else:
+            matrix = np.array(list(map(plan.num_values, rows)), dtype=np.float64)
+            matrix = matrix.reshape(n, len(numeric))
     except (OverflowError, ValueError, TypeError):
         return None
     if float in types or _NONE in types:  # only floats and nulls can be non-finite
@@ -168,7 +194,7 @@ def _check(
         column = columns[j]
         if not set(map(type, column)) <= allowed:
             return None
-        others[name] = column
+        others[name] = column if type(column) is list else list(column)
     if key_column is not None:
         keys = [r.get(key_column) for r in rows]
         key_types = set(map(type, keys))
