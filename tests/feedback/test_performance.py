@@ -162,6 +162,31 @@ def test_thresholds_signals_only_on_mature_windows(rv, deployed, log_at):
     assert not found["brier"].firing and found["brier"].evaluable
 
 
+def test_the_alert_provider_reads_no_log_without_thresholds_or_labels(
+    rv, deployed, log_at, monkeypatch
+):
+    """It runs in every server every monitor interval: a deployment with no business
+    threshold, or no label yet, costs a settings read and a count, never a scan of the log."""
+    import relevo.feedback.service as service
+    from relevo.store.tables import deployments
+
+    log_at(make_churn(50, seed=3), NOW - timedelta(days=2))
+
+    def scan(*args, **kwargs):
+        raise AssertionError("the log was read")
+
+    monkeypatch.setattr(service, "load_rows", scan)
+    assert signals(rv, "churn", NOW) == []
+    with rv.store.engine.begin() as conn:
+        conn.execute(
+            deployments.update()
+            .where(deployments.c.name == "churn")
+            .values(monitoring={"feedback": {"thresholds": {"roc_auc": 0.7}}})
+        )
+    (waiting,) = signals(rv, "churn", NOW)
+    assert (waiting.subject, waiting.evaluable, waiting.threshold) == ("roc_auc", False, 0.7)
+
+
 def test_label_metric_for_the_rollout_gate(
     rv, deployed, log_at, proba_of, churn_pipeline, churn_frame
 ):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from relevo.feedback.performance import feedback_config
 from relevo.feedback.service import PerformanceService
 from relevo.monitoring.signals import Signal
 
@@ -21,23 +22,20 @@ LOOKBACK = "30d"
 
 
 def signals(rv: Relevo, deployment: str, now: datetime) -> list[Signal]:
-    """A "performance" signal per business threshold of `deployment`."""
+    """A "performance" signal per business threshold of `deployment`. Without thresholds, or
+    before any label arrived, nothing of the log is read: this runs beside the hot path in
+    every server, every monitor interval."""
+    config = feedback_config(rv, deployment)
+    if not config.thresholds:
+        return []
+    if not rv.store.labels.count(deployment):
+        return [_waiting(deployment, name, limit) for name, limit in config.thresholds.items()]
     report = PerformanceService(rv).performance(deployment, "1d", LOOKBACK, now=now)
     out = []
     for check in report.thresholds:
         sign = ">=" if check.higher_is_better else "<="
         if check.breached is None:
-            out.append(
-                Signal(
-                    deployment,
-                    "performance",
-                    check.metric,
-                    False,
-                    f"{check.metric}: no mature window with enough labels yet",
-                    threshold=check.threshold,
-                    evaluable=False,
-                )
-            )
+            out.append(_waiting(deployment, check.metric, check.threshold))
             continue
         assert check.value is not None and check.window_start is not None
         day = check.window_start.date().isoformat()
@@ -56,3 +54,15 @@ def signals(rv: Relevo, deployment: str, now: datetime) -> list[Signal]:
             )
         )
     return out
+
+
+def _waiting(deployment: str, metric: str, threshold: float) -> Signal:
+    return Signal(
+        deployment,
+        "performance",
+        metric,
+        False,
+        f"{metric}: no mature window with enough labels yet",
+        threshold=threshold,
+        evaluable=False,
+    )
