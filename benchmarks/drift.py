@@ -38,7 +38,7 @@ CATEGORICAL = [f"c{i}" for i in range(5)]
 DRIFTED = ["n0", "n1", "n2", "c0", "c1"]
 
 # The child: generate the frames, then time one drift call. Runs under either interpreter.
-CHILD = r'''
+CHILD = r"""
 import json, resource, sys, time
 import numpy as np, pandas as pd
 
@@ -134,7 +134,7 @@ else:
 peak = status("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps({"tool": tool, "version": version, "seconds": seconds, "peak": peak,
                   "data": rss_data, "flagged": flagged, "methods": methods}))
-'''
+"""
 
 
 def evidently_python() -> Path:

@@ -107,3 +107,68 @@ def test_the_basic_strategy_sends_every_row_to_the_champion(two_models, churn_fr
     expected = first.predict_proba(sample[CHURN_FEATURES])[:, 1]
     assert np.allclose([p["probability"] for p in answer.predictions], expected, atol=1e-12)
     assert len(entries) == 1 and entries[0].model_version == 1
+
+
+def test_a_micro_batch_of_requests_is_logged_as_one_entry_each_row_its_own(
+    two_models, churn_frame, tmp_path
+):
+    """Concurrent requests scored in one model call go to the log as one entry (one
+    serialisation per batch); each stored row keeps its own request's id, key, features,
+    output and latency."""
+    import time
+
+    import orjson
+
+    from relevo.serving.entries import FIELDS
+    from relevo.serving.log import PredictionLog
+
+    endpoint, first, _second = two_models
+    stored: list[tuple] = []
+    plog = PredictionLog(lambda rows: stored.extend(rows) or len(rows), flush_interval_s=0.01)
+    predictor = Predictor(_Pool(endpoint), policy=Policy(), prediction_log=plog)
+    endpoint.runners[0].batcher.on_scored = predictor.log_scored
+    offered: list[list[int]] = []
+    offer_many = plog.offer_many
+
+    def spy(entries):
+        offered.append([e.n for e in entries])
+        return offer_many(entries)
+
+    plog.offer_many = spy  # type: ignore[method-assign]
+    sample = churn_frame.iloc[:12]
+    rows = frame_to_records(sample.drop(columns=[CHURN_TARGET]))
+    requests = [rows[0:1], rows[1:5], rows[5:6], rows[6:12]]
+    batches: list[int] = []
+    endpoint.runners[0].batcher.on_batch = batches.append
+
+    async def concurrently():
+        started = time.perf_counter()
+        # staggered start times: the requests' latencies differ
+        return await asyncio.gather(
+            *(
+                predictor.predict("churn", r, started=started - 0.01 * k)
+                for k, r in enumerate(requests)
+            )
+        )
+
+    answers = asyncio.run(concurrently())
+    plog.close()
+    assert batches == [12]  # the four requests were scored in one model call
+    assert offered == [[12]]  # and logged as one entry
+    by_id = {r[FIELDS.index("id")]: r for r in stored}
+    assert len(by_id) == 12
+    expected = first.predict_proba(sample[CHURN_FEATURES])[:, 1]
+    i = 0
+    for k, (request, answer) in enumerate(zip(requests, answers, strict=True)):
+        for row, prediction in zip(request, answer.predictions, strict=True):
+            got = by_id[prediction["id"]]
+            assert got[FIELDS.index("routing_key")] == str(row["customer_id"])
+            features = orjson.loads(got[FIELDS.index("features")])
+            assert features == {c: row[c] for c in endpoint.runners[0].plan.names}
+            output = orjson.loads(got[FIELDS.index("output")])
+            assert output["probability"] == pytest.approx(expected[i], abs=1e-12)
+            # each row carries its own request's latency (0.01 s more per request started)
+            assert got[FIELDS.index("latency_ms")] >= 10.0 * k
+            i += 1
+    latencies = [by_id[a.predictions[0]["id"]][FIELDS.index("latency_ms")] for a in answers]
+    assert latencies[1] < latencies[2] < latencies[3]  # batched together, still apart

@@ -39,7 +39,8 @@ def test_valid_rows_give_one_matrix_and_the_other_columns():
     assert v.numbers[0].tolist() == [40.0, 5000.5]
     assert v.numbers[1, 0] == 41.0 and np.isnan(v.numbers[1, 1])
     assert v.others == {"plan": ["basic", "pro"], "active": [True, False]}
-    assert [list(c) for c in v.columns] == [[40, 41], [5000.5, None], ["basic", "pro"], [True, False]]
+    columns = [list(c) for c in v.columns]
+    assert columns == [[40, 41], [5000.5, None], ["basic", "pro"], [True, False]]
     assert not v.quality
 
 

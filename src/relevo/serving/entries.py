@@ -32,7 +32,8 @@ class LogEntry:
     ids: Sequence[str]
     features: Mapping[str, Sequence[Any]]  # column -> n values: what the log stores
     outputs: Sequence[dict[str, Any]]
-    latency_ms: float
+    #: the request's latency, or one per row (the requests of a micro-batch in one entry)
+    latency_ms: float | Sequence[float]
     keys: Sequence[Any] | None = None
     #: champion | challenger | fallback (the champion answered rows its challenger failed)
     role: str = "champion"
@@ -48,6 +49,11 @@ class LogEntry:
             ids=self.ids[start:stop],
             features={k: v[start:stop] for k, v in self.features.items()},
             outputs=self.outputs[start:stop],
+            latency_ms=(
+                self.latency_ms
+                if isinstance(self.latency_ms, int | float)
+                else self.latency_ms[start:stop]
+            ),
             keys=None if self.keys is None else self.keys[start:stop],
         )
 
@@ -113,6 +119,11 @@ def entry_rows(payload: bytes) -> list[Row]:
             feats = ["{}"] * n
         outs = [dumps(o).decode() for o in orjson.loads(outputs)]
     keys = [None if k is None else str(k) for k in keys] if keys is not None else [None] * n
+    if type(latency) is list:  # one per row: the requests of a micro-batch
+        return [
+            (pid, dep, name, version, when, key, f, o, lat, role)
+            for pid, key, f, o, lat in zip(ids, keys, feats, outs, latency, strict=True)
+        ]
     return [
         (pid, dep, name, version, when, key, f, o, latency, role)
         for pid, key, f, o in zip(ids, keys, feats, outs, strict=True)

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -249,51 +250,81 @@ class Predictor:
     def log_scored(self, scored: list[tuple[Any, list[Any]]]) -> None:
         """The micro-batchers' hook (`MicroBatcher.on_scored`): the log entries of a scored
         batch's requests, queued with one spool write where the batch was scored (a worker
-        thread under load), before any of them is answered. A request whose entry is not
-        queued here (the log is full or closed) logs it itself, waiting for room."""
+        thread under load), before any of them is answered. The requests of one deployment,
+        model and role make one entry (serialised once, each row with its request's latency).
+        A request whose entry is not queued here (the log is full or closed) logs it itself,
+        waiting for room."""
         plog = self.log
         if plog is None:
             return
         now = time.time()
         clock = time.perf_counter()
-        tagged: list[tuple[LogTag, list[Any]]] = []
-        entries: list[LogEntry] = []
+        groups: dict[tuple[int, int, str], list[tuple[LogTag, list[Any]]]] = {}
         for tag, outputs in scored:
-            if not isinstance(tag, LogTag):
-                continue
-            endpoint = tag.endpoint
-            dep = endpoint.deployment
-            rows = tag.rows
-            extra_fields = tuple(getattr(dep, "log_extra", ()) or ())
-            if extra_fields and tag.idx is not None:  # the request fields only extras need
-                rows = [rows[i] for i in tag.idx.tolist()]
-            entry = _entry(
-                dep.name,
-                endpoint.runners[tag.model],
-                tag.role,
-                now,
-                tag.ids,
-                tag.part,
-                rows,
-                outputs,
-                clock - tag.started,
-                extra_fields,
-            )
-            tagged.append((tag, outputs))
-            entries.append(entry)
+            if isinstance(tag, LogTag):
+                groups.setdefault((id(tag.endpoint), tag.model, tag.role), []).append(
+                    (tag, outputs)
+                )
+        entries = [self._batch_entry(group, now, clock) for group in groups.values()]
         if entries and plog.offer_many(entries):
             profiles = getattr(plog, "profiles", None)
             if profiles is not None and not profiles.direct:
                 profiles = None
-            for tag, outputs in tagged:
-                tag.logged = True
-                if profiles is not None:
-                    # the validated columns as they are: profiled in the writer thread
-                    runner = tag.endpoint.runners[tag.model]
-                    profiles.hand(
-                        tag.endpoint.deployment.name, _model(runner), tag.role, now,
-                        runner.plan.num_tuple, tag.part.numbers, tag.part.others, outputs,
-                    )  # fmt: skip
+            for group in groups.values():
+                for tag, outputs in group:
+                    tag.logged = True
+                    if profiles is not None:
+                        # the validated columns as they are: profiled in the writer thread
+                        runner = tag.endpoint.runners[tag.model]
+                        profiles.hand(
+                            tag.endpoint.deployment.name, _model(runner), tag.role, now,
+                            runner.plan.num_tuple, tag.part.numbers, tag.part.others, outputs,
+                        )  # fmt: skip
+
+    def _batch_entry(
+        self, group: list[tuple[LogTag, list[Any]]], now: float, clock: float
+    ) -> LogEntry:
+        """One entry for the requests of `group` (one deployment, model and role)."""
+        endpoint = group[0][0].endpoint
+        dep = endpoint.deployment
+        runner = endpoint.runners[group[0][0].model]
+        extra_fields = tuple(getattr(dep, "log_extra", ()) or ())
+
+        def rows_of(tag: LogTag) -> Any:
+            if extra_fields and tag.idx is not None:  # the request fields only extras need
+                return [tag.rows[i] for i in tag.idx.tolist()]
+            return tag.rows
+
+        if len(group) == 1:
+            tag, outputs = group[0]
+            return _entry(
+                dep.name, runner, tag.role, now, tag.ids, tag.part, rows_of(tag), outputs,
+                clock - tag.started, extra_fields,
+            )  # fmt: skip
+        tags = [tag for tag, _ in group]
+        # per column, the requests' values end to end (zip and chain in C)
+        features: dict[str, list[Any]] = {
+            name: list(chain.from_iterable(parts))
+            for name, parts in zip(
+                runner.plan.names, zip(*(t.part.columns for t in tags), strict=True), strict=True
+            )
+        }
+        for f in extra_fields:
+            if f not in runner.plan.known:
+                features[f] = [r.get(f) for t in tags for r in rows_of(t)]
+        keyed = tags[0].part.keys is not None
+        return LogEntry(
+            dep.name,
+            runner.version.name,
+            runner.version.version,
+            now,
+            list(chain.from_iterable(t.ids for t in tags)),
+            features,
+            list(chain.from_iterable(outputs for _, outputs in group)),
+            [1000.0 * (clock - t.started) for t in tags for _ in range(t.part.n)],
+            list(chain.from_iterable(t.part.keys or () for t in tags)) if keyed else None,
+            tags[0].role,
+        )
 
     def _challenger_failed(self, endpoint: Endpoint, rows: int, exc: Exception) -> None:
         ref = endpoint.runners[1].ref
