@@ -108,7 +108,15 @@ def _is_numeric(series: pd.Series) -> bool:
         return False
     if pd.api.types.is_numeric_dtype(series.dtype):
         return True
-    head = series.dropna().head(1000)
+    # the first 1,000 values present, found block by block (dropna on the whole column
+    # would copy it)
+    parts, found = [], 0
+    for start in range(0, len(series), BLOCK):
+        parts.append(series.iloc[start : start + BLOCK].dropna())
+        found += len(parts[-1])
+        if found >= 1000:
+            break
+    head = pd.concat(parts).head(1000) if parts else series
     kind = pd.api.types.infer_dtype(head, skipna=True)
     return len(head) > 0 and kind in ("integer", "floating", "mixed-integer-float", "decimal")
 
