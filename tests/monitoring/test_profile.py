@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from collections import Counter
 from functools import reduce
 
 import numpy as np
@@ -19,6 +20,7 @@ from relevo.monitoring import (
     DatasetProfile,
     NumericProfile,
 )
+from relevo.monitoring.profile import COUNT_BLOCK
 
 
 def explicit_bins(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -298,6 +300,19 @@ def test_categorical_counts_equal_value_counts():
         p.proportions(["blue", "red", "purple"]),
         values.value_counts(normalize=True).reindex(["blue", "red", "purple"], fill_value=0),
     )
+
+
+@pytest.mark.parametrize("dtype", ["object", "str", "category"])
+def test_categorical_columns_longer_than_a_block_count_every_value(dtype: str):
+    """Long columns are counted block by block: the counts of every value, whatever the dtype."""
+    rng = np.random.default_rng(7)
+    n = 2 * COUNT_BLOCK + 333
+    raw = rng.choice(np.array(["a", "b", "c", "d"], dtype=object), size=n, p=[0.4, 0.3, 0.2, 0.1])
+    raw[rng.random(n) < 0.02] = None
+    raw[COUNT_BLOCK:] = np.where(raw[COUNT_BLOCK:] == "d", "e", raw[COUNT_BLOCK:])  # later blocks
+    p = CategoricalProfile.reference(pd.Series(raw, dtype=dtype))
+    expected = Counter(v for v in raw if v is not None)
+    assert p.counts == dict(expected) and p.missing == sum(v is None for v in raw)
 
 
 def test_categorical_booleans_and_missing():

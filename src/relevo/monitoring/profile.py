@@ -66,6 +66,10 @@ __all__ = [
 ]
 
 OTHER_CATEGORY = "__other__"
+#: values a categorical column is counted in at a time: counting a long column (a frame of
+#: millions of rows) then needs the temporaries of one block (pandas counts a `category`
+#: column with `np.bincount`, which first widens its codes to 8 bytes a value)
+COUNT_BLOCK = 1 << 16
 
 # --------------------------------------------------------------------------- categorical
 
@@ -90,13 +94,17 @@ def _count_categories(values: Any) -> tuple[dict[str, int], int]:
     series = values if isinstance(values, pd.Series) else pd.Series(values, dtype=object)
     if series.ndim != 1:
         raise ValueError("values must be one-dimensional")
-    observed = series.value_counts(dropna=True, sort=False)
     counts: dict[str, int] = {}
-    for key, n in zip(observed.index, observed.to_numpy(), strict=True):
-        if n > 0:
-            name = str(key)
-            counts[name] = counts.get(name, 0) + int(n)
-    return counts, len(series) - int(observed.sum())
+    seen = 0
+    for start in range(0, len(series), COUNT_BLOCK):
+        part = series if len(series) <= COUNT_BLOCK else series.iloc[start : start + COUNT_BLOCK]
+        observed = part.value_counts(dropna=True, sort=False)
+        for key, n in zip(observed.index, observed.to_numpy(), strict=True):
+            if n > 0:
+                name = str(key)
+                counts[name] = counts.get(name, 0) + int(n)
+        seen += int(observed.sum())
+    return counts, len(series) - seen
 
 
 @dataclass(frozen=True)

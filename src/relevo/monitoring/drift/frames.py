@@ -3,15 +3,20 @@ scientists without a server.
 
 Both frames are profiled on the reference's bins exactly as a server profiles its traffic
 (the same `DatasetProfile` values, so the report is the one `compare` gives on profiles), one
-column at a time and without copying the frames. What makes it fast on millions of rows: the
-bin edges come from the quantiles of a seeded sample of at most 100,000 reference values
-(edges only cut the line: the counts in each bin are then exact), and each value's bin is
-counted with one vectorised comparison per edge instead of a binary search per value.
+column at a time and without copying the frames: a numeric column is read in blocks of 65,536
+values, so the memory relevo needs beyond the frames stays a few megabytes however many rows
+they hold (no float copy of an integer column, no filtered copy of a column with missing
+values, no permutation of a column's positions to sample it). What makes it fast on millions
+of rows: the bin edges come from the quantiles of a seeded sample of at most 100,000 reference
+values (edges only cut the line: the counts in each bin are then exact), and each value's bin
+is counted with one vectorised comparison per edge on a block that stays in the cache,
+instead of a binary search per value.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -20,7 +25,7 @@ from relevo.errors import InvalidInputError, Problem
 from relevo.monitoring.drift.compare import compare
 from relevo.monitoring.drift.config import DriftConfig
 from relevo.monitoring.drift.report import DriftReport
-from relevo.monitoring.numeric import NumericProfile, reference_edges
+from relevo.monitoring.numeric import NumericProfile, _hypergeometric, reference_edges
 from relevo.monitoring.profile import CategoricalProfile, ColumnProfile, DatasetProfile
 from relevo.monitoring.reference import BINS  # the bins registration profiles a reference on
 
@@ -33,6 +38,8 @@ SAMPLE_SIZE = 1000
 #: sampling error is not averaged away across windows; 5,000 values make it small
 REFERENCE_SAMPLE = 5000
 SEED = 0
+#: values read at a time (512 KiB of float64): the temporaries of a pass over a column
+BLOCK = 1 << 16
 
 
 def drift(
@@ -72,16 +79,22 @@ def drift(
         ref_values, cur_values = reference_df[name], current_df[name]
         if _is_numeric(ref_values):
             try:
-                ref_x, ref_missing = _finite(ref_values)
-                cur_x, cur_missing = _finite(cur_values)
+                ref, cur = _Column(ref_values), _Column(cur_values)
             except (TypeError, ValueError) as exc:
                 raise InvalidInputError(
                     f"column {name!r} is numeric in the reference but not in the current data",
                     [Problem(str(exc), column=name)],
                 ) from None
-            edges = _edges(ref_x)
-            ref_cols[name] = profile_numeric(ref_x, ref_missing, edges, REFERENCE_SAMPLE)
-            cur_cols[name] = profile_numeric(cur_x, cur_missing, edges)
+            # bin edges from the quantiles of a sample of the reference (edges only cut the
+            # line: the counts in each bin are then exact)
+            edge_sample, ref_sample = ref.sample(
+                (EDGE_SAMPLE, np.random.default_rng(SEED + 1)),
+                (REFERENCE_SAMPLE, np.random.default_rng(SEED)),
+            )
+            edges = reference_edges(edge_sample, BINS)
+            del edge_sample
+            ref_cols[name] = ref.profile(edges, REFERENCE_SAMPLE, ref_sample)
+            cur_cols[name] = cur.profile(edges)
         else:
             ref_cols[name] = CategoricalProfile.reference(ref_values)
             cur_cols[name] = CategoricalProfile().update(cur_values)
@@ -95,65 +108,142 @@ def _is_numeric(series: pd.Series) -> bool:
         return False
     if pd.api.types.is_numeric_dtype(series.dtype):
         return True
-    head = series.dropna().head(1000)
+    # the first 1,000 values present, found block by block (dropna on the whole column
+    # would copy it)
+    parts, found = [], 0
+    for start in range(0, len(series), BLOCK):
+        parts.append(series.iloc[start : start + BLOCK].dropna())
+        found += len(parts[-1])
+        if found >= 1000:
+            break
+    head = pd.concat(parts).head(1000) if parts else series
     kind = pd.api.types.infer_dtype(head, skipna=True)
     return len(head) > 0 and kind in ("integer", "floating", "mixed-integer-float", "decimal")
 
 
-def _finite(series: pd.Series) -> tuple[np.ndarray, int]:
-    """The finite values as float64 (no copy when there is nothing to drop) and how many were
-    missing (NaN, None, +-inf)."""
-    if pd.api.types.is_numeric_dtype(series.dtype) and isinstance(series.dtype, np.dtype):
-        x = series.to_numpy().astype(np.float64, copy=False)
-    else:
-        x = pd.to_numeric(series, errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
-    ok = np.isfinite(x)
-    n_ok = int(np.count_nonzero(ok))
-    return (x, 0) if n_ok == x.size else (x[ok], x.size - n_ok)
+class _Column:
+    """One numeric column read in blocks of `BLOCK` values as float64: whatever the frame's
+    size, profiling it holds a block's worth of temporaries, never a copy of the column."""
+
+    def __init__(self, values: pd.Series | np.ndarray) -> None:
+        self.values = values
+        # first pass: finite values per block (how the samples are spread) and their sum
+        self.finite: list[int] = []
+        total = 0.0
+        for block, ok in self.blocks():
+            n_ok = block.size if ok is None else int(np.count_nonzero(ok))
+            self.finite.append(n_ok)
+            total += float(block.sum() if ok is None else block[ok].sum())
+        self.count = sum(self.finite)
+        self.missing = len(values) - self.count
+        self.mean = total / self.count if self.count else math.nan
+
+    def blocks(self) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        """(block as float64, its finite mask or None when every value is finite)."""
+        values = self.values
+        direct = isinstance(values, np.ndarray) or (
+            isinstance(values.dtype, np.dtype) and pd.api.types.is_numeric_dtype(values.dtype)
+        )
+        array = values if isinstance(values, np.ndarray) else values.to_numpy() if direct else None
+        for start in range(0, len(values), BLOCK):
+            if array is not None:
+                block = array[start : start + BLOCK].astype(np.float64, copy=False)
+            else:  # extension dtypes, numbers held as text or objects: converted per block
+                assert isinstance(values, pd.Series)
+                part = values.iloc[start : start + BLOCK]
+                if not pd.api.types.is_numeric_dtype(part.dtype):
+                    part = pd.to_numeric(part, errors="raise")
+                block = part.to_numpy(dtype=np.float64, na_value=np.nan)
+            ok = np.isfinite(block)
+            yield block, (None if ok.all() else ok)
+
+    def sample(self, *requests: tuple[int, np.random.Generator]) -> list[np.ndarray]:
+        """For each (size, generator): a uniform sample without replacement of that many
+        finite values (all of them if fewer), in a random order. How many come from each block
+        is drawn first (sequential hypergeometric draws), then which ones within the block, so
+        no array as long as the column is made."""
+        plans = [(rng, _split(rng, self.finite, min(k, self.count))) for k, rng in requests]
+        parts: list[list[np.ndarray]] = [[] for _ in requests]
+        for i, (block, ok) in enumerate(self.blocks()):
+            finite = block if ok is None else block[ok]
+            for (rng, split), part in zip(plans, parts, strict=True):
+                if split[i] == finite.size:
+                    part.append(finite.copy())
+                elif split[i]:
+                    part.append(finite[rng.choice(finite.size, split[i], replace=False)])
+        out = []
+        for (rng, _), part in zip(plans, parts, strict=True):
+            values = np.concatenate(part) if part else np.empty(0)
+            rng.shuffle(values)
+            out.append(values)
+        return out
+
+    def profile(
+        self, edges: np.ndarray, sample_size: int = SAMPLE_SIZE, sample: np.ndarray | None = None
+    ) -> NumericProfile:
+        """The `NumericProfile` of the column on `edges`: the same counts, moments and range
+        as `NumericProfile(edges, 0).update(values)`, and a uniform sample of `sample_size`
+        (`sample`: one already drawn)."""
+        n_bins = max(edges.size - 1, 1)
+        if self.count == 0:
+            return NumericProfile(
+                edges, np.zeros(n_bins, np.int64), missing=self.missing, sample_size=sample_size
+            )
+        if sample is None:
+            (sample,) = self.sample((sample_size, np.random.default_rng(SEED)))
+        inner = edges[1:-1]
+        under = np.zeros(inner.size, np.int64)
+        below = above = 0
+        m2, low, high = 0.0, math.inf, -math.inf
+        for block, ok in self.blocks():
+            x = block if ok is None else block[ok]
+            if x.size == 0:
+                continue
+            # values under each inner edge (bins are [e_i, e_i+1)): one pass per edge on a
+            # block that stays in the cache, no sort
+            for i, e in enumerate(inner):
+                under[i] += np.count_nonzero(x < e)
+            if edges.size:
+                below += int(np.count_nonzero(x < edges[0]))
+                above += int(np.count_nonzero(x > edges[-1]))
+            dev = x - self.mean
+            # einsum, not np.dot: a multithreaded BLAS call costs milliseconds of thread
+            # wake-ups on a busy machine for what is a short pass
+            m2 += float(np.einsum("i,i->", dev, dev))
+            low, high = min(low, float(x.min())), max(high, float(x.max()))
+        counts = np.diff(np.concatenate([[0], under, [self.count]]))
+        return NumericProfile(
+            edges,
+            counts,
+            below=below,
+            above=above,
+            count=self.count,
+            missing=self.missing,
+            mean=self.mean,
+            m2=m2,
+            min=low,
+            max=high,
+            sample=sample,
+            sample_size=sample_size,
+            seed=SEED,
+        )
 
 
-def _edges(x: np.ndarray) -> np.ndarray:
-    rng = np.random.default_rng(SEED)
-    sample = x if x.size <= EDGE_SAMPLE else x[rng.choice(x.size, EDGE_SAMPLE, replace=False)]
-    return reference_edges(sample, BINS)
+def _split(rng: np.random.Generator, sizes: list[int], k: int) -> list[int]:
+    """How many of a uniform sample of k items fall in each of consecutive groups of `sizes`."""
+    out, left = [], sum(sizes)
+    for size in sizes:
+        left -= size
+        taken = _hypergeometric(rng, size, left, k)
+        out.append(taken)
+        k -= taken
+    return out
 
 
 def profile_numeric(
-    x: np.ndarray, missing: int, edges: np.ndarray, sample_size: int = SAMPLE_SIZE
+    values: pd.Series | np.ndarray, edges: np.ndarray, sample_size: int = SAMPLE_SIZE
 ) -> NumericProfile:
-    """The `NumericProfile` of finite values `x` on `edges`: the same counts, moments and
-    range as `NumericProfile(edges, 0).update(x)`, and a uniform sample of `sample_size`."""
-    n_bins = max(edges.size - 1, 1)
-    if x.size == 0:
-        return NumericProfile(
-            edges, np.zeros(n_bins, np.int64), missing=missing, sample_size=sample_size
-        )
-    inner = edges[1:-1]
-    # values under each inner edge (bins are [e_i, e_i+1)): one pass per edge, no sort
-    under = np.fromiter((np.count_nonzero(x < e) for e in inner), np.int64, inner.size)
-    counts = np.diff(np.concatenate([[0], under, [x.size]]))
-    below = int(np.count_nonzero(x < edges[0])) if edges.size else 0
-    above = int(np.count_nonzero(x > edges[-1])) if edges.size else 0
-    mean = float(x.mean())
-    dev = x - mean
-    # einsum, not np.dot: a multithreaded BLAS call costs milliseconds of thread wake-ups on
-    # a busy machine for what is a 1 ms pass over a million values
-    m2 = float(np.einsum("i,i->", dev, dev))
-    del dev
-    rng = np.random.default_rng(SEED)
-    sample = x if x.size <= sample_size else x[rng.choice(x.size, sample_size, replace=False)]
-    return NumericProfile(
-        edges,
-        counts,
-        below=below,
-        above=above,
-        count=int(x.size),
-        missing=missing,
-        mean=mean,
-        m2=m2,
-        min=float(x.min()),
-        max=float(x.max()),
-        sample=sample,
-        sample_size=sample_size,
-        seed=SEED,
-    )
+    """The `NumericProfile` of a numeric column on `edges`: the same counts, moments, range and
+    missing values (NaN, None, +-inf) as `NumericProfile(edges, 0).update(values)`, and a
+    uniform sample of `sample_size` values."""
+    return _Column(values).profile(edges, sample_size)
