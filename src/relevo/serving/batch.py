@@ -1,9 +1,10 @@
 """Batch scoring: a file of rows through the same validation, coercion and log as the API.
 
 Read, validate, score and write in chunks (CSV and Parquet alike), so memory stays flat as the
-file grows. Two passes over the file: the first validates every chunk (a bad row rejects the
-whole file, listing every problem, before anything is scored or logged), the second scores and
-writes. The output path is checked before either pass.
+file grows. One pass over the file: a thread reads and validates the next chunk while this one
+is scored and written. A bad row rejects the whole file: from the first bad chunk on, chunks are
+only validated, so the error lists every problem of the file (with its row and column), and the
+partial output is removed. The output path is checked before anything is read.
 
 A failed run leaves the prediction log as it was: the log entries of a run are kept in a
 temporary file beside the output until every chunk is scored and the output is complete, and
@@ -25,10 +26,11 @@ import pandas as pd
 
 from relevo.context import Relevo
 from relevo.errors import InvalidInputError, Problem
-from relevo.serving.batch_io import ChunkWriter, check_output, iter_chunks
+from relevo.serving.batch_io import ChunkWriter, check_output, iter_chunks, read_ahead
 from relevo.serving.diagnosis import MAX_PROBLEMS
 from relevo.serving.entries import LogEntry, encode
-from relevo.serving.frame_check import check_frame
+from relevo.serving.frame_check import CheckedChunk, check_frame
+from relevo.serving.frames import Part
 from relevo.serving.ids import new_ids
 from relevo.serving.log import open_prediction_log
 from relevo.serving.outputs import format_outputs, output_columns
@@ -108,16 +110,20 @@ def _score(
     runner = pool.endpoint(deployment).primary
     settings = relevo.settings
     policy = Policy(settings.reject_unseen_categories, settings.reject_out_of_range)
-    total = _validate_all(chunks(), runner, dep.key_column, policy)
     logging = log and settings.log_predictions
+    problems: list[Problem] = []
+    failed = False
+    bad_rows = 0
+    scored = 0
+    checked_chunks = _checked(chunks(), runner, dep.key_column, policy, problems)
     with _HeldEntries() if logging else contextlib.nullcontext() as held:
-        scored = 0
-        offset = 0
-        for frame in chunks():
-            problems: list[Problem] = []
-            checked = check_frame(frame, runner.plan, dep.key_column, policy, offset, problems)
-            if checked is None:  # the file changed between the passes
-                raise _rejected(problems, len(problems))
+        for frame, checked, bad in read_ahead(checked_chunks):
+            bad_rows += bad
+            failed = failed or checked is None
+            if failed or checked is None or len(frame) == 0:
+                # a bad file: what was scored is dropped; the rest is only checked, so the
+                # error lists the problems of the whole file
+                continue
             started = time.perf_counter()
             raw = runner.raw(checked.part)
             ids = new_ids(len(frame))
@@ -125,7 +131,7 @@ def _score(
             write(_scored_frame(frame, ids, runner.ref, columns))
             if held is not None:
                 outputs = format_outputs(runner.version.task, runner.version.classes, raw)
-                features = _log_features(frame, checked.part, runner, dep.key_column)
+                features = _log_features(checked.part, runner)
                 latency = time.perf_counter() - started  # the chunk's model call and output
                 held.add(
                     log_entry(
@@ -140,35 +146,35 @@ def _score(
                         checked.keys,
                     )
                 )
-            offset += len(frame)
             scored += len(frame)
             if progress is not None:
                 progress(len(frame))
+        if failed:
+            raise _rejected(problems, bad_rows)
+        if scored == 0:
+            raise InvalidInputError("the input has no rows")
         if finish is not None:
             finish()  # the output is complete before anything reaches the log
         if held is not None:
             held.replay(relevo)
-    assert scored == total
     return scored, runner.ref
 
 
-def _validate_all(
-    chunks: Iterator[pd.DataFrame], runner: ModelRunner, key: str | None, policy: Policy
-) -> int:
-    """The first pass: every chunk validated; a bad file raises with its problems."""
-    problems: list[Problem] = []
-    bad_rows = 0
+def _checked(
+    chunks: Iterator[pd.DataFrame],
+    runner: ModelRunner,
+    key: str | None,
+    policy: Policy,
+    problems: list[Problem],
+) -> Iterator[tuple[pd.DataFrame, CheckedChunk | None, int]]:
+    """Each chunk with its validated values (None when it has problems, which go to
+    `problems`) and its count of bad rows."""
     offset = 0
     for frame in chunks:
         before = len(problems)
-        if check_frame(frame, runner.plan, key, policy, offset, problems) is None:
-            bad_rows += max(len(problems) - before, 1)
+        checked = check_frame(frame, runner.plan, key, policy, offset, problems)
+        yield frame, checked, 0 if checked is not None else max(len(problems) - before, 1)
         offset += len(frame)
-    if offset == 0:
-        raise InvalidInputError("the input has no rows")
-    if problems:
-        raise _rejected(problems, bad_rows)
-    return offset
 
 
 def _rejected(problems: list[Problem], total: int) -> InvalidInputError:
@@ -191,9 +197,7 @@ def _scored_frame(
     return pd.concat([frame, extra], axis=1)
 
 
-def _log_features(
-    frame: pd.DataFrame, part: Any, runner: ModelRunner, key: str | None
-) -> dict[str, list[Any]]:
+def _log_features(part: Part, runner: ModelRunner) -> dict[str, list[Any]]:
     """The signature's columns (validated values), as the API logs them; the routing key is
     stored beside them (`keys`), never among the features."""
     numbers, others = part
@@ -208,7 +212,10 @@ def _log_features(
         elif spec.nullable:
             values = [None if v != v else v for v in values]
         features[spec.name] = values
-    features.update(others)
+    for name, values in others.items():
+        # a file's text column is a pandas array (missing as NaN): the log keeps a list
+        listed = type(values) is list
+        features[name] = values if listed else values.to_numpy(object, na_value=None).tolist()
     return features
 
 

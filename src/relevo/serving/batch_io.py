@@ -4,10 +4,12 @@ output written chunk by chunk (CSV appended, Parquet as row groups)."""
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 
@@ -15,6 +17,8 @@ from relevo.errors import InvalidInputError
 from relevo.tables import read_table
 
 WRITABLE = (".csv", ".parquet", ".pq")
+T = TypeVar("T")
+_END = object()
 
 
 def check_output(output: Path, source: Path | None = None) -> None:
@@ -67,9 +71,58 @@ def iter_chunks(source: Path, rows: int) -> Iterator[pd.DataFrame]:
         raise InvalidInputError(f"cannot read input file {source}: {first}") from exc
 
 
+def read_ahead(items: Iterator[T], depth: int = 1) -> Iterator[T]:
+    """`items`, made by a thread of their own up to `depth` ahead of the consumer: reading and
+    checking the next chunk (pandas and pyarrow release the GIL while they parse) overlaps
+    scoring this one. Memory stays bounded; the thread's errors are raised here, in order; a
+    consumer that stops early (an error, `close()`) stops the thread."""
+    handoff: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def give(ok: bool, item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put((ok, item), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not give(True, item):
+                    return
+            give(True, _END)
+        except BaseException as exc:  # handed to the consumer, raised there
+            give(False, exc)
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()  # a generator's `with` blocks (the open file) end in its thread
+
+    thread = threading.Thread(target=produce, name="relevo-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            ok, item = handoff.get()
+            if not ok:
+                raise item
+            if item is _END:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
 class ChunkWriter:
     """Writes scored chunks to a .csv or .parquet file; a failed run removes the partial file
-    (written under a temporary name, moved into place at the end)."""
+    (written under a temporary name, moved into place at the end).
+
+    The writing happens in a thread of its own, one chunk behind the caller, so that encoding
+    and compressing a chunk (pyarrow releases the GIL) overlaps scoring the next; its errors
+    are raised by the next `write` or by `commit`."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -79,9 +132,23 @@ class ChunkWriter:
         self._schema: Any = None
         self._first = True
         self._committed = False
+        self._pending: queue.Queue[pd.DataFrame | None] = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    def write(self, frame: pd.DataFrame) -> None:
+        """Hand a chunk to the writing thread (waits while it is a chunk behind)."""
+        self._raise()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._drain, name="relevo-write-behind")
+            self._thread.daemon = True
+            self._thread.start()
+        self._pending.put(frame)
 
     def commit(self) -> None:
         """Finish the file and move it into place (the run succeeded)."""
+        self._stop()
+        self._raise()
         if self._writer is not None:
             self._writer.close()
             self._writer = None
@@ -93,7 +160,37 @@ class ChunkWriter:
     def __enter__(self) -> ChunkWriter:
         return self
 
-    def write(self, frame: pd.DataFrame) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop()
+        if self._writer is not None:
+            self._writer.close()
+        if not self._committed:
+            self._tmp.unlink(missing_ok=True)
+
+    def _drain(self) -> None:
+        while (frame := self._pending.get()) is not None:
+            if self._error is None:  # after a failure the rest is dropped
+                try:
+                    self._write(frame)
+                except BaseException as exc:  # raised in the caller's thread
+                    self._error = exc
+
+    def _stop(self) -> None:
+        if self._thread is not None:
+            self._pending.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _write(self, frame: pd.DataFrame) -> None:
         if self._parquet:
             import pyarrow as pa
             import pyarrow.parquet as pq
@@ -110,14 +207,3 @@ class ChunkWriter:
                 self._tmp, mode="w" if self._first else "a", header=self._first, index=False
             )
         self._first = False
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        if not self._committed:
-            self._tmp.unlink(missing_ok=True)
