@@ -137,7 +137,7 @@ def test_a_bad_file_is_rejected_whole_with_the_problems_of_every_chunk(
 def test_a_failed_write_leaves_no_output_and_logs_nothing(rv, deployed, tmp_path, monkeypatch):
     from relevo.serving.batch_io import ChunkWriter
 
-    real = ChunkWriter._write
+    real = ChunkWriter.write
     calls = []
 
     def disk_full_on_the_second_chunk(self, frame):
@@ -146,7 +146,7 @@ def test_a_failed_write_leaves_no_output_and_logs_nothing(rv, deployed, tmp_path
             raise OSError("no space left on device")
         real(self, frame)
 
-    monkeypatch.setattr(ChunkWriter, "_write", disk_full_on_the_second_chunk)
+    monkeypatch.setattr(ChunkWriter, "write", disk_full_on_the_second_chunk)
     source = tmp_path / "in.csv"
     make_churn(200, seed=9).to_csv(source, index=False)
     output = tmp_path / "out.csv"

@@ -19,6 +19,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
@@ -26,7 +27,8 @@ import pandas as pd
 
 from relevo.context import Relevo
 from relevo.errors import InvalidInputError, Problem
-from relevo.serving.batch_io import ChunkWriter, check_output, iter_chunks, read_ahead
+from relevo.registry.flavors.base import RawOutput
+from relevo.serving.batch_io import Behind, ChunkWriter, check_output, iter_chunks, read_ahead
 from relevo.serving.diagnosis import MAX_PROBLEMS
 from relevo.serving.entries import LogEntry, encode
 from relevo.serving.frame_check import CheckedChunk, check_frame
@@ -116,7 +118,25 @@ def _score(
     bad_rows = 0
     scored = 0
     checked_chunks = _checked(chunks(), runner, dep.key_column, policy, problems)
-    with _HeldEntries() if logging else contextlib.nullcontext() as held:
+    task, classes = runner.version.task, runner.version.classes
+    with (
+        _HeldEntries() if logging else contextlib.nullcontext() as held,
+        Behind() as behind,
+    ):
+
+        def keep(chunk: pd.DataFrame, checked: CheckedChunk, raw: RawOutput, took: float) -> None:
+            """A scored chunk's rows written and its log entry held (in the writing thread)."""
+            ids = new_ids(len(chunk))
+            write(_scored_frame(chunk, ids, runner.ref, output_columns(task, classes, raw)))
+            if held is not None:
+                features = _log_features(checked.part, runner)
+                outputs = format_outputs(task, classes, raw)
+                now = time.time()
+                keys = checked.keys
+                held.add(
+                    log_entry(dep.name, runner, "champion", now, ids, features, outputs, took, keys)
+                )
+
         for frame, checked, bad in read_ahead(checked_chunks):
             bad_rows += bad
             failed = failed or checked is None
@@ -126,29 +146,12 @@ def _score(
                 continue
             started = time.perf_counter()
             raw = runner.raw(checked.part)
-            ids = new_ids(len(frame))
-            columns = output_columns(runner.version.task, runner.version.classes, raw)
-            write(_scored_frame(frame, ids, runner.ref, columns))
-            if held is not None:
-                outputs = format_outputs(runner.version.task, runner.version.classes, raw)
-                features = _log_features(checked.part, runner)
-                latency = time.perf_counter() - started  # the chunk's model call and output
-                held.add(
-                    log_entry(
-                        dep.name,
-                        runner,
-                        "champion",
-                        time.time(),
-                        ids,
-                        features,
-                        outputs,
-                        latency,
-                        checked.keys,
-                    )
-                )
+            latency = time.perf_counter() - started  # the chunk's model call
+            behind.submit(partial(keep, frame, checked, raw, latency))
             scored += len(frame)
             if progress is not None:
                 progress(len(frame))
+        behind.finish()
         if failed:
             raise _rejected(problems, bad_rows)
         if scored == 0:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -101,7 +101,7 @@ def read_ahead(items: Iterator[T], depth: int = 1) -> Iterator[T]:
             if close is not None:
                 close()  # a generator's `with` blocks (the open file) end in its thread
 
-    thread = threading.Thread(target=produce, name="relevo-read-ahead", daemon=True)
+    thread = threading.Thread(target=produce, name="relevo-batch-reader", daemon=True)
     thread.start()
     try:
         while True:
@@ -116,13 +116,61 @@ def read_ahead(items: Iterator[T], depth: int = 1) -> Iterator[T]:
         thread.join()
 
 
+class Behind:
+    """Calls run in order by a thread of their own, up to `depth` calls behind the caller:
+    writing a scored chunk (pyarrow releases the GIL while it encodes and compresses) and
+    keeping its log entries overlap scoring the next. An error stops the calls after it and
+    is raised by the next `submit` or by `finish`."""
+
+    def __init__(self, depth: int = 2) -> None:
+        self._calls: queue.Queue[Callable[[], object] | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._dropping = False
+        self._thread: threading.Thread | None = None
+
+    def submit(self, call: Callable[[], object]) -> None:
+        """Queue `call` (waits while `depth` calls are pending: memory stays bounded)."""
+        self._raise()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="relevo-batch-writer")
+            self._thread.daemon = True
+            self._thread.start()
+        self._calls.put(call)
+
+    def finish(self) -> None:
+        """Wait for every call; raise the first error."""
+        self._stop()
+        self._raise()
+
+    def __enter__(self) -> Behind:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        self._dropping = kind is not None  # the caller failed: pending calls are dropped
+        self._stop()
+
+    def _run(self) -> None:
+        while (call := self._calls.get()) is not None:
+            if self._error is None and not self._dropping:  # after a failure, nothing more
+                try:
+                    call()
+                except BaseException as exc:  # raised in the caller's thread
+                    self._error = exc
+
+    def _stop(self) -> None:
+        if self._thread is not None:
+            self._calls.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+
 class ChunkWriter:
     """Writes scored chunks to a .csv or .parquet file; a failed run removes the partial file
-    (written under a temporary name, moved into place at the end).
-
-    The writing happens in a thread of its own, one chunk behind the caller, so that encoding
-    and compressing a chunk (pyarrow releases the GIL) overlaps scoring the next; its errors
-    are raised by the next `write` or by `commit`."""
+    (written under a temporary name, moved into place at the end)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -132,23 +180,9 @@ class ChunkWriter:
         self._schema: Any = None
         self._first = True
         self._committed = False
-        self._pending: queue.Queue[pd.DataFrame | None] = queue.Queue(maxsize=1)
-        self._error: BaseException | None = None
-        self._thread: threading.Thread | None = None
-
-    def write(self, frame: pd.DataFrame) -> None:
-        """Hand a chunk to the writing thread (waits while it is a chunk behind)."""
-        self._raise()
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._drain, name="relevo-write-behind")
-            self._thread.daemon = True
-            self._thread.start()
-        self._pending.put(frame)
 
     def commit(self) -> None:
         """Finish the file and move it into place (the run succeeded)."""
-        self._stop()
-        self._raise()
         if self._writer is not None:
             self._writer.close()
             self._writer = None
@@ -160,37 +194,7 @@ class ChunkWriter:
     def __enter__(self) -> ChunkWriter:
         return self
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._stop()
-        if self._writer is not None:
-            self._writer.close()
-        if not self._committed:
-            self._tmp.unlink(missing_ok=True)
-
-    def _drain(self) -> None:
-        while (frame := self._pending.get()) is not None:
-            if self._error is None:  # after a failure the rest is dropped
-                try:
-                    self._write(frame)
-                except BaseException as exc:  # raised in the caller's thread
-                    self._error = exc
-
-    def _stop(self) -> None:
-        if self._thread is not None:
-            self._pending.put(None)
-            self._thread.join()
-            self._thread = None
-
-    def _raise(self) -> None:
-        if self._error is not None:
-            raise self._error
-
-    def _write(self, frame: pd.DataFrame) -> None:
+    def write(self, frame: pd.DataFrame) -> None:
         if self._parquet:
             import pyarrow as pa
             import pyarrow.parquet as pq
@@ -207,3 +211,14 @@ class ChunkWriter:
                 self._tmp, mode="w" if self._first else "a", header=self._first, index=False
             )
         self._first = False
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if not self._committed:
+            self._tmp.unlink(missing_ok=True)
