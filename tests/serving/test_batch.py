@@ -156,9 +156,11 @@ def test_a_failed_write_leaves_no_output_and_logs_nothing(rv, deployed, tmp_path
     assert not output.exists() and not list(tmp_path.glob(".out.csv*"))
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+@pytest.mark.parametrize(
+    "suffix, text", [(".csv", "str"), (".parquet", "str"), (".parquet", "string")]
+)
 def test_missing_text_cells_reach_the_model_and_the_log_as_missing(
-    rv, churn_pipeline, churn_frame, tmp_path, suffix
+    rv, churn_pipeline, churn_frame, tmp_path, suffix, text
 ):
     reference = churn_frame.copy()
     reference.loc[:9, "region"] = None  # the reference has gaps: region may be missing
@@ -166,6 +168,7 @@ def test_missing_text_cells_reach_the_model_and_the_log_as_missing(
     rv.deployments.deploy("churn", "churn:1", key="customer_id")
     frame = make_churn(120, seed=10)
     frame.loc[[3, 77], "region"] = None
+    frame["region"] = frame["region"].astype(text)  # "string": missing as pd.NA, not NaN
     source = tmp_path / f"in{suffix}"
     frame.to_csv(source, index=False) if suffix == ".csv" else frame.to_parquet(source)
     output = tmp_path / "out.csv"
@@ -177,3 +180,15 @@ def test_missing_text_cells_reach_the_model_and_the_log_as_missing(
     regions = {r["routing_key"]: json.loads(r["features"])["region"] for r in stored}
     assert regions[frame["customer_id"][77]] is None
     assert regions[frame["customer_id"][4]] == frame["region"][4]
+
+
+def test_ids_made_in_bulk_continue_the_ids_made_one_list_at_a_time():
+    from relevo.serving.ids import new_id_array, new_ids
+
+    ids = new_ids(3) + new_id_array(1000).to_pylist() + new_ids(2)
+    assert len(set(ids)) == len(ids) == 1005
+    assert all(len(i) == 32 for i in ids)
+    counters = [int(i[24:], 16) for i in ids]  # the per-process counter, 8 hex digits
+    assert counters == list(range(counters[0], counters[0] + 1005))
+    assert {i[12:24] for i in ids} == {ids[0][12:24]}  # one process: one node
+    assert ids == sorted(ids)  # sorting ids sorts them by creation

@@ -33,7 +33,7 @@ from relevo.serving.diagnosis import MAX_PROBLEMS
 from relevo.serving.entries import LogEntry, encode
 from relevo.serving.frame_check import CheckedChunk, check_frame
 from relevo.serving.frames import Part
-from relevo.serving.ids import new_ids
+from relevo.serving.ids import new_id_array
 from relevo.serving.log import open_prediction_log
 from relevo.serving.outputs import format_outputs, output_columns
 from relevo.serving.pool import ModelPool
@@ -126,16 +126,23 @@ def _score(
 
         def keep(chunk: pd.DataFrame, checked: CheckedChunk, raw: RawOutput, took: float) -> None:
             """A scored chunk's rows written and its log entry held (in the writing thread)."""
-            ids = new_ids(len(chunk))
+            ids = new_id_array(len(chunk))
             write(_scored_frame(chunk, ids, runner.ref, output_columns(task, classes, raw)))
             if held is not None:
                 features = _log_features(checked.part, runner)
                 outputs = format_outputs(task, classes, raw)
-                now = time.time()
-                keys = checked.keys
-                held.add(
-                    log_entry(dep.name, runner, "champion", now, ids, features, outputs, took, keys)
+                entry = log_entry(
+                    dep.name,
+                    runner,
+                    "champion",
+                    time.time(),
+                    ids.to_pylist(),
+                    features,
+                    outputs,
+                    took,
+                    checked.keys,
                 )
+                held.add(entry)
 
         for frame, checked, bad in read_ahead(checked_chunks):
             bad_rows += bad
@@ -189,11 +196,10 @@ def _rejected(problems: list[Problem], total: int) -> InvalidInputError:
     )
 
 
-def _scored_frame(
-    frame: pd.DataFrame, ids: list[str], ref: str, columns: dict[str, Any]
-) -> pd.DataFrame:
+def _scored_frame(frame: pd.DataFrame, ids: Any, ref: str, columns: dict[str, Any]) -> pd.DataFrame:
+    """The chunk's rows, then id (a pyarrow string array), model and the outputs."""
     names = set(frame.columns)
-    out = {"id": ids, "model": ref}
+    out = {"id": ids.to_pandas().array, "model": ref}
     for key, values in columns.items():
         out[f"output_{key}" if key in names else key] = values
     extra = pd.DataFrame(out, index=frame.index)

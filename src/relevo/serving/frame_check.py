@@ -55,8 +55,11 @@ def check_frame(
             continue
         column = frame[spec.name]
         converted: Any
-        if spec.kind == "string" and isinstance(column.dtype, pd.StringDtype):
-            converted = _text(column)
+        if spec.kind == "string" and _text(column.dtype):
+            # what pandas reads from a CSV or Parquet text column: every cell is a str or
+            # missing (NaN, as in a DataFrame of objects), so there is nothing to convert or
+            # check cell by cell; the model gets the column as read
+            converted = column.array
             null: np.ndarray | None = converted.isna()
         else:
             converted = _convert(column.to_numpy(), spec.kind, spec.name, n, report)
@@ -83,13 +86,9 @@ def check_frame(
     return CheckedChunk((numbers, others), keys, quality)
 
 
-def _text(column: pd.Series) -> Any:
-    """A text column (what pandas reads from a CSV or Parquet file) as it is: every cell is a
-    str or missing, so there is nothing to convert or check cell by cell. Missing cells are
-    NaN, as in the DataFrame of objects a request's values make."""
-    if isinstance(column.dtype.na_value, float):
-        return column.array
-    return column.astype(pd.StringDtype(na_value=np.nan)).array
+def _text(dtype: Any) -> bool:
+    """Whether a column of this dtype holds only str and NaN (pandas 3's default for text)."""
+    return isinstance(dtype, pd.StringDtype) and isinstance(getattr(dtype, "na_value", 0), float)
 
 
 def _convert(values: np.ndarray, kind: str, name: str, n: int, report: Any) -> Any:
