@@ -4,6 +4,7 @@ a run that fails, the output checked before any work."""
 from __future__ import annotations
 
 import json
+import threading
 
 import numpy as np
 import pandas as pd
@@ -76,6 +77,7 @@ def test_a_run_that_fails_midway_logs_nothing_and_leaves_no_output(
     with pytest.raises(RuntimeError, match="disk on fire"):
         score_file(rv, "churn", source, output, chunk_rows=50)
     assert calls == [50, 50, 50]  # two chunks were scored before the failure
+    assert not [t for t in threading.enumerate() if t.name.startswith("relevo-batch")]
     assert rv.store.predictions.count("churn") == 0
     assert not output.exists() and not list(tmp_path.glob(".out.parquet*"))
     # the same run again, once the failure is gone, logs each row once
@@ -192,3 +194,24 @@ def test_ids_made_in_bulk_continue_the_ids_made_one_list_at_a_time():
     assert counters == list(range(counters[0], counters[0] + 1005))
     assert {i[12:24] for i in ids} == {ids[0][12:24]}  # one process: one node
     assert ids == sorted(ids)  # sorting ids sorts them by creation
+
+
+def test_a_routing_key_too_long_to_store_is_named_by_row(rv, deployed, tmp_path):
+    from relevo.serving.diagnosis import MAX_KEY_LENGTH
+
+    frame = make_churn(120, seed=11)
+    frame.loc[95, "customer_id"] = "C" * (MAX_KEY_LENGTH + 1)
+    frame.loc[30, "customer_id"] = None  # a missing key is allowed: the row is not routed
+    source = tmp_path / "keys.parquet"
+    frame.to_parquet(source)
+    with pytest.raises(InvalidInputError) as info:
+        score_file(rv, "churn", source, tmp_path / "out.csv", chunk_rows=50)
+    assert [(p.row, p.column) for p in info.value.problems] == [(95, "customer_id")]
+    frame.loc[95, "customer_id"] = "C0000095"
+    frame.to_parquet(source)
+    assert score_file(rv, "churn", source, tmp_path / "out.csv", chunk_rows=50).rows == 120
+    stored = [r for chunk in rv.store.predictions.iter_rows("churn") for r in chunk]
+    assert sorted(r["routing_key"] for r in stored if r["routing_key"] is not None) == sorted(
+        frame["customer_id"].dropna()
+    )
+    assert sum(r["routing_key"] is None for r in stored) == 1

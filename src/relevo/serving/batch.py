@@ -122,6 +122,7 @@ def _score(
     with (
         _HeldEntries() if logging else contextlib.nullcontext() as held,
         Behind() as behind,
+        contextlib.closing(read_ahead(checked_chunks)) as checked_ahead,
     ):
 
         def keep(chunk: pd.DataFrame, checked: CheckedChunk, raw: RawOutput, took: float) -> None:
@@ -144,7 +145,7 @@ def _score(
                 )
                 held.add(entry)
 
-        for frame, checked, bad in read_ahead(checked_chunks):
+        for frame, checked, bad in checked_ahead:
             bad_rows += bad
             failed = failed or checked is None
             if failed or checked is None or len(frame) == 0:

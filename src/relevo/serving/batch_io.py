@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -71,7 +71,7 @@ def iter_chunks(source: Path, rows: int) -> Iterator[pd.DataFrame]:
         raise InvalidInputError(f"cannot read input file {source}: {first}") from exc
 
 
-def read_ahead(items: Iterator[T], depth: int = 1) -> Iterator[T]:
+def read_ahead(items: Iterator[T], depth: int = 1) -> Generator[T, None, None]:
     """`items`, made by a thread of their own up to `depth` ahead of the consumer: reading and
     checking the next chunk (pandas and pyarrow release the GIL while they parse) overlaps
     scoring this one. Memory stays bounded; the thread's errors are raised here, in order; a

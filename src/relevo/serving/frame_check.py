@@ -122,6 +122,10 @@ def _keys(frame: pd.DataFrame, key_column: str | None, report: Any) -> list[Any]
     column = frame[key_column]
     if pd.api.types.is_integer_dtype(column.dtype):
         return column.tolist()
+    if _text(column.dtype):  # str or NaN: only the lengths and NUL characters to check
+        bad = (column.str.len() > MAX_KEY_LENGTH) | column.str.contains("\x00", regex=False)
+        if not bad.any():
+            return column.to_numpy(object, na_value=None).tolist()
     keys = [None if k is None or (type(k) is float and k != k) else k for k in column.tolist()]
     for i, k in enumerate(keys):
         if k is None:
