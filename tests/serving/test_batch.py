@@ -4,6 +4,7 @@ a run that fails, the output checked before any work."""
 from __future__ import annotations
 
 import json
+import threading
 
 import numpy as np
 import pandas as pd
@@ -76,6 +77,7 @@ def test_a_run_that_fails_midway_logs_nothing_and_leaves_no_output(
     with pytest.raises(RuntimeError, match="disk on fire"):
         score_file(rv, "churn", source, output, chunk_rows=50)
     assert calls == [50, 50, 50]  # two chunks were scored before the failure
+    assert not [t for t in threading.enumerate() if t.name.startswith("relevo-batch")]
     assert rv.store.predictions.count("churn") == 0
     assert not output.exists() and not list(tmp_path.glob(".out.parquet*"))
     # the same run again, once the failure is gone, logs each row once
@@ -106,3 +108,110 @@ def test_numeric_text_follows_one_rule_in_files_and_json(rv, deployed, tmp_path)
         ("age", "expected a number, got 'forty'")
     ]
     assert not (tmp_path / "o2.csv").exists()
+
+
+def test_a_bad_file_is_rejected_whole_with_the_problems_of_every_chunk(
+    rv, deployed, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(
+        rv, "settings", rv.settings.model_copy(update={"reject_unseen_categories": True})
+    )
+    frame = make_churn(250, seed=8)
+    frame["age"] = frame["age"].astype(object)
+    frame.loc[70, "age"] = "old"  # chunks of 60 rows: the second chunk
+    frame.loc[130, "region"] = "atlantis"  # the third: a category the reference never had
+    frame.loc[200, "contract"] = None  # the fourth: missing where the reference had no gaps
+    source = tmp_path / "bad.csv"
+    frame.to_csv(source, index=False)
+    output = tmp_path / "out.parquet"
+    with pytest.raises(InvalidInputError) as info:
+        score_file(rv, "churn", source, output, chunk_rows=60)
+    assert [(p.row, p.column) for p in info.value.problems] == [
+        (70, "age"),
+        (130, "region"),
+        (200, "contract"),
+    ]
+    assert "atlantis" in info.value.problems[1].message
+    assert rv.store.predictions.count("churn") == 0
+    assert not output.exists() and not list(tmp_path.glob(".out.parquet*"))
+
+
+def test_a_failed_write_leaves_no_output_and_logs_nothing(rv, deployed, tmp_path, monkeypatch):
+    from relevo.serving.batch_io import ChunkWriter
+
+    real = ChunkWriter.write
+    calls = []
+
+    def disk_full_on_the_second_chunk(self, frame):
+        calls.append(len(frame))
+        if len(calls) == 2:
+            raise OSError("no space left on device")
+        real(self, frame)
+
+    monkeypatch.setattr(ChunkWriter, "write", disk_full_on_the_second_chunk)
+    source = tmp_path / "in.csv"
+    make_churn(200, seed=9).to_csv(source, index=False)
+    output = tmp_path / "out.csv"
+    with pytest.raises(OSError, match="no space left"):
+        score_file(rv, "churn", source, output, chunk_rows=50)
+    assert rv.store.predictions.count("churn") == 0
+    assert not output.exists() and not list(tmp_path.glob(".out.csv*"))
+
+
+@pytest.mark.parametrize(
+    "suffix, text", [(".csv", "str"), (".parquet", "str"), (".parquet", "string")]
+)
+def test_missing_text_cells_reach_the_model_and_the_log_as_missing(
+    rv, churn_pipeline, churn_frame, tmp_path, suffix, text
+):
+    reference = churn_frame.copy()
+    reference.loc[:9, "region"] = None  # the reference has gaps: region may be missing
+    rv.registry.register("churn", churn_pipeline, reference, target="churned")
+    rv.deployments.deploy("churn", "churn:1", key="customer_id")
+    frame = make_churn(120, seed=10)
+    frame.loc[[3, 77], "region"] = None
+    frame["region"] = frame["region"].astype(text)  # "string": missing as pd.NA, not NaN
+    source = tmp_path / f"in{suffix}"
+    frame.to_csv(source, index=False) if suffix == ".csv" else frame.to_parquet(source)
+    output = tmp_path / "out.csv"
+    score_file(rv, "churn", source, output, chunk_rows=50)
+    scored = pd.read_csv(output)
+    expected = churn_pipeline.predict_proba(frame[CHURN_FEATURES])[:, 1]
+    np.testing.assert_allclose(scored["probability"], expected, rtol=1e-12)
+    stored = [r for chunk in rv.store.predictions.iter_rows("churn") for r in chunk]
+    regions = {r["routing_key"]: json.loads(r["features"])["region"] for r in stored}
+    assert regions[frame["customer_id"][77]] is None
+    assert regions[frame["customer_id"][4]] == frame["region"][4]
+
+
+def test_ids_made_in_bulk_continue_the_ids_made_one_list_at_a_time():
+    from relevo.serving.ids import new_id_array, new_ids
+
+    ids = new_ids(3) + new_id_array(1000).to_pylist() + new_ids(2)
+    assert len(set(ids)) == len(ids) == 1005
+    assert all(len(i) == 32 for i in ids)
+    counters = [int(i[24:], 16) for i in ids]  # the per-process counter, 8 hex digits
+    assert counters == list(range(counters[0], counters[0] + 1005))
+    assert {i[12:24] for i in ids} == {ids[0][12:24]}  # one process: one node
+    assert ids == sorted(ids)  # sorting ids sorts them by creation
+
+
+def test_a_routing_key_too_long_to_store_is_named_by_row(rv, deployed, tmp_path):
+    from relevo.serving.diagnosis import MAX_KEY_LENGTH
+
+    frame = make_churn(120, seed=11)
+    frame.loc[95, "customer_id"] = "C" * (MAX_KEY_LENGTH + 1)
+    frame.loc[30, "customer_id"] = None  # a missing key is allowed: the row is not routed
+    source = tmp_path / "keys.parquet"
+    frame.to_parquet(source)
+    with pytest.raises(InvalidInputError) as info:
+        score_file(rv, "churn", source, tmp_path / "out.csv", chunk_rows=50)
+    assert [(p.row, p.column) for p in info.value.problems] == [(95, "customer_id")]
+    frame.loc[95, "customer_id"] = "C0000095"
+    frame.to_parquet(source)
+    assert score_file(rv, "churn", source, tmp_path / "out.csv", chunk_rows=50).rows == 120
+    stored = [r for chunk in rv.store.predictions.iter_rows("churn") for r in chunk]
+    assert sorted(r["routing_key"] for r in stored if r["routing_key"] is not None) == sorted(
+        frame["customer_id"].dropna()
+    )
+    assert sum(r["routing_key"] is None for r in stored) == 1

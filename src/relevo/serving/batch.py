@@ -1,9 +1,10 @@
 """Batch scoring: a file of rows through the same validation, coercion and log as the API.
 
 Read, validate, score and write in chunks (CSV and Parquet alike), so memory stays flat as the
-file grows. Two passes over the file: the first validates every chunk (a bad row rejects the
-whole file, listing every problem, before anything is scored or logged), the second scores and
-writes. The output path is checked before either pass.
+file grows. One pass over the file: a thread reads and validates the next chunk while this one
+is scored and written. A bad row rejects the whole file: from the first bad chunk on, chunks are
+only validated, so the error lists every problem of the file (with its row and column), and the
+partial output is removed. The output path is checked before anything is read.
 
 A failed run leaves the prediction log as it was: the log entries of a run are kept in a
 temporary file beside the output until every chunk is scored and the output is complete, and
@@ -18,6 +19,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
@@ -25,11 +27,13 @@ import pandas as pd
 
 from relevo.context import Relevo
 from relevo.errors import InvalidInputError, Problem
-from relevo.serving.batch_io import ChunkWriter, check_output, iter_chunks
+from relevo.registry.flavors.base import RawOutput
+from relevo.serving.batch_io import Behind, ChunkWriter, check_output, iter_chunks, read_ahead
 from relevo.serving.diagnosis import MAX_PROBLEMS
 from relevo.serving.entries import LogEntry, encode
-from relevo.serving.frame_check import check_frame
-from relevo.serving.ids import new_ids
+from relevo.serving.frame_check import CheckedChunk, check_frame
+from relevo.serving.frames import Part
+from relevo.serving.ids import new_id_array
 from relevo.serving.log import open_prediction_log
 from relevo.serving.outputs import format_outputs, output_columns
 from relevo.serving.pool import ModelPool
@@ -108,67 +112,80 @@ def _score(
     runner = pool.endpoint(deployment).primary
     settings = relevo.settings
     policy = Policy(settings.reject_unseen_categories, settings.reject_out_of_range)
-    total = _validate_all(chunks(), runner, dep.key_column, policy)
     logging = log and settings.log_predictions
-    with _HeldEntries() if logging else contextlib.nullcontext() as held:
-        scored = 0
-        offset = 0
-        for frame in chunks():
-            problems: list[Problem] = []
-            checked = check_frame(frame, runner.plan, dep.key_column, policy, offset, problems)
-            if checked is None:  # the file changed between the passes
-                raise _rejected(problems, len(problems))
+    problems: list[Problem] = []
+    failed = False
+    bad_rows = 0
+    scored = 0
+    checked_chunks = _checked(chunks(), runner, dep.key_column, policy, problems)
+    task, classes = runner.version.task, runner.version.classes
+    with (
+        _HeldEntries() if logging else contextlib.nullcontext() as held,
+        Behind() as behind,
+        contextlib.closing(read_ahead(checked_chunks)) as checked_ahead,
+    ):
+
+        def keep(chunk: pd.DataFrame, checked: CheckedChunk, raw: RawOutput, took: float) -> None:
+            """A scored chunk's rows written and its log entry held (in the writing thread)."""
+            ids = new_id_array(len(chunk))
+            write(_scored_frame(chunk, ids, runner.ref, output_columns(task, classes, raw)))
+            if held is not None:
+                features = _log_features(checked.part, runner)
+                outputs = format_outputs(task, classes, raw)
+                entry = log_entry(
+                    dep.name,
+                    runner,
+                    "champion",
+                    time.time(),
+                    ids.to_pylist(),
+                    features,
+                    outputs,
+                    took,
+                    checked.keys,
+                )
+                held.add(entry)
+
+        for frame, checked, bad in checked_ahead:
+            bad_rows += bad
+            failed = failed or checked is None
+            if failed or checked is None or len(frame) == 0:
+                # a bad file: what was scored is dropped; the rest is only checked, so the
+                # error lists the problems of the whole file
+                continue
             started = time.perf_counter()
             raw = runner.raw(checked.part)
-            ids = new_ids(len(frame))
-            columns = output_columns(runner.version.task, runner.version.classes, raw)
-            write(_scored_frame(frame, ids, runner.ref, columns))
-            if held is not None:
-                outputs = format_outputs(runner.version.task, runner.version.classes, raw)
-                features = _log_features(frame, checked.part, runner, dep.key_column)
-                latency = time.perf_counter() - started  # the chunk's model call and output
-                held.add(
-                    log_entry(
-                        dep.name,
-                        runner,
-                        "champion",
-                        time.time(),
-                        ids,
-                        features,
-                        outputs,
-                        latency,
-                        checked.keys,
-                    )
-                )
-            offset += len(frame)
+            latency = time.perf_counter() - started  # the chunk's model call
+            behind.submit(partial(keep, frame, checked, raw, latency))
             scored += len(frame)
             if progress is not None:
                 progress(len(frame))
+        behind.finish()
+        if failed:
+            raise _rejected(problems, bad_rows)
+        if scored == 0:
+            raise InvalidInputError("the input has no rows")
         if finish is not None:
             finish()  # the output is complete before anything reaches the log
         if held is not None:
             held.replay(relevo)
-    assert scored == total
     return scored, runner.ref
 
 
-def _validate_all(
-    chunks: Iterator[pd.DataFrame], runner: ModelRunner, key: str | None, policy: Policy
-) -> int:
-    """The first pass: every chunk validated; a bad file raises with its problems."""
-    problems: list[Problem] = []
-    bad_rows = 0
+def _checked(
+    chunks: Iterator[pd.DataFrame],
+    runner: ModelRunner,
+    key: str | None,
+    policy: Policy,
+    problems: list[Problem],
+) -> Iterator[tuple[pd.DataFrame, CheckedChunk | None, int]]:
+    """Each chunk with its validated values (None when it has problems, which go to
+    `problems`) and its count of bad rows."""
     offset = 0
     for frame in chunks:
         before = len(problems)
-        if check_frame(frame, runner.plan, key, policy, offset, problems) is None:
-            bad_rows += max(len(problems) - before, 1)
+        checked = check_frame(frame, runner.plan, key, policy, offset, problems)
+        yield frame, checked, 0 if checked is not None else max(len(problems) - before, 1)
         offset += len(frame)
-    if offset == 0:
-        raise InvalidInputError("the input has no rows")
-    if problems:
-        raise _rejected(problems, bad_rows)
-    return offset
 
 
 def _rejected(problems: list[Problem], total: int) -> InvalidInputError:
@@ -180,20 +197,17 @@ def _rejected(problems: list[Problem], total: int) -> InvalidInputError:
     )
 
 
-def _scored_frame(
-    frame: pd.DataFrame, ids: list[str], ref: str, columns: dict[str, Any]
-) -> pd.DataFrame:
+def _scored_frame(frame: pd.DataFrame, ids: Any, ref: str, columns: dict[str, Any]) -> pd.DataFrame:
+    """The chunk's rows, then id (a pyarrow string array), model and the outputs."""
     names = set(frame.columns)
-    out = {"id": ids, "model": ref}
+    out = {"id": ids.to_pandas().array, "model": ref}
     for key, values in columns.items():
         out[f"output_{key}" if key in names else key] = values
     extra = pd.DataFrame(out, index=frame.index)
     return pd.concat([frame, extra], axis=1)
 
 
-def _log_features(
-    frame: pd.DataFrame, part: Any, runner: ModelRunner, key: str | None
-) -> dict[str, list[Any]]:
+def _log_features(part: Part, runner: ModelRunner) -> dict[str, list[Any]]:
     """The signature's columns (validated values), as the API logs them; the routing key is
     stored beside them (`keys`), never among the features."""
     numbers, others = part
@@ -208,7 +222,10 @@ def _log_features(
         elif spec.nullable:
             values = [None if v != v else v for v in values]
         features[spec.name] = values
-    features.update(others)
+    for name, values in others.items():
+        # a file's text column is a pandas array (missing as NaN): the log keeps a list
+        listed = type(values) is list
+        features[name] = values if listed else values.to_numpy(object, na_value=None).tolist()
     return features
 
 

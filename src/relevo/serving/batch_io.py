@@ -4,10 +4,12 @@ output written chunk by chunk (CSV appended, Parquet as row groups)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 
@@ -15,6 +17,8 @@ from relevo.errors import InvalidInputError
 from relevo.tables import read_table
 
 WRITABLE = (".csv", ".parquet", ".pq")
+T = TypeVar("T")
+_END = object()
 
 
 def check_output(output: Path, source: Path | None = None) -> None:
@@ -65,6 +69,103 @@ def iter_chunks(source: Path, rows: int) -> Iterator[pd.DataFrame]:
     except (ValueError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InvalidInputError(f"cannot read input file {source}: {first}") from exc
+
+
+def read_ahead(items: Iterator[T], depth: int = 1) -> Generator[T, None, None]:
+    """`items`, made by a thread of their own up to `depth` ahead of the consumer: reading and
+    checking the next chunk (pandas and pyarrow release the GIL while they parse) overlaps
+    scoring this one. Memory stays bounded; the thread's errors are raised here, in order; a
+    consumer that stops early (an error, `close()`) stops the thread."""
+    handoff: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def give(ok: bool, item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put((ok, item), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not give(True, item):
+                    return
+            give(True, _END)
+        except BaseException as exc:  # handed to the consumer, raised there
+            give(False, exc)
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()  # a generator's `with` blocks (the open file) end in its thread
+
+    thread = threading.Thread(target=produce, name="relevo-batch-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            ok, item = handoff.get()
+            if not ok:
+                raise item
+            if item is _END:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+class Behind:
+    """Calls run in order by a thread of their own, up to `depth` calls behind the caller:
+    writing a scored chunk (pyarrow releases the GIL while it encodes and compresses) and
+    keeping its log entries overlap scoring the next. An error stops the calls after it and
+    is raised by the next `submit` or by `finish`."""
+
+    def __init__(self, depth: int = 2) -> None:
+        self._calls: queue.Queue[Callable[[], object] | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._dropping = False
+        self._thread: threading.Thread | None = None
+
+    def submit(self, call: Callable[[], object]) -> None:
+        """Queue `call` (waits while `depth` calls are pending: memory stays bounded)."""
+        self._raise()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="relevo-batch-writer")
+            self._thread.daemon = True
+            self._thread.start()
+        self._calls.put(call)
+
+    def finish(self) -> None:
+        """Wait for every call; raise the first error."""
+        self._stop()
+        self._raise()
+
+    def __enter__(self) -> Behind:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        self._dropping = kind is not None  # the caller failed: pending calls are dropped
+        self._stop()
+
+    def _run(self) -> None:
+        while (call := self._calls.get()) is not None:
+            if self._error is None and not self._dropping:  # after a failure, nothing more
+                try:
+                    call()
+                except BaseException as exc:  # raised in the caller's thread
+                    self._error = exc
+
+    def _stop(self) -> None:
+        if self._thread is not None:
+            self._calls.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
 
 
 class ChunkWriter:

@@ -47,27 +47,25 @@ def check_frame(
             problems.append(Problem(message, None if row is None else row + offset, column))
 
     numbers = np.empty((n, len(plan.num_idx)), dtype=np.float64)
-    others: dict[str, list[Any]] = {}
+    others: dict[str, Any] = {}
     for j, spec in enumerate(plan.specs):
         if spec.name not in frame.columns:
             if offset == 0:  # once per file, not once per chunk
                 report("required column is missing from the file", None, spec.name)
             continue
-        values = frame[spec.name].to_numpy()
-        missing = pd.isna(values) if values.dtype.kind == "O" else None
-        if values.dtype.kind == "b" and spec.kind in ("number", "integer"):
-            report(f"expected a number, got a boolean ({n} rows)", None, spec.name)
-            continue
-        if missing is not None and missing.any():
-            values = values.copy()
-            values[missing] = None
-        try:
-            converted = convert_array(values, spec.kind)
-        except ColumnProblems as bad:
-            for row, message in bad.items:
-                report(message, row, spec.name)
-            continue
-        null = _nulls(converted)
+        column = frame[spec.name]
+        converted: Any
+        if spec.kind == "string" and _text(column.dtype):
+            # what pandas reads from a CSV or Parquet text column: every cell is a str or
+            # missing (NaN, as in a DataFrame of objects), so there is nothing to convert or
+            # check cell by cell; the model gets the column as read
+            converted = column.array
+            null: np.ndarray | None = converted.isna()
+        else:
+            converted = _convert(column.to_numpy(), spec.kind, spec.name, n, report)
+            if converted is None:
+                continue
+            null = _nulls(converted)
         if null is not None and not spec.nullable and null.any():
             for row in np.flatnonzero(null)[:MAX_PROBLEMS].tolist():
                 report(_NULL, row, spec.name)
@@ -75,7 +73,7 @@ def check_frame(
         if spec.kind in ("number", "integer"):
             numbers[:, plan.num_idx.index(j)] = converted
         else:
-            others[spec.name] = converted.tolist()
+            others[spec.name] = converted.tolist() if type(converted) is np.ndarray else converted
     keys = _keys(frame, key_column, report)
     if len(problems) > before:
         return None
@@ -86,6 +84,28 @@ def check_frame(
             report(p.message, p.row, p.column or "")
         return None
     return CheckedChunk((numbers, others), keys, quality)
+
+
+def _text(dtype: Any) -> bool:
+    """Whether a column of this dtype holds only str and NaN (pandas 3's default for text)."""
+    return isinstance(dtype, pd.StringDtype) and isinstance(getattr(dtype, "na_value", 0), float)
+
+
+def _convert(values: np.ndarray, kind: str, name: str, n: int, report: Any) -> Any:
+    """A column's cells as its kind (`convert_array`); None once its problems are reported."""
+    missing = pd.isna(values) if values.dtype.kind == "O" else None
+    if values.dtype.kind == "b" and kind in ("number", "integer"):
+        report(f"expected a number, got a boolean ({n} rows)", None, name)
+        return None
+    if missing is not None and missing.any():
+        values = values.copy()
+        values[missing] = None
+    try:
+        return convert_array(values, kind)
+    except ColumnProblems as bad:
+        for row, message in bad.items:
+            report(message, row, name)
+        return None
 
 
 def _nulls(converted: np.ndarray) -> np.ndarray | None:
@@ -102,6 +122,10 @@ def _keys(frame: pd.DataFrame, key_column: str | None, report: Any) -> list[Any]
     column = frame[key_column]
     if pd.api.types.is_integer_dtype(column.dtype):
         return column.tolist()
+    if _text(column.dtype):  # str or NaN: only the lengths and NUL characters to check
+        bad = (column.str.len() > MAX_KEY_LENGTH) | column.str.contains("\x00", regex=False)
+        if not bad.any():
+            return column.to_numpy(object, na_value=None).tolist()
     keys = [None if k is None or (type(k) is float and k != k) else k for k in column.tolist()]
     for i, k in enumerate(keys):
         if k is None:

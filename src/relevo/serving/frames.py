@@ -10,8 +10,9 @@ import pandas as pd
 
 from relevo.serving.validation import Plan
 
-#: what the micro-batcher carries per submission: the numeric matrix and the other columns
-Part = tuple[np.ndarray, dict[str, list[Any]]]
+#: what the micro-batcher carries per submission: the numeric matrix and the other columns,
+#: each a list of values (requests) or, for a file's text column, the pandas array as read
+Part = tuple[np.ndarray, dict[str, Any]]
 
 
 def merge_parts(parts: list[Part]) -> Part:
@@ -47,7 +48,9 @@ def build_frame(part: Part, plan: Plan) -> pd.DataFrame:
             data[spec.name] = numbers[:, positions[j]]
             continue
         values = others[spec.name]
-        if spec.kind == "boolean" and None not in values:
+        if isinstance(values, pd.api.extensions.ExtensionArray):
+            data[spec.name] = values  # a file's text column: the model takes it as read
+        elif spec.kind == "boolean" and None not in values:
             data[spec.name] = np.asarray(values, dtype=bool)
         else:
             arr = np.empty(len(values), dtype=object)

@@ -210,7 +210,7 @@ def _check(
 
 def findings(
     matrix: np.ndarray,
-    others: dict[str, list[Any]],
+    others: dict[str, Any],
     plan: Plan,
     policy: Policy,
 ) -> Quality | None:
@@ -240,8 +240,12 @@ def findings(
                     quality.out_of_range[plan.num_names[p]] = int(counts[p])
     for _j, name, categories in plan.categories:
         column = others[name]
-        unseen = set(column).difference(categories)
-        unseen.discard(None)
+        listed = type(column) is list
+        if listed:
+            unseen = set(column).difference(categories)
+            unseen.discard(None)
+        else:  # a file's text column (a pandas array): its distinct values found in C
+            unseen = {v for v in column.unique() if type(v) is str}.difference(categories)
         if not unseen:
             continue
         if policy.reject_unseen_categories:
@@ -258,7 +262,11 @@ def findings(
                     )
         else:
             quality = quality or Quality()
-            quality.unseen_categories[name] = sum(1 for v in column if v in unseen)
+            quality.unseen_categories[name] = (
+                sum(1 for v in column if v in unseen)
+                if listed
+                else int(column.isin(list(unseen)).sum())
+            )
     if problems:
         raise diagnosis.rejected(problems)
     return quality
