@@ -1189,7 +1189,10 @@ def run_model(args: argparse.Namespace, home: Path, model_key: str) -> dict[str,
         features = {c: row[c] for c in CHURN_FEATURES}
     else:
         features = dict(row)
-    rv_env = {**base_env, "RELEVO_HOME": str(home)}
+    # the rollout gates stay off in every relevo row: the fixed body gives the challenger a
+    # point-mass prediction distribution, so the drift gate rolled the canary (h) back within
+    # seconds and the row measured a server without a challenger
+    rv_env = {**base_env, "RELEVO_HOME": str(home), "RELEVO_ROLLOUT_EVAL_INTERVAL_S": "0"}
     relevo_cli(
         [
             "models",
