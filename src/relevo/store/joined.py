@@ -115,8 +115,12 @@ class JoinedReader:
         or the value), predicted (answered positive, or the value), labelled, truth (truly
         positive, or the true value), as arrays. Rows whose model failed are left out.
 
-        The database parses the logged JSON and the times (json_extract / jsonb, strftime /
-        EXTRACT): a million rows arrive as numbers, not as text for Python to parse."""
+        The database parses the logged JSON and the times (json_extract / json, strftime /
+        date_part): a million rows arrive as numbers, not as text for Python to parse."""
+        if self._postgres:
+            numbers = self._scores_postgres(deployment, since, until, positive)
+            if numbers is not None:
+                return numbers
         pg = self._postgres
         mark = "%s" if pg else "?"
         bind = labels.c.received_at.type.bind_processor(self.engine.dialect)
@@ -200,6 +204,122 @@ class JoinedReader:
         out["role"] = np.repeat(np.array([r for _, r, _ in models], dtype=object), sizes)
         out["labelled"] = out["labelled"] == 1.0
         return out
+
+    def _scores_postgres(
+        self, deployment: str, since: datetime | None, until: datetime, positive: str | None
+    ) -> dict[str, np.ndarray] | None:
+        """`scores` on PostgreSQL in one statement over the log and the shadows, each column
+        aggregated into one float8[] sent in binary (`array_send`): a million rows arrive as
+        a few byte strings for NumPy, not as rows for Python. Each row's group (model version
+        id from a join to the small registry table, role) and its yes/no facts are packed
+        into one integer-valued number, so there are few arrays to build; each output is
+        parsed as `json` (a scan of the text, cheaper than building a `jsonb`). None when a
+        row's model or role is not one relevo knows (the caller then reads group by group)."""
+        binary = positive is not None
+        if binary:
+            score = "(({t}.output::json ->> 'probability')::float8)"
+            # the answered label compared as JSON values, as before (1 and 1.0 are equal,
+            # "1" is not): only the label's own few characters become jsonb
+            flags = (
+                "(l.prediction_id IS NOT NULL)::int * 4 "
+                "+ COALESCE((({t}.output::json -> 'label')::jsonb = %(pos)s::jsonb)::int, 0) * 2 "
+                "+ COALESCE((l.label = %(label)s)::int, 0)"
+            )
+            extra: list[str] = []
+        else:
+            score = "(({t}.output::json ->> 'value')::float8)"
+            flags = "(l.prediction_id IS NOT NULL)::int * 4"
+            extra = ["CAST(l.label AS DOUBLE PRECISION)"]
+        where = "{t}.deployment = %(d)s AND {t}.created_at < %(until)s AND {t}.output IS NOT NULL"
+        params: dict[str, Any] = {"d": deployment, "until": until}
+        if binary:
+            params.update(pos=positive, label=positive)
+        if since is not None:
+            where += " AND {t}.created_at >= %(since)s"
+            params["since"] = since
+        roles = (
+            "CASE p.role WHEN 'champion' THEN 0 WHEN 'fallback' THEN 0 "
+            "WHEN 'challenger' THEN 1 WHEN 'shadow' THEN 2 END"
+        )
+
+        def part(t: str, table: str, role: str) -> str:
+            # (model version id * 4 + role) * 8 + flags; -1 for a group relevo does not know
+            code = f"COALESCE(mv.id * 4 + {role}, -1) * 8 + {flags}"
+            columns = [
+                code,
+                "date_part('epoch', {t}.created_at)",
+                "date_part('epoch', l.received_at)",
+                score,
+                *extra,
+            ]
+            listed = ", ".join(f"COALESCE(({c})::float8, 'NaN')" for c in columns)
+            return (
+                f"SELECT {listed} FROM {table} LEFT JOIN model_versions mv "
+                "ON mv.name = {t}.model_name AND mv.version = {t}.model_version "
+                "LEFT JOIN labels l ON l.prediction_id = {t}.id WHERE " + where
+            ).format(t=t)
+
+        width = 4 + len(extra)
+        names = ", ".join(f"c{k}" for k in range(width))
+        arrays = ", ".join(f"array_send(array_agg(c{k}))" for k in range(width))
+        sql = (
+            f"SELECT {arrays} FROM ({part('p', 'predictions p', roles)} UNION ALL "
+            f"{part('s', 'shadow_predictions s', '2')}) AS q({names})"
+        )
+        with self.engine.connect() as conn:
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            with raw.cursor(binary=True) as cur:
+                cur.execute(sql, params)
+                found = cur.fetchone()
+                assert found is not None
+                if found[0] is None:  # no rows
+                    columns = [np.zeros(0)] * width
+                else:
+                    columns = [_float8_array(bytes(b)) for b in found]
+                packed = columns[0].astype(np.int64)
+                if (packed < 0).any():
+                    return None
+                groups, inverse = np.unique(packed // 8, return_inverse=True)
+                ids = sorted({int(g) // 4 for g in groups})
+                cur.execute(
+                    "SELECT id, name, version FROM model_versions WHERE id = ANY(%s)", (ids,)
+                )
+                refs = {int(i): f"{n}:{v}" for i, n, v in cur.fetchall()}
+        if len(groups) > 1:  # rows of a group together, in the order the database gave them
+            order = np.argsort(inverse, kind="stable")
+            columns = [c[order] for c in columns]
+            packed, inverse = packed[order], inverse[order]
+        out = {
+            "seconds": columns[1],
+            "received": columns[2],
+            "score": columns[3],
+            "labelled": (packed & 4) > 0,
+        }
+        if binary:
+            out["predicted"] = ((packed & 2) > 0).astype(np.float64)
+            out["truth"] = (packed & 1).astype(np.float64)
+        else:
+            out["predicted"] = columns[3]
+            out["truth"] = columns[4]
+        model = np.array([refs[int(g) // 4] for g in groups], dtype=object)
+        role_names = np.array(["champion", "challenger", "shadow"], dtype=object)
+        out["model"] = model[inverse]
+        out["role"] = role_names[(groups % 4)[inverse]]
+        return out
+
+
+def _float8_array(buffer: bytes) -> np.ndarray:
+    """A one-dimensional float8[] without NULLs, in PostgreSQL's binary form (`array_send`):
+    dimensions, flags and element type (3 x int32), per dimension its size and lower bound,
+    then per element a 32-bit length and 8 big-endian bytes."""
+    ndim, flags, _ = np.frombuffer(buffer, dtype=">i4", count=3)
+    if ndim != 1 or flags != 0:
+        raise ValueError("expected a one-dimensional float8[] without NULLs")
+    values = np.frombuffer(buffer, dtype=np.dtype([("size", ">i4"), ("value", ">f8")]), offset=20)
+    if (values["size"] != 8).any():
+        raise ValueError("a float8[] element is not 8 bytes")
+    return values["value"].astype(np.float64)
 
 
 def _seconds(values: Sequence[Any]) -> np.ndarray:
