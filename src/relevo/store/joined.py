@@ -117,10 +117,10 @@ class JoinedReader:
 
         The database parses the logged JSON and the times (json_extract / json, strftime /
         date_part): a million rows arrive as numbers, not as text for Python to parse."""
-        if self._postgres:
-            numbers = self._scores_postgres(deployment, since, until, positive)
-            if numbers is not None:
-                return numbers
+        numbers = self._scores_one_pass(deployment, since, until, positive)
+        if numbers is not None:
+            return numbers
+        # rows of a model or role relevo does not know: read group by group
         pg = self._postgres
         mark = "%s" if pg else "?"
         bind = labels.c.received_at.type.bind_processor(self.engine.dialect)
@@ -205,89 +205,135 @@ class JoinedReader:
         out["labelled"] = out["labelled"] == 1.0
         return out
 
-    def _scores_postgres(
+    def _scores_one_pass(
         self, deployment: str, since: datetime | None, until: datetime, positive: str | None
     ) -> dict[str, np.ndarray] | None:
-        """`scores` on PostgreSQL in one statement over the log and the shadows, each column
-        aggregated into one float8[] sent in binary (`array_send`): a million rows arrive as
-        a few byte strings for NumPy, not as rows for Python. Each row's group (model version
-        id from a join to the small registry table, role) and its yes/no facts are packed
-        into one integer-valued number, so there are few arrays to build; each output is
-        parsed as `json` (a scan of the text, cheaper than building a `jsonb`). None when a
-        row's model or role is not one relevo knows (the caller then reads group by group)."""
+        """`scores` in one statement over the log and the shadows. Each row's group (model
+        version id, from a join to the small registry table, and role) and its yes/no facts
+        are packed into one integer-valued number, so few numbers travel per row. PostgreSQL
+        scans each output as `json` (cheaper than building a `jsonb`) and sends each column
+        as one float8[] in binary (`array_send`): a million rows arrive as a few byte strings
+        for NumPy, not as rows for Python. None when a row's model or role is not one relevo
+        knows (the caller then reads group by group)."""
+        pg = self._postgres
         binary = positive is not None
-        if binary:
-            score = "(({t}.output::json ->> 'probability')::float8)"
+        bind = labels.c.received_at.type.bind_processor(self.engine.dialect)
+
+        def bound(when: datetime) -> Any:
+            return bind(when) if bind is not None else when
+
+        params: dict[str, Any] = {"d": deployment, "until": bound(until)}
+        if pg:
+            text_of = "{t}.output::json ->> '%s'"
             # the answered label compared as JSON values, as before (1 and 1.0 are equal,
             # "1" is not): only the label's own few characters become jsonb
-            flags = (
-                "(l.prediction_id IS NOT NULL)::int * 4 "
-                "+ COALESCE((({t}.output::json -> 'label')::jsonb = %(pos)s::jsonb)::int, 0) * 2 "
-                "+ COALESCE((l.label = %(label)s)::int, 0)"
-            )
-            extra: list[str] = []
+            answered = "(({t}.output::json -> 'label')::jsonb = %(pos)s::jsonb)::int"
+            truth = "(l.label = %(label)s)::int"
+            labelled = "(l.prediction_id IS NOT NULL)::int"
+            number = "(({text})::float8)"
+            real = "CAST(l.label AS DOUBLE PRECISION)"
+
+            def mark(name: str) -> str:
+                return f"%({name})s"
+
+            def epoch(col: str) -> str:
+                return f"date_part('epoch', {col})"
         else:
-            score = "(({t}.output::json ->> 'value')::float8)"
-            flags = "(l.prediction_id IS NOT NULL)::int * 4"
-            extra = ["CAST(l.label AS DOUBLE PRECISION)"]
-        where = "{t}.deployment = %(d)s AND {t}.created_at < %(until)s AND {t}.output IS NOT NULL"
-        params: dict[str, Any] = {"d": deployment, "until": until}
+            text_of = "json_extract({t}.output, '$.%s')"
+            answered = "(json_extract({t}.output, '$.label') = :pos)"
+            truth = "(l.label = :label)"
+            labelled = "(l.prediction_id IS NOT NULL)"
+            number = "{text}"
+            real = "CAST(l.label AS REAL)"
+
+            def mark(name: str) -> str:
+                return f":{name}"
+
+            def epoch(col: str) -> str:
+                # SQLite keeps UTC text "YYYY-MM-DD HH:MM:SS[.ffffff]+00:00": whole seconds
+                # by strftime, the fraction (characters 20-26) added exactly
+                return (
+                    f"(CAST(strftime('%s', {col}) AS INTEGER) "
+                    f"+ COALESCE(CAST(substr({col}, 20, 7) AS REAL), 0))"
+                )
+
         if binary:
-            params.update(pos=positive, label=positive)
+            score = number.format(text=text_of % "probability")
+            flags = f"{labelled} * 4 + COALESCE({answered}, 0) * 2 + COALESCE({truth}, 0)"
+            extra: list[str] = []
+            params["label"] = positive
+            params["pos"] = positive
+        else:
+            score = number.format(text=text_of % "value")
+            flags = f"{labelled} * 4"
+            extra = [real]
+        where = (
+            f"{{t}}.deployment = {mark('d')} AND {{t}}.created_at < {mark('until')} "
+            "AND {t}.output IS NOT NULL"
+        )
         if since is not None:
-            where += " AND {t}.created_at >= %(since)s"
-            params["since"] = since
+            where += f" AND {{t}}.created_at >= {mark('since')}"
+            params["since"] = bound(since)
         roles = (
             "CASE p.role WHEN 'champion' THEN 0 WHEN 'fallback' THEN 0 "
             "WHEN 'challenger' THEN 1 WHEN 'shadow' THEN 2 END"
         )
 
         def part(t: str, table: str, role: str) -> str:
-            # (model version id * 4 + role) * 8 + flags; -1 for a group relevo does not know
+            # (model version id * 4 + role) * 8 + flags; negative for a group relevo does
+            # not know (no registered version, or another role)
             code = f"COALESCE(mv.id * 4 + {role}, -1) * 8 + {flags}"
-            columns = [
-                code,
-                "date_part('epoch', {t}.created_at)",
-                "date_part('epoch', l.received_at)",
-                score,
-                *extra,
-            ]
-            listed = ", ".join(f"COALESCE(({c})::float8, 'NaN')" for c in columns)
+            columns = [code, epoch("{t}.created_at"), epoch("l.received_at"), score, *extra]
+            if pg:
+                columns = [f"COALESCE(({c})::float8, 'NaN')" for c in columns]
             return (
-                f"SELECT {listed} FROM {table} LEFT JOIN model_versions mv "
+                f"SELECT {', '.join(columns)} FROM {table} LEFT JOIN model_versions mv "
                 "ON mv.name = {t}.model_name AND mv.version = {t}.model_version "
                 "LEFT JOIN labels l ON l.prediction_id = {t}.id WHERE " + where
             ).format(t=t)
 
         width = 4 + len(extra)
-        names = ", ".join(f"c{k}" for k in range(width))
-        arrays = ", ".join(f"array_send(array_agg(c{k}))" for k in range(width))
-        sql = (
-            f"SELECT {arrays} FROM ({part('p', 'predictions p', roles)} UNION ALL "
-            f"{part('s', 'shadow_predictions s', '2')}) AS q({names})"
+        union = (
+            f"{part('p', 'predictions p', roles)} "
+            f"UNION ALL {part('s', 'shadow_predictions s', '2')}"
         )
         with self.engine.connect() as conn:
             raw = conn.connection.driver_connection
             assert raw is not None
-            with raw.cursor(binary=True) as cur:
-                cur.execute(sql, params)
-                found = cur.fetchone()
+            if pg:
+                names = ", ".join(f"c{k}" for k in range(width))
+                arrays = ", ".join(f"array_send(array_agg(c{k}))" for k in range(width))
+                with raw.cursor(binary=True) as cur:
+                    cur.execute(f"SELECT {arrays} FROM ({union}) AS q({names})", params)
+                    found = cur.fetchone()
                 assert found is not None
                 if found[0] is None:  # no rows
                     columns = [np.zeros(0)] * width
                 else:
                     columns = [_float8_array(bytes(b)) for b in found]
-                packed = columns[0].astype(np.int64)
-                if (packed < 0).any():
-                    return None
-                groups, inverse = np.unique(packed // 8, return_inverse=True)
-                ids = sorted({int(g) // 4 for g in groups})
-                cur.execute(
-                    "SELECT id, name, version FROM model_versions WHERE id = ANY(%s)", (ids,)
-                )
-                refs = {int(i): f"{n}:{v}" for i, n, v in cur.fetchall()}
-        if len(groups) > 1:  # rows of a group together, in the order the database gave them
-            order = np.argsort(inverse, kind="stable")
+            else:
+                if binary:  # the positive class as SQLite's JSON functions give it, once
+                    one = raw.execute("SELECT json_extract(?, '$')", (positive,)).fetchone()
+                    params["pos"] = one[0]
+                rows = raw.execute(union, params).fetchall()
+                data = np.array(rows, dtype=float).reshape(-1, width)
+                columns = [data[:, k] for k in range(width)]
+            packed = columns[0].astype(np.int64)
+            if (packed < 0).any():
+                return None
+            groups, inverse = np.unique(packed // 8, return_inverse=True)
+            ids = sorted({int(g) // 4 for g in groups})
+            refs: dict[int, str] = {}
+            if ids:
+                listed = ", ".join(str(i) for i in ids)
+                found_refs = conn.exec_driver_sql(
+                    f"SELECT id, name, version FROM model_versions WHERE id IN ({listed})"
+                ).all()
+                refs = {int(i): f"{n}:{v}" for i, n, v in found_refs}
+        # rows of a group together, in prediction time (whatever order the plan gave them:
+        # a hash join or a parallel scan does not keep the log's)
+        if len(groups) > 1 or (np.diff(columns[1]) < 0).any():
+            order = np.lexsort((columns[1], inverse))
             columns = [c[order] for c in columns]
             packed, inverse = packed[order], inverse[order]
         out = {
