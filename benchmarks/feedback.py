@@ -17,6 +17,11 @@ file holds a label for every one of them, by prediction id. Timed, one after the
             the calibration table and the estimate before labels, per window of the day
 
 PostgreSQL runs in a schema of its own, dropped at the end.
+
+Beside the wall time, each phase's CPU time: this process's, plus (PostgreSQL) that of the
+server processes serving its connections (read from /proc, so the server must run on this
+machine; parallel workers and the server's background writers are not counted). On a
+shared machine the wall time follows the load; the CPU time is the work itself.
 """
 
 from __future__ import annotations
@@ -67,7 +72,39 @@ def _setup(rv: relevo.Relevo, rows: int, folder: Path) -> Path:
     return path
 
 
-def _run(name: str, url: str, rows: int, window: str) -> dict[str, float]:
+def _server_cpu(rv: relevo.Relevo, application: str | None) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL server process serving `application`."""
+    if application is None:
+        return {}
+    from sqlalchemy import text
+
+    with rv.store.engine.connect() as conn:
+        pids = conn.execute(
+            text("SELECT pid FROM pg_stat_activity WHERE application_name = :a"),
+            {"a": application},
+        ).scalars()
+        out = {}
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            out[int(pid)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def _cpu(rv: relevo.Relevo, application: str | None) -> tuple[float, dict[int, float]]:
+    return time.process_time(), _server_cpu(rv, application)
+
+
+def _spent(before: tuple[float, dict[int, float]], after: tuple[float, dict[int, float]]) -> float:
+    server = sum(v - before[1].get(pid, 0.0) for pid, v in after[1].items())
+    return after[0] - before[0] + server
+
+
+def _run(
+    name: str, url: str, rows: int, window: str, application: str | None = None
+) -> dict[str, float]:
     folder = Path(tempfile.mkdtemp(prefix="relevo-bench-feedback-"))
     try:
         with relevo.Relevo(home=folder / "home", database_url=url) as rv:
@@ -79,21 +116,27 @@ def _run(name: str, url: str, rows: int, window: str) -> dict[str, float]:
                 for chunk in iter_chunks(path, CHUNK):
                     yield chunk.index, chunk["id"].tolist(), chunk["label"].tolist()
 
+            c = _cpu(rv, application)
             t = time.perf_counter()
             done = ingest(rv, "bench", chunks())
             t_ingest = time.perf_counter() - t
+            c_ingest = _spent(c, c := _cpu(rv, application))
             assert done.accepted == rows, done
             t = time.perf_counter()
             report = PerformanceService(rv).performance(
                 "bench", window, now=DAY + timedelta(days=30)
             )
             t_report = time.perf_counter() - t
+            c_report = _spent(c, _cpu(rv, application))
             (model,) = report.models
             assert model.labelled == rows
             print(
                 f"{name:10} setup {setup:6.1f} s | ingest {t_ingest:5.2f} s | report "
                 f"{t_report:5.2f} s ({len(model.windows)} windows) | total "
-                f"{t_ingest + t_report:5.2f} s"
+                f"{t_ingest + t_report:5.2f} s | CPU ingest {c_ingest:5.2f} s, report "
+                f"{c_report:5.2f} s, total {c_ingest + c_report:5.2f} s | load "
+                f"{os.getloadavg()[0]:.1f}",
+                flush=True,
             )
             return {"ingest": t_ingest, "report": t_report}
     finally:
@@ -120,9 +163,17 @@ def main() -> None:
         admin = create_engine(admin_url)
         with admin.begin() as conn:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        url = make_url(args.postgres).update_query_dict({"options": f"-csearch_path={schema}"})
+        url = make_url(args.postgres).update_query_dict(
+            {"options": f"-csearch_path={schema}", "application_name": schema}
+        )
         try:
-            _run("postgresql", url.render_as_string(hide_password=False), args.rows, args.window)
+            _run(
+                "postgresql",
+                url.render_as_string(hide_password=False),
+                args.rows,
+                args.window,
+                schema,
+            )
         finally:
             with admin.begin() as conn:
                 conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))

@@ -25,6 +25,7 @@ from relevo.feedback.estimate import (
     calibration,
     concept_drift,
     estimate_performance,
+    poisson_binomial_pmf,
     poisson_binomial_range,
 )
 
@@ -173,6 +174,14 @@ def test_the_exact_accuracy_range_is_scipys_poisson_binomial() -> None:
     assert cdf[low] >= 0.0025 and (low == 0 or cdf[low - 1] < 0.0025)
     sf = 1.0 - np.r_[0.0, cdf[:-1]]  # P(X >= k)
     assert sf[high] >= 0.0025 and (high == 40 or sf[high + 1] < 0.0025)
+
+
+def test_the_poisson_binomial_pmf_is_scipys_for_thousands_of_trials() -> None:
+    q = np.random.default_rng(10).uniform(0.0, 1.0, 3001)
+    pmf = poisson_binomial_pmf(q)
+    assert pmf.shape == (3002,)
+    np.testing.assert_allclose(pmf, stats.poisson_binom.pmf(np.arange(3002), q), atol=1e-12)
+    assert pmf.sum() == pytest.approx(1.0, abs=1e-12)
 
 
 def test_few_early_labels_do_not_raise_false_alarms() -> None:

@@ -114,3 +114,18 @@ def test_export_has_true_labels(rv, deployed, log_at, churn_frame, tmp_path):
     assert frame.loc[ids[1], "true_label"] == 0
     assert pd.isna(frame.loc[ids[2], "true_label"])
     assert frame["label_received_at"].notna().sum() == 2
+
+
+def test_labels_in_any_order_and_ids_with_tabs_or_backslashes(rv, deployed, log_at, churn_frame):
+    """Ids sent out of order are stored as sent; an id holding a tab or a backslash is
+    reported back exactly as sent (it is escaped on its way to the database, not mangled)."""
+    ids = log_at(churn_frame.head(6), T0)
+    odd = ["tab\there", "back\\slash"]
+    sent = [*reversed(ids), *odd]
+    values = [1, 0, 1, 1, 0, 0, 1, 1]
+    done = ingest(rv, "churn", _chunk(sent, values))
+    assert (done.accepted, done.replaced) == (6, 0)
+    assert sorted(done.unknown) == sorted(odd)
+    for pid, value in zip(sent[:6], values[:6], strict=True):
+        stored = rv.store.labels.get(pid)
+        assert stored is not None and stored["label"] == str(value)

@@ -142,6 +142,30 @@ def test_shadow_and_challenger_measured_apart(rv, deployed, log_at, proba_of):
     assert roles["champion"].overall["roc_auc"].value == pytest.approx(skm.roc_auc_score(y, p))
 
 
+def test_fallback_rows_count_as_the_champion_and_unregistered_models_are_reported(
+    rv, deployed, log_at, proba_of
+):
+    """Rows answered by the fallback join the champion's; rows of a model the registry does
+    not know (logged by hand here) are still measured, each model against scikit-learn."""
+    frame = make_churn(400, seed=12)
+    ids = log_at(frame.iloc[:250], DAY0)
+    ids += log_at(frame.iloc[250:300], DAY0, role="fallback")
+    _label_all(rv, ids, frame.iloc[:300])
+    y, p = frame[CHURN_TARGET].to_numpy(), proba_of(frame)
+    (champion,) = PerformanceService(rv).performance("churn", "1d", now=NOW).models
+    assert (champion.model, champion.role, champion.rows) == ("churn:1", "champion", 300)
+    expected = skm.roc_auc_score(y[:300], p[:300])
+    assert champion.overall["roc_auc"].value == pytest.approx(expected, abs=1e-9)
+    ghost = log_at(frame.iloc[300:], DAY0, model="ghost:3")
+    _label_all(rv, ghost, frame.iloc[300:])
+    models = {m.model: m for m in PerformanceService(rv).performance("churn", "1d", now=NOW).models}
+    assert set(models) == {"churn:1", "ghost:3"}
+    assert models["churn:1"].overall["roc_auc"].value == pytest.approx(expected, abs=1e-9)
+    assert models["ghost:3"].rows == 100
+    expected = skm.roc_auc_score(y[300:], p[300:])
+    assert models["ghost:3"].overall["roc_auc"].value == pytest.approx(expected, abs=1e-9)
+
+
 def test_thresholds_signals_only_on_mature_windows(rv, deployed, log_at):
     from relevo.store.tables import deployments
 

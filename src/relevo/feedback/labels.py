@@ -195,7 +195,13 @@ def _stage(
     problems: list[Problem],
     total: list[int],
 ) -> None:
-    staged: list[tuple[str, str, int]] = []
+    if not problems:
+        texts = _texts(kind, ids, values)
+        if texts is not None:  # every id and label fine: staged as they are
+            total[0] += len(texts)
+            session.stage(ids, texts)
+            return
+    staged: list[tuple[str, str]] = []
     parsed: dict[tuple[type, Any], str] = {}  # a label column holds few distinct values
     for row, pid, value in zip(rows, ids, values, strict=True):
         total[0] += 1
@@ -222,9 +228,32 @@ def _stage(
                 continue
             if key is not None and value == value:  # NaN never equals itself: no cache hit
                 parsed[key] = text
-        staged.append((pid, text, 1))
+        staged.append((pid, text))
     if not problems:  # once refused, nothing more needs staging: only the problems count
-        session.stage(staged)
+        session.stage([r[0] for r in staged], [r[1] for r in staged])
+
+
+def _texts(kind: LabelKind, ids: Sequence[Any], values: Sequence[Any]) -> list[str] | None:
+    """The labels as stored (JSON text), when every id is a string of 1 to 32 characters
+    and every label is fine, checked a column at a time (a label column holds few distinct
+    values: each is parsed once); None otherwise, for `_stage` to name the problems."""
+    if len(ids) != len(values) or not ids:
+        return None
+    if set(map(type, ids)) != {str} or min(map(len, ids)) < 1 or max(map(len, ids)) > 32:
+        return None
+    types = set(map(type, values))
+    # a class is matched by type and value (1, 1.0 and True are not the same label): keyed
+    # by value alone only when every label is of one type
+    keys: Iterable[Any] = values if len(types) == 1 else zip(map(type, values), values, strict=True)
+    try:
+        keyed = list(keys)
+        parsed = {
+            key: orjson.dumps(kind.parse(key if len(types) == 1 else key[1])).decode()
+            for key in set(keyed)
+        }
+    except (TypeError, ValueError):  # unhashable, or a label to refuse
+        return None
+    return list(map(parsed.__getitem__, keyed))
 
 
 def _problem(problems: list[Problem], total: list[int], problem: Problem) -> None:

@@ -94,7 +94,14 @@ class Decoded:
     truth: np.ndarray
     features: list[str] | None
 
-    def take(self, pick: np.ndarray) -> Decoded:
+    def take(self, pick: np.ndarray | slice) -> Decoded:
+        """The rows picked by a boolean mask or a slice (a slice gives views)."""
+        features = None
+        if self.features is not None:
+            if isinstance(pick, slice):
+                features = self.features[pick]
+            else:
+                features = [self.features[i] for i in np.flatnonzero(pick)]
         return Decoded(
             self.model[pick],
             self.role[pick],
@@ -104,7 +111,7 @@ class Decoded:
             self.score[pick],
             self.predicted[pick],
             self.truth[pick],
-            None if self.features is None else [self.features[i] for i in np.flatnonzero(pick)],
+            features,
         )
 
 

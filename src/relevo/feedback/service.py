@@ -77,15 +77,17 @@ class PerformanceService:
         config = feedback_config(rv, deployment, thresholds)
         data = load_rows(rv, deployment, kind, start, now, features=segments)
         models = []
-        for model, role in _groups(data):
-            pick = (data.model == model) & (data.role == role)
+        groups = _groups(data)
+        for model, role in groups:
+            # one group (the usual case): all the rows, without comparing a million names
+            pick = None if len(groups) == 1 else (data.model == model) & (data.role == role)
             models.append(
                 self._model(
                     kind.task,
                     kind.classes,
                     model,
                     role,
-                    data.take(pick),
+                    data if pick is None else data.take(pick),
                     width,
                     now,
                     config,
@@ -113,8 +115,12 @@ class PerformanceService:
         w = width.total_seconds()
         index = window_bounds(d.seconds, w)
         windows = []
+        ordered = bool((index[1:] >= index[:-1]).all())
         for k in np.unique(index):
-            part = d.take(index == k)
+            if ordered:  # rows in time order: each window is a slice (views, no copies)
+                part = d.take(slice(*np.searchsorted(index, [k, k + 1])))
+            else:
+                part = d.take(index == k)
             start, end = to_time(k * w), to_time((k + 1) * w)
             labelled = int(part.labelled.sum())
             mature = is_mature(end, now, labelled, len(part.labelled), config)
@@ -156,8 +162,13 @@ class PerformanceService:
 
 
 def _groups(data: Decoded) -> list[tuple[str, str]]:
-    unique = pd.DataFrame({"m": data.model, "r": data.role}).drop_duplicates()
-    pairs = {(str(a), str(b)) for a, b in zip(unique["m"], unique["r"], strict=True)}
+    # every pair starts a run of equal rows: found where the group changes (rows mostly
+    # come grouped, so a few places), not by deduplicating a million rows
+    m, r = data.model, data.role
+    if not len(m):
+        return []
+    change = np.flatnonzero((m[1:] != m[:-1]) | (r[1:] != r[:-1])) + 1
+    pairs = {(str(m[i]), str(r[i])) for i in [0, *change.tolist()]}
     return sorted(pairs, key=lambda p: (_ROLES.get(p[1], 9), p[0]))
 
 

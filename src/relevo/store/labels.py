@@ -8,6 +8,7 @@ it: a failed or refused file leaves nothing behind, and the join runs in the dat
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,11 +22,13 @@ from sqlalchemy.engine import Connection, Engine
 from relevo.store.joined import JoinedReader
 from relevo.store.tables import deployments, labels, predictions
 
-#: one staged label: (prediction id, label as JSON text, times it was sent in this upload)
-Staged = tuple[str, str, int]
+#: one staged label: (prediction id, label as JSON text)
+Staged = tuple[str, str]
 
 _STAGE = "labels_incoming"
-_SQLITE_ROWS = 2000  # rows per multi-row INSERT (3 variables each: under SQLite's limit)
+_SQLITE_ROWS = 2000  # rows per multi-row INSERT (2 variables each: under SQLite's limit)
+_LARGE = 100_000  # labels from which an upload gets more memory for its joins and sort
+_WORK_MEM = "256MB"
 
 
 @dataclass(frozen=True)
@@ -48,31 +51,45 @@ class LabelSession:
         #: from one that repeats ids (collapsed first, the last value winning)
         self._seen: set[str] = set()
         self.repeats = 0
+        #: whether the ids came in increasing order so far (then the log's join already
+        #: yields them in the labels key's order; otherwise the insert sorts them first)
+        self.ordered = True
+        self._last = ""
 
-    def stage(self, rows: Sequence[Staged]) -> None:
-        if not rows:
+    def stage(self, ids: Sequence[str], texts: Sequence[str]) -> None:
+        """Stage labels: `ids[i]` labelled `texts[i]` (JSON text)."""
+        if not ids:
             return
         seen = self._seen
         before = len(seen)
-        seen.update(r[0] for r in rows)
-        self.repeats += len(rows) - (len(seen) - before)
+        seen.update(ids)
+        self.repeats += len(ids) - (len(seen) - before)
+        if self.ordered:
+            self.ordered = self._last < ids[0] and all(map(operator.lt, ids, ids[1:]))
+            self._last = ids[-1]
         cur = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
             if self.postgres:
-                with cur.copy(f"COPY {_STAGE} (prediction_id, label, sent) FROM STDIN") as copy:
-                    for row in rows:
-                        copy.write_row(row)
+                with cur.copy(f"COPY {_STAGE} (prediction_id, label) FROM STDIN") as copy:
+                    block = _copy_text(ids, texts)
+                    if block is not None:
+                        copy.write(block)
+                    else:  # a tab, newline or backslash somewhere: psycopg escapes each row
+                        for row in zip(ids, texts, strict=True):
+                            copy.write_row(row)
             else:
-                for i in range(0, len(rows), _SQLITE_ROWS):
-                    part = rows[i : i + _SQLITE_ROWS]
-                    values = ",".join(["(?,?,?)"] * len(part))
+                for i in range(0, len(ids), _SQLITE_ROWS):
+                    part = list(
+                        zip(ids[i : i + _SQLITE_ROWS], texts[i : i + _SQLITE_ROWS], strict=True)
+                    )
+                    values = ",".join(["(?,?)"] * len(part))
                     cur.execute(
-                        f"INSERT INTO {_STAGE} (prediction_id, label, sent) VALUES {values}",
+                        f"INSERT INTO {_STAGE} (prediction_id, label) VALUES {values}",
                         [v for row in part for v in row],
                     )
         finally:
             cur.close()
-        self.staged += len(rows)
+        self.staged += len(ids)
 
     def commit(self, deployment: str, received_at: datetime) -> Upserted:
         """Join the staged labels to `deployment`'s log and upsert them; the last value sent
@@ -80,6 +97,9 @@ class LabelSession:
         c = self.conn
         if self.postgres:
             c.execute(text(f"ANALYZE {_STAGE}"))  # a temp table has no statistics: plan on them
+            if self.staged >= _LARGE:
+                # a large upload's joins and sort in memory, for this transaction only
+                c.execute(text(f"SET LOCAL work_mem = '{_WORK_MEM}'"))
         else:
             # SQLite (WAL): a transaction that reads the store and then writes fails at once
             # ("database is locked") if another connection wrote in between, whatever the busy
@@ -96,7 +116,7 @@ class LabelSession:
             c.execute(
                 text(
                     f"CREATE TEMP TABLE {source} AS SELECT s.prediction_id, i.label, s.sent "
-                    f"FROM (SELECT prediction_id, SUM(sent) AS sent, MAX(seq) AS seq "
+                    f"FROM (SELECT prediction_id, COUNT(*) AS sent, MAX(seq) AS seq "
                     f"FROM {_STAGE} GROUP BY prediction_id) s JOIN {_STAGE} i ON i.seq = s.seq"
                 )
             )
@@ -108,18 +128,19 @@ class LabelSession:
                 {"d": deployment},
             ).scalar()
             repeats = int(found or 0)
-        count = select(func.count()).where(labels.c.deployment == deployment)
-        before = int(c.execute(count).scalar() or 0)
         received = labels.c.received_at.type.bind_processor(c.dialect)
         when = received(received_at) if received is not None else received_at
+        sent = "s.sent" if self.repeats else "1"
         if self.postgres:
-            accepted = self._upsert_postgres(source, deployment, when)
+            accepted, added = self._upsert_postgres(source, sent, deployment, when)
         else:
+            count = select(func.count()).where(labels.c.deployment == deployment)
+            before = int(c.execute(count).scalar() or 0)
             result = c.execute(
                 text(
                     "INSERT INTO labels (prediction_id, deployment, label, predicted_at, "
                     "received_at, revisions) "
-                    "SELECT s.prediction_id, p.deployment, s.label, p.created_at, :now, s.sent "
+                    f"SELECT s.prediction_id, p.deployment, s.label, p.created_at, :now, {sent} "
                     f"FROM {source} s JOIN predictions p "
                     "ON p.id = s.prediction_id AND p.deployment = :d "
                     "WHERE TRUE "  # SQLite needs a WHERE before ON CONFLICT after a SELECT
@@ -130,7 +151,7 @@ class LabelSession:
                 {"d": deployment, "now": when},
             )
             accepted = int(result.rowcount or 0)
-        added = int(c.execute(count).scalar() or 0) - before
+            added = int(c.execute(count).scalar() or 0) - before
         unknown: list[str] = []
         if accepted < len(self._seen):  # only then is any id missing from the log
             unknown = [
@@ -147,32 +168,52 @@ class LabelSession:
             unknown = list(dict.fromkeys(unknown))
         return Upserted(accepted + int(repeats or 0), accepted - added + int(repeats or 0), unknown)
 
-    def _upsert_postgres(self, source: str, deployment: str, when: Any) -> int:
-        # PostgreSQL: an UPDATE of the labels that exist, then a plain INSERT of the rest, is
-        # a third faster than INSERT ... ON CONFLICT (whose speculative insertion costs per
-        # row); the lock keeps a concurrent upload from inserting the same ids in between
+    def _upsert_postgres(
+        self, source: str, sent: str, deployment: str, when: Any
+    ) -> tuple[int, int]:
+        """(labels stored, of which new): an UPDATE of the labels that exist, then a plain
+        INSERT of the rest (a third faster than INSERT ... ON CONFLICT, whose speculative
+        insertion costs per row). The lock keeps a concurrent upload from inserting the same
+        ids in between, so when the UPDATE found none of the ids, the INSERT need not look
+        for them again; ids in the key's order make the key's index grow at its end."""
         c = self.conn
         c.execute(text("LOCK TABLE labels IN SHARE ROW EXCLUSIVE MODE"))
         updated = c.execute(
             text(
                 "UPDATE labels l SET label = s.label, received_at = :now, "
-                f"revisions = l.revisions + s.sent FROM {source} s "
+                f"revisions = l.revisions + {sent} FROM {source} s "
                 "WHERE l.prediction_id = s.prediction_id AND l.deployment = :d"
             ),
             {"d": deployment, "now": when},
         ).rowcount
+        missing = (
+            " AND NOT EXISTS (SELECT 1 FROM labels l WHERE l.prediction_id = s.prediction_id)"
+            if updated
+            else ""
+        )
+        order = "" if self.ordered else ' ORDER BY s.prediction_id COLLATE "C"'
         inserted = c.execute(
             text(
                 "INSERT INTO labels (prediction_id, deployment, label, predicted_at, "
                 "received_at, revisions) "
-                "SELECT s.prediction_id, p.deployment, s.label, p.created_at, :now, s.sent "
+                f"SELECT s.prediction_id, p.deployment, s.label, p.created_at, :now, {sent} "
                 f"FROM {source} s JOIN predictions p "
-                "ON p.id = s.prediction_id AND p.deployment = :d "
-                "WHERE NOT EXISTS (SELECT 1 FROM labels l WHERE l.prediction_id = s.prediction_id)"
+                f"ON p.id = s.prediction_id AND p.deployment = :d WHERE TRUE{missing}{order}"
             ),
             {"d": deployment, "now": when},
         ).rowcount
-        return int(updated or 0) + int(inserted or 0)
+        return int(updated or 0) + int(inserted or 0), int(inserted or 0)
+
+
+def _copy_text(ids: Sequence[str], texts: Sequence[str]) -> bytes | None:
+    """Two columns in COPY's text format, built in one pass; None when a value holds a tab,
+    a line break or a backslash (which that format escapes)."""
+    block = "\n".join(map("\t".join, zip(ids, texts, strict=True))) + "\n"
+    if block.count("\t") != len(ids) or block.count("\n") != len(ids):
+        return None
+    if "\\" in block or "\r" in block:
+        return None
+    return block.encode()
 
 
 class LabelRepository:
@@ -188,13 +229,14 @@ class LabelRepository:
     def session(self) -> Iterator[LabelSession]:
         """One transaction: stage labels, then `commit`; an exception stores nothing."""
         with self.engine.begin() as conn:
-            seq = "BIGSERIAL PRIMARY KEY" if self._postgres else "INTEGER PRIMARY KEY"
+            # the order of sending (for repeated ids); SQLite's is the rowid, free
+            seq = "BIGSERIAL" if self._postgres else "INTEGER PRIMARY KEY"
             conn.execute(text(f"DROP TABLE IF EXISTS {_STAGE}_last"))
             conn.execute(text(f"DROP TABLE IF EXISTS {_STAGE}"))
             conn.execute(
                 text(
                     f"CREATE TEMP TABLE {_STAGE} (seq {seq}, prediction_id VARCHAR(32) "
-                    "NOT NULL, label TEXT NOT NULL, sent INTEGER)"
+                    "NOT NULL, label TEXT NOT NULL)"
                 )
             )
             try:
