@@ -86,6 +86,13 @@ def test_metric_functions_match_scikit_learn_on_edge_cases():
         assert multi[name] == pytest.approx(expected, abs=1e-9)
     assert multi["f1"] == pytest.approx(skm.f1_score(k, pred, average="macro"), abs=1e-9)
     assert multi["log_loss"] == pytest.approx(skm.log_loss(k, proba, labels=[0, 1, 2, 3]))
+    k4 = rng.integers(0, 4, 400)  # every class present, as scikit-learn's ovr AUC needs
+    multi4 = {m.name: m for m in multiclass_metrics(k4, pred, proba, [0, 1, 2, 3])}
+    auc = skm.roc_auc_score(k4, proba, multi_class="ovr", labels=[0, 1, 2, 3])
+    assert multi4["roc_auc"].value == pytest.approx(auc, abs=1e-9)
+    assert multi4["roc_auc"].low < auc < multi4["roc_auc"].high  # type: ignore[operator]
+    brier = skm.brier_score_loss(k4, proba, labels=[0, 1, 2, 3])
+    assert multi4["brier"].value == pytest.approx(brier, abs=1e-9)
     truth = rng.normal(size=300)
     value = truth + rng.normal(scale=0.5, size=300)
     reg = {m.name: m for m in regression_metrics(truth, value)}

@@ -75,3 +75,7 @@ def test_multiclass_metrics_equal_scikit_learn(rv):
     assert got["f1"].value == pytest.approx(f1, abs=1e-9)
     loss = skm.log_loss(target, proba, labels=classes)
     assert got["log_loss"].value == pytest.approx(loss, abs=1e-9)
+    auc = skm.roc_auc_score(target, proba, multi_class="ovr", labels=classes)
+    assert got["roc_auc"].value == pytest.approx(auc, abs=1e-9)
+    brier = skm.brier_score_loss(target, proba, labels=classes)
+    assert got["brier"].value == pytest.approx(brier, abs=1e-9)

@@ -6,7 +6,10 @@ The values equal scikit-learn's on the same rows (checked in the tests to 1e-9).
   the predicted positives, the actual positives);
 - F1 and multiclass macro precision/recall/F1: a bootstrap of 1,000 multinomial resamples of
   the confusion matrix (the same as resampling rows, at the cost of a few cells), percentiles;
-- ROC AUC: the Hanley & McNeil (1982) standard error, a normal interval;
+- ROC AUC: the Hanley & McNeil (1982) standard error, a normal interval; for a multiclass
+  model the one-vs-rest macro average (as scikit-learn's `multi_class="ovr"`), its standard
+  error taken as that of a mean of independent per-class AUCs (an approximation: the classes'
+  AUCs are correlated);
 - log loss, Brier, MAE: the mean of the per-row losses +- 1.96 standard errors;
 - RMSE: the square root of the MSE's normal interval;
 - R²: a bootstrap of 200 Poisson-weighted resamples of (at most 100,000) rows, percentiles.
@@ -155,8 +158,9 @@ def _count_first(losses: np.ndarray) -> tuple[float, int, float, float]:
 def multiclass_metrics(
     y: np.ndarray, predicted: np.ndarray, proba: np.ndarray | None, classes: list[Any]
 ) -> list[Metric]:
-    """Accuracy, macro precision/recall/F1 and (with probabilities) log loss of a multiclass
-    model; `y` and `predicted` are class indices, `proba` rows of per-class probabilities."""
+    """Accuracy, macro precision/recall/F1 and (with probabilities) log loss, one-vs-rest ROC
+    AUC and Brier score of a multiclass model; `y` and `predicted` are class indices, `proba`
+    rows of per-class probabilities."""
     n, k = len(y), len(classes)
     correct = int(np.count_nonzero(y == predicted))
     out = [_metric("accuracy", correct / n if n else None, n, *wilson(correct, n))]
@@ -180,7 +184,33 @@ def multiclass_metrics(
         rows = proba / proba.sum(axis=1, keepdims=True)
         p_true = np.clip(rows[np.arange(n), y], eps, 1 - eps)
         out.append(_metric("log_loss", *_count_first(-np.log(p_true))))
+        out.append(_ovr_auc(y, rows))
+        # the sum over classes of the squared gaps, as scikit-learn's multiclass Brier score
+        onehot = np.zeros_like(rows)
+        onehot[np.arange(n), y] = 1.0
+        out.append(_metric("brier", *_count_first(((rows - onehot) ** 2).sum(axis=1))))
     return out
+
+
+def _ovr_auc(y: np.ndarray, rows: np.ndarray) -> Metric:
+    """One-vs-rest ROC AUC averaged over the classes (macro), over the classes with rows both
+    in and out of them."""
+    n = len(y)
+    aucs, variances = [], []
+    for c in range(rows.shape[1]):
+        positive = y == c
+        n1 = int(positive.sum())
+        auc = roc_auc(positive, rows[:, c])
+        if auc is None:
+            continue
+        low, _ = _auc_interval(auc, n1, n - n1)
+        aucs.append(auc)
+        variances.append(((auc - low) / Z) ** 2)
+    if not aucs:
+        return _metric("roc_auc", None, n, None, None)
+    mean = float(np.mean(aucs))
+    se = math.sqrt(sum(variances)) / len(aucs)
+    return _metric("roc_auc", mean, n, max(0.0, mean - Z * se), min(1.0, mean + Z * se))
 
 
 def _pct(values: np.ndarray) -> tuple[float, float]:
