@@ -22,7 +22,7 @@ import argparse
 import contextlib
 import logging
 import os
-import select
+import queue
 import struct
 import subprocess
 import sys
@@ -193,6 +193,47 @@ def _records(data: bytes) -> Iterator[bytes]:
         at += size
 
 
+class _Profiler:
+    """The writer process's profiling thread: stored entries are profiled while the next batch
+    is inserted (SQLite and NumPy release the GIL for much of their work). A bounded queue: a
+    profiler that falls behind holds the inserts back instead of memory growing."""
+
+    def __init__(self, profiles: Any, flush_s: float) -> None:
+        self.profiles = profiles
+        self.flush_s = flush_s
+        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=8)
+        self._thread = threading.Thread(target=self._run, name="relevo-log-profiles", daemon=True)
+        self._thread.start()
+
+    def put(self, kind: str, item: Any) -> None:
+        self._queue.put((kind, item))
+
+    def stop(self) -> None:
+        """Profile what is queued, store the profiles, end the thread."""
+        self._queue.put(("stop", None))
+        self._thread.join()
+
+    def _run(self) -> None:
+        profiles = self.profiles
+        while True:
+            try:
+                kind, item = self._queue.get(timeout=self.flush_s)
+            except queue.Empty:  # idle: the profiles are still stored on time
+                profiles.tick()
+                continue
+            if kind == "stop":
+                profiles.close()
+                return
+            try:  # never let one bad item end the thread (the queue would then fill for good)
+                if kind == "rows":
+                    profiles.flushed(item)
+                else:
+                    profiles.take_side(item)
+                profiles.tick()
+            except Exception:
+                log.exception("profiling logged predictions failed")
+
+
 def serve(read_fd: int, write_fd: int, config: WriterConfig) -> int:
     """The writer process's loop: a frame in, its rows stored and profiled, a reply out."""
     from relevo.serving.entries import entry_rows
@@ -212,6 +253,7 @@ def serve(read_fd: int, write_fd: int, config: WriterConfig) -> int:
         )
     src = os.fdopen(read_fd, "rb", buffering=0)
     out = os.fdopen(write_fd, "wb")
+    profiler = _Profiler(profiles, config.flush_s) if profiles is not None else None
 
     def reply(status: int, stored: int = 0, dead: int = 0, message: str = "") -> None:
         text = message.encode()[:4000]
@@ -219,25 +261,20 @@ def serve(read_fd: int, write_fd: int, config: WriterConfig) -> int:
         out.flush()
 
     while True:
-        ready, _, _ = select.select([src], [], [], config.flush_s)
-        if not ready:  # idle: the profiles are still stored on time
-            if profiles is not None:
-                profiles.tick()
-            continue
         try:
             kind, size = _FRAME.unpack(_read_exact(src, _FRAME.size))
             data = _read_exact(src, size) if size else b""
         except ValueError:
             break  # the server is gone: its spool keeps what it had not stored
         if kind == ord("C"):
-            if profiles is not None:
-                profiles.close()
+            if profiler is not None:
+                profiler.stop()
+                profiler = None
             reply(OK)
             break
         if kind == ord("S"):
-            if profiles is not None:
-                profiles.take_side(data)
-                profiles.tick()
+            if profiler is not None:
+                profiler.put("side", data)
             reply(OK)
             continue
         payloads = list(_records(data))
@@ -252,9 +289,10 @@ def serve(read_fd: int, write_fd: int, config: WriterConfig) -> int:
             continue
         dead = rows_store.dead_lettered - refused
         reply(OK, len(rows) - dead, dead)
-        if profiles is not None:  # after the reply: the server's thread is not kept waiting
-            profiles.flushed(payloads)
-            profiles.tick()
+        if profiler is not None:  # profiled while the next batch is stored
+            profiler.put("rows", payloads)
+    if profiler is not None:
+        profiler.stop()
     store.close()
     return 0
 
