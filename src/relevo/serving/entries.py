@@ -96,6 +96,11 @@ def _dumps(doc: Any) -> bytes:
         return orjson.dumps(_text_big_ints(doc), default=str, option=_OPTIONS)
 
 
+def entry_size(payload: bytes) -> int:
+    """The rows of one serialised entry, read from its header alone."""
+    return len(orjson.loads(payload.split(b"\n", 1)[0])[5])
+
+
 def entry_rows(payload: bytes) -> list[Row]:
     """The store rows of one serialised entry: one JSON object per row for its features
     and one for its output, built here in the writer thread, never on the request path."""

@@ -27,7 +27,7 @@ import orjson
 
 from relevo.errors import UnavailableError
 from relevo.private import FILE_MODE, private_dir
-from relevo.serving.entries import FIELDS, LogEntry, Row, encode, entry_rows
+from relevo.serving.entries import FIELDS, LogEntry, Row, encode, entry_rows, entry_size
 from relevo.serving.log_writer import RemoteWriter, WriterConfig, WriterError
 from relevo.serving.profiling import ProfileBuilder
 from relevo.serving.spool import Spool, orphans
@@ -229,17 +229,17 @@ class PredictionLog:
         total = 0
         for orphan in orphans(self.spool.folder, own):
             try:
-                batch: list[Row] = []
                 payloads: list[bytes] = []
+                rows = 0
                 for payload in orphan.records():
-                    batch.extend(entry_rows(payload))
                     payloads.append(payload)
-                    if len(batch) >= self.flush_rows:
-                        self._replay(batch, payloads)
-                        total += len(batch)
-                        batch, payloads = [], []
-                self._replay(batch, payloads)
-                total += len(batch)
+                    rows += entry_size(payload)
+                    if rows >= self.flush_rows:
+                        self._replay(payloads)
+                        total += rows
+                        payloads, rows = [], 0
+                self._replay(payloads)
+                total += rows
             except Exception as exc:
                 orphan.release()
                 self._count_error()
@@ -258,12 +258,14 @@ class PredictionLog:
                 self._on_written(total)
         return total
 
-    def _replay(self, batch: list[Row], payloads: list[bytes]) -> None:
-        if self.remote is not None:
-            if payloads:
-                self._write_batch(payloads)
+    def _replay(self, payloads: list[bytes]) -> None:
+        # a dead process's entries, made into rows only where they are stored
+        if not payloads:
             return
-        self._store(batch)
+        if self.remote is not None:
+            self._write_batch(payloads)
+            return
+        self._store([r for payload in payloads for r in entry_rows(payload)])
         self._profile(payloads, replayed=True)
 
     def _profile(self, payloads: list[bytes], replayed: bool = False) -> None:

@@ -42,8 +42,6 @@ _FRAME = struct.Struct("<BI")
 _REPLY = struct.Struct("<BIII")
 _LEN = struct.Struct("<I")
 OK, RETRY, FAILED = 0, 1, 2
-#: how long a new writer process may take to start and answer its first frame
-START_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
