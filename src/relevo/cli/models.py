@@ -68,6 +68,13 @@ def register(
         help="The data the model was fitted on: a warning if --reference is that data "
         "(a held-out split is the better reference).",
     ),
+    compile_: str | None = typer.Option(
+        None,
+        "--compile",
+        help="Serve a compiled form: onnx (a scikit-learn model whose inputs are all numbers; "
+        "needs relevo[onnx]). Kept only when it answers like the model on every reference row "
+        "(within 1e-6).",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Register a fitted model as the next immutable version of NAME."""
@@ -93,6 +100,7 @@ def register(
             exclude=_split(exclude),
             trust=trust,
             training=training,
+            compile=compile_,
         )
     # the input-order note goes with the result (stderr under --json); others as usual
     for w in caught:
@@ -124,6 +132,13 @@ def _split(text: str | None) -> list[str] | None:
 def _input_text(v: ModelVersion) -> str:
     """How the model is fed, as `models register` and `models show` say it."""
     fmt_ = v.flavor_options.get("input")
+    if v.flavor_options.get("compiled") == "onnx":
+        worst = v.flavor_options.get("compiled_max_difference")
+        if worst is None:
+            return "a float64 array to its ONNX form (compiled)"
+        return (
+            f"a float64 array to its ONNX form (compiled; at most {worst:.2g} off on the reference)"
+        )
     if fmt_ == "array":
         return "a float64 array (decided by rehearsal)"
     if fmt_ == "frame":

@@ -18,15 +18,18 @@ import pandas as pd
 from relevo.errors import InvalidInputError, NotFoundError, Problem
 from relevo.monitoring.reference import ReferenceProfile
 from relevo.registry.artifacts import ArtifactStore
+from relevo.registry.compiled import TOLERANCE as COMPILE_TOLERANCE
+from relevo.registry.compiled import CompiledFormWarning, max_difference, versions
 from relevo.registry.flavors import (
     Flavor,
     LoadedModel,
+    RawOutput,
     detect_flavor,
     flavor_for_object,
     get_flavor,
 )
 from relevo.registry.holdout import warn_if_training_data
-from relevo.registry.inputs import is_numeric, rehearse, resolve_features
+from relevo.registry.inputs import as_matrix, is_numeric, rehearse, resolve_features
 from relevo.registry.signature import Signature
 from relevo.registry.types import ModelRef, ModelVersion
 from relevo.store import Store
@@ -72,6 +75,7 @@ class Registry:
         exclude: Sequence[str] | None = None,
         trust: Sequence[str] | None = None,
         training: pd.DataFrame | str | Path | None = None,
+        compile: str | None = None,
     ) -> ModelVersion:
         """Register `model` (a path to an artifact or a fitted in-memory model) as the next
         version of `name`, with its signature and profile taken from `reference`.
@@ -82,6 +86,9 @@ class Registry:
         the types a skops file may build beyond skops' defaults. `training`: the data the
         model was fitted on, if at hand: a `ReferenceIsTrainingDataWarning` is issued when the
         reference is mostly those rows (a held-out split makes the better reference).
+        `compile="onnx"`: serve a compiled form of a scikit-learn model with numeric inputs,
+        kept only when it answers like the model on every reference row (see
+        `relevo.registry.compiled`).
         """
         if not NAME_RE.fullmatch(name):  # match() lets "$" accept a trailing newline
             raise InvalidInputError(
@@ -108,6 +115,7 @@ class Registry:
             numeric = is_numeric(signature)
             loaded.bind_inputs(columns, numeric)
             raw, mode = rehearse(loaded, inputs, numeric)
+            compiled = _compiled_options(loaded, inputs, raw, compile) if compile else {}
             profile = ReferenceProfile.build(inputs, signature, loaded.task, loaded.classes, raw)
             sha, rel, size = self.artifacts.put(path)
         options = {
@@ -115,6 +123,7 @@ class Registry:
             "input": loaded.input_format,
             "input_mode": mode,
             "input_order": source,
+            **compiled,
         }
         fields = {
             "name": name,
@@ -178,6 +187,17 @@ class Registry:
             )
         model = flavor.load(path, version.flavor_options)
         model.bind_inputs(version.signature.names, is_numeric(version.signature))
+        kind = version.flavor_options.get("compiled")
+        if kind:
+            try:
+                model.use_compiled(model.compile(str(kind)))
+            except Exception as exc:  # served as registered before compiling: still correct
+                warnings.warn(
+                    f"{version.ref} is served by {version.flavor}, not its compiled form "
+                    f"({kind}): {exc}",
+                    CompiledFormWarning,
+                    stacklevel=2,
+                )
         return LoadedVersion(version, model)
 
     def _artifact(self, model: Any, flavor: str | None, tmp: Path) -> tuple[Flavor, Path]:
@@ -192,6 +212,22 @@ class Registry:
                 f"the {chosen.name} flavor cannot save a {type(model).__name__}"
             )
         return chosen, chosen.save(model, tmp)
+
+
+def _compiled_options(
+    loaded: LoadedModel, inputs: pd.DataFrame, truth: RawOutput, kind: str
+) -> dict[str, Any]:
+    """Compile the model, check it on every reference row against the model's own answers
+    (`truth`), and return what the version records of it; refuse when it differs."""
+    compiled = loaded.compile(kind)
+    worst = max_difference(compiled.run(as_matrix(inputs)), truth)
+    if not worst <= COMPILE_TOLERANCE:
+        raise InvalidInputError(
+            f"the compiled ({kind}) form answers up to {worst:.3g} away from the model on the "
+            f"reference data (the tolerance is {COMPILE_TOLERANCE:g}): register it without "
+            "--compile"
+        )
+    return {"compiled": kind, "compiled_max_difference": worst, "compiled_with": versions()}
 
 
 def _reference_frame(reference: pd.DataFrame | str | Path) -> pd.DataFrame:

@@ -82,6 +82,17 @@ class LoadedModel(ABC):
         if mode not in self.input_modes():
             raise ValueError(f"unknown input mode {mode!r}")
 
+    def compile(self, kind: str) -> Any:
+        """A compiled form of this model (see `relevo.registry.compiled`), not yet in use."""
+        raise InvalidInputError(
+            f"only scikit-learn models can be compiled (--compile {kind}); "
+            f"this model is a {type(self).__name__}"
+        )
+
+    def use_compiled(self, compiled: Any) -> None:
+        """Score through `compiled` (what `compile` returned) from now on."""
+        raise InvalidInputError(f"a {type(self).__name__} has no compiled form")
+
     def bind_inputs(self, names: list[str], numeric: bool) -> None:
         """Tell the model the signature's column names (and whether all are numbers)."""
         self.input_names = list(names)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import pickletools
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,9 @@ from relevo.registry.flavors.base import (
     classifier_task,
     read_head,
 )
+
+if TYPE_CHECKING:
+    from relevo.registry.compiled import CompiledModel
 
 PICKLE_SUFFIXES = {".joblib", ".pkl", ".pickle", ".jbl"}
 _MODES: dict[str, InputFormat] = {"array": "array", "values": "frame", "frame": "frame"}
@@ -88,6 +91,8 @@ class EstimatorModel(LoadedModel):
             self.task = "regression"
         self._stripped: list[tuple[Any, Any]] = []
         self.mode = ""
+        #: the compiled form scoring float64 matrices, when the version has one in use
+        self.compiled: CompiledModel | None = None
         # versions registered before the rehearsal existed: what relevo did then
         self.set_input_mode(mode or ("frame" if self._named else "array"))
 
@@ -105,14 +110,37 @@ class EstimatorModel(LoadedModel):
     def _names(self) -> list[str] | None:
         return self.feature_names or self.input_names
 
+    def compile(self, kind: str) -> CompiledModel:
+        from relevo.registry.compiled import KINDS, compile_onnx
+
+        if kind not in KINDS:
+            raise InvalidInputError(
+                f"unknown compiled form {kind!r}: relevo compiles to {', '.join(KINDS)}"
+            )
+        if self.mode != "array":
+            raise InvalidInputError(
+                f"--compile {kind} needs a model fed a float64 array (every input a number); "
+                f"this one is fed {'a DataFrame' if self.mode == 'frame' else 'mixed values'}"
+            )
+        width = len(self.input_names) if self.input_names is not None else self.n_features
+        if width is None:
+            raise InvalidInputError("the model's input columns are unknown: cannot compile it")
+        return compile_onnx(self.estimator, width, self.classes is not None)
+
+    def use_compiled(self, compiled: CompiledModel) -> None:
+        self.compiled = compiled
+
     def predict(self, frame: pd.DataFrame) -> RawOutput:
         names = self._names()
         x: Any = frame if names is None else as_frame(frame, names)
         if self.mode == "array":
-            return self._score(x.to_numpy(dtype=np.float64, na_value=np.nan))
+            matrix = x.to_numpy(dtype=np.float64, na_value=np.nan)
+            return self.compiled.run(matrix) if self.compiled is not None else self._score(matrix)
         return self._score(x.to_numpy() if self.mode == "values" else x)
 
     def predict_array(self, x: np.ndarray) -> RawOutput:
+        if self.compiled is not None and self.mode == "array":
+            return self.compiled.run(x)
         if self.mode == "array":
             # column-major, as a DataFrame's values are: the same floating-point sums in the
             # same order, so the answers are bit-for-bit the DataFrame's (a C-ordered matrix
