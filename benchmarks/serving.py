@@ -4,6 +4,7 @@ Run by hand, never part of the test suite (it takes minutes and needs `wrk`):
 
     .venv/bin/python benchmarks/serving.py [--duration 10] [--skip-peers] [--profile]
                                            [--ab-rounds 4] [--connections 32]
+                                           [--compile onnx]
 
 Two models, each through every server (`--models churn,cheap`, default both), reported side by
 side: the churn pipeline (ColumnTransformer + OneHotEncoder, from `relevo.datasets.make_churn`),
@@ -996,6 +997,12 @@ def main() -> int:
         default="shadow,canary",
         help="relevo rows beside (a), comma-separated: shadow (g), canary (h); 'none' for neither",
     )
+    ap.add_argument(
+        "--compile",
+        choices=["onnx"],
+        default=None,
+        help="register relevo's model with --compile onnx (the cheap model; churn has text inputs)",
+    )
     args = ap.parse_args()
     args.strategies = [
         x.strip() for x in args.strategies.split(",") if x.strip() not in ("", "none")
@@ -1116,7 +1123,13 @@ STRATEGIES = {
 
 
 def strategy_home(
-    home: Path, strategy: str, model_path: Path, train_path: Path, target: str, env: dict[str, str]
+    home: Path,
+    strategy: str,
+    model_path: Path,
+    train_path: Path,
+    target: str,
+    env: dict[str, str],
+    compiled: list[str],
 ) -> dict[str, str]:
     """A RELEVO_HOME (and database) of its own where MODEL:1 is the champion and MODEL:2, the
     same model file registered again, the challenger under `strategy`; returns its env."""
@@ -1125,7 +1138,7 @@ def strategy_home(
     own = {**env, "RELEVO_HOME": str(workdir)}
     for _ in range(2):
         register = ["models", "register", MODEL_NAME, str(model_path)]
-        relevo_cli([*register, "--reference", str(train_path), "--target", target], own)
+        relevo_cli([*register, "--reference", str(train_path), "--target", target, *compiled], own)
     relevo_cli(["deploy", MODEL_NAME, f"{MODEL_NAME}:1"], own)
     relevo_cli(["deploy", MODEL_NAME, f"{MODEL_NAME}:2", *STRATEGIES[strategy][2]], own)
     return own
@@ -1193,6 +1206,13 @@ def run_model(args: argparse.Namespace, home: Path, model_key: str) -> dict[str,
     # point-mass prediction distribution, so the drift gate rolled the canary (h) back within
     # seconds and the row measured a server without a challenger
     rv_env = {**base_env, "RELEVO_HOME": str(home), "RELEVO_ROLLOUT_EVAL_INTERVAL_S": "0"}
+    # --compile onnx: every relevo row serves the compiled form (numeric inputs only: the churn
+    # pipeline's text columns cannot be compiled, so its rows stay as they are)
+    compiled = ["--compile", args.compile] if args.compile and model_key == "cheap" else []
+    if args.compile and not compiled:
+        print(f"[setup] {model_key}: text inputs, served without --compile", flush=True)
+    elif compiled:
+        print(f"[setup] every relevo row serves the {args.compile} form (--compile)", flush=True)
     relevo_cli(
         [
             "models",
@@ -1203,6 +1223,7 @@ def run_model(args: argparse.Namespace, home: Path, model_key: str) -> dict[str,
             str(train_path),
             "--target",
             "churned" if model_key == "churn" else "target",
+            *compiled,
         ],
         rv_env,
     )
@@ -1298,7 +1319,7 @@ def run_model(args: argparse.Namespace, home: Path, model_key: str) -> dict[str,
     for strategy in args.strategies:
         key, label, _ = STRATEGIES[strategy]
         try:
-            env = strategy_home(home, strategy, model_path, train_path, target, rv_env)
+            env = strategy_home(home, strategy, model_path, train_path, target, rv_env, compiled)
         except BenchError as exc:
             failed = Row(key, label, note=f"n/a: {str(exc).splitlines()[0]}")
             print(f"[{key}] FAILED: {exc}", flush=True)
@@ -1391,6 +1412,7 @@ def run_model(args: argparse.Namespace, home: Path, model_key: str) -> dict[str,
         "connections": n,
         "warmup_s": WARMUP_S,
         "thread_env": THREAD_ENV,
+        "compiled": compiled[1] if compiled else None,
         "rows": [x.to_dict() for x in rows],
         "ratios": r,
         "log_check": log_check,
