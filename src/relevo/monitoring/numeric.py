@@ -17,6 +17,9 @@ import numpy as np
 import pandas as pd
 
 _NEG_INF, _POS_INF = "-inf", "inf"
+#: quantile bins per numeric column of a reference (see docs/monitoring.md, "Profiles", for the
+#: choice): registration and `relevo.drift` profile references on the same bins
+BINS = 20
 
 
 # --------------------------------------------------------------------------- helpers

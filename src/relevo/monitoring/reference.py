@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from relevo.monitoring.multivariate import Reconstruction
+from relevo.monitoring.numeric import BINS
 from relevo.monitoring.profile import CategoricalProfile, DatasetProfile, NumericProfile
 from relevo.registry.flavors.base import RawOutput
 from relevo.registry.signature import Signature
@@ -23,8 +24,6 @@ if TYPE_CHECKING:
     from relevo.monitoring.layout import Layout
 
 PREDICTION = "prediction"
-#: quantile bins per numeric column (see docs/monitoring.md, "Profiles", for the choice)
-BINS = 20
 
 
 @dataclass(frozen=True)

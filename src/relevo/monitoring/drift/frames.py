@@ -25,9 +25,8 @@ from relevo.errors import InvalidInputError, Problem
 from relevo.monitoring.drift.compare import compare
 from relevo.monitoring.drift.config import DriftConfig
 from relevo.monitoring.drift.report import DriftReport
-from relevo.monitoring.numeric import NumericProfile, _hypergeometric, reference_edges
+from relevo.monitoring.numeric import BINS, NumericProfile, _hypergeometric, reference_edges
 from relevo.monitoring.profile import CategoricalProfile, ColumnProfile, DatasetProfile
-from relevo.monitoring.reference import BINS  # the bins registration profiles a reference on
 
 #: reference values the bin edges are taken from
 EDGE_SAMPLE = 100_000
