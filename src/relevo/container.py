@@ -80,7 +80,10 @@ def containerize(
 ) -> BuildContext:
     """Write the build context of version `ref` into `output` (new or empty)."""
     version = registry.get(ref)
-    chosen = _extras(extras, get_flavor(version.flavor).extra)
+    needed = [get_flavor(version.flavor).extra]
+    if version.flavor_options.get("compiled") == "onnx":
+        needed.append("onnx")  # the compiled form is rebuilt where the image serves it
+    chosen = _extras(extras, tuple(e for e in needed if e))
     name = deployment or version.name
     if not NAME_RE.fullmatch(name):
         raise InvalidInputError(f"invalid deployment name {name!r}")
@@ -116,21 +119,22 @@ def known_extras() -> tuple[str, ...]:
     )
 
 
-def _extras(asked: list[str] | None, flavor_extra: str | None) -> tuple[str, ...]:
-    """The extras the base image needs: those asked for, else PostgreSQL's driver and the
-    flavor's own."""
+def _extras(asked: list[str] | None, needed: tuple[str, ...]) -> tuple[str, ...]:
+    """The extras the base image needs: those asked for, else PostgreSQL's driver and what the
+    model needs (its flavor's, and onnx for a compiled form)."""
     if asked:
         chosen = [e.strip() for item in asked for e in item.split(",") if e.strip()]
     else:
-        chosen = ["postgres", *([flavor_extra] if flavor_extra else [])]
+        chosen = ["postgres", *needed]
     known = known_extras()
     unknown = sorted(set(chosen) - set(known))
     if unknown:
         raise InvalidInputError(
             f"unknown extra {', '.join(unknown)}: choose among {', '.join(known)}"
         )
-    if flavor_extra and flavor_extra not in chosen and "all" not in chosen:
-        raise InvalidInputError(f"the model needs the {flavor_extra!r} extra: add it to --extras")
+    missing = [e for e in needed if e not in chosen and "all" not in chosen]
+    if missing:
+        raise InvalidInputError(f"the model needs the {missing[0]!r} extra: add it to --extras")
     return tuple(dict.fromkeys(chosen))
 
 

@@ -4,6 +4,7 @@ with a warning (never a wrong answer) when it cannot be built where the model is
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import httpx
@@ -189,3 +190,13 @@ def test_the_server_answers_with_the_compiled_form(
     assert answer.status_code == 200, answer.text
     got = [p["probability"] for p in answer.json()["predictions"]]
     np.testing.assert_allclose(got, classifier.predict_proba(frame)[:, 1], rtol=0, atol=1e-9)
+
+
+def test_a_compiled_versions_image_installs_the_onnx_extra(rv, numeric, classifier, cli, tmp_path):
+    version = rv.registry.register("m", classifier, numeric, target=CHURN_TARGET, compile="onnx")
+    result = cli("containerize", version.ref, "--output", tmp_path / "ctx", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["extras"] == ["postgres", "onnx"]
+    refused = cli("containerize", version.ref, "-o", tmp_path / "ctx2", "--extras", "postgres")
+    assert refused.exit_code == 2
+    assert "the model needs the 'onnx' extra: add it to --extras" in refused.output
