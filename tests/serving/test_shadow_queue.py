@@ -225,3 +225,65 @@ def test_a_running_worker_hands_what_it_scored_to_the_profiles_once_no_row_comes
         return handed
 
     assert asyncio.run(serve()) == [("churn", ("churn-gbm", 1), [{"y": 3.0}])]
+
+
+def test_rows_offered_while_a_gathering_is_scored_wait_for_the_next_gathering(monkeypatch):
+    """A quiet server sends one request at a time: the rows mirrored while the previous
+    gathering is being scored must gather again, not be scored one request per call (which
+    put a shadow model call and a store insert right behind nearly every answer)."""
+    import asyncio
+    import threading
+
+    from relevo.registry.signature import ColumnSpec, Signature
+    from relevo.serving import shadow
+    from relevo.serving.validation import validate_rows
+
+    monkeypatch.setattr(shadow, "GATHER_S", 60.0)  # only a full batch ends a gathering here
+    monkeypatch.setattr(shadow, "BATCH_ROWS", 3)
+    scorer = _Scorer()
+    release = threading.Event()
+    first_call = threading.Event()
+    plain_run = scorer.run
+
+    def run(part, n):
+        first_call.set()
+        release.wait(10)
+        return plain_run(part, n)
+
+    scorer.run = run  # type: ignore[method-assign]
+
+    class Endpoint:
+        deployment = _Deployment()
+        runners = (scorer, scorer)
+
+    signature = Signature((ColumnSpec("x", "number"),))
+    worker = ShadowWorker(_Store(), Policy(), capacity_rows=100, metrics=None)  # type: ignore[arg-type]
+    endpoint = Endpoint()
+
+    def job(x: float) -> Job:
+        rows = [{"x": x}]
+        return Job(endpoint, rows, validate_rows(rows, signature), np.arange(1), [f"id{x}"])  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        task = asyncio.create_task(worker.run())
+        await asyncio.sleep(0)
+        for x in (1.0, 2.0, 3.0):  # a full batch: scored at once
+            worker.offer(job(x))
+        await asyncio.to_thread(first_call.wait, 10)
+        worker.offer(job(4.0))  # arrives while the first gathering is being scored
+        release.set()
+        while worker.queued_rows > 1:  # the first gathering is done
+            await asyncio.sleep(0.01)
+        for _ in range(20):  # let the worker act on row 4 if it were going to score it alone
+            await asyncio.sleep(0.01)
+        assert scorer.calls == [3]
+        worker.offer(job(5.0))
+        worker.offer(job(6.0))  # row 4 gathered with 5 and 6: a full batch again
+        while worker.queued_rows:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert scorer.calls == [3, 3]

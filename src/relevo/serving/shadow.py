@@ -66,7 +66,9 @@ class ShadowWorker:
         self.capacity_rows = capacity_rows
         self.metrics = metrics
         self._jobs: deque[Job] = deque()
+        #: rows queued or being scored (the bound), and rows queued and not taken yet
         self._queued_rows = 0
+        self._waiting_rows = 0
         self._wake = asyncio.Event()
         #: set when a full batch is queued: the gathering ends early
         self._full = asyncio.Event()
@@ -97,8 +99,9 @@ class ShadowWorker:
             return False
         self._jobs.append(job)
         self._queued_rows += n
+        self._waiting_rows += n
         self._wake.set()
-        if self._queued_rows >= BATCH_ROWS:
+        if self._waiting_rows >= BATCH_ROWS:
             self._full.set()
         return True
 
@@ -126,12 +129,17 @@ class ShadowWorker:
                     continue
                 # let the mirrored rows of the next requests gather: one model call and one
                 # insert per gathering, not per request, and none of it right behind every answer
-                if self._queued_rows < BATCH_ROWS:
+                if self._waiting_rows < BATCH_ROWS:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._full.wait(), GATHER_S)
                 self._full.clear()
-                while self._jobs:
-                    jobs = self._take()
+                # score what gathered, then gather again: draining the queue until it is empty
+                # scored the rows of each new request as it came, one call each, whenever the
+                # previous call had taken about one request's time (a quiet server)
+                left = len(self._jobs)
+                while left:
+                    jobs = self._take(left)
+                    left -= len(jobs)
                     try:
                         await asyncio.to_thread(self._score, jobs)
                     except Exception as exc:  # storing failed: the comparison loses these rows
@@ -148,13 +156,15 @@ class ShadowWorker:
         self._profile_due = True
         self._wake.set()
 
-    def _take(self) -> list[Job]:
+    def _take(self, most: int) -> list[Job]:
+        """The next jobs (at most `most`) whose rows fit one batch (at least one job)."""
         jobs = [self._jobs.popleft()]
         rows = int(jobs[0].idx.size)
-        while self._jobs and rows + int(self._jobs[0].idx.size) <= BATCH_ROWS:
+        while len(jobs) < most and self._jobs and rows + int(self._jobs[0].idx.size) <= BATCH_ROWS:
             job = self._jobs.popleft()
             jobs.append(job)
             rows += int(job.idx.size)
+        self._waiting_rows -= rows
         return jobs
 
     def _score(self, jobs: list[Job]) -> None:
