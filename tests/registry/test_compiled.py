@@ -200,3 +200,16 @@ def test_a_compiled_versions_image_installs_the_onnx_extra(rv, numeric, classifi
     refused = cli("containerize", version.ref, "-o", tmp_path / "ctx2", "--extras", "postgres")
     assert refused.exit_code == 2
     assert "the model needs the 'onnx' extra: add it to --extras" in refused.output
+
+
+def test_a_compiled_multiclass_model_with_text_labels_answers_like_the_pipeline(rv, numeric):
+    x = numeric[CHURN_NUMERIC]
+    labels = pd.qcut(x[CHURN_NUMERIC[1]], 3, labels=["low", "mid", "high"]).astype(str)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(x, labels)
+    version = rv.registry.register(
+        "tier", model, x.assign(tier=labels), target="tier", compile="onnx"
+    )
+    assert version.task == "multiclass"
+    loaded = rv.registry.load(version.ref).model
+    got = loaded.predict_array(x.to_numpy(dtype=np.float64)).probabilities
+    np.testing.assert_allclose(got, model.predict_proba(x), rtol=0, atol=1e-9)

@@ -46,13 +46,19 @@ class CompiledModel:
         self.classifier = classifier
         self._input = session.get_inputs()[0].name
         outputs = session.get_outputs()
-        if classifier:
+        wanted = (
             # skl2onnx without ZipMap: a label tensor, then the (n, k) probability tensor
-            self._output = next(
-                o.name for o in outputs if o.type == "tensor(double)" and len(o.shape or []) == 2
+            [o for o in outputs if o.type == "tensor(double)" and len(o.shape or []) == 2]
+            if classifier
+            else [o for o in outputs if o.type == "tensor(double)"]
+        )
+        if not wanted:
+            shown = ", ".join(f"{o.name} {o.type}" for o in outputs)
+            raise InvalidInputError(
+                f"the converted model has no float64 {'probability ' if classifier else ''}"
+                f"output to read (outputs: {shown}). Register it without --compile"
             )
-        else:
-            self._output = outputs[0].name
+        self._output = wanted[0].name
 
     def run(self, x: np.ndarray) -> RawOutput:
         """The outputs for the rows of `x` (float64, columns in the signature's order)."""
@@ -102,13 +108,13 @@ def compile_onnx(estimator: Any, n_features: int, classifier: bool) -> CompiledM
         session = ort.InferenceSession(
             proto.SerializeToString(), so, providers=["CPUExecutionProvider"]
         )
-        return CompiledModel(session, classifier)
     except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InvalidInputError(
             f"onnxruntime cannot run the converted model in float64: {reason}. "
             "Register it without --compile"
         ) from exc
+    return CompiledModel(session, classifier)
 
 
 def max_difference(compiled: RawOutput, truth: RawOutput) -> float:
