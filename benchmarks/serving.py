@@ -935,7 +935,8 @@ def print_ratios(r: dict[str, Any], connections: int) -> None:
     )
     print(
         f"relevo (a) c=1 p50 over the in-process floor: {ms(r['a_c1_p50_over_floor_ms'])};"
-        f" over bare FastAPI: {ms(r['a_c1_p50_minus_bare_fastapi_ms'])} (goal: <= +0.10 ms, issue 13)"
+        f" over bare FastAPI: {ms(r['a_c1_p50_minus_bare_fastapi_ms'])}"
+        " (goal: <= +0.10 ms, issue 13)"
     )
     cost, runs = r["logging_cost"], r["logging_cost_runs"]
     detail = ""
