@@ -106,7 +106,7 @@ def _split(
         one = position(salt, keys[0])
         if math.isnan(one):
             one = float(_rng(rng).random())
-        return _ONE_ROW[one < share].copy()
+        return _ONE_ROW[one < share]
     where = buckets(salt, keys)
     missing = np.isnan(where)
     if missing.any():
@@ -114,8 +114,10 @@ def _split(
     return where < share
 
 
-#: a one-row split, by whether the row goes to the share (copied: callers own their array)
+#: a one-row split, by whether the row goes to the share (read-only: shared by every caller)
 _ONE_ROW = (np.zeros(1, dtype=bool), np.ones(1, dtype=bool))
+for _row in _ONE_ROW:
+    _row.flags.writeable = False
 
 #: the generator of rows without a key; one per process (seeding one from the OS per request
 #: cost ~20 us, more than hashing a key)
@@ -140,7 +142,7 @@ def assign(
     """
     if state.strategy != "canary" or not state.has_challenger:
         return np.zeros(n, dtype=np.int8)
-    salt = f"{state.name}\x00{state.challenger_ref}"
+    salt = state.routing_salt
     # a bool array's bytes are 0 and 1: viewed as int8, it is the assignment without a copy
     return _split(state.weight, salt, keys, n, rng).view(np.int8)
 

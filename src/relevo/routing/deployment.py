@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any, Literal
 
 Strategy = Literal["basic", "shadow", "canary"]
@@ -74,6 +75,12 @@ class Deployment:
     @property
     def challenger_ref(self) -> str | None:
         return ref(self.challenger_name, self.challenger_version)
+
+    @cached_property
+    def routing_salt(self) -> str:
+        """What a canary's key buckets are hashed with: the deployment and its challenger (a new
+        challenger reshuffles who goes first). Made once per state, not per request."""
+        return f"{self.name}\x00{self.challenger_ref}"
 
     @property
     def previous_ref(self) -> str | None:
