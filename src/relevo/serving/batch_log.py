@@ -1,0 +1,85 @@
+"""A batch run's prediction log entries: on disk while the run goes, the log's once it succeeds.
+
+Each scored chunk's entry is written at once, serialised and in pieces of
+`RELEVO_LOG_FLUSH_ROWS` rows (one store write each), to a held segment in the log's spool
+folder (`spool.HeldSegment`): memory stays flat however long the file, and the log's writer
+later takes the rows a store write at a time. When the run has succeeded (every chunk scored,
+the output in place) the segment is renamed into the spool and stored by the log's start-up
+replay, as a crashed process's segment would be; a failed run deletes it, so nothing of it is
+logged. What a crash at each point can lose: docs/serving.md "Batch scoring".
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from types import TracebackType
+
+from relevo.context import Relevo
+from relevo.errors import UnavailableError
+from relevo.serving.entries import LogEntry, encode
+from relevo.serving.log import open_prediction_log
+from relevo.serving.spool import HeldSegment, store_folder
+
+
+class HeldLog:
+    """The log entries of one batch run, held on disk until `commit()`; discarded when the
+    run fails (the `with` block raises)."""
+
+    def __init__(self, relevo: Relevo) -> None:
+        settings = relevo.settings
+        self._relevo = relevo
+        #: rows per held piece: one store write of the log's writer
+        self.piece_rows = settings.log_flush_rows
+        folder = store_folder(settings.home, settings.resolved_database_url)
+        try:
+            self.segment = HeldSegment(folder, fsync=settings.log_fsync)
+        except OSError as exc:
+            raise UnavailableError(
+                f"cannot hold the prediction log's entries in {folder}: {exc.strerror or exc}"
+            ) from exc
+        self.rows = 0
+
+    def __enter__(self) -> HeldLog:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.segment.discard()  # a no-op once committed
+
+    def add(self, entry: LogEntry) -> None:
+        """Write a scored chunk's entry to disk, in pieces of `piece_rows` rows."""
+        step, n = self.piece_rows, entry.n
+        pieces = [entry] if n <= step else [entry.piece(i, i + step) for i in range(0, n, step)]
+        payloads = [encode(piece) for piece in pieces]
+        self.segment.append_many(payloads)
+        self.rows += entry.n
+
+    def commit(self) -> Path:
+        """The run succeeded: hand the entries to the log and store them. From the hand-over
+        on they are the log's: a process that dies while they are stored leaves the rest in
+        the spool for the next start. Returns where the segment was handed over."""
+        path = self.segment.hand_over()
+        # opening the log replays the spool's segments that nobody holds: this one among them
+        plog = open_prediction_log(self._relevo)
+        if plog is None:  # logging is off: cannot happen here, the run held entries
+            return path
+        plog.close()
+        if plog.dead_lettered:
+            warnings.warn(
+                f"{plog.dead_lettered} scored rows could not be stored in the prediction log; "
+                f"they are kept in {plog.dead_letter}",
+                stacklevel=3,
+            )
+        if path.exists():  # the store did not take them (down, busy): kept for next start
+            warnings.warn(
+                f"the prediction log's store did not take this run's {self.rows} rows yet; "
+                f"they are kept in {path} and stored when relevo next opens the log "
+                "(relevo serve, relevo predict)",
+                stacklevel=3,
+            )
+        return path
