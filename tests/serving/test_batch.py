@@ -271,7 +271,7 @@ def test_entries_go_to_disk_as_the_run_goes_not_to_memory(rv, deployed, tmp_path
     source = tmp_path / "in.parquet"
     make_churn(430, seed=12).to_parquet(source)
     assert score_file(rv, "churn", source, tmp_path / "out.csv", chunk_rows=50).rows == 430
-    assert added == [50] * 8 + [30]
+    assert added == [20, 20, 10] * 8 + [20, 10]  # each chunk's entries, 20 rows at most
     # at the last chunk's model call, 8 chunks are scored: all but the few the writer
     # thread may still have queued (two, and the one it is writing) are on disk already
     (at_last,) = on_disk_at_last_chunk
@@ -288,12 +288,13 @@ def _held_files(rv) -> list:
 def test_a_run_interrupted_while_its_rows_are_stored_loses_none(
     rv, deployed, tmp_path, monkeypatch
 ):
-    import relevo.serving.batch_log as batch_log
+    real = HeldSegment.hand_over
 
-    def interrupted(relevo):  # Ctrl-C (or a kill) right after the run succeeded
+    def interrupted(self):  # Ctrl-C (or a kill) right after the run succeeded
+        real(self)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(batch_log, "open_prediction_log", interrupted)
+    monkeypatch.setattr(HeldSegment, "hand_over", interrupted)
     source = tmp_path / "in.csv"
     make_churn(120, seed=13).to_csv(source, index=False)
     output = tmp_path / "out.parquet"

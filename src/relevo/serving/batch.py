@@ -28,6 +28,7 @@ from relevo.registry.flavors.base import RawOutput
 from relevo.serving.batch_io import Behind, ChunkWriter, check_output, iter_chunks, read_ahead
 from relevo.serving.batch_log import HeldLog
 from relevo.serving.diagnosis import MAX_PROBLEMS
+from relevo.serving.entries import LogEntry
 from relevo.serving.frame_check import CheckedChunk, check_frame
 from relevo.serving.frames import Part
 from relevo.serving.ids import new_id_array
@@ -122,24 +123,13 @@ def _score(
     ):
 
         def keep(chunk: pd.DataFrame, checked: CheckedChunk, raw: RawOutput, took: float) -> None:
-            """A scored chunk's rows written and its log entry held (in the writing thread)."""
+            """A scored chunk's rows written and its log entries held (in the writing thread)."""
             ids = new_id_array(len(chunk))
             write(_scored_frame(chunk, ids, runner.ref, output_columns(task, classes, raw)))
             if held is not None:
-                features = _log_features(checked.part, runner)
-                outputs = format_outputs(task, classes, raw)
-                entry = log_entry(
-                    dep.name,
-                    runner,
-                    "champion",
-                    time.time(),
-                    ids.to_pylist(),
-                    features,
-                    outputs,
-                    took,
-                    checked.keys,
-                )
-                held.add(entry)
+                step = held.piece_rows
+                for entry in _log_entries(dep.name, runner, ids, checked, raw, took, step):
+                    held.add(entry)
 
         for frame, checked, bad in checked_ahead:
             bad_rows += bad
@@ -201,6 +191,41 @@ def _scored_frame(frame: pd.DataFrame, ids: Any, ref: str, columns: dict[str, An
         out[f"output_{key}" if key in names else key] = values
     extra = pd.DataFrame(out, index=frame.index)
     return pd.concat([frame, extra], axis=1)
+
+
+def _log_entries(
+    deployment: str,
+    runner: ModelRunner,
+    ids: Any,
+    checked: CheckedChunk,
+    raw: RawOutput,
+    took: float,
+    rows: int,
+) -> Iterator[LogEntry]:
+    """A scored chunk's log entries, `rows` rows each: the Python objects the log needs (a
+    value per cell, a dict per output) exist for one entry at a time, not the whole chunk."""
+    created = time.time()
+    version = runner.version
+    numbers, others = checked.part
+    probabilities, values = raw.probabilities, raw.values
+    for start in range(0, len(ids), rows):
+        stop = start + rows
+        part = (numbers[start:stop], {name: v[start:stop] for name, v in others.items()})
+        piece = RawOutput(
+            None if probabilities is None else probabilities[start:stop],
+            None if values is None else values[start:stop],
+        )
+        yield log_entry(
+            deployment,
+            runner,
+            "champion",
+            created,
+            ids.slice(start, rows).to_pylist(),
+            _log_features(part, runner),
+            format_outputs(version.task, version.classes, piece),
+            took,
+            None if checked.keys is None else checked.keys[start:stop],
+        )
 
 
 def _log_features(part: Part, runner: ModelRunner) -> dict[str, list[Any]]:

@@ -4,13 +4,17 @@ Each scored chunk's entry is written at once, serialised and in pieces of
 `RELEVO_LOG_FLUSH_ROWS` rows (one store write each), to a held segment in the log's spool
 folder (`spool.HeldSegment`): memory stays flat however long the file, and the log's writer
 later takes the rows a store write at a time. When the run has succeeded (every chunk scored,
-the output in place) the segment is renamed into the spool and stored by the log's start-up
-replay, as a crashed process's segment would be; a failed run deletes it, so nothing of it is
-logged. What a crash at each point can lose: docs/serving.md "Batch scoring".
+the output in place) the segment is renamed into the spool and stored by the log's replay, as a
+crashed process's segment would be; a failed run deletes it, so nothing of it is logged. The
+log is opened when the run starts, so that its writer process starts (imports, connects to the
+store) while the file is scored. What a crash at each point can lose: docs/serving.md "Batch
+scoring".
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 import warnings
 from pathlib import Path
 from types import TracebackType
@@ -18,8 +22,11 @@ from types import TracebackType
 from relevo.context import Relevo
 from relevo.errors import UnavailableError
 from relevo.serving.entries import LogEntry, encode
-from relevo.serving.log import open_prediction_log
+from relevo.serving.log import PredictionLog, open_prediction_log
+from relevo.serving.log_writer import RemoteWriter, WriterError
 from relevo.serving.spool import HeldSegment, store_folder
+
+log = logging.getLogger(__name__)
 
 
 class HeldLog:
@@ -28,9 +35,9 @@ class HeldLog:
 
     def __init__(self, relevo: Relevo) -> None:
         settings = relevo.settings
-        self._relevo = relevo
         #: rows per held piece: one store write of the log's writer
         self.piece_rows = settings.log_flush_rows
+        self.rows = 0
         folder = store_folder(settings.home, settings.resolved_database_url)
         try:
             self.segment = HeldSegment(folder, fsync=settings.log_fsync)
@@ -38,7 +45,18 @@ class HeldLog:
             raise UnavailableError(
                 f"cannot hold the prediction log's entries in {folder}: {exc.strerror or exc}"
             ) from exc
-        self.rows = 0
+        try:
+            self._log: PredictionLog | None = open_prediction_log(relevo)
+        except BaseException:
+            self.segment.discard()
+            raise
+        self._starting: threading.Thread | None = None
+        remote = self._log.remote if self._log is not None else None
+        if remote is not None:
+            self._starting = threading.Thread(
+                target=_start, args=(remote,), name="relevo-batch-log-start", daemon=True
+            )
+            self._starting.start()
 
     def __enter__(self) -> HeldLog:
         return self
@@ -50,6 +68,7 @@ class HeldLog:
         tb: TracebackType | None,
     ) -> None:
         self.segment.discard()  # a no-op once committed
+        self._close()
 
     def add(self, entry: LogEntry) -> None:
         """Write a scored chunk's entry to disk, in pieces of `piece_rows` rows."""
@@ -64,11 +83,11 @@ class HeldLog:
         on they are the log's: a process that dies while they are stored leaves the rest in
         the spool for the next start. Returns where the segment was handed over."""
         path = self.segment.hand_over()
-        # opening the log replays the spool's segments that nobody holds: this one among them
-        plog = open_prediction_log(self._relevo)
+        plog = self._log
         if plog is None:  # logging is off: cannot happen here, the run held entries
             return path
-        plog.close()
+        plog.recover()  # the spool's segments nobody holds: this one among them
+        self._close()
         if plog.dead_lettered:
             warnings.warn(
                 f"{plog.dead_lettered} scored rows could not be stored in the prediction log; "
@@ -83,3 +102,19 @@ class HeldLog:
                 stacklevel=3,
             )
         return path
+
+    def _close(self) -> None:
+        if self._starting is not None:
+            self._starting.join()
+            self._starting = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+def _start(remote: RemoteWriter) -> None:
+    """Start the log's writer process with an empty batch, while the file is scored."""
+    try:
+        remote.write([])
+    except WriterError as exc:  # the hand-over starts it again, and reports what fails then
+        log.debug("starting the prediction log's writer process failed: %s", exc)
