@@ -325,3 +325,42 @@ def test_a_run_killed_before_it_succeeded_is_never_logged(rv, deployed, tmp_path
     stored = [r["id"] for chunk in rv.store.predictions.iter_rows("churn") for r in chunk]
     assert len(stored) == 30 and "dead-row" not in stored
     assert _spool_files(rv) == []  # the dead run's held entries were deleted unread
+
+
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_every_task_logs_what_the_output_file_holds(rv, churn_frame, tmp_path, monkeypatch, task):
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    reference = churn_frame.copy()
+    if task == "multiclass":
+        reference["plan"] = pd.cut(reference["monthly_charges"], 3, labels=["s", "m", "l"])
+        reference["plan"] = reference["plan"].astype(str)
+        model = LogisticRegression(max_iter=500)
+        target = "plan"
+    else:
+        reference["spend"] = reference["monthly_charges"] * reference["tenure_months"]
+        model = LinearRegression()
+        target = "spend"
+    numeric = ["age", "tenure_months", "support_calls", "satisfaction"]
+    pipeline = make_pipeline(SimpleImputer(), model).fit(reference[numeric], reference[target])
+    rv.registry.register("m", pipeline, reference[[*numeric, target]], target=target)
+    rv.deployments.deploy("m", "m:1")
+    monkeypatch.setattr(rv, "settings", rv.settings.model_copy(update={"log_flush_rows": 7}))
+    source = tmp_path / "in.parquet"
+    make_churn(45, seed=15)[numeric].to_parquet(source)
+    output = tmp_path / "o.parquet"
+    assert score_file(rv, "m", source, output, chunk_rows=20).rows == 45  # pieces of 7 rows
+    scored = pd.read_parquet(output)
+    stored = {
+        r["id"]: json.loads(r["output"]) for c in rv.store.predictions.iter_rows("m") for r in c
+    }
+    assert sorted(stored) == sorted(scored["id"])
+    for row in scored.itertuples():
+        logged = stored[row.id]
+        if task == "regression":
+            assert logged["value"] == pytest.approx(row.value)
+        else:
+            assert logged["label"] == row.label
+            assert logged["probabilities"]["m"] == pytest.approx(row.probability_m)

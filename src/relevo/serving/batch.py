@@ -212,8 +212,8 @@ def _log_entries(
         stop = start + rows
         part = (numbers[start:stop], {name: v[start:stop] for name, v in others.items()})
         piece = RawOutput(
-            None if probabilities is None else probabilities[start:stop],
-            None if values is None else values[start:stop],
+            probabilities=None if probabilities is None else probabilities[start:stop],
+            values=None if values is None else values[start:stop],
         )
         yield log_entry(
             deployment,
