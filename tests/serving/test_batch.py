@@ -364,3 +364,29 @@ def test_every_task_logs_what_the_output_file_holds(rv, churn_frame, tmp_path, m
         else:
             assert logged["label"] == row.label
             assert logged["probabilities"]["m"] == pytest.approx(row.probability_m)
+
+
+def test_rows_the_store_cannot_take_at_the_end_are_kept_for_the_next_start(
+    rv, deployed, tmp_path, monkeypatch
+):
+    from relevo.serving.log import PredictionLog
+
+    real = PredictionLog._replay
+
+    def store_down(self, payloads):
+        raise ConnectionError("the database is down")
+
+    monkeypatch.setattr(PredictionLog, "_replay", store_down)
+    source = tmp_path / "in.csv"
+    make_churn(80, seed=16).to_csv(source, index=False)
+    output = tmp_path / "out.csv"
+    with pytest.warns(UserWarning, match="did not take this run's 80 rows yet; they are kept"):
+        assert score_file(rv, "churn", source, output, chunk_rows=50).rows == 80
+    assert rv.store.predictions.count("churn") == 0
+    assert [name.endswith(".spool") for name in _spool_files(rv)] == [True]
+    monkeypatch.setattr(PredictionLog, "_replay", real)  # the store is back
+    plog = open_prediction_log(rv)
+    assert plog is not None
+    plog.close()
+    stored = [r["id"] for chunk in rv.store.predictions.iter_rows("churn") for r in chunk]
+    assert sorted(stored) == sorted(pd.read_csv(output)["id"])
