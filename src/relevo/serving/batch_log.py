@@ -1,14 +1,14 @@
 """A batch run's prediction log entries: on disk while the run goes, the log's once it succeeds.
 
-Each scored chunk's entry is written at once, serialised and in pieces of
-`RELEVO_LOG_FLUSH_ROWS` rows (one store write each), to a held segment in the log's spool
-folder (`spool.HeldSegment`): memory stays flat however long the file, and the log's writer
-later takes the rows a store write at a time. When the run has succeeded (every chunk scored,
+Each scored chunk's entries, `RELEVO_LOG_FLUSH_ROWS` rows each (one store write), are written
+at once, serialised, to a held segment in the log's spool folder (`spool.HeldSegment`): memory
+stays flat however long the file, and the log's writer later takes the rows a store write at a
+time. When the run has succeeded (every chunk scored,
 the output in place) the segment is renamed into the spool and stored by the log's replay, as a
 crashed process's segment would be; a failed run deletes it, so nothing of it is logged. The
 log is opened when the run starts, so that its writer process starts (imports, connects to the
-store) while the file is scored. What a crash at each point can lose: docs/serving.md "Batch
-scoring".
+store) while the file is scored. What a crash at each point can lose: docs/serving.md, "The
+prediction log of a run".
 """
 
 from __future__ import annotations
