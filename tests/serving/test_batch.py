@@ -390,3 +390,18 @@ def test_rows_the_store_cannot_take_at_the_end_are_kept_for_the_next_start(
     plog.close()
     stored = [r["id"] for chunk in rv.store.predictions.iter_rows("churn") for r in chunk]
     assert sorted(stored) == sorted(pd.read_csv(output)["id"])
+
+
+def test_without_flock_a_run_stores_its_rows_itself(rv, deployed, tmp_path, monkeypatch):
+    import relevo.serving.spool as spool
+
+    # Windows: no flock, so replays never take a segment; the run queues its own rows
+    monkeypatch.setattr(spool, "REPLAYS", False)
+    monkeypatch.setattr(spool, "_try_lock", lambda fd: False)
+    source = tmp_path / "in.csv"
+    make_churn(90, seed=17).to_csv(source, index=False)
+    output = tmp_path / "out.csv"
+    assert score_file(rv, "churn", source, output, chunk_rows=40).rows == 90
+    stored = [r["id"] for chunk in rv.store.predictions.iter_rows("churn") for r in chunk]
+    assert sorted(stored) == sorted(pd.read_csv(output)["id"])
+    assert _spool_files(rv) == []

@@ -14,6 +14,7 @@ prediction log of a run".
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import warnings
 from pathlib import Path
@@ -21,10 +22,11 @@ from types import TracebackType
 
 from relevo.context import Relevo
 from relevo.errors import UnavailableError
-from relevo.serving.entries import LogEntry, encode
+from relevo.serving import spool
+from relevo.serving.entries import LogEntry, encode, entry_size
 from relevo.serving.log import PredictionLog, open_prediction_log
 from relevo.serving.log_writer import RemoteWriter, WriterError
-from relevo.serving.spool import HeldSegment, store_folder
+from relevo.serving.spool import HeldSegment, Orphan, store_folder
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +89,11 @@ class HeldLog:
         if plog is None:  # logging is off: cannot happen here, the run held entries
             return path
         plog.recover()  # the spool's segments nobody holds: this one among them
+        if not spool.REPLAYS and path.exists():
+            _put_all(plog, path)  # no replays here: through this process's own queue
         self._close()
+        if not spool.REPLAYS:
+            path.unlink(missing_ok=True)  # its rows are stored, or in this process's spool
         if plog.dead_lettered:
             warnings.warn(
                 f"{plog.dead_lettered} scored rows could not be stored in the prediction log; "
@@ -118,3 +124,13 @@ def _start(remote: RemoteWriter) -> None:
         remote.write([])
     except WriterError as exc:  # the hand-over starts it again, and reports what fails then
         log.debug("starting the prediction log's writer process failed: %s", exc)
+
+
+def _put_all(plog: PredictionLog, path: Path) -> None:
+    """Queue a handed-over segment's entries in `plog` (which stores them before it closes)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for payload in Orphan(path, fd).records():
+            plog.put_encoded_blocking(payload, entry_size(payload))
+    finally:
+        os.close(fd)

@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 SUFFIX = ".spool"
 HELD_SUFFIX = ".held"
 _HEAD = struct.Struct("<II")
+#: whether replays can tell a dead process's segment from a live one (flock): without it
+#: (Windows) nothing is replayed, and a batch run stores its handed-over segment itself
+REPLAYS = sys.platform != "win32"
 
 if sys.platform == "win32":  # pragma: no cover - no flock: a live segment cannot be told
     # from a dead one, so nothing is replayed (segments stay on disk)
