@@ -13,8 +13,10 @@ a sample and registered with relevo. Each run is a process of its own, one after
   relevo log off  `relevo predict NAME --input FILE --output out.parquet`, log off
   relevo log on   the same with the prediction log on (SQLite under a temporary home)
 
-Peak memory and CPU time (user + system, all threads) are each process's own (`os.wait4`), so
-runs do not mask one another; on a shared machine CPU time is the steadier figure. Goals
+Peak memory and CPU time (user + system, all threads) are each run's own (`os.wait4`), so runs
+do not mask one another; with the log on they include the log's writer process (a child of
+relevo's: CPU summed, the peak the larger of the two). On a shared machine CPU time is the
+steadier figure. Goals
 (issue 13): within 1.5x of the plain pass with the log off, 2.5x with it on,
 memory flat as the file grows (compare two `--rows` sizes: relevo's peak should barely move).
 """

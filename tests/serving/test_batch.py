@@ -4,6 +4,7 @@ a run that fails, the output checked before any work."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 
 import numpy as np
@@ -13,7 +14,11 @@ import pytest
 from relevo.datasets import CHURN_FEATURES, make_churn
 from relevo.errors import InvalidInputError
 from relevo.serving.batch import score_file
+from relevo.serving.batch_log import HeldLog
+from relevo.serving.entries import LogEntry, encode, entry_size
+from relevo.serving.log import open_prediction_log
 from relevo.serving.records import frame_to_records
+from relevo.serving.spool import HeldSegment, Orphan, store_folder
 from relevo.serving.validation import validate_rows
 
 
@@ -24,14 +29,31 @@ def deployed(rv, churn_pipeline, churn_frame):
     return version
 
 
+def _spool_files(rv) -> list[str]:
+    """What is left in the log's spool folder (held segments, segments to replay)."""
+    folder = store_folder(rv.settings.home, rv.settings.resolved_database_url)
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def _held_rows(path) -> list[int]:
+    """The rows of each record of a held segment, read from disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return [entry_size(payload) for payload in Orphan(path, fd).records()]
+    finally:
+        os.close(fd)
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_chunks_answer_like_the_model_and_log_every_row_once(
-    rv, deployed, churn_pipeline, tmp_path, suffix
+    rv, deployed, churn_pipeline, tmp_path, suffix, monkeypatch
 ):
     frame = make_churn(250, seed=4, id_start=500)
     source = tmp_path / f"in{suffix}"
     frame.to_csv(source, index=False) if suffix == ".csv" else frame.to_parquet(source)
     output = tmp_path / f"out{suffix}"
+    # entries are held in pieces of 25 rows (one store write each): 60-row chunks make 3
+    monkeypatch.setattr(rv, "settings", rv.settings.model_copy(update={"log_flush_rows": 25}))
     done = score_file(rv, "churn", source, output, chunk_rows=60)  # 5 chunks, the last short
     assert done.rows == 250 and done.model == "churn:1"
     scored = pd.read_csv(output) if suffix == ".csv" else pd.read_parquet(output)
@@ -41,7 +63,8 @@ def test_chunks_answer_like_the_model_and_log_every_row_once(
     assert scored["id"].is_unique
     assert rv.store.predictions.count("churn") == 250
     stored = [r for chunk in rv.store.predictions.iter_rows("churn") for r in chunk]
-    assert {r["id"] for r in stored} == set(scored["id"])
+    assert sorted(r["id"] for r in stored) == sorted(scored["id"])
+    assert _spool_files(rv) == []  # stored, so the handed-over segment is gone
     first = next(r for r in stored if r["routing_key"] == frame["customer_id"].iloc[0])
     assert json.loads(first["features"])["age"] == frame["age"].iloc[0]
 
@@ -80,6 +103,7 @@ def test_a_run_that_fails_midway_logs_nothing_and_leaves_no_output(
     assert not [t for t in threading.enumerate() if t.name.startswith("relevo-batch")]
     assert rv.store.predictions.count("churn") == 0
     assert not output.exists() and not list(tmp_path.glob(".out.parquet*"))
+    assert _spool_files(rv) == []  # the held entries are deleted, not handed over
     # the same run again, once the failure is gone, logs each row once
     monkeypatch.setattr(EstimatorModel, "predict", real)
     assert score_file(rv, "churn", source, output, chunk_rows=50).rows == 200
@@ -134,6 +158,7 @@ def test_a_bad_file_is_rejected_whole_with_the_problems_of_every_chunk(
     assert "atlantis" in info.value.problems[1].message
     assert rv.store.predictions.count("churn") == 0
     assert not output.exists() and not list(tmp_path.glob(".out.parquet*"))
+    assert _spool_files(rv) == []
 
 
 def test_a_failed_write_leaves_no_output_and_logs_nothing(rv, deployed, tmp_path, monkeypatch):
@@ -156,6 +181,7 @@ def test_a_failed_write_leaves_no_output_and_logs_nothing(rv, deployed, tmp_path
         score_file(rv, "churn", source, output, chunk_rows=50)
     assert rv.store.predictions.count("churn") == 0
     assert not output.exists() and not list(tmp_path.glob(".out.csv*"))
+    assert _spool_files(rv) == []
 
 
 @pytest.mark.parametrize(
@@ -215,3 +241,167 @@ def test_a_routing_key_too_long_to_store_is_named_by_row(rv, deployed, tmp_path)
         frame["customer_id"].dropna()
     )
     assert sum(r["routing_key"] is None for r in stored) == 1
+
+
+def test_entries_go_to_disk_as_the_run_goes_not_to_memory(rv, deployed, tmp_path, monkeypatch):
+    from relevo.registry.flavors.sklearn import EstimatorModel
+
+    monkeypatch.setattr(rv, "settings", rv.settings.model_copy(update={"log_flush_rows": 20}))
+    real_add, real_predict = HeldLog.add, EstimatorModel.predict
+    added: list[int] = []
+    on_disk_at_last_chunk: list[int] = []
+
+    def add_then_look_on_disk(self, entry):
+        real_add(self, entry)
+        added.append(entry.n)
+        pieces = _held_rows(self.segment.path)
+        # everything added so far is on disk, in pieces of at most 20 rows: nothing waits
+        # in memory for the end of the run
+        assert sum(pieces) == sum(added) == self.rows
+        assert max(pieces) <= 20
+
+    def predict(self, frame):
+        if len(frame) < 50:  # the last, short chunk: the run is not over yet
+            (held,) = _held_files(rv)
+            on_disk_at_last_chunk.append(sum(_held_rows(held)))
+        return real_predict(self, frame)
+
+    monkeypatch.setattr(HeldLog, "add", add_then_look_on_disk)
+    monkeypatch.setattr(EstimatorModel, "predict", predict)
+    source = tmp_path / "in.parquet"
+    make_churn(430, seed=12).to_parquet(source)
+    assert score_file(rv, "churn", source, tmp_path / "out.csv", chunk_rows=50).rows == 430
+    assert added == [20, 20, 10] * 8 + [20, 10]  # each chunk's entries, 20 rows at most
+    # at the last chunk's model call, 8 chunks are scored: all but the few the writer
+    # thread may still have queued (two, and the one it is writing) are on disk already
+    (at_last,) = on_disk_at_last_chunk
+    assert 250 <= at_last <= 400
+    assert rv.store.predictions.count("churn") == 430
+    assert _spool_files(rv) == []
+
+
+def _held_files(rv) -> list:
+    folder = store_folder(rv.settings.home, rv.settings.resolved_database_url)
+    return sorted(folder.glob(".*.held"))
+
+
+def test_a_run_interrupted_while_its_rows_are_stored_loses_none(
+    rv, deployed, tmp_path, monkeypatch
+):
+    real = HeldSegment.hand_over
+
+    def interrupted(self):  # Ctrl-C (or a kill) right after the run succeeded
+        real(self)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(HeldSegment, "hand_over", interrupted)
+    source = tmp_path / "in.csv"
+    make_churn(120, seed=13).to_csv(source, index=False)
+    output = tmp_path / "out.parquet"
+    with pytest.raises(KeyboardInterrupt):
+        score_file(rv, "churn", source, output, chunk_rows=50)
+    assert output.exists()  # the run had succeeded: its rows are the log's now
+    assert rv.store.predictions.count("churn") == 0
+    assert [name.endswith(".spool") for name in _spool_files(rv)] == [True]
+    # the next process to open the log stores them
+    plog = open_prediction_log(rv)
+    assert plog is not None
+    plog.close()
+    stored = [r["id"] for chunk in rv.store.predictions.iter_rows("churn") for r in chunk]
+    assert sorted(stored) == sorted(pd.read_parquet(output)["id"])
+    assert _spool_files(rv) == []
+
+
+def test_a_run_killed_before_it_succeeded_is_never_logged(rv, deployed, tmp_path):
+    folder = store_folder(rv.settings.home, rv.settings.resolved_database_url)
+    dead = HeldSegment(folder)
+    entry = LogEntry("churn", "churn", 1, 0.0, ["dead-row"], {"age": [40]}, [{"label": 1}], 1.0)
+    dead.append_many([encode(entry)])
+    os.close(dead._fd)  # the process is killed: its lock goes, the file stays
+    assert _held_files(rv) == [dead.path]
+    source = tmp_path / "in.csv"
+    make_churn(30, seed=14).to_csv(source, index=False)
+    assert score_file(rv, "churn", source, tmp_path / "out.csv").rows == 30
+    stored = [r["id"] for chunk in rv.store.predictions.iter_rows("churn") for r in chunk]
+    assert len(stored) == 30 and "dead-row" not in stored
+    assert _spool_files(rv) == []  # the dead run's held entries were deleted unread
+
+
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_every_task_logs_what_the_output_file_holds(rv, churn_frame, tmp_path, monkeypatch, task):
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    reference = churn_frame.copy()
+    if task == "multiclass":
+        reference["plan"] = pd.cut(reference["monthly_charges"], 3, labels=["s", "m", "l"])
+        reference["plan"] = reference["plan"].astype(str)
+        model = LogisticRegression(max_iter=500)
+        target = "plan"
+    else:
+        reference["spend"] = reference["monthly_charges"] * reference["tenure_months"]
+        model = LinearRegression()
+        target = "spend"
+    numeric = ["age", "tenure_months", "support_calls", "satisfaction"]
+    pipeline = make_pipeline(SimpleImputer(), model).fit(reference[numeric], reference[target])
+    rv.registry.register("m", pipeline, reference[[*numeric, target]], target=target)
+    rv.deployments.deploy("m", "m:1")
+    monkeypatch.setattr(rv, "settings", rv.settings.model_copy(update={"log_flush_rows": 7}))
+    source = tmp_path / "in.parquet"
+    make_churn(45, seed=15)[numeric].to_parquet(source)
+    output = tmp_path / "o.parquet"
+    assert score_file(rv, "m", source, output, chunk_rows=20).rows == 45  # pieces of 7 rows
+    scored = pd.read_parquet(output)
+    stored = {
+        r["id"]: json.loads(r["output"]) for c in rv.store.predictions.iter_rows("m") for r in c
+    }
+    assert sorted(stored) == sorted(scored["id"])
+    for row in scored.itertuples():
+        logged = stored[row.id]
+        if task == "regression":
+            assert logged["value"] == pytest.approx(row.value)
+        else:
+            assert logged["label"] == row.label
+            assert logged["probabilities"]["m"] == pytest.approx(row.probability_m)
+
+
+def test_rows_the_store_cannot_take_at_the_end_are_kept_for_the_next_start(
+    rv, deployed, tmp_path, monkeypatch
+):
+    from relevo.serving.log import PredictionLog
+
+    real = PredictionLog._replay
+
+    def store_down(self, payloads):
+        raise ConnectionError("the database is down")
+
+    monkeypatch.setattr(PredictionLog, "_replay", store_down)
+    source = tmp_path / "in.csv"
+    make_churn(80, seed=16).to_csv(source, index=False)
+    output = tmp_path / "out.csv"
+    with pytest.warns(UserWarning, match="did not take this run's 80 rows yet; they are kept"):
+        assert score_file(rv, "churn", source, output, chunk_rows=50).rows == 80
+    assert rv.store.predictions.count("churn") == 0
+    assert [name.endswith(".spool") for name in _spool_files(rv)] == [True]
+    monkeypatch.setattr(PredictionLog, "_replay", real)  # the store is back
+    plog = open_prediction_log(rv)
+    assert plog is not None
+    plog.close()
+    stored = [r["id"] for chunk in rv.store.predictions.iter_rows("churn") for r in chunk]
+    assert sorted(stored) == sorted(pd.read_csv(output)["id"])
+
+
+def test_without_flock_a_run_stores_its_rows_itself(rv, deployed, tmp_path, monkeypatch):
+    import relevo.serving.spool as spool
+
+    # Windows: no flock, so replays never take a segment; the run queues its own rows
+    monkeypatch.setattr(spool, "REPLAYS", False)
+    monkeypatch.setattr(spool, "_try_lock", lambda fd: False)
+    source = tmp_path / "in.csv"
+    make_churn(90, seed=17).to_csv(source, index=False)
+    output = tmp_path / "out.csv"
+    assert score_file(rv, "churn", source, output, chunk_rows=40).rows == 90
+    stored = [r["id"] for chunk in rv.store.predictions.iter_rows("churn") for r in chunk]
+    assert sorted(stored) == sorted(pd.read_csv(output)["id"])
+    assert _spool_files(rv) == []

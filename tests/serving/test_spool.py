@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from relevo.serving.log import FIELDS, LogEntry, PredictionLog
-from relevo.serving.spool import Spool, orphans
+from relevo.serving.spool import HeldSegment, Spool, orphans
 
 ID, FEATURES = FIELDS.index("id"), FIELDS.index("features")
 
@@ -128,3 +128,33 @@ def test_rows_the_store_cannot_take_before_a_stop_stay_in_the_spool(tmp_path):
     replay = PredictionLog(store.write, spool=Spool(folder))
     assert replay.recover() == 5
     replay.close()
+
+
+@pytest.mark.parametrize("fsync", [False, True])
+def test_a_held_segment_is_replayed_only_once_handed_over(tmp_path, fsync):
+    folder = tmp_path / "spool"
+    held = HeldSegment(folder, fsync=fsync)
+    held.append_many([b"first", b"second"])
+    assert list(orphans(folder)) == []  # a run not over yet: nobody replays it
+    path = held.hand_over()
+    assert path.suffix == ".spool" and not list(folder.glob(".*"))
+    (orphan,) = orphans(folder)
+    assert list(orphan.records()) == [b"first", b"second"]
+    orphan.done()
+    held.discard()  # after the hand-over: the segment is the log's, nothing to delete
+    assert list(folder.iterdir()) == []
+
+
+def test_a_held_segment_of_a_dead_run_is_deleted_by_the_next_one(tmp_path):
+    folder = tmp_path / "spool"
+    dead = HeldSegment(folder)
+    dead.append_many([b"never logged"])
+    alive = HeldSegment(folder)  # the dead run's file is still locked: kept
+    assert dead.path.exists()
+    assert dead._fd is not None
+    os.close(dead._fd)  # the process dies: its lock goes
+    dead._fd = None
+    HeldSegment(folder).discard()
+    assert sorted(folder.iterdir()) == [alive.path]
+    alive.discard()
+    assert list(orphans(folder)) == [] and list(folder.iterdir()) == []

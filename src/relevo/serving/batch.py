@@ -6,22 +6,19 @@ is scored and written. A bad row rejects the whole file: from the first bad chun
 only validated, so the error lists every problem of the file (with its row and column), and the
 partial output is removed. The output path is checked before anything is read.
 
-A failed run leaves the prediction log as it was: the log entries of a run are kept in a
-temporary file beside the output until every chunk is scored and the output is complete, and
-only then handed to the log (docs/serving.md "Batch scoring").
+A failed run leaves the prediction log as it was: the log entries of a run are written to disk
+as it goes (`batch_log.HeldLog`, memory stays flat) and handed to the log only once every chunk
+is scored and the output is complete (docs/serving.md "Batch scoring").
 """
 
 from __future__ import annotations
 
 import contextlib
-import struct
-import tempfile
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -29,12 +26,12 @@ from relevo.context import Relevo
 from relevo.errors import InvalidInputError, Problem
 from relevo.registry.flavors.base import RawOutput
 from relevo.serving.batch_io import Behind, ChunkWriter, check_output, iter_chunks, read_ahead
+from relevo.serving.batch_log import HeldLog
 from relevo.serving.diagnosis import MAX_PROBLEMS
-from relevo.serving.entries import LogEntry, encode
+from relevo.serving.entries import LogEntry
 from relevo.serving.frame_check import CheckedChunk, check_frame
 from relevo.serving.frames import Part
 from relevo.serving.ids import new_id_array
-from relevo.serving.log import open_prediction_log
 from relevo.serving.outputs import format_outputs, output_columns
 from relevo.serving.pool import ModelPool
 from relevo.serving.predictor import log_entry
@@ -120,30 +117,19 @@ def _score(
     checked_chunks = _checked(chunks(), runner, dep.key_column, policy, problems)
     task, classes = runner.version.task, runner.version.classes
     with (
-        _HeldEntries() if logging else contextlib.nullcontext() as held,
+        HeldLog(relevo) if logging else contextlib.nullcontext() as held,
         Behind() as behind,
         contextlib.closing(read_ahead(checked_chunks)) as checked_ahead,
     ):
 
         def keep(chunk: pd.DataFrame, checked: CheckedChunk, raw: RawOutput, took: float) -> None:
-            """A scored chunk's rows written and its log entry held (in the writing thread)."""
+            """A scored chunk's rows written and its log entries held (in the writing thread)."""
             ids = new_id_array(len(chunk))
             write(_scored_frame(chunk, ids, runner.ref, output_columns(task, classes, raw)))
             if held is not None:
-                features = _log_features(checked.part, runner)
-                outputs = format_outputs(task, classes, raw)
-                entry = log_entry(
-                    dep.name,
-                    runner,
-                    "champion",
-                    time.time(),
-                    ids.to_pylist(),
-                    features,
-                    outputs,
-                    took,
-                    checked.keys,
-                )
-                held.add(entry)
+                step = held.piece_rows
+                for entry in _log_entries(dep.name, runner, ids, checked, raw, took, step):
+                    held.add(entry)
 
         for frame, checked, bad in checked_ahead:
             bad_rows += bad
@@ -167,7 +153,7 @@ def _score(
         if finish is not None:
             finish()  # the output is complete before anything reaches the log
         if held is not None:
-            held.replay(relevo)
+            held.commit()
     return scored, runner.ref
 
 
@@ -207,6 +193,41 @@ def _scored_frame(frame: pd.DataFrame, ids: Any, ref: str, columns: dict[str, An
     return pd.concat([frame, extra], axis=1)
 
 
+def _log_entries(
+    deployment: str,
+    runner: ModelRunner,
+    ids: Any,
+    checked: CheckedChunk,
+    raw: RawOutput,
+    took: float,
+    rows: int,
+) -> Iterator[LogEntry]:
+    """A scored chunk's log entries, `rows` rows each: the Python objects the log needs (a
+    value per cell, a dict per output) exist for one entry at a time, not the whole chunk."""
+    created = time.time()
+    version = runner.version
+    numbers, others = checked.part
+    probabilities, values = raw.probabilities, raw.values
+    for start in range(0, len(ids), rows):
+        stop = start + rows
+        part = (numbers[start:stop], {name: v[start:stop] for name, v in others.items()})
+        piece = RawOutput(
+            probabilities=None if probabilities is None else probabilities[start:stop],
+            values=None if values is None else values[start:stop],
+        )
+        yield log_entry(
+            deployment,
+            runner,
+            "champion",
+            created,
+            ids.slice(start, rows).to_pylist(),
+            _log_features(part, runner),
+            format_outputs(version.task, version.classes, piece),
+            took,
+            None if checked.keys is None else checked.keys[start:stop],
+        )
+
+
 def _log_features(part: Part, runner: ModelRunner) -> dict[str, list[Any]]:
     """The signature's columns (validated values), as the API logs them; the routing key is
     stored beside them (`keys`), never among the features."""
@@ -227,56 +248,3 @@ def _log_features(part: Part, runner: ModelRunner) -> dict[str, list[Any]]:
         listed = type(values) is list
         features[name] = values if listed else values.to_numpy(object, na_value=None).tolist()
     return features
-
-
-#: a held entry's head: its payload's length and its rows
-_HELD = struct.Struct("<QQ")
-
-
-class _HeldEntries:
-    """Log entries of a run kept on disk until the run has succeeded, then handed to the log:
-    memory stays flat, and a failed run logs nothing. They are kept serialised as the log
-    queues them, so the replay only reads bytes."""
-
-    def __init__(self) -> None:
-        self._file: IO[bytes] | None = None
-        self.count = 0
-        self.largest = 0
-
-    def __enter__(self) -> _HeldEntries:
-        self._file = tempfile.TemporaryFile(prefix="relevo-batch-")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._file is not None:
-            self._file.close()
-
-    def add(self, entry: LogEntry) -> None:
-        """Keep an entry, serialised as the log queues it (so the replay only reads bytes)."""
-        assert self._file is not None
-        payload = encode(entry)
-        self._file.write(_HELD.pack(len(payload), entry.n))
-        self._file.write(payload)
-        self.count += 1
-        self.largest = max(self.largest, entry.n)
-
-    def replay(self, relevo: Relevo) -> None:
-        assert self._file is not None
-        settings = relevo.settings
-        plog = open_prediction_log(relevo, capacity_rows=max(settings.log_queue_rows, self.largest))
-        if plog is None:  # logging is off
-            return
-        try:
-            self._file.seek(0)
-            read = self._file.read
-            for _ in range(self.count):
-                size, n = _HELD.unpack(read(_HELD.size))
-                plog.put_encoded_blocking(read(size), n)
-        finally:
-            plog.close()
-            if plog.dead_lettered:
-                warnings.warn(
-                    f"{plog.dead_lettered} scored rows could not be stored in the prediction "
-                    f"log; they are kept in {plog.dead_letter}",
-                    stacklevel=3,
-                )

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import sys
@@ -30,7 +29,7 @@ from relevo.private import FILE_MODE, private_dir
 from relevo.serving.entries import FIELDS, LogEntry, Row, encode, entry_rows, entry_size
 from relevo.serving.log_writer import RemoteWriter, WriterConfig, WriterError
 from relevo.serving.profiling import ProfileBuilder
-from relevo.serving.spool import Spool, orphans
+from relevo.serving.spool import Spool, orphans, store_folder
 
 if TYPE_CHECKING:
     from relevo.context import Relevo
@@ -481,9 +480,7 @@ def open_prediction_log(
     settings = relevo.settings
     if not settings.log_predictions:
         return None
-    # one spool folder per store: rows are replayed into the store they were meant for
-    store_id = hashlib.sha256(settings.resolved_database_url.encode()).hexdigest()[:16]
-    folder = settings.home / "spool" / store_id
+    folder = store_folder(settings.home, settings.resolved_database_url)
     try:
         private_dir(settings.home)
         spool = Spool(folder, fsync=settings.log_fsync)

@@ -8,11 +8,17 @@ segments nobody holds and replays them into the store (idempotently: ids are pri
 
 Records are `<length u32><crc32 u32><payload>`: a record torn by a machine crash fails its
 check and ends the segment's replay there, with a warning.
+
+A run that must log all of its rows or none (batch scoring) writes them to a `HeldSegment`
+instead: a segment under a name replays ignore (`.<stem>.held`), renamed into the spool only
+when the run has succeeded. From that rename on its rows are the log's: stored by the next
+replay even if the process dies; before it, a dead run's held segment is deleted unread.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import secrets
@@ -30,7 +36,11 @@ from relevo.private import FILE_MODE, private_dir
 log = logging.getLogger(__name__)
 
 SUFFIX = ".spool"
+HELD_SUFFIX = ".held"
 _HEAD = struct.Struct("<II")
+#: whether replays can tell a dead process's segment from a live one (flock): without it
+#: (Windows) nothing is replayed, and a batch run stores its handed-over segment itself
+REPLAYS = sys.platform != "win32"
 
 if sys.platform == "win32":  # pragma: no cover - no flock: a live segment cannot be told
     # from a dead one, so nothing is replayed (segments stay on disk)
@@ -47,6 +57,26 @@ else:
         except BlockingIOError:
             return False
         return True
+
+
+def store_folder(home: Path, database_url: str) -> Path:
+    """The spool folder of one store under a home: one folder per store, so that rows are
+    replayed into the store they were meant for."""
+    return home / "spool" / hashlib.sha256(database_url.encode()).hexdigest()[:16]
+
+
+def _records(payloads: list[bytes]) -> bytes:
+    return b"".join(_HEAD.pack(len(p), zlib.crc32(p)) + p for p in payloads)
+
+
+def _new_stem() -> str:
+    return f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    written = os.write(fd, data)
+    while written < len(data):  # a regular file rarely writes short; finish it
+        written += os.write(fd, data[written:])
 
 
 @dataclass(eq=False)
@@ -86,7 +116,7 @@ class Spool:
     def append_many(self, payloads: list[bytes]) -> int:
         """Write several records with one `write` call (a micro-batch's entries), all in one
         segment; returns its number. Raises UnavailableError as `append` does."""
-        data = b"".join(_HEAD.pack(len(p), zlib.crc32(p)) + p for p in payloads)
+        data = _records(payloads)
         seg = self._current
         if seg.size and seg.size + len(data) > self.segment_bytes:
             seg.sealed = True
@@ -94,9 +124,7 @@ class Spool:
                 self._delete(seg)
             seg = self._current = self._open_segment()
         try:
-            written = os.write(seg.fd, data)
-            while written < len(data):  # a regular file rarely writes short; finish it
-                written += os.write(seg.fd, data[written:])
+            _write_all(seg.fd, data)
             if self.fsync:
                 os.fsync(seg.fd)
         except OSError as exc:
@@ -152,7 +180,7 @@ class Spool:
     def _open_segment(self) -> Segment:
         # made under a name replays ignore, locked, then renamed into place: another process
         # must never see an unlocked new segment and take it for a dead one
-        stem = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}"
+        stem = _new_stem()
         tmp = self.folder / f".{stem}.new"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, FILE_MODE)
         _try_lock(fd)
@@ -171,6 +199,88 @@ class Spool:
         with contextlib.suppress(OSError):
             os.close(seg.fd)
         self._segments.pop(seg.number, None)
+
+
+class HeldSegment:
+    """Records of a run held on disk until the run has succeeded (batch scoring: all of its
+    rows logged, or none). Written in the spool's format under a name replays ignore, locked
+    while the run lives; `hand_over()` renames it into the spool, after which any replay
+    (this process's, or the next start's after a crash) stores it, idempotently; `discard()`
+    deletes it. A process that dies before the hand-over leaves it unlocked, and the next
+    `HeldSegment` in the folder deletes it (`sweep_held`)."""
+
+    def __init__(self, folder: Path, *, fsync: bool = False) -> None:
+        self.folder = private_dir(folder)
+        self.fsync = fsync
+        sweep_held(self.folder)
+        self._stem = _new_stem()
+        self.path = self.folder / f".{self._stem}{HELD_SUFFIX}"
+        self._fd: int | None = os.open(
+            self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, FILE_MODE
+        )
+        _try_lock(self._fd)
+        self.records = 0
+        self.size = 0
+        self.handed_over = False
+
+    def append_many(self, payloads: list[bytes]) -> None:
+        """Write records, one `write` call. Raises UnavailableError when the disk refuses
+        them (full, read-only): the run fails rather than log part of its rows."""
+        assert self._fd is not None and not self.handed_over
+        data = _records(payloads)
+        try:
+            _write_all(self._fd, data)
+        except OSError as exc:
+            raise UnavailableError(
+                f"cannot write the prediction log's held entries {self.path}: {exc.strerror or exc}"
+            ) from exc
+        self.records += len(payloads)
+        self.size += len(data)
+
+    def hand_over(self) -> Path:
+        """Rename the segment into the spool and release it: from now on its rows are the
+        log's (any replay stores them). Returns its new path."""
+        assert self._fd is not None and not self.handed_over
+        if self.fsync:  # on disk before it counts: a machine crash keeps the run's rows
+            os.fsync(self._fd)
+        target = self.folder / f"{self._stem}{SUFFIX}"
+        os.replace(self.path, target)
+        if self.fsync:
+            _fsync_dir(self.folder)
+        self.path = target
+        self.handed_over = True
+        os.close(self._fd)  # the lock goes with it: a replay may take the segment now
+        self._fd = None
+        return target
+
+    def discard(self) -> None:
+        """The run failed: delete what it held (nothing once handed over)."""
+        if self._fd is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+            os.close(self._fd)
+            self._fd = None
+
+
+def sweep_held(folder: Path) -> int:
+    """Delete the held segments of runs that died before they succeeded (no living process
+    holds them): their rows were never the log's. Returns how many were deleted."""
+    deleted = 0
+    for path in folder.glob(f".*{HELD_SUFFIX}"):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            if _try_lock(fd) and _same_file(fd, path):
+                path.unlink()
+                deleted += 1
+                log.info("deleted %s, held by a batch run that stopped before it succeeded", path)
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(fd)
+    return deleted
 
 
 @dataclass
