@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import logging
 import os
 import queue
@@ -249,6 +250,10 @@ def serve(read_fd: int, write_fd: int, config: WriterConfig) -> int:
         profiles = ProfileBuilder(
             store, bucket_s=config.bucket_s, flush_s=config.flush_s, replica=config.replica
         )
+    # what lives now (the modules, the store) stays: out of the cyclic collector's walks, which
+    # the entries held for the profiles make frequent
+    gc.collect()
+    gc.freeze()
     src = os.fdopen(read_fd, "rb", buffering=0)
     out = os.fdopen(write_fd, "wb")
     profiler = _Profiler(profiles, config.flush_s) if profiles is not None else None
