@@ -5,9 +5,11 @@ logged prediction."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 
@@ -137,3 +139,25 @@ def test_logged_entries_become_the_same_columns_as_the_rows_sent(rv, version, ch
         assert np.array_equal(columns[name], expected, equal_nan=True)
     for name in layout.categorical:
         assert columns[name].tolist() == frame[name].tolist()
+
+
+def test_the_same_rows_make_the_same_profile_whatever_their_entries(rv, version, churn_pipeline):
+    """One-row entries (their features parsed by the profiles) and larger ones (parsed once
+    where they are stored) give the same profile, value for value."""
+    builder = ProfileBuilder(rv.store, bucket_s=3600, replica="r1")
+    frame = make_churn(30, seed=5)[CHURN_FEATURES].astype(object)
+    frame.loc[4, "age"] = None
+    frame.loc[7, "contract"] = None
+    now = time.time()
+    singles = _entries(version, frame, churn_pipeline, now)
+    batched = [
+        replace(e, deployment="batched")
+        for e in _entries(version, frame, churn_pipeline, now, per=4)
+    ]
+    builder.flushed([decode(encode(e)) for e in singles + batched])
+    builder.close()
+    hour = datetime.now(UTC) - timedelta(hours=2), datetime.now(UTC) + timedelta(hours=2)
+    (one,) = rv.store.profiles.fetch("churn", *hour)
+    (other,) = rv.store.profiles.fetch("batched", *hour)
+    assert one.rows == other.rows == 30
+    assert {**orjson.loads(one.payload), "deployment": "batched"} == orjson.loads(other.payload)
