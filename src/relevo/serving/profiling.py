@@ -2,10 +2,11 @@
 
 After each batch the log stores, `ProfileBuilder.flushed` gets that batch's entries as the
 writer decoded them to store them (`relevo.serving.entries.decode`: no second parse), groups
-them by (deployment, model version, role, time bucket), turns each group into columns (one
-array per column and group, never a Python object per row where avoidable) and adds them to
-that group's in-memory `BucketProfile`. Every `RELEVO_PROFILE_FLUSH_S` seconds,
-and at a graceful close, the buckets are merged into this replica's rows of `profile_buckets`.
+them by (deployment, model version, role, time bucket) and turns each group into columns at
+once (one array per column, so that no Python object per row is kept meanwhile); about once a
+second, each group's columns are added to its in-memory `BucketProfile`. Every
+`RELEVO_PROFILE_FLUSH_S` seconds, and at a graceful close, the buckets are merged into this
+replica's rows of `profile_buckets`.
 
 The hot path hands over only what the log does not carry, through `QualityTally` (a lock and
 a dict update, paid by failing requests and rows with unused columns alone): rows rejected by
@@ -27,7 +28,7 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from itertools import chain
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -57,6 +58,15 @@ Handed = tuple[
 ]  # fmt: skip
 #: (deployment, model name, model version, role, bucket start as Unix seconds)
 Key = tuple[str, str, int, str, int]
+
+
+class Part(NamedTuple):
+    """Rows of one group made ready to profile: the profiled columns as arrays (`_columns`),
+    the rows, their scores."""
+
+    columns: dict[str, np.ndarray]
+    n: int
+    scores: list[Any]
 
 
 _BUILDERS = itertools.count(1)
@@ -177,8 +187,10 @@ class ProfileBuilder:
         self.direct = False
         self._handed: deque[Handed] = deque()
         self._persisted_at = time.monotonic()
-        #: stored entries not profiled yet (in the server itself, `direct` leaves them alone)
-        self._pending: list[DecodedEntry] = []
+        #: stored rows not profiled yet, per group: the one-row entries' parts, then the
+        #: others' (the order `_columns` gives, whatever the batches)
+        self._pending: dict[Key, tuple[list[Part], list[Part]]] = {}
+        self._pending_entries = 0
         self._profiled_at = time.monotonic()
         self._on_error = on_error
         #: the writer thread profiles and persists; a spool replay may profile meanwhile
@@ -246,21 +258,64 @@ class ProfileBuilder:
 
     def _take(self, entries: Iterable[DecodedEntry]) -> None:
         try:
+            parts = self._parts(entries)
             with self._lock:
-                self._pending.extend(entries)
+                for key, single, other, count in parts:
+                    singles, others = self._pending.setdefault(key, ([], []))
+                    if single is not None:
+                        singles.append(single)
+                    if other is not None:
+                        others.append(other)
+                    self._pending_entries += count
                 if (
-                    len(self._pending) >= PROFILE_ENTRIES
+                    self._pending_entries >= PROFILE_ENTRIES
                     or time.monotonic() - self._profiled_at >= PROFILE_EVERY_S
                 ):
                     self._profile_pending()
         except Exception:
             self._error("profiling logged predictions failed")
 
+    def _parts(
+        self, entries: Iterable[DecodedEntry]
+    ) -> list[tuple[Key, Part | None, Part | None, int]]:
+        """Per group of `entries`: its one-row entries' part, its other entries' part, the
+        number of entries (a group whose model has no reference is not profiled)."""
+        groups: dict[Key, tuple[list[DecodedEntry], list[DecodedEntry]]] = {}
+        size = self.bucket_s
+        for e in entries:
+            start = int(e.created_at // size * size)
+            key = (e.deployment, e.model_name, e.model_version, e.role, start)
+            singles, others = groups.setdefault(key, ([], []))
+            (singles if isinstance(e.features, bytes) else others).append(e)
+        out = []
+        for key, (singles, others) in groups.items():
+            ref = self.reference(key[1], key[2])
+            if ref is None:
+                continue
+            layout = ref.layout.inputs
+            out.append(
+                (
+                    key,
+                    Part(*_columns(singles, layout)) if singles else None,
+                    Part(*_columns(others, layout)) if others else None,
+                    len(singles) + len(others),
+                )
+            )
+        return out
+
     def _profile_pending(self) -> None:
-        pending, self._pending = self._pending, []
+        pending, self._pending = self._pending, {}
+        self._pending_entries = 0
         self._profiled_at = time.monotonic()
-        if pending:
-            self._profile(pending)
+        for key, (singles, others) in pending.items():
+            bucket = self._bucket(key)
+            if bucket is None:
+                continue
+            ref = self.reference(key[1], key[2])
+            assert ref is not None
+            columns, n, scores = _joined(singles + others, bucket.layout.inputs)
+            self._buckets[key] = bucket.update(columns, scores, ref)
+            self.rows_profiled += n
         if self._handed:
             self._profile_handed()
 
@@ -342,22 +397,6 @@ class ProfileBuilder:
         bucket = BucketProfile.empty(ref, dep, name, version, role, when, self.bucket_s, seed)
         self._buckets[key] = bucket
         return bucket
-
-    def _profile(self, stored: Iterable[DecodedEntry]) -> None:
-        groups: dict[Key, list[DecodedEntry]] = defaultdict(list)
-        size = self.bucket_s
-        for e in stored:
-            start = int(e.created_at // size * size)
-            groups[(e.deployment, e.model_name, e.model_version, e.role, start)].append(e)
-        for key, entries in groups.items():
-            bucket = self._bucket(key)
-            if bucket is None:
-                continue
-            ref = self.reference(key[1], key[2])
-            assert ref is not None
-            columns, n, scores = _columns(entries, bucket.layout.inputs)
-            self._buckets[key] = bucket.update(columns, scores, ref)
-            self.rows_profiled += n
 
     def _drain_side(self) -> None:
         """Fold the hot path's quality counts and the shadow outputs into the buckets."""
@@ -452,6 +491,20 @@ def _columns(
         if any(name in columns for _, columns in pieces):
             out[name] = _column(name in numeric, [(k, columns.get(name)) for k, columns in pieces])
     return out, sum(k for k, _ in pieces), scores
+
+
+def _joined(parts: list[Part], layout: PartLayout) -> tuple[dict[str, np.ndarray], int, list[Any]]:
+    """The parts of one group end to end (a column some part lacks: missing there)."""
+    if len(parts) == 1:
+        return parts[0]
+    out: dict[str, np.ndarray] = {}
+    for name in (*layout.numeric, *layout.categorical):
+        if any(name in p.columns for p in parts):
+            numeric = name in layout.numeric
+            out[name] = np.concatenate(
+                [p.columns[name] if name in p.columns else _missing(numeric, p.n) for p in parts]
+            )
+    return out, sum(p.n for p in parts), list(chain.from_iterable(p.scores for p in parts))
 
 
 def _column(numeric: bool, pieces: list[tuple[int, list[Any] | None]]) -> np.ndarray:
