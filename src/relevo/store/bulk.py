@@ -155,12 +155,20 @@ def _copy_column(values: list[Any]) -> list[str] | None:
     kinds = set(map(type, values))
     if kinds <= {int, float}:  # (not bool: psycopg writes it as t/f)
         return list(map(str, values))
-    if kinds == {datetime}:  # the rows of a request share their timestamp
-        text = {v: str(v) for v in set(values)}
-        return [text[v] for v in values]
+    if kinds == {datetime}:  # the rows of a request share their timestamp: one text each
+        out = []
+        last: Any = None
+        text = ""
+        for v in values:
+            if v is not last:
+                last, text = v, str(v)
+            out.append(text)
+        return out
     if kinds <= {str, type(None)}:
-        if kinds == {str} and not _COPY_SPECIAL.search("".join(values)):
-            return values
+        if kinds == {str}:
+            joined = "".join(values)  # (`in` is a fast search: the regex took ~30x longer)
+            if not any(c in joined for c in _COPY_ESCAPES):
+                return values
         return ["\\N" if v is None else _COPY_SPECIAL.sub(_copy_escape, v) for v in values]
     return None
 
