@@ -250,8 +250,8 @@ def serve(read_fd: int, write_fd: int, config: WriterConfig) -> int:
         profiles = ProfileBuilder(
             store, bucket_s=config.bucket_s, flush_s=config.flush_s, replica=config.replica
         )
-    # what lives now (the modules, the store) stays: out of the cyclic collector's walks, which
-    # the entries held for the profiles make frequent
+    # what lives now (the modules, the store) stays for good: out of the cyclic collector's
+    # walks, which the rows of every batch set off
     gc.collect()
     gc.freeze()
     src = os.fdopen(read_fd, "rb", buffering=0)
