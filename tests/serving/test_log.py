@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from datetime import UTC, datetime
 
 import orjson
 import pytest
@@ -200,3 +201,31 @@ def test_values_json_has_no_type_for_are_kept_as_text():
     log.put_blocking(entry)
     log.close()
     assert orjson.loads(store.rows[0][FEATURES]) == {"signup": "2026-01-02 00:00:00"}
+
+
+def test_every_field_of_a_stored_row_is_what_its_entry_logged():
+    store = SlowStore()
+    log = PredictionLog(store.write)
+    when = 1_780_000_000.125
+    batch = LogEntry(
+        "churn", "churn", 3, when, ["a" * 32, "b" * 32, "c" * 32],
+        {"x": [1.5, None, 3], "plan": ["basic", "pro\t\\", None]},
+        [{"probability": 0.25, "label": 0}, {"probability": 0.75, "label": 1}, {}],
+        [1.0, 2.5, 4.0], [7, "key-2", None], "challenger",
+    )  # fmt: skip
+    single = LogEntry(
+        "churn", "churn", 3, when, ["d" * 32], {"x": [2.0], "plan": ["é"]}, [{"value": 9}], 0.5
+    )
+    log.put_blocking(batch)
+    log.put_blocking(single)
+    log.close()
+    at = datetime.fromtimestamp(when, UTC)
+    assert store.rows == [
+        ("a" * 32, "churn", "churn", 3, at, "7", '{"x":1.5,"plan":"basic"}',
+         '{"probability":0.25,"label":0}', 1.0, "challenger"),
+        ("b" * 32, "churn", "churn", 3, at, "key-2", '{"x":null,"plan":"pro\\t\\\\"}',
+         '{"probability":0.75,"label":1}', 2.5, "challenger"),
+        ("c" * 32, "churn", "churn", 3, at, None, '{"x":3,"plan":null}', "{}", 4.0, "challenger"),
+        ("d" * 32, "churn", "churn", 3, at, None, '{"x":2.0,"plan":"é"}', '{"value":9}', 0.5,
+         "champion"),
+    ]  # fmt: skip

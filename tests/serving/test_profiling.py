@@ -5,9 +5,11 @@ logged prediction."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 
@@ -15,7 +17,7 @@ from relevo.datasets import make_churn
 from relevo.datasets.churn import CHURN_FEATURES
 from relevo.monitoring import NumericProfile
 from relevo.monitoring.windows import load_window
-from relevo.serving.entries import LogEntry, encode
+from relevo.serving.entries import LogEntry, decode, encode
 from relevo.serving.log import PredictionLog
 from relevo.serving.profiling import ProfileBuilder, reason_of
 
@@ -51,9 +53,11 @@ def test_persisting_twice_merges_into_the_replica_row(rv, version, churn_pipelin
     builder = ProfileBuilder(rv.store, bucket_s=3600, replica="r1")
     first, second = make_churn(40, seed=1), make_churn(25, seed=2)
     now = time.time()
-    builder.flushed([encode(e) for e in _entries(version, first, churn_pipeline, now)])
+    builder.flushed([decode(encode(e)) for e in _entries(version, first, churn_pipeline, now)])
     builder.close()
-    builder.flushed([encode(e) for e in _entries(version, second, churn_pipeline, now, per=5)])
+    builder.flushed(
+        [decode(encode(e)) for e in _entries(version, second, churn_pipeline, now, per=5)]
+    )
     builder.close()
     assert rv.store.profiles.count("churn") == 1
     window = _window(rv)
@@ -76,7 +80,7 @@ def test_a_store_that_fails_keeps_the_profiles_for_the_next_try(
 
     monkeypatch.setattr(rv.store.profiles, "upsert", down)
     builder.flushed(
-        [encode(e) for e in _entries(version, make_churn(30), churn_pipeline, time.time())]
+        [decode(encode(e)) for e in _entries(version, make_churn(30), churn_pipeline, time.time())]
     )
     builder.close()
     assert builder.errors == 1 and errors == [1]
@@ -128,12 +132,32 @@ def test_logged_entries_become_the_same_columns_as_the_rows_sent(rv, version, ch
     frame.loc[3, "region"] = "atlantis"
     entries = _entries(version, frame.iloc[:6], churn_pipeline, 1.0)
     entries += _entries(version, frame.iloc[6:], churn_pipeline, 1.0, per=3)
-    encoded = [encode(e).split(b"\n", 2) for e in entries]
-    triples = [(len(e.ids), f, o) for e, (_, f, o) in zip(entries, encoded, strict=True)]
-    columns, n, scores = _columns(triples, layout)
+    columns, n, scores = _columns([decode(encode(e)) for e in entries], layout)
     assert n == 12 and len(scores) == 12
     for name in layout.numeric:
         expected = pd.to_numeric(frame[name]).to_numpy(dtype=float, na_value=np.nan)
         assert np.array_equal(columns[name], expected, equal_nan=True)
     for name in layout.categorical:
         assert columns[name].tolist() == frame[name].tolist()
+
+
+def test_the_same_rows_make_the_same_profile_whatever_their_entries(rv, version, churn_pipeline):
+    """One-row entries (their features parsed by the profiles) and larger ones (parsed once
+    where they are stored) give the same profile, value for value."""
+    builder = ProfileBuilder(rv.store, bucket_s=3600, replica="r1")
+    frame = make_churn(30, seed=5)[CHURN_FEATURES].astype(object)
+    frame.loc[4, "age"] = None
+    frame.loc[7, "contract"] = None
+    now = time.time()
+    singles = _entries(version, frame, churn_pipeline, now)
+    batched = [
+        replace(e, deployment="batched")
+        for e in _entries(version, frame, churn_pipeline, now, per=4)
+    ]
+    builder.flushed([decode(encode(e)) for e in singles + batched])
+    builder.close()
+    hour = datetime.now(UTC) - timedelta(hours=2), datetime.now(UTC) + timedelta(hours=2)
+    (one,) = rv.store.profiles.fetch("churn", *hour)
+    (other,) = rv.store.profiles.fetch("batched", *hour)
+    assert one.rows == other.rows == 30
+    assert {**orjson.loads(one.payload), "deployment": "batched"} == orjson.loads(other.payload)

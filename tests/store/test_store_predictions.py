@@ -10,6 +10,7 @@ import orjson
 
 from relevo.serving.ids import new_ids
 from relevo.serving.log import LogEntry, PredictionLog
+from relevo.store.predictions import COLUMNS
 
 
 def rows(n: int, created_at: datetime | None = None) -> list[tuple[Any, ...]]:
@@ -81,3 +82,26 @@ def test_timestamps_come_back_as_the_same_instant_in_utc(store):
     assert row["created_at"] == written
     assert row["created_at"].tzinfo == UTC
     assert row["created_at"].hour == 10
+
+
+def test_text_that_copy_escapes_and_other_values_come_back_as_written(store):
+    created = datetime(2026, 6, 1, 12, 30, 15, 250000, tzinfo=UTC)
+    tricky = [
+        ("a" * 32, "dep\twith\\odd", "m", 1, created, "key\tone\nline\r\\", '{"t":"a\\tb"}',
+         '{"label":"x\\\\y"}', 2, "champion"),
+        ("b" * 32, "dep\twith\\odd", "m", 1, created, None, '{"u":"é😀"}', "{}", 1e-300,
+         "champion"),
+        ("c" * 32, "dep\twith\\odd", "m", 1, created, "\b\v\f", "{}", "{}", 0.1, "shadow"),
+    ]  # fmt: skip
+    assert store.predictions.insert_many(tricky) == 3
+    back = [r for chunk in store.predictions.iter_rows("dep\twith\\odd") for r in chunk]
+    assert [tuple(r[c] for c in COLUMNS) for r in back] == tricky
+
+
+def test_a_timestamp_of_another_datetime_type_is_stored_too(store):
+    # (not one of the types the COPY text is made for here: psycopg converts the rows itself)
+    import pandas as pd
+
+    written = pd.Timestamp("2026-06-01 12:30:15.25", tz="UTC")
+    store.predictions.insert_many(rows(2, written))
+    assert [r["created_at"] for r in stored(store)] == [written, written]

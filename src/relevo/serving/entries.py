@@ -1,15 +1,17 @@
 """A prediction log entry: the rows one request got answered, and their serialised form.
 
-Built once per request on the hot path (`LogEntry`, `encode`); expanded into store rows in the
-log's writer thread (`entry_rows`) or when a spool is replayed.
+Built once per request on the hot path (`LogEntry`, `encode`); read back once where it is
+stored (`decode`, in the log's writer process or thread, or when a spool is replayed), and
+both its store rows (`rows_of`) and its profile (`relevo.serving.profiling`) are made from
+what was read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -101,19 +103,64 @@ def entry_size(payload: bytes) -> int:
     return len(orjson.loads(payload.split(b"\n", 1)[0])[5])
 
 
-def entry_rows(payload: bytes) -> list[Row]:
-    """The store rows of one serialised entry: one JSON object per row for its features
-    and one for its output, built here in the writer thread, never on the request path."""
+class DecodedEntry(NamedTuple):
+    """A serialised entry read back: parsed once, then made into store rows and profiled (a
+    tuple: made once per entry, cheaper than a frozen dataclass)."""
+
+    deployment: str
+    model_name: str
+    model_version: int
+    created_at: float  # Unix time
+    ids: list[str]
+    latency_ms: float | list[float]
+    keys: list[Any] | None
+    role: str
+    #: one row: its features and output as the JSON objects the store keeps, unparsed (the
+    #: profiles parse the one-row entries of a batch together); more rows: the features
+    #: column by column and the outputs, parsed
+    features: bytes | dict[str, list[Any]]
+    outputs: bytes | list[dict[str, Any]]
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+
+def decode(payload: bytes) -> DecodedEntry:
+    """A serialised entry (`encode`), read back."""
     head, features, outputs = payload.split(b"\n", 2)
     _, dep, name, version, created, ids, latency, keys, role = orjson.loads(head)
-    when = datetime.fromtimestamp(created, UTC)
-    n = len(ids)
-    if n == 1:
-        feats = [features.decode()]
-        outs = [outputs.decode()]
+    if len(ids) != 1:
+        features, outputs = orjson.loads(features), orjson.loads(outputs)
+    return DecodedEntry(dep, name, version, created, ids, latency, keys, role, features, outputs)
+
+
+def entry_rows(payload: bytes) -> list[Row]:
+    """The store rows of one serialised entry."""
+    return rows_of([decode(payload)])
+
+
+def rows_of(entries: Iterable[DecodedEntry]) -> list[Row]:
+    """The store rows of decoded entries: one JSON object per row for its features and one
+    for its output, made here (where the log is written), never on the request path."""
+    rows: list[Row] = []
+    for entry in entries:
+        rows.extend(_rows(entry))
+    return rows
+
+
+def _rows(entry: DecodedEntry) -> list[Row]:
+    dep, name, version, role = entry.deployment, entry.model_name, entry.model_version, entry.role
+    when = datetime.fromtimestamp(entry.created_at, UTC)
+    ids, latency, keys, n = entry.ids, entry.latency_ms, entry.keys, entry.n
+    if isinstance(entry.features, bytes):  # one row: the objects are stored as they came
+        assert isinstance(entry.outputs, bytes)
+        feats = [entry.features.decode()]
+        outs = [entry.outputs.decode()]
     else:
+        assert not isinstance(entry.outputs, bytes)
         dumps = orjson.dumps
-        columns = orjson.loads(features)
+        columns = entry.features
         names = list(columns)
         if names:
             feats = [
@@ -122,7 +169,7 @@ def entry_rows(payload: bytes) -> list[Row]:
             ]
         else:
             feats = ["{}"] * n
-        outs = [dumps(o).decode() for o in orjson.loads(outputs)]
+        outs = [dumps(o).decode() for o in entry.outputs]
     keys = [None if k is None else str(k) for k in keys] if keys is not None else [None] * n
     if type(latency) is list:  # one per row: the requests of a micro-batch
         return [

@@ -26,7 +26,17 @@ import orjson
 
 from relevo.errors import UnavailableError
 from relevo.private import FILE_MODE, private_dir
-from relevo.serving.entries import FIELDS, LogEntry, Row, encode, entry_rows, entry_size
+from relevo.serving.entries import (
+    FIELDS,
+    DecodedEntry,
+    LogEntry,
+    Row,
+    decode,
+    encode,
+    entry_rows,
+    entry_size,
+    rows_of,
+)
 from relevo.serving.log_writer import RemoteWriter, WriterConfig, WriterError
 from relevo.serving.profiling import ProfileBuilder
 from relevo.serving.spool import Spool, orphans, store_folder
@@ -261,18 +271,9 @@ class PredictionLog:
         # a dead process's entries, made into rows only where they are stored
         if not payloads:
             return
-        if self.remote is not None:
-            self._write_batch(payloads)
-            return
-        self._store([r for payload in payloads for r in entry_rows(payload)])
-        self._profile(payloads, replayed=True)
-
-    def _profile(self, payloads: list[bytes], replayed: bool = False) -> None:
-        if self.profiles is not None and payloads:
-            if replayed:  # a dead process's rows: only their entries tell them
-                self.profiles.replayed(payloads)
-            else:
-                self.profiles.flushed(payloads)
+        stored = self._write_batch(payloads)
+        if self.profiles is not None and stored:
+            self.profiles.replayed(stored)  # a dead process's rows: only their entries tell them
 
     def _store(self, records: list[Row]) -> None:
         refused = self.rows.dead_lettered
@@ -314,10 +315,13 @@ class PredictionLog:
             self._side_held = data  # sent again next time
             log.warning("handing quality counts to the log's writer process failed: %s", exc)
 
-    def _write_batch(self, payloads: list[bytes]) -> None:
+    def _write_batch(self, payloads: list[bytes]) -> list[DecodedEntry]:
+        """Store the entries `payloads`; returns them decoded when they were stored here, for
+        the profiles (the writer process profiles what it stores itself)."""
         if self.remote is None:
-            self._store([r for payload in payloads for r in entry_rows(payload)])
-            return
+            entries = [decode(p) for p in payloads]
+            self._store(rows_of(entries))
+            return entries
         try:
             _, dead = self.remote.write(payloads)
         except WriterError as exc:
@@ -326,10 +330,11 @@ class PredictionLog:
             # refused and not worth retrying as a whole: row by row here, the bad ones to
             # the dead letter (as the local writer does)
             self._store([r for payload in payloads for r in entry_rows(payload)])
-            return
+            return []
         if dead:
             self._remote_dead += dead
             self._count_error()
+        return []
 
     def _run(self) -> None:
         backoff = 0.1
@@ -350,7 +355,7 @@ class PredictionLog:
                     break
                 refused = self.dead_lettered
                 try:
-                    self._write_batch([payload for payload, _, _ in batch])
+                    stored = self._write_batch([payload for payload, _, _ in batch])
                 except Exception:
                     # the store is unreachable or busy: keep the rows, try again later
                     self._count_error()
@@ -370,13 +375,13 @@ class PredictionLog:
                         if self.spool is not None:
                             self.spool.stored(seg)
                     self._pending -= rows
-                    stored = rows - (self.dead_lettered - refused)
-                    self.rows_written += stored
+                    written = rows - (self.dead_lettered - refused)
+                    self.rows_written += written
                     waiters, self._waiters = self._waiters, []
                     self._room.notify_all()
                 if self._on_written is not None:
                     try:
-                        self._on_written(stored)
+                        self._on_written(written)
                     except Exception:
                         log.exception("prediction log callback failed")
                 for loop, fut in waiters:
@@ -385,8 +390,8 @@ class PredictionLog:
                     with contextlib.suppress(RuntimeError):
                         loop.call_soon_threadsafe(_resolve, fut)
                 # after the waiters are let go: profiling never holds back the hot path
-                if self.remote is None:  # (the writer process profiles what it stores)
-                    self._profile([payload for payload, _, _ in batch])
+                if self.profiles is not None and stored:
+                    self.profiles.flushed(stored)
                 if rows < self.flush_rows and not closing:
                     break
             with self._lock:

@@ -1,10 +1,12 @@
 """Production profiles built in the prediction log's writer thread, off the hot path.
 
-After each batch the log stores, `ProfileBuilder.flushed` gets that batch's serialised entries,
-groups them by (deployment, model version, role, time bucket), turns each group into one
-DataFrame (one JSON parse per entry; columns, never a Python object per row where avoidable)
-and adds it to that group's in-memory `BucketProfile`. Every `RELEVO_PROFILE_FLUSH_S` seconds,
-and at a graceful close, the buckets are merged into this replica's rows of `profile_buckets`.
+After each batch the log stores, `ProfileBuilder.flushed` gets that batch's entries as the
+writer decoded them to store them (`relevo.serving.entries.decode`: no second parse), groups
+them by (deployment, model version, role, time bucket) and turns each group into columns at
+once (one array per column, so that no Python object per row is kept meanwhile); about once a
+second, each group's columns are added to its in-memory `BucketProfile`. Every
+`RELEVO_PROFILE_FLUSH_S` seconds, and at a graceful close, the buckets are merged into this
+replica's rows of `profile_buckets`.
 
 The hot path hands over only what the log does not carry, through `QualityTally` (a lock and
 a dict update, paid by failing requests and rows with unused columns alone): rows rejected by
@@ -15,7 +17,6 @@ use. Shadow outputs arrive through `shadow`. A failure to profile is logged and 
 
 from __future__ import annotations
 
-import io
 import itertools
 import logging
 import os
@@ -27,19 +28,18 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from itertools import chain
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import orjson
 import pandas as pd
-import pyarrow as pa
-import pyarrow.json as pa_json
 
 from relevo.errors import InvalidInputError
 from relevo.monitoring.buckets import BucketProfile
 from relevo.monitoring.layout import PartLayout
 from relevo.monitoring.quality import QualityProfile
 from relevo.monitoring.reference import ReferenceProfile
+from relevo.serving.entries import DecodedEntry
 from relevo.store.profiles import ProfileRow
 
 if TYPE_CHECKING:
@@ -58,6 +58,15 @@ Handed = tuple[
 ]  # fmt: skip
 #: (deployment, model name, model version, role, bucket start as Unix seconds)
 Key = tuple[str, str, int, str, int]
+
+
+class Part(NamedTuple):
+    """Rows of one group made ready to profile: the profiled columns as arrays (`_columns`),
+    the rows, their scores."""
+
+    columns: dict[str, np.ndarray]
+    n: int
+    scores: list[Any]
 
 
 _BUILDERS = itertools.count(1)
@@ -178,8 +187,10 @@ class ProfileBuilder:
         self.direct = False
         self._handed: deque[Handed] = deque()
         self._persisted_at = time.monotonic()
-        #: stored entries not profiled yet (bytes: the garbage collector never walks them)
-        self._pending: list[bytes] = []
+        #: stored rows not profiled yet, per group: the one-row entries' parts, then the
+        #: others' (the order `_columns` gives, whatever the batches)
+        self._pending: dict[Key, tuple[list[Part], list[Part]]] = {}
+        self._pending_entries = 0
         self._profiled_at = time.monotonic()
         self._on_error = on_error
         #: the writer thread profiles and persists; a spool replay may profile meanwhile
@@ -234,34 +245,77 @@ class ProfileBuilder:
 
     # ---- the writer thread
 
-    def flushed(self, payloads: Iterable[bytes]) -> None:
+    def flushed(self, entries: Iterable[DecodedEntry]) -> None:
         """Take the entries the log just stored: they are profiled together about once a
         second (`PROFILE_EVERY_S`), since a profile update costs the same for 50 rows as for
         5,000; never raises."""
-        self._take(() if self.direct else payloads)
+        self._take(() if self.direct else entries)
 
-    def replayed(self, payloads: Iterable[bytes]) -> None:
-        """Take stored entries to profile from their serialised form (a spool replay); never
+    def replayed(self, entries: Iterable[DecodedEntry]) -> None:
+        """Take stored entries to profile from what they logged (a spool replay); never
         raises."""
-        self._take(payloads)
+        self._take(entries)
 
-    def _take(self, payloads: Iterable[bytes]) -> None:
+    def _take(self, entries: Iterable[DecodedEntry]) -> None:
         try:
+            parts = self._parts(entries)
             with self._lock:
-                self._pending.extend(payloads)
+                for key, single, other, count in parts:
+                    singles, others = self._pending.setdefault(key, ([], []))
+                    if single is not None:
+                        singles.append(single)
+                    if other is not None:
+                        others.append(other)
+                    self._pending_entries += count
                 if (
-                    len(self._pending) >= PROFILE_ENTRIES
+                    self._pending_entries >= PROFILE_ENTRIES
                     or time.monotonic() - self._profiled_at >= PROFILE_EVERY_S
                 ):
                     self._profile_pending()
         except Exception:
             self._error("profiling logged predictions failed")
 
+    def _parts(
+        self, entries: Iterable[DecodedEntry]
+    ) -> list[tuple[Key, Part | None, Part | None, int]]:
+        """Per group of `entries`: its one-row entries' part, its other entries' part, the
+        number of entries (a group whose model has no reference is not profiled)."""
+        groups: dict[Key, tuple[list[DecodedEntry], list[DecodedEntry]]] = {}
+        size = self.bucket_s
+        for e in entries:
+            start = int(e.created_at // size * size)
+            key = (e.deployment, e.model_name, e.model_version, e.role, start)
+            singles, others = groups.setdefault(key, ([], []))
+            (singles if isinstance(e.features, bytes) else others).append(e)
+        out = []
+        for key, (singles, others) in groups.items():
+            ref = self.reference(key[1], key[2])
+            if ref is None:
+                continue
+            layout = ref.layout.inputs
+            out.append(
+                (
+                    key,
+                    Part(*_columns(singles, layout)) if singles else None,
+                    Part(*_columns(others, layout)) if others else None,
+                    len(singles) + len(others),
+                )
+            )
+        return out
+
     def _profile_pending(self) -> None:
-        pending, self._pending = self._pending, []
+        pending, self._pending = self._pending, {}
+        self._pending_entries = 0
         self._profiled_at = time.monotonic()
-        if pending:
-            self._profile(pending)
+        for key, (singles, others) in pending.items():
+            bucket = self._bucket(key)
+            if bucket is None:
+                continue
+            ref = self.reference(key[1], key[2])
+            assert ref is not None
+            columns, n, scores = _joined(singles + others, bucket.layout.inputs)
+            self._buckets[key] = bucket.update(columns, scores, ref)
+            self.rows_profiled += n
         if self._handed:
             self._profile_handed()
 
@@ -344,24 +398,6 @@ class ProfileBuilder:
         self._buckets[key] = bucket
         return bucket
 
-    def _profile(self, payloads: Iterable[bytes]) -> None:
-        groups: dict[Key, list[tuple[int, bytes, bytes]]] = defaultdict(list)
-        size = self.bucket_s
-        for payload in payloads:
-            head, feats, outs = payload.split(b"\n", 2)
-            _, dep, name, version, created, ids, _lat, _keys, role = orjson.loads(head)
-            start = int(created // size * size)
-            groups[(dep, name, version, role, start)].append((len(ids), feats, outs))
-        for key, entries in groups.items():
-            bucket = self._bucket(key)
-            if bucket is None:
-                continue
-            ref = self.reference(key[1], key[2])
-            assert ref is not None
-            columns, n, scores = _columns(entries, bucket.layout.inputs)
-            self._buckets[key] = bucket.update(columns, scores, ref)
-            self.rows_profiled += n
-
     def _drain_side(self) -> None:
         """Fold the hot path's quality counts and the shadow outputs into the buckets."""
         for key, q in self.tally.drain().items():
@@ -419,75 +455,83 @@ def scores_of(outputs: Sequence[Mapping[str, Any]]) -> list[Any]:
 
 
 def _columns(
-    entries: list[tuple[int, bytes, bytes]], layout: PartLayout
+    entries: list[DecodedEntry], layout: PartLayout
 ) -> tuple[dict[str, np.ndarray], int, list[Any]]:
     """The profiled columns (and the scores) of a group's entries: numeric columns as float
-    arrays (null -> NaN), categorical ones as object arrays. The one-row entries' features are
-    read as newline-delimited JSON by pyarrow on the reference's schema (measured ~5x cheaper
-    than parsing them into dicts, and without holding the GIL), the larger entries column by
-    column."""
+    arrays (null -> NaN), categorical ones as object arrays, one array per column made from
+    the entries' values end to end. The one-row entries come first, their features parsed
+    together (the writer never parses them: it stores them as they came), then the others
+    in order, their columns as they were decoded (one model's joined in C, column by
+    column, and their outputs scored in one pass)."""
     numeric, categorical = layout.numeric, layout.categorical
-    parts: list[dict[str, np.ndarray]] = []
-    sizes: list[int] = []
+    names = (*numeric, *categorical)
+    features: list[bytes] = []
+    outputs: list[bytes] = []
+    others: list[tuple[int, dict[str, list[Any]], list[dict[str, Any]]]] = []
+    for e in entries:
+        if isinstance(e.features, bytes):
+            assert isinstance(e.outputs, bytes)
+            features.append(e.features)
+            outputs.append(e.outputs)
+        else:
+            assert not isinstance(e.outputs, bytes)
+            others.append((e.n, e.features, e.outputs))
+    #: (rows, column -> values) per piece, in row order
+    pieces: list[tuple[int, Mapping[str, list[Any]]]] = []
     scores: list[Any] = []
-    singles = [(f, o) for k, f, o in entries if k == 1]
-    if singles:
-        parts.append(_single_rows([f for f, _ in singles], numeric, categorical))
-        sizes.append(len(singles))
-        scores.extend(scores_of(orjson.loads(b"[" + b",".join(o for _, o in singles) + b"]")))
-    for k, f, o in entries:
-        if k == 1:
-            continue
-        columns = orjson.loads(f)
-        parts.append(
-            {name: _array(name in numeric, columns[name]) for name in (*numeric, *categorical)
-             if name in columns}
-        )  # fmt: skip
-        sizes.append(k)
-        scores.extend(scores_of(orjson.loads(o)))
-    n = sum(sizes)
-    out: dict[str, np.ndarray] = {}
-    for name in (*numeric, *categorical):
-        pieces = [
-            p[name] if name in p else _missing(name in numeric, k)
-            for p, k in zip(parts, sizes, strict=True)
-        ]
-        if any(name in p for p in parts):
-            out[name] = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
-    return out, n, scores
-
-
-def _single_rows(
-    features: list[bytes], numeric: tuple[str, ...], categorical: tuple[str, ...]
-) -> dict[str, np.ndarray]:
-    # types inferred by pyarrow (measured faster than converting to an explicit schema);
-    # a column whose values do not fit its kind takes the general way
-    data = b"\n".join(features)
-    try:
-        table = pa_json.read_json(
-            io.BytesIO(data),
-            read_options=pa_json.ReadOptions(use_threads=False, block_size=len(data) + 1),
-        )
-        out: dict[str, np.ndarray] = {}
-        for name in (*numeric, *categorical):
-            if name not in table.column_names:
-                continue
-            column = table.column(name)
-            if name in numeric:
-                if not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)):
-                    raise TypeError(f"{name} is not numeric")
-                out[name] = column.to_numpy(zero_copy_only=False).astype(np.float64)
-            else:
-                if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
-                    raise TypeError(f"{name} is not text")
-                out[name] = column.to_numpy(zero_copy_only=False).astype(object)
-        return out
-    except (pa.ArrowException, TypeError, ValueError):  # booleans, nulls only: the general way
+    if features:
         rows = orjson.loads(b"[" + b",".join(features) + b"]")
-        return {
-            name: _array(name in numeric, [r.get(name) for r in rows])
-            for name in (*numeric, *categorical)
-        }
+        present = [name for name in names if any(name in r for r in rows)]
+        pieces.append((len(rows), {name: [r.get(name) for r in rows] for name in present}))
+        scores.extend(scores_of(orjson.loads(b"[" + b",".join(outputs) + b"]")))
+    if others:
+        names_of = [tuple(columns) for _, columns, _ in others]
+        if names_of.count(names_of[0]) == len(names_of):  # one model's columns: end to end
+            values = zip(*(columns.values() for _, columns, _ in others), strict=True)
+            joined = {
+                name: list(chain.from_iterable(v))
+                for name, v in zip(names_of[0], values, strict=True)
+            }
+            pieces.append((sum(n for n, _, _ in others), joined))
+        else:
+            pieces.extend((n, columns) for n, columns, _ in others)
+        scores.extend(scores_of(list(chain.from_iterable(outs for _, _, outs in others))))
+    out: dict[str, np.ndarray] = {}
+    for name in names:
+        if any(name in columns for _, columns in pieces):
+            out[name] = _column(name in numeric, [(k, columns.get(name)) for k, columns in pieces])
+    return out, sum(k for k, _ in pieces), scores
+
+
+def _joined(parts: list[Part], layout: PartLayout) -> tuple[dict[str, np.ndarray], int, list[Any]]:
+    """The parts of one group end to end (a column some part lacks: missing there)."""
+    if len(parts) == 1:
+        return parts[0]
+    out: dict[str, np.ndarray] = {}
+    for name in (*layout.numeric, *layout.categorical):
+        if any(name in p.columns for p in parts):
+            numeric = name in layout.numeric
+            out[name] = np.concatenate(
+                [p.columns[name] if name in p.columns else _missing(numeric, p.n) for p in parts]
+            )
+    return out, sum(p.n for p in parts), list(chain.from_iterable(p.scores for p in parts))
+
+
+def _column(numeric: bool, pieces: list[tuple[int, list[Any] | None]]) -> np.ndarray:
+    """One profiled column from its pieces' values (None: a piece without the column)."""
+    if all(values is not None for _, values in pieces):
+        parts = [values for _, values in pieces if values]
+        joined = parts[0] if len(parts) == 1 else list(chain.from_iterable(parts))
+        if not numeric:
+            return _array(False, joined)
+        try:  # converted value by value: the same floats as piece by piece
+            return np.array(joined, dtype=np.float64)
+        except (TypeError, ValueError):
+            pass
+    arrays = [
+        _missing(numeric, k) if values is None else _array(numeric, values) for k, values in pieces
+    ]
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
 def _missing(numeric: bool, n: int) -> np.ndarray:
