@@ -94,10 +94,9 @@ def compile_onnx(estimator: Any, n_features: int, classifier: bool) -> CompiledM
                 options=options,
             )
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InvalidInputError(
-            f"skl2onnx cannot convert this {type(estimator).__name__} to ONNX: {reason}. "
-            "Register it without --compile"
+            f"skl2onnx cannot convert this {type(estimator).__name__} to ONNX: "
+            f"{_reason(exc)}. Register it without --compile"
         ) from exc
     so = ort.SessionOptions()
     # one thread: the server scores one micro-batch at a time per model, and pool threads that
@@ -109,12 +108,17 @@ def compile_onnx(estimator: Any, n_features: int, classifier: bool) -> CompiledM
             proto.SerializeToString(), so, providers=["CPUExecutionProvider"]
         )
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InvalidInputError(
-            f"onnxruntime cannot run the converted model in float64: {reason}. "
+            f"onnxruntime cannot run the converted model in float64: {_reason(exc)}. "
             "Register it without --compile"
         ) from exc
     return CompiledModel(session, classifier)
+
+
+def _reason(exc: Exception) -> str:
+    """The first line of a library's error (their messages run to pages of graph detail)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def max_difference(compiled: RawOutput, truth: RawOutput) -> float:
