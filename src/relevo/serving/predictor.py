@@ -214,10 +214,7 @@ class Predictor:
             tag = None
             if whole and self.log is not None:
                 tag = LogTag(endpoint, m, role, idx, ids, part, rows, started)
-            # the challenger's rows ride in the champion's batches (see `MicroBatcher`)
-            outputs = await endpoint.runners[0].batcher.submit(
-                (part.numbers, part.others), part.n, tag, runner.batcher
-            )
+            outputs = await runner.batcher.submit((part.numbers, part.others), part.n, tag)
             return part, outputs, tag
 
         results: list[Any]
