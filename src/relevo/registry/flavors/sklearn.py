@@ -139,14 +139,14 @@ class EstimatorModel(LoadedModel):
         return self._score(x.to_numpy() if self.mode == "values" else x)
 
     def predict_array(self, x: np.ndarray) -> RawOutput:
-        if self.compiled is not None and self.mode == "array":
+        if self.mode != "array":
+            return super().predict_array(x)
+        if self.compiled is not None:
             return self.compiled.run(x)
-        if self.mode == "array":
-            # column-major, as a DataFrame's values are: the same floating-point sums in the
-            # same order, so the answers are bit-for-bit the DataFrame's (a C-ordered matrix
-            # can differ in the last bit); a copy of a few microseconds for a batch
-            return self._score(np.asfortranarray(x))
-        return super().predict_array(x)
+        # column-major, as a DataFrame's values are: the same floating-point sums in the same
+        # order, so the answers are bit-for-bit the DataFrame's (a C-ordered matrix can differ
+        # in the last bit); a copy of a few microseconds for a batch
+        return self._score(np.asfortranarray(x))
 
     def _score(self, x: Any) -> RawOutput:
         if self.classes is not None:
