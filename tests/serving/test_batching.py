@@ -140,3 +140,66 @@ def test_a_model_answering_the_wrong_number_of_rows_is_an_error_not_a_mixup():
         )
 
     assert all(isinstance(r, RuntimeError) for r in asyncio.run(scenario()))
+
+
+def _tagged_runner(name: str, calls: list[tuple[str, int]], fail: bool = False):
+    def run(columns, n):
+        calls.append((name, n))
+        if fail:
+            raise ValueError(f"{name} failed")
+        return [{"by": name, "echo": x} for x in columns["x"]]
+
+    return run
+
+
+def test_rider_rows_are_scored_by_their_own_model_in_the_hosts_calls():
+    calls: list[tuple[str, int]] = []
+    champion = MicroBatcher(_tagged_runner("champion", calls), max_rows=64)
+    challenger = MicroBatcher(_tagged_runner("challenger", calls), max_rows=64)
+    sizes: dict[str, list[int]] = {"champion": [], "challenger": []}
+    champion.on_batch = sizes["champion"].append
+    challenger.on_batch = sizes["challenger"].append
+    hooked: list[list[tuple[str, list]]] = []
+    champion.on_scored = hooked.append
+
+    async def scenario():
+        return await asyncio.gather(
+            *[
+                champion.submit({"x": [i]}, 1, f"t{i}", challenger if i % 4 == 0 else None)
+                for i in range(40)
+            ]
+        )
+
+    answers = asyncio.run(scenario())
+    for i, answer in enumerate(answers):
+        assert answer == [{"by": "challenger" if i % 4 == 0 else "champion", "echo": i}]
+    # each model's batch sizes are counted under that model, and calls are shared
+    assert sum(sizes["champion"]) == 30 and sum(sizes["challenger"]) == 10
+    assert len(calls) < 40
+    # the log hook saw every tagged caller once, with its own outputs; a host batch with
+    # riders is one hook call for both models' rows
+    seen = [(tag, outputs) for batch in hooked for tag, outputs in batch]
+    assert sorted(seen) == sorted((f"t{i}", answers[i]) for i in range(40))
+    assert any({o[0]["by"] for _, o in batch} == {"champion", "challenger"} for batch in hooked)
+
+
+def test_a_failing_rider_fails_only_its_own_callers():
+    calls: list[tuple[str, int]] = []
+    champion = MicroBatcher(_tagged_runner("champion", calls), max_rows=64)
+    challenger = MicroBatcher(_tagged_runner("challenger", calls, fail=True), max_rows=64)
+
+    async def scenario():
+        return await asyncio.gather(
+            *[
+                champion.submit({"x": [i]}, 1, None, challenger if i % 2 else None)
+                for i in range(10)
+            ],
+            return_exceptions=True,
+        )
+
+    answers = asyncio.run(scenario())
+    for i, answer in enumerate(answers):
+        if i % 2:
+            assert isinstance(answer, ValueError) and str(answer) == "challenger failed"
+        else:
+            assert answer == [{"by": "champion", "echo": i}]

@@ -4,6 +4,12 @@ A scikit-learn model costs nearly the same for 1 row as for 64, so rows that arr
 event loop is busy are scored together. With `max_wait_s == 0` nothing waits on purpose: a batch
 is whatever queued up since the last call (zero added latency at low load, large batches under
 high load). Each caller gets exactly its own rows back, in order.
+
+Rows another model scores may ride along (`submit(..., scorer=other)`): a canary's challenger
+rows queue in the champion's batcher and are scored in the same worker-thread call, by the
+challenger's model and counted in its batch sizes, after the champion's rows. A canary's
+challenger answers a few rows of each micro-batch; in a batcher of its own each of them cost a
+flush, a thread hand-off and a log write of their own, which doubled the per-batch work.
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ log = logging.getLogger(__name__)
 
 #: what a caller submits: its rows in whatever form the runner takes (default: column lists)
 Columns = Any
-#: a submission: its rows, their count, the caller's future and its tag (see `on_scored`)
-Item = tuple[Columns, int, "asyncio.Future[list[Any]]", Any]
+#: a submission: its rows, their count, the caller's future, its tag (see `on_scored`) and the
+#: batcher whose model scores it (None: this one's)
+Item = tuple[Columns, int, "asyncio.Future[list[Any]]", Any, "MicroBatcher | None"]
 #: what one caller gets: its rows, or the error
 Settlement = tuple["asyncio.Future[list[Any]]", list[Any] | None, Exception | None]
 #: scores merged columns of n rows, returns one output object per row
@@ -60,10 +67,14 @@ class MicroBatcher:
         #: writes a batch's entries there, once, off the event loop
         self.on_scored: OnScored | None = None
 
-    async def submit(self, columns: Columns, n: int, tag: Any = None) -> list[Any]:
+    async def submit(
+        self, columns: Columns, n: int, tag: Any = None, scorer: MicroBatcher | None = None
+    ) -> list[Any]:
+        """The outputs of `n` rows, scored with the next batch; by `scorer`'s model when given
+        (its rows ride in this batcher's calls)."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[list[Any]] = loop.create_future()
-        self._queue.append((columns, n, fut, tag))
+        self._queue.append((columns, n, fut, tag, None if scorer is self else scorer))
         self._queued_rows += n
         if self._timer is not None and self._queued_rows >= self.max_rows:
             # a full batch does not wait for the timer
@@ -102,29 +113,51 @@ class MicroBatcher:
             items = [it for it in self._take() if not it[2].cancelled()]
             if not items:
                 continue
-            merged, total = self._merge_items(items)
+            total = sum(it[1] for it in items)
             # a lone request runs inline: no thread hand-off, the lowest latency at low load.
             # Several requests (load) or a large one run in a worker thread, so the event loop
             # keeps reading requests meanwhile and the next batch is fuller.
             if total > THREAD_ROWS or len(items) > 1:
                 self._busy = True
-                self._task = loop.create_task(self._run_in_thread(loop, items, merged, total))
+                self._task = loop.create_task(self._run_in_thread(loop, items))
                 return
-            _settle_all(self._score(items, merged, total))
+            _settle_all(self._score_all(items))
             if self.max_wait_s > 0 and self._queue:
                 self._schedule(loop)
                 return
 
-    async def _run_in_thread(
-        self, loop: asyncio.AbstractEventLoop, items: list[Item], merged: Columns, total: int
-    ) -> None:
+    async def _run_in_thread(self, loop: asyncio.AbstractEventLoop, items: list[Item]) -> None:
         try:
-            settlements = await asyncio.to_thread(self._score, items, merged, total)
+            settlements = await asyncio.to_thread(self._score_all, items)
             _settle_all(settlements)
         finally:
             self._busy = False
             if self._queue:
                 self._schedule(loop)
+
+    def _score_all(self, items: list[Item]) -> list[Settlement]:
+        """Score a batch, this model's rows first and then each rider's with its own model;
+        the log hook sees all of them at once."""
+        groups: dict[int, tuple[MicroBatcher, list[Item]]] = {}
+        for item in items:
+            scorer = item[4] or self
+            groups.setdefault(id(scorer), (scorer, []))[1].append(item)
+        settlements: list[Settlement] = []
+        for scorer, group in groups.values():
+            merged, total = scorer._merge_items(group)
+            settlements += scorer._score(group, merged, total)
+        if self.on_scored is not None:
+            tagged = [
+                (it[3], s[1])
+                for it, s in zip(_in_order(groups), settlements, strict=True)
+                if it[3] is not None and s[1] is not None
+            ]
+            if tagged:
+                try:
+                    self.on_scored(tagged)
+                except Exception:  # the callers see their tags untouched and do it themselves
+                    log.exception("the batch's on_scored hook failed")
+        return settlements
 
     def _merge_items(self, items: list[Item]) -> tuple[Columns, int]:
         if len(items) == 1:
@@ -132,7 +165,7 @@ class MicroBatcher:
         return self._merge([it[0] for it in items]), sum(it[1] for it in items)
 
     def _score(self, items: list[Item], merged: Columns, total: int) -> list[Settlement]:
-        """Run the model on a batch; what each caller gets. When a batch of several callers
+        """Run this model on a batch; what each caller gets. When a batch of several callers
         fails, each caller is scored alone, so one bad request fails only itself."""
         try:
             outputs = self._run(merged, total)
@@ -148,20 +181,9 @@ class MicroBatcher:
                     self.on_batch(total)
         settlements: list[Settlement] = []
         start = 0
-        for _columns, n, fut, _tag in items:
+        for _columns, n, fut, _tag, _scorer in items:
             settlements.append((fut, outputs[start : start + n], None))
             start += n
-        if self.on_scored is not None:
-            tagged = [
-                (it[3], s[1])
-                for it, s in zip(items, settlements, strict=True)
-                if it[3] is not None and s[1] is not None
-            ]
-            if tagged:
-                try:
-                    self.on_scored(tagged)
-                except Exception:  # the callers see their tags untouched and do it themselves
-                    log.exception("the batch's on_scored hook failed")
         return settlements
 
 
@@ -173,6 +195,11 @@ def merge_columns(parts: list[dict[str, list[Any]]]) -> dict[str, list[Any]]:
         for name in names:
             merged[name].extend(columns[name])
     return merged
+
+
+def _in_order(groups: dict[int, tuple[MicroBatcher, list[Item]]]) -> list[Item]:
+    """The items of every group, in the order their settlements were made."""
+    return [item for _, group in groups.values() for item in group]
 
 
 def _settle_all(settlements: list[Settlement]) -> None:

@@ -214,7 +214,10 @@ class Predictor:
             tag = None
             if whole and self.log is not None:
                 tag = LogTag(endpoint, m, role, idx, ids, part, rows, started)
-            outputs = await runner.batcher.submit((part.numbers, part.others), part.n, tag)
+            # the challenger's rows ride in the champion's batches (see `MicroBatcher`)
+            outputs = await endpoint.runners[0].batcher.submit(
+                (part.numbers, part.others), part.n, tag, runner.batcher
+            )
             return part, outputs, tag
 
         results: list[Any]
