@@ -17,7 +17,7 @@ import numpy as np
 import orjson
 
 from relevo.routing.deployment import Deployment
-from relevo.routing.gates import ArmStats, RolloutStats
+from relevo.routing.gates import ArmStats, RolloutStats, matched_quantile
 from relevo.store import Store
 
 FALLBACK = "fallback"
@@ -119,6 +119,7 @@ def arms(store: Store, state: Deployment, since: datetime | None = None) -> list
 def rollout_stats(store: Store, state: Deployment, since: datetime | None = None) -> RolloutStats:
     """What the gates need: both arms since the challenger was deployed, and the challenger's
     rows since the current step began."""
+    since = since if since is not None else challenger_since(store, state)
     found = arms(store, state, since)
     champion = found[0]
     challenger = found[1] if len(found) > 1 else Arm("challenger", "", 0, 0, None)
@@ -128,10 +129,24 @@ def rollout_stats(store: Store, state: Deployment, since: datetime | None = None
         step_rows = step.get((state.challenger_ref or "", "challenger"), 0) + step.get(
             (state.model_ref, FALLBACK), 0
         )
+    # the challenger's p99 is over the rows it answered itself (its failures were answered by
+    # the champion): the champion's latency at the quantile matched to that many rows
+    matched = None
+    answered = challenger.rows - challenger.errors
+    if answered > 0 and challenger.latency_p99_ms is not None and champion.rows:
+        matched = store.arms.latency_quantile(
+            state.name,
+            state.model_name,
+            state.model_version,
+            "champion",
+            since,
+            q=matched_quantile(answered),
+        )
     return RolloutStats(
         champion=ArmStats(champion.rows, champion.errors, champion.latency_p99_ms),
         challenger=ArmStats(challenger.rows, challenger.errors, challenger.latency_p99_ms),
         step_rows=step_rows,
+        champion_latency_matched_ms=matched,
     )
 
 
