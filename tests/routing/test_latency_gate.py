@@ -115,8 +115,10 @@ def test_rollout_stats_read_the_matched_latency_from_the_log(
     rv.store.predictions.insert_many(rows)
     stats = rollout_stats(rv.store, rv.deployments.get("churn"))
     assert stats.challenger.rows == 400
-    assert stats.challenger.latency_p99_ms == pytest.approx(nearest_rank(challenger, 0.99))
-    assert stats.champion.latency_p99_ms == pytest.approx(nearest_rank(champion, 0.99))
+    # the tally's histogram reads quantiles within 0.5 % of the exact nearest-rank ones
+    exact = nearest_rank(challenger, 0.99)
+    assert stats.challenger.latency_p99_ms == pytest.approx(exact, rel=0.005)
+    assert stats.champion.latency_p99_ms == pytest.approx(nearest_rank(champion, 0.99), rel=0.005)
     expected = nearest_rank(champion, matched_quantile(400))
-    assert stats.champion_latency_matched_ms == pytest.approx(expected)
+    assert stats.champion_latency_matched_ms == pytest.approx(expected, rel=0.005)
     assert stats.champion_latency_matched_ms > stats.champion.latency_p99_ms

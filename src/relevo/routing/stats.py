@@ -16,8 +16,10 @@ from typing import Any
 import numpy as np
 import orjson
 
+from relevo.routing import tally as tallies
 from relevo.routing.deployment import Deployment
 from relevo.routing.gates import ArmStats, RolloutStats, matched_quantile
+from relevo.routing.tally import Key
 from relevo.store import Store
 
 FALLBACK = "fallback"
@@ -70,47 +72,53 @@ def challenger_since(store: Store, state: Deployment) -> datetime | None:
     return state.step_started_at
 
 
-def _rows(store: Store, state: Deployment, since: datetime | None) -> dict[tuple[str, str], int]:
-    out: dict[tuple[str, str], int] = {}
-    for c in store.arms.counts(state.name, since):
-        key = (f"{c.model_name}:{c.model_version}", c.role)
-        out[key] = out.get(key, 0) + c.rows
-    return out
+def _look(store: Store, state: Deployment, since: datetime | None) -> dict[Key, tallies.Arm]:
+    """Every (model, role)'s rows and latencies logged for the deployment since `since`."""
+    return tallies.tally(store, state.name, since).look(store)
+
+
+def _rows(looked: dict[Key, tallies.Arm], model: str, version: int, role: str) -> int:
+    found = looked.get((model, version, role))
+    return 0 if found is None else found.rows
+
+
+def _quantile(
+    looked: dict[Key, tallies.Arm], model: str, version: int, role: str, q: float = 0.99
+) -> float | None:
+    found = looked.get((model, version, role))
+    return None if found is None else found.latencies.quantile(q)
 
 
 def arms(store: Store, state: Deployment, since: datetime | None = None) -> list[Arm]:
     """The champion's and (if any) the challenger's numbers since `since` (default: since the
     challenger was deployed, or all time without one)."""
     since = since if since is not None else challenger_since(store, state)
-    rows = _rows(store, state, since)
-    champion = state.model_ref
+    return _arms(state, _look(store, state, since))
+
+
+def _arms(state: Deployment, looked: dict[Key, tallies.Arm]) -> list[Arm]:
+    name, version = state.model_name, state.model_version
     out = [
         Arm(
             "champion",
-            champion,
-            rows.get((champion, "champion"), 0),
+            state.model_ref,
+            _rows(looked, name, version, "champion"),
             0,  # a champion's failure is the caller's error response, never logged as a row
-            _p99(store, state.name, state.model_name, state.model_version, "champion", since),
+            _quantile(looked, name, version, "champion"),
         )
     ]
     if state.has_challenger and state.strategy == "canary":
         ref = state.challenger_ref
         assert ref is not None and state.challenger_name and state.challenger_version
-        failed = rows.get((champion, FALLBACK), 0)
+        failed = _rows(looked, name, version, FALLBACK)
+        ch_name, ch_version = state.challenger_name, state.challenger_version
         out.append(
             Arm(
                 "challenger",
                 ref,
-                rows.get((ref, "challenger"), 0) + failed,
+                _rows(looked, ch_name, ch_version, "challenger") + failed,
                 failed,
-                _p99(
-                    store,
-                    state.name,
-                    state.challenger_name,
-                    state.challenger_version,
-                    "challenger",
-                    since,
-                ),
+                _quantile(looked, ch_name, ch_version, "challenger"),
             )
         )
     return out
@@ -120,27 +128,23 @@ def rollout_stats(store: Store, state: Deployment, since: datetime | None = None
     """What the gates need: both arms since the challenger was deployed, and the challenger's
     rows since the current step began."""
     since = since if since is not None else challenger_since(store, state)
-    found = arms(store, state, since)
+    looked = _look(store, state, since)
+    found = _arms(state, looked)
     champion = found[0]
     challenger = found[1] if len(found) > 1 else Arm("challenger", "", 0, 0, None)
     step_rows = challenger.rows
     if state.step_started_at is not None and state.progressive:
-        step = _rows(store, state, state.step_started_at)
-        step_rows = step.get((state.challenger_ref or "", "challenger"), 0) + step.get(
-            (state.model_ref, FALLBACK), 0
-        )
+        step = _look(store, state, state.step_started_at)
+        step_rows = _rows(step, state.model_name, state.model_version, FALLBACK)
+        if state.challenger_name is not None and state.challenger_version is not None:
+            step_rows += _rows(step, state.challenger_name, state.challenger_version, "challenger")
     # the challenger's p99 is over the rows it answered itself (its failures were answered by
     # the champion): the champion's latency at the quantile matched to that many rows
     matched = None
     answered = challenger.rows - challenger.errors
     if answered > 0 and challenger.latency_p99_ms is not None and champion.rows:
-        matched = store.arms.latency_quantile(
-            state.name,
-            state.model_name,
-            state.model_version,
-            "champion",
-            since,
-            q=matched_quantile(answered),
+        matched = _quantile(
+            looked, state.model_name, state.model_version, "champion", matched_quantile(answered)
         )
     return RolloutStats(
         champion=ArmStats(champion.rows, champion.errors, champion.latency_p99_ms),
@@ -161,12 +165,6 @@ def bake_alerts(store: Store, state: Deployment) -> tuple[str, ...]:
         for a in store.alerts.list(state.name)
         if a.rule in BAKE_RULES and a.started_at >= state.promoted_at
     )
-
-
-def _p99(
-    store: Store, deployment: str, name: str, version: int, role: str, since: datetime | None
-) -> float | None:
-    return store.arms.latency_quantile(deployment, name, version, role, since)
 
 
 def shadow_comparison(store: Store, state: Deployment) -> dict[str, Any] | None:
