@@ -99,3 +99,29 @@ def test_the_gate_waits_for_the_smaller_of_its_sample_and_the_step_minimum():
     assert gate.check(state, RolloutStats(drift=Measurement(0.9, 200))).verdict == "fail"
     assert gate.check(state, RolloutStats(drift=Measurement(0.1, 200))).verdict == "pass"
     assert gate.check(state, RolloutStats()).verdict == "inconclusive"
+
+
+def test_the_evaluator_reads_the_drift_at_most_every_few_seconds(
+    rv: relevo.Relevo,
+    canary: Deployment,
+    churn_pipeline: Pipeline,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """The drift measurement costs a read and a parse of 5,000 outputs: the evaluator, which
+    looks every second, reads it once per `DRIFT_EVERY_S` (per deployment revision)."""
+    from relevo.routing import evaluator
+
+    clock = [1000.0]
+    monkeypatch.setattr(evaluator.time, "monotonic", lambda: clock[0])
+    evaluator._drift_cache.clear()
+    _log(rv, _live(churn_pipeline, 300))
+    first = evaluate_once(rv, "test-holder", 30.0)["churn"]
+    _log(rv, np.clip(_live(churn_pipeline, 1500) + 0.35, 0, 1))  # drifted rows arrive
+    clock[0] += evaluator.DRIFT_EVERY_S / 2
+    held = evaluate_once(rv, "test-holder", 30.0)["churn"]
+    assert held.decision.move != "rollback"  # the cached measurement: 300 rows, undrifted
+    drift = [g.detail for g in held.decision.results if g.gate == "drift"]
+    assert len(drift) == 1 and "over 300 rows" in drift[0]
+    assert drift == [g.detail for g in first.decision.results if g.gate == "drift"]
+    clock[0] += evaluator.DRIFT_EVERY_S
+    assert evaluate_once(rv, "test-holder", 30.0)["churn"].decision.move == "rollback"
