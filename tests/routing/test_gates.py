@@ -152,3 +152,16 @@ def test_the_drift_and_label_slots_answer_from_their_measurements():
     assert auc.check(STATE, RolloutStats()).verdict == "pass"
     log_loss = LabelMetricGate(higher_is_better=False)
     assert log_loss.check(STATE, RolloutStats(label_metric=worse)).verdict == "pass"
+
+
+def test_the_gate_uses_the_matched_latency_when_it_has_one():
+    gate = LatencyGate(ratio=1.0, slack_ms=0.0, min_rows=500)
+    champion, challenger = ArmStats(50_000, 0, 10.0), ArmStats(600, 0, 11.0)
+    assert gate.check(STATE, RolloutStats(champion, challenger)).verdict == "fail"
+    matched = RolloutStats(champion, challenger, champion_latency_matched_ms=12.0)
+    result = gate.check(STATE, matched)
+    assert result.verdict == "pass"
+    assert result.threshold == pytest.approx(12.0)
+    assert "600 rows" in result.detail and "matched" in result.detail
+    slow = RolloutStats(champion, ArmStats(600, 0, 12.5), champion_latency_matched_ms=12.0)
+    assert gate.check(STATE, slow).verdict == "fail"

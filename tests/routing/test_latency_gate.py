@@ -16,7 +16,7 @@ from sklearn.pipeline import Pipeline
 
 import relevo
 from relevo.datasets import CHURN_TARGET
-from relevo.routing.gates import ArmStats, LatencyGate, RolloutStats, matched_quantile
+from relevo.routing.gates import matched_quantile
 from relevo.routing.stats import rollout_stats
 
 
@@ -63,35 +63,6 @@ def _probit(p: float) -> float:
     from scipy.stats import norm
 
     return float(norm.ppf(p))
-
-
-def test_the_gate_uses_the_matched_latency_when_it_has_one():
-    gate = LatencyGate(ratio=1.0, slack_ms=0.0, min_rows=500)
-    champion, challenger = ArmStats(50_000, 0, 10.0), ArmStats(600, 0, 11.0)
-    state = _state()
-    assert gate.check(state, RolloutStats(champion, challenger)).verdict == "fail"
-    matched = RolloutStats(champion, challenger, champion_latency_matched_ms=12.0)
-    result = gate.check(state, matched)
-    assert result.verdict == "pass"
-    assert result.threshold == pytest.approx(12.0)
-    assert "600 rows" in result.detail and "matched" in result.detail
-    slow = RolloutStats(champion, ArmStats(600, 0, 12.5), champion_latency_matched_ms=12.0)
-    assert gate.check(state, slow).verdict == "fail"
-
-
-def _state():
-    from relevo.routing.deployment import Deployment
-
-    return Deployment(
-        "churn",
-        "churn",
-        1,
-        datetime(2026, 11, 30, tzinfo=UTC),
-        strategy="canary",
-        challenger_name="churn",
-        challenger_version=2,
-        weight=0.1,
-    )
 
 
 def test_rollout_stats_read_the_matched_latency_from_the_log(
