@@ -121,6 +121,23 @@ def test_the_reconstruction_error_is_a_pca_reconstruction(reference, churn_frame
     assert bucket.multivariate.mean == pytest.approx(expected.mean(), rel=1e-9)
 
 
+def test_the_reconstruction_error_of_column_arrays_is_the_frames(reference):
+    # the production profiles hand over float arrays and object arrays, not a DataFrame
+    mv = reference.multivariate
+    frame = _current(7, 300)
+    frame.loc[frame.index[::5], "contract"] = None
+    columns = {c: frame[c].to_numpy(dtype=np.float64) for c in CHURN_NUMERIC}
+    for c in CHURN_CATEGORICAL:
+        values = np.empty(len(frame), dtype=object)
+        values[:] = frame[c].tolist()
+        columns[c] = values
+    assert np.array_equal(mv.errors(columns), mv.errors(frame))
+    # a numeric column missing from the rows: imputed with the reference mean either way
+    gone = mv.numeric[0]
+    partial = {c: v for c, v in columns.items() if c != gone}
+    assert np.array_equal(mv.errors(partial), mv.errors(frame.drop(columns=gone)))
+
+
 def test_a_broken_correlation_raises_the_reconstruction_error(reference):
     frame = make_churn(2000, seed=8)[CHURN_FEATURES]
     shuffled = frame.copy()

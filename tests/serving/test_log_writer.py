@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from relevo.monitoring.windows import load_window
+from relevo.serving.entries import encode
 from relevo.serving.log import FIELDS, LogEntry, PredictionLog, open_prediction_log
 from relevo.serving.log_writer import RemoteWriter, WriterConfig
 from relevo.serving.spool import Spool
@@ -120,3 +121,43 @@ def test_either_writer_gives_the_same_rows(rv, tmp_path, writer, monkeypatch):
     plog.put_blocking(_entry(5, start=7, deployment=f"dep-{writer}"))
     plog.close()
     assert _stored(rv.store, f"dep-{writer}") == {f"{7 + i:032x}": {"x": 7.0 + i} for i in range(5)}
+
+
+def test_frames_of_any_size_are_read_whole_through_the_reused_buffer(rv):
+    # one write of many entries (a frame over the reader's first buffer and over what it keeps)
+    # and small ones around it, straight through the writer process: every row comes back
+    remote = RemoteWriter(WriterConfig(database_url=rv.store.url, dead_letter=None, profiles=False))
+    try:
+        big = [encode(_entry(500, start=i * 500)) for i in range(60)]  # ~1.5 MB, 30,000 rows
+        assert sum(map(len, big)) > 1 << 20
+        assert remote.write([encode(_entry(3, start=10**6))]) == (3, 0)
+        assert remote.write(big) == (30_000, 0)
+        assert remote.write([encode(_entry(2, start=2 * 10**6))]) == (2, 0)
+    finally:
+        remote.close()
+    stored = _stored(rv.store)
+    assert len(stored) == 30_005
+    assert stored[f"{29_999:032x}"] == {"x": 29_999.0}
+    assert stored[f"{2 * 10**6 + 1:032x}"] == {"x": 2_000_001.0}
+
+
+def test_the_frame_reader_reuses_its_buffer_and_lets_a_big_one_go():
+    from relevo.serving.log_writer import _FrameReader
+
+    r, w = os.pipe()
+    chunks = [b"a" * 10, b"b" * 300, b"c" * 50, b"d" * 20]
+    os.write(w, b"".join(chunks))
+    os.close(w)
+    with os.fdopen(r, "rb", buffering=0) as src:
+        frames = _FrameReader(src, size=64, keep=128)
+        assert bytes(frames.read(10)) == chunks[0]
+        first = frames._buf
+        assert bytes(frames.read(300)) == chunks[1]  # grown to hold it
+        assert len(frames._buf) == 300
+        assert bytes(frames.read(50)) == chunks[2]  # past `keep`: a buffer of the first size
+        assert len(frames._buf) == 64 and frames._buf is not first
+        kept = frames._buf
+        assert bytes(frames.read(20)) == chunks[3]
+        assert frames._buf is kept
+        with pytest.raises(ValueError, match="end of input"):
+            frames.read(1)

@@ -113,3 +113,30 @@ def test_an_up_to_date_store_opens_without_migrating(database_url):
             == head_revision()
         )
     store.close()
+
+
+def test_a_new_sqlite_file_gets_large_pages_and_an_existing_one_keeps_its_own(tmp_path: Path):
+    import sqlite3
+
+    def pragmas(url: str) -> tuple[int, int, str]:
+        engine = create_store_engine(url)
+        try:
+            with engine.connect() as conn:
+                return (
+                    conn.execute(text("PRAGMA page_size")).scalar_one(),
+                    conn.execute(text("PRAGMA wal_autocheckpoint")).scalar_one(),
+                    conn.execute(text("PRAGMA journal_mode")).scalar_one(),
+                )
+        finally:
+            engine.dispose()
+
+    store = Store(f"sqlite:///{tmp_path / 'new.db'}")
+    store.close()
+    # the WAL is checkpointed at the same size in bytes as SQLite's default (1,000 x 4 KiB)
+    assert pragmas(f"sqlite:///{tmp_path / 'new.db'}") == (16384, 250, "wal")
+    old = tmp_path / "old.db"
+    con = sqlite3.connect(old)
+    con.execute("CREATE TABLE t (x)")  # made with the default page size, not in WAL mode
+    con.commit()
+    con.close()
+    assert pragmas(f"sqlite:///{old}") == (4096, 1000, "wal")

@@ -129,6 +129,8 @@ def _design(
 ) -> np.ndarray:
     """Numeric columns as floats (NaN when missing), then one 0/1 column per top category."""
     if not isinstance(frame, pd.DataFrame):
+        if all(_floats(frame.get(c)) for c in numeric):
+            return _design_arrays(frame, numeric, categorical)
         frame = pd.DataFrame(dict(frame))
     n = len(frame)
     width = len(numeric) + sum(len(cats) for _, cats in categorical)
@@ -154,6 +156,36 @@ def _design(
             if c in frame.columns
             else np.full(n, None, dtype=object)
         )
+        for cat in cats:
+            out[:, j] = values == cat
+            j += 1
+    return out
+
+
+def _floats(values: Any) -> bool:
+    return values is None or (isinstance(values, np.ndarray) and values.dtype == np.float64)
+
+
+def _design_arrays(
+    columns: Mapping[str, Any],
+    numeric: tuple[str, ...],
+    categorical: tuple[tuple[str, tuple[str, ...]], ...],
+) -> np.ndarray:
+    """`_design` of columns whose numeric ones are float arrays already (the production
+    profiles'): copied into place, without a DataFrame (its construction and the block's
+    conversion were most of the cost)."""
+    n = len(next(iter(columns.values()))) if columns else 0
+    width = len(numeric) + sum(len(cats) for _, cats in categorical)
+    out = np.empty((n, width), dtype=np.float64)
+    for k, c in enumerate(numeric):
+        values = columns.get(c)
+        out[:, k] = np.nan if values is None else values
+    j = len(numeric)
+    for c, cats in categorical:
+        if c in columns:
+            values = pd.Series(columns[c]).map(str, na_action="ignore").to_numpy(dtype=object)
+        else:
+            values = np.full(n, None, dtype=object)
         for cat in cats:
             out[:, j] = values == cat
             j += 1

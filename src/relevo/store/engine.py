@@ -108,12 +108,26 @@ def _private_sqlite_files(path: Path, ours: bool) -> None:
         pass
 
 
+#: the page size of a new SQLite file (one that exists keeps its own: a WAL database cannot
+#: change it). The prediction log's rows (~0.7 KiB of JSON each) go in with about a third
+#: less CPU on 16 KiB pages than on the 4 KiB default: fewer pages to split, checksum and
+#: write to the WAL per row (measured in-process, 42,000 rows in batches of 1,400)
+SQLITE_PAGE_SIZE = 16_384
+#: the WAL is copied back into the database once it holds this many bytes: SQLite's default
+#: (1,000 pages of 4 KiB), whatever the page size
+SQLITE_CHECKPOINT_BYTES = 4_096_000
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     try:
         cur.execute("PRAGMA busy_timeout=30000")
+        # before the first write (the switch to WAL below writes the file's header)
+        cur.execute(f"PRAGMA page_size={SQLITE_PAGE_SIZE}")
         _enable_wal(cur)
         cur.execute("PRAGMA synchronous=NORMAL")
+        page = int(cur.execute("PRAGMA page_size").fetchone()[0])
+        cur.execute(f"PRAGMA wal_autocheckpoint={max(1, SQLITE_CHECKPOINT_BYTES // page)}")
     finally:
         cur.close()
 
