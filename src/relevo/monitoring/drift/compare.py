@@ -71,7 +71,7 @@ def compare(
     ref_m, cur_m = multivariate if multivariate is not None else (None, None)
     if ref_m is not None and config.multivariate.enabled:
         multi = column_drift("multivariate", ref_m, cur_m, config, config.multivariate)
-    return report(
+    return build_report(
         tested,
         config,
         reference.n_rows,
@@ -82,7 +82,7 @@ def compare(
     )
 
 
-def report(
+def build_report(
     tested: list[FeatureDrift],
     config: DriftConfig,
     reference_rows: int,

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from relevo.errors import InvalidInputError, Problem
-from relevo.monitoring.drift.compare import column_drift, report
+from relevo.monitoring.drift.compare import build_report, column_drift
 from relevo.monitoring.drift.config import DriftConfig
 from relevo.monitoring.drift.report import DriftReport
 from relevo.monitoring.numeric import BINS, NumericProfile, _hypergeometric, reference_edges
@@ -83,7 +83,7 @@ def drift(
         # the profiles go once tested: their raw samples (40 kB a numeric column) are not
         # held for every column at once
         del ref, cur
-    return report(tested, config, len(reference_df), len(current_df), baseline="reference")
+    return build_report(tested, config, len(reference_df), len(current_df), baseline="reference")
 
 
 def _profiles(
