@@ -20,6 +20,7 @@ from relevo.monitoring import (
     DatasetProfile,
     NumericProfile,
 )
+from relevo.monitoring.numeric import reference_edges
 from relevo.monitoring.profile import COUNT_BLOCK
 
 
@@ -68,6 +69,26 @@ def test_reference_edges_are_deduplicated_quantiles_from_min_to_max(ref_values: 
     np.testing.assert_allclose(p.proportions, 0.1, atol=1e-3)
     assert p.below == p.above == 0
     assert_same_stats(p, ref_values)
+
+
+@pytest.mark.parametrize("kind", ["continuous", "few distinct", "constant"])
+def test_reference_edges_in_place_are_the_same_edges(kind: str) -> None:
+    """`overwrite=True` (the drift call's edge sample, not used again) may reorder the values
+    but gives exactly the edges of the default, which leaves its input as it was."""
+    rng = np.random.default_rng(5)
+    values = {
+        "continuous": rng.lognormal(3, 0.5, 50_000),
+        "few distinct": rng.poisson(1, 50_000).astype(float),  # ties: one bin per value
+        "constant": np.full(1000, 7.5),
+    }[kind]
+    before = values.copy()
+    edges = reference_edges(values, 10)
+    np.testing.assert_array_equal(values, before)
+    in_place = reference_edges(values, 10, overwrite=True)
+    np.testing.assert_array_equal(in_place, edges)
+    np.testing.assert_array_equal(np.sort(values), np.sort(before))
+    if kind == "few distinct":
+        assert edges.size == np.unique(before).size + 1  # the distinct values' branch
 
 
 def test_production_counts_match_histogram_including_out_of_range(ref_values: np.ndarray):

@@ -132,23 +132,34 @@ def _merge_samples(
     return out
 
 
-def reference_edges(values: np.ndarray, bins: int) -> np.ndarray:
+def reference_edges(values: np.ndarray, bins: int, *, overwrite: bool = False) -> np.ndarray:
     """Bin edges for finite reference values: the 0, 1/bins, ..., 1 quantiles, deduplicated.
 
     When ties leave fewer than bins + 1 edges and the column has at most `bins` distinct
     values (a flag, a count, a rating), every distinct value gets its own bin instead: the
     edges are min, the midpoints between neighbours, and max. A constant column has one edge
-    and so one bin; an empty one has no edges and one bin.
+    and so one bin; an empty one has no edges and one bin. `overwrite`: `values` may be
+    reordered in place (the same edges, without a copy of the values).
     """
     if values.size == 0:
         return np.empty(0)
-    edges = np.unique(np.quantile(values, np.linspace(0.0, 1.0, bins + 1)))
+    q = np.linspace(0.0, 1.0, bins + 1)
+    edges = np.unique(np.quantile(values, q, overwrite_input=overwrite))
     if edges.size < bins + 1:
-        distinct = np.unique(values)
+        distinct = _sorted_distinct(values) if overwrite else np.unique(values)
         if 1 < distinct.size <= bins:
             mids = distinct[:-1] + (distinct[1:] - distinct[:-1]) / 2
             edges = np.unique(np.concatenate([distinct[:1], mids, distinct[-1:]]))
     return edges
+
+
+def _sorted_distinct(values: np.ndarray) -> np.ndarray:
+    """`np.unique(values)` for a 1-D array it may sort in place (np.unique sorts a copy)."""
+    values.sort()
+    keep = np.empty(values.size, dtype=bool)
+    keep[:1] = True
+    np.not_equal(values[1:], values[:-1], out=keep[1:])
+    return values[keep]
 
 
 def check_counts(name: str, *values: int) -> None:

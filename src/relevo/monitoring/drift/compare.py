@@ -59,7 +59,6 @@ def compare(
         for n in names
         if config.column(n).enabled
     ]
-    features = corrected(tested, config)
     pred = None
     if prediction is not None and config.prediction.enabled:
         ref_p, cur_p = prediction
@@ -72,13 +71,36 @@ def compare(
     ref_m, cur_m = multivariate if multivariate is not None else (None, None)
     if ref_m is not None and config.multivariate.enabled:
         multi = column_drift("multivariate", ref_m, cur_m, config, config.multivariate)
-    return DriftReport(
-        features=tuple(features),
+    return build_report(
+        tested,
+        config,
+        reference.n_rows,
+        current.n_rows,
         prediction=pred,
         multivariate=multi,
+        **context,
+    )
+
+
+def build_report(
+    tested: list[FeatureDrift],
+    config: DriftConfig,
+    reference_rows: int,
+    current_rows: int,
+    *,
+    prediction: FeatureDrift | None = None,
+    multivariate: FeatureDrift | None = None,
+    **context: Any,
+) -> DriftReport:
+    """The report of the features' tests (`column_drift`, before any correction), corrected
+    for multiple tests as `config` says."""
+    return DriftReport(
+        features=tuple(corrected(tested, config)),
+        prediction=prediction,
+        multivariate=multivariate,
         dataset_share=config.dataset_share,
-        reference_rows=reference.n_rows,
-        current_rows=current.n_rows,
+        reference_rows=reference_rows,
+        current_rows=current_rows,
         config=config.to_dict(),
         **context,
     )

@@ -22,11 +22,11 @@ import numpy as np
 import pandas as pd
 
 from relevo.errors import InvalidInputError, Problem
-from relevo.monitoring.drift.compare import compare
+from relevo.monitoring.drift.compare import build_report, column_drift
 from relevo.monitoring.drift.config import DriftConfig
 from relevo.monitoring.drift.report import DriftReport
 from relevo.monitoring.numeric import BINS, NumericProfile, _hypergeometric, reference_edges
-from relevo.monitoring.profile import CategoricalProfile, ColumnProfile, DatasetProfile
+from relevo.monitoring.profile import CategoricalProfile, ColumnProfile
 
 #: reference values the bin edges are taken from
 EDGE_SAMPLE = 100_000
@@ -62,6 +62,7 @@ def drift(
                 f"{label} must be a pandas DataFrame, not {type(frame).__name__}"
             )
     names = [str(c) for c in reference_df.columns] if columns is None else [str(c) for c in columns]
+    names = list(dict.fromkeys(names))  # a column named twice is tested once
     absent = [
         Problem(f"not in {label}", column=n)
         for label, frame in (("reference_df", reference_df), ("current_df", current_df))
@@ -72,34 +73,43 @@ def drift(
         raise InvalidInputError("columns missing from the frames", absent)
     if not names:
         raise InvalidInputError("no column to compare")
-    ref_cols: dict[str, ColumnProfile] = {}
-    cur_cols: dict[str, ColumnProfile] = {}
+    config = config or DriftConfig()
+    tested = []
     for name in names:
-        ref_values, cur_values = reference_df[name], current_df[name]
-        if _is_numeric(ref_values):
-            try:
-                ref, cur = _Column(ref_values), _Column(cur_values)
-            except (TypeError, ValueError) as exc:
-                raise InvalidInputError(
-                    f"column {name!r} is numeric in the reference but not in the current data",
-                    [Problem(str(exc), column=name)],
-                ) from None
-            # bin edges from the quantiles of a sample of the reference (edges only cut the
-            # line: the counts in each bin are then exact)
-            edge_sample, ref_sample = ref.sample(
-                (EDGE_SAMPLE, np.random.default_rng(SEED + 1)),
-                (REFERENCE_SAMPLE, np.random.default_rng(SEED)),
-            )
-            edges = reference_edges(edge_sample, BINS)
-            del edge_sample
-            ref_cols[name] = ref.profile(edges, REFERENCE_SAMPLE, ref_sample)
-            cur_cols[name] = cur.profile(edges)
-        else:
-            ref_cols[name] = CategoricalProfile.reference(ref_values)
-            cur_cols[name] = CategoricalProfile().update(cur_values)
-    reference = DatasetProfile(len(reference_df), ref_cols)
-    current = DatasetProfile(len(current_df), cur_cols)
-    return compare(reference, current, config, baseline="reference")
+        ref, cur = _profiles(name, reference_df[name], current_df[name])
+        settings = config.column(name)
+        if settings.enabled:
+            tested.append(column_drift(name, ref, cur, config, settings))
+        # the profiles go once tested: their raw samples (40 kB a numeric column) are not
+        # held for every column at once
+        del ref, cur
+    return build_report(tested, config, len(reference_df), len(current_df), baseline="reference")
+
+
+def _profiles(
+    name: str, ref_values: pd.Series, cur_values: pd.Series
+) -> tuple[ColumnProfile, ColumnProfile]:
+    """The reference's and the current window's profiles of one column, on the reference's
+    bins: the same values a server profiles its traffic into."""
+    if _is_numeric(ref_values):
+        try:
+            ref, cur = _Column(ref_values), _Column(cur_values)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(
+                f"column {name!r} is numeric in the reference but not in the current data",
+                [Problem(str(exc), column=name)],
+            ) from None
+        # bin edges from the quantiles of a sample of the reference (edges only cut the
+        # line: the counts in each bin are then exact); the sample is not used again, so
+        # the quantiles may reorder it in place instead of copying it
+        edge_sample, ref_sample = ref.sample(
+            (EDGE_SAMPLE, np.random.default_rng(SEED + 1)),
+            (REFERENCE_SAMPLE, np.random.default_rng(SEED)),
+        )
+        edges = reference_edges(edge_sample, BINS, overwrite=True)
+        del edge_sample
+        return ref.profile(edges, REFERENCE_SAMPLE, ref_sample), cur.profile(edges)
+    return CategoricalProfile.reference(ref_values), CategoricalProfile().update(cur_values)
 
 
 def _is_numeric(series: pd.Series) -> bool:
@@ -162,19 +172,22 @@ class _Column:
         is drawn first (sequential hypergeometric draws), then which ones within the block, so
         no array as long as the column is made."""
         plans = [(rng, _split(rng, self.finite, min(k, self.count))) for k, rng in requests]
-        parts: list[list[np.ndarray]] = [[] for _ in requests]
+        # each sample filled in place, block after block (no list of parts to concatenate)
+        out = [np.empty(sum(split)) for _, split in plans]
+        filled = [0] * len(plans)
         for i, (block, ok) in enumerate(self.blocks()):
             finite = block if ok is None else block[ok]
-            for (rng, split), part in zip(plans, parts, strict=True):
-                if split[i] == finite.size:
-                    part.append(finite.copy())
-                elif split[i]:
-                    part.append(finite[rng.choice(finite.size, split[i], replace=False)])
-        out = []
-        for (rng, _), part in zip(plans, parts, strict=True):
-            values = np.concatenate(part) if part else np.empty(0)
+            for j, (rng, split) in enumerate(plans):
+                n, at = split[i], filled[j]
+                if n == finite.size:
+                    out[j][at : at + n] = finite
+                elif n:
+                    np.take(
+                        finite, rng.choice(finite.size, n, replace=False), out=out[j][at : at + n]
+                    )
+                filled[j] = at + n
+        for (rng, _), values in zip(plans, out, strict=True):
             rng.shuffle(values)
-            out.append(values)
         return out
 
     def profile(
