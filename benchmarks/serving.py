@@ -32,10 +32,12 @@ on the first run; they never touch relevo's dependencies. Each server is started
 process group, checked to answer the fixed request correctly (same probability as in-process),
 warmed up for 2 s, loaded with `wrk -t1 -c1` and `wrk -t1 -c32`, then stopped. Throughput counts
 2xx answers only, and every non-2xx or socket error is reported, so a server that answers errors
-fast cannot look fast. (a) and (b) are also run in interleaved rounds (a b b a ...) for the
-logging cost (the median of the pairs, with each pair's figure for the spread; 8 rounds by
-default: at least 7 pairs), the server's CPU time per request is read from /proc around each
-loaded run, and after (a) stops its prediction log is checked to hold a row for every 2xx
+fast cannot look fast. (a), (b), (g), (h) and (c) then stay up together for interleaved c=N
+rounds (a b g h c, c h g b a, ...; 8 by default): this machine's speed drifts by a fifth over
+minutes, so the ratios the goals are about (the logging cost 1 - a/b, the canary's 1 - h/a,
+relevo over bare FastAPI a/c) are the ratios of the medians over pairs measured seconds apart
+(the table's runs and each round make a pair), each pair's own figure printed for the spread.
+The server's CPU time per request is read from /proc around each loaded run, and after (a) stops its prediction log is checked to hold a row for every 2xx
 answer. Results go to stdout as one table and to benchmarks/.work/serving-results.json.
 `--profile` samples (a) with py-spy during one more loaded run. See docs/performance.md.
 """
@@ -887,28 +889,38 @@ def table(rows: list[Row], connections: int) -> str:
     return "\n".join(lines)
 
 
-def ratios(by_key: dict[str, Row], rounds: list[dict[str, float]]) -> dict[str, Any]:
+def paired(
+    by_key: dict[str, Row], rounds: list[dict[str, float]], x: str, y: str
+) -> tuple[float | None, list[float]]:
+    """x's c=N 2xx/s over y's: the table's runs and each interleaved round make a pair; the
+    ratio of the two medians, and each pair's own ratio (the spread)."""
+
     def rps(key: str) -> float | None:
         r = by_key.get(key)
         if r is None or r.note or r.c32 is None or r.c32.ok_per_s <= 0:
             return None
         return r.c32.ok_per_s
 
-    a = rps("a")
+    first_x, first_y = rps(x), rps(y)
+    if not first_x or not first_y:
+        return None, []
+    pairs = [(first_x, first_y)] + [(r[x], r[y]) for r in rounds if r.get(x) and r.get(y)]
+    med_x = statistics.median(p[0] for p in pairs)
+    med_y = statistics.median(p[1] for p in pairs)
+    return med_x / med_y, [round(px / py, 4) for px, py in pairs]
+
+
+def ratios(by_key: dict[str, Row], rounds: list[dict[str, float]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, name in (("c", "bare_fastapi"), ("e", "mlserver"), ("f", "bentoml")):
-        other = rps(key)
-        out[f"a_over_{name}_c32_rps"] = a / other if a and other else None
-    b = rps("b")
-    # over the table's c=N runs of (a) and (b) and the interleaved rounds: medians, and the
-    # cost each (a, b) pair alone would give, to show the noise
-    out["logging_cost"] = out["logging_cost_runs"] = None
-    if a and b:
-        pairs = [(a, b)] + [(r["a"], r["b"]) for r in rounds if r.get("a") and r.get("b")]
-        med_a = statistics.median(p[0] for p in pairs)
-        med_b = statistics.median(p[1] for p in pairs)
-        out["logging_cost"] = 1.0 - med_a / med_b
-        out["logging_cost_runs"] = [round(1.0 - pa / pb, 4) for pa, pb in pairs]
+        ratio, each = paired(by_key, rounds, "a", key)
+        out[f"a_over_{name}_c32_rps"] = ratio
+        if key == "c":
+            out["a_over_bare_fastapi_runs"] = each
+    # the logging cost: 1 - (a)/(b) over the table's runs and the interleaved rounds
+    ratio, each = paired(by_key, rounds, "a", "b")
+    out["logging_cost"] = None if ratio is None else 1.0 - ratio
+    out["logging_cost_runs"] = [round(1.0 - x, 4) for x in each] or None
     ra, rd, rc = by_key.get("a"), by_key.get("d"), by_key.get("c")
     if ra and ra.c1 and not ra.note and rd and rd.floor_p50_ms is not None:
         out["a_c1_p50_over_floor_ms"] = ra.c1.p50_ms - rd.floor_p50_ms
@@ -933,6 +945,12 @@ def print_ratios(r: dict[str, Any], connections: int) -> None:
         f"FastAPI, {x(r['a_over_mlserver_c32_rps'])} MLServer, "
         f"{x(r['a_over_bentoml_c32_rps'])} BentoML  (goal: >= 4x, >= 8x MLServer)"
     )
+    bare = r.get("a_over_bare_fastapi_runs") or []
+    if len(bare) > 1:
+        print(
+            f"  over bare FastAPI from medians of {len(bare)} (a, c) pairs; pair by pair: "
+            + ", ".join(f"{v:.2f}x" for v in bare)
+        )
     print(
         f"relevo (a) c=1 p50 over the in-process floor: {ms(r['a_c1_p50_over_floor_ms'])};"
         f" over bare FastAPI: {ms(r['a_c1_p50_minus_bare_fastapi_ms'])}"
@@ -1095,16 +1113,21 @@ def side_by_side(results: dict[str, dict[str, Any]], n: int) -> str:
                 ),
             ]
         )
-    cost = []
-    for r in results.values():
-        c, runs = r["ratios"]["logging_cost"], r["ratios"]["logging_cost_runs"] or []
-        spread = (
-            f" [{100 * min(runs):+.1f} .. {100 * max(runs):+.1f}], {len(runs)} pairs"
-            if runs
-            else ""
-        )
-        cost.append("n/a" if c is None else f"{100 * c:.1f} %{spread}")
-    lines.append(["logging cost (median of pairs)", *cost])
+    for label, name in (
+        ("logging cost (median of pairs)", "logging_cost"),
+        ("canary (h) cost (median of pairs)", "canary_cost_c32"),
+    ):
+        cost = []
+        for r in results.values():
+            c = r["ratios"].get(name)
+            runs = r["ratios"].get(name.replace("_c32", "") + "_runs") or []
+            spread = (
+                f" [{100 * min(runs):+.1f} .. {100 * max(runs):+.1f}], {len(runs)} pairs"
+                if runs
+                else ""
+            )
+            cost.append("n/a" if c is None else f"{100 * c:.1f} %{spread}")
+        lines.append([label, *cost])
     widths = [max(len(row[i]) for row in lines) for i in range(len(lines[0]))]
     return "\n".join(
         " | ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(row))
@@ -1145,9 +1168,10 @@ def strategy_home(
     return own
 
 
-def strategy_ratios(by_key: dict[str, Row]) -> dict[str, float | None]:
-    """Each strategy against (a): its cost in 2xx/s at c=N and its c=1 p50 minus (a)'s."""
-    out: dict[str, float | None] = {}
+def strategy_ratios(by_key: dict[str, Row], rounds: list[dict[str, float]]) -> dict[str, Any]:
+    """Each strategy against (a): its cost in 2xx/s at c=N (medians over the pairs, as the
+    logging cost) and its c=1 p50 minus (a)'s."""
+    out: dict[str, Any] = {}
     a = by_key.get("a")
     ok_a = a is not None and not a.note and a.c1 is not None and a.c32 is not None
     for name, (key, _, _) in STRATEGIES.items():
@@ -1156,29 +1180,37 @@ def strategy_ratios(by_key: dict[str, Row]) -> dict[str, float | None]:
             out[f"{name}_cost_c32"] = out[f"{name}_c1_p50_minus_a_ms"] = None
             continue
         assert a is not None and a.c1 is not None and a.c32 is not None
-        out[f"{name}_cost_c32"] = 1.0 - r.c32.ok_per_s / a.c32.ok_per_s
+        ratio, each = paired(by_key, rounds, key, "a")
+        out[f"{name}_cost_c32"] = None if ratio is None else 1.0 - ratio
+        out[f"{name}_cost_runs"] = [round(1.0 - x, 4) for x in each]
         out[f"{name}_c1_p50_minus_a_ms"] = r.c1.p50_ms - a.c1.p50_ms
     return out
 
 
-def print_strategy_ratios(r: dict[str, float | None], connections: int) -> None:
+def print_strategy_ratios(r: dict[str, Any], connections: int) -> None:
     def pct(v: float | None) -> str:
         return "n/a" if v is None else f"{100 * v:+.1f} %"
 
     def ms(v: float | None) -> str:
         return "n/a" if v is None else f"{v:+.2f} ms"
 
+    def spread(runs: list[float] | None) -> str:
+        if not runs or len(runs) < 2:
+            return ""
+        return f" [median of {len(runs)} pairs, {100 * min(runs):+.1f} .. {100 * max(runs):+.1f}]"
+
     if "canary_cost_c32" in r:
         print(
             f"canary (h) cost at c={connections}, 1 - (h)/(a) 2xx/s: "
-            f"{pct(r['canary_cost_c32'])} (goal: < 5 %); c=1 p50 minus (a): "
-            f"{ms(r['canary_c1_p50_minus_a_ms'])}"
+            f"{pct(r['canary_cost_c32'])} (goal: < 5 %){spread(r.get('canary_cost_runs'))}; "
+            f"c=1 p50 minus (a): {ms(r['canary_c1_p50_minus_a_ms'])}"
         )
     if "shadow_cost_c32" in r:
         print(
             f"shadow (g) c=1 p50 minus (a): {ms(r['shadow_c1_p50_minus_a_ms'])} (goal: within "
             f"0.20 ms); cost at c={connections}, 1 - (g)/(a) 2xx/s: "
             f"{pct(r['shadow_cost_c32'])} (it scores every row twice)"
+            f"{spread(r.get('shadow_cost_runs'))}"
         )
 
 
@@ -1270,104 +1302,99 @@ def run_model(args: argparse.Namespace, home: Path, model_key: str) -> dict[str,
             lambda ans: float(ans["predictions"][0]["probability"]),
         )
 
-    # (a) relevo with the prediction log and metrics on, (b) with the log off. (b) starts once
-    # (a) is measured; both then stay up for interleaved c=N runs (a b b a ...) so the logging
-    # cost, a difference of a few percent, is not swamped by drift in the machine's load.
+    # (a) relevo with the prediction log and metrics on, (b) with the log off, (g) shadow and
+    # (h) keyed canary (a challenger identical to the champion, so their rows show what the
+    # strategy's machinery costs, each in its own home and database), (c) bare FastAPI. Each is
+    # started, checked and measured at c=1 and c=N in turn, and all stay up for interleaved c=N
+    # rounds (a b g h c, c h g b a, ...): this machine's speed drifts by a fifth over minutes,
+    # so the ratios the goals are about (logging cost, canary cost, relevo over bare FastAPI)
+    # are medians over pairs measured seconds apart, not over runs minutes apart.
     run_a = Running(relevo_server("a", "(a) relevo, log + metrics", rv_env), expected)
     run_b = Running(
         relevo_server("b", "(b) relevo, log off", {**rv_env, "RELEVO_LOG_PREDICTIONS": "false"}),
         expected,
     )
+    runs = [run_a, run_b]
+    target = "churned" if model_key == "churn" else "target"
+    for strategy in args.strategies:
+        skey, label, _ = STRATEGIES[strategy]
+        try:
+            env = strategy_home(home, strategy, model_path, train_path, target, rv_env, compiled)
+        except BenchError as exc:
+            failed = Row(skey, label, note=f"n/a: {str(exc).splitlines()[0]}")
+            print(f"[{skey}] FAILED: {exc}", flush=True)
+            add(failed)
+            continue
+        server = relevo_server(skey, label, env)
+        if strategy == "canary":
+            server.body = {"instances": [{**row, "customer_id": "__KEY__"}]}
+        runs.append(Running(server, expected))
+    port = free_port()
+    bare = Server(
+        "c",
+        "(c) bare FastAPI",
+        [
+            str(BIN / "uvicorn"),
+            "bare_fastapi:app",
+            "--app-dir",
+            str(APPS),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        {
+            **base_env,
+            "BENCH_MODEL_PATH": str(model_path),
+            "BENCH_NUMPY": "1" if model_key == "cheap" else "",
+        },
+        f"http://127.0.0.1:{port}/health",
+        f"http://127.0.0.1:{port}/predict",
+        features,
+        lambda ans: float(ans["probability"]),
+    )
+    runs.append(Running(bare, expected))
     profile: dict[str, Any] = {}
     rounds: list[dict[str, float]] = []
     log_check: dict[str, Any] = {}
     try:
-        if run_a.start():
-            run_a.measure(duration, n)
-        if run_b.start():
-            run_b.measure(duration, n)
-        if args.profile and run_a.usable and run_a.proc is not None:
-            seconds = int(max(10, min(duration, 15)))
-            load, summary = profile_under_load(
-                run_a.proc, run_a.server.predict_url, run_a.body_file, n, seconds
-            )
-            if load is not None:
-                run_a.runs.append(load)
-                profile.update(summary, load=load)
-        if args.ab_rounds and run_a.usable and run_b.usable:
-            print(f"[a/b] {args.ab_rounds} interleaved rounds at c={n}", flush=True)
+        for each in runs:
+            if each.start():
+                each.measure(duration, n)
+            if each is run_a and args.profile and run_a.usable and run_a.proc is not None:
+                seconds = int(max(10, min(duration, 15)))
+                load, summary = profile_under_load(
+                    run_a.proc, run_a.server.predict_url, run_a.body_file, n, seconds
+                )
+                if load is not None:
+                    run_a.runs.append(load)
+                    profile.update(summary, load=load)
+        up = [x for x in runs if x.usable]
+        if args.ab_rounds and run_a.usable and len(up) > 1:
+            names = " ".join(x.server.key for x in up)
+            print(f"[rounds] {args.ab_rounds} interleaved rounds of {names} at c={n}", flush=True)
             for i in range(args.ab_rounds):
-                order = (run_a, run_b) if i % 2 == 0 else (run_b, run_a)
+                order = up if i % 2 == 0 else up[::-1]
                 got = {x.server.key: x.load(n, duration).ok_per_s for x in order}
                 rounds.append(got)
         run_a.stop()
         if run_a.row.c32 is not None and not run_a.row.note:
             log_check = check_log(run_a, rv_env, n)
     except BenchError as exc:
-        print(f"[a/b] FAILED: {exc}", flush=True)
-        for each in (run_a, run_b):
+        print(f"[rounds] FAILED: {exc}", flush=True)
+        for each in runs:
             if not each.row.note:
                 each.fail(exc)
     finally:
-        run_a.stop()
-        run_b.stop()
-    add(run_a.row)
-    add(run_b.row)
-
-    # (g) shadow and (h) keyed canary: a challenger identical to the champion, so the rows show
-    # what the strategy's machinery costs, each in its own home and database
-    target = "churned" if model_key == "churn" else "target"
-    for strategy in args.strategies:
-        key, label, _ = STRATEGIES[strategy]
-        try:
-            env = strategy_home(home, strategy, model_path, train_path, target, rv_env, compiled)
-        except BenchError as exc:
-            failed = Row(key, label, note=f"n/a: {str(exc).splitlines()[0]}")
-            print(f"[{key}] FAILED: {exc}", flush=True)
-            add(failed)
-            continue
-        server = relevo_server(key, label, env)
-        if strategy == "canary":
-            server.body = {"instances": [{**row, "customer_id": "__KEY__"}]}
-        add(measure(server, expected, duration, n))
-
-    # (c) bare FastAPI on uvicorn
-    port = free_port()
-    add(
-        measure(
-            Server(
-                "c",
-                "(c) bare FastAPI",
-                [
-                    str(BIN / "uvicorn"),
-                    "bare_fastapi:app",
-                    "--app-dir",
-                    str(APPS),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--workers",
-                    "1",
-                    "--no-access-log",
-                    "--log-level",
-                    "warning",
-                ],
-                {
-                    **base_env,
-                    "BENCH_MODEL_PATH": str(model_path),
-                    "BENCH_NUMPY": "1" if model_key == "cheap" else "",
-                },
-                f"http://127.0.0.1:{port}/health",
-                f"http://127.0.0.1:{port}/predict",
-                features,
-                lambda ans: float(ans["probability"]),
-            ),
-            expected,
-            duration,
-            n,
-        )
-    )
+        for each in runs:
+            each.stop()
+    for each in runs:
+        add(each.row)
 
     floor = Row("d", "(d) in-process predict_proba (floor)")
     floor.floor_p50_ms, floor.floor_p99_ms = floor_p50, floor_p99
@@ -1393,7 +1420,7 @@ def run_model(args: argparse.Namespace, home: Path, model_key: str) -> dict[str,
     print()
     print_ratios(r, n)
     if args.strategies:
-        r.update(strategy_ratios(by_key))
+        r.update(strategy_ratios(by_key, rounds))
         print_strategy_ratios(r, n)
     if log_check:
         print(
