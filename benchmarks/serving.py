@@ -37,8 +37,9 @@ rounds (a b g h c, c h g b a, ...; 8 by default): this machine's speed drifts by
 minutes, so the ratios the goals are about (the logging cost 1 - a/b, the canary's 1 - h/a,
 relevo over bare FastAPI a/c) are the ratios of the medians over pairs measured seconds apart
 (the table's runs and each round make a pair), each pair's own figure printed for the spread.
-The server's CPU time per request is read from /proc around each loaded run, and after (a) stops its prediction log is checked to hold a row for every 2xx
-answer. Results go to stdout as one table and to benchmarks/.work/serving-results.json.
+The server's CPU time per request is read from /proc around each loaded run, and after (a)
+stops its prediction log is checked to hold a row for every 2xx answer. Results go to stdout
+as one table and to benchmarks/.work/serving-results.json.
 `--profile` samples (a) with py-spy during one more loaded run. See docs/performance.md.
 """
 
