@@ -1147,6 +1147,26 @@ STRATEGIES = {
 }
 
 
+def listen_args(port: int) -> list[str]:
+    """One worker on loopback at `port` (`relevo serve` and uvicorn take the same flags)."""
+    return ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+
+
+def relevo_server(key: str, label: str, env: dict[str, str], row: dict[str, Any]) -> Server:
+    """`relevo serve` of the deployment MODEL_NAME in `env`'s home, asked for `row`."""
+    port = free_port()
+    return Server(
+        key,
+        label,
+        [str(BIN / "relevo"), "serve", *listen_args(port)],
+        env,
+        f"http://127.0.0.1:{port}/readyz",
+        f"http://127.0.0.1:{port}/v1/deployments/{MODEL_NAME}/predict",
+        {"instances": [row]},
+        lambda ans: float(ans["predictions"][0]["probability"]),
+    )
+
+
 def strategy_home(
     home: Path,
     strategy: str,
@@ -1281,28 +1301,6 @@ def run_model(args: argparse.Namespace, home: Path, model_key: str) -> dict[str,
         rows.append(r)
         by_key[r.key] = r
 
-    def relevo_server(key: str, label: str, env: dict[str, str]) -> Server:
-        port = free_port()
-        return Server(
-            key,
-            label,
-            [
-                str(BIN / "relevo"),
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                "1",
-            ],
-            env,
-            f"http://127.0.0.1:{port}/readyz",
-            f"http://127.0.0.1:{port}/v1/deployments/{MODEL_NAME}/predict",
-            {"instances": [row]},
-            lambda ans: float(ans["predictions"][0]["probability"]),
-        )
-
     # (a) relevo with the prediction log and metrics on, (b) with the log off, (g) shadow and
     # (h) keyed canary (a challenger identical to the champion, so their rows show what the
     # strategy's machinery costs, each in its own home and database), (c) bare FastAPI. Each is
@@ -1310,9 +1308,11 @@ def run_model(args: argparse.Namespace, home: Path, model_key: str) -> dict[str,
     # rounds (a b g h c, c h g b a, ...): this machine's speed drifts by a fifth over minutes,
     # so the ratios the goals are about (logging cost, canary cost, relevo over bare FastAPI)
     # are medians over pairs measured seconds apart, not over runs minutes apart.
-    run_a = Running(relevo_server("a", "(a) relevo, log + metrics", rv_env), expected)
+    run_a = Running(relevo_server("a", "(a) relevo, log + metrics", rv_env, row), expected)
     run_b = Running(
-        relevo_server("b", "(b) relevo, log off", {**rv_env, "RELEVO_LOG_PREDICTIONS": "false"}),
+        relevo_server(
+            "b", "(b) relevo, log off", {**rv_env, "RELEVO_LOG_PREDICTIONS": "false"}, row
+        ),
         expected,
     )
     runs = [run_a, run_b]
@@ -1326,7 +1326,7 @@ def run_model(args: argparse.Namespace, home: Path, model_key: str) -> dict[str,
             print(f"[{skey}] FAILED: {exc}", flush=True)
             add(failed)
             continue
-        server = relevo_server(skey, label, env)
+        server = relevo_server(skey, label, env, row)
         if strategy == "canary":
             server.body = {"instances": [{**row, "customer_id": "__KEY__"}]}
         runs.append(Running(server, expected))
@@ -1339,12 +1339,7 @@ def run_model(args: argparse.Namespace, home: Path, model_key: str) -> dict[str,
             "bare_fastapi:app",
             "--app-dir",
             str(APPS),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
+            *listen_args(port),
             "--no-access-log",
             "--log-level",
             "warning",

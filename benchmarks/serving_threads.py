@@ -142,26 +142,7 @@ def start_variant(
         env["PYTHONPATH"] = tree
     keyed = "--key" in options and model_key == "cheap"  # the churn rows carry their own key
     body = {"instances": [{**row, "customer_id": "__KEY__"} if keyed else row]}
-    port = sb.free_port()
-    server = sb.Server(
-        re.sub(r"[^A-Za-z0-9]+", "_", spec),
-        spec,
-        [
-            str(sb.BIN / "relevo"),
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        env,
-        f"http://127.0.0.1:{port}/readyz",
-        f"http://127.0.0.1:{port}/v1/deployments/{model_key}/predict",
-        body,
-        lambda answer: float(answer["predictions"][0]["probability"]),
-    )
+    server = sb.relevo_server(re.sub(r"[^A-Za-z0-9]+", "_", spec), spec, env, body["instances"][0])
     running = sb.Running(server, 0.0)
     running.body_file.write_bytes(json.dumps(body).encode())
     running.proc, log_path = sb.start_server(server.key, server.argv, env, None)
