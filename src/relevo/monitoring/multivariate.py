@@ -149,16 +149,7 @@ def _design(
         out[:, : len(numeric)] = np.nan
         for k, c in enumerate(present):
             out[:, numeric.index(c)] = block[:, k]
-    j = len(numeric)
-    for c, cats in categorical:
-        values = (
-            frame[c].map(str, na_action="ignore").to_numpy(dtype=object)
-            if c in frame.columns
-            else np.full(n, None, dtype=object)
-        )
-        for cat in cats:
-            out[:, j] = values == cat
-            j += 1
+    _one_hot(out, len(numeric), frame, categorical)
     return out
 
 
@@ -180,16 +171,26 @@ def _design_arrays(
     for k, c in enumerate(numeric):
         values = columns.get(c)
         out[:, k] = np.nan if values is None else values
-    j = len(numeric)
+    _one_hot(out, len(numeric), columns, categorical)
+    return out
+
+
+def _one_hot(
+    out: np.ndarray,
+    start: int,
+    columns: pd.DataFrame | Mapping[str, Any],
+    categorical: tuple[tuple[str, tuple[str, ...]], ...],
+) -> None:
+    """One 0/1 column per top category into `out`, from column `start` on (values as text)."""
+    j = start
     for c, cats in categorical:
         if c in columns:
             values = pd.Series(columns[c]).map(str, na_action="ignore").to_numpy(dtype=object)
         else:
-            values = np.full(n, None, dtype=object)
+            values = np.full(len(out), None, dtype=object)
         for cat in cats:
             out[:, j] = values == cat
             j += 1
-    return out
 
 
 def _standardise(raw: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 from relevo.context import Relevo
 from relevo.feedback.service import label_metric
@@ -69,45 +70,55 @@ def evaluate_once(rv: Relevo, holder: str, ttl_s: float) -> dict[str, Evaluation
 #: profiled: ~55 ms a look) is read at most this often; drift moves slowly, errors are what a
 #: look each second is for
 DRIFT_EVERY_S = 5.0
-_drift_cache: dict[tuple[object, ...], tuple[float, Measurement | None]] = {}
+#: labels arrive over hours and days: the label gate's numbers are read at most this often
+LABEL_METRIC_EVERY_S = 30.0
+_drift_cache: dict[tuple[object, ...], tuple[float, Any]] = {}
+_label_cache: dict[tuple[object, ...], tuple[float, Any]] = {}
+
+
+def _every(
+    cache: dict[tuple[object, ...], tuple[float, Any]],
+    seconds: float,
+    rv: Relevo,
+    dep: Deployment,
+    compute: Callable[[], Any],
+) -> Any:
+    """`compute()`, read again at most every `seconds` per deployment revision."""
+    key = (rv.store.url, id(rv.store), dep.name, dep.revision, dep.updated_at)
+    now = time.monotonic()
+    found = cache.get(key)
+    if found is not None and now - found[0] < seconds:
+        return found[1]
+    value = compute()
+    if len(cache) > 1000:
+        cache.clear()
+    cache[key] = (now, value)
+    return value
 
 
 def _drift(rv: Relevo, dep: Deployment) -> Measurement | None:
-    """`challenger_drift`, cached per deployment revision for `DRIFT_EVERY_S`."""
-    key = (rv.store.url, id(rv.store), dep.name, dep.revision, dep.updated_at)
-    now = time.monotonic()
-    found = _drift_cache.get(key)
-    if found is not None and now - found[0] < DRIFT_EVERY_S:
-        return found[1]
-    value = challenger_drift(rv, dep)
-    if len(_drift_cache) > 1000:
-        _drift_cache.clear()
-    _drift_cache[key] = (now, value)
-    return value
-
-
-#: labels arrive over hours and days: the label gate's numbers are read at most this often
-LABEL_METRIC_EVERY_S = 30.0
-_label_cache: dict[tuple[object, ...], tuple[float, tuple[Measurement, Measurement] | None]] = {}
+    """`challenger_drift`, read at most every `DRIFT_EVERY_S`."""
+    found: Measurement | None = _every(
+        _drift_cache, DRIFT_EVERY_S, rv, dep, lambda: challenger_drift(rv, dep)
+    )
+    return found
 
 
 def _label_metric(rv: Relevo, dep: Deployment) -> tuple[Measurement, Measurement] | None:
-    """Both models' label metric on their matured labelled rows (the feedback layer), cached
-    per deployment revision for `LABEL_METRIC_EVERY_S`."""
-    key = (rv.store.url, id(rv.store), dep.name, dep.revision, dep.updated_at)
-    now = time.monotonic()
-    found = _label_cache.get(key)
-    if found is not None and now - found[0] < LABEL_METRIC_EVERY_S:
-        return found[1]
-    try:
-        value = label_metric(rv, dep)
-    except Exception as exc:  # no labels table yet, a model without classes: not a reason to stop
-        log.debug("the label metric of %r is unavailable: %s", dep.name, exc)
-        value = None
-    if len(_label_cache) > 1000:
-        _label_cache.clear()
-    _label_cache[key] = (now, value)
-    return value
+    """Both models' label metric on their matured labelled rows (the feedback layer), read at
+    most every `LABEL_METRIC_EVERY_S`."""
+
+    def compute() -> tuple[Measurement, Measurement] | None:
+        try:
+            return label_metric(rv, dep)
+        except Exception as exc:  # no labels table yet, a model without classes: not a reason
+            log.debug("the label metric of %r is unavailable: %s", dep.name, exc)
+            return None
+
+    found: tuple[Measurement, Measurement] | None = _every(
+        _label_cache, LABEL_METRIC_EVERY_S, rv, dep, compute
+    )
+    return found
 
 
 async def run(rv: Relevo, interval_s: float, on_change: Callable[[], object] | None = None) -> None:

@@ -200,7 +200,9 @@ class LatencyGate:
         bound = base * self.ratio + self.slack_ms
         detail = f"p99 {ch.latency_p99_ms:.1f} ms over {ch.rows} rows against {base:.1f} ms"
         if matched is not None:
-            detail += f" (the champion's q{100 * matched_quantile(ch.rows):.2f}, matched)"
+            detail += (
+                f" (the champion's q{100 * matched_quantile(ch.rows - ch.errors):.2f}, matched)"
+            )
         verdict: Verdict = "fail" if ch.latency_p99_ms > bound else "pass"
         return GateResult(self.name, verdict, detail, ch.latency_p99_ms, bound)
 

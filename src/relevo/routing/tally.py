@@ -111,31 +111,22 @@ class Tally:
             begin = self.start if self.closed_until is None else self.closed_until
             if begin is None or settle > begin:
                 _fold(self.closed, store.arms.logged(self.deployment, begin, settle))
-                self.closed_until = settle
-            recent: dict[Key, Arm] = {}
-            begin = self.start if self.closed_until is None else self.closed_until
-            _fold(recent, store.arms.logged(self.deployment, begin, None))
+                self.closed_until = begin = settle
             out = dict(self.closed)
-        for key, arm in recent.items():
-            out[key] = out[key].merged(arm) if key in out else arm
+        _fold(out, store.arms.logged(self.deployment, begin, None))
         return out
 
 
 def _fold(arms: dict[Key, Arm], rows: list[tuple[str, int, str, float]]) -> None:
-    """Add logged rows (model name, version, role, latency) to `arms`, in place."""
-    if not rows:
-        return
+    """Add logged rows (model name, version, role, latency) to `arms`: each arm they touch is
+    replaced by a merged one, never changed in place (a look hands out the arms it holds)."""
     by_key: dict[Key, list[float]] = {}
     for name, version, role, latency in rows:
         by_key.setdefault((name, version, role), []).append(latency)
     for key, values in by_key.items():
-        arm = arms.get(key)
-        if arm is None:
-            arm = arms[key] = Arm()
-        else:  # the merged copies handed out share nothing with what is folded here
-            arm = arms[key] = Arm(arm.rows, arm.latencies.merged(Latencies()))
-        arm.rows += len(values)
-        arm.latencies.add(np.asarray(values, dtype=np.float64))
+        added = Arm(len(values))
+        added.latencies.add(np.asarray(values, dtype=np.float64))
+        arms[key] = arms[key].merged(added) if key in arms else added
 
 
 _tallies: OrderedDict[tuple[object, ...], Tally] = OrderedDict()
