@@ -6,11 +6,10 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
-import pandas as pd
-
 import relevo
 from relevo.client import Client
 from relevo.datasets import CHURN_FEATURES, CHURN_ID, make_churn
+from relevo.demo.rollout import wait_serving
 from relevo.demo.story import Chapter, Demo, need
 from relevo.demo.view import table
 from relevo.errors import NotFoundError, UnavailableError
@@ -44,11 +43,12 @@ def run(demo: Demo) -> None:
         f"{PRICE_CHANGE:.0%} more, are scored by {version.ref} on deployment {DRIFTING}."
     )
     rows = customers[[CHURN_ID, *CHURN_FEATURES]]
+    # a second run finds the deployment serving the last run's version: wait for this one
+    wait_serving(server.url, [version.ref], DEADLINE_S, deployment=DRIFTING)
     with Client(server.url) as client:
-        _first(client, rows.iloc[:1])  # once the server serves the new deployment
-        client.predict(DRIFTING, rows.iloc[1:])
+        client.predict(DRIFTING, rows)
     service = MonitoringService(rv)
-    report = _report(service, since, CUSTOMERS)
+    report = _report(service, since, CUSTOMERS, version.ref)
     demo.view.show(
         table(
             f"Drift of {DRIFTING} against the reference of {version.ref}",
@@ -83,6 +83,7 @@ def run(demo: Demo) -> None:
     demo.view.say(f"The HTML report, plots and all, opens offline: {page.name} (in the home).")
     demo.summary["drift"] = {
         "deployment": DRIFTING,
+        "model": report.model,
         "rows": report.current_rows,
         "drifted": named,
         "drifted_offline": offline.drifted_features,
@@ -107,30 +108,20 @@ def _alerts(demo: Demo) -> list[Alert]:
     return fired
 
 
-def _first(client: Client, row: pd.DataFrame) -> None:
-    """Send `row` once the server serves the new deployment (it follows the store within a
-    second)."""
-    deadline = time.monotonic() + DEADLINE_S
-    while True:
-        try:
-            client.predict(DRIFTING, row)
-            return
-        except NotFoundError as exc:
-            if time.monotonic() > deadline:
-                raise UnavailableError(f"the server did not pick up {DRIFTING!r}") from exc
-            time.sleep(0.1)
-
-
-def _report(service: MonitoringService, since: datetime, rows: int) -> DriftReport:
-    """The drift report once the server has stored the profiles of every row it answered."""
-    deadline = time.monotonic() + DEADLINE_S
+def _report(service: MonitoringService, since: datetime, rows: int, ref: str) -> DriftReport:
+    """The drift report of `ref` once the server has stored the profiles of every row it
+    answered (it may take longer on a busy machine, as long as the count grows)."""
+    deadline, stored = time.monotonic() + DEADLINE_S, 0
     while True:
         until = datetime.now(UTC) + timedelta(minutes=1)
         try:
-            if service.window(DRIFTING, since, until).rows >= rows:
-                return service.drift(DRIFTING, since, until)
+            now = service.window(DRIFTING, since, until, model=ref).rows
         except NotFoundError:
-            pass
+            now = 0
+        if now >= rows:
+            return service.drift(DRIFTING, since, until, model=ref)
+        if now > stored:
+            deadline, stored = time.monotonic() + DEADLINE_S, now
         if time.monotonic() > deadline:
             raise UnavailableError(f"the server did not store the profiles of {DRIFTING!r}")
         time.sleep(0.2)
