@@ -131,6 +131,10 @@ def test_rows_without_a_key_are_split_at_random():
     assert abs(mixed[len(KEYS) :].mean() - 0.2) < 0.015
     assert not np.isnan(buckets("s", keys)[:1]).any()
     assert np.isnan(buckets("s", keys)[1])
+    # one-row requests (a shorter path) without a key, or with a missing one: at random too
+    for one in (None, [None], [float("nan")]):
+        alone = [assign(state, one, 1, rng)[0] for _ in range(20_000)]
+        assert abs(np.mean(alone) - 0.2) < 0.01
 
 
 def test_only_a_canary_sends_rows_to_the_challenger():

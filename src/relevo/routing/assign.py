@@ -116,7 +116,9 @@ def _split(
 
 #: a one-row split, by whether the row goes to the share (read-only: shared by every caller)
 _ONE_ROW = (np.zeros(1, dtype=bool), np.ones(1, dtype=bool))
-for _row in _ONE_ROW:
+#: the same, as the model that answers (0 the champion, 1 the challenger)
+_ONE_ROW_MODEL = (np.zeros(1, dtype=np.int8), np.ones(1, dtype=np.int8))
+for _row in (*_ONE_ROW, *_ONE_ROW_MODEL):
     _row.flags.writeable = False
 
 #: the generator of rows without a key; one per process (seeding one from the OS per request
@@ -142,9 +144,15 @@ def assign(
     """
     if state.strategy != "canary" or not state.has_challenger:
         return np.zeros(n, dtype=np.int8)
-    salt = state.routing_salt
+    share = state.weight
+    if n == 1 and 0.0 < share < 1.0 and (keys is None or len(keys) == 1):
+        # a one-row request, most of them: one key's position, a shared read-only answer
+        one = math.nan if keys is None else position(state.routing_salt, keys[0])
+        if one != one:  # no key, or a missing one: at random
+            one = _rng(rng).random()
+        return _ONE_ROW_MODEL[one < share]
     # a bool array's bytes are 0 and 1: viewed as int8, it is the assignment without a copy
-    return _split(state.weight, salt, keys, n, rng).view(np.int8)
+    return _split(share, state.routing_salt, keys, n, rng).view(np.int8)
 
 
 def mirror(
