@@ -51,6 +51,19 @@ def test_feedback_by_id_then_performance(cli, churn_files, tmp_path):
     assert body["models"][0]["overall"]["accuracy"]["count"] == 300
     assert "<svg" in html.read_text()
 
+    # the worst segments: the significant ones, or why there is none
+    found = cli("performance", "churn", "--segments", "--json")
+    assert found.exit_code == 0, found.output
+    segments = json.loads(found.stdout)["models"][0]["segments"]
+    shown = cli("performance", "churn", "--segments").stdout
+    lines = [line for line in shown.splitlines() if line.startswith("segment ")]
+    significant = [" and ".join(s["conditions"]) for s in segments if s["significant"]]
+    assert [line.split(": error")[0] for line in lines] == [f"segment {s}" for s in significant[:5]]
+    if not significant:
+        assert "no segment is significantly worse than the rest" in shown
+        worse = [" and ".join(s["conditions"]) for s in segments if s["error"] > s["rest_error"]]
+        assert ("the nearest: " in shown) == bool(worse)
+
     failing = cli("performance", "churn", "--threshold", "accuracy=0.999")
     assert failing.exit_code == 1
     assert "BREACHED" in failing.stdout
@@ -92,3 +105,17 @@ def test_feedback_by_key_and_time_and_refusals(cli, churn_files, tmp_path):
     unknown.to_csv(unknown_path, index=False)
     told = cli("feedback", "churn", "--input", unknown_path)
     assert told.exit_code == 0 and "nope" in told.stdout
+
+
+def test_too_few_labels_for_segments_says_so(cli, churn_files, tmp_path):
+    frame, scored = _scored(cli, churn_files, tmp_path, n=150)
+    labels = pd.DataFrame({"id": scored["id"], "label": frame[CHURN_TARGET]})
+    path = tmp_path / "labels.csv"
+    labels.to_csv(path, index=False)
+    assert cli("feedback", "churn", "--input", path).exit_code == 0
+    shown = cli("performance", "churn", "--segments")
+    assert shown.exit_code == 0, shown.output
+    assert (
+        "no segment tested: a segment and the rest each need 100 labelled rows (150 labelled)"
+        in (" ".join(shown.stdout.split()))
+    )

@@ -3,9 +3,12 @@ replacements and unknown ids in the answer, a bad label a 422 naming its row, th
 
 from __future__ import annotations
 
+import json
+
 import httpx
 
 from relevo.datasets import CHURN_FEATURES, CHURN_ID, CHURN_TARGET, make_churn
+from relevo.feedback.service import PerformanceService
 
 
 def _predict(url: str, frame, headers=None) -> list[str]:
@@ -52,6 +55,18 @@ def test_feedback_and_performance_over_http(rv, live_server):
     (model,) = report.json()["models"]
     assert model["model"] == "churn:1" and model["labelled"] == 200
     assert model["windows"][-1]["metrics"]["roc_auc"]["count"] == 200
+    # the segments where the model is wrong, their range ends as JSON numbers
+    found = httpx.get(f"{url}/performance", params={"window": "1d", "segments": "true"})
+    assert found.status_code == 200, found.text
+    expected = PerformanceService(rv).performance("churn", "1d", None, True).to_dict()
+    assert found.json()["models"] == json.loads(json.dumps(expected["models"]))
+    ranges = [
+        f
+        for s in found.json()["models"][0]["segments"]
+        for f in s["filters"]
+        if f["kind"] == "range"
+    ]
+    assert ranges and all(isinstance(f["low"] or f["high"], float) for f in ranges)
     page = httpx.get(f"{url}/performance", params={"format": "html"})
     assert page.status_code == 200 and "<svg" in page.text
     assert "<script" not in page.text and "src=" not in page.text  # offline: nothing fetched

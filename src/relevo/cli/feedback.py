@@ -120,6 +120,36 @@ def _thresholds(given: list[str] | None) -> dict[str, float]:
     return out
 
 
+def _print_segments(segments: list[dict[str, Any]], labelled: int) -> None:
+    """The significant segments (at most five), or why there is none."""
+    from relevo.feedback.segments import ALPHA, MIN_SUPPORT
+
+    def line(seg: dict[str, Any]) -> str:
+        return (
+            f"{' and '.join(seg['conditions'])}: error {fmt(seg['error'], 3)} vs "
+            f"{fmt(seg['overall_error'], 3)} on {seg['rows']:,} rows, q {seg['q_value']:.2g}"
+        )
+
+    significant = [s for s in segments if s["significant"]]
+    for seg in significant[:5]:
+        console.print(f"segment {line(seg)}", soft_wrap=True)
+    if significant:
+        return
+    if segments:
+        worse = [s for s in segments if s["error"] > s["rest_error"]]
+        console.print(
+            f"no segment is significantly worse than the rest (q <= {ALPHA:g})"
+            + (f"; the nearest: {line(worse[0])}" if worse else ""),
+            soft_wrap=True,
+        )
+    else:
+        console.print(
+            f"no segment tested: a segment and the rest each need {MIN_SUPPORT} labelled rows "
+            f"({labelled:,} labelled)",
+            soft_wrap=True,
+        )
+
+
 @handle_errors
 def performance(
     deployment: str = typer.Argument(..., help="Deployment name."),
@@ -201,12 +231,8 @@ def _show(report: Any) -> None:
                 + (", threshold crossed" if trend.get("status") == "crossed" else ""),
                 soft_wrap=True,
             )
-        for seg in (model.segments or [])[:5]:
-            console.print(
-                f"segment {' and '.join(seg['conditions'])}: error {fmt(seg['error'], 3)} "
-                f"vs {fmt(seg['overall_error'], 3)} on {seg['rows']:,} rows",
-                soft_wrap=True,
-            )
+        if model.segments is not None:
+            _print_segments(model.segments, model.labelled)
     for check in report.thresholds:
         verdict = {None: "not judged yet", True: "BREACHED", False: "met"}[check.breached]
         sign = ">=" if check.higher_is_better else "<="

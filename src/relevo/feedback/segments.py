@@ -106,13 +106,19 @@ class Segment:
         }
 
 
+#: rows a slice and the rest each need at least, by default, to be tested
+MIN_SUPPORT = 100
+#: the false discovery rate the slices called significant keep to, by default
+ALPHA = 0.05
+
+
 def worst_segments(
     features: pd.DataFrame,
     errors: np.ndarray,
     *,
     reference: DatasetProfile,
-    min_support: int = 100,
-    alpha: float = 0.05,
+    min_support: int = MIN_SUPPORT,
+    alpha: float = ALPHA,
     max_results: int = 10,
     expected: np.ndarray | None = None,
 ) -> list[Segment]:

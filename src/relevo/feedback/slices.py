@@ -52,8 +52,8 @@ class Condition:
         """JSON-safe: open range ends as None."""
         out: dict[str, Any] = {"feature": self.feature, "kind": self.kind}
         if self.kind == "range":
-            out["low"] = self.low if math.isfinite(self.low) else None
-            out["high"] = self.high if math.isfinite(self.high) else None
+            out["low"] = float(self.low) if math.isfinite(self.low) else None
+            out["high"] = float(self.high) if math.isfinite(self.high) else None
         if self.kind == "category":
             out["category"] = self.category
         return out
@@ -112,7 +112,8 @@ def _encode_numeric(name: str, column: pd.Series, profile: NumericProfile) -> Fe
     for edge in edges[1:-1]:
         codes += x >= edge
     codes[~np.isfinite(x)] = bins
-    bounds = np.concatenate([[-math.inf], edges[1:-1], [math.inf]]) if bins > 1 else None
+    # Python floats: a condition's ends reach JSON (orjson refuses NumPy scalars)
+    bounds = [-math.inf, *edges[1:-1].tolist(), math.inf] if bins > 1 else None
     rows, conditions = [], []
     for lo in range(bins):
         for hi in range(lo, bins):

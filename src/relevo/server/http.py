@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import orjson
 from fastapi.responses import Response
 from starlette.types import Receive, Scope
@@ -149,4 +150,13 @@ def asgi_headers(headers: dict[str, str]) -> Iterable[tuple[bytes, bytes]]:
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(data), status_code=status, media_type=JSON, headers=headers)
+    body = orjson.dumps(data, default=_plain)
+    return Response(body, status_code=status, media_type=JSON, headers=headers)
+
+
+def _plain(value: Any) -> Any:
+    """What orjson does not serialise itself: a NumPy scalar or array as its Python value (a
+    report's statistic must not turn an answer into a 500)."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
