@@ -51,7 +51,17 @@ def test_evaluate_list_and_silence(cli, churn_files, relevo_home, database_url):
     _gate_rollback(relevo_home, database_url)
     evaluated = cli("alerts", "evaluate")
     assert evaluated.exit_code == 0, evaluated.output
-    assert "1 alert(s) changed, 1 notification(s)" in evaluated.stdout
+    assert "1 alert(s) started, 0 resolved, 0 still firing; 1 notification(s) sent" in (
+        evaluated.stdout
+    )
+    again = cli("alerts", "evaluate", "--json")  # still firing: nothing new, nothing sent
+    assert again.exit_code == 0, again.output
+    body = json.loads(again.stdout)
+    assert (body["started"], body["resolved"], body["still_firing"]) == (0, 0, 1)
+    assert body["notifications"] == []
+    assert "0 alert(s) started, 0 resolved, 1 still firing; 0 notification(s) sent" in (
+        cli("alerts", "evaluate").stdout
+    )
     shown = cli("alerts")
     assert shown.exit_code == 0
     assert "rollout_gate" in shown.stdout and "gate latency_p99 failed" in shown.stdout

@@ -181,10 +181,13 @@ def evaluate(json_out: bool = typer.Option(False, "--json", help="Print JSON."))
         return
     console.print(
         f"Evaluated {report.deployments} deployment(s), {report.signals} signal(s): "
-        f"{len(report.changed)} alert(s) changed, {len(report.notifications)} notification(s)."
+        f"{len(report.started)} alert(s) started, {len(report.resolved)} resolved, "
+        f"{len(report.still_firing)} still firing; "
+        f"{len(report.notifications)} notification(s) sent."
     )
-    if report.changed:
-        show_alerts(list(report.changed), "Changed")
+    for found, title in ((report.started, "Started"), (report.resolved, "Resolved")):
+        if found:
+            show_alerts(list(found), title)
     for error in report.errors:
         console.print(f"[yellow]provider failed:[/] {error}", highlight=False)
 

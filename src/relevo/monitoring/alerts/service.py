@@ -40,11 +40,30 @@ class EvaluationReport:
     #: provider failures, "deployment: provider: error" (a failing provider skips only itself)
     errors: tuple[str, ...] = field(default=())
 
+    @property
+    def started(self) -> tuple[Alert, ...]:
+        """The alerts this evaluation started."""
+        return tuple(a for a in self.changed if a.firing and a.started_at == self.at)
+
+    @property
+    def resolved(self) -> tuple[Alert, ...]:
+        """The alerts this evaluation resolved."""
+        return tuple(a for a in self.changed if not a.firing)
+
+    @property
+    def still_firing(self) -> tuple[Alert, ...]:
+        """The alerts that were firing and still are (their value and message brought up to
+        date)."""
+        return tuple(a for a in self.changed if a.firing and a.started_at != self.at)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "at": self.at.isoformat(),
             "deployments": self.deployments,
             "signals": self.signals,
+            "started": len(self.started),
+            "resolved": len(self.resolved),
+            "still_firing": len(self.still_firing),
             "changed": [a.to_dict() for a in self.changed],
             "notifications": [n.to_dict() for n in self.notifications],
             "errors": list(self.errors),
