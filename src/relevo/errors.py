@@ -63,6 +63,9 @@ class Problem:
     row: int | None = None
     column: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: a request parameter, option or setting (not a data column): named in the error's
+    #: summary (`invalid since 'yesterday'`), so the text does not repeat it
+    option: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -70,6 +73,8 @@ class Problem:
             out["row"] = self.row
         if self.column is not None:
             out["column"] = self.column
+        if self.option is not None:
+            out["field"] = self.option
         out["message"] = self.message
         return out
 

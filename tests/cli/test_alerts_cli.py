@@ -88,7 +88,8 @@ def test_evaluate_list_and_silence(cli, churn_files, relevo_home, database_url):
     assert "(silenced)" in cli("alerts").stdout
     assert json.loads(cli("alerts", "--json").stdout)[0]["silenced"] is True
 
-    assert cli("alerts", "silence", "--deployment", "churn", "--for", "soon").exit_code == 2
+    soon = cli("alerts", "silence", "--deployment", "churn", "--for", "soon")
+    assert soon.exit_code == 2 and "invalid --for 'soon': a duration like 30m" in soon.stderr
     assert cli("alerts", "silence", "--deployment", "nope", "--for", "1h").exit_code == 3
     assert cli("alerts", "--deployment", "nope").exit_code == 3
 

@@ -133,13 +133,13 @@ def test_bad_requests_name_the_field_and_tokens_come_first(deployed, server_sett
             json={"deployment": "churn", "until": "tomorrow", "colour": 1},
         )
         assert silence.status_code == 422
-        assert {p["column"] for p in silence.json()["problems"]} == {"until", "colour"}
+        assert {p["field"] for p in silence.json()["problems"]} == {"until", "colour"}
         past = httpx.post(
             f"{url}/v1/alerts/silences",
             headers=ADMIN,
             json={"deployment": "churn", "until": "2020-01-01T00:00:00Z"},
         )
-        assert past.status_code == 422 and past.json()["problems"][0]["column"] == "until"
+        assert past.status_code == 422 and past.json()["problems"][0]["field"] == "until"
         assert httpx.get(f"{url}/v1/alerts?all=maybe", headers=API).status_code == 422
         assert httpx.get(f"{url}/v1/alerts?deployment=nope", headers=API).status_code == 404
         assert httpx.get(f"{url}/v1/alerts").status_code == 401

@@ -40,9 +40,9 @@ def test_drift_errors_over_http(deployed, live_server) -> None:
     empty = httpx.get(f"{base}/churn/drift", params={"since": "1h"})
     assert empty.status_code == 404 and "no prediction" in empty.json()["error"]
     bad = httpx.get(f"{base}/churn/drift", params={"baseline": "yesterday"})
-    assert bad.status_code == 422 and bad.json()["problems"][0]["column"] == "baseline"
+    assert bad.status_code == 422 and bad.json()["problems"][0]["field"] == "baseline"
     since = httpx.get(f"{base}/churn/drift", params={"since": "tomorrow"})
-    assert since.status_code == 422 and since.json()["problems"][0]["column"] == "since"
+    assert since.status_code == 422 and since.json()["problems"][0]["field"] == "since"
 
 
 def test_drift_needs_a_token_when_one_is_set(deployed, server_settings, spawn_server) -> None:

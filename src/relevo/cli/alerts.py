@@ -29,7 +29,9 @@ def duration(text: str) -> float:
     """Seconds from `90s`, `30m`, `2h`, `1d`, `1w` (or a plain number of seconds)."""
     found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text)
     if not found:
-        raise InvalidInputError("invalid duration", [Problem("like 30m, 2h or 1d", column=text)])
+        raise InvalidInputError(
+            f"invalid --for {text!r}", [Problem("a duration like 30m, 2h or 1d", option="for")]
+        )
     return float(found[1]) * _UNITS[found[2] or "s"]
 
 
@@ -127,7 +129,8 @@ def silence(
             end = datetime.fromisoformat(until.replace("Z", "+00:00"))
         except ValueError:
             raise InvalidInputError(
-                "invalid silence", [Problem("an ISO time like 2026-12-01T08:00", column="until")]
+                f"invalid --until {until!r}",
+                [Problem("an ISO time like 2026-12-01T08:00", option="until")],
             ) from None
         if end.tzinfo is None:
             end = end.replace(tzinfo=UTC)

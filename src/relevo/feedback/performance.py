@@ -37,7 +37,7 @@ def parse_duration(text: str, what: str = "window") -> timedelta:
     if not found or float(found.group(1)) <= 0:
         raise InvalidInputError(
             f"invalid {what} {text!r}",
-            [Problem("a positive number and a unit: m, h, d or w (e.g. 1d)", column=what)],
+            [Problem("a positive number and a unit: m, h, d or w (e.g. 1d)", option=what)],
         )
     return timedelta(seconds=float(found.group(1)) * _UNITS[found.group(2)])
 

@@ -49,7 +49,7 @@ class MonitoringService:
         if since >= until:
             raise InvalidInputError(
                 "the window is empty",
-                [Problem(f"since must be before {until:%Y-%m-%d %H:%M:%S}", column="since")],
+                [Problem(f"since must be before {until:%Y-%m-%d %H:%M:%S}", option="since")],
             )
         found = load_window(self.rv.store, deployment, since, until, model=self._model(model))
         if found is None:
@@ -76,7 +76,7 @@ class MonitoringService:
         if baseline not in BASELINES:
             raise InvalidInputError(
                 f"unknown baseline {baseline!r}",
-                [Problem(f"one of {', '.join(BASELINES)}", column="baseline")],
+                [Problem(f"one of {', '.join(BASELINES)}", option="baseline")],
             )
         until = until or datetime.now(UTC)
         current = self.window(deployment, since, until, model)
@@ -87,7 +87,7 @@ class MonitoringService:
         if baseline not in BASELINES:
             raise InvalidInputError(
                 f"unknown baseline {baseline!r}",
-                [Problem(f"one of {', '.join(BASELINES)}", column="baseline")],
+                [Problem(f"one of {', '.join(BASELINES)}", option="baseline")],
             )
         deployment, since, until = current.deployment, current.since, current.until
         reference = current.reference

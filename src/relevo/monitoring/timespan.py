@@ -17,7 +17,7 @@ def parse_duration(text: str, field: str = "since") -> timedelta:
     if not match or float(match.group(1)) <= 0:
         raise InvalidInputError(
             f"invalid {field} {text!r}",
-            [Problem("a duration such as 30m, 24h or 7d, or an ISO timestamp", column=field)],
+            [Problem("a duration such as 30m, 24h or 7d, or an ISO timestamp", option=field)],
         )
     return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
 
@@ -32,6 +32,6 @@ def parse_time(text: str, now: datetime, field: str = "since") -> datetime:
     except (TypeError, ValueError):
         raise InvalidInputError(
             f"invalid {field} {text!r}",
-            [Problem("a duration such as 30m, 24h or 7d, or an ISO timestamp", column=field)],
+            [Problem("a duration such as 30m, 24h or 7d, or an ISO timestamp", option=field)],
         ) from None
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)

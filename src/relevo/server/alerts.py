@@ -73,7 +73,9 @@ def silence_args(payload: Any) -> dict[str, Any]:
         raise InvalidInputError(
             "the body must be a JSON object", [Problem("expected an object", column="body")]
         )
-    problems = [Problem("unknown field", column=k) for k in payload if k not in _SILENCE_KEYS]
+    problems = [
+        Problem(f"unknown field {k!r}", option=k) for k in payload if k not in _SILENCE_KEYS
+    ]
     out: dict[str, Any] = {}
     for key in ("deployment", "rule", "subject", "reason"):
         value = payload.get(key)
@@ -85,11 +87,13 @@ def silence_args(payload: Any) -> dict[str, Any]:
         try:
             out["until"] = datetime.fromisoformat(str(until).replace("Z", "+00:00"))
         except ValueError:
-            problems.append(Problem("an ISO 8601 time, e.g. 2026-12-01T08:00:00Z", column="until"))
+            problems.append(
+                Problem("until must be an ISO 8601 time, e.g. 2026-12-01T08:00:00Z", option="until")
+            )
     duration = payload.get("duration_s")
     if duration is not None:
         if type(duration) not in (int, float):
-            problems.append(Problem("a number of seconds", column="duration_s"))
+            problems.append(Problem("duration_s must be a number of seconds", option="duration_s"))
         else:
             out["duration_s"] = float(duration)
     if problems:

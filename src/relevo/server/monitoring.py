@@ -62,7 +62,9 @@ def monitoring_router(runtime: Callable[[], Runtime]) -> APIRouter:
         check(authorization(request.scope), Access.PREDICT, rt.settings)
         check_name(name)
         if format not in ("json", "html"):
-            raise InvalidInputError("invalid format", [Problem("json or html", column="format")])
+            raise InvalidInputError(
+                f"invalid format {format!r}", [Problem("json or html", option="format")]
+            )
         now = datetime.now(UTC)
         start = parse_time(since, now, "since")
         end = parse_time(until, now, "until") if until else now

@@ -198,24 +198,24 @@ class AlertService:
         now = self._clock()
         if (until is None) == (duration_s is None):
             raise InvalidInputError(
-                "invalid silence", [Problem("give either until or a duration", column="until")]
+                "invalid silence", [Problem("give either until or a duration", option="until")]
             )
         if duration_s is not None:
             if not 0 < duration_s <= MAX_SILENCE.total_seconds():
                 raise InvalidInputError(
                     "invalid silence",
-                    [Problem("a positive number of seconds, a year at most", column="duration")],
+                    [Problem("the duration must be positive, a year at most", option="duration")],
                 )
             until = now + timedelta(seconds=duration_s)
         assert until is not None
         if until.tzinfo is None:
             raise InvalidInputError(
-                "invalid silence", [Problem("give a time zone, e.g. ...Z", column="until")]
+                "invalid silence", [Problem("until needs a time zone, e.g. ...Z", option="until")]
             )
         if not now < until <= now + MAX_SILENCE:
             raise InvalidInputError(
                 "invalid silence",
-                [Problem("must be in the future, a year ahead at most", column="until")],
+                [Problem("until must be in the future, a year ahead at most", option="until")],
             )
         if deployment is None and rule is None and subject is None:
             raise InvalidInputError(
