@@ -12,6 +12,7 @@ shadow, docs/serving.md "Batch scoring").
 
 from __future__ import annotations
 
+import threading
 import warnings
 from typing import Any, NamedTuple
 
@@ -62,6 +63,8 @@ class Router:
         #: rows the challenger refused or failed on, and the first reason
         self.fallback_rows = 0
         self.reason: str | None = None
+        # refusals are found in the reading thread, failures in the scoring one
+        self._lock = threading.Lock()
 
     def split(self, frame: pd.DataFrame, checked: CheckedChunk) -> list[Share] | None:
         """The chunk's shares, champion first; None when the champion answers every row (the
@@ -89,9 +92,10 @@ class Router:
 
     def fallback(self, checked: CheckedChunk, idx: np.ndarray, reason: str) -> Share:
         """The champion's share of rows the challenger refused or failed on."""
-        self.fallback_rows += int(idx.size)
-        if self.reason is None:
-            self.reason = reason
+        with self._lock:
+            self.fallback_rows += int(idx.size)
+            if self.reason is None:
+                self.reason = reason
         return Share(0, FALLBACK, idx, take(checked, idx))
 
     def warn(self, rows: int) -> None:
