@@ -1,5 +1,6 @@
 """Canary over real HTTP: the challenger answers its share of rows, sticky by key exactly as
-`relevo.routing.assign` says, and a failing challenger costs the callers nothing."""
+`relevo.routing.assign` says (and as batch scoring routes a file), and a failing challenger
+costs the callers nothing."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import time
 
 import httpx
 import numpy as np
+import pandas as pd
 import pytest
 from flaky import ARMED, Flaky
 from sklearn.base import clone
 
 from relevo.datasets import CHURN_FEATURES, CHURN_TARGET, make_churn
 from relevo.routing.assign import assign
+from relevo.serving.batch import score_file
 
 
 @pytest.fixture
@@ -185,3 +188,28 @@ def test_two_servers_on_one_database_route_every_key_alike(
     assert a == b
     keys = [r["customer_id"] for r in rows]
     assert [m == small.ref for m in a] == assign(state, keys, len(keys)).astype(bool).tolist()
+
+
+def test_a_customer_gets_the_same_model_from_a_batch_file_as_over_http(
+    rv, deployed, churn_pipeline, churn_frame, server_settings, spawn_server, tmp_path
+):
+    other = clone(churn_pipeline).set_params(model__C=0.01)
+    other.fit(churn_frame[CHURN_FEATURES], churn_frame[CHURN_TARGET])
+    challenger = rv.registry.register("churn-small", other, churn_frame, target="churned")
+    rv.deployments.deploy("churn", challenger.ref, weight=0.3, actor="test")
+    frame = make_churn(500, seed=9)
+    source = tmp_path / "customers.csv"
+    frame.to_csv(source, index=False)
+
+    score_file(rv, "churn", source, tmp_path / "scored.csv", chunk_rows=120)
+    batch = pd.read_csv(tmp_path / "scored.csv")
+    url = spawn_server(server_settings)
+    rows = _rows(500, seed=9)
+    answered = [p for i in range(0, 500, 50) for p in _predict(url, rows[i : i + 50])]
+
+    assert [r["customer_id"] for r in rows] == batch["customer_id"].tolist()
+    assert [p["model"] for p in answered] == batch["model"].tolist()
+    assert set(batch["model"]) == {deployed.ref, challenger.ref}
+    np.testing.assert_allclose(
+        [p["probability"] for p in answered], batch["probability"], rtol=1e-9
+    )

@@ -6,6 +6,11 @@ is scored and written. A bad row rejects the whole file: from the first bad chun
 only validated, so the error lists every problem of the file (with its row and column), and the
 partial output is removed. The output path is checked before anything is read.
 
+Under a canary each chunk's rows are split between the champion and the challenger as the API
+splits a request (`batch_route`): the same `assign`, so a customer gets the same model from a file
+as over HTTP, the challenger's failures answered by the champion and logged as `fallback`, each
+row naming its model. A basic or shadow deployment's chunks take the champion's path alone.
+
 A failed run leaves the prediction log as it was: the log entries of a run are written to disk
 as it goes (`batch_log.HeldLog`, memory stays flat) and handed to the log only once every chunk
 is scored and the output is complete (docs/serving.md "Batch scoring").
@@ -27,13 +32,14 @@ from relevo.errors import InvalidInputError, Problem
 from relevo.registry.flavors.base import RawOutput
 from relevo.serving.batch_io import Behind, ChunkWriter, check_output, iter_chunks, read_ahead
 from relevo.serving.batch_log import HeldLog
+from relevo.serving.batch_route import Router, Share, routes
 from relevo.serving.diagnosis import MAX_PROBLEMS
 from relevo.serving.entries import LogEntry
 from relevo.serving.frame_check import CheckedChunk, check_frame
 from relevo.serving.frames import Part
 from relevo.serving.ids import new_id_array
-from relevo.serving.outputs import format_outputs, output_columns
-from relevo.serving.pool import ModelPool
+from relevo.serving.outputs import format_outputs, output_columns, output_names
+from relevo.serving.pool import Endpoint, ModelPool
 from relevo.serving.predictor import log_entry
 from relevo.serving.runner import ModelRunner
 from relevo.serving.validation import Policy
@@ -41,8 +47,13 @@ from relevo.serving.validation import Policy
 
 class Scored(NamedTuple):
     rows: int
+    #: the model that answered; under a canary that split the rows, each with its rows
     model: str
     output: Path | None
+    #: rows per model that answered them (its ref), the champion first
+    models: dict[str, int]
+    #: rows the champion answered because the canary's challenger failed on them
+    fallback: int = 0
 
 
 def score_file(
@@ -64,10 +75,10 @@ def score_file(
         return iter_chunks(source, size)
 
     with ChunkWriter(output) as writer:
-        rows, model = _score(
+        models, fallback = _score(
             relevo, deployment, chunks, writer.write, writer.commit, log=log, progress=progress
         )
-    return Scored(rows, model, output)
+    return Scored(sum(models.values()), _named(models), output, models, fallback)
 
 
 def score_frame(
@@ -79,7 +90,8 @@ def score_frame(
     chunk_rows: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> pd.DataFrame:
-    """Score every row of `frame` in memory; returns the rows with id, model and outputs."""
+    """Score every row of `frame` in memory; returns the rows with id, model (the one that
+    answered each row) and outputs."""
     size = chunk_rows or relevo.settings.batch_chunk_rows
 
     def chunks() -> Iterator[pd.DataFrame]:
@@ -102,19 +114,24 @@ def _score(
     *,
     log: bool,
     progress: Callable[[int], None] | None,
-) -> tuple[int, str]:
+) -> tuple[dict[str, int], int]:
+    """Score the chunks; returns the rows each model answered (by ref, the champion first)
+    and how many of them the champion answered in a failing challenger's place."""
     dep = relevo.deployments.get(deployment)
     pool = ModelPool(relevo, only=[deployment])
     pool.refresh(strict=True)
-    runner = pool.endpoint(deployment).primary
+    endpoint = pool.endpoint(deployment)
+    runner = endpoint.primary
     settings = relevo.settings
     policy = Policy(settings.reject_unseen_categories, settings.reject_out_of_range)
+    router = Router(endpoint, policy) if routes(endpoint) else None
+    answered = [0] * len(endpoint.runners)
     logging = log and settings.log_predictions
     problems: list[Problem] = []
     failed = False
     bad_rows = 0
     scored = 0
-    checked_chunks = _checked(chunks(), runner, dep.key_column, policy, problems)
+    checked_chunks = _checked(chunks(), runner, dep.key_column, policy, problems, router)
     task, classes = runner.version.task, runner.version.classes
     with (
         HeldLog(relevo) if logging else contextlib.nullcontext() as held,
@@ -128,20 +145,47 @@ def _score(
             write(_scored_frame(chunk, ids, runner.ref, output_columns(task, classes, raw)))
             if held is not None:
                 step = held.piece_rows
-                for entry in _log_entries(dep.name, runner, ids, checked, raw, took, step):
+                for entry in _log_entries(
+                    dep.name, runner, "champion", ids, checked, raw, took, step
+                ):
                     held.add(entry)
 
-        for frame, checked, bad in checked_ahead:
+        def keep_split(chunk: pd.DataFrame, results: list[tuple[Share, RawOutput, float]]) -> None:
+            """A canary's chunk: each model's rows, put back in the file's order."""
+            ids = new_id_array(len(chunk))
+            taken = [(share, ids.take(share.idx), raw, took) for share, raw, took in results]
+            parts = []
+            for share, some, raw, _took in taken:
+                by = endpoint.runners[share.model]
+                columns = output_columns(by.version.task, by.version.classes, raw)
+                parts.append(_extra(chunk, some, by.ref, columns, share.idx))
+            write(_in_order(chunk, parts, _extra_names(endpoint, set(chunk.columns))))
+            if held is not None:
+                step = held.piece_rows
+                for share, some, raw, took in taken:
+                    by = endpoint.runners[share.model]
+                    for entry in _log_entries(
+                        dep.name, by, share.role, some, share.checked, raw, took, step
+                    ):
+                        held.add(entry)
+
+        for frame, checked, bad, shares in checked_ahead:
             bad_rows += bad
             failed = failed or checked is None
             if failed or checked is None or len(frame) == 0:
                 # a bad file: what was scored is dropped; the rest is only checked, so the
                 # error lists the problems of the whole file
                 continue
-            started = time.perf_counter()
-            raw = runner.raw(checked.part)
-            latency = time.perf_counter() - started  # the chunk's model call
-            behind.submit(partial(keep, frame, checked, raw, latency))
+            if shares is None:  # the champion answers every row of the chunk
+                started = time.perf_counter()
+                raw = runner.raw(checked.part)
+                latency = time.perf_counter() - started  # the chunk's model call
+                behind.submit(partial(keep, frame, checked, raw, latency))
+                answered[0] += len(frame)
+            else:
+                assert router is not None
+                split = _score_shares(endpoint, router, checked, shares, answered)
+                behind.submit(partial(keep_split, frame, split))
             scored += len(frame)
             if progress is not None:
                 progress(len(frame))
@@ -154,7 +198,42 @@ def _score(
             finish()  # the output is complete before anything reaches the log
         if held is not None:
             held.commit()
-    return scored, runner.ref
+    if router is not None:
+        router.warn(scored)
+    models = {r.ref: rows for r, rows in zip(endpoint.runners, answered, strict=True) if rows}
+    return models, 0 if router is None else router.fallback_rows
+
+
+def _named(models: dict[str, int]) -> str:
+    """The model that answered, or each model with its rows (a canary's two)."""
+    if len(models) == 1:
+        return next(iter(models))
+    return " and ".join(f"{ref} ({rows:,} rows)" for ref, rows in models.items())
+
+
+def _score_shares(
+    endpoint: Endpoint,
+    router: Router,
+    checked: CheckedChunk,
+    shares: list[Share],
+    answered: list[int],
+) -> list[tuple[Share, RawOutput, float]]:
+    """Each share's raw outputs and model-call time. A challenger that fails leaves its rows
+    to the champion (role fallback), as the API's predictor does."""
+    scored = []
+    for share in shares:
+        started = time.perf_counter()
+        try:
+            raw = endpoint.runners[share.model].raw(share.checked.part)
+        except Exception as exc:
+            if share.model == 0:
+                raise  # the champion's own failure fails the run
+            share = router.fallback(checked, share.idx, f"{type(exc).__name__}: {exc}")
+            started = time.perf_counter()
+            raw = endpoint.runners[0].raw(share.checked.part)
+        scored.append((share, raw, time.perf_counter() - started))
+        answered[share.model] += int(share.idx.size)
+    return scored
 
 
 def _checked(
@@ -163,14 +242,20 @@ def _checked(
     key: str | None,
     policy: Policy,
     problems: list[Problem],
-) -> Iterator[tuple[pd.DataFrame, CheckedChunk | None, int]]:
+    router: Router | None = None,
+) -> Iterator[tuple[pd.DataFrame, CheckedChunk | None, int, list[Share] | None]]:
     """Each chunk with its validated values (None when it has problems, which go to
-    `problems`) and its count of bad rows."""
+    `problems`), its count of bad rows, and under a canary its rows split between the models
+    (None: the champion answers them all)."""
     offset = 0
     for frame in chunks:
         before = len(problems)
         checked = check_frame(frame, runner.plan, key, policy, offset, problems)
-        yield frame, checked, 0 if checked is not None else max(len(problems) - before, 1)
+        bad = 0 if checked is not None else max(len(problems) - before, 1)
+        shares = None
+        if router is not None and checked is not None and not problems and len(frame):
+            shares = router.split(frame, checked)  # in the reading thread, beside validation
+        yield frame, checked, bad, shares
         offset += len(frame)
 
 
@@ -185,17 +270,46 @@ def _rejected(problems: list[Problem], total: int) -> InvalidInputError:
 
 def _scored_frame(frame: pd.DataFrame, ids: Any, ref: str, columns: dict[str, Any]) -> pd.DataFrame:
     """The chunk's rows, then id (a pyarrow string array), model and the outputs."""
+    return pd.concat([frame, _extra(frame, ids, ref, columns, frame.index)], axis=1)
+
+
+def _extra_names(endpoint: Endpoint, names: set[str]) -> list[str]:
+    """The columns a canary's chunks add to the file's: id, model, and every model's outputs
+    (the same in every chunk, whichever models answered it)."""
+    out = ["id", "model"]
+    for runner in endpoint.runners:
+        for key in output_names(runner.version.task, runner.version.classes):
+            name = f"output_{key}" if key in names else key
+            if name not in out:
+                out.append(name)
+    return out
+
+
+def _extra(
+    frame: pd.DataFrame, ids: Any, ref: str, columns: dict[str, Any], index: Any
+) -> pd.DataFrame:
+    """id, model and the outputs of rows of `frame` (an output named like an input column is
+    `output_<name>`), with the index `index`."""
     names = set(frame.columns)
     out = {"id": ids.to_pandas().array, "model": ref}
     for key, values in columns.items():
         out[f"output_{key}" if key in names else key] = values
-    extra = pd.DataFrame(out, index=frame.index)
+    return pd.DataFrame(out, index=index)
+
+
+def _in_order(frame: pd.DataFrame, parts: list[pd.DataFrame], names: list[str]) -> pd.DataFrame:
+    """The chunk's rows, then the models' answers (indexed by position) in the chunk's order
+    and with every model's output columns (another model's are empty)."""
+    extra = pd.concat(parts).sort_index() if len(parts) > 1 else parts[0]
+    extra = extra.reindex(columns=names)
+    extra.index = frame.index
     return pd.concat([frame, extra], axis=1)
 
 
 def _log_entries(
     deployment: str,
     runner: ModelRunner,
+    role: str,
     ids: Any,
     checked: CheckedChunk,
     raw: RawOutput,
@@ -218,7 +332,7 @@ def _log_entries(
         yield log_entry(
             deployment,
             runner,
-            "champion",
+            role,
             created,
             ids.slice(start, rows).to_pylist(),
             _log_features(part, runner),

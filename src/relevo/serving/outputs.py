@@ -51,6 +51,15 @@ def scores(task: str, classes: list[Any] | None, raw: RawOutput) -> np.ndarray:
     return np.asarray([str(classes[w]) for w in winners], dtype=object)
 
 
+def output_names(task: str, classes: list[Any] | None) -> list[str]:
+    """The names of `output_columns`, in its order, without a model output at hand."""
+    if task == "regression":
+        return ["value"]
+    if task == "binary":
+        return ["probability", "label"]
+    return [*(f"probability_{c}" for c in classes or ()), "label"]
+
+
 def output_columns(
     task: str, classes: list[Any] | None, raw: RawOutput, threshold: float = 0.5
 ) -> dict[str, np.ndarray]:
