@@ -203,3 +203,17 @@ def test_keyed_labels_from_the_future_are_refused_by_row_and_column(
     )
     with pytest.raises(InvalidInputError, match="row 2, column 'churned': expected one of"):
         ingest_keyed(rv, "churn", [chunk], received_at=now, columns=columns)
+
+
+def test_keyed_label_without_a_key_is_refused_by_row_and_column(rv, deployed, log_at, churn_frame):
+    customers = churn_frame.head(2)
+    log_at(customers, T0)
+    chunk = KeyedLabels(
+        [1, 2], [customers[CHURN_ID].iloc[0], float("nan")], [T0 + timedelta(hours=1)] * 2, [1, 0]
+    )
+    with pytest.raises(InvalidInputError) as caught:
+        ingest_keyed(rv, "churn", [chunk], columns=LabelColumns(key="customer_id"))
+    assert [str(p) for p in caught.value.problems] == [
+        "row 2, column 'customer_id': the routing key is missing"
+    ]
+    assert rv.store.labels.count("churn") == 0
