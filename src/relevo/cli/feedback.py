@@ -38,7 +38,10 @@ def feedback(
         None, "--key-column", help="Join by this routing-key column instead of prediction ids."
     ),
     time_column: str | None = typer.Option(
-        None, "--time-column", help="With --key-column: the column of the label's event time."
+        None,
+        "--time-column",
+        help="With --key-column: when each label's truth became known (not after now); it "
+        "joins the latest prediction at or before it, and the label delay ends there.",
     ),
     within_days: float | None = typer.Option(
         None, "--within-days", help="With --key-column: how far back a prediction may be."
