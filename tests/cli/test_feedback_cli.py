@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
+import pytest
 
 from relevo.datasets import CHURN_FEATURES, CHURN_ID, CHURN_TARGET, make_churn
 
@@ -78,7 +80,7 @@ def test_feedback_by_id_then_performance(cli, churn_files, tmp_path):
 
 def test_feedback_by_key_and_time_and_refusals(cli, churn_files, tmp_path):
     frame, scored = _scored(cli, churn_files, tmp_path, n=20)
-    later = pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=2)
+    later = pd.Timestamp.now(tz="UTC")  # after the predictions, not after the upload
     keyed = pd.DataFrame(
         {"customer": frame[CHURN_ID], "when": later.isoformat(), "label": frame[CHURN_TARGET]}
     )
@@ -119,3 +121,57 @@ def test_too_few_labels_for_segments_says_so(cli, churn_files, tmp_path):
         "no segment tested: a segment and the rest each need 100 labelled rows (150 labelled)"
         in (" ".join(shown.stdout.split()))
     )
+
+
+def test_keyed_labels_known_at_their_time_in_the_users_columns(cli, churn_files, tmp_path, rv):
+    """README's feedback step: labels by customer with the time their truth became known.
+    That time is stored beside the upload's and the delay `relevo performance` shows ends
+    there; a time after now is refused; every message names the file's own columns, once."""
+    frame, scored = _scored(cli, churn_files, tmp_path, n=20)
+    known = pd.Timestamp.now(tz="UTC")
+    labels = pd.DataFrame(
+        {"customer_id": frame[CHURN_ID], "churned": frame[CHURN_TARGET], "known_at": known}
+    )
+    path = tmp_path / "labels.csv"
+    args = ("feedback", "churn", "--input", path, "--key-column", "customer_id",
+            "--time-column", "known_at", "--label-column", "churned")  # fmt: skip
+
+    future = labels.assign(known_at=(known + pd.Timedelta(days=7)).isoformat())
+    future.loc[3, "known_at"] = "soon"
+    future.to_csv(path, index=False)
+    refused = cli(*args)
+    assert refused.exit_code == 2
+    assert refused.stderr.count("column 'known_at'") == 10  # the first ten of 20 problems
+    assert "row 1, column 'known_at': " in refused.stderr and " is after now (" in refused.stderr
+    assert "row 4, column 'known_at': expected a time, got 'soon'" in refused.stderr
+    assert "'time'" not in refused.stderr and rv.store.labels.count("churn") == 0
+
+    wrong = labels.astype({"churned": object})
+    wrong.loc[2, "churned"] = "yes"
+    wrong.to_csv(path, index=False)
+    refused = cli(*args)
+    assert refused.exit_code == 2
+    assert "row 3, column 'churned': expected one of the model's classes (0, 1), got 'yes'" in (
+        " ".join(refused.stderr.split())
+    )
+    missing = cli(*args[:-2])  # no --label-column: the default, 'label', is not in the file
+    assert missing.exit_code == 2
+    said = " ".join(missing.stderr.split())
+    assert "has no column 'label' (--label-column); its columns are customer_id, churned," in said
+    assert said.count("'label'") == 1
+
+    labels.to_csv(path, index=False)
+    stored = cli(*args)
+    assert stored.exit_code == 0, stored.output
+    assert "Stored 20 labels for churn" in stored.stdout
+    row = rv.store.labels.get(scored["id"].iloc[0])
+    assert row is not None
+    assert row["known_at"] == known.to_pydatetime() < row["received_at"]
+    report = cli("performance", "churn", "--json")
+    assert report.exit_code == 0, report.output
+    (window,) = json.loads(report.stdout)["models"][0]["windows"]
+    hours = [
+        (r["known_at"] - r["predicted_at"]).total_seconds() / 3600
+        for r in map(rv.store.labels.get, scored["id"])
+    ]
+    assert window["label_delay_hours"] == pytest.approx(float(np.median(hours)), abs=1e-9)

@@ -478,3 +478,28 @@ def test_pickle_needing_a_main_class(cli, tmp_path):
     reference.write_text("x,y\n1.0,2.0\n")
     result = cli(*register_with(folder / "model.joblib", reference, "w"), "--target", "y")
     assert_fails(result, 2, "'MainWrapper'", "__main__", "importable module", "PYTHONPATH")
+
+
+def test_text_in_a_numeric_reference_column_is_named_by_row_and_column(
+    cli, churn_files, churn_frame, tmp_path
+):
+    """`x` in the reference's `age` column (a model input): the cell is named as `relevo
+    predict` names it, not scikit-learn's "Cannot use mean strategy" with advice to exclude a
+    real input; nothing is registered."""
+    typo = tmp_path / "ref.csv"
+    churn_frame.astype({"age": object}).assign(
+        age=lambda f: f["age"].where(f.index != 2, "x")
+    ).to_csv(typo, index=False)
+
+    # what `relevo predict` says of the same file, for a model registered on a clean one
+    assert_ok(cli(*register_args(churn_files)))
+    assert_ok(cli("deploy", "churn", "churn:1"))
+    predicted = cli("predict", "churn", "--input", typo, "--output", tmp_path / "out.csv")
+    assert predicted.exit_code == 2
+    cell = "row 2, column 'age': cannot parse 'x' as an integer"
+    assert cell in predicted.stderr
+
+    result = cli(*register_with(churn_files.model, typo), "--target", CHURN_TARGET)
+    line = assert_fails(result, 2, cell, "column(s) of numbers ('age')", "nothing was registered")
+    assert "mean strategy" not in line and "--exclude" not in line
+    assert [v["ref"] for v in json.loads(cli("models", "list", "--json").stdout)] == ["churn:1"]

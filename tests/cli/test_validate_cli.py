@@ -87,3 +87,22 @@ def test_what_cannot_be_checked_exits_with_its_error_code(cli, registered, sampl
     assert result.exit_code in (2, 3), result.output
     assert message in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_metric_limits_on_a_sample_without_the_registered_target_name_file_and_column(
+    cli, registered, tmp_path
+):
+    """README's `relevo validate churn:2 --data customers.csv --min roc_auc=0.75`: the version
+    knows its target (churned); what is wrong is that the file has no such column."""
+    path = tmp_path / "customers.csv"
+    make_churn(50, seed=32).drop(columns=CHURN_TARGET).to_csv(path, index=False)
+    result = cli("validate", "churn:1", "--data", path, "--min", "roc_auc=0.75")
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.stderr.split())
+    assert f"the sample {path} has no column 'churned', the target churn:1 was registered with" in (
+        said
+    )
+    assert "(the sample's columns: customer_id, age, tenure_months," in said
+    assert "add it, or name the column that holds the labels with --target COLUMN" in said
+    # without a limit or --against, no labels are needed: the rest is checked
+    assert cli("validate", "churn:1", "--data", path).exit_code == 0

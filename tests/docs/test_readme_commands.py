@@ -2,7 +2,8 @@
 says how to make, against a home of their own.
 
 `relevo ...` runs in-process through the real command; `relevo serve` (which holds the terminal)
-is a background server on a free port, and `curl` is the same HTTP request made with httpx.
+is a background server on a free port, `curl` is the same HTTP request made with httpx, and
+`python3 NAME.py` runs the README python block that says it is NAME.py (its first line).
 Every README block is either run here or named below with the reason it is not.
 """
 
@@ -71,6 +72,12 @@ def curl(argv: list[str], address: str) -> httpx.Response:
     return httpx.post(url, headers=headers, content=body, timeout=30)
 
 
+def saved_as(name: str) -> str:
+    """The README python block whose first line says it is saved as `name`."""
+    (found,) = [b for b in blocks("python", ROOT / "README.md") if b.code.startswith(f"# {name}")]
+    return found.code
+
+
 def test_readme_shell_examples_run_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     make_files = block("README.md#1")
     assert "model.joblib" in make_files.code
@@ -113,6 +120,12 @@ def test_readme_shell_examples_run_as_written(tmp_path: Path, monkeypatch: pytes
                     assert got.keys() == expected.keys() and got["model"] == expected["model"]
                     server.stop()  # as Ctrl-C would: the log holds the answered row
                     server = None
+                elif argv[0] == "python3" and len(argv) == 2:
+                    (tmp_path / argv[1]).write_text(saved_as(argv[1]))
+                    made = subprocess.run(
+                        [sys.executable, argv[1]], cwd=tmp_path, capture_output=True, text=True
+                    )
+                    assert made.returncode == 0, made.stderr
                 else:
                     pytest.fail(f"README runs {argv[0]!r}, which this test does not know")
     finally:
@@ -141,6 +154,7 @@ def test_readme_shell_examples_run_as_written(tmp_path: Path, monkeypatch: pytes
         "relevo drift churn",
         "relevo alerts --all",
         "relevo alerts rules",
+        "python3 make_labels.py",
         "relevo feedback churn",
         "relevo performance churn",
         "relevo containerize churn:1",
@@ -158,7 +172,13 @@ def test_readme_shell_examples_run_as_written(tmp_path: Path, monkeypatch: pytes
             for e in rv.deployments.history("churn")
         ]
         assert rv.deployments.get("churn").model_ref == "churn:1"
-        # the feedback block: every customer's label joined to a logged prediction by key
+        # the feedback block: every customer's label joined to a logged prediction by key,
+        # known when labels.csv says (the label delay ends there), uploaded after that
         assert rv.store.labels.count("churn") == len(customers)
+        known = pd.read_csv(tmp_path / "labels.csv")["known_at"]
+        stored = rv.store.labels.get(scored["id"].iloc[0])
+        assert stored is not None
+        assert stored["known_at"] == pd.Timestamp(known.iloc[0]).to_pydatetime()
+        assert stored["received_at"] > stored["known_at"] > stored["predicted_at"]
     assert [a for a, _m, _c in trail][-4:] == ["deploy", "deploy", "promote", "rollback"], trail
     assert trail[-2][1] == "churn:2" and trail[-1][1] == "churn:1"

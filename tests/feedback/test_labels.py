@@ -10,7 +10,7 @@ import pytest
 
 from relevo.datasets import CHURN_ID
 from relevo.errors import InvalidInputError, NotFoundError
-from relevo.feedback.labels import KeyedLabels, ingest, ingest_keyed
+from relevo.feedback.labels import KeyedLabels, LabelColumns, ingest, ingest_keyed
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -98,7 +98,9 @@ def test_by_key_outside_window_is_unknown(rv, deployed, log_at, churn_frame):
     log_at(customer, T0)
     key = str(customer[CHURN_ID].iloc[0])
     chunk = KeyedLabels([1], [key], [T0 + timedelta(days=45)], [1])
-    done = ingest_keyed(rv, "churn", [chunk], window=timedelta(days=30))
+    done = ingest_keyed(
+        rv, "churn", [chunk], window=timedelta(days=30), received_at=T0 + timedelta(days=46)
+    )
     assert done.accepted == 0 and len(done.unknown) == 1
 
 
@@ -114,6 +116,8 @@ def test_export_has_true_labels(rv, deployed, log_at, churn_frame, tmp_path):
     assert frame.loc[ids[1], "true_label"] == 0
     assert pd.isna(frame.loc[ids[2], "true_label"])
     assert frame["label_received_at"].notna().sum() == 2
+    # sent by id: the truth counts as known when it was uploaded
+    assert frame["label_known_at"].dropna().tolist() == frame["label_received_at"].dropna().tolist()
 
 
 def test_labels_in_any_order_and_ids_with_tabs_or_backslashes(rv, deployed, log_at, churn_frame):
@@ -129,3 +133,87 @@ def test_labels_in_any_order_and_ids_with_tabs_or_backslashes(rv, deployed, log_
     for pid, value in zip(sent[:6], values[:6], strict=True):
         stored = rv.store.labels.get(pid)
         assert stored is not None and stored["label"] == str(value)
+
+
+def test_keyed_label_is_known_at_its_time_and_the_delay_ends_there(
+    rv, deployed, log_at, churn_frame
+):
+    """A label sent by key and time keeps that time as when its truth became known, beside the
+    upload's; the label delay runs from the prediction to it, not to the upload."""
+    from relevo.feedback.service import PerformanceService
+
+    customers = churn_frame.head(4)
+    ids = log_at(customers, T0)
+    known = T0 + timedelta(days=7)
+    uploaded = T0 + timedelta(days=20)
+    chunk = KeyedLabels(
+        [1, 2, 3, 4],
+        customers[CHURN_ID].tolist(),
+        [known.isoformat()] * 4,
+        customers["churned"].tolist(),
+    )
+    assert ingest_keyed(rv, "churn", [chunk], received_at=uploaded).accepted == 4
+    stored = rv.store.labels.get(ids[0])
+    assert stored is not None
+    assert (stored["known_at"], stored["received_at"]) == (known, uploaded)
+    # by id, the truth counts as known at the upload
+    ingest(rv, "churn", _chunk(ids[:1], [1]), received_at=uploaded + timedelta(days=1))
+    again = rv.store.labels.get(ids[0])
+    assert again is not None and again["known_at"] == again["received_at"]
+
+    window = PerformanceService(rv).performance("churn", "1d").champion.windows[0]
+    # three labels known 7 days (168 h) after their prediction, one 21 days: the median is 168
+    assert window.label_delay_hours == pytest.approx(168.0)
+
+
+def test_repeated_keyed_label_keeps_the_last_ones_time(rv, deployed, log_at, churn_frame):
+    customer = churn_frame.head(1)
+    (pid,) = log_at(customer, T0)
+    key = str(customer[CHURN_ID].iloc[0])
+    times = [T0 + timedelta(days=2), T0 + timedelta(days=5)]
+    chunk = KeyedLabels([1, 2], [key, key], times, [0, 1])
+    done = ingest_keyed(rv, "churn", [chunk], received_at=T0 + timedelta(days=6))
+    assert (done.accepted, done.replaced) == (2, 1)
+    stored = rv.store.labels.get(pid)
+    assert stored is not None and (stored["label"], stored["known_at"]) == ("1", times[1])
+
+
+def test_keyed_labels_from_the_future_are_refused_by_row_and_column(
+    rv, deployed, log_at, churn_frame
+):
+    customers = churn_frame.head(3)
+    log_at(customers, T0)
+    now = T0 + timedelta(days=1)
+    chunk = KeyedLabels(
+        [1, 2, 3],
+        customers[CHURN_ID].tolist(),
+        [T0 + timedelta(hours=1), now + timedelta(days=7), "soon"],
+        ["1", 0, "yes"],
+    )
+    columns = LabelColumns(key="customer", time="known_at", label="churned")
+    with pytest.raises(InvalidInputError) as caught:
+        ingest_keyed(rv, "churn", [chunk], received_at=now, columns=columns)
+    assert [str(p) for p in caught.value.problems] == [
+        "row 3, column 'known_at': expected a time, got 'soon'",
+        "row 2, column 'known_at': 2026-11-09 00:00:00 UTC is after now (2026-11-02 00:00:00 UTC)",
+    ]
+    assert rv.store.labels.count("churn") == 0
+    chunk = KeyedLabels(
+        [1, 2], customers[CHURN_ID].tolist()[:2], [T0 + timedelta(hours=1)] * 2, [1, "yes"]
+    )
+    with pytest.raises(InvalidInputError, match="row 2, column 'churned': expected one of"):
+        ingest_keyed(rv, "churn", [chunk], received_at=now, columns=columns)
+
+
+def test_keyed_label_without_a_key_is_refused_by_row_and_column(rv, deployed, log_at, churn_frame):
+    customers = churn_frame.head(2)
+    log_at(customers, T0)
+    chunk = KeyedLabels(
+        [1, 2], [customers[CHURN_ID].iloc[0], float("nan")], [T0 + timedelta(hours=1)] * 2, [1, 0]
+    )
+    with pytest.raises(InvalidInputError) as caught:
+        ingest_keyed(rv, "churn", [chunk], columns=LabelColumns(key="customer_id"))
+    assert [str(p) for p in caught.value.problems] == [
+        "row 2, column 'customer_id': the routing key is missing"
+    ]
+    assert rv.store.labels.count("churn") == 0

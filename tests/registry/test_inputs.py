@@ -25,7 +25,7 @@ from relevo.datasets import (
     CHURN_TARGET,
 )
 from relevo.errors import InvalidInputError
-from relevo.registry.inputs import FeatureOrderWarning, as_matrix
+from relevo.registry.inputs import FeatureOrderWarning, StrayTextWarning, as_matrix, stray_text
 
 
 def numeric_pipeline() -> Pipeline:
@@ -295,3 +295,30 @@ def test_versions_without_a_recorded_input_keep_the_old_behaviour(
         )
         path = rv.registry.artifacts.path(version.artifact_path)
         assert flavor.load(path, {}).input_format == expected
+
+
+def test_stray_text_in_a_column_the_model_takes_as_text_is_registered_with_a_warning(
+    rv, churn_frame
+):
+    """A model that one-hot encodes `age` takes it as text: registered, as text, with a
+    warning naming the cells that made it text."""
+    frame = churn_frame.astype({"age": object})
+    frame.loc[3, "age"] = "x"
+    model = make_pipeline(
+        ColumnTransformer([("codes", OneHotEncoder(handle_unknown="ignore"), ["age", "contract"])]),
+        LogisticRegression(max_iter=1000),
+    ).fit(frame[["age", "contract"]].astype(str), frame[CHURN_TARGET])
+    reference = frame[["age", "contract", CHURN_TARGET]].astype({"age": str})
+    with pytest.warns(StrayTextWarning) as caught:
+        version = rv.registry.register("m", model, reference, target=CHURN_TARGET)
+    (warning,) = caught
+    assert "column 'age' of the reference data is registered as text, not numbers, because of " in (
+        str(warning.message)
+    )
+    assert "row 3, column 'age': cannot parse 'x' as an integer" in str(warning.message)
+    assert version.signature["age"].kind == "string"
+
+
+def test_stray_text_is_not_claimed_where_text_is_common(churn_frame):
+    frame = pd.DataFrame({"code": ["1", "2", "basic"] * 10, "name": churn_frame[CHURN_ID][:30]})
+    assert stray_text(frame) == []

@@ -176,3 +176,44 @@ def test_downgrading_to_0001_brings_back_the_candidate(database_url: str):
         engine.dispose()
     assert rows == [("churn", 4), ("iris", None)]
     assert len(count) == 5
+
+
+def test_upgrading_a_0006_store_keeps_each_labels_upload_time_as_its_known_time(
+    database_url: str,
+):
+    """Labels stored before 0007 knew no other time than their upload's: it becomes their
+    known time, so their delay reads as it did."""
+    _migrate(database_url, "0006")
+    old_labels = table(
+        "labels",
+        column("prediction_id", String),
+        column("deployment", String),
+        column("label", String),
+        column("predicted_at", UTCDateTime()),
+        column("received_at", UTCDateTime()),
+    )
+    uploaded = T0.replace(day=28)
+    engine = create_store_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                insert(old_labels),
+                [
+                    {
+                        "prediction_id": "p1",
+                        "deployment": "churn",
+                        "label": "1",
+                        "predicted_at": T0,
+                        "received_at": uploaded,
+                    }
+                ],
+            )
+    finally:
+        engine.dispose()
+    store = Store(database_url)  # migrates to the head on open
+    try:
+        stored = store.labels.get("p1")
+        assert stored is not None
+        assert (stored["received_at"], stored["known_at"]) == (uploaded, uploaded)
+    finally:
+        store.close()

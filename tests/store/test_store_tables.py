@@ -39,6 +39,7 @@ def test_every_timestamp_column_is_utc_aware():
         "alert_silences.created_at",
         "labels.predicted_at",
         "labels.received_at",
+        "labels.known_at",
     }
     assert all(isinstance(c.type, UTCDateTime) for c in timestamps)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -17,12 +17,14 @@ from relevo.errors import InvalidInputError, Problem
 CHUNK_ROWS = 100_000
 
 
-def _columns(frame: Any, names: Sequence[str], source: Path) -> None:
-    missing = [c for c in names if c not in frame.columns]
+def _columns(frame: Any, options: dict[str, str], source: Path) -> None:
+    """Refuse a file without the columns `options` names ({option: column}), naming each once
+    with the option that names it."""
+    missing = [f"{c!r} ({option})" for option, c in options.items() if c not in frame.columns]
     if missing:
         raise InvalidInputError(
-            f"input file {source} has no column {missing[0]!r}",
-            [Problem(f"columns: {', '.join(map(str, frame.columns))}", column=missing[0])],
+            f"input file {source} has no column {', '.join(missing)}; its columns are "
+            f"{', '.join(map(str, frame.columns))}"
         )
 
 
@@ -36,7 +38,10 @@ def feedback(
         None, "--key-column", help="Join by this routing-key column instead of prediction ids."
     ),
     time_column: str | None = typer.Option(
-        None, "--time-column", help="With --key-column: the column of the label's event time."
+        None,
+        "--time-column",
+        help="With --key-column: when each label's truth became known (not after now); it "
+        "joins the latest prediction at or before it, and the label delay ends there.",
     ),
     within_days: float | None = typer.Option(
         None, "--within-days", help="With --key-column: how far back a prediction may be."
@@ -45,7 +50,7 @@ def feedback(
 ) -> None:
     """Store ground truth for logged predictions, by prediction id or by routing key and time:
     the latest prediction for the key at or before the label's time (docs/feedback.md)."""
-    from relevo.feedback.labels import KeyedLabels, ingest, ingest_keyed
+    from relevo.feedback.labels import KeyedLabels, LabelColumns, ingest, ingest_keyed
     from relevo.serving.batch_io import iter_chunks
 
     if (key_column is None) != (time_column is None):
@@ -64,10 +69,15 @@ def feedback(
         task = bar.add_task("labels", total=None)
         advance = lambda n: bar.advance(task, n)  # noqa: E731
         if key_column is not None and time_column is not None:
+            keyed_options = {
+                "--key-column": key_column,
+                "--time-column": time_column,
+                "--label-column": label_column,
+            }
 
             def keyed() -> Iterator[KeyedLabels]:
                 for chunk in iter_chunks(input, CHUNK_ROWS):
-                    _columns(chunk, [key_column, time_column, label_column], input)
+                    _columns(chunk, keyed_options, input)
                     rows = [i + 1 for i in chunk.index]  # data rows, the first is 1
                     yield KeyedLabels(
                         rows,
@@ -77,16 +87,22 @@ def feedback(
                     )
 
             window = timedelta(days=within_days) if within_days else None
-            result = ingest_keyed(rv, deployment, keyed(), window=window, progress=advance)
+            names = LabelColumns(key=key_column, time=time_column, label=label_column)
+            result = ingest_keyed(
+                rv, deployment, keyed(), window=window, progress=advance, columns=names
+            )
         else:
 
             def by_id() -> Iterator[tuple[list[int], list[Any], list[Any]]]:
                 for chunk in iter_chunks(input, CHUNK_ROWS):
-                    _columns(chunk, [id_column, label_column], input)
+                    _columns(
+                        chunk, {"--id-column": id_column, "--label-column": label_column}, input
+                    )
                     rows = [i + 1 for i in chunk.index]
                     yield rows, chunk[id_column].tolist(), chunk[label_column].tolist()
 
-            result = ingest(rv, deployment, by_id(), progress=advance)
+            names = LabelColumns(id=id_column, label=label_column)
+            result = ingest(rv, deployment, by_id(), progress=advance, columns=names)
     if json_out:
         print_json(result.to_dict())
         return

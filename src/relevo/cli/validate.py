@@ -62,6 +62,7 @@ def validate(
         max_latency_ms=max_latency_ms,
         against=against,
         tolerance=tolerance,
+        sample_name=f"the sample {data}",
     )
     if json_out:
         print_json(report.to_dict())

@@ -7,7 +7,10 @@ Two ways to say which prediction a label belongs to:
 - **by routing key and time**, for a business that knows the customer but not the prediction:
   a label for key K with event time T belongs to *the latest prediction for K made at or before
   T, and no earlier than T - window* (default 30 days, `RELEVO_FEEDBACK_MATCH_WINDOW_DAYS`). A
-  label with no such prediction is reported back as unknown (`key@time`).
+  label with no such prediction is reported back as unknown (`key@time`). T is also when the
+  truth became known: the label delay runs from the prediction to T, not to the upload. A time
+  after the upload's is refused, naming its row and column: a truth cannot become known after it
+  was sent, and the prediction it joins to could still change.
 
 A repeated label replaces the earlier one and is counted (`revisions`); ids that are not in the
 deployment's log are reported back, never dropped silently; a label of the wrong type refuses
@@ -34,6 +37,8 @@ if TYPE_CHECKING:
 
 #: problems named in a refusal at most (the count says how many in all)
 MAX_PROBLEMS = 50
+#: a label's known time as it is staged (`LabelSession.stage`): UTC text
+TIME_TEXT = "%Y-%m-%d %H:%M:%S.%f+00:00"
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,17 @@ class FeedbackResult:
 
 
 @dataclass(frozen=True)
+class LabelColumns:
+    """What the input calls its columns, for messages: the HTTP body's field names unless a
+    file names its own (`--label-column churned`)."""
+
+    id: str = "id"
+    label: str = "label"
+    key: str = "key"
+    time: str = "time"
+
+
+@dataclass(frozen=True)
 class KeyedLabels:
     """A chunk of labels given by routing key and event time (row numbers for messages)."""
 
@@ -118,14 +134,16 @@ def ingest(
     *,
     received_at: datetime | None = None,
     progress: Callable[[int], None] | None = None,
+    columns: LabelColumns = LabelColumns(),
 ) -> FeedbackResult:
-    """Store labels given by prediction id: `chunks` yields (row numbers, ids, labels)."""
+    """Store labels given by prediction id: `chunks` yields (row numbers, ids, labels);
+    `columns` names the input's columns in messages."""
     kind = label_kind(rv, deployment)
     with rv.store.labels.session() as session:
         problems: list[Problem] = []
         total = [0, 0]  # rows, problems
         for rows, ids, values in chunks:
-            _stage(session, kind, rows, ids, values, problems, total)
+            _stage(session, kind, rows, ids, values, problems, total, columns)
             if progress is not None:
                 progress(len(rows))
         _refuse(problems, total[1])
@@ -151,22 +169,26 @@ def ingest_keyed(
     window: timedelta | None = None,
     received_at: datetime | None = None,
     progress: Callable[[int], None] | None = None,
+    columns: LabelColumns = LabelColumns(),
 ) -> FeedbackResult:
-    """Store labels given by routing key and event time (the rule in the module docstring)."""
+    """Store labels given by routing key and event time (the rule in the module docstring);
+    `columns` names the input's columns in messages."""
     kind = label_kind(rv, deployment)
     window = window or timedelta(days=rv.settings.feedback_match_window_days)
+    now = received_at or datetime.now(UTC)
     unknown: list[str] = []
     with rv.store.labels.session() as session:
         problems: list[Problem] = []
         total = [0, 0]
         for chunk in chunks:
-            times = _times(chunk, problems, total)
+            times = _times(chunk, problems, total, columns, now)
             matched = _match(rv, deployment, chunk, times, window) if times is not None else None
             if matched is not None:
                 ids, missing = matched
                 unknown += missing
                 keep = [i for i, x in enumerate(ids) if x is not None]
                 rows = [chunk.rows[i] for i in keep]
+                known = times.dt.floor("us").dt.strftime(TIME_TEXT).tolist()
                 _stage(
                     session,
                     kind,
@@ -175,6 +197,8 @@ def ingest_keyed(
                     [chunk.labels[i] for i in keep],
                     problems,
                     total,
+                    columns,
+                    [known[i] for i in keep],
                 )
                 total[0] += len(chunk.rows) - len(keep)
             if progress is not None:
@@ -182,7 +206,7 @@ def ingest_keyed(
         _refuse(problems, total[1])
         if total[0] == 0:
             raise InvalidInputError("no labels: the input has no rows")
-        done = session.commit(deployment, received_at or datetime.now(UTC))
+        done = session.commit(deployment, now)
     return FeedbackResult(deployment, total[0], done.accepted, done.replaced, unknown)
 
 
@@ -194,26 +218,32 @@ def _stage(
     values: Sequence[Any],
     problems: list[Problem],
     total: list[int],
+    columns: LabelColumns,
+    known: Sequence[str] | None = None,
 ) -> None:
+    """Check and stage labels; `known`: when each one's truth became known (UTC text), if
+    the input says."""
     if not problems:
         texts = _texts(kind, ids, values)
         if texts is not None:  # every id and label fine: staged as they are
             total[0] += len(texts)
-            session.stage(ids, texts)
+            session.stage(ids, texts, known)
             return
     staged: list[tuple[str, str]] = []
+    kept: list[int] = []
     parsed: dict[tuple[type, Any], str] = {}  # a label column holds few distinct values
-    for row, pid, value in zip(rows, ids, values, strict=True):
+    for n, (row, pid, value) in enumerate(zip(rows, ids, values, strict=True)):
         total[0] += 1
         if type(pid) is not str:
             pid = pid.item() if isinstance(pid, np.generic) else pid
             if not isinstance(pid, str):
-                _problem(
-                    problems, total, Problem(f"expected a prediction id, got {pid!r}", row, "id")
-                )
+                message = f"expected a prediction id, got {pid!r}"
+                _problem(problems, total, Problem(message, row, columns.id))
                 continue
         if not pid or len(pid) > 32:
-            _problem(problems, total, Problem(f"expected a prediction id, got {pid!r}", row, "id"))
+            _problem(
+                problems, total, Problem(f"expected a prediction id, got {pid!r}", row, columns.id)
+            )
             continue
         key: tuple[type, Any] | None = (type(value), value)
         try:
@@ -224,13 +254,18 @@ def _stage(
             try:
                 text = orjson.dumps(kind.parse(value)).decode()
             except ValueError as exc:
-                _problem(problems, total, Problem(str(exc), row, "label"))
+                _problem(problems, total, Problem(str(exc), row, columns.label))
                 continue
             if key is not None and value == value:  # NaN never equals itself: no cache hit
                 parsed[key] = text
         staged.append((pid, text))
+        kept.append(n)
     if not problems:  # once refused, nothing more needs staging: only the problems count
-        session.stage([r[0] for r in staged], [r[1] for r in staged])
+        session.stage(
+            [r[0] for r in staged],
+            [r[1] for r in staged],
+            None if known is None else [known[n] for n in kept],
+        )
 
 
 def _texts(kind: LabelKind, ids: Sequence[Any], values: Sequence[Any]) -> list[str] | None:
@@ -271,21 +306,38 @@ def _refuse(problems: list[Problem], count: int) -> None:
         )
 
 
-def _times(chunk: KeyedLabels, problems: list[Problem], total: list[int]) -> pd.Series | None:
+def _times(
+    chunk: KeyedLabels,
+    problems: list[Problem],
+    total: list[int],
+    columns: LabelColumns,
+    now: datetime,
+) -> pd.Series | None:
+    """The labels' times in UTC, or None when a time or a key is refused (each named)."""
     parsed = pd.to_datetime(pd.Series(list(chunk.times)), utc=True, errors="coerce")
-    bad = parsed.isna().to_numpy()
+    bad = parsed.isna().to_numpy(copy=True)  # written to below
     for i in np.flatnonzero(bad).tolist():
         total[0] += 1
         _problem(
             problems,
             total,
-            Problem(f"expected a time, got {chunk.times[i]!r}", chunk.rows[i], "time"),
+            Problem(f"expected a time, got {chunk.times[i]!r}", chunk.rows[i], columns.time),
         )
+    future = (parsed > pd.Timestamp(now)).to_numpy()
+    for i in np.flatnonzero(future).tolist():
+        total[0] += 1
+        bad[i] = True
+        message = (
+            f"{parsed.iloc[i]:%Y-%m-%d %H:%M:%S} UTC is after now ({now:%Y-%m-%d %H:%M:%S} UTC)"
+        )
+        _problem(problems, total, Problem(message, chunk.rows[i], columns.time))
     for i, key in enumerate(chunk.keys):
         if not bad[i] and (key is None or (isinstance(key, float) and math.isnan(key))):
             total[0] += 1
             bad[i] = True
-            _problem(problems, total, Problem("the routing key is missing", chunk.rows[i], "key"))
+            _problem(
+                problems, total, Problem("the routing key is missing", chunk.rows[i], columns.key)
+            )
     return None if bad.any() else parsed
 
 

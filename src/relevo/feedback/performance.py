@@ -124,7 +124,7 @@ def decode(rows: JoinedRows, task: str, classes: Sequence[Any]) -> Decoded:
     labelled = np.fromiter((x is not None for x in raw_labels), bool, n)
     truths = [orjson.loads(x) if x is not None else None for x in raw_labels]
     seconds = rows.created_s[keep] if n else np.zeros(0)
-    delay = (rows.received_s[keep] - seconds) / 3600.0 if n else np.zeros(0)
+    delay = (rows.known_s[keep] - seconds) / 3600.0 if n else np.zeros(0)
     delay = np.where(labelled, delay, np.nan)
     if task == "regression":
         score = np.fromiter((o.get("value", np.nan) for o in outputs), float, n)
@@ -178,7 +178,7 @@ def load_rows(
     f = store.scores(deployment, since, until, positive)
     labelled = f["labelled"]
     seconds = f["seconds"]
-    delay = np.where(labelled, (f["received"] - seconds) / 3600.0, np.nan)
+    delay = np.where(labelled, (f["known"] - seconds) / 3600.0, np.nan)
     binary = kind.task == "binary"
     return Decoded(
         f["model"],

@@ -8,6 +8,11 @@ taken at its word (and `features=` must agree); one that does not is given the o
 `rehearse` runs the model on the reference in each way it can be fed (a float64 array, the
 frame's values, a DataFrame with names) and keeps the fastest that answers exactly like the
 DataFrame without a warning; that choice is recorded with the version.
+
+`stray_text` looks first for columns of numbers that a few text cells turned into text (`x` in
+a column of ages): when the model then fails on the reference, those cells are named by row
+and column, as `relevo predict` names them, rather than the model's own error; when the model
+takes the column as text, a `StrayTextWarning` says it was registered as text because of them.
 """
 
 from __future__ import annotations
@@ -24,13 +29,62 @@ import pandas as pd
 from relevo.errors import InvalidInputError, Problem
 from relevo.registry.flavors import LoadedModel, RawOutput
 from relevo.registry.signature import Signature
+from relevo.serving.coercion import MAX_PER_COLUMN, NOT_ACCEPTED, parse_text
 
 #: signature kinds that travel as float64 in an "array" input
 NUMERIC_KINDS = frozenset({"number", "integer"})
+#: a text column is numbers with stray text when at least this share of its cells are numbers
+STRAY_SHARE = 0.95
 
 
 class FeatureOrderWarning(UserWarning):
     """A model without feature names took its input order from the reference's columns."""
+
+
+class StrayTextWarning(UserWarning):
+    """A reference column of numbers was registered as text because a few cells are not."""
+
+
+def stray_text(frame: pd.DataFrame) -> list[Problem]:
+    """The cells that make a column of numbers text (at least `STRAY_SHARE` of its non-missing
+    cells numbers, the rest not), by row (counted from 0, as `relevo predict` counts) and
+    column, at most `MAX_PER_COLUMN` a column."""
+    problems: list[Problem] = []
+    for name in frame.columns:
+        column = frame[name]
+        if column.dtype != object and not pd.api.types.is_string_dtype(column.dtype):
+            continue
+        # each distinct value once: a column of categories holds few
+        codes, uniques = pd.factorize(column, use_na_sentinel=True)
+        counts = np.bincount(codes[codes >= 0], minlength=len(uniques))
+        allowed = (1 - STRAY_SHARE) * counts.sum()  # text cells a column of numbers may hold
+        numbers: list[float] = []
+        bad: list[int] = []  # codes of the text values
+        stray = 0
+        for code, v in enumerate(uniques.tolist()):
+            if isinstance(v, str):
+                parsed = parse_text(v, "number")
+                if parsed is NOT_ACCEPTED:
+                    bad.append(code)
+                    stray += int(counts[code])
+                    if stray > allowed:
+                        break  # text, not numbers
+                elif parsed is not None:
+                    numbers.append(parsed)
+            elif isinstance(v, int | float | np.number) and not isinstance(v, bool | np.bool_):
+                numbers.append(float(v))
+            else:  # a boolean, bytes, an object: not a column of numbers
+                break
+        else:
+            if not bad or not numbers:
+                continue
+            kind = "an integer" if all(float(x).is_integer() for x in numbers) else "a number"
+            rows = np.flatnonzero(np.isin(codes, bad))[:MAX_PER_COLUMN].tolist()
+            problems += [
+                Problem(f"cannot parse {str(uniques[codes[i]])[:40]!r} as {kind}", i, str(name))
+                for i in rows
+            ]
+    return problems
 
 
 def is_numeric(signature: Signature) -> bool:

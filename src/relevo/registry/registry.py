@@ -29,7 +29,14 @@ from relevo.registry.flavors import (
     get_flavor,
 )
 from relevo.registry.holdout import warn_if_training_data
-from relevo.registry.inputs import as_matrix, is_numeric, rehearse, resolve_features
+from relevo.registry.inputs import (
+    StrayTextWarning,
+    as_matrix,
+    is_numeric,
+    rehearse,
+    resolve_features,
+    stray_text,
+)
 from relevo.registry.signature import Signature
 from relevo.registry.types import ModelRef, ModelVersion
 from relevo.store import Store
@@ -114,7 +121,15 @@ class Registry:
             inputs = frame[columns]
             numeric = is_numeric(signature)
             loaded.bind_inputs(columns, numeric)
-            raw, mode = rehearse(loaded, inputs, numeric)
+            stray = stray_text(inputs)
+            try:
+                raw, mode = rehearse(loaded, inputs, numeric)
+            except InvalidInputError:
+                if stray:  # the likely cause, named as `relevo predict` names it
+                    raise _stray_error(stray) from None
+                raise
+            if stray:
+                _warn_stray(stray)
             compiled = _compiled_options(loaded, inputs, raw, compile) if compile else {}
             profile = ReferenceProfile.build(inputs, signature, loaded.task, loaded.classes, raw)
             sha, rel, size = self.artifacts.put(path)
@@ -228,6 +243,26 @@ def _compiled_options(
             "--compile"
         )
     return {"compiled": kind, "compiled_max_difference": worst, "compiled_with": versions()}
+
+
+def _stray_error(problems: list[Problem]) -> InvalidInputError:
+    columns = ", ".join(dict.fromkeys(repr(p.column) for p in problems))
+    return InvalidInputError(
+        f"the reference data has text in column(s) of numbers ({columns}) and the model cannot "
+        "take them as text; nothing was registered. Fix or empty those cells",
+        problems,
+    )
+
+
+def _warn_stray(problems: list[Problem]) -> None:
+    for column in dict.fromkeys(p.column for p in problems):
+        cells = "; ".join(str(p) for p in problems if p.column == column)
+        warnings.warn(
+            f"column {column!r} of the reference data is registered as text, not numbers, "
+            f"because of {cells}; if it holds numbers, fix those cells and register again",
+            StrayTextWarning,
+            stacklevel=3,
+        )
 
 
 def _reference_frame(reference: pd.DataFrame | str | Path) -> pd.DataFrame:

@@ -23,10 +23,10 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 def export_predictions(relevo: Relevo, deployment: str, path: str | Path) -> int:
     """Write every logged prediction of `deployment` (ids, model, time, routing key, features,
-    outputs; once labels arrived, `true_label` and `label_received_at`) to `path` (.csv or
-    .parquet, private to the user: 0600); returns the number of rows written. CSV text cells
-    that a spreadsheet would run as a formula are escaped with a leading `'`; Parquet keeps
-    every value exactly."""
+    outputs; once labels arrived, `true_label`, `label_known_at` and `label_received_at`) to
+    `path` (.csv or .parquet, private to the user: 0600); returns the number of rows written.
+    CSV text cells that a spreadsheet would run as a formula are escaped with a leading `'`;
+    Parquet keeps every value exactly."""
     path = Path(path)
     if path.suffix.lower() not in SUFFIXES:
         raise InvalidInputError(f"cannot write {path}: use a .csv or .parquet file name")
@@ -51,13 +51,19 @@ def export_predictions(relevo: Relevo, deployment: str, path: str | Path) -> int
 
 def _with_labels(relevo: Relevo, frame: pd.DataFrame) -> pd.DataFrame:
     """`frame` with the ground truth that arrived for its rows (`true_label`, as sent) and
-    when it arrived (`label_received_at`); empty where none came."""
+    when its truth became known (`label_known_at`) and when it was uploaded
+    (`label_received_at`); empty where none came."""
     found = relevo.store.labels.for_ids(frame["id"].tolist())
     labels = [orjson.loads(found[i][0]) if i in found else None for i in frame["id"]]
-    times = [found[i][1] if i in found else None for i in frame["id"]]
+
+    def times(k: int) -> pd.Series:
+        values = [found[i][k] if i in found else None for i in frame["id"]]
+        return pd.to_datetime(pd.Series(values, index=frame.index), utc=True)
+
     return frame.assign(
         true_label=pd.Series(labels, index=frame.index, dtype=object),
-        label_received_at=pd.to_datetime(pd.Series(times, index=frame.index), utc=True),
+        label_known_at=times(2),
+        label_received_at=times(1),
     )
 
 

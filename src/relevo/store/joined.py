@@ -19,6 +19,10 @@ from sqlalchemy.engine import Engine
 
 from relevo.store.tables import labels
 
+#: when a label's truth became known (labels stored before migration 0007 have only their
+#: upload's time)
+KNOWN = "COALESCE(l.known_at, l.received_at)"
+
 
 @dataclass(frozen=True)
 class JoinedRows:
@@ -32,8 +36,8 @@ class JoinedRows:
     created_s: np.ndarray
     output: list[str | None]
     label: list[str | None]
-    #: when the label arrived, Unix seconds (NaN without a label)
-    received_s: np.ndarray
+    #: when the label's truth became known, Unix seconds (NaN without a label)
+    known_s: np.ndarray
     features: list[str] | None
 
 
@@ -78,12 +82,12 @@ class JoinedReader:
 
         main = (
             "SELECT p.id, p.model_name, p.model_version, p.role, p.created_at, p.output, "
-            f"l.label, l.received_at{feats} FROM predictions p LEFT JOIN labels l "
+            f"l.label, {KNOWN}{feats} FROM predictions p LEFT JOIN labels l "
             f"ON l.prediction_id = p.id WHERE {on('p')}"
         )
         shadow = (
             "SELECT s.id, s.model_name, s.model_version, 'shadow', s.created_at, s.output, "
-            f"l.label, l.received_at{feats} FROM shadow_predictions s "
+            f"l.label, {KNOWN}{feats} FROM shadow_predictions s "
             + ("JOIN predictions p ON p.id = s.id " if features else "")
             + "LEFT JOIN labels l ON l.prediction_id = s.id WHERE "
             + on("s")
@@ -102,7 +106,7 @@ class JoinedReader:
             created_s=_seconds(cols[4]),
             output=list(cols[5]),
             label=list(cols[6]),
-            received_s=_seconds(cols[7]),
+            known_s=_seconds(cols[7]),
             features=list(cols[8]) if features else None,
         )
 
@@ -111,7 +115,8 @@ class JoinedReader:
     ) -> dict[str, np.ndarray]:
         """The joined rows of a binary classifier (`positive`: its positive class as JSON
         text) or a regressor (None), reduced in SQL to numbers: model, role,
-        seconds (prediction time), received (label time, NaN without one), score (P(positive)
+        seconds (prediction time), known (when the label's truth became known, NaN without
+        one), score (P(positive)
         or the value), predicted (answered positive, or the value), labelled, truth (truly
         positive, or the true value), as arrays. Rows whose model failed are left out.
 
@@ -164,7 +169,7 @@ class JoinedReader:
             where += f" AND {{t}}.created_at >= {mark}"
             params.append(bound(since))
         columns = (
-            f"{epoch('{t}.created_at')}, {epoch('l.received_at')}, {score}, {answered}, "
+            f"{epoch('{t}.created_at')}, {epoch(KNOWN)}, {score}, {answered}, "
             f"l.label IS NOT NULL, {truth}"
         )
         group = f"{{t}}.model_name = {mark} AND {{t}}.model_version = {mark}"
@@ -172,7 +177,7 @@ class JoinedReader:
             ("p", "predictions p", "p.role", f" AND p.role = {mark}"),
             ("s", "shadow_predictions s", "'shadow'", ""),
         ]
-        names = ["seconds", "received", "score", "predicted", "labelled", "truth"]
+        names = ["seconds", "known", "score", "predicted", "labelled", "truth"]
         parts: list[np.ndarray] = []
         models: list[tuple[str, str, int]] = []
         with self.engine.connect() as conn:
@@ -283,7 +288,7 @@ class JoinedReader:
             # (model version id * 4 + role) * 8 + flags; negative for a group relevo does
             # not know (no registered version, or another role)
             code = f"COALESCE(mv.id * 4 + {role}, -1) * 8 + {flags}"
-            columns = [code, epoch("{t}.created_at"), epoch("l.received_at"), score, *extra]
+            columns = [code, epoch("{t}.created_at"), epoch(KNOWN), score, *extra]
             if pg:
                 columns = [f"COALESCE(({c})::float8, 'NaN')" for c in columns]
             return (
@@ -338,7 +343,7 @@ class JoinedReader:
             packed, inverse = packed[order], inverse[order]
         out = {
             "seconds": columns[1],
-            "received": columns[2],
+            "known": columns[2],
             "score": columns[3],
             "labelled": (packed & 4) > 0,
         }

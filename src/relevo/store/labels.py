@@ -3,7 +3,9 @@ transaction; a deployment's feedback settings (the joined reads live in `store.j
 
 A file of labels is staged batch by batch into a temporary table inside one transaction, then
 one INSERT ... SELECT joins it to the log (by prediction id, within the deployment) and upserts
-it: a failed or refused file leaves nothing behind, and the join runs in the database.
+it: a failed or refused file leaves nothing behind, and the join runs in the database. Each label
+keeps when it was uploaded (`received_at`) and when its truth became known (`known_at`: the
+label's own time when it carries one, else the upload's), which the label delay runs to.
 """
 
 from __future__ import annotations
@@ -22,11 +24,8 @@ from sqlalchemy.engine import Connection, Engine
 from relevo.store.joined import JoinedReader
 from relevo.store.tables import deployments, labels, predictions
 
-#: one staged label: (prediction id, label as JSON text)
-Staged = tuple[str, str]
-
 _STAGE = "labels_incoming"
-_SQLITE_ROWS = 2000  # rows per multi-row INSERT (2 variables each: under SQLite's limit)
+_SQLITE_ROWS = 2000  # rows per multi-row INSERT (2-3 variables each: under SQLite's limit)
 _LARGE = 100_000  # labels from which an upload gets more memory for its joins and sort
 _WORK_MEM = "256MB"
 
@@ -56,10 +55,16 @@ class LabelSession:
         self.ordered = True
         self._last = ""
 
-    def stage(self, ids: Sequence[str], texts: Sequence[str]) -> None:
-        """Stage labels: `ids[i]` labelled `texts[i]` (JSON text)."""
+    def stage(
+        self, ids: Sequence[str], texts: Sequence[str], known: Sequence[str] | None = None
+    ) -> None:
+        """Stage labels: `ids[i]` labelled `texts[i]` (JSON text), its truth known at
+        `known[i]` (UTC text, "YYYY-MM-DD HH:MM:SS.ffffff+00:00", as SQLite keeps a time and
+        PostgreSQL's COPY reads one; without `known`, at the upload)."""
         if not ids:
             return
+        columns = [ids, texts] if known is None else [ids, texts, known]
+        names = "prediction_id, label" if known is None else "prediction_id, label, known_at"
         seen = self._seen
         before = len(seen)
         seen.update(ids)
@@ -70,21 +75,20 @@ class LabelSession:
         cur = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
             if self.postgres:
-                with cur.copy(f"COPY {_STAGE} (prediction_id, label) FROM STDIN") as copy:
-                    block = _copy_text(ids, texts)
+                with cur.copy(f"COPY {_STAGE} ({names}) FROM STDIN") as copy:
+                    block = _copy_text(columns)
                     if block is not None:
                         copy.write(block)
                     else:  # a tab, newline or backslash somewhere: psycopg escapes each row
-                        for row in zip(ids, texts, strict=True):
+                        for row in zip(*columns, strict=True):
                             copy.write_row(row)
             else:
+                marks = "(" + ",".join("?" * len(columns)) + ")"
                 for i in range(0, len(ids), _SQLITE_ROWS):
-                    part = list(
-                        zip(ids[i : i + _SQLITE_ROWS], texts[i : i + _SQLITE_ROWS], strict=True)
-                    )
-                    values = ",".join(["(?,?)"] * len(part))
+                    part = list(zip(*(c[i : i + _SQLITE_ROWS] for c in columns), strict=True))
+                    values = ",".join([marks] * len(part))
                     cur.execute(
-                        f"INSERT INTO {_STAGE} (prediction_id, label) VALUES {values}",
+                        f"INSERT INTO {_STAGE} ({names}) VALUES {values}",
                         [v for row in part for v in row],
                     )
         finally:
@@ -115,9 +119,10 @@ class LabelSession:
             source = f"{_STAGE}_last"
             c.execute(
                 text(
-                    f"CREATE TEMP TABLE {source} AS SELECT s.prediction_id, i.label, s.sent "
-                    f"FROM (SELECT prediction_id, COUNT(*) AS sent, MAX(seq) AS seq "
-                    f"FROM {_STAGE} GROUP BY prediction_id) s JOIN {_STAGE} i ON i.seq = s.seq"
+                    f"CREATE TEMP TABLE {source} AS SELECT s.prediction_id, i.label, "
+                    "i.known_at, s.sent FROM (SELECT prediction_id, COUNT(*) AS sent, "
+                    f"MAX(seq) AS seq FROM {_STAGE} GROUP BY prediction_id) s "
+                    f"JOIN {_STAGE} i ON i.seq = s.seq"
                 )
             )
             found = c.execute(
@@ -139,13 +144,14 @@ class LabelSession:
             result = c.execute(
                 text(
                     "INSERT INTO labels (prediction_id, deployment, label, predicted_at, "
-                    "received_at, revisions) "
-                    f"SELECT s.prediction_id, p.deployment, s.label, p.created_at, :now, {sent} "
+                    "received_at, known_at, revisions) "
+                    "SELECT s.prediction_id, p.deployment, s.label, p.created_at, :now, "
+                    f"COALESCE(s.known_at, :now), {sent} "
                     f"FROM {source} s JOIN predictions p "
                     "ON p.id = s.prediction_id AND p.deployment = :d "
                     "WHERE TRUE "  # SQLite needs a WHERE before ON CONFLICT after a SELECT
                     "ON CONFLICT (prediction_id) DO UPDATE SET label = excluded.label, "
-                    "received_at = excluded.received_at, "
+                    "received_at = excluded.received_at, known_at = excluded.known_at, "
                     "revisions = labels.revisions + excluded.revisions"
                 ),
                 {"d": deployment, "now": when},
@@ -181,6 +187,7 @@ class LabelSession:
         updated = c.execute(
             text(
                 "UPDATE labels l SET label = s.label, received_at = :now, "
+                "known_at = COALESCE(s.known_at, :now), "
                 f"revisions = l.revisions + {sent} FROM {source} s "
                 "WHERE l.prediction_id = s.prediction_id AND l.deployment = :d"
             ),
@@ -195,8 +202,9 @@ class LabelSession:
         inserted = c.execute(
             text(
                 "INSERT INTO labels (prediction_id, deployment, label, predicted_at, "
-                "received_at, revisions) "
-                f"SELECT s.prediction_id, p.deployment, s.label, p.created_at, :now, {sent} "
+                "received_at, known_at, revisions) "
+                "SELECT s.prediction_id, p.deployment, s.label, p.created_at, :now, "
+                f"COALESCE(s.known_at, :now), {sent} "
                 f"FROM {source} s JOIN predictions p "
                 f"ON p.id = s.prediction_id AND p.deployment = :d WHERE TRUE{missing}{order}"
             ),
@@ -205,11 +213,12 @@ class LabelSession:
         return int(updated or 0) + int(inserted or 0), int(inserted or 0)
 
 
-def _copy_text(ids: Sequence[str], texts: Sequence[str]) -> bytes | None:
-    """Two columns in COPY's text format, built in one pass; None when a value holds a tab,
-    a line break or a backslash (which that format escapes)."""
-    block = "\n".join(map("\t".join, zip(ids, texts, strict=True))) + "\n"
-    if block.count("\t") != len(ids) or block.count("\n") != len(ids):
+def _copy_text(columns: Sequence[Sequence[str]]) -> bytes | None:
+    """Columns of text in COPY's text format, built in one pass; None when a value holds a
+    tab, a line break or a backslash (which that format escapes)."""
+    n = len(columns[0])
+    block = "\n".join(map("\t".join, zip(*columns, strict=True))) + "\n"
+    if block.count("\t") != n * (len(columns) - 1) or block.count("\n") != n:
         return None
     if "\\" in block or "\r" in block:
         return None
@@ -231,12 +240,13 @@ class LabelRepository:
         with self.engine.begin() as conn:
             # the order of sending (for repeated ids); SQLite's is the rowid, free
             seq = "BIGSERIAL" if self._postgres else "INTEGER PRIMARY KEY"
+            when = "TIMESTAMPTZ" if self._postgres else "TEXT"
             conn.execute(text(f"DROP TABLE IF EXISTS {_STAGE}_last"))
             conn.execute(text(f"DROP TABLE IF EXISTS {_STAGE}"))
             conn.execute(
                 text(
                     f"CREATE TEMP TABLE {_STAGE} (seq {seq}, prediction_id VARCHAR(32) "
-                    "NOT NULL, label TEXT NOT NULL)"
+                    f"NOT NULL, label TEXT NOT NULL, known_at {when})"
                 )
             )
             try:
@@ -258,15 +268,17 @@ class LabelRepository:
             first = row.first()
         return dict(first) if first is not None else None
 
-    def for_ids(self, ids: Sequence[str]) -> dict[str, tuple[str, datetime]]:
-        """id -> (label JSON text, received_at) of those of `ids` that have a label."""
-        out: dict[str, tuple[str, datetime]] = {}
+    def for_ids(self, ids: Sequence[str]) -> dict[str, tuple[str, datetime, datetime]]:
+        """id -> (label JSON text, received_at, known_at) of those of `ids` that have a
+        label."""
+        out: dict[str, tuple[str, datetime, datetime]] = {}
+        l = labels.c  # noqa: E741
         with self.engine.connect() as conn:
             for i in range(0, len(ids), 1000):
-                query = select(labels.c.prediction_id, labels.c.label, labels.c.received_at).where(
-                    labels.c.prediction_id.in_(ids[i : i + 1000])
+                query = select(l.prediction_id, l.label, l.received_at, l.known_at).where(
+                    l.prediction_id.in_(ids[i : i + 1000])
                 )
-                out.update({r[0]: (r[1], r[2]) for r in conn.execute(query)})
+                out.update({r[0]: (r[1], r[2], r[3] or r[2]) for r in conn.execute(query)})
         return out
 
     def keyed(

@@ -282,7 +282,11 @@ labels = Table(
     Column("deployment", String(200), nullable=False),
     Column("label", Text, nullable=False),
     Column("predicted_at", UTCDateTime(), nullable=False),
+    #: when the upload arrived
     Column("received_at", UTCDateTime(), nullable=False),
+    #: when the truth became known (migration 0007): the label's own time when it carries one
+    #: (labels by key and time), else the upload's; the label delay runs to it
+    Column("known_at", UTCDateTime(), nullable=True),
     Column("revisions", Integer, nullable=False, server_default=text("1")),
     # no index beyond the key: labels are read through their predictions (by id), and a
     # second index would slow the bulk upsert of a large file

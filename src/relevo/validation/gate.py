@@ -158,15 +158,18 @@ def validate_version(
     against: str | None = None,
     tolerance: float = 0.01,
     latency_calls: int = 200,
+    sample_name: str = "the sample",
 ) -> ValidationReport:
-    """Test version `ref` on `sample` (a DataFrame of rows, with labels in `target`)."""
+    """Test version `ref` on `sample` (a DataFrame of rows, with labels in `target`);
+    `sample_name` is what messages call it (a file: "the sample holdout.csv")."""
     if sample.empty:
         raise InvalidInputError("the sample has no rows")
     if tolerance < 0:
         raise InvalidInputError(f"--tolerance must be 0 or more, got {tolerance:g}")
     runner = load_runner(relevo, ref)
     version = runner.version
-    target = _target(version.target, target, sample, needed=bool(bounds) or against is not None)
+    needed = bool(bounds) or against is not None
+    target = _target(version.ref, version.target, target, sample, sample_name, needed)
     # an unknown metric fails before any work; names as the metric table spells them
     bounds = [replace(b, metric=metric(b.metric, version.task).name) for b in bounds]
     features = sample.drop(columns=[target]) if target else sample
@@ -219,24 +222,43 @@ def validate_version(
 
 
 def _target(
-    registered: str | None, given: str | None, sample: pd.DataFrame, needed: bool
+    ref: str,
+    registered: str | None,
+    given: str | None,
+    sample: pd.DataFrame,
+    name: str,
+    needed: bool,
 ) -> str | None:
     """The label column: the one given, else the one the version was registered with when
-    the sample has it."""
+    the sample has it; refused, saying which column is missing where, when labels are needed
+    and there are none."""
     if given is not None:
         if given not in sample.columns:
             raise InvalidInputError(
-                f"target column {given!r} is not in the sample",
-                [Problem("no such column", column=given)],
+                f"target column {given!r} is not in {name} (its columns: {_columns(sample)})"
             )
         return given
     if registered and registered in sample.columns:
         return registered
+    if needed and registered:
+        raise InvalidInputError(
+            f"{name} has no column {registered!r}, the target {ref} was registered with, "
+            "and metric limits and --against need its labels (the sample's columns: "
+            f"{_columns(sample)}): add it, or name the column that holds the labels with "
+            "--target COLUMN"
+        )
     if needed:
         raise InvalidInputError(
-            "metric limits and --against need labels: name the label column with --target"
+            f"metric limits and --against need labels: {ref} was registered without a target, "
+            f"so name the column of {name} that holds them with --target COLUMN"
         )
     return None
+
+
+def _columns(frame: pd.DataFrame, shown: int = 12) -> str:
+    names = [str(c) for c in frame.columns]
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def _problems(runner: ModelRunner, frame: pd.DataFrame) -> tuple[list[Problem], int]:
