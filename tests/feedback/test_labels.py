@@ -203,6 +203,10 @@ def test_keyed_labels_from_the_future_are_refused_by_row_and_column(
     )
     with pytest.raises(InvalidInputError, match="row 2, column 'churned': expected one of"):
         ingest_keyed(rv, "churn", [chunk], received_at=now, columns=columns)
+    # a sender's clock a little fast is not the future: a minute ahead is stored as given
+    ahead = now + timedelta(minutes=1)
+    chunk = KeyedLabels([1], customers[CHURN_ID].tolist()[:1], [ahead], [1])
+    assert ingest_keyed(rv, "churn", [chunk], received_at=now, columns=columns).accepted == 1
 
 
 def test_keyed_label_without_a_key_is_refused_by_row_and_column(rv, deployed, log_at, churn_frame):

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 #: problems named in a refusal at most (the count says how many in all)
 MAX_PROBLEMS = 50
+#: how far ahead of this machine's clock a label's time may be (the sender's clock may run fast)
+CLOCK_SKEW = timedelta(minutes=5)
 #: a label's known time as it is staged (`LabelSession.stage`): UTC text
 TIME_TEXT = "%Y-%m-%d %H:%M:%S.%f+00:00"
 
@@ -323,7 +325,8 @@ def _times(
             total,
             Problem(f"expected a time, got {chunk.times[i]!r}", chunk.rows[i], columns.time),
         )
-    future = (parsed > pd.Timestamp(now)).to_numpy()
+    # a few minutes ahead is another machine's clock, not a label from the future
+    future = (parsed > pd.Timestamp(now) + CLOCK_SKEW).to_numpy()
     for i in np.flatnonzero(future).tolist():
         total[0] += 1
         bad[i] = True
