@@ -96,6 +96,7 @@ def test_batch_predict_rejects_a_bad_file_whole(cli, churn_files, tmp_path):
     frame.to_csv(source, index=False)
     result = cli("predict", "churn", "--input", source)
     assert result.exit_code == 2
+    assert result.stderr.startswith("Error: ")  # no progress bar's leftovers before it
     assert "nothing was scored" in result.stderr
     assert "row 1200" in result.stderr and "'age'" in result.stderr
     assert "'region'" in result.stderr

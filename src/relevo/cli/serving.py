@@ -221,7 +221,8 @@ def predict(
         TimeRemainingColumn(),
         console=err_console,
         transient=True,
-        disable=json_out,
+        # a bar only where someone watches it: piped or logged, it would leave an empty line
+        disable=json_out or not err_console.is_terminal,
     ) as bar:
         task = bar.add_task("scoring", total=None)
         advance = lambda n: bar.advance(task, n)  # noqa: E731
