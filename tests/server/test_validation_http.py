@@ -67,3 +67,12 @@ def test_a_nan_literal_is_explained_in_the_users_terms(live_server):
     error = response.json()["error"]
     assert "NaN and Infinity are not JSON numbers; send null" in error
     assert "unexpected character" not in error
+
+
+def test_a_number_too_large_for_a_float_is_named_as_such(live_server):
+    body = b'{"instances": [{"age": 1e400}]}'
+    response = httpx.post(f"{live_server.url}/v1/deployments/churn/predict", content=body)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error.startswith("a number in the request body is too large (line 1 column")
+    assert "not valid JSON" not in error

@@ -95,6 +95,11 @@ def parse_json(body: bytes) -> Any:
                 f"the request body is not valid JSON ({where}): NaN and Infinity are not JSON "
                 "numbers; send null for a missing value"
             ) from None
+        if "number is infinity" in text:
+            raise BadRequest(
+                f"a number in the request body is too large ({where}): beyond a 64-bit float "
+                "(about 1.8e308)"
+            ) from None
         raise BadRequest(f"the request body is not valid JSON ({where})") from None
 
 
