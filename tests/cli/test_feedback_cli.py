@@ -98,8 +98,8 @@ def test_feedback_by_key_and_time_and_refusals(cli, churn_files, tmp_path):
     bad.to_csv(bad_path, index=False)
     refused = cli("feedback", "churn", "--input", bad_path)
     assert refused.exit_code == 2
-    assert "row 2" in refused.stderr and "nothing stored" in refused.stderr
-    assert "row 1:" not in refused.stderr  # "1" read as text is still class 1
+    assert "row 1," in refused.stderr and "nothing stored" in refused.stderr
+    assert "row 0," not in refused.stderr  # "1" read as text is still class 1
     missing = cli("feedback", "churn", "--input", bad_path, "--label-column", "truth")
     assert missing.exit_code == 2 and "truth" in missing.stderr
     unknown = pd.DataFrame({"id": ["nope"], "label": [1]})
@@ -142,8 +142,8 @@ def test_keyed_labels_known_at_their_time_in_the_users_columns(cli, churn_files,
     refused = cli(*args)
     assert refused.exit_code == 2
     assert refused.stderr.count("column 'known_at'") == 10  # the first ten of 20 problems
-    assert "row 1, column 'known_at': " in refused.stderr and " is after now (" in refused.stderr
-    assert "row 4, column 'known_at': expected a time, got 'soon'" in refused.stderr
+    assert "row 0, column 'known_at': " in refused.stderr and " is after now (" in refused.stderr
+    assert "row 3, column 'known_at': expected a time, got 'soon'" in refused.stderr
     assert "'time'" not in refused.stderr and rv.store.labels.count("churn") == 0
 
     wrong = labels.astype({"churned": object})
@@ -151,7 +151,7 @@ def test_keyed_labels_known_at_their_time_in_the_users_columns(cli, churn_files,
     wrong.to_csv(path, index=False)
     refused = cli(*args)
     assert refused.exit_code == 2
-    assert "row 3, column 'churned': expected one of the model's classes (0, 1), got 'yes'" in (
+    assert "row 2, column 'churned': expected one of the model's classes (0, 1), got 'yes'" in (
         " ".join(refused.stderr.split())
     )
     missing = cli(*args[:-2])  # no --label-column: the default, 'label', is not in the file

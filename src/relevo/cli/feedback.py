@@ -78,7 +78,7 @@ def feedback(
             def keyed() -> Iterator[KeyedLabels]:
                 for chunk in iter_chunks(input, CHUNK_ROWS):
                     _columns(chunk, keyed_options, input)
-                    rows = [i + 1 for i in chunk.index]  # data rows, the first is 1
+                    rows = chunk.index.tolist()  # data rows, the first is 0 (as predict counts)
                     yield KeyedLabels(
                         rows,
                         chunk[key_column].tolist(),
@@ -98,7 +98,7 @@ def feedback(
                     _columns(
                         chunk, {"--id-column": id_column, "--label-column": label_column}, input
                     )
-                    rows = [i + 1 for i in chunk.index]
+                    rows = chunk.index.tolist()
                     yield rows, chunk[id_column].tolist(), chunk[label_column].tolist()
 
             names = LabelColumns(id=id_column, label=label_column)
