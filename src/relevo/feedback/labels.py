@@ -185,7 +185,7 @@ def ingest_keyed(
         for chunk in chunks:
             times = _times(chunk, problems, total, columns, now)
             matched = _match(rv, deployment, chunk, times, window) if times is not None else None
-            if matched is not None:
+            if times is not None and matched is not None:
                 ids, missing = matched
                 unknown += missing
                 keep = [i for i, x in enumerate(ids) if x is not None]
