@@ -63,8 +63,12 @@ def test_feedback_by_id_then_performance(cli, churn_files, tmp_path):
     assert [line.split(": error")[0] for line in lines] == [f"segment {s}" for s in significant[:5]]
     if not significant:
         assert "no segment is significantly worse than the rest" in shown
-        worse = [" and ".join(s["conditions"]) for s in segments if s["error"] > s["rest_error"]]
+        worse = [" and ".join(s["conditions"]) for s in segments if s["gap"] > 0]
         assert ("the nearest: " in shown) == bool(worse)
+    # a binary classifier's segments are judged against the errors it expected there
+    flat = " ".join(shown.split())
+    assert all(s["expected_error"] is not None for s in segments)
+    assert ("was expected (overall" in flat) == bool(lines or "the nearest: " in flat)
 
     failing = cli("performance", "churn", "--threshold", "accuracy=0.999")
     assert failing.exit_code == 1

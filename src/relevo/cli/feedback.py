@@ -141,9 +141,17 @@ def _print_segments(segments: list[dict[str, Any]], labelled: int) -> None:
     from relevo.feedback.segments import ALPHA, MIN_SUPPORT
 
     def line(seg: dict[str, Any]) -> str:
+        # a calibrated classifier's segments are judged against the errors it expected there
+        # (a segment of hard cases is not the model going wrong)
+        expected = seg.get("expected_error")
+        against = (
+            f"where {fmt(expected, 3)} was expected (overall {fmt(seg['overall_error'], 3)})"
+            if expected is not None
+            else f"vs {fmt(seg['overall_error'], 3)}"
+        )
         return (
-            f"{' and '.join(seg['conditions'])}: error {fmt(seg['error'], 3)} vs "
-            f"{fmt(seg['overall_error'], 3)} on {seg['rows']:,} rows, q {seg['q_value']:.2g}"
+            f"{' and '.join(seg['conditions'])}: error {fmt(seg['error'], 3)} {against} on "
+            f"{seg['rows']:,} rows, q {seg['q_value']:.2g}"
         )
 
     significant = [s for s in segments if s["significant"]]
@@ -152,7 +160,7 @@ def _print_segments(segments: list[dict[str, Any]], labelled: int) -> None:
     if significant:
         return
     if segments:
-        worse = [s for s in segments if s["error"] > s["rest_error"]]
+        worse = [s for s in segments if s["gap"] > 0]
         console.print(
             f"no segment is significantly worse than the rest (q <= {ALPHA:g})"
             + (f"; the nearest: {line(worse[0])}" if worse else ""),
