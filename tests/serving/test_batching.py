@@ -203,3 +203,21 @@ def test_a_failing_rider_fails_only_its_own_callers():
             assert isinstance(answer, ValueError) and str(answer) == "challenger failed"
         else:
             assert answer == [{"by": "champion", "echo": i}]
+
+
+def test_model_calls_run_on_one_native_thread_and_batch_scoring_keeps_them_all():
+    """OpenMP's threads fight the server's own for the cores (seconds of tail on a busy
+    machine): a worker thread's model call sees one; the caller's own thread keeps its pool."""
+    from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+
+    seen: list[int] = []
+
+    def run(columns, n):
+        seen.append(_openmp_effective_n_threads())
+        return [{"echo": x} for x in columns["x"]]
+
+    batcher = MicroBatcher(run, max_rows=8)
+    before = _openmp_effective_n_threads()
+    assert asyncio.run(batcher.submit({"x": [1]}, 1)) == [{"echo": 1}]
+    assert seen == [1]
+    assert _openmp_effective_n_threads() == before  # this thread (batch scoring's) unchanged

@@ -21,6 +21,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from relevo.serving.native_threads import one_native_thread
+
 log = logging.getLogger(__name__)
 
 #: what a caller submits: its rows in whatever form the runner takes (default: column lists)
@@ -138,6 +140,7 @@ class MicroBatcher:
     def _score_all(self, items: list[Item]) -> list[Settlement]:
         """Score a batch, this model's rows first and then each rider's with its own model;
         the log hook sees all of them at once."""
+        one_native_thread()  # a worker thread of a busy server: see `native_threads`
         groups: dict[int, tuple[MicroBatcher, list[Item]]] = {}
         for item in items:
             scorer = item[4] or self

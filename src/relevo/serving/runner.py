@@ -9,6 +9,7 @@ from relevo.registry.registry import LoadedVersion
 from relevo.registry.types import ModelVersion
 from relevo.serving.batching import MicroBatcher
 from relevo.serving.frames import Part, build_frame, build_matrix, merge_parts
+from relevo.serving.native_threads import model_loaded
 from relevo.serving.outputs import format_outputs
 from relevo.serving.validation import Plan
 
@@ -17,6 +18,7 @@ class ModelRunner:
     """Scores batches of validated rows with one model version."""
 
     def __init__(self, loaded: LoadedVersion, max_rows: int, max_wait_s: float) -> None:
+        model_loaded()  # the worker threads limit any native library it brought
         self.version: ModelVersion = loaded.version
         self.model = loaded.model
         self.ref = loaded.version.ref

@@ -28,6 +28,7 @@ import orjson
 
 from relevo.serving.frames import merge_parts
 from relevo.serving.metrics import ServingMetrics
+from relevo.serving.native_threads import one_native_thread
 from relevo.serving.pool import Endpoint
 from relevo.serving.profiling import ProfileBuilder
 from relevo.serving.validation import Policy, Validated
@@ -170,6 +171,7 @@ class ShadowWorker:
     def _score(self, jobs: list[Job]) -> None:
         """Score the jobs' rows, one model call per challenger, and store every output (or
         error) in one insert. Runs in a worker thread."""
+        one_native_thread()
         groups: dict[int, list[Job]] = {}
         for job in jobs:
             groups.setdefault(id(job.endpoint), []).append(job)
