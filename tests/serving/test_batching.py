@@ -205,9 +205,13 @@ def test_a_failing_rider_fails_only_its_own_callers():
             assert answer == [{"by": "champion", "echo": i}]
 
 
-def test_model_calls_run_on_one_native_thread_and_batch_scoring_keeps_them_all():
+def test_model_calls_run_on_one_native_thread_and_other_threads_keep_theirs():
     """OpenMP's threads fight the server's own for the cores (seconds of tail on a busy
-    machine): a worker thread's model call sees one; the caller's own thread keeps its pool."""
+    machine): a model call through the batcher sees one native thread, a lone request on the
+    event loop and a batch in a worker thread alike; a thread that scores no server batch (batch
+    scoring's) keeps its pool."""
+    import threading
+
     from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
 
     seen: list[int] = []
@@ -216,8 +220,30 @@ def test_model_calls_run_on_one_native_thread_and_batch_scoring_keeps_them_all()
         seen.append(_openmp_effective_n_threads())
         return [{"echo": x} for x in columns["x"]]
 
-    batcher = MicroBatcher(run, max_rows=8)
-    before = _openmp_effective_n_threads()
-    assert asyncio.run(batcher.submit({"x": [1]}, 1)) == [{"echo": 1}]
-    assert seen == [1]
-    assert _openmp_effective_n_threads() == before  # this thread (batch scoring's) unchanged
+    def in_a_new_thread() -> int:
+        found: list[int] = []
+        worker = threading.Thread(target=lambda: found.append(_openmp_effective_n_threads()))
+        worker.start()
+        worker.join()
+        return found[0]
+
+    untouched = in_a_new_thread()
+    assert untouched > 1, "needs a machine with two cores or more"
+
+    def scenario() -> list[object]:
+        batcher = MicroBatcher(run, max_rows=8)
+
+        async def both():
+            lone = await batcher.submit({"x": [1]}, 1)  # inline, on the event loop
+            many = await asyncio.gather(*[batcher.submit({"x": [i]}, 1) for i in range(6)])
+            return [lone, many]
+
+        return asyncio.run(both())
+
+    found: list[object] = []
+    loop_thread = threading.Thread(target=lambda: found.extend(scenario()))
+    loop_thread.start()
+    loop_thread.join()
+    assert found[0] == [{"echo": 1}] and len(found[1]) == 6
+    assert len(seen) >= 2 and set(seen) == {1}
+    assert in_a_new_thread() == untouched

@@ -9,10 +9,12 @@ p50 67 ms and p99 2,265 ms with the default threads, p50 22 ms and p99 62 ms wit
 gets its parallelism from concurrent requests, micro-batches and workers (`--workers`), not
 from inside one call.
 
-`one_native_thread()` limits the calling thread's pools to one thread (threadpoolctl), once
-per thread and again after a model was loaded (a model may bring a library of its own: a
-library loaded after the limit is not limited). Batch scoring (`relevo predict`) is not a
-server: its calls keep every thread.
+`one_native_thread()` limits the calling thread's pools to one thread (threadpoolctl): the
+thread that runs a server's model call, the event loop for a lone request and a worker thread
+for a batch. Once per thread, and again after a model was loaded (a model may bring a library
+of its own: a library loaded after the limit is not limited). OpenMP's limit is the calling
+thread's own; batch scoring (`relevo predict`) scores in threads of its own and keeps every
+core.
 """
 
 from __future__ import annotations
