@@ -8,7 +8,7 @@ import pytest
 from relevo.errors import InvalidInputError
 from relevo.registry.signature import ColumnSpec, Signature
 from relevo.serving.diagnosis import MAX_HINTS, MAX_PROBLEMS
-from relevo.serving.validation import Plan, Policy, validate_rows
+from relevo.serving.validation import SMALL_ROWS, Plan, Policy, validate_rows
 
 SIGNATURE = Signature(
     (
@@ -130,3 +130,75 @@ def test_the_routing_key_must_be_text_or_a_whole_number():
 def test_the_envelope(rows, fragment):
     error, _ = _problems(rows)
     assert fragment in str(error)
+
+
+# An all-numeric signature: up to SMALL_ROWS rows take the one-pass check, more take NumPy's;
+# both must find the same things.
+NUMERIC = Signature(
+    (
+        ColumnSpec("age", "integer", min=18, max=90),
+        ColumnSpec("income", "number", nullable=True, min=0.0, max=1e6),
+        ColumnSpec("score", "number"),  # no reference range
+    )
+)
+
+
+def _numeric_rows(n, **changes_of_last):
+    rng = np.random.default_rng(n)
+    rows = [
+        {
+            "age": int(rng.integers(18, 91)),
+            "income": float(rng.uniform(0, 1e6)),
+            "score": float(rng.normal(0, 1e300)),
+        }
+        for _ in range(n)
+    ]
+    rows[-1].update(changes_of_last)
+    return rows
+
+
+@pytest.mark.parametrize("n", [1, SMALL_ROWS, SMALL_ROWS + 1, 40])
+def test_clean_numeric_rows_pass_whole_with_nothing_found(n):
+    rows = _numeric_rows(n, age=40.0, income=None)  # a whole float and a null are fine here
+    v = validate_rows(rows, NUMERIC)
+    expected = np.array(
+        [[r["age"], np.nan if r["income"] is None else r["income"], r["score"]] for r in rows]
+    )
+    np.testing.assert_array_equal(v.numbers, expected)
+    assert v.quality is None
+    assert [list(c) for c in v.columns] == [
+        [r[k] for r in rows] for k in ("age", "income", "score")
+    ]
+
+
+@pytest.mark.parametrize("n", [1, SMALL_ROWS, SMALL_ROWS + 1, 40])
+@pytest.mark.parametrize(
+    ("column", "value"), [("age", 17), ("age", 91.0), ("income", -0.5), ("income", 1e6 + 1)]
+)
+def test_a_number_outside_the_reference_range_is_found_in_any_batch(n, column, value):
+    rows = _numeric_rows(n, **{column: value})
+    v = validate_rows(rows, NUMERIC)
+    assert v.quality.out_of_range == {column: 1}
+    with pytest.raises(InvalidInputError) as info:
+        validate_rows(rows, NUMERIC, policy=Policy(reject_out_of_range=True))
+    assert [(p.row, p.column) for p in info.value.problems] == [(n - 1, column)]
+
+
+@pytest.mark.parametrize("n", [1, SMALL_ROWS, SMALL_ROWS + 1])
+@pytest.mark.parametrize(
+    ("column", "value", "fragment"),
+    [
+        ("age", 42.5, "whole number"),
+        ("age", None, "null is not allowed"),
+        ("score", float("nan"), ""),
+        ("score", float("inf"), ""),
+        ("income", float("-inf"), ""),
+        ("age", float("nan"), ""),
+    ],
+)
+def test_a_bad_number_in_any_batch_is_refused_naming_its_row(n, column, value, fragment):
+    with pytest.raises(InvalidInputError) as info:
+        validate_rows(_numeric_rows(n, **{column: value}), NUMERIC)
+    problems = [(p.row, p.column, p.message) for p in info.value.problems]
+    assert [(r, c) for r, c, _ in problems] == [(n - 1, column)]
+    assert fragment in problems[0][2]
