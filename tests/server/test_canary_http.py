@@ -213,3 +213,31 @@ def test_a_customer_gets_the_same_model_from_a_batch_file_as_over_http(
     np.testing.assert_allclose(
         [p["probability"] for p in answered], batch["probability"], rtol=1e-9
     )
+
+
+def _counter(url: str, name: str) -> float:
+    metrics = httpx.get(f"{url}/metrics").text
+    lines = [ln for ln in metrics.splitlines() if ln.startswith(f'{name}{{deployment="churn"}}')]
+    return float(lines[0].rsplit(" ", 1)[1]) if lines else 0.0
+
+
+def test_rows_without_the_routing_key_are_split_at_random_counted_and_said_once(
+    rv, deployed, churn_pipeline, churn_frame, server_settings, spawn_server, caplog
+):
+    challenger = rv.registry.register("churn-b", churn_pipeline, churn_frame, target="churned")
+    rv.deployments.deploy("churn", challenger.ref, weight=0.5, actor="test")
+    url = spawn_server(server_settings.model_copy(update={"rollout_eval_interval_s": 0}))
+    keyed = _rows(200, seed=11)
+    unkeyed = [{k: v for k, v in r.items() if k != "customer_id"} for r in keyed]
+
+    caplog.set_level("WARNING", logger="relevo.serving.predictor")
+    first = [p["model"] for i in range(0, 200, 20) for p in _predict(url, unkeyed[i : i + 20])]
+    second = [p["model"] for i in range(0, 200, 20) for p in _predict(url, unkeyed[i : i + 20])]
+    assert {*first, *second} == {deployed.ref, challenger.ref}
+    assert first != second  # not sticky: a coin per row (equal by chance: 2**-200)
+    assert _counter(url, "relevo_routing_key_missing_total") == 400
+
+    _predict(url, keyed[:50])  # rows with their key are not counted
+    assert _counter(url, "relevo_routing_key_missing_total") == 400
+    said = [r.getMessage() for r in caplog.records if "came without it" in r.getMessage()]
+    assert len(said) == 1 and "'customer_id'" in said[0] and "'churn'" in said[0]

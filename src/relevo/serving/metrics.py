@@ -91,6 +91,13 @@ class ServingMetrics:
             ["deployment", "model"],
             registry=registry,
         )
+        self.unkeyed_rows = Counter(
+            "relevo_routing_key_missing_total",
+            "Rows of a deployment routed by a key column that came without it (they are split "
+            "between the models at random, not sticky), by deployment.",
+            ["deployment"],
+            registry=registry,
+        )
         self.shadow_rows = Counter(
             "relevo_shadow_rows_total",
             "Rows mirrored to a shadow challenger, by deployment, model and outcome "

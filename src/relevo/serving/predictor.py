@@ -101,6 +101,7 @@ class Predictor:
         self.metrics = metrics
         self.assign = assign
         self._failed_once: set[tuple[str, str]] = set()
+        self._unkeyed_once: set[str] = set()
         #: scores a shadow challenger's mirrored rows after the answer (None: no shadows)
         self.shadow = shadow
 
@@ -145,6 +146,8 @@ class Predictor:
             assignment = _forced(endpoint, force, n)
         elif len(endpoint.runners) > 1:  # one model: nothing to route
             assignment = self.assign(endpoint.deployment, validated.keys, n)
+            if validated.keys is not None and None in validated.keys:
+                self._unkeyed(name, key_column, validated.keys.count(None))
         ids = new_ids(n)
         # count_nonzero: a quarter of `any`'s cost on the one-row arrays of most requests
         if assignment is None or not np.count_nonzero(assignment):
@@ -331,6 +334,22 @@ class Predictor:
             list(chain.from_iterable(t.part.keys or () for t in tags)) if keyed else None,
             tags[0].role,
         )
+
+    def _unkeyed(self, name: str, key_column: str | None, rows: int) -> None:
+        """Rows of a keyed deployment sent without their key: split at random, so a customer
+        may meet both models; counted, and said once per deployment."""
+        if self.metrics is not None:
+            self.metrics.unkeyed_rows.labels(name).inc(rows)
+        if name not in self._unkeyed_once:
+            self._unkeyed_once.add(name)
+            log.warning(
+                "deployment %r routes by %r, but %d row(s) came without it: such rows are split "
+                "between the models at random, not sticky (counted in "
+                "relevo_routing_key_missing_total)",
+                name,
+                key_column,
+                rows,
+            )
 
     def _challenger_failed(self, endpoint: Endpoint, rows: int, exc: Exception) -> None:
         ref = endpoint.runners[1].ref
