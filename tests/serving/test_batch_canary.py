@@ -4,6 +4,7 @@ shadow deployment's file answered by the champion alone, as before."""
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from typing import Any
 
@@ -24,7 +25,7 @@ from relevo.datasets import (
 )
 from relevo.routing.assign import assign
 from relevo.serving.batch import score_file, score_frame
-from relevo.serving.batch_route import ChallengerFallbackWarning
+from relevo.serving.batch_route import ChallengerFallbackWarning, RoutingKeyMissingWarning
 
 #: the churn features without `tenure_months`: a challenger with a signature of its own
 FEWER = [c for c in CHURN_FEATURES if c != "tenure_months"]
@@ -156,7 +157,8 @@ def test_rows_without_a_key_go_to_the_challenger_at_the_canary_weight(
     rv.deployments.deploy("churn", challenger.ref, weight=0.3, actor="test")
     frame = make_churn(2000, seed=12)[CHURN_FEATURES]  # no customer_id: no routing key
 
-    scored = score_frame(rv, "churn", frame, chunk_rows=500)
+    with pytest.warns(RoutingKeyMissingWarning, match="2,000 of 2,000 rows had no routing key"):
+        scored = score_frame(rv, "churn", frame, chunk_rows=500)
 
     assert scored.index.equals(frame.index)
     share = (scored["model"] == challenger.ref).mean()
@@ -273,3 +275,24 @@ def test_rows_the_challenger_s_own_signature_refuses_fall_back_to_the_champion(
     assert set(scored["model"]) == {base.ref} and done.fallback > 0
     roles = Counter(r["role"] for r in _stored(rv))
     assert roles == {"champion": 200 - done.fallback, "fallback": done.fallback}
+
+
+def test_rows_without_their_key_are_counted_in_a_warning_and_keyed_rows_are_not(
+    rv, champion, churn_pipeline, churn_frame, tmp_path
+):
+    small = _other(churn_pipeline, churn_frame)
+    challenger = rv.registry.register("churn-small", small, churn_frame, target="churned")
+    rv.deployments.deploy("churn", challenger.ref, weight=0.3, actor="test")
+    frame = make_churn(400, seed=21)
+    keyed = tmp_path / "keyed.csv"
+    frame.to_csv(keyed, index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RoutingKeyMissingWarning)
+        score_file(rv, "churn", keyed, tmp_path / "out1.csv", chunk_rows=100)
+
+    gaps = frame.astype({"customer_id": object})
+    gaps.loc[gaps.index[::10], "customer_id"] = None  # 40 rows, across every chunk
+    holed = tmp_path / "holed.csv"
+    gaps.to_csv(holed, index=False)
+    with pytest.warns(RoutingKeyMissingWarning, match=r"40 of 400 rows .*'customer_id'"):
+        score_file(rv, "churn", holed, tmp_path / "out2.csv", chunk_rows=100)

@@ -33,6 +33,10 @@ class ChallengerFallbackWarning(UserWarning):
     """A canary's challenger failed on rows of a batch run; the champion answered them."""
 
 
+class RoutingKeyMissingWarning(UserWarning):
+    """Rows of a batch run under a keyed canary had no routing key: they were split at random."""
+
+
 class Share(NamedTuple):
     """The rows of a chunk one model answers: the model's index in the endpoint's runners (0
     the champion), the role the rows are logged with, their positions in the chunk, and their
@@ -60,6 +64,8 @@ class Router:
         # models with other outputs (another task, other classes): every chunk goes through the
         # split, so that each has every model's output columns
         self._whole = _outputs(champion) != _outputs(challenger)
+        #: rows of a keyed deployment without their key (split at random, not sticky)
+        self.unkeyed_rows = 0
         #: rows the challenger refused or failed on, and the first reason
         self.fallback_rows = 0
         self.reason: str | None = None
@@ -70,6 +76,8 @@ class Router:
         """The chunk's shares, champion first; None when the champion answers every row (the
         caller then scores the chunk as a basic deployment's)."""
         n = len(frame)
+        if self.endpoint.deployment.key_column is not None:  # split in the reading thread only
+            self.unkeyed_rows += n if checked.keys is None else checked.keys.count(None)
         assignment = assign(self.endpoint.deployment, checked.keys, n)
         if not np.count_nonzero(assignment):
             return [Share(0, ROLES[0], np.arange(n), checked)] if self._whole else None
@@ -99,8 +107,17 @@ class Router:
         return Share(0, FALLBACK, idx, take(checked, idx))
 
     def warn(self, rows: int) -> None:
-        """Say once, at the end of a run, how many rows the champion answered in the
-        challenger's place, and why."""
+        """Say once, at the end of a run, how many rows had no routing key, and how many rows
+        the champion answered in the challenger's place, and why."""
+        if self.unkeyed_rows:
+            dep = self.endpoint.deployment
+            warnings.warn(
+                f"{self.unkeyed_rows:,} of {rows:,} rows had no routing key "
+                f"{dep.key_column!r}: deployment {dep.name!r} split them between its models "
+                "at random, so the same customer may get another model over HTTP",
+                RoutingKeyMissingWarning,
+                stacklevel=4,
+            )
         if not self.fallback_rows:
             return
         ref = self.endpoint.runners[1].ref
