@@ -60,14 +60,16 @@ def _bounds(reference: NumericProfile, current: NumericProfile) -> np.ndarray:
     return bounds[[0, 1, 1, 2]] if e.size == 1 else bounds
 
 
-def _shape(lo: float, hi: float, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Points and cumulative shares (0 at lo, 1 at hi) of the values' distribution within one
-    part, linear between the distinct values (uniform without any value)."""
-    inside = np.sort(values[(values >= lo) & (values <= hi)])
+def _shape(lo: float, hi: float, inside: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Points and cumulative shares (0 at lo, 1 at hi) of the distribution of `inside` (the
+    sorted values within [lo, hi]) in one part, linear between the distinct values (uniform
+    without any value)."""
     if hi <= lo or inside.size == 0:
         return np.array([lo, hi]), np.array([0.0, 1.0])
-    distinct = np.unique(inside)
-    rank = np.searchsorted(inside, distinct, side="right") / (inside.size + 1)
+    # sorted: each distinct value's last place, without np.unique's sort
+    last = np.flatnonzero(np.concatenate([inside[1:] != inside[:-1], [True]]))
+    distinct = inside[last]
+    rank = (last + 1) / (inside.size + 1)
     x = np.concatenate([[lo], distinct, [hi]])
     g = np.concatenate([[0.0], rank, [1.0]])
     keep = np.concatenate([[True], np.diff(x) > 0])  # a value on a bound merges with it
@@ -94,7 +96,10 @@ def wasserstein(reference: NumericProfile, current: NumericProfile) -> float:
     n_ref, n_cur = ref.sum(), cur.sum()
     if n_ref <= 0 or n_cur <= 0:
         return math.nan
-    shape_of = reference.sample
+    shape_of = np.sort(reference.sample)  # once: each part is a slice of it
+    # the sample's values within [lo, hi] of each part (a sample value is always finite)
+    starts = np.searchsorted(shape_of, bounds[:-1], side="left")
+    ends = np.searchsorted(shape_of, bounds[1:], side="right")
     c_ref = np.concatenate([[0.0], np.cumsum(ref) / n_ref])
     c_cur = np.concatenate([[0.0], np.cumsum(cur) / n_cur])
     total = 0.0
@@ -102,7 +107,7 @@ def wasserstein(reference: NumericProfile, current: NumericProfile) -> float:
         lo, hi = bounds[j], bounds[j + 1]
         if hi <= lo:
             continue
-        x, g = _shape(lo, hi, shape_of)
+        x, g = _shape(lo, hi, shape_of[starts[j] : ends[j]])
         # within the part both distributions follow the baseline sample's shape: their
         # difference is linear in that shape, and so linear between its points
         d = (c_ref[j] - c_cur[j]) + (ref[j] / n_ref - cur[j] / n_cur) * g
