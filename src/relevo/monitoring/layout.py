@@ -38,7 +38,7 @@ N_STATS = len(STATS)
 
 
 def pack(arr: np.ndarray) -> str:
-    return pybase64.b64encode_as_string(np.ascontiguousarray(arr))
+    return pybase64.b64encode_as_string(np.ascontiguousarray(arr).tobytes())
 
 
 def unpack(text: str, dtype: type) -> np.ndarray:
