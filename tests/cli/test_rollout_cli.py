@@ -87,3 +87,37 @@ def test_rollout_mistakes_are_one_clear_line(
     assert nothing.exit_code != 0 and "no challenger" in nothing.stderr
     missing = cli("history", "nope")
     assert missing.exit_code != 0 and "not found" in missing.stderr
+
+
+def test_the_deployment_list_fits_80_columns_and_shows_a_challenger_only_when_there_is_one(
+    cli, churn_files, churn_pipeline, churn_frame, tmp_path, relevo_home, database_url
+):
+    from typer.testing import CliRunner
+
+    from relevo.cli.main import app
+    from relevo.cli.state import state
+
+    _two_models(cli, churn_files, churn_pipeline, churn_frame, tmp_path)
+    for name in ("churn-rollout", "churn-quiet-hours"):
+        assert cli("deploy", name, "churn-small:1", "--key", "customer_id").exit_code == 0
+
+    def listing() -> str:
+        argv = ["--home", str(relevo_home), "--database-url", database_url, "deployments"]
+        try:
+            result = CliRunner().invoke(app, argv, env={"COLUMNS": "80", "LINES": "50"})
+        finally:
+            state.close()
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    basic = listing()
+    assert max(len(line) for line in basic.splitlines()) <= 80
+    assert "challenger" not in basic  # "-" on every row: left out
+    # every name and key whole on one line (nothing folded at 80 columns)
+    for word in ("churn-rollout", "churn-quiet-hours", "customer_id", "churn-small:1"):
+        assert word in basic, basic
+
+    assert cli("deploy", "churn", "churn-small:1", "--weight", "0.1").exit_code == 0
+    canary = listing()
+    assert max(len(line) for line in canary.splitlines()) <= 80
+    assert "challenger" in canary and "canary 10%" in canary

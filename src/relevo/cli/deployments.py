@@ -32,6 +32,9 @@ COLUMNS: list[tuple[str, Cell]] = [
     ("logged", lambda dep, logged: f"{logged:,}"),
 ]
 
+#: columns shown only when some deployment has something in them
+OPTIONAL = frozenset({"challenger", "key"})
+
 
 def _strategy(dep: Deployment) -> str:
     """The strategy with its share: `canary 10%`, `shadow 20%` (mirrored), `basic`."""
@@ -69,7 +72,20 @@ def show_all(json_out: bool) -> None:
         )
         return
     cells: list[list[Any]] = [[cell(dep, logged) for _, cell in COLUMNS] for dep, logged in rows]
-    console.print(table("Deployments", [header for header, _ in COLUMNS], cells))
+    # a column that says "-" on every row (no challenger anywhere, no routing key) is left out:
+    # the rest then fits 80 columns with long names and counts in the millions
+    keep = [
+        i
+        for i, (header, _) in enumerate(COLUMNS)
+        if header not in OPTIONAL or any(row[i] != "-" for row in cells)
+    ]
+    console.print(
+        table(
+            "Deployments",
+            [COLUMNS[i][0] for i in keep],
+            [[row[i] for i in keep] for row in cells],
+        )
+    )
 
 
 @handle_errors
