@@ -112,6 +112,33 @@ def thread_cpu(pid: int, names: dict[str, str]) -> dict[str, float]:
     return out
 
 
+def model_calls(health_url: str) -> str:
+    """Per model, the calls made and rows per call so far (relevo_model_batch_rows), from the
+    server's /metrics: what a challenger's share of model calls costs."""
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urlopen(health_url.replace("/readyz", "/metrics"), timeout=10) as answer:
+        text = answer.read().decode()
+    calls: dict[str, float] = defaultdict(float)
+    rows: dict[str, float] = defaultdict(float)
+    for family in text_string_to_metric_families(text):
+        if family.name != "relevo_model_batch_rows":
+            continue
+        for sample in family.samples:
+            model = sample.labels.get("model", "?")
+            if sample.name.endswith("_count"):
+                calls[model] += sample.value
+            elif sample.name.endswith("_sum"):
+                rows[model] += sample.value
+    return ", ".join(
+        f"{m}: {calls[m]:,.0f} calls, {rows[m] / calls[m]:.1f} rows/call"
+        for m in sorted(calls)
+        if calls[m]
+    )
+
+
 def start_variant(
     spec: str,
     home: Path,
@@ -140,7 +167,9 @@ def start_variant(
     env.update(extra)
     if tree:
         env["PYTHONPATH"] = tree
-    keyed = "--key" in options and model_key == "cheap"  # the churn rows carry their own key
+    # a new key on every request (as `benchmarks/serving.py` sends its canary), or a keyed
+    # canary would send the one fixed row's key to the same model every time
+    keyed = "--key" in options
     body = {"instances": [{**row, "customer_id": "__KEY__"} if keyed else row]}
     server = sb.relevo_server(re.sub(r"[^A-Za-z0-9]+", "_", spec), spec, env, body["instances"][0])
     running = sb.Running(server, 0.0)
@@ -203,6 +232,8 @@ def main() -> int:
                     f"{x.ok_per_s:,.0f} 2xx/s, p50 {x.p50_ms:.2f} ms",
                     flush=True,
                 )
+        for spec, (running, _) in servers.items():
+            print(f"{spec} model calls: {model_calls(running.server.health_url)}")
     finally:
         for running, _ in servers.values():
             if running.proc is not None:
