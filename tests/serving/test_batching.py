@@ -247,3 +247,71 @@ def test_model_calls_run_on_one_native_thread_and_other_threads_keep_theirs():
     assert found[0] == [{"echo": 1}] and len(found[1]) == 6
     assert len(seen) >= 2 and set(seen) == {1}
     assert in_a_new_thread() == untouched
+
+
+def _waves(champion: MicroBatcher, challenger: MicroBatcher, waves: list[tuple[int, int]]):
+    """Submit each wave's (own requests, riders) while the previous wave's batch is scored."""
+
+    async def scenario():
+        tasks = []
+        x = 0
+        for own, riders in waves:
+            for i in range(own + riders):
+                scorer = challenger if i >= own else None
+                tasks.append(asyncio.ensure_future(champion.submit({"x": [x]}, 1, None, scorer)))
+                x += 1
+            await asyncio.sleep(0.02)  # the batch of this wave is being scored (0.05 s)
+        return await asyncio.gather(*tasks)
+
+    return asyncio.run(scenario())
+
+
+def _slow_tagged_runner(name: str, calls: list[tuple[str, int]]):
+    import time
+
+    def run(columns, n):
+        calls.append((name, n))
+        time.sleep(0.05)
+        return [{"by": name, "echo": x} for x in columns["x"]]
+
+    return run
+
+
+def test_a_busy_batch_holds_its_few_riders_for_the_next_batch_once():
+    calls: list[tuple[str, int]] = []
+    champion = MicroBatcher(_slow_tagged_runner("champion", calls), max_rows=64)
+    challenger = MicroBatcher(_slow_tagged_runner("challenger", calls), max_rows=64)
+
+    answers = _waves(champion, challenger, [(8, 1), (8, 1)])
+
+    # every caller gets its own row from its own model
+    by = ["champion"] * 8 + ["challenger"] + ["champion"] * 8 + ["challenger"]
+    assert answers == [[{"by": b, "echo": i}] for i, b in enumerate(by)]
+    # the first batch held its lone rider; the next one scored it with its own rider: one
+    # challenger call of two rows where each batch used to make a call of one
+    assert calls == [("champion", 8), ("champion", 8), ("challenger", 2)]
+
+
+def test_a_held_rider_is_not_held_again_and_does_not_wait_for_traffic():
+    calls: list[tuple[str, int]] = []
+    champion = MicroBatcher(_slow_tagged_runner("champion", calls), max_rows=64)
+    challenger = MicroBatcher(_slow_tagged_runner("challenger", calls), max_rows=64)
+
+    # a busy batch holds its rider; then nothing else comes: the rider is scored alone
+    answers = _waves(champion, challenger, [(8, 1)])
+    assert answers[-1] == [{"by": "challenger", "echo": 8}]
+    assert calls == [("champion", 8), ("challenger", 1)]
+
+
+@pytest.mark.parametrize(
+    ("own", "riders"),
+    [(3, 1), (8, 4)],  # a quiet batch (too few requests of its own); many riders
+)
+def test_riders_are_not_held_at_low_load_or_when_they_are_many(own, riders):
+    calls: list[tuple[str, int]] = []
+    champion = MicroBatcher(_slow_tagged_runner("champion", calls), max_rows=64)
+    challenger = MicroBatcher(_slow_tagged_runner("challenger", calls), max_rows=64)
+
+    answers = _waves(champion, challenger, [(own, riders)])
+    assert [a[0]["by"] for a in answers] == ["champion"] * own + ["challenger"] * riders
+    assert calls == [("champion", own), ("challenger", riders)]

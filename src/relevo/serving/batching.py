@@ -10,6 +10,13 @@ rows queue in the champion's batcher and are scored in the same worker-thread ca
 challenger's model and counted in its batch sizes, after the champion's rows. A canary's
 challenger answers a few rows of each micro-batch; in a batcher of its own each of them cost a
 flush, a thread hand-off and a log write of their own, which doubled the per-batch work.
+
+Under load a rider's model call is still a whole call for one or two rows (a scikit-learn
+pipeline costs the same for 1 row as for 30), so a busy batch holds its few fresh riders back
+for the next batch, once: the next batch is due as soon as this one is scored, and the call
+then serves twice the rows. A held rider waits at most one batch more; riders are never held
+at low load (a batch of fewer than `HOLD_HOSTS` requests of the batcher's own), nor when they
+are many (`HOLD_ROWS`), nor twice.
 """
 
 from __future__ import annotations
@@ -41,6 +48,11 @@ OnScored = Callable[[list[tuple[Any, list[Any]]]], None]
 
 #: a single request above this many rows runs in a worker thread, off the event loop
 THREAD_ROWS = 2048
+#: a batch holds its fresh riders for the next one only when it serves at least this many
+#: requests of its own (a sign of load: the next batch is coming) ...
+HOLD_HOSTS = 4
+#: ... and one model's fresh riders come to fewer rows than this
+HOLD_ROWS = 4
 
 
 class MicroBatcher:
@@ -56,6 +68,8 @@ class MicroBatcher:
         self.max_rows = max_rows
         self.max_wait_s = max_wait_s
         self._queue: deque[Item] = deque()
+        #: riders held back by the last batch, first in the next one (see `_hold`)
+        self._held: list[Item] = []
         self._scheduled = False
         self._busy = False
         #: the pending max-wait timer, and the rows waiting in the queue
@@ -97,33 +111,63 @@ class MicroBatcher:
             loop.call_soon(self._flush, loop)
 
     def _take(self) -> list[Item]:
-        items = [self._queue.popleft()]
-        rows = items[0][1]
+        """The next batch: the riders held back by the last one, then the queue's oldest
+        submissions up to `max_rows` (at least one)."""
+        items, self._held = self._held, []
+        rows = sum(it[1] for it in items)
+        if self._queue and not items:
+            items.append(self._queue.popleft())
+            rows = items[0][1]
+            self._queued_rows -= rows
         while self._queue and rows + self._queue[0][1] <= self.max_rows:
             item = self._queue.popleft()
             items.append(item)
             rows += item[1]
-        self._queued_rows -= rows
+            self._queued_rows -= item[1]
         return items
+
+    def _hold(self, items: list[Item], held: int) -> list[Item]:
+        """The batch to score now: `items` less the fresh riders it holds for the next batch
+        (`items[:held]` were held already and go now). Only a busy batch holds, and only a
+        model's few riders: see the module's note."""
+        fresh = items[held:]
+        if sum(it[4] is None for it in fresh) < HOLD_HOSTS:
+            return items
+        rows: dict[int, int] = {}
+        for it in fresh:
+            if it[4] is not None:
+                rows[id(it[4])] = rows.get(id(it[4]), 0) + it[1]
+        if not rows:
+            return items
+        for it in items[:held]:  # a model with riders going now takes its fresh ones along
+            rows.pop(id(it[4]), None)
+        hold = {scorer for scorer, n in rows.items() if n < HOLD_ROWS}
+        if not hold:
+            return items
+        self._held = [it for it in fresh if it[4] is not None and id(it[4]) in hold]
+        return items[:held] + [it for it in fresh if it[4] is None or id(it[4]) not in hold]
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         self._scheduled = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        while self._queue:
-            items = [it for it in self._take() if not it[2].cancelled()]
-            if not items:
+        while self._queue or self._held:
+            held = len(self._held)
+            items = self._take()
+            live = [it for it in items if not it[2].cancelled()]
+            held -= sum(it[2].cancelled() for it in items[:held])
+            if not live:
                 continue
-            total = sum(it[1] for it in items)
             # a lone request runs inline: no thread hand-off, the lowest latency at low load.
             # Several requests (load) or a large one run in a worker thread, so the event loop
             # keeps reading requests meanwhile and the next batch is fuller.
-            if total > THREAD_ROWS or len(items) > 1:
+            if len(live) > 1 or live[0][1] > THREAD_ROWS:
+                live = self._hold(live, held) if len(live) > 1 else live
                 self._busy = True
-                self._task = loop.create_task(self._run_in_thread(loop, items))
+                self._task = loop.create_task(self._run_in_thread(loop, live))
                 return
-            _settle_all(self._score_all(items))
+            _settle_all(self._score_all(live))
             if self.max_wait_s > 0 and self._queue:
                 self._schedule(loop)
                 return
@@ -134,17 +178,19 @@ class MicroBatcher:
             _settle_all(settlements)
         finally:
             self._busy = False
-            if self._queue:
+            if self._queue or self._held:
                 self._schedule(loop)
 
     def _score_all(self, items: list[Item]) -> list[Settlement]:
         """Score a batch, this model's rows first and then each rider's with its own model;
         the log hook sees all of them at once."""
         one_native_thread()  # a worker thread of a busy server: see `native_threads`
-        groups: dict[int, tuple[MicroBatcher, list[Item]]] = {}
+        groups: dict[int, tuple[MicroBatcher, list[Item]]] = {id(self): (self, [])}
         for item in items:
             scorer = item[4] or self
             groups.setdefault(id(scorer), (scorer, []))[1].append(item)
+        if not groups[id(self)][1]:  # riders alone (held ones, or a lone rider)
+            del groups[id(self)]
         settlements: list[Settlement] = []
         for scorer, group in groups.values():
             merged, total = scorer._merge_items(group)
