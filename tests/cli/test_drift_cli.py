@@ -62,3 +62,49 @@ def test_baselines_and_errors(cli, drifted) -> None:
     assert since.exit_code == 2 and "invalid since 'soon'" in since.stderr
     assert "column" not in since.stderr  # an option, not a column of the data
     assert "Traceback" not in unknown.stderr + empty.stderr + bad.stderr + since.stderr
+
+
+@pytest.mark.parametrize(
+    ("spoil", "reason"),
+    [
+        (
+            lambda d: d["inputs"].update(f=d["inputs"]["f"][:-4] + "!!!!"),
+            "its inputs part: its block of statistics and samples cannot be read",
+        ),
+        (
+            lambda d: d["prediction"].update(i=d["prediction"]["i"][:7]),
+            "its prediction part: its block of counts cannot be read",
+        ),
+        (lambda d: d.pop("prediction"), "missing field 'prediction'"),
+        (None, "not JSON"),
+    ],
+    ids=["bad-base64", "short-block", "missing-part", "not-json"],
+)
+def test_an_unreadable_stored_bucket_is_named_not_a_traceback(cli, rv, drifted, spoil, reason):
+    """A bucket row spoilt in the store (by hand, a bad restore) stops the query with an error
+    that names the bucket (deployment, start, model, role, replica) and its fault."""
+    import orjson
+    from sqlalchemy import select, update
+
+    from relevo.store.tables import profile_buckets as pb
+
+    with rv.store.engine.begin() as conn:
+        start, replica, payload = conn.execute(
+            select(pb.c.start, pb.c.replica, pb.c.payload).order_by(pb.c.start).limit(1)
+        ).one()
+        if spoil is None:
+            spoilt = payload[: len(payload) // 2]
+        else:
+            d = orjson.loads(payload)
+            spoil(d)
+            spoilt = orjson.dumps(d).decode()
+        conn.execute(
+            update(pb).where(pb.c.start == start, pb.c.replica == replica).values(payload=spoilt)
+        )
+    result = cli("drift", "churn", "--since", "2h")
+    assert result.exit_code == 5, result.stdout
+    err = " ".join(result.stderr.split())  # Rich folds long lines
+    assert "Traceback" not in result.stderr
+    assert f"starting {start:%Y-%m-%d %H:%M:%S} UTC" in err
+    assert "model churn:1, role champion" in err and f"replica '{replica}'" in err
+    assert reason in err and "profile_buckets" in err

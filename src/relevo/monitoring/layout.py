@@ -153,8 +153,14 @@ class PartLayout:
     def blocks(self, d: Mapping[str, Any]) -> tuple[int, np.ndarray, np.ndarray]:
         """(rows, float block as columns x (stats + sample), int block) of an encoded part."""
         s = int(d["s"])
-        f = unpack(d["f"], np.float64).reshape(len(self.numeric), N_STATS + s)
-        ints = unpack(d["i"], np.int64)
+        try:
+            f = unpack(d["f"], np.float64).reshape(len(self.numeric), N_STATS + s)
+        except ValueError as exc:  # not base64, or not the layout's shape
+            raise ValueError(f"its block of statistics and samples cannot be read ({exc})") from exc
+        try:
+            ints = unpack(d["i"], np.int64)
+        except ValueError as exc:
+            raise ValueError(f"its block of counts cannot be read ({exc})") from exc
         if ints.size != self.int_size:
             raise ValueError("the stored profile does not fit the reference's layout")
         return int(d["n"]), f, ints

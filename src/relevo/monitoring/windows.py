@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 
+from relevo.errors import IntegrityError
 from relevo.monitoring.buckets import BucketProfile, check_payload
 from relevo.monitoring.layout import ERROR, N_STATS, Layout, PartLayout
 from relevo.monitoring.numeric import NumericProfile
@@ -32,6 +34,7 @@ from relevo.monitoring.reference import ReferenceProfile
 
 if TYPE_CHECKING:
     from relevo.store import Store
+    from relevo.store.profiles import ProfileRow
 
 #: raw values per numeric column a window's sample holds at most
 WINDOW_SAMPLE = 1000
@@ -133,6 +136,48 @@ def _part(layout: PartLayout, d: Any) -> _Part:
     return _Part(n, f, ints)
 
 
+class UnreadableBucket(ValueError):
+    """A stored bucket payload that cannot be decoded: `index` is its position among the
+    payloads merged (None: which one is not known), `reason` what was wrong."""
+
+    def __init__(self, index: int | None, reason: str) -> None:
+        super().__init__(reason)
+        self.index = index
+        self.reason = reason
+
+
+@contextmanager
+def _bucket(index: int | None, part: str | None = None) -> Iterator[None]:
+    """Decoding errors of payload `index` (of its `part`) raised as `UnreadableBucket`."""
+    try:
+        yield
+    except UnreadableBucket:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+        what = what or type(exc).__name__
+        raise UnreadableBucket(index, f"its {part} part: {what}" if part else what) from exc
+
+
+def _parts(
+    layout: PartLayout, payloads: Sequence[dict[str, Any]], key: str, optional: bool = False
+) -> list[_Part]:
+    parts = []
+    for i, d in enumerate(payloads):
+        with _bucket(i, key if key in d else None):
+            if optional and d.get(key) is None:
+                continue
+            parts.append(_part(layout, d[key]))
+    return parts
+
+
+def _qualities(payloads: Sequence[dict[str, Any]]) -> Iterator[QualityProfile]:
+    for i, d in enumerate(payloads):
+        with _bucket(i):
+            if d.get("quality"):
+                yield QualityProfile.from_dict(d["quality"])
+
+
 def merge_payloads(
     payloads: Sequence[dict[str, Any]],
     layout: Layout,
@@ -141,22 +186,20 @@ def merge_payloads(
 ) -> tuple[int, DatasetProfile, DatasetProfile, QualityProfile, NumericProfile | None]:
     """(rows, inputs, prediction, quality, multivariate) of bucket payloads (`to_dict`) on
     `layout`, in the given order (callers sort them canonically)."""
-    for d in payloads:
-        check_payload(d, layout)
-    rows = sum(int(d["rows"]) for d in payloads)
-    inputs = merge_parts(layout.inputs, [_part(layout.inputs, d["inputs"]) for d in payloads],
+    for i, d in enumerate(payloads):
+        with _bucket(i):
+            check_payload(d, layout)
+    with _bucket(None):
+        rows = sum(int(d["rows"]) for d in payloads)
+    inputs = merge_parts(layout.inputs, _parts(layout.inputs, payloads, "inputs"),
                          sample_size, seed)  # fmt: skip
     prediction = merge_parts(
-        layout.prediction, [_part(layout.prediction, d["prediction"]) for d in payloads],
-        sample_size, seed,
-    )  # fmt: skip
-    quality = QualityProfile.merge_many(
-        QualityProfile.from_dict(d["quality"]) for d in payloads if d.get("quality")
+        layout.prediction, _parts(layout.prediction, payloads, "prediction"), sample_size, seed
     )
+    quality = QualityProfile.merge_many(_qualities(payloads))
     mv = None
     if layout.multivariate is not None:
-        parts = [_part(layout.multivariate, d["multivariate"]) for d in payloads
-                 if d.get("multivariate") is not None]  # fmt: skip
+        parts = _parts(layout.multivariate, payloads, "multivariate", optional=True)
         col = merge_parts(layout.multivariate, parts, sample_size, seed).columns[ERROR]
         assert isinstance(col, NumericProfile)
         mv = col
@@ -233,12 +276,31 @@ def load_window(
     reference = _reference(store, model)
     if reference is None:
         return None
-    payloads = [orjson.loads(r.payload) for r in rows]  # already in canonical (SQL) order
     layout = reference.layout
-    payloads = [d for d in payloads if d.get("layout") == layout.digest]
+    kept: list[ProfileRow] = []
+    payloads = []
+    for i, r in enumerate(rows):  # already in canonical (SQL) order
+        try:
+            d = orjson.loads(r.payload)
+            if not isinstance(d, dict):
+                raise UnreadableBucket(i, "not a JSON object")
+        except orjson.JSONDecodeError as exc:
+            raise _unreadable(r, f"not JSON ({exc})") from exc
+        except UnreadableBucket as exc:
+            raise _unreadable(r, exc.reason) from exc
+        if d.get("layout") == layout.digest:
+            kept.append(r)
+            payloads.append(d)
     if not payloads:
         return None
-    n, inputs, prediction, quality, mv = merge_payloads(payloads, layout, sample_size)
+    try:
+        n, inputs, prediction, quality, mv = merge_payloads(payloads, layout, sample_size)
+    except UnreadableBucket as exc:
+        if exc.index is None:
+            raise IntegrityError(
+                f"the profile buckets of {deployment!r} cannot be read: {exc.reason}"
+            ) from exc
+        raise _unreadable(kept[exc.index], exc.reason) from exc
     return Window(
         deployment,
         since,
@@ -252,6 +314,16 @@ def load_window(
         quality,
         mv,
         reference,
+    )
+
+
+def _unreadable(row: ProfileRow, reason: str) -> IntegrityError:
+    """The error that names a stored bucket that cannot be read, and what to do."""
+    return IntegrityError(
+        f"the profile bucket of deployment {row.deployment!r} starting "
+        f"{row.start:%Y-%m-%d %H:%M:%S} UTC (model {row.model_name}:{row.model_version}, "
+        f"role {row.role}, replica {row.replica!r}) cannot be read: {reason}. The store's "
+        f"profile_buckets table holds it; delete that row to monitor the window without it"
     )
 
 
