@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from relevo.serving.log import FIELDS, LogEntry, PredictionLog
-from relevo.serving.spool import HeldSegment, Spool, orphans
+from relevo.serving.spool import HeldSegment, Orphan, Spool, orphans
 
 ID, FEATURES = FIELDS.index("id"), FIELDS.index("features")
 
@@ -37,8 +37,17 @@ class Store:
 def _die(spool: Spool) -> None:
     """What a killed process leaves: its segments on disk, their locks released."""
     for seg in spool._segments.values():
-        os.close(seg.fd)
+        seg.close()  # its file and its map (which holds the file, and the lock, too)
     spool._segments.clear()
+
+
+def _records(path) -> list[bytes]:
+    """The payloads a replay would read from the segment at `path`."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return list(Orphan(path, fd).records())
+    finally:
+        os.close(fd)
 
 
 def test_an_accepted_entry_is_on_disk_before_offer_returns(tmp_path):
@@ -89,7 +98,11 @@ def test_a_torn_last_record_is_skipped_and_the_rest_replayed(tmp_path, caplog):
     path = spool._current.path
     _die(spool)
     log.close(timeout_s=0.1)
-    os.truncate(path, path.stat().st_size - 5)  # a machine crash cut the last write short
+    # a machine crash cut the last write short: its last bytes never reached the disk
+    end = sum(8 + len(p) for p in _records(path))
+    with open(path, "r+b") as fh:
+        fh.seek(end - 5)
+        fh.write(b"\x00" * 5)
 
     store = Store()
     replay = PredictionLog(store.write, spool=Spool(folder))
@@ -110,7 +123,8 @@ def test_segments_rotate_and_are_deleted_once_stored(tmp_path, fsync):
     assert len(store.rows) == 40
     # everything is stored: only the segment being written remains, emptied (a crash now
     # would leave nothing to replay)
-    assert [p.stat().st_size for p in folder.glob("*.spool")] == [0]
+    (current,) = folder.glob("*.spool")
+    assert _records(current) == []
     log.close()
     assert list(folder.glob("*.spool")) == []
 
@@ -158,3 +172,40 @@ def test_a_held_segment_of_a_dead_run_is_deleted_by_the_next_one(tmp_path):
     assert sorted(folder.iterdir()) == [alive.path]
     alive.discard()
     assert list(orphans(folder)) == [] and list(folder.iterdir()) == []
+
+
+def test_a_record_larger_than_a_segment_gets_one_of_its_own(tmp_path):
+    folder = tmp_path / "spool"
+    spool = Spool(folder, segment_bytes=4096)
+    spool.append(b"small")
+    big = b"x" * 10_000
+    number = spool.append(big)
+    spool.append(b"after")
+    paths = {seg.number: seg.path for seg in spool._segments.values()}
+    _die(spool)
+    assert _records(paths[number]) == [big, b"after"]
+    assert sorted(p for ps in map(_records, paths.values()) for p in ps) == sorted(
+        [b"small", big, b"after"]
+    )
+
+
+def test_a_full_disk_is_an_error_when_a_segment_is_made_not_a_crash_later(tmp_path, monkeypatch):
+    import errno
+
+    from relevo.errors import UnavailableError
+    from relevo.serving import spool as spool_module
+
+    if not spool_module.MAPPED:
+        pytest.skip("segments are written, not mapped, on this platform")
+    spool = Spool(tmp_path / "spool", segment_bytes=4096)
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(spool_module.os, "posix_fallocate", full)
+    with pytest.raises(UnavailableError, match="No space left on device"):
+        spool.append(b"y" * 5000)  # needs a new segment
+    monkeypatch.undo()
+    assert spool.append(b"z") >= 1  # the disk has room again: appends go on
+    assert not list((tmp_path / "spool").glob(".*.new"))  # nothing half-made left behind
+    spool.close()

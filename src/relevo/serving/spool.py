@@ -1,10 +1,16 @@
 """The prediction log's spool: answered rows on local disk before the answer leaves.
 
 Each process appends the entries it accepts to segment files of its own under
-`RELEVO_HOME/spool/<store>/`, one `write` per entry, and holds an exclusive `flock` on each
-segment while it lives. A segment is deleted once every entry in it is stored. When a process
-dies (`kill -9`, the OOM killer) its locks go with it: the next process to open the log finds
-segments nobody holds and replays them into the store (idempotently: ids are primary keys).
+`RELEVO_HOME/spool/<store>/` and holds an exclusive `flock` on each segment while it lives.
+On Linux and the BSDs a segment is allocated whole when it is made (`posix_fallocate`, so a
+full disk is an error then, never a crash later) and mapped into memory: an append is a copy
+into the page cache, which a killed process leaves behind like a `write`, and which unlike a
+`write` does not let go of the GIL (the worker thread that scored a batch then waited for the
+busy event loop to give it back: about 4 % of a cheap model's requests/s, docs/performance.md).
+A zero header ends the records; elsewhere (macOS, Windows) an append is one `write`. A segment
+is deleted once every entry in it is stored. When a process dies (`kill -9`, the OOM killer)
+its locks go with it: the next process to open the log finds segments nobody holds and replays
+them into the store (idempotently: ids are primary keys).
 
 Records are `<length u32><crc32 u32><payload>`: a record torn by a machine crash fails its
 check and ends the segment's replay there, with a warning.
@@ -20,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import mmap
 import os
 import secrets
 import struct
@@ -38,6 +45,10 @@ log = logging.getLogger(__name__)
 SUFFIX = ".spool"
 HELD_SUFFIX = ".held"
 _HEAD = struct.Struct("<II")
+#: what follows the last record of a mapped segment (a zero length: no record is empty)
+_END = bytes(_HEAD.size)
+#: whether live segments are preallocated and mapped (see the module's note)
+MAPPED = hasattr(os, "posix_fallocate") and sys.platform != "win32"
 #: whether replays can tell a dead process's segment from a live one (flock): without it
 #: (Windows) nothing is replayed, and a batch run stores its handed-over segment itself
 REPLAYS = sys.platform != "win32"
@@ -73,6 +84,11 @@ def _new_stem() -> str:
     return f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
+def _pages(n: int) -> int:
+    """`n` rounded up to whole pages."""
+    return -(-n // mmap.PAGESIZE) * mmap.PAGESIZE
+
+
 def _write_all(fd: int, data: bytes) -> None:
     written = os.write(fd, data)
     while written < len(data):  # a regular file rarely writes short; finish it
@@ -89,6 +105,18 @@ class Segment:
     size: int = 0
     pending: int = 0
     sealed: bool = False
+    #: the file mapped whole (None: appended to with `write`), and its length
+    map: mmap.mmap | None = None
+    capacity: int = 0
+
+    def close(self) -> None:
+        """Unmap and close (the map holds the file, and its lock, until it is closed)."""
+        if self.map is not None:
+            with contextlib.suppress(BufferError, ValueError):
+                self.map.close()
+            self.map = None
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
 
 
 class Spool:
@@ -118,25 +146,44 @@ class Spool:
         segment; returns its number. Raises UnavailableError as `append` does."""
         data = _records(payloads)
         seg = self._current
-        if seg.size and seg.size + len(data) > self.segment_bytes:
+        room = seg.capacity - _HEAD.size if seg.map is not None else self.segment_bytes
+        if seg.size + len(data) > room and (seg.size or seg.map is not None):
+            fresh = self._open_segment(len(data))  # raises with the current one untouched
             seg.sealed = True
             if not seg.pending:
                 self._delete(seg)
-            seg = self._current = self._open_segment()
-        try:
-            _write_all(seg.fd, data)
+            seg = self._current = fresh
+        if seg.map is not None:
+            end = seg.size + len(data)
+            seg.map[seg.size : end] = data
+            seg.map[end : end + _HEAD.size] = _END
             if self.fsync:
-                os.fsync(seg.fd)
-        except OSError as exc:
-            # cut a half-written record off, so that the records after it stay readable
-            with contextlib.suppress(OSError):
-                os.ftruncate(seg.fd, seg.size)
-            raise UnavailableError(
-                f"cannot write the prediction log's spool {seg.path}: {exc.strerror or exc}"
-            ) from exc
+                self._sync(seg, seg.size, end + _HEAD.size)
+        else:
+            try:
+                _write_all(seg.fd, data)
+                if self.fsync:
+                    os.fsync(seg.fd)
+            except OSError as exc:
+                # cut a half-written record off, so that the records after it stay readable
+                with contextlib.suppress(OSError):
+                    os.ftruncate(seg.fd, seg.size)
+                raise UnavailableError(
+                    f"cannot write the prediction log's spool {seg.path}: {exc.strerror or exc}"
+                ) from exc
         seg.size += len(data)
         seg.pending += len(payloads)
         return seg.number
+
+    def _sync(self, seg: Segment, start: int, stop: int) -> None:
+        assert seg.map is not None
+        first = start - start % mmap.PAGESIZE  # msync takes whole pages
+        try:
+            seg.map.flush(first, stop - first)
+        except OSError as exc:
+            raise UnavailableError(
+                f"cannot write the prediction log's spool {seg.path}: {exc.strerror or exc}"
+            ) from exc
 
     def stored(self, number: int, entries: int = 1) -> None:
         """`entries` of segment `number` are in the store (or in the dead letter): a sealed
@@ -151,10 +198,14 @@ class Spool:
             self._delete(seg)
         elif seg.size:
             # everything in it is stored: start it over, so that a crash leaves only rows
-            # not yet stored to replay (appends go to the new end)
-            with contextlib.suppress(OSError):
-                os.ftruncate(seg.fd, 0)
+            # not yet stored to replay
+            if seg.map is not None:
+                seg.map[: _HEAD.size] = _END  # the records end before the first
                 seg.size = 0
+            else:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(seg.fd, 0)  # appends go to the new end
+                    seg.size = 0
 
     @property
     def paths(self) -> set[Path]:
@@ -168,7 +219,7 @@ class Spool:
             if seg.pending <= 0:
                 self._delete(seg)
             else:
-                os.close(seg.fd)
+                seg.close()
                 log.warning(
                     "%d prediction log entries not yet stored are kept in %s; "
                     "they are stored when relevo next opens the log",
@@ -177,27 +228,52 @@ class Spool:
                 )
         self._segments.clear()
 
-    def _open_segment(self) -> Segment:
+    def _open_segment(self, first: int = 0) -> Segment:
+        """A new segment, room made for a first write of `first` bytes (a record larger than
+        `segment_bytes` gets a segment of its own)."""
         # made under a name replays ignore, locked, then renamed into place: another process
         # must never see an unlocked new segment and take it for a dead one
         stem = _new_stem()
         tmp = self.folder / f".{stem}.new"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, FILE_MODE)
-        _try_lock(fd)
-        path = self.folder / f"{stem}{SUFFIX}"
-        os.replace(tmp, path)
-        if self.fsync:
-            _fsync_dir(self.folder)
+        flags = os.O_RDWR if MAPPED else os.O_WRONLY | os.O_APPEND
+        try:
+            fd = os.open(tmp, flags | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        except OSError as exc:
+            raise UnavailableError(
+                f"cannot make a prediction log spool segment in {self.folder}: "
+                f"{exc.strerror or exc}"
+            ) from exc
+        capacity = 0
+        mapped: mmap.mmap | None = None
+        try:
+            _try_lock(fd)
+            if MAPPED:
+                capacity = _pages(max(self.segment_bytes, first + _HEAD.size))
+                os.posix_fallocate(fd, 0, capacity)  # a full disk says so here
+                mapped = mmap.mmap(fd, capacity)
+            path = self.folder / f"{stem}{SUFFIX}"
+            os.replace(tmp, path)
+            if self.fsync:
+                _fsync_dir(self.folder)
+        except OSError as exc:
+            if mapped is not None:
+                mapped.close()
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise UnavailableError(
+                f"cannot make a prediction log spool segment in {self.folder}: "
+                f"{exc.strerror or exc}"
+            ) from exc
         self._numbers += 1
-        seg = Segment(path, fd, self._numbers)
+        seg = Segment(path, fd, self._numbers, map=mapped, capacity=capacity)
         self._segments[seg.number] = seg
         return seg
 
     def _delete(self, seg: Segment) -> None:
         with contextlib.suppress(FileNotFoundError):
             seg.path.unlink()
-        with contextlib.suppress(OSError):
-            os.close(seg.fd)
+        seg.close()
         self._segments.pop(seg.number, None)
 
 
@@ -298,6 +374,8 @@ class Orphan:
             while True:
                 head = fh.read(_HEAD.size)
                 if not head:
+                    return
+                if head == _END:  # the end of a mapped segment's records
                     return
                 if len(head) == _HEAD.size:
                     size, crc = _HEAD.unpack(head)
