@@ -142,9 +142,15 @@ def test_a_model_answering_the_wrong_number_of_rows_is_an_error_not_a_mixup():
     assert all(isinstance(r, RuntimeError) for r in asyncio.run(scenario()))
 
 
-def _tagged_runner(name: str, calls: list[tuple[str, int]], fail: bool = False):
+def _tagged_runner(
+    name: str, calls: list[tuple[str, int]], fail: bool = False, seconds: float = 0.0
+):
+    import time
+
     def run(columns, n):
         calls.append((name, n))
+        if seconds:
+            time.sleep(seconds)  # a model call that takes a while: the next batch queues
         if fail:
             raise ValueError(f"{name} failed")
         return [{"by": name, "echo": x} for x in columns["x"]]
@@ -267,14 +273,9 @@ def _waves(champion: MicroBatcher, challenger: MicroBatcher, waves: list[tuple[i
 
 
 def _slow_tagged_runner(name: str, calls: list[tuple[str, int]]):
-    import time
-
-    def run(columns, n):
-        calls.append((name, n))
-        time.sleep(0.05)
-        return [{"by": name, "echo": x} for x in columns["x"]]
-
-    return run
+    """A runner whose calls take 0.05 s (a wave's batch is still being scored when the next
+    wave is submitted, see `_waves`)."""
+    return _tagged_runner(name, calls, seconds=0.05)
 
 
 def test_a_busy_batch_holds_its_few_riders_for_the_next_batch_once():
