@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import weakref
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -138,44 +137,63 @@ def _part(layout: PartLayout, d: Any) -> _Part:
 
 class UnreadableBucket(ValueError):
     """A stored bucket payload that cannot be decoded: `index` is its position among the
-    payloads merged (None: which one is not known), `reason` what was wrong."""
+    payloads merged, `reason` what was wrong."""
 
-    def __init__(self, index: int | None, reason: str) -> None:
+    def __init__(self, index: int, reason: str) -> None:
         super().__init__(reason)
         self.index = index
         self.reason = reason
 
 
-@contextmanager
-def _bucket(index: int | None, part: str | None = None) -> Iterator[None]:
-    """Decoding errors of payload `index` (of its `part`) raised as `UnreadableBucket`."""
-    try:
-        yield
-    except UnreadableBucket:
-        raise
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
-        what = what or type(exc).__name__
-        raise UnreadableBucket(index, f"its {part} part: {what}" if part else what) from exc
+def _fault(index: int, exc: Exception, part: str | None = None) -> UnreadableBucket:
+    """A decoding error of payload `index` (of its `part`), as `UnreadableBucket`."""
+    what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+    what = what or type(exc).__name__
+    return UnreadableBucket(index, f"its {part} part: {what}" if part else what)
+
+
+#: what a spoilt payload raises while it is decoded
+_DECODING = (ValueError, KeyError, TypeError, AttributeError)
 
 
 def _parts(
     layout: PartLayout, payloads: Sequence[dict[str, Any]], key: str, optional: bool = False
 ) -> list[_Part]:
     parts = []
-    for i, d in enumerate(payloads):
-        with _bucket(i, key if key in d else None):
+    i = 0
+    try:  # one try for the loop: which bucket failed is asked only when one does
+        for i, d in enumerate(payloads):  # noqa: B007 - `i` names the failing bucket
             if optional and d.get(key) is None:
                 continue
             parts.append(_part(layout, d[key]))
+    except _DECODING as exc:
+        raise _fault(i, exc, key if key in payloads[i] else None) from exc
     return parts
 
 
-def _qualities(payloads: Sequence[dict[str, Any]]) -> Iterator[QualityProfile]:
-    for i, d in enumerate(payloads):
-        with _bucket(i):
+def _qualities(payloads: Sequence[dict[str, Any]]) -> list[QualityProfile]:
+    out = []
+    i = 0
+    try:
+        for i, d in enumerate(payloads):  # noqa: B007 - `i` names the failing bucket
             if d.get("quality"):
-                yield QualityProfile.from_dict(d["quality"])
+                out.append(QualityProfile.from_dict(d["quality"]))
+    except _DECODING as exc:
+        raise _fault(i, exc) from exc
+    return out
+
+
+def _rows_of(payloads: Sequence[dict[str, Any]], layout: Layout) -> int:
+    """The payloads' rows in all, each checked to be a bucket of `layout`."""
+    rows = 0
+    i = 0
+    try:
+        for i, d in enumerate(payloads):  # noqa: B007 - `i` names the failing bucket
+            check_payload(d, layout)
+            rows += int(d["rows"])
+    except _DECODING as exc:
+        raise _fault(i, exc) from exc
+    return rows
 
 
 def merge_payloads(
@@ -186,11 +204,7 @@ def merge_payloads(
 ) -> tuple[int, DatasetProfile, DatasetProfile, QualityProfile, NumericProfile | None]:
     """(rows, inputs, prediction, quality, multivariate) of bucket payloads (`to_dict`) on
     `layout`, in the given order (callers sort them canonically)."""
-    for i, d in enumerate(payloads):
-        with _bucket(i):
-            check_payload(d, layout)
-    with _bucket(None):
-        rows = sum(int(d["rows"]) for d in payloads)
+    rows = _rows_of(payloads, layout)
     inputs = merge_parts(layout.inputs, _parts(layout.inputs, payloads, "inputs"),
                          sample_size, seed)  # fmt: skip
     prediction = merge_parts(
@@ -279,15 +293,13 @@ def load_window(
     layout = reference.layout
     kept: list[ProfileRow] = []
     payloads = []
-    for i, r in enumerate(rows):  # already in canonical (SQL) order
+    for r in rows:  # already in canonical (SQL) order
         try:
             d = orjson.loads(r.payload)
-            if not isinstance(d, dict):
-                raise UnreadableBucket(i, "not a JSON object")
         except orjson.JSONDecodeError as exc:
             raise _unreadable(r, f"not JSON ({exc})") from exc
-        except UnreadableBucket as exc:
-            raise _unreadable(r, exc.reason) from exc
+        if not isinstance(d, dict):
+            raise _unreadable(r, "not a JSON object")
         if d.get("layout") == layout.digest:
             kept.append(r)
             payloads.append(d)
@@ -296,10 +308,6 @@ def load_window(
     try:
         n, inputs, prediction, quality, mv = merge_payloads(payloads, layout, sample_size)
     except UnreadableBucket as exc:
-        if exc.index is None:
-            raise IntegrityError(
-                f"the profile buckets of {deployment!r} cannot be read: {exc.reason}"
-            ) from exc
         raise _unreadable(kept[exc.index], exc.reason) from exc
     return Window(
         deployment,

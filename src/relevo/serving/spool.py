@@ -236,16 +236,11 @@ class Spool:
         stem = _new_stem()
         tmp = self.folder / f".{stem}.new"
         flags = os.O_RDWR if MAPPED else os.O_WRONLY | os.O_APPEND
-        try:
-            fd = os.open(tmp, flags | os.O_CREAT | os.O_EXCL, FILE_MODE)
-        except OSError as exc:
-            raise UnavailableError(
-                f"cannot make a prediction log spool segment in {self.folder}: "
-                f"{exc.strerror or exc}"
-            ) from exc
+        fd: int | None = None
         capacity = 0
         mapped: mmap.mmap | None = None
         try:
+            fd = os.open(tmp, flags | os.O_CREAT | os.O_EXCL, FILE_MODE)
             _try_lock(fd)
             if MAPPED:
                 capacity = _pages(max(self.segment_bytes, first + _HEAD.size))
@@ -258,9 +253,10 @@ class Spool:
         except OSError as exc:
             if mapped is not None:
                 mapped.close()
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+            if fd is not None:
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
             raise UnavailableError(
                 f"cannot make a prediction log spool segment in {self.folder}: "
                 f"{exc.strerror or exc}"
