@@ -172,3 +172,42 @@ def test_a_micro_batch_of_requests_is_logged_as_one_entry_each_row_its_own(
             i += 1
     latencies = [by_id[a.predictions[0]["id"]][FIELDS.index("latency_ms")] for a in answers]
     assert latencies[1] < latencies[2] < latencies[3]  # batched together, still apart
+
+
+def test_a_micro_batch_mixing_coerced_and_clean_requests_logs_each_row_as_validated(
+    two_models, churn_frame
+):
+    """A request whose numbers came as text is validated the slow way (coerced); batched with
+    clean requests, its rows are still logged with the numbers the model got."""
+    import orjson
+
+    from relevo.serving.entries import FIELDS
+    from relevo.serving.log import PredictionLog
+
+    endpoint, _first, _second = two_models
+    stored: list[tuple] = []
+    plog = PredictionLog(lambda rows: stored.extend(rows) or len(rows), flush_interval_s=0.01)
+    predictor = Predictor(_Pool(endpoint), policy=Policy(), prediction_log=plog)
+    endpoint.runners[0].batcher.on_scored = predictor.log_scored
+    batches: list[int] = []
+    endpoint.runners[0].batcher.on_batch = batches.append
+    plan = endpoint.runners[0].plan
+    column = plan.num_names[0]
+    rows = frame_to_records(churn_frame.iloc[:6].drop(columns=[CHURN_TARGET]))
+    texted = [{**r, column: str(r[column])} for r in rows[2:4]]
+    requests = [rows[0:2], texted, rows[4:6]]
+
+    async def concurrently():
+        return await asyncio.gather(*(predictor.predict("churn", r) for r in requests))
+
+    answers = asyncio.run(concurrently())
+    plog.close()
+    assert batches == [6]
+    by_id = {r[FIELDS.index("id")]: r for r in stored}
+    for request, answer in zip(requests, answers, strict=True):
+        for row, prediction in zip(request, answer.predictions, strict=True):
+            features = orjson.loads(by_id[prediction["id"]][FIELDS.index("features")])
+            expected = {c: row[c] for c in plan.names}
+            expected[column] = float(row[column])  # the text as the number the model got
+            assert features == expected
+            assert type(features[column]) is not str

@@ -73,6 +73,9 @@ class Validated(NamedTuple):
     columns: Sequence[Sequence[Any]]
     keys: list[Any] | None
     quality: Quality | None
+    #: each row's values as a tuple in signature order (`columns` transposed), when validation
+    #: read them so: a micro-batch's log entry joins its requests' rows in one C call
+    rows: list[tuple[Any, ...]] | None = None
 
 
 class Plan:
@@ -149,7 +152,7 @@ def validate_rows(
         columns: Sequence[Sequence[Any]] = list(zip(*values, strict=True)) if plan.names else []
         # every column numeric: the tuples are the matrix's rows already
         whole = values if plan.all_numeric and plan.names else None
-        checked = _check(rows, columns, plan, key_column, policy, whole)
+        checked = _check(rows, columns, plan, key_column, policy, whole, values)
     if checked is None:  # a type, null, whole-number or key problem somewhere: find them all
         columns = diagnosis.diagnose(rows, plan, key_column, policy)
         checked = _check(rows, columns, plan, key_column, policy)
@@ -165,9 +168,11 @@ def _check(
     key_column: str | None,
     policy: Policy,
     values: list[tuple[Any, ...]] | None = None,
+    tuples: list[tuple[Any, ...]] | None = None,
 ) -> Validated | None:
     """The fast path over all values at once; None when something must be diagnosed.
-    `values`: the rows' tuples when every column is numeric (the matrix is made from them)."""
+    `values`: the rows' tuples when every column is numeric (the matrix is made from them);
+    `tuples`: the rows' tuples whatever the columns (kept as `Validated.rows`)."""
     n = len(rows)
     numeric = values if values is not None else [columns[j] for j in plan.num_idx]
     types = set(map(type, chain.from_iterable(numeric)))
@@ -218,7 +223,7 @@ def _check(
         ):
             return None
     quality = None if clean else findings(matrix, others, plan, policy)
-    return Validated(n, matrix, others, columns, keys, quality)
+    return Validated(n, matrix, others, columns, keys, quality, tuples)
 
 
 def _inside(values: list[tuple[Any, ...]], plan: Plan) -> bool:
