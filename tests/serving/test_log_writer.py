@@ -58,6 +58,13 @@ def test_the_writer_process_stores_every_accepted_row(rv, tmp_path):
     stored = _stored(rv.store)
     assert sorted(stored) == sorted(i for e in sent for i in e.ids)
     assert stored[f"{1042:032x}"] == {"x": 1042.0}
+    # the 150-row entry's features are stored once, the one-row entries' inline
+    with rv.store.engine.connect() as conn:
+        entries = conn.exec_driver_sql("SELECT id FROM prediction_inputs").scalars().all()
+        shared = conn.exec_driver_sql(
+            "SELECT count(*) FROM predictions WHERE inputs IS NOT NULL AND features = ''"
+        ).scalar()
+    assert (entries, shared) == ([f"{1000:032x}"], 150)
     assert remote.starts == 1
     assert not list((tmp_path / "spool").glob("*.spool"))  # all stored: nothing to replay
 

@@ -217,3 +217,37 @@ def test_upgrading_a_0006_store_keeps_each_labels_upload_time_as_its_known_time(
         assert (stored["received_at"], stored["known_at"]) == (uploaded, uploaded)
     finally:
         store.close()
+
+
+def test_downgrading_past_0008_gives_a_batchs_rows_their_features_back_inline(
+    database_url: str,
+):
+    """0008 stores a multi-row entry's features once; going back to 0007 writes each row's
+    own features into it again, so nothing logged is lost by a downgrade."""
+    import orjson
+
+    from relevo.store.predictions import Inputs
+
+    store = Store(database_url)  # migrates to the head on open
+    try:
+        columns = {"tenure_months": [3, 4, 5], "region": ["north", "south", None]}
+        inputs = Inputs("e" * 32, "churn", T0, orjson.dumps(columns).decode())
+        rows = [
+            (f"{i:032x}", "churn", "churn", 1, T0, None, "", "{}", 1.0, "champion", inputs, i)
+            for i in range(3)
+        ]
+        store.predictions.insert_many(rows)
+    finally:
+        store.close()
+    _migrate(database_url, "0007", action="downgrade")
+    engine = create_store_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            back = conn.exec_driver_sql("SELECT id, features FROM predictions ORDER BY id").all()
+    finally:
+        engine.dispose()
+    assert [(i, orjson.loads(f)) for i, f in back] == [
+        (f"{0:032x}", {"tenure_months": 3, "region": "north"}),
+        (f"{1:032x}", {"tenure_months": 4, "region": "south"}),
+        (f"{2:032x}", {"tenure_months": 5, "region": None}),
+    ]

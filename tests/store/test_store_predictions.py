@@ -105,3 +105,73 @@ def test_a_timestamp_of_another_datetime_type_is_stored_too(store):
     written = pd.Timestamp("2026-06-01 12:30:15.25", tz="UTC")
     store.predictions.insert_many(rows(2, written))
     assert [r["created_at"] for r in stored(store)] == [written, written]
+
+
+def _shared_rows(n: int, created: datetime, first: int = 0) -> list[tuple[Any, ...]]:
+    """Rows of one multi-row entry as the log's writer process stores them: features once."""
+    from relevo.store.predictions import Inputs
+
+    ids = new_ids(n)
+    columns = {"tenure_months": [first + i for i in range(n)], "region": ["north"] * n}
+    inputs = Inputs(ids[0], "churn", created, orjson.dumps(columns).decode())
+    out = orjson.dumps({"label": 1}).decode()
+    return [
+        (pid, "churn", "churn", 1, created, None, "", out, 1.5, "champion", inputs, i)
+        for i, pid in enumerate(ids)
+    ]
+
+
+def test_a_batch_stored_with_its_features_once_reads_back_row_by_row(store):
+    created = datetime.now(UTC)
+    inline_rows = rows(3, created)
+    shared = _shared_rows(25, created, first=100)
+    other = _shared_rows(4, created, first=500)
+    assert store.predictions.insert_many(inline_rows + shared + other) == 32
+    # a retry of the same write stores nothing twice
+    store.predictions.insert_many(shared + other)
+    assert store.predictions.count("churn") == 32
+    with store.engine.connect() as conn:
+        entries = conn.exec_driver_sql("SELECT count(*) FROM prediction_inputs").scalar()
+        empty = conn.exec_driver_sql(
+            "SELECT count(*) FROM predictions WHERE features = '' AND inputs IS NOT NULL"
+        ).scalar()
+    assert (entries, empty) == (2, 29)  # two entries' features, each stored once
+
+    expected = {r[0]: orjson.loads(r[6]) for r in inline_rows}
+    expected |= {
+        pid: {"tenure_months": 100 + i, "region": "north"} for i, (pid, *_) in enumerate(shared)
+    }
+    expected |= {
+        pid: {"tenure_months": 500 + i, "region": "north"} for i, (pid, *_) in enumerate(other)
+    }
+    # small chunks: an entry's rows span several reads
+    back = [r for chunk in store.predictions.iter_rows("churn", chunk_size=7) for r in chunk]
+    assert {r["id"]: orjson.loads(r["features"]) for r in back} == expected
+    assert set(back[0]) == set(COLUMNS)
+
+    # the feedback loop's read (the log joined to its labels) gets the same features
+    joined = store.labels.joined("churn", None, created + timedelta(seconds=1), features=True)
+    assert joined.features is not None
+    got = {i: orjson.loads(f) for i, f in zip(joined.ids, joined.features, strict=True)}
+    assert got == expected
+
+
+def test_a_refused_batch_row_reaches_the_dead_letter_with_its_features_inline(tmp_path):
+    from relevo.serving.log import RowStore
+    from relevo.store.predictions import inline
+
+    shared = _shared_rows(3, datetime.now(UTC), first=7)
+    assert orjson.loads(inline(shared[2])[COLUMNS.index("features")]) == {
+        "tenure_months": 9,
+        "region": "north",
+    }
+
+    def refuse(batch):
+        raise ValueError("value too long")
+
+    letter = tmp_path / "dead.jsonl"
+    RowStore(refuse, letter).store(shared)
+    kept = [orjson.loads(line) for line in letter.read_bytes().splitlines()]
+    assert [k["id"] for k in kept] == [r[0] for r in shared]
+    assert [orjson.loads(k["features"])["tenure_months"] for k in kept] == [7, 8, 9]
+    assert all(k["error"] == "ValueError: value too long" for k in kept)

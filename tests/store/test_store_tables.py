@@ -29,6 +29,7 @@ def test_every_timestamp_column_is_utc_aware():
         "deployment_events.created_at",
         "predictions.created_at",
         "shadow_predictions.created_at",
+        "prediction_inputs.created_at",
         "profile_buckets.start",
         "profile_buckets.updated_at",
         "alerts.started_at",

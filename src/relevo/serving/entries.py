@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from relevo.store.predictions import COLUMNS, Row
+from relevo.store.predictions import COLUMNS, Inputs, Row
 
 #: a stored row's fields, in the order of the tuples handed to the writer: the store's columns
 FIELDS = COLUMNS
@@ -120,6 +120,8 @@ class DecodedEntry(NamedTuple):
     #: column by column and the outputs, parsed
     features: bytes | dict[str, list[Any]]
     outputs: bytes | list[dict[str, Any]]
+    #: more rows: the features as serialised (what `rows_of(..., shared=True)` stores once)
+    features_json: bytes | None = None
 
     @property
     def n(self) -> int:
@@ -130,9 +132,14 @@ def decode(payload: bytes) -> DecodedEntry:
     """A serialised entry (`encode`), read back."""
     head, features, outputs = payload.split(b"\n", 2)
     _, dep, name, version, created, ids, latency, keys, role = orjson.loads(head)
-    if len(ids) != 1:
-        features, outputs = orjson.loads(features), orjson.loads(outputs)
-    return DecodedEntry(dep, name, version, created, ids, latency, keys, role, features, outputs)
+    if len(ids) == 1:
+        return DecodedEntry(
+            dep, name, version, created, ids, latency, keys, role, features, outputs
+        )
+    return DecodedEntry(
+        dep, name, version, created, ids, latency, keys, role,
+        orjson.loads(features), orjson.loads(outputs), features,
+    )  # fmt: skip
 
 
 def entry_rows(payload: bytes) -> list[Row]:
@@ -140,19 +147,23 @@ def entry_rows(payload: bytes) -> list[Row]:
     return rows_of([decode(payload)])
 
 
-def rows_of(entries: Iterable[DecodedEntry]) -> list[Row]:
-    """The store rows of decoded entries: one JSON object per row for its features and one
-    for its output, made here (where the log is written), never on the request path."""
+def rows_of(entries: Iterable[DecodedEntry], shared: bool = False) -> list[Row]:
+    """The store rows of decoded entries: one JSON object per row for its output, made here
+    (where the log is written), never on the request path. Features: one JSON object per
+    row too; or, `shared`, a multi-row entry's features stored once as they were serialised,
+    each row pointing at its place in them (`relevo.store.predictions.Inputs`): what the
+    log's writer process stores."""
     rows: list[Row] = []
     for entry in entries:
-        rows.extend(_rows(entry))
+        rows.extend(_rows(entry, shared))
     return rows
 
 
-def _rows(entry: DecodedEntry) -> list[Row]:
+def _rows(entry: DecodedEntry, shared: bool) -> list[Row]:
     dep, name, version, role = entry.deployment, entry.model_name, entry.model_version, entry.role
     when = datetime.fromtimestamp(entry.created_at, UTC)
     ids, latency, keys, n = entry.ids, entry.latency_ms, entry.keys, entry.n
+    inputs: Inputs | None = None
     if isinstance(entry.features, bytes):  # one row: the objects are stored as they came
         assert isinstance(entry.outputs, bytes)
         feats = [entry.features.decode()]
@@ -162,7 +173,10 @@ def _rows(entry: DecodedEntry) -> list[Row]:
         dumps = orjson.dumps
         columns = entry.features
         names = list(columns)
-        if names:
+        if shared and entry.features_json is not None and names:
+            inputs = Inputs(ids[0], dep, when, entry.features_json.decode())
+            feats = [""] * n
+        elif names:
             feats = [
                 dumps(dict(zip(names, vals, strict=True))).decode()
                 for vals in zip(*columns.values(), strict=True)
@@ -171,14 +185,22 @@ def _rows(entry: DecodedEntry) -> list[Row]:
             feats = ["{}"] * n
         outs = [dumps(o).decode() for o in entry.outputs]
     keys = [None if k is None else str(k) for k in keys] if keys is not None else [None] * n
-    if type(latency) is list:  # one per row: the requests of a micro-batch
+    lats = latency if type(latency) is list else [latency] * n  # one per row: a micro-batch
+    if inputs is not None:
         return [
-            (pid, dep, name, version, when, key, f, o, lat, role)
-            for pid, key, f, o, lat in zip(ids, keys, feats, outs, latency, strict=True)
+            (pid, dep, name, version, when, key, f, o, lat, role, inputs, at)
+            for at, (pid, key, f, o, lat) in enumerate(
+                zip(ids, keys, feats, outs, lats, strict=True)
+            )
+        ]
+    if shared:  # (the width of the rows that point at their features: no copy to pad them)
+        return [
+            (pid, dep, name, version, when, key, f, o, lat, role, None, None)
+            for pid, key, f, o, lat in zip(ids, keys, feats, outs, lats, strict=True)
         ]
     return [
-        (pid, dep, name, version, when, key, f, o, latency, role)
-        for pid, key, f, o in zip(ids, keys, feats, outs, strict=True)
+        (pid, dep, name, version, when, key, f, o, lat, role)
+        for pid, key, f, o, lat in zip(ids, keys, feats, outs, lats, strict=True)
     ]
 
 

@@ -40,6 +40,7 @@ from relevo.serving.entries import (
 from relevo.serving.log_writer import RemoteWriter, WriterConfig, WriterError
 from relevo.serving.profiling import ProfileBuilder
 from relevo.serving.spool import Spool, orphans, store_folder
+from relevo.store.predictions import inline
 
 if TYPE_CHECKING:
     from relevo.context import Relevo
@@ -448,7 +449,9 @@ class RowStore:
             )
             return
         lines = b"".join(
-            orjson.dumps({**dict(zip(FIELDS, r, strict=True)), "error": reason}, default=str)
+            orjson.dumps(
+                {**dict(zip(FIELDS, inline(r), strict=True)), "error": reason}, default=str
+            )
             + b"\n"
             for r in records
         )

@@ -322,7 +322,7 @@ def serve(read_fd: int, write_fd: int, config: WriterConfig) -> int:
         try:
             # each entry read once: its rows are stored, then profiled from the same values
             entries = [decode(p) for p in payloads]
-            rows = rows_of(entries)
+            rows = rows_of(entries, shared=True)  # a batch's features stored once
             rows_store.store(rows)
         except Exception as exc:
             status = RETRY if transient(exc) else FAILED

@@ -23,7 +23,7 @@ from itertools import chain
 from typing import Any
 
 from sqlalchemy import Table
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 #: one stored row, values in the order of the inserter's columns
 Row = tuple[Any, ...]
@@ -37,9 +37,17 @@ class BulkInsert:
     """Inserts rows (tuples in `columns` order) into `table`, skipping stored primary keys."""
 
     def __init__(
-        self, engine: Engine, table: Table, columns: Sequence[str], key: str, time: str
+        self,
+        engine: Engine,
+        table: Table,
+        columns: Sequence[str],
+        key: str,
+        time: str,
+        convert: dict[str, Callable[[Sequence[Any]], list[Any]]] | None = None,
     ) -> None:
         self.engine = engine
+        #: per column position, what makes its values storable (a column at a time)
+        self._convert = [(columns.index(c), f) for c, f in (convert or {}).items()]
         self.table = table.name
         self.columns = tuple(columns)
         self.key = key
@@ -64,17 +72,23 @@ class BulkInsert:
         if not rows:
             return 0
         with self.engine.begin() as conn:
-            raw = conn.connection.driver_connection
-            assert raw is not None
-            cur = raw.cursor()
-            try:
-                if self._postgres:
-                    self._copy_postgres(cur, rows)
-                else:
-                    self._insert_sqlite(cur, rows)
-            finally:
-                cur.close()
+            self.within(conn, rows)
         return len(rows)
+
+    def within(self, conn: Connection, rows: Sequence[Row]) -> None:
+        """Insert `rows` in the transaction of `conn` (one commit for several tables)."""
+        if not rows:
+            return
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        cur = raw.cursor()
+        try:
+            if self._postgres:
+                self._copy_postgres(cur, rows)
+            else:
+                self._insert_sqlite(cur, rows)
+        finally:
+            cur.close()
 
     def _bound(self, times: Sequence[Any]) -> list[Any]:
         # the rows of one request share their timestamp object: bind each once
@@ -95,6 +109,8 @@ class BulkInsert:
         flat = list(chain.from_iterable(rows))
         width, i = len(self.columns), self._time
         flat[i::width] = self._bound(flat[i::width])
+        for k, convert in self._convert:
+            flat[k::width] = convert(flat[k::width])
         return flat
 
     def _insert_sqlite(self, cur: Any, rows: Sequence[Row]) -> None:
@@ -121,6 +137,8 @@ class BulkInsert:
         )
         columns = [list(c) for c in zip(*rows, strict=True)]
         columns[self._time] = self._bound(columns[self._time])
+        for k, convert in self._convert:
+            columns[k] = convert(columns[k])
         text = _copy_text(columns)
         with cur.copy(f"COPY {table}_incoming ({names}) FROM STDIN") as copy:
             if text is not None:

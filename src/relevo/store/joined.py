@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.engine import Engine
 
+from relevo.store.predictions import inline_features
 from relevo.store.tables import labels
 
 #: when a label's truth became known (labels stored before migration 0007 have only their
@@ -68,7 +69,7 @@ class JoinedReader:
         def bound(when: datetime) -> Any:
             return bind(when) if bind is not None else when
 
-        feats = ", p.features" if features else ""
+        feats = ", p.features, p.inputs, p.inputs_row" if features else ""
         where = f"deployment = {mark} AND created_at < {mark}"
         params: list[Any] = [deployment, bound(until)]
         if since is not None:
@@ -98,7 +99,11 @@ class JoinedReader:
                 result = conn.exec_driver_sql(sql, tuple(params))
                 rows += result.cursor.fetchall()
                 result.close()
-        cols = list(zip(*rows, strict=True)) if rows else [()] * (9 if features else 8)
+            cols: list[tuple[Any, ...]] = (
+                list(zip(*rows, strict=True)) if rows else [()] * (11 if features else 8)
+            )
+            if features:  # each row's features inline (a batch's are stored once)
+                cols[8] = tuple(inline_features(conn, cols[8], cols[9], cols[10]))
         return JoinedRows(
             ids=list(cols[0]),
             model=[f"{n}:{v}" for n, v in zip(cols[1], cols[2], strict=True)],

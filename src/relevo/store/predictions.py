@@ -1,15 +1,25 @@
-"""The prediction log in the store: bulk inserts, counts and ordered reads for export."""
+"""The prediction log in the store: bulk inserts, counts and ordered reads for export.
+
+A row carries its features inline (a JSON object, `features`), or, when the log's writer
+process stored a multi-row entry (a micro-batch of requests, a chunk of batch scoring), as a
+place in the entry's features stored once, column by column, in `prediction_inputs`: the row's
+`inputs` names the entry, `inputs_row` its place, and its `features` text is empty. Reads give
+every row its features inline either way (`inline_features`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from itertools import islice
 from typing import Any
 
+import orjson
 from sqlalchemy import func, select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
+from relevo.errors import IntegrityError
 from relevo.store.bulk import BulkInsert
-from relevo.store.tables import predictions
+from relevo.store.tables import prediction_inputs, predictions
 
 COLUMNS = (
     "id",
@@ -23,22 +33,87 @@ COLUMNS = (
     "latency_ms",
     "role",
 )
+#: the stored columns: COLUMNS, then where a row's features are kept once for its entry
+STORED = (*COLUMNS, "inputs", "inputs_row")
+_INPUTS = STORED.index("inputs")
 
-#: one stored row, values in COLUMNS order (features and output as JSON text)
+#: one stored row, values in COLUMNS order (features and output as JSON text), optionally
+#: followed by its entry's `Inputs` and its place in them (then its features text is empty)
 Row = tuple[Any, ...]
+
+_INLINE = (None, None)
+#: prediction_inputs keys per SELECT ... IN (...)
+_KEYS_PER_QUERY = 500
+
+
+class Inputs:
+    """The features of one multi-row entry, column by column, shared by its rows: stored once
+    in `prediction_inputs` under `key` (the entry's first prediction id)."""
+
+    __slots__ = ("created_at", "deployment", "key", "text")
+
+    def __init__(self, key: str, deployment: str, created_at: Any, text: str) -> None:
+        self.key = key
+        self.deployment = deployment
+        self.created_at = created_at
+        self.text = text
+
+    def row(self, at: int) -> str:
+        """Row `at`'s features as the JSON object an inline row keeps."""
+        return row_features(orjson.loads(self.text), at)
+
+
+def row_features(columns: dict[str, list[Any]], at: int) -> str:
+    return orjson.dumps({name: values[at] for name, values in columns.items()}).decode()
+
+
+def inline(row: Row) -> Row:
+    """`row` in COLUMNS order with its features inline (what a dead letter keeps)."""
+    if len(row) > len(COLUMNS) and row[_INPUTS] is not None:
+        features = row[_INPUTS].row(row[_INPUTS + 1])
+        return (*row[:6], features, *row[7 : len(COLUMNS)])
+    return tuple(row[: len(COLUMNS)])
 
 
 class PredictionRepository:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._insert = BulkInsert(engine, predictions, COLUMNS, key="id", time="created_at")
+        self._insert = BulkInsert(
+            engine,
+            predictions,
+            STORED,
+            key="id",
+            time="created_at",
+            convert={"inputs": _keys},
+        )
+        self._insert_inputs = BulkInsert(
+            engine,
+            prediction_inputs,
+            ("id", "deployment", "created_at", "features"),
+            key="id",
+            time="created_at",
+        )
 
     def insert_many(self, rows: Sequence[Row]) -> int:
-        """Insert rows (tuples in COLUMNS order, created_at an aware datetime) in one
-        transaction: PostgreSQL through COPY, SQLite through multi-row INSERTs (see
-        `relevo.store.bulk`). Idempotent: rows whose id is already stored are skipped.
-        Returns the rows handed in."""
-        return self._insert(rows)
+        """Insert rows (tuples in COLUMNS order, created_at an aware datetime, optionally
+        followed by their entry's `Inputs` and place) in one transaction: PostgreSQL through
+        COPY, SQLite through multi-row INSERTs (see `relevo.store.bulk`), the entries' inputs
+        with them. Idempotent: rows (and inputs) whose id is already stored are skipped. Returns the
+        rows handed in."""
+        if not rows:
+            return 0
+        width = len(STORED)
+        rows = [r if len(r) == width else r + _INLINE for r in rows]
+        shared: dict[int, Inputs] = {}
+        for entry in (r[_INPUTS] for r in rows):
+            if entry is not None and id(entry) not in shared:
+                shared[id(entry)] = entry
+        with self.engine.begin() as conn:  # one commit: each row with its entry's inputs
+            self._insert_inputs.within(
+                conn, [(e.key, e.deployment, e.created_at, e.text) for e in shared.values()]
+            )
+            self._insert.within(conn, rows)
+        return len(rows)
 
     def count(self, deployment: str | None = None) -> int:
         query = select(func.count()).select_from(predictions)
@@ -56,18 +131,74 @@ class PredictionRepository:
     def iter_rows(
         self, deployment: str, chunk_size: int = 10_000
     ) -> Iterator[list[dict[str, Any]]]:
-        """The deployment's logged predictions in id (= time) order, in chunks."""
+        """The deployment's logged predictions in id (= time) order, in chunks, each row with
+        its features inline (COLUMNS as keys)."""
         last = ""
+        cache: dict[str, dict[str, list[Any]]] = {}
+        columns = [predictions.c[name] for name in STORED]
         while True:
             query = (
-                select(predictions)
+                select(*columns)
                 .where(predictions.c.deployment == deployment, predictions.c.id > last)
                 .order_by(predictions.c.id)
                 .limit(chunk_size)
             )
             with self.engine.connect() as conn:
                 rows = [dict(r) for r in conn.execute(query).mappings()]
-            if not rows:
-                return
+                if not rows:
+                    return
+                texts = inline_features(
+                    conn,
+                    [r["features"] for r in rows],
+                    [r.pop("inputs") for r in rows],
+                    [r.pop("inputs_row") for r in rows],
+                    cache,
+                )
+            for row, text in zip(rows, texts, strict=True):
+                row["features"] = text
             yield rows
             last = rows[-1]["id"]
+
+
+def inline_features(
+    conn: Connection,
+    features: Sequence[str],
+    inputs: Sequence[str | None],
+    at: Sequence[int | None],
+    cache: dict[str, dict[str, list[Any]]] | None = None,
+) -> list[str]:
+    """Every row's features as a JSON object: its own text, or its place in its entry's
+    inputs (each entry read and parsed once; `cache` keeps the entries of the last call, for
+    an entry whose rows span two chunks)."""
+    wanted = {k for k in inputs if k is not None}
+    if not wanted:
+        return list(features)
+    known = cache if cache is not None else {}
+    for key in list(known):
+        if key not in wanted:
+            del known[key]
+    missing = iter(sorted(wanted - known.keys()))
+    while keys := list(islice(missing, _KEYS_PER_QUERY)):
+        query = select(prediction_inputs.c.id, prediction_inputs.c.features).where(
+            prediction_inputs.c.id.in_(keys)
+        )
+        for found, doc in conn.execute(query):
+            known[found] = orjson.loads(doc)
+    out = []
+    for text, ref, place in zip(features, inputs, at, strict=True):
+        if ref is None:
+            out.append(text)
+            continue
+        entry = known.get(ref)
+        if entry is None or place is None:
+            raise IntegrityError(
+                f"the prediction log's features of entry {ref!r} are missing from "
+                "prediction_inputs: the store was changed outside relevo"
+            )
+        out.append(row_features(entry, place))
+    return out
+
+
+def _keys(values: Sequence[Any]) -> list[Any]:
+    """The inputs column as stored: each entry's key."""
+    return [None if v is None else v.key for v in values]

@@ -164,7 +164,25 @@ predictions = Table(
     # added by migration 0002: which role the answering model played (champion, challenger,
     # shadow); rows logged before it answered as the champion
     Column("role", String(20), nullable=False, server_default="champion"),
+    # added by migration 0008: a row of a multi-row entry (a micro-batch, a batch-scoring
+    # chunk) stored by the log's writer process keeps its features once for the whole entry,
+    # in `prediction_inputs` under this key, at this row; its `features` text is then empty
+    Column("inputs", String(32), nullable=True),
+    Column("inputs_row", Integer, nullable=True),
     Index("ix_predictions_deployment_created", "deployment", "created_at"),
+)
+
+#: added by migration 0008: the features of one multi-row log entry, column by column (a JSON
+#: object of arrays), stored once instead of one JSON object per row; keyed by the entry's
+#: first prediction id. Read back row by row (`relevo.store.predictions`).
+prediction_inputs = Table(
+    "prediction_inputs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("deployment", String(200), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("features", Text, nullable=False),
+    Index("ix_prediction_inputs_deployment_created", "deployment", "created_at"),
 )
 
 
