@@ -172,7 +172,10 @@ class Predictor:
         if self.shadow is not None and endpoint.deployment.strategy == "shadow":
             self._mirror(endpoint, rows, validated, ids)
         if self.log is not None:
-            await self._log(endpoint, rows, groups, ids, latency)
+            # most requests were queued where their batch was scored: nothing left to log
+            done = groups[0].tag if len(groups) == 1 else None
+            if done is None or not done.logged:
+                await self._log(endpoint, rows, groups, ids, latency)
         if self.metrics is not None:
             self.observe_answer(name, endpoint, groups, protocol, latency, validated)
         return Answer(predictions, champion.ref, validated)
