@@ -152,6 +152,8 @@ def start_variant(
     workdir = home / re.sub(r"[^A-Za-z0-9]+", "_", spec)
     workdir.mkdir()
     env = {**base_env, "RELEVO_HOME": str(workdir)}
+    if tree:  # the store is made by the tree that serves it (its migrations)
+        env["PYTHONPATH"] = tree
     model_path, train_path = paths
     target = "churned" if model_key == "churn" else "target"
     challenged = shape.startswith(CHALLENGED)
@@ -165,8 +167,6 @@ def start_variant(
     else:
         sb.relevo_cli(["deploy", model_key, f"{model_key}:1", *options], env)
     env.update(extra)
-    if tree:
-        env["PYTHONPATH"] = tree
     # a new key on every request (as `benchmarks/serving.py` sends its canary), or a keyed
     # canary would send the one fixed row's key to the same model every time
     keyed = "--key" in options
