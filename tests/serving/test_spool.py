@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from relevo.serving.log import FIELDS, LogEntry, PredictionLog
-from relevo.serving.spool import HeldSegment, Orphan, Spool, orphans
+from relevo.serving.spool import HeldSegment, Orphan, Spool, crc32, orphans
 
 ID, FEATURES = FIELDS.index("id"), FIELDS.index("features")
 
@@ -209,3 +209,13 @@ def test_a_full_disk_is_an_error_when_a_segment_is_made_not_a_crash_later(tmp_pa
     assert spool.append(b"z") >= 1  # the disk has room again: appends go on
     assert not list((tmp_path / "spool").glob(".*.new"))  # nothing half-made left behind
     spool.close()
+
+
+@pytest.mark.parametrize("size", [0, 1, 4095, 4096, 4097, 11_000, 100_003])
+def test_a_records_check_is_zlibs_crc32_whatever_its_size(size):
+    """The spool checks a record in pieces (keeping the GIL): the same CRC-32 as zlib's of
+    the whole payload, so segments written before and after read alike."""
+    import zlib
+
+    payload = os.urandom(size)
+    assert crc32(payload) == zlib.crc32(payload)
