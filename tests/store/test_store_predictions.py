@@ -175,3 +175,12 @@ def test_a_refused_batch_row_reaches_the_dead_letter_with_its_features_inline(tm
     assert [k["id"] for k in kept] == [r[0] for r in shared]
     assert [orjson.loads(k["features"])["tenure_months"] for k in kept] == [7, 8, 9]
     assert all(k["error"] == "ValueError: value too long" for k in kept)
+
+
+def test_a_number_column_with_nulls_goes_into_the_copy_text():
+    """(A batch's rows point at their place in its inputs; the other rows have none.) The COPY
+    text is made for such a column too, as psycopg's text dumpers write it, instead of the
+    rows falling back to one `write_row` per row."""
+    from relevo.store.bulk import _copy_text
+
+    assert _copy_text([["a", "b", "c"], [3, None, 0]]) == "a\t3\nb\t\\N\nc\t0\n"

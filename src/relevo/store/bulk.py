@@ -173,6 +173,8 @@ def _copy_column(values: list[Any]) -> list[str] | None:
     kinds = set(map(type, values))
     if kinds <= {int, float}:  # (not bool: psycopg writes it as t/f)
         return list(map(str, values))
+    if kinds <= {int, float, type(None)}:  # numbers with nulls (a batch's place in its inputs)
+        return ["\\N" if v is None else str(v) for v in values]
     if kinds == {datetime}:  # the rows of a request share their timestamp: one text each
         out = []
         last: Any = None
