@@ -237,6 +237,13 @@ def test_downgrading_past_0008_gives_a_batchs_rows_their_features_back_inline(
             for i in range(3)
         ]
         store.predictions.insert_many(rows)
+        # an entry whose rows were stored inline first (an older writer), then replayed with
+        # its inputs: the inputs are stored, the rows skipped; nothing points at them
+        earlier = Inputs("f" * 32, "churn", T0, orjson.dumps({"tenure_months": [9]}).decode())
+        inline_row = ("f" * 32, "churn", "churn", 1, T0, None, '{"tenure_months":9}', "{}", 1.0,
+                      "champion")  # fmt: skip
+        store.predictions.insert_many([inline_row])
+        store.predictions.insert_many([(*inline_row[:6], "", *inline_row[7:], earlier, 0)])
     finally:
         store.close()
     _migrate(database_url, "0007", action="downgrade")
@@ -250,4 +257,5 @@ def test_downgrading_past_0008_gives_a_batchs_rows_their_features_back_inline(
         (f"{0:032x}", {"tenure_months": 3, "region": "north"}),
         (f"{1:032x}", {"tenure_months": 4, "region": "south"}),
         (f"{2:032x}", {"tenure_months": 5, "region": None}),
+        ("f" * 32, {"tenure_months": 9}),
     ]

@@ -37,23 +37,44 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # the rows whose features were stored once per entry get them back inline first
+    # the rows whose features were stored once per entry get them back inline first: entry
+    # by entry (a page of entries at a time), each entry's rows found through an index made
+    # for the purpose (an entry whose rows were stored inline before has none: skipped)
     conn = op.get_bind()
-    entries = conn.execute(sa.text("SELECT id, features FROM prediction_inputs")).fetchall()
-    for key, text in entries:
-        columns = json.loads(text)
-        rows = conn.execute(
-            sa.text("SELECT id, inputs_row FROM predictions WHERE inputs = :k"), {"k": key}
+    op.create_index("ix_predictions_inputs_downgrade", "predictions", ["inputs"])
+    last = ""
+    while True:
+        entries = conn.execute(
+            sa.text(
+                "SELECT id, features FROM prediction_inputs WHERE id > :last ORDER BY id LIMIT 500"
+            ),
+            {"last": last},
         ).fetchall()
-        conn.execute(
-            sa.text("UPDATE predictions SET features = :f WHERE id = :i"),
-            [
-                {"i": pid, "f": json.dumps({c: v[at] for c, v in columns.items()})}
-                for pid, at in rows
-            ],
-        )
+        if not entries:
+            break
+        for key, text in entries:
+            columns = json.loads(text)
+            rows = conn.execute(
+                sa.text("SELECT id, inputs_row FROM predictions WHERE inputs = :k"), {"k": key}
+            ).fetchall()
+            if rows:
+                conn.execute(
+                    sa.text("UPDATE predictions SET features = :f WHERE id = :i"),
+                    [{"i": pid, "f": _row(columns, at)} for pid, at in rows],
+                )
+        last = entries[-1][0]
+    op.drop_index("ix_predictions_inputs_downgrade", table_name="predictions")
     with op.batch_alter_table("predictions") as batch:
         batch.drop_column("inputs_row")
         batch.drop_column("inputs")
     op.drop_index("ix_prediction_inputs_deployment_created", table_name="prediction_inputs")
     op.drop_table("prediction_inputs")
+
+
+def _row(columns: dict, at: int) -> str:
+    """Row `at`'s features as the JSON object an inline row keeps."""
+    return json.dumps(
+        {name: values[at] for name, values in columns.items()},
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
