@@ -186,17 +186,11 @@ def _rows(entry: DecodedEntry, shared: bool) -> list[Row]:
         outs = [dumps(o).decode() for o in entry.outputs]
     keys = [None if k is None else str(k) for k in keys] if keys is not None else [None] * n
     lats = latency if type(latency) is list else [latency] * n  # one per row: a micro-batch
-    if inputs is not None:
+    if shared:  # each row with its place in its entry's inputs (none: features inline)
+        places = range(n) if inputs is not None else [None] * n
         return [
             (pid, dep, name, version, when, key, f, o, lat, role, inputs, at)
-            for at, (pid, key, f, o, lat) in enumerate(
-                zip(ids, keys, feats, outs, lats, strict=True)
-            )
-        ]
-    if shared:  # (the width of the rows that point at their features: no copy to pad them)
-        return [
-            (pid, dep, name, version, when, key, f, o, lat, role, None, None)
-            for pid, key, f, o, lat in zip(ids, keys, feats, outs, lats, strict=True)
+            for pid, key, f, o, lat, at in zip(ids, keys, feats, outs, lats, places, strict=True)
         ]
     return [
         (pid, dep, name, version, when, key, f, o, lat, role)

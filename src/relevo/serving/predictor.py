@@ -314,20 +314,11 @@ class Predictor:
                 clock - tag.started, extra_fields,
             )  # fmt: skip
         tags = [tag for tag, _ in group]
-        features: dict[str, Sequence[Any]]
-        if all(t.part.rows is not None for t in tags):
-            # the requests' rows end to end, transposed: one C call for the batch's columns
-            rows = chain.from_iterable(t.part.rows or () for t in tags)
-            features = dict(zip(runner.plan.names, zip(*rows, strict=True), strict=True))
-        else:  # per column, the requests' values end to end (zip and chain in C)
-            features = {
-                name: list(chain.from_iterable(parts))
-                for name, parts in zip(
-                    runner.plan.names,
-                    zip(*(t.part.columns for t in tags), strict=True),
-                    strict=True,
-                )
-            }
+        # the requests' rows end to end, transposed: one C call for the batch's columns
+        rows = chain.from_iterable(t.part.rows for t in tags)
+        features: dict[str, Sequence[Any]] = dict(
+            zip(runner.plan.names, zip(*rows, strict=True), strict=True)
+        )
         for f in extra_fields:
             if f not in runner.plan.known:
                 features[f] = [r.get(f) for t in tags for r in rows_of(t)]
@@ -486,7 +477,7 @@ def _subset(
         [[column[i] for i in picks] for column in validated.columns],
         keys,
         validated.quality,
-        None if validated.rows is None else [validated.rows[i] for i in picks],
+        [validated.rows[i] for i in picks],
     )
 
 

@@ -73,9 +73,9 @@ class Validated(NamedTuple):
     columns: Sequence[Sequence[Any]]
     keys: list[Any] | None
     quality: Quality | None
-    #: each row's values as a tuple in signature order (`columns` transposed), when validation
-    #: read them so: a micro-batch's log entry joins its requests' rows in one C call
-    rows: list[tuple[Any, ...]] | None = None
+    #: each row's values as a tuple in signature order (`columns` transposed): a micro-batch's
+    #: log entry joins its requests' rows in one C call
+    rows: list[tuple[Any, ...]]
 
 
 class Plan:
@@ -155,7 +155,9 @@ def validate_rows(
         checked = _check(rows, columns, plan, key_column, policy, whole, values)
     if checked is None:  # a type, null, whole-number or key problem somewhere: find them all
         columns = diagnosis.diagnose(rows, plan, key_column, policy)
-        checked = _check(rows, columns, plan, key_column, policy)
+        # (the corrected values, row by row: only numeric text comes this way and passes)
+        tuples = list(zip(*columns, strict=True)) if plan.names else [()] * len(rows)
+        checked = _check(rows, columns, plan, key_column, policy, None, tuples)
         if checked is None:  # pragma: no cover - diagnose accepted what the fast path refuses
             raise InvalidInputError("invalid instances", [Problem("cannot validate the rows")])
     return checked
@@ -167,12 +169,12 @@ def _check(
     plan: Plan,
     key_column: str | None,
     policy: Policy,
-    values: list[tuple[Any, ...]] | None = None,
-    tuples: list[tuple[Any, ...]] | None = None,
+    values: list[tuple[Any, ...]] | None,
+    tuples: list[tuple[Any, ...]],
 ) -> Validated | None:
     """The fast path over all values at once; None when something must be diagnosed.
     `values`: the rows' tuples when every column is numeric (the matrix is made from them);
-    `tuples`: the rows' tuples whatever the columns (kept as `Validated.rows`)."""
+    `tuples`: the rows' tuples whatever the columns (`Validated.rows`)."""
     n = len(rows)
     numeric = values if values is not None else [columns[j] for j in plan.num_idx]
     types = set(map(type, chain.from_iterable(numeric)))

@@ -36,6 +36,7 @@ COLUMNS = (
 #: the stored columns: COLUMNS, then where a row's features are kept once for its entry
 STORED = (*COLUMNS, "inputs", "inputs_row")
 _INPUTS = STORED.index("inputs")
+_FEATURES = COLUMNS.index("features")
 
 #: one stored row, values in COLUMNS order (features and output as JSON text), optionally
 #: followed by its entry's `Inputs` and its place in them (then its features text is empty)
@@ -71,7 +72,7 @@ def inline(row: Row) -> Row:
     """`row` in COLUMNS order with its features inline (what a dead letter keeps)."""
     if len(row) > len(COLUMNS) and row[_INPUTS] is not None:
         features = row[_INPUTS].row(row[_INPUTS + 1])
-        return (*row[:6], features, *row[7 : len(COLUMNS)])
+        return (*row[:_FEATURES], features, *row[_FEATURES + 1 : len(COLUMNS)])
     return tuple(row[: len(COLUMNS)])
 
 
@@ -98,8 +99,8 @@ class PredictionRepository:
         """Insert rows (tuples in COLUMNS order, created_at an aware datetime, optionally
         followed by their entry's `Inputs` and place) in one transaction: PostgreSQL through
         COPY, SQLite through multi-row INSERTs (see `relevo.store.bulk`), the entries' inputs
-        with them. Idempotent: rows (and inputs) whose id is already stored are skipped. Returns the
-        rows handed in."""
+        with them. Idempotent: rows (and inputs) whose id is already stored are skipped.
+        Returns the rows handed in."""
         if not rows:
             return 0
         width = len(STORED)
