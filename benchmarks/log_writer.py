@@ -93,11 +93,15 @@ def _model(shape: str) -> tuple[Any, Any, str]:
 def _entries(shape: str, rows: int, name: str, seed: int, size: int = 0) -> list[Any]:
     """`rows` rows of log entries of `shape`, as the server (or batch scoring) makes them
     (`size` rows each if set)."""
+    from dataclasses import fields
+
     import numpy as np
 
     from relevo.serving.entries import LogEntry
     from relevo.serving.ids import new_ids
 
+    # a tree whose server hands its number columns over as a block (the server's matrix)
+    blocks = "numbers" in {f.name for f in fields(LogEntry)}
     rng = np.random.default_rng(seed)
     now = time.time()
     entries = []
@@ -108,15 +112,20 @@ def _entries(shape: str, rows: int, name: str, seed: int, size: int = 0) -> list
         probs = rng.random(n).tolist()
         outputs = [{"probability": p, "label": int(p >= 0.5)} for p in probs]
         if shape == "batch":
-            features: dict[str, list[Any]] = {c: rng.normal(size=n).tolist() for c in NUMERIC}
+            numeric, values = NUMERIC, rng.normal(size=(len(NUMERIC), n))
+            features: dict[str, list[Any]] = {c: values[j].tolist() for j, c in enumerate(NUMERIC)}
             for k, c in enumerate(CATEGORICAL):
                 features[c] = [f"{c}_{v}" for v in rng.integers(0, 3 + 2 * k, size=n).tolist()]
             latency: Any = 812.5
         else:
-            values = rng.normal(size=(len(CHEAP), n))
+            numeric, values = CHEAP, rng.normal(size=(len(CHEAP), n))
             features = {c: values[j].tolist() for j, c in enumerate(CHEAP)}
             latency = 1.25 if n == 1 else (rng.random(n) * 3).tolist()
-        entries.append(LogEntry("dep", name, 1, now, new_ids(n), features, outputs, latency))
+        block = (tuple(numeric), values.T.copy()) if blocks else ()
+        entries.append(
+            LogEntry("dep", name, 1, now, new_ids(n), features, outputs, latency, None,
+                     "champion", *block)
+        )  # fmt: skip
         done += n
     return entries
 

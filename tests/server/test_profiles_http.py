@@ -182,3 +182,49 @@ def test_a_shadow_challengers_outputs_are_profiled_under_its_role(
     # the champion's own window is unchanged by the shadow
     champion = _window(rv)
     assert champion is not None and champion.model_name == "churn" and champion.rows == 30
+
+
+def test_an_all_numeric_models_batches_are_profiled_from_their_number_blocks(rv, server_settings):
+    """Requests of several rows and micro-batches of one-row requests reach the writer
+    process with their number columns as a block: the profile is the rows sent, exactly."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from relevo.datasets.churn import CHURN_NUMERIC
+
+    train = make_churn(800, seed=31)
+    model = make_pipeline(SimpleImputer(), StandardScaler(), LogisticRegression()).fit(
+        train[CHURN_NUMERIC], train["churned"]
+    )
+    version = rv.registry.register(
+        "numeric", model, train[[*CHURN_NUMERIC, "churned"]], target="churned"
+    )
+    rv.deployments.deploy("numeric", version.ref)
+    sent = make_churn(260, seed=32)[CHURN_NUMERIC]
+    rows = frame_to_records(sent)
+    server = BackgroundServer(server_settings)
+    server.start()
+    try:
+        server.wait_until_serving("numeric", version.ref)
+        assert _post(server.url, rows[:100], "numeric").status_code == 200
+        with httpx.Client() as client, ThreadPoolExecutor(16) as pool:
+            url = f"{server.url}/v1/deployments/numeric/predict"
+            codes = list(
+                pool.map(lambda r: client.post(url, json={"instances": [r]}).status_code,
+                         rows[100:])
+            )  # fmt: skip
+        assert codes == [200] * 160
+    finally:
+        server.stop()
+    window = _window(rv, "numeric")
+    assert window is not None and window.rows == 260
+    for name in CHURN_NUMERIC:
+        column = window.inputs.columns[name]
+        values = sent[name].to_numpy(dtype=float)
+        assert isinstance(column, NumericProfile)
+        assert (column.count, column.missing) == (np.isfinite(values).sum(), np.isnan(values).sum())
+        assert column.mean == pytest.approx(np.nanmean(values), rel=1e-9)

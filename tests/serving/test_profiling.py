@@ -161,3 +161,105 @@ def test_the_same_rows_make_the_same_profile_whatever_their_entries(rv, version,
     (other,) = rv.store.profiles.fetch("batched", *hour)
     assert one.rows == other.rows == 30
     assert {**orjson.loads(one.payload), "deployment": "batched"} == orjson.loads(other.payload)
+
+
+@pytest.fixture
+def numeric_version(rv):
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from relevo.datasets.churn import CHURN_NUMERIC
+
+    frame = make_churn(600, seed=11)
+    model = make_pipeline(SimpleImputer(), StandardScaler(), LogisticRegression()).fit(
+        frame[CHURN_NUMERIC], frame["churned"]
+    )
+    version = rv.registry.register("numeric", model, frame[[*CHURN_NUMERIC, "churned"]],
+                                   target="churned")  # fmt: skip
+    return version, model
+
+
+def test_number_blocks_make_the_profile_the_parsed_features_make(rv, numeric_version, monkeypatch):
+    """Entries of several rows that carry their number columns as a block (what the server
+    sends) are profiled from it without parsing their features, and give the same profile,
+    value for value, as the same entries without it (an older spool's)."""
+    import relevo.serving.profiling as profiling
+    from relevo.datasets.churn import CHURN_NUMERIC
+
+    version, model = numeric_version
+    frame = make_churn(40, seed=12)[CHURN_NUMERIC].astype(object)
+    frame.loc[3, CHURN_NUMERIC[0]] = None
+    numbers = frame.to_numpy(dtype=np.float64, na_value=np.nan)
+    probs = model.predict_proba(pd.DataFrame(numbers, columns=CHURN_NUMERIC))[:, 1].tolist()
+    now = time.time()
+
+    def entries(deployment: str, block: bool) -> list[LogEntry]:
+        out = []
+        for i in range(0, 40, 8):
+            part = frame.iloc[i : i + 8]
+            out.append(
+                LogEntry(
+                    deployment, version.name, version.version, now,
+                    [f"{deployment}-{j}" for j in range(i, i + 8)],
+                    {c: part[c].tolist() for c in CHURN_NUMERIC},
+                    [{"probability": p, "label": int(p > 0.5)} for p in probs[i : i + 8]],
+                    1.0, None, "champion",
+                    tuple(CHURN_NUMERIC) if block else (),
+                    numbers[i : i + 8] if block else None,
+                )
+            )  # fmt: skip
+        return out
+
+    blocked = [decode(encode(e)) for e in entries("blocked", True)]
+    parsed = [decode(encode(e)) for e in entries("parsed", False)]
+    assert all(e.numbers is not None for e in blocked)
+    assert all(e.numbers is None for e in parsed)
+    calls: list[int] = []
+    real = profiling.columns_of
+
+    def counted(entry):
+        calls.append(entry.n)
+        return real(entry)
+
+    monkeypatch.setattr(profiling, "columns_of", counted)
+    builder = ProfileBuilder(rv.store, bucket_s=3600, replica="r1")
+    builder.flushed(blocked)
+    assert calls == []  # the blocks were enough
+    builder.flushed(parsed)
+    assert calls == [8] * 5
+    builder.close()
+    hour = datetime.now(UTC) - timedelta(hours=2), datetime.now(UTC) + timedelta(hours=2)
+    (one,) = rv.store.profiles.fetch("blocked", *hour)
+    (other,) = rv.store.profiles.fetch("parsed", *hour)
+    assert one.rows == other.rows == 40
+    assert {**orjson.loads(one.payload), "deployment": "parsed"} == orjson.loads(other.payload)
+    window = load_window(rv.store, "blocked", *hour)
+    assert window is not None
+    first = window.inputs.columns[CHURN_NUMERIC[0]]
+    assert isinstance(first, NumericProfile)
+    values = numbers[:, 0]
+    assert (first.count, first.missing) == (39, 1)
+    assert first.mean == pytest.approx(np.nanmean(values), rel=1e-12)
+
+
+def test_an_entry_keeps_its_number_block_through_the_spool_format(rv):
+    """The block goes out and back bit for bit (NaN included), follows `piece`, and a block
+    of the wrong size is refused, not read as other rows' numbers."""
+    numbers = np.array([[1.5, np.nan], [3.0, -0.0], [1e308, 7.0]])
+    entry = LogEntry(
+        "d", "m", 1, 1.0, ["a", "b", "c"], {"x": [1.5, None, 1e308], "y": [None, -0.0, 7]},
+        [{"value": 1.0}] * 3, [1.0, 2.0, 3.0], None, "champion", ("x", "y"), numbers,
+    )  # fmt: skip
+    back = decode(encode(entry))
+    assert back.numeric == ("x", "y") and back.numbers is not None
+    assert back.numbers.tobytes() == numbers.tobytes()
+    assert orjson.loads(back.features_json or b"") == entry.features
+    piece = decode(encode(entry.piece(1, 3)))
+    assert piece.numbers is not None and piece.numbers.tobytes() == numbers[1:3].tobytes()
+    assert decode(encode(entry.piece(0, 1))).numbers is None  # one row: stored as it came
+    with pytest.raises(ValueError, match="number block holds 5 values for 3 rows of 2"):
+        decode(encode(entry)[:-8])
+    plain = decode(encode(replace(entry, numeric=(), numbers=None)))
+    assert plain.numbers is None and plain.features_json == back.features_json

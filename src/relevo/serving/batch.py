@@ -339,6 +339,7 @@ def _log_entries(
             format_outputs(version.task, version.classes, piece),
             took,
             None if checked.keys is None else checked.keys[start:stop],
+            part[0],
         )
 
 

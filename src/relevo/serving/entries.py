@@ -13,14 +13,19 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+import numpy as np
 import orjson
 
 from relevo.store.predictions import COLUMNS, Inputs, Row
 
 #: a stored row's fields, in the order of the tuples handed to the writer: the store's columns
 FIELDS = COLUMNS
-_VERSION = 1  # of the serialised entry, first in every payload
+#: of the serialised entry, first in every payload: 2 when it carries its number columns as a
+#: block of float64 after its outputs, 1 when not (and every entry before the block existed)
+_VERSION = 1
+_VERSION_BLOCK = 2
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+_FLOAT = np.dtype("<f8")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +44,11 @@ class LogEntry:
     keys: Sequence[Any] | None = None
     #: champion | challenger | fallback (the champion answered rows its challenger failed)
     role: str = "champion"
+    #: the number columns' names, and their validated values as one float64 matrix (rows x
+    #: columns, NaN for null) when the server has them: what the profiles read, no JSON to
+    #: parse (an entry of several rows carries them; the log stores `features`)
+    numeric: tuple[str, ...] = ()
+    numbers: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -57,6 +67,7 @@ class LogEntry:
                 else self.latency_ms[start:stop]
             ),
             keys=None if self.keys is None else self.keys[start:stop],
+            numbers=None if self.numbers is None else self.numbers[start:stop],
         )
 
 
@@ -67,10 +78,13 @@ def encode(entry: LogEntry) -> bytes:
     Three JSON documents on one line each: the header (ids, model, time, keys), the features,
     the outputs. A one-row entry (most requests) carries its features as the very object the
     store keeps, so the writer stores the bytes as they are; a larger one carries them column
-    by column, one JSON object per row is made in the writer thread.
+    by column (stored so, once), and, when the server has them, its number columns' values as
+    a block of little-endian float64 after the outputs, rows x columns (their names end the
+    header): what the writer profiles without parsing the features.
     """
+    block = entry.numbers if entry.n > 1 and entry.numeric else None
     head = [
-        _VERSION,
+        _VERSION if block is None else _VERSION_BLOCK,
         entry.deployment,
         entry.model_name,
         entry.model_version,
@@ -80,14 +94,20 @@ def encode(entry: LogEntry) -> bytes:
         entry.keys,
         entry.role,
     ]
+    if block is not None:
+        head.append(entry.numeric)
     if entry.n == 1:
         features: Any = {k: v[0] for k, v in entry.features.items()}
         outputs: Any = entry.outputs[0]
     else:
         features = entry.features if type(entry.features) is dict else dict(entry.features)
         outputs = entry.outputs
-    # orjson never writes a raw newline (it escapes them in strings): a safe separator
-    return b"\n".join(_dumps(doc) for doc in (head, features, outputs))
+    # orjson never writes a raw newline (it escapes them in strings): a safe separator; the
+    # block comes last, where the reader splits no more
+    docs = [_dumps(doc) for doc in (head, features, outputs)]
+    if block is not None:
+        docs.append(np.ascontiguousarray(block, dtype=_FLOAT).tobytes())
+    return b"\n".join(docs)
 
 
 def _dumps(doc: Any) -> bytes:
@@ -116,12 +136,17 @@ class DecodedEntry(NamedTuple):
     keys: list[Any] | None
     role: str
     #: one row: its features and output as the JSON objects the store keeps, unparsed (the
-    #: profiles parse the one-row entries of a batch together); more rows: the features
-    #: column by column and the outputs, parsed
-    features: bytes | dict[str, list[Any]]
+    #: profiles parse the one-row entries of a batch together); more rows: the outputs,
+    #: parsed, and the features left as serialised (`features_json`) until a reader asks
+    #: for their columns (`columns_of`), which the profiles skip when `numbers` has them
+    features: bytes | None
     outputs: bytes | list[dict[str, Any]]
     #: more rows: the features as serialised (what `rows_of(..., shared=True)` stores once)
     features_json: bytes | None = None
+    #: more rows, when the server sent them: the number columns' names and values
+    #: (`LogEntry.numbers`)
+    numeric: tuple[str, ...] = ()
+    numbers: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -129,17 +154,41 @@ class DecodedEntry(NamedTuple):
 
 
 def decode(payload: bytes) -> DecodedEntry:
-    """A serialised entry (`encode`), read back."""
-    head, features, outputs = payload.split(b"\n", 2)
-    _, dep, name, version, created, ids, latency, keys, role = orjson.loads(head)
+    """A serialised entry (`encode`), read back. Raises ValueError on a payload that is not
+    one (orjson's errors are ValueErrors too)."""
+    head, rest = payload.split(b"\n", 1)
+    doc = orjson.loads(head)
+    dep, name, version, created, ids, latency, keys, role = doc[1:9]
     if len(ids) == 1:
+        features, outputs = rest.split(b"\n", 1)
         return DecodedEntry(
             dep, name, version, created, ids, latency, keys, role, features, outputs
         )
+    if doc[0] < _VERSION_BLOCK:
+        features, outputs = rest.split(b"\n", 1)
+        return DecodedEntry(
+            dep, name, version, created, ids, latency, keys, role,
+            None, orjson.loads(outputs), features,
+        )  # fmt: skip
+    features, outputs, block = rest.split(b"\n", 2)
+    numeric = tuple(doc[9])
+    numbers = np.frombuffer(block, dtype=_FLOAT)
+    if numbers.size != len(ids) * len(numeric):
+        raise ValueError(
+            f"a log entry's number block holds {numbers.size} values for {len(ids)} rows of "
+            f"{len(numeric)} columns"
+        )
     return DecodedEntry(
         dep, name, version, created, ids, latency, keys, role,
-        orjson.loads(features), orjson.loads(outputs), features,
+        None, orjson.loads(outputs), features, numeric, numbers.reshape(len(ids), len(numeric)),
     )  # fmt: skip
+
+
+def columns_of(entry: DecodedEntry) -> dict[str, list[Any]]:
+    """The features of an entry of several rows, column by column (parsed here)."""
+    assert entry.features_json is not None
+    columns: dict[str, list[Any]] = orjson.loads(entry.features_json)
+    return columns
 
 
 def entry_rows(payload: bytes) -> list[Row]:
@@ -164,25 +213,25 @@ def _rows(entry: DecodedEntry, shared: bool) -> list[Row]:
     when = datetime.fromtimestamp(entry.created_at, UTC)
     ids, latency, keys, n = entry.ids, entry.latency_ms, entry.keys, entry.n
     inputs: Inputs | None = None
-    if isinstance(entry.features, bytes):  # one row: the objects are stored as they came
+    if entry.features is not None:  # one row: the objects are stored as they came
         assert isinstance(entry.outputs, bytes)
         feats = [entry.features.decode()]
         outs = [entry.outputs.decode()]
     else:
-        assert not isinstance(entry.outputs, bytes)
+        assert entry.features_json is not None and not isinstance(entry.outputs, bytes)
         dumps = orjson.dumps
-        columns = entry.features
-        names = list(columns)
-        if shared and entry.features_json is not None and names:
+        if entry.features_json == b"{}":
+            feats = ["{}"] * n
+        elif shared:
             inputs = Inputs(ids[0], dep, when, entry.features_json.decode())
             feats = [""] * n
-        elif names:
+        else:
+            columns = columns_of(entry)
+            names = list(columns)
             feats = [
                 dumps(dict(zip(names, vals, strict=True))).decode()
                 for vals in zip(*columns.values(), strict=True)
             ]
-        else:
-            feats = ["{}"] * n
         outs = [dumps(o).decode() for o in entry.outputs]
     keys = [None if k is None else str(k) for k in keys] if keys is not None else [None] * n
     lats = latency if type(latency) is list else [latency] * n  # one per row: a micro-batch

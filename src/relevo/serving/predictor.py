@@ -323,6 +323,7 @@ class Predictor:
             if f not in runner.plan.known:
                 features[f] = [r.get(f) for t in tags for r in rows_of(t)]
         keyed = tags[0].part.keys is not None
+        numeric = runner.plan.num_tuple
         return LogEntry(
             dep.name,
             runner.version.name,
@@ -334,6 +335,8 @@ class Predictor:
             [1000.0 * (clock - t.started) for t in tags for _ in range(t.part.n)],
             list(chain.from_iterable(t.part.keys or () for t in tags)) if keyed else None,
             tags[0].role,
+            numeric,
+            np.concatenate([t.part.numbers for t in tags]) if numeric else None,
         )
 
     def _unkeyed(self, name: str, key_column: str | None, rows: int) -> None:
@@ -499,8 +502,9 @@ def _entry(
     features = dict(zip(runner.plan.names, part.columns, strict=True))
     features.update(extra)
     return log_entry(
-        deployment, runner, role, created_at, ids, features, outputs, latency, part.keys
-    )
+        deployment, runner, role, created_at, ids, features, outputs, latency, part.keys,
+        part.numbers,
+    )  # fmt: skip
 
 
 def log_entry(
@@ -513,9 +517,12 @@ def log_entry(
     outputs: Sequence[dict[str, Any]],
     latency: float,
     keys: Sequence[Any] | None,
+    numbers: np.ndarray | None = None,
 ) -> LogEntry:
-    """A prediction log entry (the API's and batch scoring's alike)."""
+    """A prediction log entry (the API's and batch scoring's alike). `numbers`: the rows'
+    validated number columns as one matrix (`Validated.numbers`), for the profiles."""
     version = runner.version
+    numeric = runner.plan.num_tuple if numbers is not None else ()
     return LogEntry(
         deployment,
         version.name,
@@ -527,4 +534,6 @@ def log_entry(
         latency * 1000.0,
         keys,
         role,
+        numeric,
+        numbers if numeric else None,
     )

@@ -39,7 +39,7 @@ from relevo.monitoring.buckets import BucketProfile
 from relevo.monitoring.layout import PartLayout
 from relevo.monitoring.quality import QualityProfile
 from relevo.monitoring.reference import ReferenceProfile
-from relevo.serving.entries import DecodedEntry
+from relevo.serving.entries import DecodedEntry, columns_of
 from relevo.store.profiles import ProfileRow
 
 if TYPE_CHECKING:
@@ -286,7 +286,7 @@ class ProfileBuilder:
             start = int(e.created_at // size * size)
             key = (e.deployment, e.model_name, e.model_version, e.role, start)
             singles, others = groups.setdefault(key, ([], []))
-            (singles if isinstance(e.features, bytes) else others).append(e)
+            (singles if e.features is not None else others).append(e)
         out = []
         for key, (singles, others) in groups.items():
             ref = self.reference(key[1], key[2])
@@ -461,23 +461,21 @@ def _columns(
     arrays (null -> NaN), categorical ones as object arrays, one array per column made from
     the entries' values end to end. The one-row entries come first, their features parsed
     together (the writer never parses them: it stores them as they came), then the others
-    in order, their columns as they were decoded (one model's joined in C, column by
-    column, and their outputs scored in one pass)."""
+    in order (`_others`), their outputs scored in one pass."""
     numeric, categorical = layout.numeric, layout.categorical
     names = (*numeric, *categorical)
     features: list[bytes] = []
     outputs: list[bytes] = []
-    others: list[tuple[int, dict[str, list[Any]], list[dict[str, Any]]]] = []
+    others: list[DecodedEntry] = []
     for e in entries:
-        if isinstance(e.features, bytes):
+        if e.features is not None:
             assert isinstance(e.outputs, bytes)
             features.append(e.features)
             outputs.append(e.outputs)
         else:
-            assert not isinstance(e.outputs, bytes)
-            others.append((e.n, e.features, e.outputs))
+            others.append(e)
     #: (rows, column -> values) per piece, in row order
-    pieces: list[tuple[int, Mapping[str, list[Any]]]] = []
+    pieces: list[tuple[int, Mapping[str, Sequence[Any] | np.ndarray]]] = []
     scores: list[Any] = []
     if features:
         rows = orjson.loads(b"[" + b",".join(features) + b"]")
@@ -485,22 +483,46 @@ def _columns(
         pieces.append((len(rows), {name: [r.get(name) for r in rows] for name in present}))
         scores.extend(scores_of(orjson.loads(b"[" + b",".join(outputs) + b"]")))
     if others:
-        names_of = [tuple(columns) for _, columns, _ in others]
-        if names_of.count(names_of[0]) == len(names_of):  # one model's columns: end to end
-            values = zip(*(columns.values() for _, columns, _ in others), strict=True)
-            joined = {
-                name: list(chain.from_iterable(v))
-                for name, v in zip(names_of[0], values, strict=True)
-            }
-            pieces.append((sum(n for n, _, _ in others), joined))
-        else:
-            pieces.extend((n, columns) for n, columns, _ in others)
-        scores.extend(scores_of(list(chain.from_iterable(outs for _, _, outs in others))))
+        pieces.extend(_others(others, names))
+        outs: list[dict[str, Any]] = []
+        for e in others:
+            assert not isinstance(e.outputs, bytes)  # parsed: an entry of several rows
+            outs.extend(e.outputs)
+        scores.extend(scores_of(outs))
     out: dict[str, np.ndarray] = {}
     for name in names:
         if any(name in columns for _, columns in pieces):
             out[name] = _column(name in numeric, [(k, columns.get(name)) for k, columns in pieces])
     return out, sum(k for k, _ in pieces), scores
+
+
+def _others(
+    entries: list[DecodedEntry], names: tuple[str, ...]
+) -> list[tuple[int, Mapping[str, Sequence[Any] | np.ndarray]]]:
+    """The pieces of a group's entries of several rows. When each carries the number block
+    of the same columns and those are every profiled column (an all-numeric model), the
+    blocks end to end: no JSON parsed. Otherwise their features parsed, one model's joined in
+    C, column by column."""
+    n = sum(e.n for e in entries)
+    first = entries[0]
+    at = {name: j for j, name in enumerate(first.numeric)}
+    if (
+        first.numbers is not None
+        and all(name in at for name in names)
+        and all(e.numbers is not None and e.numeric == first.numeric for e in entries)
+    ):
+        blocks = [e.numbers for e in entries if e.numbers is not None]
+        matrix = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+        return [(n, {name: matrix[:, at[name]] for name in names})]
+    parsed = [columns_of(e) for e in entries]
+    names_of = [tuple(columns) for columns in parsed]
+    if names_of.count(names_of[0]) == len(names_of):  # one model's columns: end to end
+        values = zip(*(columns.values() for columns in parsed), strict=True)
+        joined = {
+            name: list(chain.from_iterable(v)) for name, v in zip(names_of[0], values, strict=True)
+        }
+        return [(n, joined)]
+    return [(e.n, columns) for e, columns in zip(entries, parsed, strict=True)]
 
 
 def _joined(parts: list[Part], layout: PartLayout) -> tuple[dict[str, np.ndarray], int, list[Any]]:
@@ -517,9 +539,12 @@ def _joined(parts: list[Part], layout: PartLayout) -> tuple[dict[str, np.ndarray
     return out, sum(p.n for p in parts), list(chain.from_iterable(p.scores for p in parts))
 
 
-def _column(numeric: bool, pieces: list[tuple[int, list[Any] | None]]) -> np.ndarray:
-    """One profiled column from its pieces' values (None: a piece without the column)."""
-    if all(values is not None for _, values in pieces):
+def _column(
+    numeric: bool, pieces: list[tuple[int, Sequence[Any] | np.ndarray | None]]
+) -> np.ndarray:
+    """One profiled column from its pieces' values (None: a piece without the column; an
+    array: a number block's column)."""
+    if all(isinstance(values, list) for _, values in pieces):
         parts = [values for _, values in pieces if values]
         joined = parts[0] if len(parts) == 1 else list(chain.from_iterable(parts))
         if not numeric:
@@ -538,7 +563,9 @@ def _missing(numeric: bool, n: int) -> np.ndarray:
     return np.full(n, np.nan) if numeric else np.full(n, None, dtype=object)
 
 
-def _array(numeric: bool, values: list[Any]) -> np.ndarray:
+def _array(numeric: bool, values: Sequence[Any] | np.ndarray) -> np.ndarray:
+    if isinstance(values, np.ndarray) and values.dtype == np.float64:
+        return values
     if numeric:
         try:
             return np.array(values, dtype=np.float64)
