@@ -45,8 +45,8 @@ class LogEntry:
     #: champion | challenger | fallback (the champion answered rows its challenger failed)
     role: str = "champion"
     #: the number columns' names, and their validated values as one float64 matrix (rows x
-    #: columns, NaN for null) when the server has them: what the profiles read, no JSON to
-    #: parse (an entry of several rows carries them; the log stores `features`)
+    #: columns, NaN for null): an all-numeric model's entries of several rows carry them, and
+    #: its profiles read them instead of parsing `features` (which is what the log stores)
     numeric: tuple[str, ...] = ()
     numbers: np.ndarray | None = None
 

@@ -323,7 +323,8 @@ class Predictor:
             if f not in runner.plan.known:
                 features[f] = [r.get(f) for t in tags for r in rows_of(t)]
         keyed = tags[0].part.keys is not None
-        numeric = runner.plan.num_tuple
+        # the profiles read an all-numeric model's rows from the matrix (`LogEntry.numbers`)
+        numeric = runner.plan.num_tuple if runner.plan.all_numeric else ()
         return LogEntry(
             dep.name,
             runner.version.name,
@@ -520,9 +521,11 @@ def log_entry(
     numbers: np.ndarray | None = None,
 ) -> LogEntry:
     """A prediction log entry (the API's and batch scoring's alike). `numbers`: the rows'
-    validated number columns as one matrix (`Validated.numbers`), for the profiles."""
+    validated number columns as one matrix (`Validated.numbers`): an all-numeric model's
+    entries carry it, which its profiles read instead of the features (the others' profiles
+    parse the features for their text columns anyway)."""
     version = runner.version
-    numeric = runner.plan.num_tuple if numbers is not None else ()
+    numeric = runner.plan.num_tuple if numbers is not None and runner.plan.all_numeric else ()
     return LogEntry(
         deployment,
         version.name,
