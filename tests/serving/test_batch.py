@@ -405,3 +405,65 @@ def test_without_flock_a_run_stores_its_rows_itself(rv, deployed, tmp_path, monk
     stored = [r["id"] for chunk in rv.store.predictions.iter_rows("churn") for r in chunk]
     assert sorted(stored) == sorted(pd.read_csv(output)["id"])
     assert _spool_files(rv) == []
+
+
+def test_an_all_numeric_models_file_is_logged_with_its_number_blocks_and_profiled(
+    rv, tmp_path, monkeypatch
+):
+    """An all-numeric model's chunks reach the log with their number columns as a block
+    (in the held segment on disk too): the rows are stored with their features, and the
+    profile is the file's values."""
+    from datetime import UTC, datetime, timedelta
+
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from relevo.datasets.churn import CHURN_NUMERIC
+    from relevo.monitoring import NumericProfile
+    from relevo.monitoring.windows import load_window
+    from relevo.serving import batch_log
+    from relevo.serving.entries import decode
+
+    train = make_churn(600, seed=41)
+    model = make_pipeline(SimpleImputer(), StandardScaler(), LogisticRegression()).fit(
+        train[CHURN_NUMERIC], train["churned"]
+    )
+    version = rv.registry.register(
+        "numeric", model, train[[*CHURN_NUMERIC, "churned"]], target="churned"
+    )
+    rv.deployments.deploy("numeric", version.ref)
+    frame = make_churn(230, seed=42)[CHURN_NUMERIC]
+    source = tmp_path / "in.csv"
+    frame.to_csv(source, index=False)
+    held: list[bytes] = []
+    real = batch_log.HeldSegment.append_many
+
+    def seen(self, payloads):
+        held.extend(payloads)
+        return real(self, payloads)
+
+    monkeypatch.setattr(batch_log.HeldSegment, "append_many", seen)
+    monkeypatch.setattr(rv, "settings", rv.settings.model_copy(update={"log_flush_rows": 40}))
+    done = score_file(rv, "numeric", source, tmp_path / "out.csv", chunk_rows=100)
+    assert done.rows == 230
+    entries = [decode(p) for p in held]
+    assert sum(e.n for e in entries) == 230
+    assert all(e.numeric == tuple(CHURN_NUMERIC) for e in entries if e.n > 1)
+    blocks = np.concatenate([e.numbers for e in entries if e.numbers is not None])
+    assert blocks.shape == (230, len(CHURN_NUMERIC))
+    np.testing.assert_array_equal(blocks, frame.to_numpy(dtype=np.float64))
+    stored = [r for chunk in rv.store.predictions.iter_rows("numeric") for r in chunk]
+    assert len(stored) == 230
+    by_id = sorted(stored, key=lambda r: r["id"])
+    assert json.loads(by_id[7]["features"])["age"] == pytest.approx(frame["age"].iloc[7])
+    now = datetime.now(UTC)
+    window = load_window(rv.store, "numeric", now - timedelta(hours=1), now + timedelta(hours=1))
+    assert window is not None and window.rows == 230
+    for name in CHURN_NUMERIC:
+        column = window.inputs.columns[name]
+        values = frame[name].to_numpy(dtype=float)
+        assert isinstance(column, NumericProfile)
+        assert column.count == np.isfinite(values).sum()
+        assert column.mean == pytest.approx(np.nanmean(values), rel=1e-9)
