@@ -121,7 +121,8 @@ def _entries(shape: str, rows: int, name: str, seed: int, size: int = 0) -> list
             numeric, values = CHEAP, rng.normal(size=(len(CHEAP), n))
             features = {c: values[j].tolist() for j, c in enumerate(CHEAP)}
             latency = 1.25 if n == 1 else (rng.random(n) * 3).tolist()
-        block = (tuple(numeric), values.T.copy()) if blocks else ()
+        # as the server does: only an all-numeric model's entries carry the block
+        block = (tuple(numeric), values.T.copy()) if blocks and shape != "batch" else ()
         entries.append(
             LogEntry("dep", name, 1, now, new_ids(n), features, outputs, latency, None,
                      "champion", *block)
