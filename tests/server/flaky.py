@@ -11,6 +11,8 @@ import itertools
 import threading
 from typing import Any
 
+import numpy as np
+
 #: failing starts when a test sets ARMED["on"] = True (after registering the model)
 ARMED = {"on": False}
 
@@ -50,6 +52,20 @@ class Flaky:
         if self._fail_now():
             raise RuntimeError("flaky challenger: failing on purpose")
         return self.inner.predict_proba(x)
+
+
+class Scribbler(Flaky):
+    """Answers like `inner`, then, once armed, writes over the array it was handed: a model
+    whose steps work in place (`copy=False`)."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner, every=1)
+
+    def predict_proba(self, x: Any) -> Any:
+        out = self.inner.predict_proba(x)
+        if ARMED["on"] and isinstance(x, np.ndarray) and x.flags.writeable:
+            x[...] = -1.0
+        return out
 
 
 class Broken(Flaky):

@@ -184,28 +184,53 @@ def test_a_shadow_challengers_outputs_are_profiled_under_its_role(
     assert champion is not None and champion.model_name == "churn" and champion.rows == 30
 
 
-def test_an_all_numeric_models_batches_are_profiled_from_their_number_blocks(rv, server_settings):
+@pytest.fixture
+def armed():
+    ARMED["on"] = False
+    yield ARMED
+    ARMED["on"] = False
+
+
+def test_an_all_numeric_models_batches_are_profiled_from_their_number_blocks(
+    rv, server_settings, armed, monkeypatch
+):
     """Requests of several rows and micro-batches of one-row requests reach the writer
-    process with their number columns as a block: the profile is the rows sent, exactly."""
+    process with their number columns as a block, row for row the features they log; the
+    profile is the rows sent, exactly, even for a model that writes over its input (a number
+    sent as text takes validation's other path, whose matrix the model could otherwise get)."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from flaky import Scribbler
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     from relevo.datasets.churn import CHURN_NUMERIC
+    from relevo.serving import spool
+    from relevo.serving.entries import columns_of, decode
 
     train = make_churn(800, seed=31)
-    model = make_pipeline(SimpleImputer(), StandardScaler(), LogisticRegression()).fit(
-        train[CHURN_NUMERIC], train["churned"]
+    inner = make_pipeline(SimpleImputer(), StandardScaler(), LogisticRegression()).fit(
+        train[CHURN_NUMERIC].to_numpy(dtype=float), train["churned"]
     )
     version = rv.registry.register(
-        "numeric", model, train[[*CHURN_NUMERIC, "churned"]], target="churned"
+        "numeric", Scribbler(inner), train[[*CHURN_NUMERIC, "churned"]], target="churned"
     )
     rv.deployments.deploy("numeric", version.ref)
+    payloads: list[bytes] = []
+    real = spool.Spool.append_many
+
+    def seen(self, items):
+        payloads.extend(items)
+        return real(self, items)
+
+    monkeypatch.setattr(spool.Spool, "append_many", seen)
     sent = make_churn(260, seed=32)[CHURN_NUMERIC]
     rows = frame_to_records(sent)
+    k = int(np.flatnonzero(sent["age"].notna().to_numpy())[0])
+    rows[k]["age"] = str(rows[k]["age"])  # a number as text: accepted, validated the long way
+    armed["on"] = True
     server = BackgroundServer(server_settings)
     server.start()
     try:
@@ -220,6 +245,15 @@ def test_an_all_numeric_models_batches_are_profiled_from_their_number_blocks(rv,
         assert codes == [200] * 160
     finally:
         server.stop()
+    entries = [decode(p) for p in payloads]
+    assert sum(e.n for e in entries) == 260
+    blocked = [e for e in entries if e.numbers is not None]
+    assert blocked and sum(e.n for e in blocked) == sum(e.n for e in entries if e.n > 1)
+    assert any(e.n == 100 for e in blocked) and any(e.n < 100 for e in blocked)
+    for e in blocked:
+        columns = columns_of(e)
+        logged = np.array([columns[name] for name in e.numeric], dtype=float).T
+        np.testing.assert_array_equal(e.numbers, logged)
     window = _window(rv, "numeric")
     assert window is not None and window.rows == 260
     for name in CHURN_NUMERIC:

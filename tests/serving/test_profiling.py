@@ -245,17 +245,20 @@ def test_number_blocks_make_the_profile_the_parsed_features_make(rv, numeric_ver
 
 
 def test_an_entry_keeps_its_number_block_through_the_spool_format(rv):
-    """The block goes out and back bit for bit (NaN included), follows `piece`, and a block
-    of the wrong size is refused, not read as other rows' numbers."""
-    numbers = np.array([[1.5, np.nan], [3.0, -0.0], [1e308, 7.0]])
+    """The block goes out and back bit for bit (NaN, and bytes that are newlines, included),
+    follows `piece`, and a block of the wrong size is refused, not read as other rows'
+    numbers; a block that does not match its rows is never sent."""
+    newlines = float(np.frombuffer(b"\n" * 8, dtype="<f8")[0])  # eight 0x0A bytes
+    numbers = np.array([[1.5, newlines], [np.nan, -0.0], [1e308, 7.0]])
     entry = LogEntry(
-        "d", "m", 1, 1.0, ["a", "b", "c"], {"x": [1.5, None, 1e308], "y": [None, -0.0, 7]},
+        "d", "m", 1, 1.0, ["a", "b", "c"], {"x": [1.5, None, 1e308], "y": [newlines, -0.0, 7]},
         [{"value": 1.0}] * 3, [1.0, 2.0, 3.0], None, "champion", ("x", "y"), numbers,
     )  # fmt: skip
     back = decode(encode(entry))
     assert back.numeric == ("x", "y") and back.numbers is not None
     assert back.numbers.tobytes() == numbers.tobytes()
     assert orjson.loads(back.features_json or b"") == entry.features
+    assert back.outputs == [{"value": 1.0}] * 3
     piece = decode(encode(entry.piece(1, 3)))
     assert piece.numbers is not None and piece.numbers.tobytes() == numbers[1:3].tobytes()
     assert decode(encode(entry.piece(0, 1))).numbers is None  # one row: stored as it came
@@ -263,3 +266,31 @@ def test_an_entry_keeps_its_number_block_through_the_spool_format(rv):
         decode(encode(entry)[:-8])
     plain = decode(encode(replace(entry, numeric=(), numbers=None)))
     assert plain.numbers is None and plain.features_json == back.features_json
+    wrong = decode(encode(replace(entry, numbers=numbers[:2])))
+    assert wrong.numbers is None and wrong.features_json == back.features_json
+
+
+def test_entries_of_the_first_format_still_decode_and_unknown_ones_are_refused():
+    """A spool written before the number block (format 1) is read as it always was; a
+    header of an unknown format, or a block header that cannot be one, is a ValueError."""
+    old = (
+        b'[1,"d","m",1,1.0,["a","b"],[1.0,2.0],null,"champion"]\n'
+        b'{"x":[1.5,null]}\n[{"value":1.0},{"value":2.0}]'
+    )
+    entry = decode(old)
+    assert entry.ids == ["a", "b"] and entry.numbers is None and entry.features is None
+    assert orjson.loads(entry.features_json or b"") == {"x": [1.5, None]}
+    assert entry.outputs == [{"value": 1.0}, {"value": 2.0}]
+    single = decode(b'[1,"d","m",1,1.0,["a"],1.0,null,"champion"]\n{"x":1.5}\n{"value":1.0}')
+    assert single.features == b'{"x":1.5}' and single.outputs == b'{"value":1.0}'
+    block = np.zeros(4).tobytes()
+    bad = [
+        b'[3,"d","m",1,1.0,["a","b"],[1.0,2.0],null,"champion",["x"]]\n{}\n[]\n' + block,
+        b'[2,"d","m",1,1.0,["a","b"],[1.0,2.0],null,"champion"]\n{}\n[]\n' + block,
+        b'[2,"d","m",1,1.0,["a","b"],[1.0,2.0],null,"champion","xy"]\n{}\n[]\n' + block,
+        b'[2,"d","m",1,1.0,["a"],[1.0],null,"champion",["x"]]\n{}\n[]\n' + block,
+        b'{"not":"a list"}\n{}\n[]',
+    ]
+    for payload in bad:
+        with pytest.raises(ValueError, match="not a prediction log entry of a known format"):
+            decode(payload)

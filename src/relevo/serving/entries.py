@@ -83,6 +83,8 @@ def encode(entry: LogEntry) -> bytes:
     header): what the writer profiles without parsing the features.
     """
     block = entry.numbers if entry.n > 1 and entry.numeric else None
+    if block is not None and block.shape != (entry.n, len(entry.numeric)):
+        block = None  # never a block that does not match its rows: the features say it all
     head = [
         _VERSION if block is None else _VERSION_BLOCK,
         entry.deployment,
@@ -158,13 +160,25 @@ def decode(payload: bytes) -> DecodedEntry:
     one (orjson's errors are ValueErrors too)."""
     head, rest = payload.split(b"\n", 1)
     doc = orjson.loads(head)
+    form = doc[0] if type(doc) is list and doc else None
+    if not (
+        (form == _VERSION and len(doc) == 9)
+        or (
+            form == _VERSION_BLOCK
+            and len(doc) == 10
+            and _names(doc[9])
+            and type(doc[5]) is list
+            and len(doc[5]) > 1
+        )
+    ):
+        raise ValueError(f"not a prediction log entry of a known format: {head[:200]!r}")
     dep, name, version, created, ids, latency, keys, role = doc[1:9]
     if len(ids) == 1:
         features, outputs = rest.split(b"\n", 1)
         return DecodedEntry(
             dep, name, version, created, ids, latency, keys, role, features, outputs
         )
-    if doc[0] < _VERSION_BLOCK:
+    if form == _VERSION:
         features, outputs = rest.split(b"\n", 1)
         return DecodedEntry(
             dep, name, version, created, ids, latency, keys, role,
@@ -182,6 +196,10 @@ def decode(payload: bytes) -> DecodedEntry:
         dep, name, version, created, ids, latency, keys, role,
         None, orjson.loads(outputs), features, numeric, numbers.reshape(len(ids), len(numeric)),
     )  # fmt: skip
+
+
+def _names(value: Any) -> bool:
+    return type(value) is list and all(type(v) is str for v in value)
 
 
 def columns_of(entry: DecodedEntry) -> dict[str, list[Any]]:

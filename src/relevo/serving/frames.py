@@ -27,10 +27,12 @@ def merge_parts(parts: list[Part]) -> Part:
 
 
 def build_matrix(part: Part, plan: Plan) -> np.ndarray:
-    """A 2-D float64 array, columns in signature order (booleans as 0/1, nulls as NaN)."""
+    """A 2-D float64 array, columns in signature order (booleans as 0/1, nulls as NaN): the
+    model's own, never the validated matrix itself, which the prediction log's entries carry
+    after the call (a model that writes into its input must not change what is profiled)."""
     numbers, others = part
     if plan.all_numeric:
-        return numbers
+        return numbers.copy(order="K")
     out = np.empty((numbers.shape[0], len(plan.names)), dtype=np.float64)
     out[:, plan.num_idx] = numbers
     for j, name, _allowed in plan.others:

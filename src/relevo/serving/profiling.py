@@ -483,7 +483,7 @@ def _columns(
         pieces.append((len(rows), {name: [r.get(name) for r in rows] for name in present}))
         scores.extend(scores_of(orjson.loads(b"[" + b",".join(outputs) + b"]")))
     if others:
-        pieces.extend(_others(others, names))
+        pieces.extend(_others(others, numeric, categorical))
         outs: list[dict[str, Any]] = []
         for e in others:
             assert not isinstance(e.outputs, bytes)  # parsed: an entry of several rows
@@ -497,23 +497,24 @@ def _columns(
 
 
 def _others(
-    entries: list[DecodedEntry], names: tuple[str, ...]
+    entries: list[DecodedEntry], numeric: tuple[str, ...], categorical: tuple[str, ...]
 ) -> list[tuple[int, Mapping[str, Sequence[Any] | np.ndarray]]]:
     """The pieces of a group's entries of several rows. When each carries the number block
-    of the same columns and those are every profiled column (an all-numeric model), the
-    blocks end to end: no JSON parsed. Otherwise their features parsed, one model's joined in
-    C, column by column."""
+    of the same columns and the profiled columns are all numeric and all in it (an
+    all-numeric model), the blocks end to end: no JSON parsed. Otherwise their features
+    parsed, one model's joined in C, column by column."""
     n = sum(e.n for e in entries)
     first = entries[0]
     at = {name: j for j, name in enumerate(first.numeric)}
     if (
         first.numbers is not None
-        and all(name in at for name in names)
+        and not categorical
+        and all(name in at for name in numeric)
         and all(e.numbers is not None and e.numeric == first.numeric for e in entries)
     ):
         blocks = [e.numbers for e in entries if e.numbers is not None]
         matrix = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
-        return [(n, {name: matrix[:, at[name]] for name in names})]
+        return [(n, {name: matrix[:, at[name]] for name in numeric})]
     parsed = [columns_of(e) for e in entries]
     names_of = [tuple(columns) for columns in parsed]
     if names_of.count(names_of[0]) == len(names_of):  # one model's columns: end to end
