@@ -44,6 +44,17 @@ def _entries(version, frame, pipeline, when: float, per: int = 1) -> list[LogEnt
     return out
 
 
+def _same_profiles(rv, one: str, other: str, rows: int) -> tuple[datetime, datetime]:
+    """The stored profiles of deployments `one` and `other` (one row each, this hour) are
+    equal value for value but for their names; returns the hours searched."""
+    hour = datetime.now(UTC) - timedelta(hours=2), datetime.now(UTC) + timedelta(hours=2)
+    (a,) = rv.store.profiles.fetch(one, *hour)
+    (b,) = rv.store.profiles.fetch(other, *hour)
+    assert a.rows == b.rows == rows
+    assert {**orjson.loads(a.payload), "deployment": other} == orjson.loads(b.payload)
+    return hour
+
+
 def _window(rv):
     now = datetime.now(UTC)
     return load_window(rv.store, "churn", now - timedelta(days=1), now + timedelta(days=1))
@@ -156,11 +167,7 @@ def test_the_same_rows_make_the_same_profile_whatever_their_entries(rv, version,
     ]
     builder.flushed([decode(encode(e)) for e in singles + batched])
     builder.close()
-    hour = datetime.now(UTC) - timedelta(hours=2), datetime.now(UTC) + timedelta(hours=2)
-    (one,) = rv.store.profiles.fetch("churn", *hour)
-    (other,) = rv.store.profiles.fetch("batched", *hour)
-    assert one.rows == other.rows == 30
-    assert {**orjson.loads(one.payload), "deployment": "batched"} == orjson.loads(other.payload)
+    _same_profiles(rv, "churn", "batched", 30)
 
 
 @pytest.fixture
@@ -230,11 +237,7 @@ def test_number_blocks_make_the_profile_the_parsed_features_make(rv, numeric_ver
     builder.flushed(parsed)
     assert calls == [8] * 5
     builder.close()
-    hour = datetime.now(UTC) - timedelta(hours=2), datetime.now(UTC) + timedelta(hours=2)
-    (one,) = rv.store.profiles.fetch("blocked", *hour)
-    (other,) = rv.store.profiles.fetch("parsed", *hour)
-    assert one.rows == other.rows == 40
-    assert {**orjson.loads(one.payload), "deployment": "parsed"} == orjson.loads(other.payload)
+    hour = _same_profiles(rv, "blocked", "parsed", 40)
     window = load_window(rv.store, "blocked", *hour)
     assert window is not None
     first = window.inputs.columns[CHURN_NUMERIC[0]]
