@@ -137,6 +137,14 @@ def churn_pipeline(churn_frame: pd.DataFrame) -> Pipeline:
     return pipeline.fit(churn_frame[CHURN_FEATURES], churn_frame[CHURN_TARGET])
 
 
+@pytest.fixture(scope="session")
+def numeric_pipeline(churn_frame: pd.DataFrame) -> Pipeline:
+    """A fitted scikit-learn pipeline on the churn data's number columns alone (an
+    all-numeric model: what relevo serves with a NumPy matrix)."""
+    pipeline = make_pipeline(SimpleImputer(), StandardScaler(), LogisticRegression())
+    return pipeline.fit(churn_frame[CHURN_NUMERIC], churn_frame[CHURN_TARGET])
+
+
 class ChurnFiles(NamedTuple):
     model: Path
     reference: Path

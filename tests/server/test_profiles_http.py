@@ -184,15 +184,8 @@ def test_a_shadow_challengers_outputs_are_profiled_under_its_role(
     assert champion is not None and champion.model_name == "churn" and champion.rows == 30
 
 
-@pytest.fixture
-def armed():
-    ARMED["on"] = False
-    yield ARMED
-    ARMED["on"] = False
-
-
 def test_an_all_numeric_models_batches_are_profiled_from_their_number_blocks(
-    rv, server_settings, armed, monkeypatch
+    rv, server_settings, monkeypatch
 ):
     """Requests of several rows and micro-batches of one-row requests reach the writer
     process with their number columns as a block, row for row the features they log; the
@@ -215,8 +208,9 @@ def test_an_all_numeric_models_batches_are_profiled_from_their_number_blocks(
         train[CHURN_NUMERIC].to_numpy(dtype=float), train["churned"]
     )
     version = rv.registry.register(
-        "numeric", Scribbler(inner), train[[*CHURN_NUMERIC, "churned"]], target="churned"
-    )
+        "numeric", Scribbler(inner), train[[*CHURN_NUMERIC, "churned"]], target="churned",
+        features=list(CHURN_NUMERIC),
+    )  # fmt: skip
     rv.deployments.deploy("numeric", version.ref)
     payloads: list[bytes] = []
     real = spool.Spool.append_many
@@ -230,7 +224,7 @@ def test_an_all_numeric_models_batches_are_profiled_from_their_number_blocks(
     rows = frame_to_records(sent)
     k = int(np.flatnonzero(sent["age"].notna().to_numpy())[0])
     rows[k]["age"] = str(rows[k]["age"])  # a number as text: accepted, validated the long way
-    armed["on"] = True
+    monkeypatch.setitem(ARMED, "on", True)
     server = BackgroundServer(server_settings)
     server.start()
     try:

@@ -408,17 +408,12 @@ def test_without_flock_a_run_stores_its_rows_itself(rv, deployed, tmp_path, monk
 
 
 def test_an_all_numeric_models_file_is_logged_with_its_number_blocks_and_profiled(
-    rv, tmp_path, monkeypatch
+    rv, tmp_path, monkeypatch, numeric_pipeline, churn_frame
 ):
     """An all-numeric model's chunks reach the log with their number columns as a block
     (in the held segment on disk too): the rows are stored with their features, and the
     profile is the file's values."""
     from datetime import UTC, datetime, timedelta
-
-    from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     from relevo.datasets.churn import CHURN_NUMERIC
     from relevo.monitoring import NumericProfile
@@ -426,13 +421,8 @@ def test_an_all_numeric_models_file_is_logged_with_its_number_blocks_and_profile
     from relevo.serving import batch_log
     from relevo.serving.entries import decode
 
-    train = make_churn(600, seed=41)
-    model = make_pipeline(SimpleImputer(), StandardScaler(), LogisticRegression()).fit(
-        train[CHURN_NUMERIC], train["churned"]
-    )
-    version = rv.registry.register(
-        "numeric", model, train[[*CHURN_NUMERIC, "churned"]], target="churned"
-    )
+    reference = churn_frame[[*CHURN_NUMERIC, "churned"]]
+    version = rv.registry.register("numeric", numeric_pipeline, reference, target="churned")
     rv.deployments.deploy("numeric", version.ref)
     frame = make_churn(230, seed=42)[CHURN_NUMERIC]
     source = tmp_path / "in.csv"

@@ -171,21 +171,12 @@ def test_the_same_rows_make_the_same_profile_whatever_their_entries(rv, version,
 
 
 @pytest.fixture
-def numeric_version(rv):
-    from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
+def numeric_version(rv, numeric_pipeline, churn_frame):
     from relevo.datasets.churn import CHURN_NUMERIC
 
-    frame = make_churn(600, seed=11)
-    model = make_pipeline(SimpleImputer(), StandardScaler(), LogisticRegression()).fit(
-        frame[CHURN_NUMERIC], frame["churned"]
-    )
-    version = rv.registry.register("numeric", model, frame[[*CHURN_NUMERIC, "churned"]],
-                                   target="churned")  # fmt: skip
-    return version, model
+    reference = churn_frame[[*CHURN_NUMERIC, "churned"]]
+    version = rv.registry.register("numeric", numeric_pipeline, reference, target="churned")
+    return version, numeric_pipeline
 
 
 def test_number_blocks_make_the_profile_the_parsed_features_make(rv, numeric_version, monkeypatch):

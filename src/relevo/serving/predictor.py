@@ -323,8 +323,6 @@ class Predictor:
             if f not in runner.plan.known:
                 features[f] = [r.get(f) for t in tags for r in rows_of(t)]
         keyed = tags[0].part.keys is not None
-        # the profiles read an all-numeric model's rows from the matrix (`LogEntry.numbers`)
-        numeric = runner.plan.num_tuple if runner.plan.all_numeric else ()
         return LogEntry(
             dep.name,
             runner.version.name,
@@ -336,8 +334,7 @@ class Predictor:
             [1000.0 * (clock - t.started) for t in tags for _ in range(t.part.n)],
             list(chain.from_iterable(t.part.keys or () for t in tags)) if keyed else None,
             tags[0].role,
-            numeric,
-            np.concatenate([t.part.numbers for t in tags]) if numeric else None,
+            *_number_block(runner, [t.part.numbers for t in tags]),
         )
 
     def _unkeyed(self, name: str, key_column: str | None, rows: int) -> None:
@@ -521,11 +518,8 @@ def log_entry(
     numbers: np.ndarray | None = None,
 ) -> LogEntry:
     """A prediction log entry (the API's and batch scoring's alike). `numbers`: the rows'
-    validated number columns as one matrix (`Validated.numbers`): an all-numeric model's
-    entries carry it, which its profiles read instead of the features (the others' profiles
-    parse the features for their text columns anyway)."""
+    validated number columns as one matrix (`Validated.numbers`, see `_number_block`)."""
     version = runner.version
-    numeric = runner.plan.num_tuple if numbers is not None and runner.plan.all_numeric else ()
     return LogEntry(
         deployment,
         version.name,
@@ -537,6 +531,16 @@ def log_entry(
         latency * 1000.0,
         keys,
         role,
-        numeric,
-        numbers if numeric else None,
+        *_number_block(runner, [] if numbers is None else [numbers]),
     )
+
+
+def _number_block(
+    runner: ModelRunner, parts: list[np.ndarray]
+) -> tuple[tuple[str, ...], np.ndarray | None]:
+    """What an entry carries for its profiles (`LogEntry.numeric`, `.numbers`): an
+    all-numeric model's matrix of its rows, joined from `parts`; nothing for the others,
+    whose profiles parse the features for their text columns anyway."""
+    if not parts or not runner.plan.all_numeric:
+        return (), None
+    return runner.plan.num_tuple, parts[0] if len(parts) == 1 else np.concatenate(parts)
