@@ -3,8 +3,10 @@ dies, profiles persisted as the server's own replica."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -168,3 +170,28 @@ def test_the_frame_reader_reuses_its_buffer_and_lets_a_big_one_go():
         assert frames._buf is kept
         with pytest.raises(ValueError, match="end of input"):
             frames.read(1)
+
+
+def test_a_stop_never_hangs_on_a_writer_process_that_does_not_answer(rv, tmp_path):
+    """Its store hangs (a lock, a dead link): the stop gives up on it after its timeout, and
+    the rows it had not stored are in the spool for the next start."""
+    plog, remote = _log(rv, tmp_path)
+    plog.put_blocking(_entry(10))
+    plog.flush()
+    assert remote._proc is not None
+    stuck = remote._proc.pid
+    os.kill(stuck, signal.SIGSTOP)
+    try:
+        plog.put_blocking(_entry(10, start=10))
+        closing = threading.Thread(target=plog.close, kwargs={"timeout_s": 1.0}, daemon=True)
+        closing.start()
+        closing.join(timeout=60)
+        assert not closing.is_alive(), "close() hung on the stopped writer process"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(stuck, signal.SIGCONT)
+    assert len(_stored(rv.store)) == 10
+    replay, _ = _log(rv, tmp_path)
+    assert replay.recover() == 10
+    replay.close()
+    assert len(_stored(rv.store)) == 20

@@ -219,3 +219,56 @@ def test_a_records_check_is_zlibs_crc32_whatever_its_size(size):
 
     payload = os.urandom(size)
     assert crc32(payload) == zlib.crc32(payload)
+
+
+def test_a_segment_that_cannot_be_read_is_skipped_and_the_others_replayed(tmp_path, caplog):
+    folder = tmp_path / "spool"
+    dead = PredictionLog(Store(up=False).write, spool=Spool(folder), flush_interval_s=60)
+    dead.put_blocking(_entry(3))
+    _die(dead.spool)
+    dead.close(timeout_s=0.1)
+    loop = folder / "0-a-link-to-itself.spool"  # sorted first; opening it fails (ELOOP)
+    loop.symlink_to(loop.name)
+
+    store = Store()
+    log = PredictionLog(store.write, spool=Spool(folder), flush_interval_s=0.01)
+    assert log.recover() == 3
+    assert f"cannot read the spool segment {loop}" in caplog.text
+    log.put_blocking(_entry(2, start=3))  # the log goes on
+    log.flush()
+    assert sorted(r[ID] for r in store.rows) == sorted(_entry(5).ids)
+    log.close()
+
+
+class FailsOnce(Store):
+    """A store whose `fail_at`-th write fails (the database went away for a moment)."""
+
+    def __init__(self, fail_at: int) -> None:
+        super().__init__()
+        self.calls = 0
+        self.fail_at = fail_at
+
+    def write(self, rows: list[tuple]) -> int:
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise ConnectionError("the database is away")
+        return super().write(rows)
+
+
+def test_a_replay_tried_again_sends_only_what_the_failed_attempt_did_not_store(tmp_path):
+    folder = tmp_path / "spool"
+    dead = PredictionLog(Store(up=False).write, spool=Spool(folder), flush_interval_s=60)
+    for k in range(4):
+        dead.put_blocking(_entry(10, start=10 * k))
+    _die(dead.spool)
+    dead.close(timeout_s=0.1)
+    (left,) = folder.glob("*.spool")
+
+    store = FailsOnce(fail_at=2)
+    log = PredictionLog(store.write, spool=Spool(folder), flush_rows=20, flush_interval_s=60)
+    assert log.recover() == 20  # the first two entries; then the store failed
+    assert log.errors == 1 and left.exists()  # kept for the next try
+    assert log.recover() == 20  # the last two only
+    assert sorted(r[ID] for r in store.rows) == sorted(_entry(40).ids)  # each row sent once
+    assert log.rows_recovered == 40 and not left.exists()
+    log.close()

@@ -39,7 +39,7 @@ from relevo.serving.entries import (
 )
 from relevo.serving.log_writer import RemoteWriter, WriterConfig, WriterError
 from relevo.serving.profiling import ProfileBuilder
-from relevo.serving.spool import Spool, orphans, store_folder
+from relevo.serving.spool import Orphan, Spool, orphans, store_folder
 from relevo.store.predictions import inline
 
 if TYPE_CHECKING:
@@ -92,6 +92,9 @@ class PredictionLog:
         self.profiles = profiles
         self.rows_recovered = 0  # rows of dead processes' spools stored by this one
         self._recover_at: float | None = None  # when to try orphan segments again
+        #: per orphan segment being replayed (its unique name, device and inode): how many of
+        #: its records are stored so far
+        self._replayed: dict[tuple[Path, int, int], int] = {}
         self._abandon = False
         self._queue: deque[_Item] = deque()
         self._pending = 0  # rows queued or being written
@@ -214,12 +217,16 @@ class PredictionLog:
             self._closing = True
         self._wake.set()
         self._thread.join(timeout=timeout_s)
-        if self._thread.is_alive():  # the store is down: stop retrying, keep the rows on disk
+        abandoned = self._thread.is_alive()
+        if abandoned:  # the store is down: stop retrying, keep the rows on disk
             self._abandon = True
             self._wake.set()
+            if self.remote is not None:
+                # a write stuck in the writer process (its store hangs) ends now and fails
+                self.remote.kill()
             self._thread.join(timeout=10)
         if self.remote is not None:
-            self.remote.close()
+            self.remote.close(timeout_s=5.0 if abandoned else timeout_s)
         with self._lock:
             left = list(self._queue)
             self._queue.clear()
@@ -232,41 +239,64 @@ class PredictionLog:
 
     def recover(self) -> int:
         """Store the rows of spool segments left by processes that are gone (a crash);
-        returns the rows stored. If the store fails meanwhile, the writer tries again later."""
+        returns the rows stored. If the store fails meanwhile, or the spool folder cannot be
+        read, the writer tries again later."""
         if self.spool is None:
             return 0
-        own = self.spool.paths
+        with self._lock:  # request threads add segments under this lock
+            own = self.spool.paths
         total = 0
-        for orphan in orphans(self.spool.folder, own):
-            try:
-                payloads: list[bytes] = []
-                rows = 0
-                for payload in orphan.records():
-                    payloads.append(payload)
-                    rows += entry_size(payload)
-                    if rows >= self.flush_rows:
-                        self._replay(payloads)
-                        total += rows
-                        payloads, rows = [], 0
-                self._replay(payloads)
-                total += rows
-            except Exception as exc:
-                orphan.release()
-                self._count_error()
-                log.warning(
-                    "replaying the spool %s failed (%s); trying again later", orphan.path, exc
-                )
-                self._recover_at = time.monotonic() + 5.0
-                break
-            orphan.done()
-            log.info("stored the rows a stopped process left in %s", orphan.path)
-        else:
-            self._recover_at = None
+        try:
+            for orphan in orphans(self.spool.folder, own):
+                stored, finished = self._recover_one(orphan)
+                total += stored
+                if not finished:
+                    break
+            else:
+                self._recover_at = None
+        except Exception as exc:  # listing or opening the segments failed
+            self._retry_recovery(f"reading the spool {self.spool.folder} failed ({exc})")
         self.rows_recovered += total
         if total and self._on_written is not None:
             with contextlib.suppress(Exception):
                 self._on_written(total)
         return total
+
+    def _recover_one(self, orphan: Orphan) -> tuple[int, bool]:
+        """Replay one orphan segment: (rows stored now, whether all of it is stored). The
+        records a failed attempt stored already are skipped when it is tried again: stored
+        twice they would be harmless (inserts are idempotent), profiled twice they would not."""
+        key = (orphan.path, *orphan.identity())
+        done = self._replayed.get(key, 0)
+        total = 0
+        try:
+            payloads: list[bytes] = []
+            rows = 0
+            for k, payload in enumerate(orphan.records(), 1):
+                if k <= done:
+                    continue
+                payloads.append(payload)
+                rows += entry_size(payload)
+                if rows >= self.flush_rows:
+                    self._replay(payloads)
+                    total += rows
+                    self._replayed[key] = done = k
+                    payloads, rows = [], 0
+            self._replay(payloads)
+            total += rows
+        except Exception as exc:
+            orphan.release()
+            self._retry_recovery(f"replaying the spool {orphan.path} failed ({exc})")
+            return total, False
+        orphan.done()
+        self._replayed.pop(key, None)
+        log.info("stored the rows a stopped process left in %s", orphan.path)
+        return total, True
+
+    def _retry_recovery(self, why: str) -> None:
+        self._count_error()
+        log.warning("%s; trying again later", why)
+        self._recover_at = time.monotonic() + 5.0
 
     def _replay(self, payloads: list[bytes]) -> None:
         # a dead process's entries, made into rows only where they are stored

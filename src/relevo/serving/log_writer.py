@@ -94,17 +94,45 @@ class RemoteWriter:
         self._call(b"S", (data,), len(data))
 
     def close(self, timeout_s: float = 30.0) -> None:
-        """Let the process store its profiles and exit."""
-        with self._lock:
-            proc = self._proc
-            if proc is None:
-                return
-            try:
-                self._send(b"C", (), 0)
-                self._reply()
-            except (OSError, WriterError, ValueError):
-                log.warning("the prediction log's writer process did not close cleanly")
-            self._stop(timeout_s)
+        """Let the process store its profiles and exit. One that has not done so within
+        `timeout_s` (its store hangs) is killed: a stop never hangs on the store. What it had
+        not stored is still in the spool."""
+        proc = self._proc
+        if proc is None:
+            return
+        timer = threading.Timer(timeout_s, self._overdue, (proc, timeout_s))
+        timer.daemon = True
+        timer.start()
+        try:
+            with self._lock:  # after a call in flight (which the timer ends if it hangs)
+                if self._proc is None:
+                    return
+                try:
+                    self._send(b"C", (), 0)
+                    self._reply()
+                except (OSError, WriterError, ValueError):
+                    log.warning("the prediction log's writer process did not close cleanly")
+                self._stop(timeout_s)
+        finally:
+            timer.cancel()
+
+    def kill(self) -> None:
+        """End the process now, from any thread: a call waiting for it fails at once."""
+        proc = self._proc
+        if proc is not None:
+            with contextlib.suppress(OSError):
+                proc.kill()
+
+    @staticmethod
+    def _overdue(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+        if proc.poll() is None:
+            log.warning(
+                "the prediction log's writer process did not stop within %.0f s (its store "
+                "does not answer); killed it: rows it had not stored stay in the spool",
+                timeout_s,
+            )
+            with contextlib.suppress(OSError):
+                proc.kill()
 
     def _call(self, kind: bytes, parts: Iterable[bytes], size: int) -> tuple[int, int]:
         with self._lock:

@@ -407,6 +407,12 @@ class Orphan:
                 )
                 return
 
+    def identity(self) -> tuple[int, int]:
+        """(device, inode): the same file however it is reached, and not a later one made
+        under its name."""
+        st = os.fstat(self.fd)
+        return st.st_dev, st.st_ino
+
     def done(self) -> None:
         """Every record is stored: delete the segment."""
         with contextlib.suppress(FileNotFoundError):
@@ -429,6 +435,9 @@ def orphans(folder: Path, own: set[Path] | frozenset[Path] = frozenset()) -> Ite
         try:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:  # replayed and deleted by another process meanwhile
+            continue
+        except OSError as exc:  # not readable (a permission, a broken link): the others are
+            log.warning("cannot read the spool segment %s (%s); it is skipped", path, exc)
             continue
         if not _try_lock(fd) or not _same_file(fd, path):
             os.close(fd)
