@@ -8,7 +8,10 @@ import json
 
 import joblib
 from sklearn.base import clone
+from typer.testing import CliRunner
 
+from relevo.cli.main import app
+from relevo.cli.state import state
 from relevo.datasets import CHURN_FEATURES, CHURN_TARGET
 
 
@@ -121,3 +124,38 @@ def test_the_deployment_list_fits_80_columns_and_shows_a_challenger_only_when_th
     canary = listing()
     assert max(len(line) for line in canary.splitlines()) <= 80
     assert "challenger" in canary and "canary 10%" in canary
+
+
+def test_a_name_deployed_for_the_first_time_is_said_to_be_new_beside_the_others(cli, churn_files):
+    _register(cli, "churn", churn_files.model, churn_files.reference)
+    first = cli("deploy", "churn", "churn:1")
+    assert first.exit_code == 0, first.output
+    assert "New deployment churn serves churn:1 (revision 1)" in first.stdout
+    assert "Other deployments" not in first.stdout
+    typo = cli("deploy", "chrun", "churn")  # NAME alone: its latest version
+    assert typo.exit_code == 0, typo.output
+    assert "New deployment chrun serves churn:1" in typo.stdout
+    assert "Other deployments: churn." in typo.stdout
+    again = cli("deploy", "churn", "churn:1")
+    assert "Deployment churn now serves churn:1 (revision 2)" in again.stdout
+    assert "New" not in again.stdout and "Other deployments" not in again.stdout
+
+
+def test_the_history_keeps_each_time_on_one_line_at_80_columns(
+    cli, churn_files, churn_pipeline, churn_frame, tmp_path, relevo_home, database_url
+):
+    _two_models(cli, churn_files, churn_pipeline, churn_frame, tmp_path)
+    why = "the smaller model answers a tenth of the customers while its gates watch it"
+    assert (
+        cli("deploy", "churn", "churn-small:1", "--weight", "0.1", "--reason", why).exit_code == 0
+    )
+    assert cli("promote", "churn", "--reason", "its error rate held").exit_code == 0
+    events = json.loads(cli("history", "churn", "--json").stdout)
+    args = ["--home", str(relevo_home), "--database-url", database_url, "history", "churn"]
+    try:
+        out = CliRunner().invoke(app, args, env={"COLUMNS": "80"}).stdout
+    finally:
+        state.close()
+    assert max(map(len, out.splitlines())) <= 80
+    for e in events:  # stored in UTC, shown as its date and time: the time never split
+        assert e["created_at"][11:19] in out, out

@@ -4,6 +4,7 @@ and `status`: replacing a model safely from the command line (docs/deployments.m
 from __future__ import annotations
 
 import getpass
+from datetime import UTC
 from typing import Any
 
 import typer
@@ -36,6 +37,11 @@ def describe(dep: Deployment) -> str:
         return (
             f"Deployment [bold]{dep.name}[/]: {dep.challenger_ref} answers {dep.weight:.0%} of "
             f"rows beside {dep.model_ref} ({plan}, revision {dep.revision})."
+        )
+    if dep.revision == 1:  # a name never deployed before: perhaps a typo, so say it is new
+        return (
+            f"New deployment [bold]{dep.name}[/] serves [bold]{dep.model_ref}[/] (revision 1); "
+            "running servers load it within seconds."
         )
     return (
         f"Deployment [bold]{dep.name}[/] now serves [bold]{dep.model_ref}[/] "
@@ -174,7 +180,7 @@ def history(
         rows.append(
             [
                 s.get("revision", ""),
-                e.created_at.isoformat(timespec="seconds"),
+                e.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
                 e.action,
                 e.actor or "",
                 serving,
@@ -184,7 +190,7 @@ def history(
     console.print(
         table(
             f"History of {deployment}",
-            ["revision", "when", "action", "by", "serving", "why"],
+            ["revision", "when (UTC)", "action", "by", "serving", "why"],
             rows,
         )
     )

@@ -142,7 +142,7 @@ def _check_port_free(host: str, port: int) -> None:
 @handle_errors
 def deploy(
     deployment: str = typer.Argument(..., help="Deployment name, e.g. churn."),
-    model: str = typer.Argument(..., help="NAME:VERSION to serve."),
+    model: str = typer.Argument(..., help="NAME:VERSION to serve (NAME alone: its latest)."),
     key: str | None = typer.Option(
         None,
         "--key",
@@ -171,7 +171,8 @@ def deploy(
     challenger (--strategy shadow, or canary with --weight, --rollout or --steps)."""
     if key is not None and no_key:
         raise InvalidInputError("--key and --no-key exclude each other")
-    dep = state.relevo().deployments.deploy(
+    rv = state.relevo()
+    dep = rv.deployments.deploy(
         deployment,
         model,
         key=None if no_key else (key if key is not None else KEEP),
@@ -188,6 +189,9 @@ def deploy(
         print_json(dep.to_dict())
         return
     console.print(rollout.describe(dep))
+    others = [d.name for d in rv.deployments.list() if d.name != dep.name]
+    if dep.revision == 1 and others:
+        console.print(f"Other deployments: {', '.join(others)}.", highlight=False)
 
 
 @handle_errors
