@@ -272,3 +272,27 @@ def test_a_replay_tried_again_sends_only_what_the_failed_attempt_did_not_store(t
     assert sorted(r[ID] for r in store.rows) == sorted(_entry(40).ids)  # each row sent once
     assert log.rows_recovered == 40 and not left.exists()
     log.close()
+
+
+def test_a_segment_of_entries_this_version_cannot_read_is_kept_and_the_others_replayed(
+    tmp_path, caplog
+):
+    folder = tmp_path / "spool"
+    newer = Spool(folder)  # a later relevo's segment: an entry of a format this one lacks
+    newer.append(b'[9, "churn", "churn", 1]\n')
+    (kept,) = folder.glob("*.spool")
+    _die(newer)
+    dead = PredictionLog(Store(up=False).write, spool=Spool(folder), flush_interval_s=60)
+    dead.put_blocking(_entry(3))
+    _die(dead.spool)
+    dead.close(timeout_s=0.1)
+
+    store = Store()
+    log = PredictionLog(store.write, spool=Spool(folder))
+    assert log.recover() == 3  # the readable segment, whatever order they come in
+    assert sorted(r[ID] for r in store.rows) == sorted(_entry(3).ids)
+    assert f"the spool segment {kept} holds an entry this version" in caplog.text
+    assert kept.exists() and log.errors == 1
+    assert log.recover() == 0 and log.errors == 1  # kept, and said once
+    log.close()
+    assert kept.exists()

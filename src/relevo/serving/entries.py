@@ -121,8 +121,13 @@ def _dumps(doc: Any) -> bytes:
 
 
 def entry_size(payload: bytes) -> int:
-    """The rows of one serialised entry, read from its header alone."""
-    return len(orjson.loads(payload.split(b"\n", 1)[0])[5])
+    """The rows of one serialised entry, read from its header alone. Raises ValueError on a
+    payload that is not one."""
+    head = payload.split(b"\n", 1)[0]
+    doc = orjson.loads(head)
+    if type(doc) is not list or doc[:1] not in ([_VERSION], [_VERSION_BLOCK]) or len(doc) < 9:
+        raise ValueError(f"not a prediction log entry of a known format: {head[:200]!r}")
+    return len(doc[5])
 
 
 class DecodedEntry(NamedTuple):

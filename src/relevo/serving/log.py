@@ -95,6 +95,8 @@ class PredictionLog:
         #: per orphan segment being replayed (its unique name, device and inode): how many of
         #: its records are stored so far
         self._replayed: dict[tuple[Path, int, int], int] = {}
+        #: orphan segments holding an entry this version cannot read (a later version's)
+        self._unreadable: set[tuple[Path, int, int]] = set()
         self._abandon = False
         self._queue: deque[_Item] = deque()
         self._pending = 0  # rows queued or being written
@@ -248,6 +250,9 @@ class PredictionLog:
         total = 0
         try:
             for orphan in orphans(self.spool.folder, own):
+                if (orphan.path, *orphan.identity()) in self._unreadable:
+                    orphan.release()  # kept for a version that reads it (said once)
+                    continue
                 stored, finished = self._recover_one(orphan)
                 total += stored
                 if not finished:
@@ -284,6 +289,18 @@ class PredictionLog:
                     payloads, rows = [], 0
             self._replay(payloads)
             total += rows
+        except ValueError as exc:  # a record this version cannot read: not the store's fault
+            orphan.release()
+            self._unreadable.add(key)
+            self._count_error()
+            log.warning(
+                "the spool segment %s holds an entry this version of relevo cannot read (%s): "
+                "it is kept as it is for a version that can, and the other segments are "
+                "replayed",
+                orphan.path,
+                exc,
+            )
+            return total, True
         except Exception as exc:
             orphan.release()
             self._retry_recovery(f"replaying the spool {orphan.path} failed ({exc})")
