@@ -202,3 +202,69 @@ def test_one_evaluator_at_a_time_across_replicas(
         assert not service.acquire_evaluator("replica-a", ttl_s=10)
         assert replica.release_evaluator("replica-b")
         assert service.acquire_evaluator("replica-a", ttl_s=10)
+
+
+class Meddler:
+    """A clock that lets another replica act once, between a change's read of the state and
+    its save (what a race between a user and the gates looks like)."""
+
+    def __init__(self, clock: Clock, act) -> None:
+        self.clock, self.act = clock, act
+
+    def __call__(self) -> datetime:
+        act, self.act = self.act, None
+        if act is not None:
+            act()
+        return self.clock()
+
+
+def failing() -> RolloutStats:
+    return RolloutStats(ArmStats(5000, 50), ArmStats(40, 20), step_rows=40)
+
+
+def test_a_rollback_racing_the_gates_rollback_is_refused_not_made_twice(service, models, clock):
+    service.deploy("churn", "churn:1")
+    service.deploy("churn", "churn:2")  # the champion now, churn:1 kept for a rollback
+    service.deploy("churn", "churn-tree:1", weight=0.1)
+    user = DeploymentService(
+        models.store,
+        models.registry,
+        clock=Meddler(clock, lambda: service.evaluate("churn", failing())),
+    )
+    with pytest.raises(ConflictError, match="changed while the rollback was being made"):
+        user.rollback("churn", actor="ana")
+    state = service.get("churn")
+    assert state.model_ref == "churn:2" and not state.has_challenger  # not back to churn:1
+    assert [(e.action, e.actor) for e in service.history("churn")][-1] == ("rollback", "gate")
+
+
+def test_a_promote_racing_the_gates_advance_does_not_skip_a_step(service, models, clock):
+    service.deploy("churn", "churn:1")
+    service.deploy(
+        "churn", "churn-tree:1", steps="10,50,100", min_step_rows=500, min_step_seconds=60
+    )
+    clock.advance(61)
+    user = DeploymentService(
+        models.store,
+        models.registry,
+        clock=Meddler(clock, lambda: service.evaluate("churn", good())),
+    )
+    with pytest.raises(ConflictError, match="advance by gate"):
+        user.promote("churn", actor="ana")
+    assert service.get("churn").weight == 0.5  # the gates' step, not 100 %
+
+
+def test_the_gates_decide_on_the_state_their_numbers_describe(service):
+    service.deploy("churn", "churn:1")
+    measured = service.deploy("churn", "churn:2", weight=0.1)
+    service.deploy("churn", "churn-tree:1", weight=0.1)  # replaced while churn:2 was measured
+    evaluation = service.evaluate("churn", failing(), state=measured)
+    assert not evaluation.changed and evaluation.decision.move == "hold"
+    assert service.get("churn").challenger_ref == "churn-tree:1"  # never answered: kept
+
+
+def test_a_one_step_rollout_to_all_traffic_is_refused(service):
+    service.deploy("churn", "churn:1")
+    with pytest.raises(InvalidInputError, match=r"\[100\] sends every row to the challenger"):
+        service.deploy("churn", "churn:2", steps="100")
+    assert service.get("churn").revision == 1

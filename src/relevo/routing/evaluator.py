@@ -44,26 +44,39 @@ def evaluate_once(rv: Relevo, holder: str, ttl_s: float) -> dict[str, Evaluation
     out: dict[str, Evaluation] = {}
     now = datetime.now(UTC)
     for dep in service.list():
-        if dep.has_challenger:
-            stats = replace(
-                rollout_stats(rv.store, dep),
-                drift=_drift(rv, dep),
-                label_metric=_label_metric(rv, dep),
-            )
-        elif dep.baking(now):
-            # after a promotion: a firing alert of the deployment rolls back (issue 14)
-            stats = RolloutStats(alerts=bake_alerts(rv.store, dep))
-            if not stats.alerts:
-                continue
-        else:
+        try:
+            evaluation = _evaluate(rv, dep, now)
+        except Exception:  # one deployment's failure must not stop the others' gates
+            log.exception("evaluating the rollout of deployment %r failed", dep.name)
             continue
-        evaluation = service.evaluate(dep.name, stats)
+        if evaluation is None:
+            continue
         out[dep.name] = evaluation
         if evaluation.changed:
             decision = evaluation.decision
             level = logging.WARNING if decision.move == "rollback" else logging.INFO
             log.log(level, "deployment %r: %s (%s)", dep.name, decision.move, decision.reason)
     return out
+
+
+def _evaluate(rv: Relevo, dep: Deployment, now: datetime) -> Evaluation | None:
+    """The gates' look at one deployment, decided on the numbers of this very state (`dep`):
+    if it changed since it was read (a user's deploy, another replica's move), nothing is
+    done this time."""
+    if dep.has_challenger:
+        stats = replace(
+            rollout_stats(rv.store, dep),
+            drift=_drift(rv, dep),
+            label_metric=_label_metric(rv, dep),
+        )
+    elif dep.baking(now):
+        # after a promotion: a firing alert of the deployment rolls back (issue 14)
+        stats = RolloutStats(alerts=bake_alerts(rv.store, dep))
+        if not stats.alerts:
+            return None
+    else:
+        return None
+    return rv.deployments.evaluate(dep.name, stats, state=dep)
 
 
 #: the drift gate's measurement (the challenger's latest 5,000 outputs read, parsed and

@@ -93,6 +93,14 @@ def validate_steps(steps: Sequence[int]) -> tuple[int, ...]:
         raise InvalidInputError(f"steps: {list(out)} must increase step by step")
     if out[-1] != 100:
         raise InvalidInputError(f"steps: {list(out)} must end at 100 (the whole traffic)")
+    if len(out) == 1:
+        # all rows to the challenger at once: the champion answers none to compare it with,
+        # so the latency gate could never decide and the rollout would hold for ever
+        raise InvalidInputError(
+            "steps: [100] sends every row to the challenger at once, leaving the gates no "
+            "champion rows to compare it with: start lower (e.g. 5,25,50,100), or swap the "
+            "model without a canary (the basic strategy)"
+        )
     return out
 
 

@@ -134,14 +134,14 @@ class DeploymentService:
             )
             return controller.deploy(current, name, request, self._clock(), actor, reason)
 
-        return self._change(name, compute, must_exist=False)
+        return self._change(name, compute)
 
     def promote(
         self, name: str, *, actor: str | None = None, reason: str | None = None
     ) -> Deployment:
         """The next rollout step, or the challenger becomes the champion."""
         return self._change(
-            name, lambda s: controller.promote(_some(s), self._clock(), actor, reason)
+            name, lambda s: controller.promote(_some(s), self._clock(), actor, reason), "promote"
         )
 
     def rollback(
@@ -149,21 +149,24 @@ class DeploymentService:
     ) -> Deployment:
         """Drop the challenger, or bring back the champion the last promotion replaced."""
         return self._change(
-            name, lambda s: controller.rollback(_some(s), self._clock(), actor, reason)
+            name, lambda s: controller.rollback(_some(s), self._clock(), actor, reason), "rollback"
         )
 
     def decide(self, name: str, stats: RolloutStats) -> Decision:
         """What the gates say about deployment `name` now, without acting on it."""
         return controller.decide(self.get(name), stats, self.gates, self._clock())
 
-    def evaluate(self, name: str, stats: RolloutStats) -> Evaluation:
+    def evaluate(
+        self, name: str, stats: RolloutStats, state: Deployment | None = None
+    ) -> Evaluation:
         """Check the gates and act: advance a step, promote, roll back, or hold.
 
-        `stats` must describe the state as it is stored now; if the deployment changes between
-        reading it and saving the move, nothing is saved and the decision says so (the next
-        look decides on fresh numbers).
+        `stats` describe `state` (the deployment as stored now when not given); if the stored
+        deployment is not that state, or changes before the move is saved, nothing is saved
+        and the decision says so (the next look decides on fresh numbers).
         """
-        state = self.get(name)
+        if state is None:
+            state = self.get(name)
         now = self._clock()
         decision = controller.decide(state, stats, self.gates, now)
         transition = controller.apply(state, decision, now)
@@ -211,17 +214,35 @@ class DeploymentService:
         self,
         name: str,
         compute: Callable[[Deployment | None], Transition],
-        must_exist: bool = True,
+        relative: str | None = None,
     ) -> Deployment:
-        # compare-and-set: recompute from the fresh state when someone changed it meanwhile
+        """Save what `compute` makes of the stored state (compare-and-set). A deploy states
+        what to serve, so it is computed again from the fresh state when someone changed it
+        meanwhile. A `relative` change (promote, rollback) means a move from the state it was
+        asked against: made again from another state it could roll back a champion the gates
+        just restored, or skip a step they just took, so it is refused instead."""
         for _attempt in range(_ATTEMPTS):
-            current = self.get(name) if must_exist else self.store.deployments.get(name)
+            current = self.get(name) if relative else self.store.deployments.get(name)
             transition = compute(current)
             try:
                 return self._save(transition, expected=current.revision if current else 0)
             except StaleStateError:
-                continue
+                if relative is None:
+                    continue
+                assert current is not None
+                raise StaleStateError(self._changed(name, current, relative)) from None
         raise StaleStateError(f"deployment {name!r} kept changing; try again")
+
+    def _changed(self, name: str, seen: Deployment, action: str) -> str:
+        events = self.store.deployments.history(name)
+        last = events[-1] if events else None
+        by = f": {last.action} by {last.actor or 'unknown'}" if last is not None else ""
+        why = f" ({last.reason})" if last is not None and last.reason else ""
+        return (
+            f"deployment {name!r} changed while the {action} was being made (revision "
+            f"{seen.revision} -> {last.state.get('revision', '?') if last else '?'}{by}{why}); "
+            f"nothing was done: see `relevo status {name}` and {action} again if still wanted"
+        )
 
     def _save(self, transition: Transition, expected: int) -> Deployment:
         event = transition.event

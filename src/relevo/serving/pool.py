@@ -94,6 +94,8 @@ class ModelPool:
         self.loaded = False
         #: deployments whose version could not be loaded, with the reason
         self.failures: dict[str, Exception] = {}
+        #: deployments served without their challenger, which could not be loaded (retried)
+        self.challenger_failures: dict[str, Exception] = {}
         self._lock = threading.Lock()
         self._retry_at = 0.0
 
@@ -114,26 +116,36 @@ class ModelPool:
     def _refresh(self, strict: bool) -> bool:
         fingerprint = self.relevo.store.deployments.fingerprint()
         if fingerprint == self._fingerprint and (
-            not self.failures or time.monotonic() < self._retry_at
+            not (self.failures or self.challenger_failures) or time.monotonic() < self._retry_at
         ):
             return False
         endpoints: dict[str, Endpoint] = {}
         runners: dict[str, ModelRunner] = {}
         failures: dict[str, Exception] = {}
+        missing: dict[str, Exception] = {}
         for dep in self.relevo.store.deployments.list():
             if self.only is not None and dep.name not in self.only:
                 continue
             current = self.endpoints.get(dep.name)
+            challenger = challenger_ref(dep)
             if current is not None and current.deployment.revision == dep.revision:
-                endpoints[dep.name] = current
-                runners.update((r.ref, r) for r in current.runners)
+                retried: tuple[ModelRunner, ...] = ()
+                if challenger is not None and len(current.runners) == 1:  # it failed to load
+                    retried = self._challenger(dep, challenger, runners, missing)
+                if not retried:
+                    endpoints[dep.name] = current
+                    runners.update((r.ref, r) for r in current.runners)
+                    continue
+                loaded = (current.runners[0], *retried)
+                endpoints[dep.name] = Endpoint(dep, loaded)
+                runners.update((r.ref, r) for r in loaded)
+                log.info("deployment %r now serves its challenger %s too", dep.name, challenger)
                 continue
             refs = [dep.model_ref]
-            challenger = challenger_ref(dep)
             try:
-                loaded: tuple[ModelRunner, ...] = (self._runner(dep.model_ref, runners),)
+                loaded = (self._runner(dep.model_ref, runners),)
                 if challenger is not None:
-                    loaded += self._challenger(dep, challenger, runners)
+                    loaded += self._challenger(dep, challenger, runners, missing)
                     refs = [r.ref for r in loaded]
             except Exception as exc:
                 if strict:
@@ -156,6 +168,7 @@ class ModelPool:
         self._runners = runners
         self.endpoints = endpoints
         self.failures = failures
+        self.challenger_failures = missing
         self._fingerprint = fingerprint
         self._retry_at = time.monotonic() + RETRY_S
         first = not self.loaded
@@ -173,14 +186,23 @@ class ModelPool:
         return runner
 
     def _challenger(
-        self, dep: Deployment, ref: str, fresh: dict[str, ModelRunner]
+        self,
+        dep: Deployment,
+        ref: str,
+        fresh: dict[str, ModelRunner],
+        missing: dict[str, Exception],
     ) -> tuple[ModelRunner, ...]:
         """The challenger's runner, or none when it cannot load: a broken challenger must
-        never take the champion down with it (its rows go to the champion meanwhile)."""
+        never take the champion down with it (its rows go to the champion meanwhile). One
+        that failed is tried again with the next retry, as a champion is (its failure in
+        `missing`)."""
         try:
             return (self._runner(ref, fresh),)
         except Exception as exc:
-            log.error("challenger %s of deployment %r cannot load: %s", ref, dep.name, exc)
+            missing[dep.name] = exc
+            previous = self.challenger_failures.get(dep.name)
+            if previous is None or str(previous) != str(exc):  # say it once, not every retry
+                log.error("challenger %s of deployment %r cannot load: %s", ref, dep.name, exc)
             return ()
 
     def endpoint(self, name: str) -> Endpoint:
