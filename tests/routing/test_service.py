@@ -204,18 +204,19 @@ def test_one_evaluator_at_a_time_across_replicas(
         assert service.acquire_evaluator("replica-a", ttl_s=10)
 
 
-class Meddler:
-    """A clock that lets another replica act once, between a change's read of the state and
-    its save (what a race between a user and the gates looks like)."""
+def meddled(
+    models: relevo.Relevo, clock: Clock, gates: DeploymentService, stats
+) -> DeploymentService:
+    """A user's service whose clock lets the gates (`gates`, evaluating `stats`) act once,
+    between the user's read of the state and its save: what a race between them looks like."""
+    pending = [lambda: gates.evaluate("churn", stats)]
 
-    def __init__(self, clock: Clock, act) -> None:
-        self.clock, self.act = clock, act
+    def meddling_clock() -> datetime:
+        while pending:
+            pending.pop()()
+        return clock()
 
-    def __call__(self) -> datetime:
-        act, self.act = self.act, None
-        if act is not None:
-            act()
-        return self.clock()
+    return DeploymentService(models.store, models.registry, clock=meddling_clock)
 
 
 def failing() -> RolloutStats:
@@ -226,11 +227,7 @@ def test_a_rollback_racing_the_gates_rollback_is_refused_not_made_twice(service,
     service.deploy("churn", "churn:1")
     service.deploy("churn", "churn:2")  # the champion now, churn:1 kept for a rollback
     service.deploy("churn", "churn-tree:1", weight=0.1)
-    user = DeploymentService(
-        models.store,
-        models.registry,
-        clock=Meddler(clock, lambda: service.evaluate("churn", failing())),
-    )
+    user = meddled(models, clock, service, failing())
     with pytest.raises(ConflictError, match="changed while the rollback was being made"):
         user.rollback("churn", actor="ana")
     state = service.get("churn")
@@ -244,11 +241,7 @@ def test_a_promote_racing_the_gates_advance_does_not_skip_a_step(service, models
         "churn", "churn-tree:1", steps="10,50,100", min_step_rows=500, min_step_seconds=60
     )
     clock.advance(61)
-    user = DeploymentService(
-        models.store,
-        models.registry,
-        clock=Meddler(clock, lambda: service.evaluate("churn", good())),
-    )
+    user = meddled(models, clock, service, good())
     with pytest.raises(ConflictError, match="advance by gate"):
         user.promote("churn", actor="ana")
     assert service.get("churn").weight == 0.5  # the gates' step, not 100 %
