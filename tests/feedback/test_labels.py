@@ -221,3 +221,13 @@ def test_keyed_label_without_a_key_is_refused_by_row_and_column(rv, deployed, lo
         "row 2, column 'customer_id': the routing key is missing"
     ]
     assert rv.store.labels.count("churn") == 0
+
+
+def test_a_float_key_is_the_integer_key_the_log_keeps(rv, deployed, log_at, churn_frame):
+    """A key column with gaps is read as floats (10001.0): it routes and is logged as 10001."""
+    customer = churn_frame.head(1).assign(**{CHURN_ID: 10001})
+    (pid,) = log_at(customer, T0)
+    chunk = KeyedLabels([1], [10001.0], [T0 + timedelta(hours=1)], [1])
+    done = ingest_keyed(rv, "churn", [chunk], window=timedelta(days=30))
+    assert done.accepted == 1 and done.unknown == []
+    assert rv.store.labels.get(pid)["label"] == "1"  # type: ignore[index]

@@ -74,8 +74,13 @@ def test_metric_functions_match_scikit_learn_on_edge_cases():
     got = {m.name: m.value for m in binary_metrics(y, p, p >= 0.5)}
     assert got["log_loss"] == pytest.approx(skm.log_loss(y, p), abs=1e-9)
     assert got["roc_auc"] == pytest.approx(skm.roc_auc_score(y, p), abs=1e-9)
+    # 0/0 is undefined (scikit-learn's zero_division=nan), never a 0 that breaches a threshold
     none = {m.name: m.value for m in binary_metrics(y, p, np.zeros(500, bool))}
-    assert none["precision"] == 0.0 == skm.precision_score(y, np.zeros(500, int), zero_division=0)
+    assert np.isnan(skm.precision_score(y, np.zeros(500, int), zero_division=np.nan))
+    assert none["precision"] is None and none["recall"] == 0.0
+    stayed = {m.name: m.value for m in binary_metrics(np.zeros(500, bool), p, p >= 0.5)}
+    assert np.isnan(skm.recall_score(np.zeros(500, int), p >= 0.5, zero_division=np.nan))
+    assert stayed["recall"] is None and stayed["precision"] == 0.0
     k = rng.integers(0, 3, 400)
     pred = np.where(rng.random(400) < 0.6, k, rng.integers(0, 4, 400))
     proba = rng.dirichlet(np.ones(4), 400)
@@ -295,3 +300,33 @@ def test_bad_feedback_settings_are_named(rv, deployed):
             )
         with pytest.raises(InvalidInputError, match="feedback"):
             PerformanceService(rv).performance("churn", "1d", now=NOW)
+
+
+def _thresholds(rv, section: dict) -> None:
+    from relevo.store.tables import deployments
+
+    with rv.store.engine.begin() as conn:
+        conn.execute(
+            deployments.update()
+            .where(deployments.c.name == "churn")
+            .values(monitoring={"feedback": section})
+        )
+
+
+def test_a_label_delay_of_a_month_still_gets_its_windows_judged(rv, deployed, log_at):
+    """A window is mature `label_delay_days` after its end: with a delay of 30 days the
+    provider must look back further than 30 days, or it never finds one."""
+    _thresholds(rv, {"label_delay_days": 30, "thresholds": {"accuracy": 0.99}})
+    frame = make_churn(300, seed=21)
+    ids = log_at(frame, NOW - timedelta(days=40))
+    _label_all(rv, ids, frame)
+    (found,) = signals(rv, "churn", NOW)
+    assert found.evaluable and found.firing and found.subject == "accuracy"
+
+
+def test_a_breached_threshold_takes_the_severity_of_its_rule(rv, deployed, log_at):
+    frame = make_churn(300, seed=22)
+    _thresholds(rv, {"thresholds": {"accuracy": 0.99}})
+    _label_all(rv, log_at(frame, NOW - timedelta(days=10)), frame)
+    (found,) = signals(rv, "churn", NOW)
+    assert found.firing and found.severity == "warning"  # the rule's (warning unless set)

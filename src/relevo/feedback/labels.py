@@ -30,6 +30,7 @@ import orjson
 import pandas as pd
 
 from relevo.errors import InvalidInputError, Problem
+from relevo.routing.assign import key_text
 
 if TYPE_CHECKING:
     from relevo.context import Relevo
@@ -353,7 +354,8 @@ def _match(
 ) -> tuple[list[str | None], list[str]]:
     """For each label, the id of the latest prediction for its key at or before its time
     within `window` (None if there is none), and the unmatched labels as `key@time`."""
-    keys = [str(k) for k in chunk.keys]
+    # as the log keeps them: 10001.0 (a key column with gaps, read as floats) is the key 10001
+    keys = [key_text(k) for k in chunk.keys]
     since = times.min().to_pydatetime() - window
     until = times.max().to_pydatetime()
     found = list(rv.store.labels.keyed(deployment, sorted(set(keys)), since, until))

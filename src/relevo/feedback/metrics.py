@@ -126,8 +126,10 @@ def binary_metrics(y: np.ndarray, p: np.ndarray, predicted: np.ndarray) -> list[
     fn = int(np.count_nonzero(y & ~predicted))
     tn = n - tp - fp - fn
     out = [_metric("accuracy", (tp + tn) / n if n else None, n, *wilson(tp + tn, n))]
-    out.append(_metric("precision", tp / (tp + fp) if tp + fp else 0.0, n, *wilson(tp, tp + fp)))
-    out.append(_metric("recall", tp / (tp + fn) if tp + fn else 0.0, n, *wilson(tp, tp + fn)))
+    # undefined, not 0, without a predicted (precision) or a true (recall) positive: a window
+    # of customers who all stayed has no recall to breach a threshold with
+    out.append(_metric("precision", tp / (tp + fp) if tp + fp else None, n, *wilson(tp, tp + fp)))
+    out.append(_metric("recall", tp / (tp + fn) if tp + fn else None, n, *wilson(tp, tp + fn)))
     f1 = float(_f1(np.array(tp), np.array(fp), np.array(fn)))
     if n:
         rng = np.random.default_rng(_SEED)

@@ -7,6 +7,7 @@ the alert engine keeps its previous state and never fires on half-arrived labels
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -17,8 +18,9 @@ from relevo.monitoring.signals import Signal
 if TYPE_CHECKING:
     from relevo.context import Relevo
 
-#: how far back the provider looks for mature windows
-LOOKBACK = "30d"
+#: how far back the provider looks for mature windows, beyond the label delay (a window is
+#: mature `label_delay_days` after its end, so the look must reach at least that far back)
+LOOKBACK_DAYS = 30
 
 
 def signals(rv: Relevo, deployment: str, now: datetime) -> list[Signal]:
@@ -30,7 +32,8 @@ def signals(rv: Relevo, deployment: str, now: datetime) -> list[Signal]:
         return []
     if not rv.store.labels.count(deployment):
         return [_waiting(deployment, name, limit) for name, limit in config.thresholds.items()]
-    report = PerformanceService(rv).performance(deployment, "1d", LOOKBACK, now=now)
+    days = LOOKBACK_DAYS + math.ceil(max(config.label_delay_days, 0.0))
+    report = PerformanceService(rv).performance(deployment, "1d", f"{days}d", now=now)
     out = []
     for check in report.thresholds:
         sign = ">=" if check.higher_is_better else "<="
@@ -50,8 +53,7 @@ def signals(rv: Relevo, deployment: str, now: datetime) -> list[Signal]:
                 f"business threshold {sign} {check.threshold:g}",
                 value=check.value,
                 threshold=check.threshold,
-                severity="critical" if check.breached else "warning",
-            )
+            )  # its severity is the rule's (`alerts.performance.severity`, warning by default)
         )
     return out
 
