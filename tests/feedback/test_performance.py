@@ -330,3 +330,24 @@ def test_a_breached_threshold_takes_the_severity_of_its_rule(rv, deployed, log_a
     _label_all(rv, log_at(frame, NOW - timedelta(days=10)), frame)
     (found,) = signals(rv, "churn", NOW)
     assert found.firing and found.severity == "warning"  # the rule's (warning unless set)
+
+
+def test_a_removed_threshold_resolves_its_alert(rv, deployed, log_at):
+    """The provider names every threshold each time: one no longer named is no longer
+    measured, and its alert resolves instead of firing for ever."""
+    from relevo.monitoring.alerts.service import AlertService
+
+    frame = make_churn(300, seed=23)
+    _thresholds(rv, {"thresholds": {"accuracy": 0.999, "brier": 0.9}})
+    _label_all(rv, log_at(frame, NOW - timedelta(days=10)), frame)
+    alerts = AlertService(rv, providers=[signals], clock=lambda: NOW)
+    for minute in range(2):
+        alerts.evaluate(NOW + timedelta(minutes=minute))
+    (firing,) = [a for a in rv.store.alerts.open_alerts().values() if a.firing]
+    assert (firing.rule, firing.subject, firing.severity) == ("performance", "accuracy", "warning")
+    _thresholds(rv, {"thresholds": {"brier": 0.9}})  # accuracy is no longer a business goal
+    alerts.evaluate(NOW + timedelta(minutes=2))
+    assert not [a for a in rv.store.alerts.open_alerts().values() if a.firing]
+    listed = rv.store.alerts.list("churn", firing_only=False)
+    (resolved,) = [a for a in listed if a.subject == "accuracy"]
+    assert "accuracy is no longer measured" in resolved.message

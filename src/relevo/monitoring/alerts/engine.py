@@ -15,7 +15,7 @@ what comes back.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -83,9 +83,12 @@ def step(
     now: datetime,
     new_incident: Callable[[], str],
     live: Iterable[str | None] | None = None,
+    measured: Collection[tuple[str | None, str]] = (),
 ) -> Outcome:
     """One evaluation. `live`: the deployments that still exist (None: all of them); open
-    alerts of any other deployment, or of a rule now disabled, resolve."""
+    alerts of any other deployment, or of a rule now disabled, resolve. `measured`: the
+    (deployment, rule) pairs whose provider named every subject it measures in `signals`: an
+    open alert of such a pair that got no signal is no longer measured, and resolves."""
     observed: dict[Key, Track] = {}
     for signal in signals:
         rule = rule_of(rules_of(signal.deployment), signal.rule)
@@ -152,8 +155,15 @@ def step(
             continue
         gone = alive is not None and alert.deployment is not None and alert.deployment not in alive
         disabled = not rule_of(rules_of(alert.deployment), alert.rule).enabled
-        if gone or disabled:
-            why = "the deployment is gone" if gone else "the rule is disabled"
+        dropped = (alert.deployment, alert.rule) in measured and key not in observed
+        if gone or disabled or dropped:
+            why = (
+                "the deployment is gone"
+                if gone
+                else "the rule is disabled"
+                if disabled
+                else f"{alert.subject or alert.rule} is no longer measured"
+            )
             alert = replace(
                 alert,
                 state="resolved",

@@ -23,3 +23,8 @@ PROVIDERS: list[Provider] = [
     drift_signals.signals,
     feedback_signals.signals,
 ]
+
+#: rules whose every subject a provider names each time it runs for a deployment (a waiting
+#: subject as not evaluable): an open alert of such a rule whose subject it no longer names
+#: (a business threshold removed) is no longer measured, and resolves
+OWNS: dict[Provider, frozenset[str]] = {feedback_signals.signals: frozenset({"performance"})}

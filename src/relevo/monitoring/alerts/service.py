@@ -107,6 +107,7 @@ class AlertService:
         settings = repo.all_monitoring()
         signals: builtins.list[Signal] = []
         errors: builtins.list[str] = []
+        measured: set[tuple[str | None, str]] = set()
         for name in names:
             for provider in self.providers if self.providers is not None else registered.PROVIDERS:
                 try:
@@ -115,6 +116,8 @@ class AlertService:
                     what = getattr(provider, "__qualname__", repr(provider))
                     errors.append(f"{name}: {what}: {exc}")
                     log.warning("alert provider %s failed on %r: %s", what, name, exc)
+                    continue
+                measured.update((name, rule) for rule in registered.OWNS.get(provider, ()))
         rules: dict[str | None, dict[str, Rule]] = {}
 
         def rules_of(deployment: str | None) -> dict[str, Rule]:
@@ -135,6 +138,7 @@ class AlertService:
             now,
             new_incident,
             live=names,
+            measured=measured,
         )
         saved = repo.save(outcome.tracks, outcome.alerts)
         repo.forget_tracks(names)
