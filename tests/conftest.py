@@ -11,7 +11,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import joblib
 import pandas as pd
@@ -148,6 +148,25 @@ def numeric_pipeline(churn_frame: pd.DataFrame) -> Pipeline:
 class ChurnFiles(NamedTuple):
     model: Path
     reference: Path
+
+
+@pytest.fixture
+def appended(monkeypatch: pytest.MonkeyPatch) -> Callable[[type], list[bytes]]:
+    """`appended(cls)`: the payloads every later `cls.append_many` call writes (a spool's, a
+    held segment's), in order; the appends still happen."""
+
+    def spy(cls: type) -> list[bytes]:
+        seen: list[bytes] = []
+        real = cls.append_many  # type: ignore[attr-defined]
+
+        def append_many(self: Any, items: list[bytes]) -> Any:
+            seen.extend(items)
+            return real(self, items)
+
+        monkeypatch.setattr(cls, "append_many", append_many)
+        return seen
+
+    return spy
 
 
 @pytest.fixture

@@ -185,7 +185,7 @@ def test_a_shadow_challengers_outputs_are_profiled_under_its_role(
 
 
 def test_an_all_numeric_models_batches_are_profiled_from_their_number_blocks(
-    rv, server_settings, monkeypatch
+    rv, server_settings, monkeypatch, appended
 ):
     """Requests of several rows and micro-batches of one-row requests reach the writer
     process with their number columns as a block, row for row the features they log; the
@@ -212,14 +212,7 @@ def test_an_all_numeric_models_batches_are_profiled_from_their_number_blocks(
         features=list(CHURN_NUMERIC),
     )  # fmt: skip
     rv.deployments.deploy("numeric", version.ref)
-    payloads: list[bytes] = []
-    real = spool.Spool.append_many
-
-    def seen(self, items):
-        payloads.extend(items)
-        return real(self, items)
-
-    monkeypatch.setattr(spool.Spool, "append_many", seen)
+    payloads = appended(spool.Spool)
     sent = make_churn(260, seed=32)[CHURN_NUMERIC]
     rows = frame_to_records(sent)
     k = int(np.flatnonzero(sent["age"].notna().to_numpy())[0])

@@ -408,7 +408,7 @@ def test_without_flock_a_run_stores_its_rows_itself(rv, deployed, tmp_path, monk
 
 
 def test_an_all_numeric_models_file_is_logged_with_its_number_blocks_and_profiled(
-    rv, tmp_path, monkeypatch, numeric_pipeline, churn_frame
+    rv, tmp_path, monkeypatch, appended, numeric_pipeline, churn_frame
 ):
     """An all-numeric model's chunks reach the log with their number columns as a block
     (in the held segment on disk too): the rows are stored with their features, and the
@@ -427,14 +427,7 @@ def test_an_all_numeric_models_file_is_logged_with_its_number_blocks_and_profile
     frame = make_churn(230, seed=42)[CHURN_NUMERIC]
     source = tmp_path / "in.csv"
     frame.to_csv(source, index=False)
-    held: list[bytes] = []
-    real = batch_log.HeldSegment.append_many
-
-    def seen(self, payloads):
-        held.extend(payloads)
-        return real(self, payloads)
-
-    monkeypatch.setattr(batch_log.HeldSegment, "append_many", seen)
+    held = appended(batch_log.HeldSegment)
     monkeypatch.setattr(rv, "settings", rv.settings.model_copy(update={"log_flush_rows": 40}))
     done = score_file(rv, "numeric", source, tmp_path / "out.csv", chunk_rows=100)
     assert done.rows == 230

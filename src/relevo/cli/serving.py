@@ -189,9 +189,10 @@ def deploy(
         print_json(dep.to_dict())
         return
     console.print(rollout.describe(dep))
-    others = [d.name for d in rv.deployments.list() if d.name != dep.name]
-    if dep.revision == 1 and others:
-        console.print(f"Other deployments: {', '.join(others)}.", highlight=False)
+    if dep.revision == 1:  # a new name: the others show a typo at once
+        others = [d.name for d in rv.deployments.list() if d.name != dep.name]
+        if others:
+            console.print(f"Other deployments: {', '.join(others)}.", highlight=False)
 
 
 @handle_errors

@@ -234,14 +234,13 @@ class DeploymentService:
         raise StaleStateError(f"deployment {name!r} kept changing; try again")
 
     def _changed(self, name: str, seen: Deployment, action: str) -> str:
-        events = self.store.deployments.history(name)
-        last = events[-1] if events else None
-        by = f": {last.action} by {last.actor or 'unknown'}" if last is not None else ""
-        why = f" ({last.reason})" if last is not None and last.reason else ""
+        last = self.store.deployments.history(name)[-1]  # what changed it (it was deployed)
+        why = f" ({last.reason})" if last.reason else ""
         return (
             f"deployment {name!r} changed while the {action} was being made (revision "
-            f"{seen.revision} -> {last.state.get('revision', '?') if last else '?'}{by}{why}); "
-            f"nothing was done: see `relevo status {name}` and {action} again if still wanted"
+            f"{seen.revision} -> {last.state.get('revision', '?')}: {last.action} by "
+            f"{last.actor or 'unknown'}{why}); nothing was done: see `relevo status {name}` and "
+            f"{action} again if still wanted"
         )
 
     def _save(self, transition: Transition, expected: int) -> Deployment:

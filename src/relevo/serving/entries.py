@@ -123,11 +123,7 @@ def _dumps(doc: Any) -> bytes:
 def entry_size(payload: bytes) -> int:
     """The rows of one serialised entry, read from its header alone. Raises ValueError on a
     payload that is not one."""
-    head = payload.split(b"\n", 1)[0]
-    doc = orjson.loads(head)
-    if type(doc) is not list or doc[:1] not in ([_VERSION], [_VERSION_BLOCK]) or len(doc) < 9:
-        raise ValueError(f"not a prediction log entry of a known format: {head[:200]!r}")
-    return len(doc[5])
+    return len(_header(payload.split(b"\n", 1)[0])[5])
 
 
 class DecodedEntry(NamedTuple):
@@ -164,19 +160,8 @@ def decode(payload: bytes) -> DecodedEntry:
     """A serialised entry (`encode`), read back. Raises ValueError on a payload that is not
     one (orjson's errors are ValueErrors too)."""
     head, rest = payload.split(b"\n", 1)
-    doc = orjson.loads(head)
-    form = doc[0] if type(doc) is list and doc else None
-    if not (
-        (form == _VERSION and len(doc) == 9)
-        or (
-            form == _VERSION_BLOCK
-            and len(doc) == 10
-            and _names(doc[9])
-            and type(doc[5]) is list
-            and len(doc[5]) > 1
-        )
-    ):
-        raise ValueError(f"not a prediction log entry of a known format: {head[:200]!r}")
+    doc = _header(head)
+    form = doc[0]
     dep, name, version, created, ids, latency, keys, role = doc[1:9]
     if len(ids) == 1:
         features, outputs = rest.split(b"\n", 1)
@@ -201,6 +186,26 @@ def decode(payload: bytes) -> DecodedEntry:
         dep, name, version, created, ids, latency, keys, role,
         None, orjson.loads(outputs), features, numeric, numbers.reshape(len(ids), len(numeric)),
     )  # fmt: skip
+
+
+def _header(head: bytes) -> list[Any]:
+    """An entry's header line, parsed and checked: format 1 (9 fields) or 2 (10, its number
+    columns' names last, several rows). Raises ValueError on anything else (a later
+    version's entry, a damaged one)."""
+    doc = orjson.loads(head)
+    form = doc[0] if type(doc) is list and doc else None
+    if not (
+        (form == _VERSION and len(doc) == 9)
+        or (
+            form == _VERSION_BLOCK
+            and len(doc) == 10
+            and _names(doc[9])
+            and type(doc[5]) is list
+            and len(doc[5]) > 1
+        )
+    ):
+        raise ValueError(f"not a prediction log entry of a known format: {head[:200]!r}")
+    return doc
 
 
 def _names(value: Any) -> bool:

@@ -39,7 +39,7 @@ from relevo.serving.entries import (
 )
 from relevo.serving.log_writer import RemoteWriter, WriterConfig, WriterError
 from relevo.serving.profiling import ProfileBuilder
-from relevo.serving.spool import Orphan, Spool, orphans, store_folder
+from relevo.serving.spool import Orphan, OrphanKey, Spool, orphans, store_folder
 from relevo.store.predictions import inline
 
 if TYPE_CHECKING:
@@ -94,9 +94,9 @@ class PredictionLog:
         self._recover_at: float | None = None  # when to try orphan segments again
         #: per orphan segment being replayed (its unique name, device and inode): how many of
         #: its records are stored so far
-        self._replayed: dict[tuple[Path, int, int], int] = {}
+        self._replayed: dict[OrphanKey, int] = {}
         #: orphan segments holding an entry this version cannot read (a later version's)
-        self._unreadable: set[tuple[Path, int, int]] = set()
+        self._unreadable: set[OrphanKey] = set()
         self._abandon = False
         self._queue: deque[_Item] = deque()
         self._pending = 0  # rows queued or being written
@@ -250,10 +250,11 @@ class PredictionLog:
         total = 0
         try:
             for orphan in orphans(self.spool.folder, own):
-                if (orphan.path, *orphan.identity()) in self._unreadable:
+                key = orphan.key()
+                if key in self._unreadable:
                     orphan.release()  # kept for a version that reads it (said once)
                     continue
-                stored, finished = self._recover_one(orphan)
+                stored, finished = self._recover_one(orphan, key)
                 total += stored
                 if not finished:
                     break
@@ -267,11 +268,10 @@ class PredictionLog:
                 self._on_written(total)
         return total
 
-    def _recover_one(self, orphan: Orphan) -> tuple[int, bool]:
+    def _recover_one(self, orphan: Orphan, key: OrphanKey) -> tuple[int, bool]:
         """Replay one orphan segment: (rows stored now, whether all of it is stored). The
         records a failed attempt stored already are skipped when it is tried again: stored
         twice they would be harmless (inserts are idempotent), profiled twice they would not."""
-        key = (orphan.path, *orphan.identity())
         done = self._replayed.get(key, 0)
         total = 0
         try:

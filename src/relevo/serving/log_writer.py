@@ -118,10 +118,8 @@ class RemoteWriter:
 
     def kill(self) -> None:
         """End the process now, from any thread: a call waiting for it fails at once."""
-        proc = self._proc
-        if proc is not None:
-            with contextlib.suppress(OSError):
-                proc.kill()
+        if self._proc is not None:
+            _kill(self._proc)
 
     @staticmethod
     def _overdue(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
@@ -131,8 +129,7 @@ class RemoteWriter:
                 "does not answer); killed it: rows it had not stored stay in the spool",
                 timeout_s,
             )
-            with contextlib.suppress(OSError):
-                proc.kill()
+            _kill(proc)
 
     def _call(self, kind: bytes, parts: Iterable[bytes], size: int) -> tuple[int, int]:
         with self._lock:
@@ -200,6 +197,11 @@ class RemoteWriter:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(OSError):
+        proc.kill()
 
 
 def _read_exact(f: Any, n: int) -> bytes:

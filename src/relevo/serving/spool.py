@@ -374,6 +374,10 @@ def sweep_held(folder: Path) -> int:
     return deleted
 
 
+#: an orphan segment's identity (`Orphan.key`)
+OrphanKey = tuple[Path, int, int]
+
+
 @dataclass
 class Orphan:
     """A segment left by a process that is gone, locked by this one while it is replayed."""
@@ -407,11 +411,10 @@ class Orphan:
                 )
                 return
 
-    def identity(self) -> tuple[int, int]:
-        """(device, inode): the same file however it is reached, and not a later one made
-        under its name."""
+    def key(self) -> OrphanKey:
+        """(path, device, inode): this very file, not a later one made under its name."""
         st = os.fstat(self.fd)
-        return st.st_dev, st.st_ino
+        return self.path, st.st_dev, st.st_ino
 
     def done(self) -> None:
         """Every record is stored: delete the segment."""

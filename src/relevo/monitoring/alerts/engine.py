@@ -153,25 +153,22 @@ def step(
     for key, alert in list(working.items()):
         if not alert.firing or key in changed:
             continue
-        gone = alive is not None and alert.deployment is not None and alert.deployment not in alive
-        disabled = not rule_of(rules_of(alert.deployment), alert.rule).enabled
-        dropped = (alert.deployment, alert.rule) in measured and key not in observed
-        if gone or disabled or dropped:
-            why = (
-                "the deployment is gone"
-                if gone
-                else "the rule is disabled"
-                if disabled
-                else f"{alert.subject or alert.rule} is no longer measured"
-            )
-            alert = replace(
-                alert,
-                state="resolved",
-                resolved_at=now,
-                updated_at=now,
-                message=f"{alert.message} (resolved: {why})",
-            )
-            working[key] = changed[key] = alert
+        if alive is not None and alert.deployment is not None and alert.deployment not in alive:
+            why = "the deployment is gone"
+        elif not rule_of(rules_of(alert.deployment), alert.rule).enabled:
+            why = "the rule is disabled"
+        elif (alert.deployment, alert.rule) in measured and key not in observed:
+            why = f"{alert.subject or alert.rule} is no longer measured"
+        else:
+            continue
+        alert = replace(
+            alert,
+            state="resolved",
+            resolved_at=now,
+            updated_at=now,
+            message=f"{alert.message} (resolved: {why})",
+        )
+        working[key] = changed[key] = alert
 
     notifications = _notify(working, changed, silences, now)
     for note in notifications:
