@@ -2,13 +2,14 @@
 estimators wrapping a fitted model.
 
 They answer normally until `ARMED` is set (registration rehearses a model, which must work),
-then `Flaky` raises on every other call and `Broken` on every call.
+then `Flaky` raises on every other call, `Broken` on every call and `Slow` takes 0.3 s a call.
 """
 
 from __future__ import annotations
 
 import itertools
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -73,6 +74,18 @@ class Broken(Flaky):
 
     def __init__(self, inner: Any) -> None:
         super().__init__(inner, every=1)
+
+
+class Slow(Flaky):
+    """Answers like `inner`, taking 0.3 s a call once armed: a heavier model."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner, every=1)
+
+    def predict_proba(self, x: Any) -> Any:
+        if ARMED["on"]:
+            time.sleep(0.3)
+        return self.inner.predict_proba(x)
 
 
 _LOCK = threading.Lock()

@@ -4,13 +4,14 @@ costs the callers nothing."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from flaky import ARMED, Flaky
+from flaky import ARMED, Flaky, Slow
 from sklearn.base import clone
 
 from relevo.datasets import CHURN_FEATURES, CHURN_TARGET, make_churn
@@ -137,6 +138,58 @@ def test_the_gate_rolls_a_half_failing_canary_back_while_no_caller_sees_an_error
     deadline = time.monotonic() + 30
     while {p["model"] for p in _predict(url, rows[:50])} != {deployed.ref}:
         assert time.monotonic() < deadline
+
+
+def test_a_slow_canary_slows_only_its_own_rows_and_its_latency_gate_rolls_it_back(
+    rv, deployed, churn_pipeline, churn_frame, server_settings, spawn_server, armed
+):
+    """A challenger taking 0.3 s a call: the customers the champion answers are not kept
+    waiting behind it (their requests share micro-batches), so the latency gate sees the
+    challenger as slower than the champion and rolls it back."""
+    slow = rv.registry.register("churn-slow", Slow(churn_pipeline), churn_frame, target="churned")
+    rv.deployments.deploy("churn", slow.ref, weight=0.5, actor="ana")
+    armed["on"] = True
+    url = spawn_server(server_settings.model_copy(update={"rollout_eval_interval_s": 0.2}))
+
+    rows = _rows(4_000, seed=11)
+    seconds: dict[str, list[float]] = {deployed.ref: [], slow.ref: []}
+    stop = threading.Event()
+
+    def caller(offset: int) -> None:
+        with httpx.Client(timeout=60) as client:
+            i = offset
+            while not stop.is_set():
+                start = time.perf_counter()
+                answer = client.post(
+                    f"{url}/v1/deployments/churn/predict", json={"instances": [rows[i]]}
+                )
+                assert answer.status_code == 200, answer.text
+                seconds[answer.json()["predictions"][0]["model"]].append(
+                    time.perf_counter() - start
+                )
+                i = (i + 16) % len(rows)
+
+    callers = [threading.Thread(target=caller, args=(k,), daemon=True) for k in range(16)]
+    for thread in callers:
+        thread.start()
+    deadline = time.monotonic() + 90
+    try:
+        while rv.deployments.get("churn").has_challenger:
+            assert time.monotonic() < deadline, "the latency gate never rolled the canary back"
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        for thread in callers:
+            thread.join(60)
+
+    last = rv.deployments.history("churn")[-1]
+    assert last.action == "rollback" and last.actor == "gate"
+    assert "latency_p99" in (last.reason or ""), last.reason
+    assert min(seconds[slow.ref]) >= 0.3
+    # the champion's customers were answered without waiting for the 0.3 s challenger calls
+    # (before the challenger had its own thread, their median was 0.6 s)
+    assert len(seconds[deployed.ref]) > 500
+    assert float(np.median(seconds[deployed.ref])) < 0.1
 
 
 def test_an_admin_may_ask_for_the_challenger_with_a_header(

@@ -182,11 +182,10 @@ def test_rider_rows_are_scored_by_their_own_model_in_the_hosts_calls():
     # each model's batch sizes are counted under that model, and calls are shared
     assert sum(sizes["champion"]) == 30 and sum(sizes["challenger"]) == 10
     assert len(calls) < 40
-    # the log hook saw every tagged caller once, with its own outputs; a host batch with
-    # riders is one hook call for both models' rows
+    # the log hook saw every tagged caller once, with its own outputs, one model's rows a call
     seen = [(tag, outputs) for batch in hooked for tag, outputs in batch]
     assert sorted(seen) == sorted((f"t{i}", answers[i]) for i in range(40))
-    assert any({o[0]["by"] for _, o in batch} == {"champion", "challenger"} for batch in hooked)
+    assert all(len({o[0]["by"] for _, o in batch}) == 1 for batch in hooked)
 
 
 def test_a_failing_rider_fails_only_its_own_callers():
@@ -278,6 +277,14 @@ def _slow_tagged_runner(name: str, calls: list[tuple[str, int]]):
     return _tagged_runner(name, calls, seconds=0.05)
 
 
+def _by_model(calls: list[tuple[str, int]]) -> dict[str, list[int]]:
+    """Each model's call sizes in order (the two models' calls run side by side)."""
+    found: dict[str, list[int]] = {}
+    for name, n in calls:
+        found.setdefault(name, []).append(n)
+    return found
+
+
 def test_a_busy_batch_holds_its_few_riders_for_the_next_batch_once():
     calls: list[tuple[str, int]] = []
     champion = MicroBatcher(_slow_tagged_runner("champion", calls), max_rows=64)
@@ -290,7 +297,7 @@ def test_a_busy_batch_holds_its_few_riders_for_the_next_batch_once():
     assert answers == [[{"by": b, "echo": i}] for i, b in enumerate(by)]
     # the first batch held its lone rider; the next one scored it with its own rider: one
     # challenger call of two rows where each batch used to make a call of one
-    assert calls == [("champion", 8), ("champion", 8), ("challenger", 2)]
+    assert _by_model(calls) == {"champion": [8, 8], "challenger": [2]}
 
 
 def test_a_held_rider_is_not_held_again_and_does_not_wait_for_traffic():
@@ -301,7 +308,7 @@ def test_a_held_rider_is_not_held_again_and_does_not_wait_for_traffic():
     # a busy batch holds its rider; then nothing else comes: the rider is scored alone
     answers = _waves(champion, challenger, [(8, 1)])
     assert answers[-1] == [{"by": "challenger", "echo": 8}]
-    assert calls == [("champion", 8), ("challenger", 1)]
+    assert _by_model(calls) == {"champion": [8], "challenger": [1]}
 
 
 @pytest.mark.parametrize(
@@ -315,4 +322,155 @@ def test_riders_are_not_held_at_low_load_or_when_they_are_many(own, riders):
 
     answers = _waves(champion, challenger, [(own, riders)])
     assert [a[0]["by"] for a in answers] == ["champion"] * own + ["challenger"] * riders
-    assert calls == [("champion", own), ("challenger", riders)]
+    assert _by_model(calls) == {"champion": [own], "challenger": [riders]}
+
+
+def test_a_slow_rider_never_delays_the_hosts_callers_nor_the_event_loop():
+    """A challenger taking 0.4 s a call answers its own rows late; the champion's callers in
+    the same batches, and the event loop, do not wait for it."""
+    import threading
+    import time
+
+    calls: list[tuple[str, int]] = []
+    champion = MicroBatcher(_tagged_runner("champion", calls, seconds=0.01), max_rows=64)
+    challenger = MicroBatcher(_tagged_runner("challenger", calls, seconds=0.4), max_rows=64)
+    threads: set[str] = set()
+    inner = challenger._run
+
+    def run(columns, n):
+        threads.add(threading.current_thread().name)
+        return inner(columns, n)
+
+    challenger._run = run
+    done: dict[str, list[float]] = {"champion": [], "challenger": []}
+
+    async def one(i: int, scorer) -> None:
+        start = time.perf_counter()
+        answer = await champion.submit({"x": [i]}, 1, None, scorer)
+        done[answer[0]["by"]].append(time.perf_counter() - start)
+
+    async def scenario() -> float:
+        # a lone rider first (scored inline on the event loop before lanes existed) ...
+        lone = asyncio.ensure_future(one(-1, challenger))
+        await asyncio.sleep(0.05)
+        ticks = 0
+        start = time.perf_counter()
+        tasks = [one(i, challenger if i % 5 == 0 else None) for i in range(40)]
+        waves = asyncio.gather(*tasks)
+        while not waves.done():  # ... the loop keeps turning while the challenger works
+            await asyncio.sleep(0.01)
+            ticks += 1
+        await waves
+        await lone
+        return ticks / (time.perf_counter() - start)
+
+    rate = asyncio.run(scenario())
+    assert len(done["champion"]) == 32 and len(done["challenger"]) == 9
+    assert max(done["champion"]) < 0.3  # never behind a 0.4 s challenger call
+    assert min(done["challenger"]) >= 0.39
+    assert rate > 20  # the event loop ran ~100 ticks a second, not 2-3
+    assert threads == {"relevo-rider-lane"}  # never on the event loop's thread
+
+
+def test_a_rider_past_its_deadline_gets_a_timeout_and_a_hung_lane_takes_no_more(monkeypatch):
+    import threading
+
+    from relevo.serving import batching
+    from relevo.serving.batching import RiderTimeout
+
+    release = threading.Event()
+    calls: list[tuple[str, int]] = []
+    champion = MicroBatcher(_tagged_runner("champion", calls), max_rows=64)
+
+    def hang(columns, n):
+        calls.append(("challenger", n))
+        release.wait(5)  # a model that hangs
+        return [{"by": "challenger", "echo": x} for x in columns["x"]]
+
+    challenger = MicroBatcher(hang, max_rows=64)
+    hooked: list[list] = []
+    champion.on_scored = hooked.append
+    monkeypatch.setattr(batching, "RIDER_DEADLINE_S", 0.2)
+
+    async def scenario():
+        first = await asyncio.gather(
+            champion.submit({"x": [1]}, 1, "late", challenger, deadline_s=0.2),
+            champion.submit({"x": [2]}, 1, "own"),
+            return_exceptions=True,
+        )
+        await asyncio.sleep(0.1)  # the lane's call has now hung for over 0.2 s
+        second = await asyncio.gather(
+            champion.submit({"x": [3]}, 1, "refused", challenger, deadline_s=5),
+            return_exceptions=True,
+        )
+        release.set()
+        await asyncio.sleep(0.2)  # the hung call returns now: its output is dropped
+        return first, second
+
+    (late, own), (refused,) = asyncio.run(scenario())
+    assert isinstance(late, RiderTimeout) and "0.2 s" in str(late)
+    assert own == [{"by": "champion", "echo": 2}]
+    assert isinstance(refused, RiderTimeout) and "last call" in str(refused)
+    assert calls.count(("challenger", 1)) == 1  # the refused rider was never scored
+    # only the champion's caller was logged: the late rider's output was dropped
+    assert [tag for batch in hooked for tag, _ in batch] == ["own"]
+
+
+def test_a_quick_riders_rows_are_scored_in_the_hosts_call_and_a_slowed_one_moves_to_its_lane():
+    """A challenger as quick as its champion scores its riders in the champion's call (one
+    thread, one log hook call for both): no hand-over to pay. Once its calls get slow, its
+    riders go to its own lane, and the champion's callers stop waiting for it."""
+    import threading
+    import time
+
+    state = {"seconds": 0.0}
+    threads: list[tuple[str, str]] = []
+
+    def runner(name: str):
+        def run(columns, n):
+            threads.append((name, threading.current_thread().name))
+            if name == "challenger" and state["seconds"]:
+                time.sleep(state["seconds"])
+            return [{"by": name, "echo": x} for x in columns["x"]]
+
+        return run
+
+    champion = MicroBatcher(runner("champion"), max_rows=64)
+    challenger = MicroBatcher(runner("challenger"), max_rows=64)
+    hooked: list[list] = []
+    champion.on_scored = hooked.append
+
+    async def batch(first: int) -> list:
+        return await asyncio.gather(
+            *[
+                champion.submit({"x": [i]}, 1, f"t{i}", challenger if i % 4 == 0 else None)
+                for i in range(first, first + 4)  # too few to hold the rider back
+            ]
+        )
+
+    async def scenario():
+        await batch(0)  # the challenger's first call: in its lane, its speed unknown
+        threads.clear()
+        hooked.clear()
+        quick = await batch(8)
+        quick_threads, quick_hooks = list(threads), list(hooked)
+        state["seconds"] = 0.2
+        await batch(16)  # scored in the host's call, slowly: the last ride
+        threads.clear()
+        start = time.perf_counter()
+        own = await champion.submit({"x": [99]}, 1)
+        rider = asyncio.ensure_future(champion.submit({"x": [98]}, 1, None, challenger))
+        await asyncio.sleep(0)
+        more = await asyncio.gather(*[champion.submit({"x": [i]}, 1) for i in range(24, 28)])
+        waited = time.perf_counter() - start
+        await rider
+        return quick, quick_threads, quick_hooks, own, more, waited, list(threads)
+
+    quick, quick_threads, quick_hooks, own, more, waited, slow_threads = asyncio.run(scenario())
+    assert [a[0]["by"] for a in quick] == ["challenger", *["champion"] * 3]
+    # both models scored in one worker thread, and logged with one hook call
+    assert len({t for _, t in quick_threads}) == 1
+    assert [len(batch) for batch in quick_hooks] == [4]
+    assert own == [{"by": "champion", "echo": 99}] and len(more) == 4
+    assert waited < 0.15  # the champion's callers did not wait for the 0.2 s call
+    assert ("challenger", "relevo-rider-lane") in slow_threads

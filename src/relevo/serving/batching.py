@@ -17,6 +17,14 @@ for the next batch, once: the next batch is due as soon as this one is scored, a
 then serves twice the rows. A held rider waits at most one batch more; riders are never held
 at low load (a batch of fewer than `HOLD_HOSTS` requests of the batcher's own), nor when they
 are many (`HOLD_ROWS`), nor twice.
+
+A batch's riders are scored in their model's own worker thread (`_Lane`), beside the batch's
+own rows, never in line with them: a slow challenger (a heavier model, a model that hangs)
+slows only the rows it answers, never the champion's answers, the next batch or the event
+loop. The lane logs their outputs (the host's `on_scored`), then the event loop answers their
+callers. A caller may give a rider a deadline (`submit(..., deadline_s=...)`):
+past it the caller gets `RiderTimeout` (the predictor then has the champion answer), and a lane
+whose model call has been running longer than the deadline takes no more rows behind it.
 """
 
 from __future__ import annotations
@@ -24,6 +32,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import queue
+import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -53,6 +64,29 @@ THREAD_ROWS = 2048
 HOLD_HOSTS = 4
 #: ... and one model's fresh riders come to fewer rows than this
 HOLD_ROWS = 4
+#: a rider lane's thread ends after this long without work (the next rider starts another)
+LANE_IDLE_S = 5.0
+#: a rider lane whose model call has run this long takes no more rows (see `_Lane.dispatch`);
+#: the predictor gives a challenger's rows this deadline too
+RIDER_DEADLINE_S = 10.0
+#: a rider's model scores its rows in the host's call when its calls take at most this many
+#: times the host's, plus `QUICK_SLACK_S`; otherwise in its own lane
+QUICK_RATIO = 1.5
+QUICK_SLACK_S = 0.001
+#: the weight of the newest call in a model's moving average of its call time
+CALL_WEIGHT = 0.2
+
+
+#: guards the making of a batcher's lane
+_LANES = threading.Lock()
+#: the futures (by id) of riders whose lane has their outputs and is answering them: their
+#: deadline no longer fires (see `_Lane._work`)
+_claimed: set[int] = set()
+_CLAIMS = threading.Lock()
+
+
+class RiderTimeout(RuntimeError):
+    """A rider's model did not answer before the caller's deadline."""
 
 
 class MicroBatcher:
@@ -76,6 +110,10 @@ class MicroBatcher:
         self._timer: asyncio.TimerHandle | None = None
         self._queued_rows = 0
         self._task: asyncio.Task[None] | None = None
+        #: this model's own thread for rows riding in other batchers' batches (made on need)
+        self._lane: _Lane | None = None
+        #: the seconds a model call takes, a moving average (None: no call yet)
+        self.call_s: float | None = None
         #: sizes of the model calls made, for metrics (read and cleared by the owner)
         self.on_batch: Callable[[int], None] | None = None
         #: called where the batch was scored (a worker thread under load) with the outputs of
@@ -84,10 +122,17 @@ class MicroBatcher:
         self.on_scored: OnScored | None = None
 
     async def submit(
-        self, columns: Columns, n: int, tag: Any = None, scorer: MicroBatcher | None = None
+        self,
+        columns: Columns,
+        n: int,
+        tag: Any = None,
+        scorer: MicroBatcher | None = None,
+        deadline_s: float | None = None,
     ) -> list[Any]:
         """The outputs of `n` rows, scored with the next batch; by `scorer`'s model when given
-        (its rows ride in this batcher's calls)."""
+        (its rows ride in this batcher's batches and are scored in that model's own thread).
+        Past `deadline_s` the caller gets `RiderTimeout` (the rows' late outputs are dropped,
+        neither logged nor answered)."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[list[Any]] = loop.create_future()
         self._queue.append((columns, n, fut, tag, None if scorer is self else scorer))
@@ -99,7 +144,13 @@ class MicroBatcher:
             loop.call_soon(self._flush, loop)
         else:
             self._schedule(loop)
-        return await fut
+        if deadline_s is None:
+            return await fut
+        expiry = loop.call_later(deadline_s, _expire, fut, deadline_s)
+        try:
+            return await fut
+        finally:
+            expiry.cancel()
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._scheduled or self._busy:
@@ -155,8 +206,9 @@ class MicroBatcher:
         while self._queue or self._held:
             held = len(self._held)
             items = self._take()
-            live = [it for it in items if not it[2].cancelled()]
-            held -= sum(it[2].cancelled() for it in items[:held])
+            # a cancelled caller, or a rider past its deadline, is scored no more
+            live = [it for it in items if not it[2].done()]
+            held -= sum(it[2].done() for it in items[:held])
             if not live:
                 continue
             # a lone request runs inline: no thread hand-off, the lowest latency at low load.
@@ -167,46 +219,81 @@ class MicroBatcher:
                 self._busy = True
                 self._task = loop.create_task(self._run_in_thread(loop, live))
                 return
-            _settle_all(self._score_all(live))
+            settlements, claims = self._score_all(live, loop)
+            _settle_all(settlements)
+            _release(claims)
             if self.max_wait_s > 0 and self._queue:
                 self._schedule(loop)
                 return
 
     async def _run_in_thread(self, loop: asyncio.AbstractEventLoop, items: list[Item]) -> None:
         try:
-            settlements = await asyncio.to_thread(self._score_all, items)
+            settlements, claims = await asyncio.to_thread(self._score_all, items, loop)
             _settle_all(settlements)
+            _release(claims)
         finally:
             self._busy = False
             if self._queue or self._held:
                 self._schedule(loop)
 
-    def _score_all(self, items: list[Item]) -> list[Settlement]:
-        """Score a batch, this model's rows first and then each rider's with its own model;
-        the log hook sees all of them at once."""
+    def _score_all(
+        self, items: list[Item], loop: asyncio.AbstractEventLoop
+    ) -> tuple[list[Settlement], list[int]]:
+        """Score a batch, this model's rows first; the log hook sees them before any of their
+        callers is answered. A quick rider's model scores its rows here too, after this
+        model's; a slow one's rows go to its lane (see the module's note). Returns the
+        settlements, and the riders claimed here (released once they are answered)."""
         one_native_thread()  # a worker thread of a busy server: see `native_threads`
-        groups: dict[int, tuple[MicroBatcher, list[Item]]] = {id(self): (self, [])}
+        own: list[Item] = []
+        riders: dict[int, tuple[MicroBatcher, list[Item]]] = {}
         for item in items:
-            scorer = item[4] or self
-            groups.setdefault(id(scorer), (scorer, []))[1].append(item)
-        if not groups[id(self)][1]:  # riders alone (held ones, or a lone rider)
-            del groups[id(self)]
+            scorer = item[4]
+            if scorer is None:
+                own.append(item)
+            else:
+                riders.setdefault(id(scorer), (scorer, []))[1].append(item)
+        inline: list[tuple[MicroBatcher, list[Item]]] = []
+        for scorer, group in riders.values():
+            if scorer._quick_beside(self):
+                inline.append((scorer, group))
+            else:
+                scorer._lane_for().dispatch(group, self.on_scored, loop)
         settlements: list[Settlement] = []
-        for scorer, group in groups.values():
+        scored: list[Item] = []
+        if own:
+            merged, total = self._merge_items(own)
+            settlements = self._score(own, merged, total)
+            scored = own
+        claims: list[int] = []
+        for scorer, group in inline:
             merged, total = scorer._merge_items(group)
-            settlements += scorer._score(group, merged, total)
-        if self.on_scored is not None:
-            tagged = [
-                (it[3], s[1])
-                for it, s in zip(_in_order(groups), settlements, strict=True)
-                if it[3] is not None and s[1] is not None
-            ]
-            if tagged:
-                try:
-                    self.on_scored(tagged)
-                except Exception:  # the callers see their tags untouched and do it themselves
-                    log.exception("the batch's on_scored hook failed")
-        return settlements
+            done = scorer._score(group, merged, total)
+            with _CLAIMS:  # a rider past its deadline meanwhile was answered otherwise
+                kept = [(it, s) for it, s in zip(group, done, strict=True) if not it[2].done()]
+                claims += [id(it[2]) for it, _ in kept]
+                _claimed.update(claims)
+            scored = scored + [it for it, _ in kept]
+            settlements = settlements + [s for _, s in kept]
+        if self.on_scored is not None and scored:
+            _hook(self.on_scored, scored, settlements)
+        return settlements, claims
+
+    def _quick_beside(self, host: MicroBatcher) -> bool:
+        """Whether this model's calls are quick enough to ride in `host`'s (see the module's
+        note): known, and at most `QUICK_RATIO` x the host's + `QUICK_SLACK_S`."""
+        mine, theirs = self.call_s, host.call_s
+        if mine is None or theirs is None:
+            return False
+        return mine <= QUICK_RATIO * theirs + QUICK_SLACK_S
+
+    def _lane_for(self) -> _Lane:
+        lane = self._lane
+        if lane is None:
+            with _LANES:  # two hosts' worker threads may ask at once
+                lane = self._lane
+                if lane is None:
+                    lane = self._lane = _Lane(self)
+        return lane
 
     def _merge_items(self, items: list[Item]) -> tuple[Columns, int]:
         if len(items) == 1:
@@ -216,6 +303,7 @@ class MicroBatcher:
     def _score(self, items: list[Item], merged: Columns, total: int) -> list[Settlement]:
         """Run this model on a batch; what each caller gets. When a batch of several callers
         fails, each caller is scored alone, so one bad request fails only itself."""
+        started = time.perf_counter()
         try:
             outputs = self._run(merged, total)
             if len(outputs) != total:
@@ -225,6 +313,9 @@ class MicroBatcher:
                 return [(items[0][2], None, exc)]
             return [s for item in items for s in self._score([item], item[0], item[1])]
         finally:
+            spent = time.perf_counter() - started
+            last = self.call_s
+            self.call_s = spent if last is None else last + CALL_WEIGHT * (spent - last)
             if self.on_batch is not None:
                 with contextlib.suppress(Exception):
                     self.on_batch(total)
@@ -246,9 +337,140 @@ def merge_columns(parts: list[dict[str, list[Any]]]) -> dict[str, list[Any]]:
     return merged
 
 
-def _in_order(groups: dict[int, tuple[MicroBatcher, list[Item]]]) -> list[Item]:
-    """The items of every group, in the order their settlements were made."""
-    return [item for _, group in groups.values() for item in group]
+class _Lane:
+    """One model's worker thread for the rows that ride in other batchers' batches.
+
+    A host batch hands its riders here (`dispatch`) and goes on scoring its own rows: the two
+    model calls run side by side, and the host's callers never wait for this one. What queued
+    while a call ran is scored by the next call, together. The lane logs the outputs of the
+    callers still waiting (the host's `on_scored`), then has the event loop answer them
+    (`_answer`). The thread ends after `LANE_IDLE_S` without work; the next rider starts
+    another.
+    """
+
+    def __init__(self, batcher: MicroBatcher) -> None:
+        self._batcher = batcher
+        self._jobs: queue.SimpleQueue[tuple[list[Item], OnScored | None, Any]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        #: when the model call in flight started (time.monotonic()), None between calls
+        self._since: float | None = None
+
+    def dispatch(
+        self, items: list[Item], on_scored: OnScored | None, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        """Score `items` in this lane; their callers are answered on `loop`. While the model
+        call in flight has run past `RIDER_DEADLINE_S` (a model that hangs), nothing queues
+        behind it: the callers get `RiderTimeout` at once."""
+        since = self._since
+        if since is not None and time.monotonic() - since > RIDER_DEADLINE_S:
+            late = RiderTimeout(
+                f"the model has not answered its last call for over {RIDER_DEADLINE_S:g} s"
+            )
+            refused: list[Settlement] = [(it[2], None, late) for it in items]
+            loop.call_soon_threadsafe(_settle_all, refused)
+            return
+        with self._lock:
+            self._jobs.put((items, on_scored, loop))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._work, name="relevo-rider-lane", daemon=True
+                )
+                self._thread.start()
+
+    def _work(self) -> None:
+        one_native_thread()
+        while True:
+            try:
+                jobs = [self._jobs.get(timeout=LANE_IDLE_S)]
+            except queue.Empty:
+                with self._lock:
+                    if self._jobs.empty():
+                        self._thread = None
+                        return
+                continue
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    jobs.append(self._jobs.get_nowait())
+            try:
+                self._run_jobs(jobs)
+            except Exception as exc:  # never lose the thread, nor leave a caller waiting
+                log.exception("a rider lane failed")
+                failed: list[Settlement] = [(it[2], None, exc) for job in jobs for it in job[0]]
+                with contextlib.suppress(RuntimeError):
+                    jobs[0][2].call_soon_threadsafe(_settle_all, failed)
+
+    def _run_jobs(self, jobs: list[tuple[list[Item], OnScored | None, Any]]) -> None:
+        """Score the queued riders with one call, log them, have the loop answer them."""
+        # callers past their deadline (or gone) are not scored
+        pairs = [(it, job[1]) for job in jobs for it in job[0] if not it[2].done()]
+        if not pairs:
+            return
+        items = [it for it, _ in pairs]
+        batcher = self._batcher
+        self._since = time.monotonic()
+        try:
+            merged, total = batcher._merge_items(items)
+            settlements = batcher._score(items, merged, total)
+        except Exception as exc:  # merging failed: every caller gets the error
+            settlements = [(it[2], None, exc) for it in items]
+        finally:
+            self._since = None
+        # claimed under the lock its deadline's expiry takes: a caller is answered either
+        # by these outputs (logged here first) or by its timeout, never both
+        with _CLAIMS:
+            live = [
+                (it, hook, s)
+                for (it, hook), s in zip(pairs, settlements, strict=True)
+                if not it[2].done()
+            ]
+            claims = [id(it[2]) for it, _, _ in live]
+            _claimed.update(claims)
+        hooked: dict[int, tuple[OnScored, list[Item], list[Settlement]]] = {}
+        for it, hook, s in live:
+            if hook is not None:
+                _, its, ss = hooked.setdefault(id(hook), (hook, [], []))
+                its.append(it)
+                ss.append(s)
+        for hook, its, ss in hooked.values():
+            _hook(hook, its, ss)
+        try:
+            jobs[0][2].call_soon_threadsafe(_answer, [s for _, _, s in live], claims)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            _answer([], claims)
+
+
+def _answer(settlements: list[Settlement], claims: list[int]) -> None:
+    """On the event loop: answer a lane's callers (already logged) and release their claims."""
+    _settle_all(settlements)
+    _release(claims)
+
+
+def _release(claims: list[int]) -> None:
+    if claims:
+        with _CLAIMS:
+            _claimed.difference_update(claims)
+
+
+def _hook(on_scored: OnScored, items: list[Item], settlements: list[Settlement]) -> None:
+    """Tell the log hook the (tag, outputs) of the tagged callers scored without error."""
+    tagged = [
+        (it[3], s[1])
+        for it, s in zip(items, settlements, strict=True)
+        if it[3] is not None and s[1] is not None
+    ]
+    if tagged:
+        try:
+            on_scored(tagged)
+        except Exception:  # the callers see their tags untouched and do it themselves
+            log.exception("the batch's on_scored hook failed")
+
+
+def _expire(fut: asyncio.Future[list[Any]], deadline_s: float) -> None:
+    with _CLAIMS:
+        if fut.done() or id(fut) in _claimed:  # answered, or being answered by its lane
+            return
+        fut.set_exception(RiderTimeout(f"the model did not answer within {deadline_s:g} s"))
 
 
 def _settle_all(settlements: list[Settlement]) -> None:

@@ -21,6 +21,7 @@ import numpy as np
 from relevo.errors import ConflictError
 from relevo.routing.assign import mirror
 from relevo.routing.deployment import Deployment
+from relevo.serving.batching import RIDER_DEADLINE_S
 from relevo.serving.ids import new_ids
 from relevo.serving.log import LogEntry, PredictionLog
 from relevo.serving.metrics import ServingMetrics
@@ -220,9 +221,15 @@ class Predictor:
             tag = None
             if whole and self.log is not None:
                 tag = LogTag(endpoint, m, role, idx, ids, part, rows, started)
-            # the challenger's rows ride in the champion's batches (see `MicroBatcher`)
+            # the challenger's rows ride in the champion's batches and are scored in the
+            # challenger's own thread, beside them (see `MicroBatcher`); one that does not
+            # answer in time is failed over to the champion
             outputs = await endpoint.runners[0].batcher.submit(
-                (part.numbers, part.others), part.n, tag, runner.batcher
+                (part.numbers, part.others),
+                part.n,
+                tag,
+                runner.batcher,
+                RIDER_DEADLINE_S if m else None,
             )
             return part, outputs, tag
 
