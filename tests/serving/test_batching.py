@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 
 import pytest
 
-from relevo.serving.batching import MicroBatcher
+from relevo.serving.batching import MicroBatcher, RiderTimeout
 
 
 def _runner(calls: list[int]):
@@ -474,3 +476,107 @@ def test_a_quick_riders_rows_are_scored_in_the_hosts_call_and_a_slowed_one_moves
     assert own == [{"by": "champion", "echo": 99}] and len(more) == 4
     assert waited < 0.15  # the champion's callers did not wait for the 0.2 s call
     assert ("challenger", "relevo-rider-lane") in slow_threads
+
+
+def _stateful_runner(name, calls, state=None):
+    def run(columns, n):
+        calls.append((name, n))
+        if state and state.get("seconds"):
+            time.sleep(state["seconds"])
+        return [{"by": name, "echo": x} for x in columns["x"]]
+
+    return run
+
+
+def test_a_lone_rider_that_hangs_never_freezes_the_event_loop_and_times_out():
+    calls: list = []
+    state = {"seconds": 0.0}
+    champion = MicroBatcher(_stateful_runner("champion", calls), max_rows=64)
+    challenger = MicroBatcher(_stateful_runner("challenger", calls, state), max_rows=64)
+
+    async def scenario():
+        await champion.submit({"x": [0]}, 1)  # the champion's speed is known
+        await champion.submit({"x": [1]}, 1, None, challenger)  # first rider: its lane
+        assert challenger._quick_beside(champion)  # as quick as the champion: rides inline
+        state["seconds"] = 1.0  # the challenger now hangs (1 s stands for "forever")
+        ticks: list[float] = []
+
+        async def ticker():
+            while True:
+                ticks.append(time.perf_counter())
+                await asyncio.sleep(0.01)
+
+        tick = asyncio.ensure_future(ticker())
+        await asyncio.sleep(0.05)
+        start = time.perf_counter()
+        try:  # a lone request at low load, with the predictor's kind of deadline
+            out = await champion.submit({"x": [2]}, 1, "t", challenger, deadline_s=0.2)
+        except RiderTimeout:
+            out = "timeout"
+        waited = time.perf_counter() - start
+        await asyncio.sleep(0.05)  # a few ticks after
+        tick.cancel()
+        gap = max(b - a for a, b in itertools.pairwise(ticks))
+        return out, waited, gap
+
+    out, waited, gap = asyncio.run(scenario())
+    assert gap < 0.3, f"the event loop was frozen {gap:.2f} s by the challenger's call"
+    assert out == "timeout", f"got the challenger's answer after {waited:.2f} s (deadline 0.2 s)"
+
+
+def test_a_lane_call_respects_max_rows():
+    calls: list = []
+    champion = MicroBatcher(_stateful_runner("champion", calls), max_rows=8)
+    challenger = MicroBatcher(_stateful_runner("challenger", calls, {"seconds": 0.2}), max_rows=8)
+
+    async def scenario():
+        tasks = []
+        for _wave in range(6):
+            for i in range(8):
+                scorer = challenger if i % 2 else None
+                tasks.append(asyncio.ensure_future(champion.submit({"x": [i]}, 1, None, scorer)))
+            await asyncio.sleep(0.03)
+        return await asyncio.gather(*tasks)
+
+    asyncio.run(scenario())
+    sizes = [n for name, n in calls if name == "challenger"]
+    assert max(sizes) <= 8, f"challenger calls of {sizes} rows with max_rows=8"
+
+
+def test_one_bulk_champion_request_does_not_make_a_slow_challenger_ride_again():
+    """The champion's calls cost per row (a bulk request of 10,000 rows: 0.5 s); the challenger
+    takes 0.1 s a call. A bulk request does not count in the champion's moving average of its
+    batches' calls, so the small batches after it still do not wait for the challenger."""
+    calls: list = []
+
+    def champion_run(columns, n):
+        calls.append(("champion", n))
+        time.sleep(0.00005 * n)  # 1 row: 0.05 ms, 10,000 rows: 0.5 s
+        return [{"by": "champion", "echo": x} for x in columns["x"]]
+
+    champion = MicroBatcher(champion_run, max_rows=64)
+    challenger = MicroBatcher(_stateful_runner("challenger", calls, {"seconds": 0.1}), max_rows=64)
+
+    async def batch() -> float:
+        start = time.perf_counter()
+        tasks = [
+            asyncio.ensure_future(
+                champion.submit({"x": [i]}, 1, None, challenger if i == 0 else None)
+            )
+            for i in range(3)
+        ]
+        own = tasks[1:]
+        await asyncio.gather(*own)
+        waited = time.perf_counter() - start
+        await asyncio.gather(*tasks)
+        return waited
+
+    async def scenario():
+        before = await batch()  # the challenger is slow: its lane; the champion's rows quick
+        await champion.submit({"x": list(range(10_000))}, 10_000)  # one bulk request
+        after = await batch()
+        return before, after
+
+    before, after = asyncio.run(scenario())
+    assert before < 0.05
+    assert after < 0.05, f"the champion's callers waited {after:.2f} s for the 0.1 s challenger"

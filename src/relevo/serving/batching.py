@@ -18,13 +18,20 @@ then serves twice the rows. A held rider waits at most one batch more; riders ar
 at low load (a batch of fewer than `HOLD_HOSTS` requests of the batcher's own), nor when they
 are many (`HOLD_ROWS`), nor twice.
 
-A batch's riders are scored in their model's own worker thread (`_Lane`), beside the batch's
-own rows, never in line with them: a slow challenger (a heavier model, a model that hangs)
-slows only the rows it answers, never the champion's answers, the next batch or the event
-loop. The lane logs their outputs (the host's `on_scored`), then the event loop answers their
-callers. A caller may give a rider a deadline (`submit(..., deadline_s=...)`):
-past it the caller gets `RiderTimeout` (the predictor then has the champion answer), and a lane
-whose model call has been running longer than the deadline takes no more rows behind it.
+Riding along suits a rider model about as quick as the host's. A slower one (a heavier model,
+one that waits on something) would hold every answer of the host's batches behind its call. So
+each batcher keeps a moving average of its call time (`call_s`, over batches, not over single
+large requests), and a rider whose calls take more than `QUICK_RATIO` x the host's +
+`QUICK_SLACK_S`, or whose speed is not known yet, is scored in its model's own worker thread
+(`_Lane`), beside the host's calls: it slows only the rows it answers, never the host's
+answers, its next batch or the event loop. A lone rider (low load) always goes to the lane,
+never onto the event loop. The lane logs their outputs (the host's `on_scored`), then the event
+loop answers their callers; it merges what queued meanwhile into calls of `max_rows` at most.
+A caller may give a rider a deadline (`submit(..., deadline_s=...)`): past it the caller gets
+`RiderTimeout` (the predictor then has the champion answer), and while a lane's model call has
+run past `RIDER_DEADLINE_S` (a model that hangs) every rider sent to it gets `RiderTimeout` at
+once rather than queue behind it. What the lane cannot undo: a rider quick so far whose next
+call, made in the host's batch, hangs holds the host's batches until that call returns.
 """
 
 from __future__ import annotations
@@ -130,9 +137,9 @@ class MicroBatcher:
         deadline_s: float | None = None,
     ) -> list[Any]:
         """The outputs of `n` rows, scored with the next batch; by `scorer`'s model when given
-        (its rows ride in this batcher's batches and are scored in that model's own thread).
-        Past `deadline_s` the caller gets `RiderTimeout` (the rows' late outputs are dropped,
-        neither logged nor answered)."""
+        (its rows ride in this batcher's batches, scored in this batch's call or in that
+        model's lane: see the module's note). Past `deadline_s` the caller gets `RiderTimeout`
+        (the rows' late outputs are dropped, neither logged nor answered)."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[list[Any]] = loop.create_future()
         self._queue.append((columns, n, fut, tag, None if scorer is self else scorer))
@@ -219,6 +226,10 @@ class MicroBatcher:
                 self._busy = True
                 self._task = loop.create_task(self._run_in_thread(loop, live))
                 return
+            scorer = live[0][4]
+            if scorer is not None:  # a lone rider: never scored on the event loop
+                scorer._lane_for().dispatch(live, self.on_scored, loop)
+                continue
             settlements, claims = self._score_all(live, loop)
             _settle_all(settlements)
             _release(claims)
@@ -313,9 +324,10 @@ class MicroBatcher:
                 return [(items[0][2], None, exc)]
             return [s for item in items for s in self._score([item], item[0], item[1])]
         finally:
-            spent = time.perf_counter() - started
-            last = self.call_s
-            self.call_s = spent if last is None else last + CALL_WEIGHT * (spent - last)
+            if total <= self.max_rows:  # a batch: one large request says little of them
+                spent = time.perf_counter() - started
+                last = self.call_s
+                self.call_s = spent if last is None else last + CALL_WEIGHT * (spent - last)
             if self.on_batch is not None:
                 with contextlib.suppress(Exception):
                     self.on_batch(total)
@@ -392,13 +404,23 @@ class _Lane:
             with contextlib.suppress(queue.Empty):
                 while True:
                     jobs.append(self._jobs.get_nowait())
-            try:
-                self._run_jobs(jobs)
-            except Exception as exc:  # never lose the thread, nor leave a caller waiting
-                log.exception("a rider lane failed")
-                failed: list[Settlement] = [(it[2], None, exc) for job in jobs for it in job[0]]
-                with contextlib.suppress(RuntimeError):
-                    jobs[0][2].call_soon_threadsafe(_settle_all, failed)
+            # one call per `max_rows` rows at most, as the model's own batcher would make
+            while jobs:
+                rows = 0
+                take = 0
+                while take < len(jobs) and (
+                    take == 0 or rows + _rows(jobs[take]) <= self._batcher.max_rows
+                ):
+                    rows += _rows(jobs[take])
+                    take += 1
+                now, jobs = jobs[:take], jobs[take:]
+                try:
+                    self._run_jobs(now)
+                except Exception as exc:  # never lose the thread, nor leave a caller waiting
+                    log.exception("a rider lane failed")
+                    failed: list[Settlement] = [(it[2], None, exc) for job in now for it in job[0]]
+                    with contextlib.suppress(RuntimeError):
+                        now[0][2].call_soon_threadsafe(_settle_all, failed)
 
     def _run_jobs(self, jobs: list[tuple[list[Item], OnScored | None, Any]]) -> None:
         """Score the queued riders with one call, log them, have the loop answer them."""
@@ -438,6 +460,10 @@ class _Lane:
             jobs[0][2].call_soon_threadsafe(_answer, [s for _, _, s in live], claims)
         except RuntimeError:  # the loop is closed: nobody is waiting any more
             _answer([], claims)
+
+
+def _rows(job: tuple[list[Item], OnScored | None, Any]) -> int:
+    return sum(it[1] for it in job[0] if not it[2].done())
 
 
 def _answer(settlements: list[Settlement], claims: list[int]) -> None:
