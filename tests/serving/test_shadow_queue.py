@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import gc
+import tracemalloc
+from types import SimpleNamespace
 
 import numpy as np
 from prometheus_client import CollectorRegistry
 
+from relevo.datasets import CHURN_FEATURES, make_churn
 from relevo.serving.metrics import ServingMetrics
 from relevo.serving.shadow import Job, ShadowWorker
-from relevo.serving.validation import Policy
+from relevo.serving.validation import Plan, Policy, validate_rows
 
 
 class _Runner:
@@ -287,3 +291,32 @@ def test_rows_offered_while_a_gathering_is_scored_wait_for_the_next_gathering(mo
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
     assert scorer.calls == [3, 3]
+
+
+def test_a_queued_job_keeps_only_its_mirrored_rows(rv, churn_pipeline, churn_frame):
+    """The bound counts mirrored rows: a job of a 1,000-row request with one row mirrored must
+    not keep the other 999 alive (100 such jobs held 62.6 MB, 1/mirror times the bound)."""
+    version = rv.registry.register("churn", churn_pipeline, churn_frame, target="churned")
+    plan = Plan(version.signature)
+    worker = ShadowWorker(rv.store, Policy(), capacity_rows=100, metrics=None)
+    worker.running = True  # as in a server whose shadow has fallen behind (slow or hung)
+    endpoint = SimpleNamespace(deployment=None, runners=())
+    frame = make_churn(1000, seed=1)[["customer_id", *CHURN_FEATURES]]
+    base = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+
+    tracemalloc.start()
+    gc.collect()
+    before = tracemalloc.get_traced_memory()[0]
+    accepted = 0
+    for r in range(100):  # 100 requests of 1,000 rows, mirror ~0.001: one row mirrored each
+        rows = [dict(row) for row in base]
+        validated = validate_rows(rows, plan, "customer_id")
+        ids = [f"{r:06d}{i:06d}" for i in range(len(rows))]
+        accepted += worker.offer(Job(endpoint, rows, validated, np.array([0]), ids))
+        del rows, validated, ids
+    gc.collect()
+    held = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert accepted == 100 and worker.queued_rows == 100  # the bound says: 100 rows queued
+    per_row = held / worker.queued_rows
+    assert per_row < 20_000, f"{held / 1e6:.1f} MB held for {worker.queued_rows} queued rows"

@@ -121,6 +121,11 @@ def show_shadow(c: dict[str, Any]) -> None:
                 ["rows compared", f"{c['rows_compared']:,}"],
                 ["label agreement", "" if agreement is None else f"{agreement:.1%}"],
                 ["probability difference", spread(c["probability_difference"])],
+                *(
+                    [["value difference", spread(c["value_difference"])]]
+                    if c.get("value_difference")
+                    else []
+                ),
                 ["champion latency ms", spread(c["champion_latency_ms"], 2)],
                 ["shadow latency ms", spread(c["shadow_latency_ms"], 2)],
                 [

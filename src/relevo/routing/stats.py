@@ -170,7 +170,8 @@ def bake_alerts(store: Store, state: Deployment) -> tuple[str, ...]:
 def shadow_comparison(store: Store, state: Deployment) -> dict[str, Any] | None:
     """How a shadow challenger's outputs compare with the champion's on the same rows (the
     latest 100,000 since it was deployed): rows compared, label agreement, the distribution of
-    the absolute probability difference, both latencies and error rates. None without a
+    the absolute probability difference (multiclass: the largest over the classes) and of the
+    absolute value difference (regression), both latencies and error rates. None without a
     shadow."""
     if state.strategy != "shadow" or not state.has_challenger:
         return None
@@ -183,9 +184,12 @@ def shadow_comparison(store: Store, state: Deployment) -> dict[str, Any] | None:
         for p in pairs
         if p.champion is not None and p.shadow is not None
     ]
-    labels = [a.get("label") == b.get("label") for a, b, _ in both if "label" in a]
-    diffs = np.array(
-        [abs(a["probability"] - b["probability"]) for a, b, _ in both if "probability" in a]
+    # the two models need not share a task (any registered model may shadow): each measure
+    # takes the rows where both outputs carry it
+    labels = [a["label"] == b["label"] for a, b, _ in both if "label" in a and "label" in b]
+    diffs = np.array([d for a, b, _ in both if (d := _probability_difference(a, b)) is not None])
+    values = np.array(
+        [abs(a["value"] - b["value"]) for a, b, _ in both if "value" in a and "value" in b]
     )
     champion_ms = np.array([p.champion_latency_ms for _, _, p in both])
     shadow_ms = np.array([p.shadow_latency_ms for p in pairs])
@@ -195,12 +199,25 @@ def shadow_comparison(store: Store, state: Deployment) -> dict[str, Any] | None:
         "rows_compared": len(both),
         "label_agreement": float(np.mean(labels)) if labels else None,
         "probability_difference": _spread(diffs),
+        "value_difference": _spread(values),
         "champion_latency_ms": _spread(champion_ms),
         "shadow_latency_ms": _spread(shadow_ms),
         "champion_error_rate": 0.0 if pairs else None,
         "shadow_errors": failed,
         "shadow_error_rate": failed / len(pairs) if pairs else None,
     }
+
+
+def _probability_difference(a: dict[str, Any], b: dict[str, Any]) -> float | None:
+    """How far two outputs' probabilities are apart: binary, |P(positive) - P(positive)|;
+    multiclass, the largest difference over the classes (a class one model does not know has
+    probability 0 there); None when the two do not both carry probabilities."""
+    if "probability" in a and "probability" in b:
+        return float(abs(a["probability"] - b["probability"]))
+    pa, pb = a.get("probabilities"), b.get("probabilities")
+    if isinstance(pa, dict) and isinstance(pb, dict) and pa and pb:
+        return float(max(abs(pa.get(c, 0.0) - pb.get(c, 0.0)) for c in pa.keys() | pb.keys()))
+    return None
 
 
 def _spread(values: np.ndarray) -> dict[str, float] | None:

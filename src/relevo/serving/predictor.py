@@ -29,7 +29,7 @@ from relevo.serving.pool import ROLES, Endpoint, ModelPool
 from relevo.serving.runner import ModelRunner
 from relevo.serving.shadow import Job as ShadowJob
 from relevo.serving.shadow import ShadowWorker
-from relevo.serving.validation import Plan, Policy, Validated, validate_rows
+from relevo.serving.validation import Plan, Policy, Validated, take_rows, validate_rows
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +111,9 @@ class Predictor:
         if len(endpoint.runners) < 2 or self.shadow is None:
             return  # the shadow could not load: the champion serves alone
         chosen = np.flatnonzero(mirror(endpoint.deployment, validated.keys, validated.n))
-        if chosen.size:
-            self.shadow.offer(ShadowJob(endpoint, rows, validated, chosen, ids))
+        if not chosen.size:
+            return
+        self.shadow.offer(ShadowJob(endpoint, rows, validated, chosen, ids))
 
     async def predict(
         self,
@@ -170,7 +171,8 @@ class Predictor:
                 endpoint, rows, validated, assignment, ids, started
             )
         latency = time.perf_counter() - started
-        if self.shadow is not None and endpoint.deployment.strategy == "shadow":
+        if self.shadow is not None and endpoint.deployment.strategy == "shadow" and not force:
+            # rows an admin sent to the challenger itself have nothing to be compared with
             self._mirror(endpoint, rows, validated, ids)
         if self.log is not None:
             # most requests were queued where their batch was scored: nothing left to log
@@ -477,16 +479,7 @@ def _subset(
         return validate_rows(
             [rows[i] for i in picks], runner.plan, endpoint.deployment.key_column, policy
         )
-    keys = None if validated.keys is None else [validated.keys[i] for i in picks]
-    return Validated(
-        len(picks),
-        validated.numbers[idx],
-        {name: [col[i] for i in picks] for name, col in validated.others.items()},
-        [[column[i] for i in picks] for column in validated.columns],
-        keys,
-        validated.quality,
-        [validated.rows[i] for i in picks],
-    )
+    return take_rows(validated, idx)
 
 
 def _entry(

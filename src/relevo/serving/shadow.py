@@ -31,7 +31,7 @@ from relevo.serving.metrics import ServingMetrics
 from relevo.serving.native_threads import one_native_thread
 from relevo.serving.pool import Endpoint
 from relevo.serving.profiling import ProfileBuilder
-from relevo.serving.validation import Policy, Validated
+from relevo.serving.validation import Policy, Validated, take_rows
 from relevo.store import Store
 from relevo.store.shadows import ShadowRow
 
@@ -98,6 +98,8 @@ class ShadowWorker:
             self.dropped += n
             self._count(job.endpoint, "dropped", n)
             return False
+        if n < len(job.ids) and type(job.rows) is list:
+            job = self._mirrored_only(job)
         self._jobs.append(job)
         self._queued_rows += n
         self._waiting_rows += n
@@ -105,6 +107,14 @@ class ShadowWorker:
         if self._waiting_rows >= BATCH_ROWS:
             self._full.set()
         return True
+
+    def _mirrored_only(self, job: Job) -> Job:
+        """The job with only its mirrored rows: the queue's bound counts rows, and a job
+        holding its whole request would hold 1/mirror times as many."""
+        picks = job.idx.tolist()
+        rows = [job.rows[i] for i in picks]
+        part = take_rows(job.validated, job.idx)
+        return Job(job.endpoint, rows, part, np.arange(len(picks)), [job.ids[i] for i in picks])
 
     async def run(self) -> None:
         """Score queued jobs until cancelled."""

@@ -78,6 +78,21 @@ class Validated(NamedTuple):
     rows: list[tuple[Any, ...]]
 
 
+def take_rows(validated: Validated, idx: np.ndarray) -> Validated:
+    """The validated rows at positions `idx`, in that order."""
+    picks = idx.tolist()
+    keys = None if validated.keys is None else [validated.keys[i] for i in picks]
+    return Validated(
+        len(picks),
+        validated.numbers[idx],
+        {name: [col[i] for i in picks] for name, col in validated.others.items()},
+        [[column[i] for i in picks] for column in validated.columns],
+        keys,
+        validated.quality,
+        [validated.rows[i] for i in picks],
+    )
+
+
 class Plan:
     """What validating against one signature needs, computed once per loaded model."""
 
