@@ -61,6 +61,8 @@ def test_a_shadow_that_raises_on_every_call_costs_nothing_and_never_answers(
     shadow = status["shadow"]
     assert shadow["rows"] == 200 and shadow["shadow_errors"] == 200
     assert shadow["shadow_error_rate"] == 1.0 and shadow["rows_compared"] == 0
+    # latencies are compared over the rows compared: none here
+    assert shadow["shadow_latency_ms"] is None and shadow["champion_latency_ms"] is None
     assert rv.deployments.get("churn").challenger_ref == broken.ref  # a shadow is never acted on
 
 
