@@ -159,3 +159,46 @@ def test_the_history_keeps_each_time_on_one_line_at_80_columns(
     assert max(map(len, out.splitlines())) <= 80
     for e in events:  # stored in UTC, shown as its date and time: the time never split
         assert e["created_at"][11:19] in out, out
+
+
+def test_a_swap_of_a_deployment_running_a_canary_says_the_canary_was_withdrawn(
+    cli, churn_files, churn_pipeline, churn_frame, tmp_path
+):
+    _two_models(cli, churn_files, churn_pipeline, churn_frame, tmp_path)
+    assert cli("deploy", "churn", "churn-small:1", "--steps", "5,25,50,100").exit_code == 0
+    rekey = cli("deploy", "churn", "churn:1", "--key", "account_id")
+    assert rekey.exit_code == 0, rekey.output
+    assert "Its canary challenger churn-small:1 was withdrawn." in rekey.stdout
+    status = json.loads(cli("status", "churn", "--json").stdout)
+    assert status["strategy"] == "basic" and status["challenger"] is None
+    last = json.loads(cli("history", "churn", "--json").stdout)[-1]
+    assert last["action"] == "deploy"
+    assert last["reason"] == "withdrew the canary challenger churn-small:1"
+
+
+def test_a_mirror_on_a_basic_swap_and_an_empty_key_are_refused(
+    cli, churn_files, churn_pipeline, churn_frame, tmp_path
+):
+    _two_models(cli, churn_files, churn_pipeline, churn_frame, tmp_path)
+    swap = cli("deploy", "churn", "churn-small:1", "--strategy", "basic", "--mirror", "0")
+    assert swap.exit_code == 2 and "mirror" in swap.stderr, swap.output
+    empty_key = cli("deploy", "churn", "churn:1", "--key", "")
+    assert empty_key.exit_code == 2 and "key" in empty_key.stderr, empty_key.output
+    assert json.loads(cli("status", "churn", "--json").stdout)["model"] == "churn:1"
+
+
+def test_promote_with_the_revision_seen_is_refused_once_the_deployment_moved(
+    cli, churn_files, churn_pipeline, churn_frame, tmp_path
+):
+    _two_models(cli, churn_files, churn_pipeline, churn_frame, tmp_path)
+    assert (
+        cli("deploy", "churn", "churn-small:1", "--steps", "5,25,50,100", "--manual").exit_code == 0
+    )
+    seen = json.loads(cli("status", "churn", "--json").stdout)["revision"]
+    first = cli("promote", "churn", "--revision", str(seen))
+    assert first.exit_code == 0, first.output
+    second = cli("promote", "churn", "--revision", str(seen))  # a second operator, same view
+    assert second.exit_code == 4, second.output
+    assert f"revision {seen} -> {seen + 1}" in second.stderr and "promote" in second.stderr
+    status = json.loads(cli("status", "churn", "--json").stdout)
+    assert status["weight"] == 0.25  # one step from 5 %, not two

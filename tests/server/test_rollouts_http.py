@@ -3,6 +3,8 @@ read the history; promote and rollback are store state, so a restarted server ke
 
 from __future__ import annotations
 
+import threading
+
 import httpx
 from sklearn.base import clone
 
@@ -90,3 +92,66 @@ def test_rollout_control_needs_the_admin_token_before_any_body(
     assert unknown.status_code == 404
     wrong = httpx.put(base, json={"model": "churn:1", "strategy": "blue"}, headers=ADMIN)
     assert wrong.status_code == 422 and wrong.json()["problems"][0]["column"] == "strategy"
+
+
+def _admin_url(server_settings, spawn_server) -> str:
+    return spawn_server(server_settings.model_copy(update={"admin_token": "admin-secret"}))
+
+
+def test_concurrent_promotes_of_the_revision_seen_make_one_step(
+    rv, deployed, churn_pipeline, churn_frame, server_settings, spawn_server
+):
+    """Four operators promote what they all saw (`{"revision": N}`): one step is made, the
+    other three are refused with 409 naming the change; without the revision each promote is
+    a move from the state it finds."""
+    small = _small(rv, churn_pipeline, churn_frame)
+    base = f"{_admin_url(server_settings, spawn_server)}/v1/deployments/churn"
+    put = httpx.put(
+        base, json={"model": small.ref, "steps": [5, 25, 50, 100], "manual": True}, headers=ADMIN
+    )
+    assert put.status_code == 200, put.text
+    seen = put.json()["revision"]
+    barrier, answers = threading.Barrier(4), []
+
+    def promote() -> None:
+        barrier.wait()
+        answers.append(
+            httpx.post(f"{base}/promote", json={"revision": seen}, headers=ADMIN, timeout=30)
+        )
+
+    threads = [threading.Thread(target=promote) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [200, 409, 409, 409], [a.text for a in answers]
+    refused = next(a for a in answers if a.status_code == 409).json()["error"]
+    assert f"revision {seen} -> {seen + 1}" in refused
+    state = httpx.get(f"{base}/status", headers=ADMIN).json()
+    assert state["weight"] == 0.25 and state["revision"] == seen + 1
+    bad = httpx.post(f"{base}/promote", json={"revision": "7"}, headers=ADMIN)
+    assert bad.status_code == 422 and bad.json()["problems"][0]["column"] == "revision"
+
+
+def test_a_put_body_is_checked_as_sent_not_converted(
+    rv, deployed, server_settings, spawn_server, churn_pipeline, churn_frame
+):
+    small = _small(rv, churn_pipeline, churn_frame)
+    base = f"{_admin_url(server_settings, spawn_server)}/v1/deployments/churn"
+    bad = {
+        "steps": {"model": small.ref, "steps": [True, 100]},
+        "weight": {"model": small.ref, "weight": "0.1"},
+        "mirror": {"model": small.ref, "strategy": "basic", "mirror": 0},
+        "key": {"model": deployed.ref, "key": ""},
+    }
+    for field, body in bad.items():
+        answer = httpx.put(base, json=body, headers=ADMIN)
+        assert answer.status_code == 422, (field, answer.text)
+        assert field in answer.text
+    state = httpx.get(base, headers=ADMIN).json()
+    assert state["model"] == deployed.ref and state["strategy"] == "basic"
+    # a whole number where a float is asked is fine: JSON has one kind of number
+    shadow = {"model": small.ref, "strategy": "shadow", "mirror": 1}
+    ok = httpx.put(base, json=shadow, headers=ADMIN)
+    assert ok.status_code == 200 and ok.json()["mirror"] == 1.0

@@ -1,8 +1,9 @@
-"""V2 under a canary, over real HTTP: an infer whose rows were split between the champion and
-the challenger names the model of every row in `parameters.models`."""
+"""V2 inference under a canary: a client pinning a version gets that version, and a challenger
+whose outputs differ from the champion's (other labels) never breaks a V2 answer."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -12,11 +13,9 @@ import pandas as pd
 from sklearn.base import clone
 
 from relevo.datasets import CHURN_FEATURES, CHURN_ID, CHURN_TARGET, make_churn
-from relevo.routing.assign import assign
 
 
 def _json_inputs(rows: pd.DataFrame) -> list[dict[str, Any]]:
-    """One JSON tensor per feature column plus the routing key; a missing number is null."""
     inputs = []
     for col in [*CHURN_FEATURES, CHURN_ID]:
         series = rows[col]
@@ -31,47 +30,66 @@ def _json_inputs(rows: pd.DataFrame) -> list[dict[str, Any]]:
     return inputs
 
 
-def _infer(url: str, rows: pd.DataFrame) -> dict[str, Any]:
-    body = orjson.dumps({"inputs": _json_inputs(rows)})
-    response = httpx.post(f"{url}/v2/models/churn/infer", content=body, timeout=30)
-    assert response.status_code == 200, response.text
-    return dict(response.json())
+def _until_both_served(url: str) -> None:
+    """Until this server has loaded the challenger (it follows the store within seconds)."""
+    deadline = time.monotonic() + 30
+    while len(httpx.get(f"{url}/v1/deployments/churn/status").json()["serving"]) < 2:
+        assert time.monotonic() < deadline, "the server never loaded the challenger"
+        time.sleep(0.05)
 
 
-def test_v2_names_the_model_of_every_row_when_a_canary_split_them(
+def _post(url: str, doc: dict[str, Any]) -> httpx.Response:
+    return httpx.post(url, content=orjson.dumps(doc), timeout=30)
+
+
+def test_a_canary_challenger_with_other_labels_answers_no_v2_rows(
     rv, deployed, churn_pipeline, churn_frame, server_settings, spawn_server
 ):
+    """docs/deployments.md: the challenger may be any registered model. Here the same pipeline
+    trained on the target as text ("no"/"yes"). The JSON API answers; V2 answers 500."""
+    frame = churn_frame.copy()
+    frame["churned"] = np.where(frame[CHURN_TARGET] == 1, "yes", "no")
+    other = clone(churn_pipeline).fit(frame[CHURN_FEATURES], frame["churned"])
+    challenger = rv.registry.register("churn-text", other, frame, target="churned")
+    url = spawn_server(server_settings)
+    rv.deployments.deploy("churn", challenger.ref, weight=0.5, actor="test")
+    rows = make_churn(50, seed=11)[[CHURN_ID, *CHURN_FEATURES]]
+    body = {"inputs": _json_inputs(rows)}
+    _until_both_served(url)
+    response = _post(f"{url}/v2/models/churn/infer", body)
+    assert response.status_code == 200, response.text  # was 500: the labels made no tensor
+    v1 = httpx.post(
+        f"{url}/v1/deployments/churn/predict",
+        content=orjson.dumps({"instances": rows.to_dict(orient="records")}),
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    ).json()["predictions"]
+    assert {p["model"] for p in v1} == {"churn:1", challenger.ref}  # the JSON API splits them
+    # a V2 answer has one tensor per output for all its rows: the champion answers them all
+    assert "parameters" not in response.json()
+    assert response.json()["model_version"] == "1"
+
+
+def test_a_versioned_infer_under_a_canary_is_answered_by_that_version(
+    rv, deployed, churn_pipeline, churn_frame, server_settings, spawn_server
+):
+    """POST /v2/models/churn/versions/1/infer under a canary of churn:2: the client pinned
+    version 1, yet rows are answered by churn:2 (and /versions/2/infer is a 404)."""
     other = clone(churn_pipeline).set_params(model__C=0.01)
     other.fit(churn_frame[CHURN_FEATURES], churn_frame[CHURN_TARGET])
-    challenger = rv.registry.register("churn-small", other, churn_frame, target="churned")
+    v2 = rv.registry.register("churn", other, churn_frame, target="churned")
     url = spawn_server(server_settings)
-
+    rv.deployments.deploy("churn", v2.ref, weight=0.5, actor="test")
     rows = make_churn(50, seed=11)[[CHURN_ID, *CHURN_FEATURES]]
-    # the champion alone: no `models` parameter
-    before = _infer(url, rows)
-    assert before["model_version"] == "1"
-    assert "parameters" not in before
-
-    state = rv.deployments.deploy("churn", challenger.ref, weight=0.5, actor="test")
-    expected = assign(state, rows[CHURN_ID].tolist(), len(rows)).astype(bool)
-    assert 0 < expected.sum() < len(rows)  # these 50 keys do split at 0.5
-    want = [challenger.ref if e else deployed.ref for e in expected]
-
-    # the server applies the new state within its poll interval: ask until the split shows
-    doc = _infer(url, rows)
-    for _ in range(300):
-        if "parameters" in doc:
-            break
-        doc = _infer(url, rows)
-    assert doc["parameters"] == {"models": want}
-    assert doc["model_name"] == "churn"
-    assert doc["model_version"] == "1"  # the champion's
-
-    # each row's probability comes from the model that the parameter names
-    outputs = {o["name"]: o for o in doc["outputs"]}
-    features = rows[CHURN_FEATURES]
-    champion = churn_pipeline.predict_proba(features)[:, 1]
-    small = other.predict_proba(features)[:, 1]
-    np.testing.assert_allclose(
-        outputs["probability"]["data"], np.where(expected, small, champion), rtol=1e-9
-    )
+    body = {"inputs": _json_inputs(rows)}
+    _until_both_served(url)
+    doc = _post(f"{url}/v2/models/churn/infer", body).json()
+    assert set(doc["parameters"]["models"]) == {"churn:1", v2.ref}  # unpinned: split
+    pinned = _post(f"{url}/v2/models/churn/versions/1/infer", body).json()
+    assert pinned["model_version"] == "1"
+    assert "parameters" not in pinned, pinned["parameters"]
+    unpinned = _post(f"{url}/v2/models/churn/infer", body).json()
+    pinned_p = np.array(pinned["outputs"][0]["data"])
+    assert not np.allclose(pinned_p, np.array(unpinned["outputs"][0]["data"]))
+    frame = rows[CHURN_FEATURES]
+    np.testing.assert_allclose(pinned_p, churn_pipeline.predict_proba(frame)[:, 1], atol=1e-9)

@@ -141,10 +141,18 @@ def show_shadow(c: dict[str, Any]) -> None:
 def promote(
     deployment: str = typer.Argument(..., help="Deployment name."),
     reason: str | None = typer.Option(None, "--reason", help="Why, for the audit trail."),
+    revision: int | None = typer.Option(
+        None,
+        "--revision",
+        min=1,
+        help="Only from this revision (the one `relevo status` showed you): refused if it moved.",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Move DEPLOYMENT's rollout to its next step, or make the challenger the champion."""
-    dep = state.relevo().deployments.promote(deployment, actor=actor(), reason=reason)
+    dep = state.relevo().deployments.promote(
+        deployment, actor=actor(), reason=reason, revision=revision
+    )
     if json_out:
         print_json(dep.to_dict())
         return
@@ -155,10 +163,18 @@ def promote(
 def rollback(
     deployment: str = typer.Argument(..., help="Deployment name."),
     reason: str | None = typer.Option(None, "--reason", help="Why, for the audit trail."),
+    revision: int | None = typer.Option(
+        None,
+        "--revision",
+        min=1,
+        help="Only from this revision (the one `relevo status` showed you): refused if it moved.",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Drop DEPLOYMENT's challenger, or bring back the champion the last promotion replaced."""
-    dep = state.relevo().deployments.rollback(deployment, actor=actor(), reason=reason)
+    dep = state.relevo().deployments.rollback(
+        deployment, actor=actor(), reason=reason, revision=revision
+    )
     if json_out:
         print_json(dep.to_dict())
         return

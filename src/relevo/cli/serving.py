@@ -172,6 +172,7 @@ def deploy(
     if key is not None and no_key:
         raise InvalidInputError("--key and --no-key exclude each other")
     rv = state.relevo()
+    before = next((d for d in rv.deployments.list() if d.name == deployment), None)
     dep = rv.deployments.deploy(
         deployment,
         model,
@@ -189,6 +190,11 @@ def deploy(
         print_json(dep.to_dict())
         return
     console.print(rollout.describe(dep))
+    if before is not None and before.has_challenger and not dep.has_challenger:
+        console.print(
+            f"Its {before.strategy} challenger {before.challenger_ref} was withdrawn.",
+            highlight=False,
+        )
     if dep.revision == 1:  # a new name: the others show a typo at once
         others = [d.name for d in rv.deployments.list() if d.name != dep.name]
         if others:

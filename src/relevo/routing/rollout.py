@@ -191,7 +191,7 @@ def _swap(
     actor: str | None,
     reason: str | None,
 ) -> Transition:
-    if request.weight is not None or request.steps or request.manual or request.mirror:
+    if request.weight is not None or request.steps or request.manual or request.mirror is not None:
         raise InvalidInputError(
             "strategy basic swaps the champion at once: weight, steps, manual and mirror "
             "belong to canary and shadow"
@@ -223,6 +223,10 @@ def _swap(
             previous_version=current.previous_version,
             promoted_at=current.promoted_at,
         )
+    if current is not None and current.has_challenger:
+        # said in the audit trail: a swap withdraws the challenger that ran beside the champion
+        withdrawn = f"withdrew the {current.strategy} challenger {current.challenger_ref}"
+        reason = f"{reason}; {withdrawn}" if reason else withdrawn
     return Transition(state, _event(state, "deploy", now, actor, reason))
 
 

@@ -137,19 +137,38 @@ class DeploymentService:
         return self._change(name, compute)
 
     def promote(
-        self, name: str, *, actor: str | None = None, reason: str | None = None
+        self,
+        name: str,
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        revision: int | None = None,
     ) -> Deployment:
-        """The next rollout step, or the challenger becomes the champion."""
+        """The next rollout step, or the challenger becomes the champion. With `revision`, only
+        from that revision (the one the caller saw): refused when the deployment is at another,
+        so that two callers promoting what they both saw make one step, not two."""
         return self._change(
-            name, lambda s: controller.promote(_some(s), self._clock(), actor, reason), "promote"
+            name,
+            lambda s: controller.promote(_some(s), self._clock(), actor, reason),
+            "promote",
+            revision,
         )
 
     def rollback(
-        self, name: str, *, actor: str | None = None, reason: str | None = None
+        self,
+        name: str,
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        revision: int | None = None,
     ) -> Deployment:
-        """Drop the challenger, or bring back the champion the last promotion replaced."""
+        """Drop the challenger, or bring back the champion the last promotion replaced (with
+        `revision`: only from that revision, as `promote`)."""
         return self._change(
-            name, lambda s: controller.rollback(_some(s), self._clock(), actor, reason), "rollback"
+            name,
+            lambda s: controller.rollback(_some(s), self._clock(), actor, reason),
+            "rollback",
+            revision,
         )
 
     def decide(self, name: str, stats: RolloutStats) -> Decision:
@@ -215,14 +234,18 @@ class DeploymentService:
         name: str,
         compute: Callable[[Deployment | None], Transition],
         relative: str | None = None,
+        seen: int | None = None,
     ) -> Deployment:
         """Save what `compute` makes of the stored state (compare-and-set). A deploy states
         what to serve, so it is computed again from the fresh state when someone changed it
         meanwhile. A `relative` change (promote, rollback) means a move from the state it was
-        asked against: made again from another state it could roll back a champion the gates
-        just restored, or skip a step they just took, so it is refused instead."""
+        asked against (the revision `seen`, when the caller gives it; else the one read here):
+        made again from another state it could roll back a champion the gates just restored,
+        or skip a step they or another user just took, so it is refused instead."""
         for _attempt in range(_ATTEMPTS):
             current = self.get(name) if relative else self.store.deployments.get(name)
+            if relative and seen is not None and current is not None and current.revision != seen:
+                raise StaleStateError(self._changed(name, seen, relative))
             transition = compute(current)
             try:
                 return self._save(transition, expected=current.revision if current else 0)
@@ -230,15 +253,15 @@ class DeploymentService:
                 if relative is None:
                     continue
                 assert current is not None
-                raise StaleStateError(self._changed(name, current, relative)) from None
+                raise StaleStateError(self._changed(name, current.revision, relative)) from None
         raise StaleStateError(f"deployment {name!r} kept changing; try again")
 
-    def _changed(self, name: str, seen: Deployment, action: str) -> str:
+    def _changed(self, name: str, seen: int, action: str) -> str:
         last = self.store.deployments.history(name)[-1]  # what changed it (it was deployed)
         why = f" ({last.reason})" if last.reason else ""
         return (
             f"deployment {name!r} changed while the {action} was being made (revision "
-            f"{seen.revision} -> {last.state.get('revision', '?')}: {last.action} by "
+            f"{seen} -> {last.state.get('revision', '?')}: {last.action} by "
             f"{last.actor or 'unknown'}{why}); nothing was done: see `relevo status {name}` and "
             f"{action} again if still wanted"
         )
@@ -312,6 +335,11 @@ def _default(value: N | None, default: N, field: str) -> N:
 
 
 def _check_key(key: str | None, models: Sequence[ModelVersion]) -> None:
+    if key is not None and (not isinstance(key, str) or not key.strip() or len(key) > 200):
+        raise InvalidInputError(
+            f"key: {key!r} is not a column name (give the column that identifies the row, e.g. "
+            "customer_id, or none for no key)"
+        )
     for version in models:
         if key is not None and key in version.signature:
             raise InvalidInputError(

@@ -40,7 +40,9 @@ VersionPath = Annotated[str, Path(json_schema_extra={"type": "integer", "minimum
 
 
 class DeployBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: `true` is not a step of 1 nor "0.1" a weight; relevo's own checks see the types
+    # that were sent
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     model: str = Field(..., description="NAME:VERSION of a registered model", examples=["churn:1"])
     key: str | None = Field(

@@ -2,7 +2,8 @@
 `POST .../rollback`, `GET .../history` and `GET .../status` (rows, errors and latency per model).
 
 As everywhere in the admin door, the token is checked from the headers before any body is read;
-promote and rollback take an optional JSON body `{"reason": "..."}` for the audit trail.
+promote and rollback take an optional JSON body `{"reason": "...", "revision": N}`: the reason
+for the audit trail, and the revision the caller saw (refused with 409 if the deployment moved).
 """
 
 from __future__ import annotations
@@ -43,22 +44,28 @@ def http_actor(settings: Settings, header: str | None) -> str:
     return "token:admin" if token == settings.admin_token else "token:api"
 
 
-def reason_of(raw: bytes) -> str | None:
-    """The optional `reason` of a promote or rollback body (empty body: none)."""
+def reason_of(raw: bytes) -> tuple[str | None, int | None]:
+    """The optional `reason` and `revision` of a promote or rollback body (empty body: none)."""
     if not raw.strip():
-        return None
+        return None, None
     payload = parse_json(raw)
-    if type(payload) is not dict or set(payload) - {"reason"}:
+    if type(payload) is not dict or set(payload) - {"reason", "revision"}:
         raise InvalidInputError(
-            'the body must be empty or {"reason": "..."}',
-            [Problem("only 'reason' is accepted", column="body")],
+            'the body must be empty or {"reason": "...", "revision": N}',
+            [Problem("only 'reason' and 'revision' are accepted", column="body")],
         )
     reason = payload.get("reason")
     if reason is not None and (type(reason) is not str or len(reason) > 2000):
         raise InvalidInputError(
             "invalid reason", [Problem("a text of up to 2,000 characters", column="reason")]
         )
-    return reason
+    revision = payload.get("revision")
+    if revision is not None and (type(revision) is not int or revision < 1):
+        raise InvalidInputError(
+            "invalid revision",
+            [Problem("the deployment's revision you saw: a whole number >= 1", column="revision")],
+        )
+    return reason, revision
 
 
 def status_body(rt: Runtime, dep: Deployment) -> dict[str, Any]:
@@ -83,14 +90,14 @@ def rollouts_router(runtime: Callable[[], Runtime]) -> APIRouter:
             check_name(name)
             raw = await read_body(request.scope, request.receive, rt.settings.max_body_bytes)
             body_read = True
-            reason = reason_of(raw)
+            reason, revision = reason_of(raw)
         except RelevoError as exc:
             status, error = error_body(exc, f"POST {request.url.path}")
             return json_response(error, status, error_headers(status, not body_read))
         service = rt.relevo.deployments
         act = service.promote if action == "promote" else service.rollback
         who = http_actor(rt.settings, authorization(request.scope))
-        dep = await asyncio.to_thread(act, name, actor=who, reason=reason)
+        dep = await asyncio.to_thread(act, name, actor=who, reason=reason, revision=revision)
         await asyncio.to_thread(rt.refresh)
         return json_response(dep.to_dict())
 

@@ -196,7 +196,9 @@ def v2_router(runtime: Callable[[], Runtime]) -> APIRouter:
                 )
             else:
                 prepared = prepare(body, header_length, endpoint, name, max_rows)
-            answer = await rt.predict(name, prepared.rows, started, protocol=PROTOCOL)
+            answer = await rt.predict(
+                name, prepared.rows, started, protocol=PROTOCOL, force=_pinned(endpoint, version)
+            )
         except Exception as exc:
             if isinstance(exc, InvalidInputError) and exc.http_status not in (400, 413):
                 # the V2 spec answers every bad request with 400 (the JSON API uses 422)
@@ -250,6 +252,22 @@ def v2_router(runtime: Callable[[], Runtime]) -> APIRouter:
         return await infer(request, name, version)
 
     return router
+
+
+def _pinned(endpoint: Endpoint, version: str | None) -> int | None:
+    """The model every row of a V2 request goes to, or None for the deployment's routing: the
+    champion when the client named its version (`/versions/{v}/infer` runs on that version),
+    or when the challenger's outputs differ from the champion's (another task, other classes):
+    a V2 answer has one tensor per output for all its rows."""
+    if len(endpoint.runners) < 2:
+        return None
+    if version is not None:
+        return 0
+    champion, challenger = endpoint.runners[0].version, endpoint.runners[1].version
+    same = champion.task == challenger.task and list(champion.classes or ()) == list(
+        challenger.classes or ()
+    )
+    return None if same else 0
 
 
 def _answering_version(rt: Runtime, name: str, ref: str, checked: Endpoint) -> ModelVersion:
