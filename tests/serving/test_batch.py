@@ -450,3 +450,90 @@ def test_an_all_numeric_models_file_is_logged_with_its_number_blocks_and_profile
         assert isinstance(column, NumericProfile)
         assert column.count == np.isfinite(values).sum()
         assert column.mean == pytest.approx(np.nanmean(values), rel=1e-9)
+
+
+@pytest.mark.parametrize("chunk_rows", [50, 200])
+def test_a_text_cell_left_empty_is_missing_whatever_the_chunk_size(
+    rv, deployed, tmp_path, chunk_rows
+):
+    frame = make_churn(200, seed=3)
+    frame.loc[150:, "region"] = None  # the reference had no missing region
+    source = tmp_path / "in.csv"
+    frame.to_csv(source, index=False)
+    with pytest.raises(InvalidInputError) as info:  # a chunk of 50 all empty: not "nan"
+        score_file(rv, "churn", source, tmp_path / "out.csv", chunk_rows=chunk_rows)
+    assert {(p.row, p.column) for p in info.value.problems} >= {(150, "region"), (199, "region")}
+    assert not list(rv.store.predictions.iter_rows("churn"))
+
+
+def _coded(n: int, seed: int) -> pd.DataFrame:
+    """Plans coded as text that looks like numbers ("01", "02"...), and an age."""
+    rng = np.random.default_rng(seed)
+    plan = rng.choice(["01", "02", "10", "11"], n)
+    y = ((plan == "01") | (plan == "10")).astype(int) ^ (rng.random(n) < 0.1)
+    return pd.DataFrame(
+        {"plan": pd.array(plan, dtype="str"), "age": rng.integers(18, 80, n), "y": y}
+    )
+
+
+def test_text_codes_that_look_like_numbers_keep_their_text(rv, tmp_path, cli):
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    train = _coded(2000, 1)
+    encode = ColumnTransformer(
+        [("c", OneHotEncoder(handle_unknown="ignore"), ["plan"]), ("n", "passthrough", ["age"])]
+    )
+    model = Pipeline([("p", encode), ("m", LogisticRegression(max_iter=1000))])
+    model.fit(train[["plan", "age"]], train["y"])
+    version = rv.registry.register("coded", model, train, target="y")  # plan: string
+    rv.deployments.deploy("coded", version.ref)
+    frame = _coded(200, 2)[["plan", "age"]]
+    source = tmp_path / "in.csv"
+    frame.to_csv(source, index=False)
+    expected = model.predict_proba(frame)[:, 1]
+
+    score_file(rv, "coded", source, tmp_path / "out.csv")
+    scored = pd.read_csv(tmp_path / "out.csv", dtype={"plan": str})
+    assert scored["plan"].tolist() == frame["plan"].tolist()  # "02", not "2"
+    np.testing.assert_allclose(scored["probability"], expected)
+    logged = [json.loads(r["features"]) for c in rv.store.predictions.iter_rows("coded") for r in c]
+    assert sorted(f["plan"] for f in logged) == sorted(frame["plan"])
+
+    # scored in memory (relevo predict --json) the file reads alike
+    shown = cli("predict", "coded", "--input", source, "--json")
+    assert shown.exit_code == 0, shown.stderr
+    answered = json.loads(shown.stdout)
+    assert [r["plan"] for r in answered] == frame["plan"].tolist()
+    np.testing.assert_allclose([r["probability"] for r in answered], expected)
+
+
+@pytest.mark.parametrize("suffix", [".csv"])
+def test_large_integer_ids_with_a_gap_are_written_and_logged_exactly(
+    rv, deployed, tmp_path, suffix
+):
+    frame = make_churn(100, seed=3)
+    frame["customer_id"] = pd.array([10**17 + i for i in range(100)], dtype="Int64")
+    frame.loc[10, "customer_id"] = pd.NA
+    frame["account"] = frame["customer_id"]  # a column the model does not use
+    source = tmp_path / f"in{suffix}"
+    if suffix == ".csv":
+        frame.to_csv(source, index=False)
+    else:  # as a writer without pandas' metadata stores it: int64 with a null
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(
+            pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(), source
+        )
+    score_file(rv, "churn", source, tmp_path / "out.csv")
+    lines = (tmp_path / "out.csv").read_text().splitlines()
+    assert lines[2].startswith("100000000000000001,")  # not 1e+17
+    scored = pd.read_csv(tmp_path / "out.csv", dtype={"account": str})
+    assert scored["account"][1] == "100000000000000001"
+    keys = [r["routing_key"] for c in rv.store.predictions.iter_rows("churn") for r in c]
+    assert sorted(k for k in keys if k is not None) == [
+        str(10**17 + i) for i in range(100) if i != 10
+    ]

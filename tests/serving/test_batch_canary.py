@@ -149,6 +149,28 @@ def test_a_keyed_canary_splits_a_file_as_assign_does_and_logs_each_role(
     ) in again.stdout
 
 
+def test_zero_padded_keys_in_a_csv_route_and_log_as_the_api_sends_them(
+    rv, champion, churn_pipeline, churn_frame, tmp_path
+):
+    small = _other(churn_pipeline, churn_frame)
+    challenger = rv.registry.register("churn-small", small, churn_frame, target="churned")
+    state = rv.deployments.deploy("churn", challenger.ref, weight=0.5, actor="test")
+    frame = make_churn(300, seed=6)
+    frame["customer_id"] = [f"{i:06d}" for i in range(300)]  # "000017", not 17
+    source = tmp_path / "in.csv"
+    frame.to_csv(source, index=False)
+
+    score_file(rv, "churn", source, tmp_path / "out.csv", chunk_rows=100)
+    scored = pd.read_csv(tmp_path / "out.csv", dtype={"customer_id": str})
+
+    keys = frame["customer_id"].tolist()  # what a JSON client sends
+    api = np.where(assign(state, keys, len(keys)) == 1, challenger.ref, champion.ref)
+    assert scored["customer_id"].tolist() == keys
+    assert scored["model"].tolist() == api.tolist()
+    by_id = {r["id"]: r for r in _stored(rv)}
+    assert [by_id[i]["routing_key"] for i in scored["id"]] == keys
+
+
 def test_rows_without_a_key_go_to_the_challenger_at_the_canary_weight(
     rv, champion, churn_pipeline, churn_frame
 ):

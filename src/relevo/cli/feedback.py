@@ -76,7 +76,9 @@ def feedback(
             }
 
             def keyed() -> Iterator[KeyedLabels]:
-                for chunk in iter_chunks(input, CHUNK_ROWS):
+                # keys as the file says them ("000017"), as batch scoring logs them
+                as_key = lambda name: name == key_column  # noqa: E731
+                for chunk in iter_chunks(input, CHUNK_ROWS, text=as_key):
                     _columns(chunk, keyed_options, input)
                     rows = chunk.index.tolist()  # data rows, the first is 0 (as predict counts)
                     yield KeyedLabels(

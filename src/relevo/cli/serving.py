@@ -21,7 +21,7 @@ from relevo.errors import InvalidInputError, UnavailableError
 from relevo.routing.service import KEEP
 from relevo.serving.records import frame_to_records
 from relevo.settings import Settings, reset_settings
-from relevo.tables import read_table, write_table
+from relevo.tables import write_table
 
 
 @handle_errors
@@ -219,7 +219,7 @@ def predict(
     json_out: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
     """Score a file through the deployment, with validation and the prediction log."""
-    from relevo.serving.batch import score_file, score_frame
+    from relevo.serving.batch import read_rows, score_file, score_frame
     from relevo.serving.batch_io import check_output
 
     if output is not None:
@@ -242,7 +242,7 @@ def predict(
             done = score_file(rv, deployment, input, output, progress=advance)
             console.print(f"Scored {done.rows:,} rows with {done.model}; wrote {output}")
             return
-        frame = read_table(input, "input file")
+        frame = read_rows(rv, deployment, input)
         scored = score_frame(rv, deployment, frame, progress=advance)
     if output is not None:
         write_table(scored, output)

@@ -30,6 +30,7 @@ import pandas as pd
 from relevo.context import Relevo
 from relevo.errors import InvalidInputError, Problem
 from relevo.registry.flavors.base import RawOutput
+from relevo.registry.signature import Signature
 from relevo.serving.batch_io import Behind, ChunkWriter, check_output, iter_chunks, read_ahead
 from relevo.serving.batch_log import HeldLog
 from relevo.serving.batch_route import Router, Share, routes
@@ -71,8 +72,8 @@ def score_file(
     check_output(output, source)
     size = chunk_rows or relevo.settings.batch_chunk_rows
 
-    def chunks() -> Iterator[pd.DataFrame]:
-        return iter_chunks(source, size)
+    def chunks(numbers: frozenset[str]) -> Iterator[pd.DataFrame]:
+        return iter_chunks(source, size, text=lambda name: name not in numbers)
 
     with ChunkWriter(output) as writer:
         models, fallback = _score(
@@ -94,7 +95,7 @@ def score_frame(
     answered each row) and outputs."""
     size = chunk_rows or relevo.settings.batch_chunk_rows
 
-    def chunks() -> Iterator[pd.DataFrame]:
+    def chunks(numbers: frozenset[str]) -> Iterator[pd.DataFrame]:
         for start in range(0, len(frame), size):
             yield frame.iloc[start : start + size]
 
@@ -108,15 +109,17 @@ def score_frame(
 def _score(
     relevo: Relevo,
     deployment: str,
-    chunks: Callable[[], Iterator[pd.DataFrame]],
+    chunks: Callable[[frozenset[str]], Iterator[pd.DataFrame]],
     write: Callable[[pd.DataFrame], None],
     finish: Callable[[], None] | None,
     *,
     log: bool,
     progress: Callable[[int], None] | None,
 ) -> tuple[dict[str, int], int]:
-    """Score the chunks; returns the rows each model answered (by ref, the champion first)
-    and how many of them the champion answered in a failing challenger's place."""
+    """Score the chunks (`chunks(numbers)`: a file's rows, the columns `numbers` parsed as
+    numbers and every other column as the file says it); returns the rows each model answered
+    (by ref, the champion first) and how many of them the champion answered in a failing
+    challenger's place."""
     dep = relevo.deployments.get(deployment)
     pool = ModelPool(relevo, only=[deployment])
     pool.refresh(strict=True)
@@ -131,7 +134,8 @@ def _score(
     failed = False
     bad_rows = 0
     scored = 0
-    checked_chunks = _checked(chunks(), runner, dep.key_column, policy, problems, router)
+    numbers = _numbers([r.version.signature for r in endpoint.runners], dep.key_column)
+    checked_chunks = _checked(chunks(numbers), runner, dep.key_column, policy, problems, router)
     task, classes = runner.version.task, runner.version.classes
     with (
         HeldLog(relevo) if logging else contextlib.nullcontext() as held,
@@ -202,6 +206,32 @@ def _score(
         router.warn(scored)
     models = {r.ref: rows for r, rows in zip(endpoint.runners, answered, strict=True) if rows}
     return models, 0 if router is None else router.fallback_rows
+
+
+def read_rows(relevo: Relevo, deployment: str, source: Path) -> pd.DataFrame:
+    """The rows of file `source` as `score_file` reads them, for scoring them in memory."""
+    dep = relevo.deployments.get(deployment)
+    refs = [dep.champion_ref, *([dep.challenger_ref] if dep.challenger_ref else [])]
+    numbers = _numbers([relevo.registry.get(ref).signature for ref in refs], dep.key_column)
+    size = relevo.settings.batch_chunk_rows
+    parts = list(iter_chunks(source, size, text=lambda name: name not in numbers))
+    if len(parts) == 1:
+        return parts[0]
+    return pd.concat(parts) if parts else pd.DataFrame()
+
+
+def _numbers(signatures: list[Signature], key: str | None) -> frozenset[str]:
+    """The columns a file's numbers are parsed in: those every model reads as numbers. The
+    others (text, the routing key, the columns passed through to the output) are read as the
+    file says them, so that what is validated, routed, logged and written back is the user's
+    text ("02" is not 2, "000017" is not 17)."""
+    kinds: dict[str, set[str]] = {}
+    for signature in signatures:
+        for spec in signature.columns:
+            kinds.setdefault(spec.name, set()).add(spec.kind)
+    return frozenset(
+        name for name, kind in kinds.items() if kind <= {"number", "integer"} and name != key
+    )
 
 
 def _named(models: dict[str, int]) -> str:

@@ -39,8 +39,15 @@ def check_output(output: Path, source: Path | None = None) -> None:
         raise InvalidInputError(f"cannot write {output}: it is the input file")
 
 
-def iter_chunks(source: Path, rows: int) -> Iterator[pd.DataFrame]:
-    """The rows of a .csv or .parquet file `rows` at a time (other types: read whole)."""
+def iter_chunks(
+    source: Path, rows: int, text: Callable[[str], bool] | None = None
+) -> Iterator[pd.DataFrame]:
+    """The rows of a .csv or .parquet file `rows` at a time (other types: read whole).
+
+    `text(name)` names the columns kept as the file says them: a CSV's are read as text, not
+    guessed (the code "02" stays "02", a column empty in a chunk is not a column of floats, a
+    large ID with a gap does not become 1e+17); a Parquet file's integers with a gap stay
+    integers (nullable), not floats. Without `text`, pandas guesses every column's type."""
     suffix = source.suffix.lower()
     if not source.is_file() or suffix not in (".csv", ".parquet", ".pq"):
         frame = read_table(source, "input file")  # the reader's own errors name the file
@@ -49,7 +56,11 @@ def iter_chunks(source: Path, rows: int) -> Iterator[pd.DataFrame]:
         return
     try:
         if suffix == ".csv":
-            with pd.read_csv(source, chunksize=rows) as reader:
+            dtype = None
+            if text is not None:
+                header = pd.read_csv(source, nrows=0).columns
+                dtype = {name: str for name in header if text(name)}
+            with pd.read_csv(source, chunksize=rows, dtype=dtype) as reader:
                 start = 0
                 for chunk in reader:
                     chunk.index = pd.RangeIndex(start, start + len(chunk))
@@ -60,7 +71,7 @@ def iter_chunks(source: Path, rows: int) -> Iterator[pd.DataFrame]:
 
         start = 0
         for batch in pq.ParquetFile(source).iter_batches(batch_size=rows):
-            chunk = batch.to_pandas()
+            chunk = _exact(batch, text)
             chunk.index = pd.RangeIndex(start, start + len(chunk))
             start += len(chunk)
             yield chunk
@@ -69,6 +80,26 @@ def iter_chunks(source: Path, rows: int) -> Iterator[pd.DataFrame]:
     except (ValueError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InvalidInputError(f"cannot read input file {source}: {first}") from exc
+
+
+def _exact(batch: Any, text: Callable[[str], bool] | None) -> pd.DataFrame:
+    """A Parquet record batch as a DataFrame; integers with a gap in the `text` columns as
+    nullable integers (pandas makes them floats, which 1e17 + 1 does not survive)."""
+    import pyarrow as pa
+
+    chunk = batch.to_pandas()
+    if text is None:
+        return chunk
+    for i, field in enumerate(batch.schema):
+        column = batch.column(i)
+        if pa.types.is_integer(field.type) and column.null_count and text(field.name):
+            chunk[field.name] = column.to_pandas(types_mapper=_nullable).array
+    return chunk
+
+
+def _nullable(kind: Any) -> Any:
+    """pandas' nullable integer dtype for an Arrow integer type (Int64 for int64...)."""
+    return pd.api.types.pandas_dtype(str(kind).replace("int", "Int").replace("uInt", "UInt"))
 
 
 def read_ahead(items: Iterator[T], depth: int = 1) -> Generator[T, None, None]:

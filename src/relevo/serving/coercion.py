@@ -180,9 +180,12 @@ def _row_list(rows: np.ndarray, message: str) -> list[tuple[int | None, str]]:
 
 def _to_strings(values: np.ndarray) -> np.ndarray:
     if values.dtype.kind != "O":
-        # numbers or booleans given for a string column: their text
+        # numbers or booleans given for a string column: their text; NaN is a missing value
+        # (as in a V2 float tensor), not the word "nan"
         out = np.empty(values.shape, dtype=object)
         out[:] = values.astype(str).tolist()
+        if values.dtype.kind == "f":
+            out[np.isnan(values)] = None
         return out
     bad: list[tuple[int | None, str]] = []
     out = np.empty(values.shape, dtype=object)
