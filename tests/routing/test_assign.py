@@ -10,6 +10,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from relevo.routing.assign import assign, buckets, mirror
@@ -124,7 +125,7 @@ def test_rows_without_a_key_are_split_at_random():
     unkeyed = assign(state, None, 20_000, rng)
     assert abs(unkeyed.mean() - 0.2) < 0.01
     # missing keys in a keyed request: random for those rows, sticky for the others
-    keys = [None if i % 2 else k for i, k in enumerate(KEYS)] + [float("nan")] * 10_000
+    keys = [None if i % 2 else k for i, k in enumerate(KEYS)] + [float("nan"), pd.NA] * 5_000
     mixed = assign(state, keys, len(keys), np.random.default_rng(2))
     keyed = assign(state, KEYS[::2], 5000)
     assert np.array_equal(mixed[: len(KEYS) : 2], keyed)
@@ -132,7 +133,7 @@ def test_rows_without_a_key_are_split_at_random():
     assert not np.isnan(buckets("s", keys)[:1]).any()
     assert np.isnan(buckets("s", keys)[1])
     # one-row requests (a shorter path) without a key, or with a missing one: at random too
-    for one in (None, [None], [float("nan")]):
+    for one in (None, [None], [float("nan")], [pd.NA]):
         alone = [assign(state, one, 1, rng)[0] for _ in range(20_000)]
         assert abs(np.mean(alone) - 0.2) < 0.01
 

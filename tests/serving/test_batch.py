@@ -510,7 +510,7 @@ def test_text_codes_that_look_like_numbers_keep_their_text(rv, tmp_path, cli):
     np.testing.assert_allclose([r["probability"] for r in answered], expected)
 
 
-@pytest.mark.parametrize("suffix", [".csv"])
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_large_integer_ids_with_a_gap_are_written_and_logged_exactly(
     rv, deployed, tmp_path, suffix
 ):

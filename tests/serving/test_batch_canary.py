@@ -171,6 +171,27 @@ def test_zero_padded_keys_in_a_csv_route_and_log_as_the_api_sends_them(
     assert [by_id[i]["routing_key"] for i in scored["id"]] == keys
 
 
+def test_a_gap_in_a_nullable_integer_key_is_a_missing_key(
+    rv, champion, churn_pipeline, churn_frame, tmp_path
+):
+    small = _other(churn_pipeline, churn_frame)
+    challenger = rv.registry.register("churn-small", small, churn_frame, target="churned")
+    rv.deployments.deploy("churn", challenger.ref, weight=0.5, actor="test")
+    frame = make_churn(400, seed=5)
+    frame["customer_id"] = pd.array([i if i % 2 else None for i in range(400)], dtype="Int64")
+    source = tmp_path / "in.parquet"
+    frame.to_parquet(source)
+
+    with pytest.warns(RoutingKeyMissingWarning, match="200 of 400 rows had no routing key"):
+        score_file(rv, "churn", source, tmp_path / "out.parquet", chunk_rows=100)
+
+    scored = pd.read_parquet(tmp_path / "out.parquet")
+    keyless = scored[scored["customer_id"].isna()]
+    by_id = {r["id"]: r for r in _stored(rv)}
+    assert {by_id[i]["routing_key"] for i in keyless["id"]} == {None}  # not "<NA>"
+    assert set(keyless["model"]) == {champion.ref, challenger.ref}  # split at random
+
+
 def test_rows_without_a_key_go_to_the_challenger_at_the_canary_weight(
     rv, champion, churn_pipeline, churn_frame
 ):

@@ -18,6 +18,7 @@ from hashlib import blake2b
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from relevo.routing.deployment import Deployment
 
@@ -28,7 +29,8 @@ _SCALE = float(2**64)
 
 
 def _missing(key: Any) -> bool:
-    return key is None or (isinstance(key, float) and math.isnan(key))
+    """None, NaN, or pandas' NA (a nullable column's gap): no key, never the text "<NA>"."""
+    return key is None or key is pd.NA or (isinstance(key, float) and math.isnan(key))
 
 
 def key_text(key: Any) -> str:

@@ -121,7 +121,8 @@ def _keys(frame: pd.DataFrame, key_column: str | None, report: Any) -> list[Any]
         return None
     column = frame[key_column]
     if pd.api.types.is_integer_dtype(column.dtype):
-        return column.tolist()
+        # a nullable integer column's gap (pd.NA) is a missing key, None as in JSON
+        return column.to_numpy(object, na_value=None).tolist()
     if _text(column.dtype):  # str or NaN: only the lengths and NUL characters to check
         bad = (column.str.len() > MAX_KEY_LENGTH) | column.str.contains("\x00", regex=False)
         if not bad.any():
