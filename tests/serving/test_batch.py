@@ -537,3 +537,23 @@ def test_large_integer_ids_with_a_gap_are_written_and_logged_exactly(
     assert sorted(k for k in keys if k is not None) == [
         str(10**17 + i) for i in range(100) if i != 10
     ]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_input_columns_named_id_or_model_are_kept_apart_from_the_added_ones(
+    rv, deployed, tmp_path, suffix
+):
+    frame = make_churn(50, seed=3)
+    frame.insert(0, "id", range(50))
+    frame["model"] = "the customer's phone"
+    source = tmp_path / "in.csv"
+    frame.to_csv(source, index=False)
+    out = tmp_path / f"out{suffix}"
+    score_file(rv, "churn", source, out)
+    scored = pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)
+    added = ["output_id", "output_model", "probability", "label"]
+    assert list(scored.columns) == [*frame.columns, *added]
+    assert scored["id"].astype(str).tolist() == [str(i) for i in range(50)]  # the input's
+    assert set(scored["output_model"]) == {deployed.ref}
+    logged = {r["id"] for c in rv.store.predictions.iter_rows("churn") for r in c}
+    assert set(scored["output_id"]) == logged

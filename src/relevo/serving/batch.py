@@ -68,7 +68,8 @@ def score_file(
     progress: Callable[[int], None] | None = None,
 ) -> Scored:
     """Score every row of the file `source` with `deployment` and write `output` (.csv or
-    .parquet): the input columns, then id, model and the outputs."""
+    .parquet): the input columns, then id, model and the outputs (one named like an input
+    column is `output_<name>`)."""
     check_output(output, source)
     size = chunk_rows or relevo.settings.batch_chunk_rows
 
@@ -306,10 +307,10 @@ def _scored_frame(frame: pd.DataFrame, ids: Any, ref: str, columns: dict[str, An
 def _extra_names(endpoint: Endpoint, names: set[str]) -> list[str]:
     """The columns a canary's chunks add to the file's: id, model, and every model's outputs
     (the same in every chunk, whichever models answered it)."""
-    out = ["id", "model"]
+    out = [_free("id", names), _free("model", names)]
     for runner in endpoint.runners:
         for key in output_names(runner.version.task, runner.version.classes):
-            name = f"output_{key}" if key in names else key
+            name = _free(key, names)
             if name not in out:
                 out.append(name)
     return out
@@ -318,13 +319,21 @@ def _extra_names(endpoint: Endpoint, names: set[str]) -> list[str]:
 def _extra(
     frame: pd.DataFrame, ids: Any, ref: str, columns: dict[str, Any], index: Any
 ) -> pd.DataFrame:
-    """id, model and the outputs of rows of `frame` (an output named like an input column is
-    `output_<name>`), with the index `index`."""
+    """id, model and the outputs of rows of `frame` (each named apart from its columns,
+    `_free`), with the index `index`."""
     names = set(frame.columns)
-    out = {"id": ids.to_pandas().array, "model": ref}
+    out = {_free("id", names): ids.to_pandas().array, _free("model", names): ref}
     for key, values in columns.items():
-        out[f"output_{key}" if key in names else key] = values
+        out[_free(key, names)] = values
     return pd.DataFrame(out, index=index)
+
+
+def _free(name: str, taken: set[str]) -> str:
+    """An added column's name: `name`, or `output_<name>` when the input has a column of
+    that name (`output_output_<name>`... if that too), so that every column name is unique."""
+    while name in taken:
+        name = f"output_{name}"
+    return name
 
 
 def _in_order(frame: pd.DataFrame, parts: list[pd.DataFrame], names: list[str]) -> pd.DataFrame:
