@@ -557,3 +557,18 @@ def test_input_columns_named_id_or_model_are_kept_apart_from_the_added_ones(
     assert set(scored["output_model"]) == {deployed.ref}
     logged = {r["id"] for c in rv.store.predictions.iter_rows("churn") for r in c}
     assert set(scored["output_id"]) == logged
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_column_empty_in_the_first_chunk_is_written_with_its_later_values(
+    rv, deployed, tmp_path, suffix
+):
+    frame = make_churn(200, seed=3)
+    frame["note"] = None  # a column the model does not use, empty but in one row
+    frame.loc[150, "note"] = "called twice"
+    source = tmp_path / f"in{suffix}"
+    frame.to_csv(source, index=False) if suffix == ".csv" else frame.to_parquet(source)
+    done = score_file(rv, "churn", source, tmp_path / "out.parquet", chunk_rows=100)
+    scored = pd.read_parquet(tmp_path / "out.parquet")
+    assert done.rows == len(scored) == 200
+    assert scored["note"].fillna("").tolist() == frame["note"].fillna("").tolist()

@@ -192,6 +192,32 @@ def test_a_gap_in_a_nullable_integer_key_is_a_missing_key(
     assert set(keyless["model"]) == {champion.ref, challenger.ref}  # split at random
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_challenger_whose_labels_are_words_writes_every_label_as_text(
+    rv, champion, churn_pipeline, churn_frame, tmp_path, suffix
+):
+    other = churn_frame.assign(churned=np.where(churn_frame["churned"] == 1, "yes", "no"))
+    words = clone(churn_pipeline).fit(other[CHURN_FEATURES], other[CHURN_TARGET])
+    challenger = rv.registry.register("churn-words", words, other, target="churned")
+    state = rv.deployments.deploy("churn", challenger.ref, weight=0.2, actor="test")
+    frame = make_churn(300, seed=7)
+    source = tmp_path / "in.parquet"
+    frame.to_parquet(source)
+    output = tmp_path / f"out{suffix}"
+
+    score_file(rv, "churn", source, output, chunk_rows=100)
+    scored = pd.read_csv(output) if suffix == ".csv" else pd.read_parquet(output)
+
+    theirs = assign(state, frame["customer_id"].tolist(), len(frame)).astype(bool)
+    expected = np.where(
+        theirs,
+        words.predict(frame[CHURN_FEATURES]).astype(str),
+        churn_pipeline.predict(frame[CHURN_FEATURES]).astype(str),
+    )
+    assert scored["label"].astype(str).tolist() == expected.tolist()
+    assert {"yes", "no"} & set(scored["label"]) and {"0", "1"} & set(scored["label"].astype(str))
+
+
 def test_rows_without_a_key_go_to_the_challenger_at_the_canary_weight(
     rv, champion, churn_pipeline, churn_frame
 ):

@@ -138,6 +138,7 @@ def _score(
     numbers = _numbers([r.version.signature for r in endpoint.runners], dep.key_column)
     checked_chunks = _checked(chunks(numbers), runner, dep.key_column, policy, problems, router)
     task, classes = runner.version.task, runner.version.classes
+    labels_as_text = _mixed_labels(endpoint)
     with (
         HeldLog(relevo) if logging else contextlib.nullcontext() as held,
         Behind() as behind,
@@ -163,6 +164,8 @@ def _score(
             for share, some, raw, _took in taken:
                 by = endpoint.runners[share.model]
                 columns = output_columns(by.version.task, by.version.classes, raw)
+                if labels_as_text and "label" in columns:
+                    columns["label"] = columns["label"].astype(str).astype(object)
                 parts.append(_extra(chunk, some, by.ref, columns, share.idx))
             write(_in_order(chunk, parts, _extra_names(endpoint, set(chunk.columns))))
             if held is not None:
@@ -233,6 +236,14 @@ def _numbers(signatures: list[Signature], key: str | None) -> frozenset[str]:
     return frozenset(
         name for name, kind in kinds.items() if kind <= {"number", "integer"} and name != key
     )
+
+
+def _mixed_labels(endpoint: Endpoint) -> bool:
+    """Whether the models' labels differ in type (0/1 and "yes"/"no"; a regressor has none):
+    the label column is then written as text, one type in every chunk of the file."""
+    versions = [r.version for r in endpoint.runners]
+    kinds = {type(c) for v in versions for c in v.classes or ()}
+    return len(kinds) > 1 or (bool(kinds) and any(not v.classes for v in versions))
 
 
 def _named(models: dict[str, int]) -> str:

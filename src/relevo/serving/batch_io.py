@@ -231,11 +231,16 @@ class ChunkWriter:
             import pyarrow.parquet as pq
 
             if self._writer is None:
-                table = pa.Table.from_pandas(frame, preserve_index=False)
-                self._schema = table.schema
+                first = pa.Table.from_pandas(frame, preserve_index=False).schema
+                # a column with no value in the first chunk has no type yet (Arrow's null): it
+                # is text (the columns a file passes through are read as text), so that the
+                # values of later chunks fit the file's schema
+                self._schema = pa.schema(
+                    [f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in first],
+                    metadata=first.metadata,
+                )
                 self._writer = pq.ParquetWriter(self._tmp, self._schema)
-            else:
-                table = pa.Table.from_pandas(frame, schema=self._schema, preserve_index=False)
+            table = pa.Table.from_pandas(frame, schema=self._schema, preserve_index=False)
             self._writer.write_table(table)
         else:
             frame.to_csv(
