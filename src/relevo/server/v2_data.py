@@ -104,6 +104,9 @@ def decode_json_data(data: Any, datatype: str, count: int, label: str, name: str
         raise Bad(f"{label}: shape needs {count} values but 'data' has {arr.size}", name)
     native = NATIVE_DTYPES[datatype]
     kind = arr.dtype.kind
+    if native.kind != "b" and (kind == "b" or (kind in "iufO" and _has_bool(data))):
+        # NumPy reads true as 1: a boolean is not a number of a numeric tensor
+        raise Bad(f"{label}: {datatype} data must be numbers, not true/false", name)
     if native.kind == "f":
         if kind in "iuf":
             return arr.astype(native).reshape(-1)
@@ -133,6 +136,21 @@ def decode_json_data(data: Any, datatype: str, count: int, label: str, name: str
     if kind in "iu" and np.all((arr == 0) | (arr == 1)):
         return arr.astype(bool).reshape(-1)
     raise Bad(f"{label}: BOOL data must be true or false", name)
+
+
+def _has_bool(data: list[Any]) -> bool:
+    """Whether a (nested) JSON list holds a true or false anywhere."""
+    stack = [iter(data)]
+    while stack:
+        for item in stack[-1]:
+            if type(item) is list:
+                stack.append(iter(item))
+                break
+            if type(item) is bool:
+                return True
+        else:
+            stack.pop()
+    return False
 
 
 def _decode_json_strings(data: list[Any], count: int, label: str, name: str) -> np.ndarray:

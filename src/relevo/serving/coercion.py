@@ -139,11 +139,11 @@ def convert_array(values: np.ndarray, kind: str) -> np.ndarray:
         return _to_strings(values)
     if k == "O":
         return parse_cells(values, kind)
-    if kind == "number":
-        if k in "biuf":
+    if kind == "number":  # a boolean tensor is not a number (the JSON API refuses true too)
+        if k in "iuf":
             return values.astype(np.float64)
     elif kind == "integer":
-        if k in "biu":
+        if k in "iu":
             if k == "u" and values.size and values.max() > np.iinfo(np.int64).max:
                 raise ColumnProblems([(None, "values too large for a 64-bit integer")])
             return values.astype(np.int64)
@@ -154,6 +154,11 @@ def convert_array(values: np.ndarray, kind: str) -> np.ndarray:
             if bad.any():
                 rows = np.flatnonzero(~missing)[bad]
                 raise ColumnProblems(_row_list(rows, "not an integer"))
+            # a cast would wrap 1e19 to -2**63: refused, as the text "1e19" is
+            huge = (finite >= 2.0**63) | (finite < -(2.0**63))
+            if huge.any():
+                rows = np.flatnonzero(~missing)[huge]
+                raise ColumnProblems(_row_list(rows, "too large for a 64-bit integer"))
             if missing.any():
                 return values.astype(np.float64)
             return values.astype(np.int64)
@@ -199,7 +204,7 @@ def _to_strings(values: np.ndarray) -> np.ndarray:
                 continue
         elif v is not None and not isinstance(v, str):
             v = str(v)
-        out[i] = v
+        out[i] = v or None  # "" is a missing value in a V2 BYTES tensor or a file's cell
     if bad:
         raise ColumnProblems(bad)
     return out
