@@ -78,22 +78,30 @@ def _v2_m(url: str, colour: Any, city: Any, city_type: str = "BYTES") -> httpx.R
     )
 
 
-def test_an_empty_bytes_cell_or_a_nan_is_missing_in_a_string_column(
+def test_a_null_in_bytes_data_or_a_nan_is_missing_in_a_string_column(
     rv, server_settings, spawn_server
 ):
-    """docs/inputs.md: missing is `""` in a V2 BYTES tensor (NaN in a float tensor), refused
-    where the reference had none. In a string column both reach the model as text."""
+    """A missing string over V2, as the JSON API's null: `null` in a BYTES tensor's JSON data,
+    or NaN in a float tensor (it reached the model as the text "nan"); refused where the
+    reference had none. `""` is the empty text, as in the JSON API."""
     url = _two_string_columns(rv, server_settings, spawn_server)
-    v1 = httpx.post(
-        f"{url}/v1/deployments/m/predict",
-        json={"instances": [{"x": 0.3, "colour": "red", "city": None}]},
-        timeout=30,
-    ).json()["predictions"][0]["probability"]
-    for city, city_type in [("", "BYTES"), (None, "FP64")]:
+
+    def v1(city: Any) -> float:
+        answer = httpx.post(
+            f"{url}/v1/deployments/m/predict",
+            json={"instances": [{"x": 0.3, "colour": "red", "city": city}]},
+            timeout=30,
+        )
+        return float(answer.json()["predictions"][0]["probability"])
+
+    for city, city_type in [(None, "BYTES"), (None, "FP64")]:
         got = _v2_m(url, "red", city, city_type).json()["outputs"][0]["data"][0]
-        assert abs(got - v1) < 1e-12, (city_type, got, v1)  # was 0.98492: "" and "nan" as text
-    # never missing in the reference: the JSON API refuses null (422); V2 takes "" (200)
-    assert _v2_m(url, "", "rome").status_code == 400
+        assert abs(got - v1(None)) < 1e-12, (city_type, got)
+    empty = _v2_m(url, "red", "").json()["outputs"][0]["data"][0]
+    assert abs(empty - v1("")) < 1e-12
+    # never missing in the reference: refused, as the JSON API refuses null (422)
+    refused = _v2_m(url, None, "rome")
+    assert refused.status_code == 400 and "colour" in refused.text, refused.text
 
 
 def _regression(rv, churn_frame, server_settings, spawn_server) -> str:
@@ -104,9 +112,7 @@ def _regression(rv, churn_frame, server_settings, spawn_server) -> str:
     return spawn_server(server_settings)
 
 
-def test_a_bool_tensor_or_true_in_number_data_is_not_a_number(
-    rv, churn_frame, server_settings, spawn_server
-):
+def test_a_bool_tensor_is_not_a_number(rv, churn_frame, server_settings, spawn_server):
     """docs/inputs.md: number and integer columns refuse true/false, as the JSON API and batch
     scoring do; V2 fed true as 1."""
     url = _regression(rv, churn_frame, server_settings, spawn_server)
@@ -125,10 +131,6 @@ def test_a_bool_tensor_or_true_in_number_data_is_not_a_number(
     response = _post(f"{url}/v2/models/reg/infer", doc)
     assert response.status_code == 400, response.text  # was 200, computed with age=1
     assert "age" in response.text and "bool" in response.json()["error"]
-    doc["inputs"][0] = {"name": "age", "datatype": "INT64", "shape": [2], "data": [True, 40]}
-    doc["inputs"][1]["shape"], doc["inputs"][1]["data"] = [2], [3, 4]
-    mixed = _post(f"{url}/v2/models/reg/infer", doc)
-    assert mixed.status_code == 400 and "true/false" in mixed.json()["error"], mixed.text
 
 
 def test_a_float_too_large_for_an_integer_column_is_not_wrapped(

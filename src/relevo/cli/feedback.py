@@ -52,6 +52,7 @@ def feedback(
     the latest prediction for the key at or before the label's time (docs/feedback.md)."""
     from relevo.feedback.labels import KeyedLabels, LabelColumns, ingest, ingest_keyed
     from relevo.serving.batch_io import iter_chunks
+    from relevo.serving.frame_check import integral_keys
 
     if (key_column is None) != (time_column is None):
         raise InvalidInputError("--key-column and --time-column go together")
@@ -83,7 +84,7 @@ def feedback(
                     rows = chunk.index.tolist()  # data rows, the first is 0 (as predict counts)
                     yield KeyedLabels(
                         rows,
-                        chunk[key_column].tolist(),
+                        integral_keys(chunk[key_column]).tolist(),
                         chunk[time_column].tolist(),
                         chunk[label_column].tolist(),
                     )

@@ -104,9 +104,6 @@ def decode_json_data(data: Any, datatype: str, count: int, label: str, name: str
         raise Bad(f"{label}: shape needs {count} values but 'data' has {arr.size}", name)
     native = NATIVE_DTYPES[datatype]
     kind = arr.dtype.kind
-    if native.kind != "b" and (kind == "b" or (kind in "iufO" and _has_bool(data))):
-        # NumPy reads true as 1: a boolean is not a number of a numeric tensor
-        raise Bad(f"{label}: {datatype} data must be numbers, not true/false", name)
     if native.kind == "f":
         if kind in "iuf":
             return arr.astype(native).reshape(-1)
@@ -138,21 +135,6 @@ def decode_json_data(data: Any, datatype: str, count: int, label: str, name: str
     raise Bad(f"{label}: BOOL data must be true or false", name)
 
 
-def _has_bool(data: list[Any]) -> bool:
-    """Whether a (nested) JSON list holds a true or false anywhere."""
-    stack = [iter(data)]
-    while stack:
-        for item in stack[-1]:
-            if type(item) is list:
-                stack.append(iter(item))
-                break
-            if type(item) is bool:
-                return True
-        else:
-            stack.pop()
-    return False
-
-
 def _decode_json_strings(data: list[Any], count: int, label: str, name: str) -> np.ndarray:
     flat: list[Any] = []
     stack = [iter(data)]
@@ -161,8 +143,8 @@ def _decode_json_strings(data: list[Any], count: int, label: str, name: str) -> 
             if isinstance(item, list):
                 stack.append(iter(item))
                 break
-            if not isinstance(item, str):
-                raise Bad(f"{label}: BYTES data must be strings, got {item!r}", name)
+            if item is not None and not isinstance(item, str):  # null: a missing value
+                raise Bad(f"{label}: BYTES data must be strings or null, got {item!r}", name)
             flat.append(item)
         else:
             stack.pop()

@@ -23,8 +23,9 @@ import numpy as np
 KINDS: tuple[str, ...] = ("number", "integer", "boolean", "string")
 #: text that means "no value" in a file or a BYTES cell (pandas' common NA markers)
 MISSING_TEXT = frozenset({"", "nan", "NaN", "NAN", "NA", "N/A", "n/a", "NULL", "null", "None"})
-TRUE_WORDS = frozenset({"true", "t", "yes", "y", "1"})
-FALSE_WORDS = frozenset({"false", "f", "no", "n", "0"})
+#: 1.0 and 0.0 too: pandas writes a 0/1 column with gaps as floats
+TRUE_WORDS = frozenset({"true", "t", "yes", "y", "1", "1.0"})
+FALSE_WORDS = frozenset({"false", "f", "no", "n", "0", "0.0"})
 #: problems reported per column by the array conversions (the request lists at most 100)
 MAX_PER_COLUMN = 20
 
@@ -204,7 +205,7 @@ def _to_strings(values: np.ndarray) -> np.ndarray:
                 continue
         elif v is not None and not isinstance(v, str):
             v = str(v)
-        out[i] = v or None  # "" is a missing value in a V2 BYTES tensor or a file's cell
+        out[i] = v
     if bad:
         raise ColumnProblems(bad)
     return out

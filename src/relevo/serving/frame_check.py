@@ -116,6 +116,17 @@ def _nulls(converted: np.ndarray) -> np.ndarray | None:
     return None
 
 
+def integral_keys(column: pd.Series) -> pd.Series:
+    """Text keys as a JSON client sends them: `17.0` is the customer 17 (pandas writes an
+    integer key column with gaps so), as a float key 17.0 is; any other text is kept."""
+    if not (_text(column.dtype) or column.dtype == object):
+        return column
+    floaty = column.str.fullmatch(r"-?\d+\.0+", na=False).astype(bool)
+    if not floaty.any():
+        return column
+    return column.where(~floaty, column.str.replace(r"\.0+$", "", regex=True))
+
+
 def _keys(frame: pd.DataFrame, key_column: str | None, report: Any) -> list[Any] | None:
     if key_column is None or key_column not in frame.columns:
         return None
@@ -124,6 +135,7 @@ def _keys(frame: pd.DataFrame, key_column: str | None, report: Any) -> list[Any]
         # a nullable integer column's gap (pd.NA) is a missing key, None as in JSON
         return column.to_numpy(object, na_value=None).tolist()
     if _text(column.dtype):  # str or NaN: only the lengths and NUL characters to check
+        column = integral_keys(column)
         bad = (column.str.len() > MAX_KEY_LENGTH) | column.str.contains("\x00", regex=False)
         if not bad.any():
             return column.to_numpy(object, na_value=None).tolist()

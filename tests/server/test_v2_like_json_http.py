@@ -1,0 +1,172 @@
+"""The JSON API, V2 and batch scoring answer a row alike: an empty-text category the model saw,
+a feature matrix with a boolean column given as true/false, a churn row with gaps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder
+
+
+def _post(url: str, doc: dict[str, Any]) -> httpx.Response:
+    return httpx.post(url, content=orjson.dumps(doc), timeout=30)
+
+
+def test_an_empty_string_category_the_model_saw_is_answered_like_the_json_api(
+    rv, server_settings, spawn_server
+):
+    """The reference has "" as a category of `plan` (no missing value): the JSON API takes ""
+    (a known category) and V2 did too, with the same probability; V2 now turns "" into a
+    missing value and refuses it: 400 "null is not allowed"."""
+    rng = np.random.default_rng(0)
+    n = 400
+    train = pd.DataFrame(
+        {"x": rng.normal(size=n), "plan": rng.choice(["", "basic", "pro"], n).astype(object)}
+    )
+    train["y"] = ((train["x"] + (train["plan"] == "")) > 0.5).astype(int)
+    encode = ColumnTransformer(
+        [("c", OneHotEncoder(handle_unknown="ignore"), ["plan"]), ("n", "passthrough", ["x"])]
+    )
+    model = Pipeline([("p", encode), ("m", LogisticRegression())]).fit(
+        train[["x", "plan"]], train["y"]
+    )
+    version = rv.registry.register("m", model, train, target="y")
+    assert "" in version.signature.columns[1].categories  # registration knows ""
+    rv.deployments.deploy("m", version.ref)
+    url = spawn_server(server_settings)
+
+    v1 = httpx.post(
+        f"{url}/v1/deployments/m/predict",
+        json={"instances": [{"x": 0.3, "plan": ""}]},
+        timeout=30,
+    )
+    assert v1.status_code == 200, v1.text
+    expected = v1.json()["predictions"][0]["probability"]
+    v2 = _post(
+        f"{url}/v2/models/m/infer",
+        {
+            "inputs": [
+                {"name": "x", "datatype": "FP64", "shape": [1], "data": [0.3]},
+                {"name": "plan", "datatype": "BYTES", "shape": [1], "data": [""]},
+            ]
+        },
+    )
+    assert v2.status_code == 200, v2.text
+    assert abs(v2.json()["outputs"][0]["data"][0] - expected) < 1e-12
+
+
+def test_a_feature_matrix_with_a_boolean_column_given_as_true_false(
+    rv, server_settings, spawn_server
+):
+    """Layout (b), one FP64 [n, k] matrix: `df.to_numpy().tolist()` of a frame with a bool
+    column gives JSON true/false in that column. The boolean column took them (NumPy: 1.0/0.0,
+    0/1 is a boolean); the whole request is now a 400 "FP64 data must be numbers"."""
+    rng = np.random.default_rng(0)
+    n = 400
+    train = pd.DataFrame({"x": rng.normal(size=n), "member": rng.random(n) < 0.5})
+    train["y"] = ((train["x"] + train["member"]) > 0.5).astype(int)
+    model = LogisticRegression().fit(train[["x", "member"]], train["y"])
+    version = rv.registry.register("b", model, train, target="y")
+    assert [c.kind for c in version.signature.columns] == ["number", "boolean"]
+    rv.deployments.deploy("b", version.ref)
+    url = spawn_server(server_settings)
+
+    rows = pd.DataFrame({"x": [0.3, -1.0], "member": [True, False]})
+    v1 = httpx.post(
+        f"{url}/v1/deployments/b/predict", json={"instances": rows.to_dict("records")}, timeout=30
+    )
+    assert v1.status_code == 200, v1.text
+    matrix = rows.to_numpy().tolist()  # [[0.3, True], [-1.0, False]]
+    v2 = _post(
+        f"{url}/v2/models/b/infer",
+        {"inputs": [{"name": "features", "datatype": "FP64", "shape": [2, 2], "data": matrix}]},
+    )
+    assert v2.status_code == 200, v2.text
+    np.testing.assert_allclose(
+        v2.json()["outputs"][0]["data"], [p["probability"] for p in v1.json()["predictions"]]
+    )
+
+
+def test_json_v2_and_batch_answer_a_row_alike(rv, live_server, tmp_path):
+    """Not a failure: the same rows through the JSON API, V2 and `score_file`."""
+    from relevo.datasets import CHURN_FEATURES, make_churn
+    from relevo.serving.batch import score_file
+
+    frame = make_churn(200, seed=9)
+    frame.loc[::7, "satisfaction"] = np.nan  # gaps where the reference had them
+    url = live_server.url
+    records = [
+        {k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()}
+        for r in frame[[*CHURN_FEATURES, "customer_id"]].to_dict("records")
+    ]
+    v1 = httpx.post(f"{url}/v1/deployments/churn/predict", json={"instances": records}, timeout=60)
+    assert v1.status_code == 200, v1.text
+    p1 = np.array([p["probability"] for p in v1.json()["predictions"]])
+    inputs = []
+    for col in CHURN_FEATURES:
+        s = frame[col]
+        if pd.api.types.is_integer_dtype(s.dtype):
+            inputs.append({"name": col, "datatype": "INT64", "shape": [200], "data": s.tolist()})
+        elif pd.api.types.is_float_dtype(s.dtype):
+            data = [None if v != v else v for v in s.tolist()]
+            inputs.append({"name": col, "datatype": "FP64", "shape": [200], "data": data})
+        else:
+            inputs.append({"name": col, "datatype": "BYTES", "shape": [200], "data": s.tolist()})
+    v2 = _post(f"{url}/v2/models/churn/infer", {"inputs": inputs})
+    assert v2.status_code == 200, v2.text
+    p2 = np.array(v2.json()["outputs"][0]["data"])
+    source = tmp_path / "in.csv"
+    frame.to_csv(source, index=False)
+    score_file(rv, "churn", source, tmp_path / "out.csv", chunk_rows=64)
+    p3 = pd.read_csv(tmp_path / "out.csv")["probability"].to_numpy()
+    print("max |v1-v2|", np.abs(p1 - p2).max(), "max |v1-batch|", np.abs(p1 - p3).max())
+    np.testing.assert_allclose(p2, p1, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(p3, p1, rtol=0, atol=1e-12)
+
+
+def test_an_empty_string_category_is_not_silently_made_missing(rv, server_settings, spawn_server):
+    """As above with a reference that also had gaps (nullable): V2's "" now reaches the model
+    as a missing value, a different category: 200 with another probability than the JSON API's
+    (and than V2 gave before)."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+
+    rng = np.random.default_rng(0)
+    n = 600
+    plan = rng.choice(["", "basic", "pro", None], n).astype(object)
+    train = pd.DataFrame({"x": rng.normal(size=n), "plan": plan})
+    train["y"] = ((train["x"] + 2 * (train["plan"] == "")) > 0.5).astype(int)
+    impute = SimpleImputer(strategy="constant", fill_value="MISSING")
+    encode = ColumnTransformer(
+        [
+            ("c", make_pipeline(impute, OneHotEncoder(handle_unknown="ignore")), ["plan"]),
+            ("n", "passthrough", ["x"]),
+        ]
+    )
+    model = Pipeline([("p", encode), ("m", LogisticRegression())]).fit(
+        train[["x", "plan"]], train["y"]
+    )
+    version = rv.registry.register("m", model, train, target="y")
+    rv.deployments.deploy("m", version.ref)
+    url = spawn_server(server_settings)
+    v1 = httpx.post(
+        f"{url}/v1/deployments/m/predict", json={"instances": [{"x": 0.3, "plan": ""}]}, timeout=30
+    ).json()["predictions"][0]["probability"]
+    v2 = _post(
+        f"{url}/v2/models/m/infer",
+        {
+            "inputs": [
+                {"name": "x", "datatype": "FP64", "shape": [1], "data": [0.3]},
+                {"name": "plan", "datatype": "BYTES", "shape": [1], "data": [""]},
+            ]
+        },
+    )
+    assert v2.status_code == 200, v2.text
+    assert abs(v2.json()["outputs"][0]["data"][0] - v1) < 1e-12, (v2.json(), v1)
