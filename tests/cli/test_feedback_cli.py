@@ -179,3 +179,37 @@ def test_keyed_labels_known_at_their_time_in_the_users_columns(cli, churn_files,
         for r in map(rv.store.labels.get, scored["id"])
     ]
     assert window["label_delay_hours"] == pytest.approx(float(np.median(hours)), abs=1e-9)
+
+
+def test_keyed_labels_written_as_floats_join_the_customers_scored(cli, churn_files, tmp_path, rv):
+    """A label file whose integer key column pandas wrote as floats (`10017.0`: a column with a
+    gap is kept so) joins the customers logged as 10017: a float-looking key is the integer."""
+    for args in (
+        ("models", "register", "churn", churn_files.model, "--reference", churn_files.reference,
+         "--target", "churned"),
+        ("deploy", "churn", "churn:1", "--key", CHURN_ID),
+    ):  # fmt: skip
+        assert cli(*args).exit_code == 0
+    frame = make_churn(20, seed=6)
+    frame[CHURN_ID] = range(10_000, 10_020)
+    source = tmp_path / "customers.csv"
+    frame[[CHURN_ID, *CHURN_FEATURES]].to_csv(source, index=False)
+    assert cli("predict", "churn", "--input", source, "--output", tmp_path / "s.csv").exit_code == 0
+    scored = pd.read_csv(tmp_path / "s.csv")
+    keys = frame[CHURN_ID].astype(float)  # as pandas keeps an integer column with a gap
+    labels = pd.DataFrame(
+        {
+            "customer_id": keys,
+            "churned": frame[CHURN_TARGET],
+            "known_at": pd.Timestamp.now(tz="UTC"),
+        }
+    )
+    path = tmp_path / "labels.csv"
+    labels.to_csv(path, index=False)
+    assert path.read_text().splitlines()[1].startswith("10000.0,")
+    stored = cli(
+        "feedback", "churn", "--input", path, "--key-column", "customer_id",
+        "--time-column", "known_at", "--label-column", "churned",
+    )  # fmt: skip
+    assert rv.store.labels.count("churn") == 20, stored.output
+    assert rv.store.labels.get(scored["id"].iloc[0]) is not None
