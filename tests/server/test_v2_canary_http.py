@@ -4,30 +4,14 @@ whose outputs differ from the champion's (other labels) never breaks a V2 answer
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import httpx
 import numpy as np
 import orjson
-import pandas as pd
 from sklearn.base import clone
+from v2_inputs import json_inputs, post
 
 from relevo.datasets import CHURN_FEATURES, CHURN_ID, CHURN_TARGET, make_churn
-
-
-def _json_inputs(rows: pd.DataFrame) -> list[dict[str, Any]]:
-    inputs = []
-    for col in [*CHURN_FEATURES, CHURN_ID]:
-        series = rows[col]
-        if pd.api.types.is_integer_dtype(series.dtype):
-            data, datatype = series.to_numpy(dtype=np.int64).tolist(), "INT64"
-        elif pd.api.types.is_float_dtype(series.dtype):
-            data, datatype = series.to_numpy(dtype=np.float64).tolist(), "FP64"
-        else:
-            data, datatype = series.astype(str).tolist(), "BYTES"
-        values = [None if v != v else v for v in data]
-        inputs.append({"name": col, "datatype": datatype, "shape": [len(rows)], "data": values})
-    return inputs
 
 
 def _until_both_served(url: str) -> None:
@@ -38,25 +22,28 @@ def _until_both_served(url: str) -> None:
         time.sleep(0.05)
 
 
-def _post(url: str, doc: dict[str, Any]) -> httpx.Response:
-    return httpx.post(url, content=orjson.dumps(doc), timeout=30)
+def _canary_of(rv, ref: str, server_settings, spawn_server):
+    """A server whose `churn` runs `ref` as a canary at 0.5, once it serves both: its URL, 50
+    rows and their V2 request."""
+    url = spawn_server(server_settings)
+    rv.deployments.deploy("churn", ref, weight=0.5, actor="test")
+    rows = make_churn(50, seed=11)[[CHURN_ID, *CHURN_FEATURES]]
+    _until_both_served(url)
+    return url, rows, {"inputs": json_inputs(rows)}
 
 
 def test_a_canary_challenger_with_other_labels_answers_no_v2_rows(
     rv, deployed, churn_pipeline, churn_frame, server_settings, spawn_server
 ):
     """docs/deployments.md: the challenger may be any registered model. Here the same pipeline
-    trained on the target as text ("no"/"yes"). The JSON API answers; V2 answers 500."""
+    trained on the target as text ("no"/"yes"): the JSON API splits the rows, V2 answered 500
+    and now has the champion answer them all."""
     frame = churn_frame.copy()
     frame["churned"] = np.where(frame[CHURN_TARGET] == 1, "yes", "no")
     other = clone(churn_pipeline).fit(frame[CHURN_FEATURES], frame["churned"])
     challenger = rv.registry.register("churn-text", other, frame, target="churned")
-    url = spawn_server(server_settings)
-    rv.deployments.deploy("churn", challenger.ref, weight=0.5, actor="test")
-    rows = make_churn(50, seed=11)[[CHURN_ID, *CHURN_FEATURES]]
-    body = {"inputs": _json_inputs(rows)}
-    _until_both_served(url)
-    response = _post(f"{url}/v2/models/churn/infer", body)
+    url, rows, body = _canary_of(rv, challenger.ref, server_settings, spawn_server)
+    response = post(f"{url}/v2/models/churn/infer", body)
     assert response.status_code == 200, response.text  # was 500: the labels made no tensor
     v1 = httpx.post(
         f"{url}/v1/deployments/churn/predict",
@@ -74,21 +61,17 @@ def test_a_versioned_infer_under_a_canary_is_answered_by_that_version(
     rv, deployed, churn_pipeline, churn_frame, server_settings, spawn_server
 ):
     """POST /v2/models/churn/versions/1/infer under a canary of churn:2: the client pinned
-    version 1, yet rows are answered by churn:2 (and /versions/2/infer is a 404)."""
+    version 1, and every row is answered by it (a canary split them)."""
     other = clone(churn_pipeline).set_params(model__C=0.01)
     other.fit(churn_frame[CHURN_FEATURES], churn_frame[CHURN_TARGET])
     v2 = rv.registry.register("churn", other, churn_frame, target="churned")
-    url = spawn_server(server_settings)
-    rv.deployments.deploy("churn", v2.ref, weight=0.5, actor="test")
-    rows = make_churn(50, seed=11)[[CHURN_ID, *CHURN_FEATURES]]
-    body = {"inputs": _json_inputs(rows)}
-    _until_both_served(url)
-    doc = _post(f"{url}/v2/models/churn/infer", body).json()
+    url, rows, body = _canary_of(rv, v2.ref, server_settings, spawn_server)
+    doc = post(f"{url}/v2/models/churn/infer", body).json()
     assert set(doc["parameters"]["models"]) == {"churn:1", v2.ref}  # unpinned: split
-    pinned = _post(f"{url}/v2/models/churn/versions/1/infer", body).json()
+    pinned = post(f"{url}/v2/models/churn/versions/1/infer", body).json()
     assert pinned["model_version"] == "1"
     assert "parameters" not in pinned, pinned["parameters"]
-    unpinned = _post(f"{url}/v2/models/churn/infer", body).json()
+    unpinned = post(f"{url}/v2/models/churn/infer", body).json()
     pinned_p = np.array(pinned["outputs"][0]["data"])
     assert not np.allclose(pinned_p, np.array(unpinned["outputs"][0]["data"]))
     frame = rows[CHURN_FEATURES]

@@ -7,34 +7,13 @@ from typing import Any
 
 import httpx
 import numpy as np
-import orjson
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
-
-from relevo.datasets import CHURN_FEATURES, CHURN_ID
-
-
-def _json_inputs(rows: pd.DataFrame) -> list[dict[str, Any]]:
-    inputs = []
-    for col in [*CHURN_FEATURES, CHURN_ID]:
-        series = rows[col]
-        if pd.api.types.is_integer_dtype(series.dtype):
-            data, datatype = series.to_numpy(dtype=np.int64).tolist(), "INT64"
-        elif pd.api.types.is_float_dtype(series.dtype):
-            data, datatype = series.to_numpy(dtype=np.float64).tolist(), "FP64"
-        else:
-            data, datatype = series.astype(str).tolist(), "BYTES"
-        values = [None if v != v else v for v in data]
-        inputs.append({"name": col, "datatype": datatype, "shape": [len(rows)], "data": values})
-    return inputs
-
-
-def _post(url: str, doc: dict[str, Any]) -> httpx.Response:
-    return httpx.post(url, content=orjson.dumps(doc), timeout=30)
+from v2_inputs import post
 
 
 def _two_string_columns(rv, server_settings, spawn_server) -> str:
@@ -66,7 +45,7 @@ def _two_string_columns(rv, server_settings, spawn_server) -> str:
 
 
 def _v2_m(url: str, colour: Any, city: Any, city_type: str = "BYTES") -> httpx.Response:
-    return _post(
+    return post(
         f"{url}/v2/models/m/infer",
         {
             "inputs": [
@@ -128,7 +107,7 @@ def test_a_bool_tensor_is_not_a_number(rv, churn_frame, server_settings, spawn_s
             {"name": "tenure_months", "datatype": "INT64", "shape": [1], "data": [3]},
         ]
     }
-    response = _post(f"{url}/v2/models/reg/infer", doc)
+    response = post(f"{url}/v2/models/reg/infer", doc)
     assert response.status_code == 400, response.text  # was 200, computed with age=1
     assert "age" in response.text and "bool" in response.json()["error"]
 
@@ -141,7 +120,7 @@ def test_a_float_too_large_for_an_integer_column_is_not_wrapped(
     url = _regression(rv, churn_frame, server_settings, spawn_server)
 
     def v2(datatype: str, age: Any) -> httpx.Response:
-        return _post(
+        return post(
             f"{url}/v2/models/reg/infer",
             {
                 "inputs": [

@@ -74,6 +74,15 @@ def champion(rv, churn_pipeline, churn_frame):
     return version
 
 
+def _canary(rv, churn_pipeline, churn_frame, weight: float):
+    """Deployment `churn` with `_other` as its canary challenger at `weight`: the state, the
+    challenger's version and its model."""
+    small = _other(churn_pipeline, churn_frame)
+    challenger = rv.registry.register("churn-small", small, churn_frame, target="churned")
+    state = rv.deployments.deploy("churn", challenger.ref, weight=weight, actor="test")
+    return state, challenger, small
+
+
 def _other(churn_pipeline, churn_frame, features=CHURN_FEATURES):
     """Another model for the churn features (or fewer of them)."""
     model = clone(churn_pipeline).set_params(model__C=0.01)
@@ -96,9 +105,7 @@ def _stored(rv) -> list[dict]:
 def test_a_keyed_canary_splits_a_file_as_assign_does_and_logs_each_role(
     rv, champion, churn_pipeline, churn_frame, tmp_path, suffix, cli
 ):
-    small = _other(churn_pipeline, churn_frame)
-    challenger = rv.registry.register("churn-small", small, churn_frame, target="churned")
-    state = rv.deployments.deploy("churn", challenger.ref, weight=0.3, actor="test")
+    state, challenger, small = _canary(rv, churn_pipeline, churn_frame, 0.3)
     frame = make_churn(600, seed=11, id_start=900)
     source = tmp_path / f"in{suffix}"
     frame.to_csv(source, index=False) if suffix == ".csv" else frame.to_parquet(source)
@@ -152,9 +159,7 @@ def test_a_keyed_canary_splits_a_file_as_assign_does_and_logs_each_role(
 def test_zero_padded_keys_in_a_csv_route_and_log_as_the_api_sends_them(
     rv, champion, churn_pipeline, churn_frame, tmp_path
 ):
-    small = _other(churn_pipeline, churn_frame)
-    challenger = rv.registry.register("churn-small", small, churn_frame, target="churned")
-    state = rv.deployments.deploy("churn", challenger.ref, weight=0.5, actor="test")
+    state, challenger, _ = _canary(rv, churn_pipeline, churn_frame, 0.5)
     frame = make_churn(300, seed=6)
     frame["customer_id"] = [f"{i:06d}" for i in range(300)]  # "000017", not 17
     source = tmp_path / "in.csv"
@@ -174,9 +179,7 @@ def test_zero_padded_keys_in_a_csv_route_and_log_as_the_api_sends_them(
 def test_a_gap_in_a_nullable_integer_key_is_a_missing_key(
     rv, champion, churn_pipeline, churn_frame, tmp_path
 ):
-    small = _other(churn_pipeline, churn_frame)
-    challenger = rv.registry.register("churn-small", small, churn_frame, target="churned")
-    rv.deployments.deploy("churn", challenger.ref, weight=0.5, actor="test")
+    _, challenger, _ = _canary(rv, churn_pipeline, churn_frame, 0.5)
     frame = make_churn(400, seed=5)
     frame["customer_id"] = pd.array([i if i % 2 else None for i in range(400)], dtype="Int64")
     source = tmp_path / "in.parquet"
@@ -221,9 +224,7 @@ def test_a_challenger_whose_labels_are_words_writes_every_label_as_text(
 def test_rows_without_a_key_go_to_the_challenger_at_the_canary_weight(
     rv, champion, churn_pipeline, churn_frame
 ):
-    small = _other(churn_pipeline, churn_frame)
-    challenger = rv.registry.register("churn-small", small, churn_frame, target="churned")
-    rv.deployments.deploy("churn", challenger.ref, weight=0.3, actor="test")
+    _, challenger, small = _canary(rv, churn_pipeline, churn_frame, 0.3)
     frame = make_churn(2000, seed=12)[CHURN_FEATURES]  # no customer_id: no routing key
 
     with pytest.warns(RoutingKeyMissingWarning, match="2,000 of 2,000 rows had no routing key"):
@@ -349,9 +350,7 @@ def test_rows_the_challenger_s_own_signature_refuses_fall_back_to_the_champion(
 def test_rows_without_their_key_are_counted_in_a_warning_and_keyed_rows_are_not(
     rv, champion, churn_pipeline, churn_frame, tmp_path
 ):
-    small = _other(churn_pipeline, churn_frame)
-    challenger = rv.registry.register("churn-small", small, churn_frame, target="churned")
-    rv.deployments.deploy("churn", challenger.ref, weight=0.3, actor="test")
+    _canary(rv, churn_pipeline, churn_frame, 0.3)
     frame = make_churn(400, seed=21)
     keyed = tmp_path / "keyed.csv"
     frame.to_csv(keyed, index=False)
