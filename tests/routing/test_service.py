@@ -16,6 +16,7 @@ from relevo.datasets import CHURN_FEATURES, CHURN_TARGET
 from relevo.errors import ConflictError, InvalidInputError, NotFoundError
 from relevo.routing.gates import ArmStats, Measurement, RolloutStats
 from relevo.routing.service import DeploymentService
+from relevo.store.deployments import StaleStateError
 
 
 class Clock:
@@ -261,3 +262,30 @@ def test_a_one_step_rollout_to_all_traffic_is_refused(service):
     with pytest.raises(InvalidInputError, match=r"\[100\] sends every row to the challenger"):
         service.deploy("churn", "churn:2", steps="100")
     assert service.get("churn").revision == 1
+
+
+def test_a_revision_the_deployment_never_had_is_named_as_such_not_as_a_change(
+    rv, churn_pipeline, churn_frame
+):
+    a = rv.registry.register("churn", churn_pipeline, churn_frame, target="churned")
+    b = rv.registry.register("churn", churn_pipeline, churn_frame, target="churned")
+    rv.deployments.deploy("churn", a.ref)
+    assert rv.deployments.deploy("churn", b.ref, steps=[5, 25, 50, 100], manual=True).revision == 2
+    with pytest.raises(StaleStateError) as typo:
+        rv.deployments.promote("churn", revision=12)
+    said = str(typo.value)
+    assert "is at revision 2, not 12" in said and "changed while" not in said
+    assert rv.deployments.get("churn").revision == 2  # nothing done
+    assert rv.deployments.promote("churn", revision=2).weight == 0.25
+
+
+def test_a_basic_deploy_of_the_canary_itself_says_it_became_the_champion(
+    rv, churn_pipeline, churn_frame
+):
+    a = rv.registry.register("churn", churn_pipeline, churn_frame, target="churned")
+    b = rv.registry.register("churn", churn_pipeline, churn_frame, target="churned")
+    rv.deployments.deploy("churn", a.ref)
+    rv.deployments.deploy("churn", b.ref, weight=0.1)
+    assert rv.deployments.deploy("churn", b.ref).model_ref == b.ref
+    last = rv.deployments.history("churn")[-1]
+    assert last.reason == f"the canary challenger {b.ref} became the champion at once"

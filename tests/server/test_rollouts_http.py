@@ -3,12 +3,16 @@ read the history; promote and rollback are store state, so a restarted server ke
 
 from __future__ import annotations
 
+import json
 import threading
 
 import httpx
+import pytest
 from sklearn.base import clone
 
 from relevo.datasets import CHURN_FEATURES, CHURN_TARGET
+from relevo.errors import InvalidInputError
+from relevo.server.admin import deploy_body
 from relevo.server.background import BackgroundServer
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
@@ -155,3 +159,14 @@ def test_a_put_body_is_checked_as_sent_not_converted(
     shadow = {"model": small.ref, "strategy": "shadow", "mirror": 1}
     ok = httpx.put(base, json=shadow, headers=ADMIN)
     assert ok.status_code == 200 and ok.json()["mirror"] == 1.0
+
+
+def test_whole_number_steps_written_as_floats_are_steps():
+    """JSON has one kind of number: `5.0` is the step 5 (Python's json writes computed steps
+    so); 5.5, "5" and true are refused, each naming its place."""
+    body = json.loads(json.dumps({"model": "churn:2", "steps": [5.0, 25.0, 50.0, 100.0]}))
+    assert deploy_body(body).steps == [5, 25, 50, 100]
+    for bad in (5.5, "5", True):
+        with pytest.raises(InvalidInputError) as refused:
+            deploy_body({"model": "churn:2", "steps": [bad, 100]})
+        assert refused.value.problems[0].column == "steps.0"

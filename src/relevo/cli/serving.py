@@ -190,7 +190,12 @@ def deploy(
         print_json(dep.to_dict())
         return
     console.print(rollout.describe(dep))
-    if before is not None and before.has_challenger and not dep.has_challenger:
+    if (
+        before is not None
+        and before.has_challenger
+        and not dep.has_challenger
+        and before.challenger_ref != dep.model_ref
+    ):
         console.print(
             f"Its {before.strategy} challenger {before.challenger_ref} was withdrawn.",
             highlight=False,

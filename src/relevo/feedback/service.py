@@ -24,7 +24,6 @@ from relevo.feedback.metrics import HIGHER_IS_BETTER, Metric, calibration_table
 from relevo.feedback.performance import (
     Decoded,
     compute_metrics,
-    decode,
     feedback_config,
     is_mature,
     load_rows,
@@ -288,28 +287,20 @@ def _thresholds(champion: ModelPerformance | None, config: FeedbackConfig) -> li
 def label_metric(rv: Relevo, state: Deployment) -> tuple[Measurement, Measurement] | None:
     """The champion's and the challenger's label metric (ROC AUC for a binary classifier,
     accuracy for a multiclass one, R² for a regressor) on labelled rows made since the
-    challenger was deployed, for the rollout gates; for a shadow, on the very same predictions
-    (the champion's side takes only the rows mirrored to the shadow). None while either has
-    fewer labelled rows than the deployment's `min_labels`."""
+    challenger was deployed, for the rollout gates; for a shadow mirroring every row, on the
+    very same predictions (with a share mirrored, the champion's side is all its labelled rows,
+    of which the shadow's are a random share: read without decoding every output, as one
+    paired by id would need). None while either has fewer labelled rows than the deployment's
+    `min_labels`."""
     if not state.has_challenger:
         return None
     kind = label_kind(rv, state.name)
     config = feedback_config(rv, state.name)
     since = state.step_started_at or state.updated_at
-    until = datetime.now(UTC) + timedelta(seconds=1)
+    data = load_rows(rv, state.name, kind, since, datetime.now(UTC) + timedelta(seconds=1))
     name = {"binary": "roc_auc", "multiclass": "accuracy"}.get(kind.task, "r2")
-    mirrored: np.ndarray | bool = True
-    if state.strategy == "shadow" and state.mirror < 1:
-        # a share mirrored: the champion is measured on the shadow's rows only
-        joined = rv.store.labels.joined(state.name, since, until)
-        data = decode(joined, kind.task, kind.classes)
-        kept = zip(joined.ids, joined.output, strict=True)
-        ids = np.array([i for i, out in kept if out is not None])
-        mirrored = np.isin(ids, ids[data.role == "shadow"])
-    else:
-        data = load_rows(rv, state.name, kind, since, until)
     champion = data.take(
-        data.labelled & (data.model == state.champion_ref) & (data.role == "champion") & mirrored
+        data.labelled & (data.model == state.champion_ref) & (data.role == "champion")
     )
     challenger = data.take(data.labelled & (data.model == state.challenger_ref))
     out = []

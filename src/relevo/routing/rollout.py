@@ -224,9 +224,13 @@ def _swap(
             promoted_at=current.promoted_at,
         )
     if current is not None and current.has_challenger:
-        # said in the audit trail: a swap withdraws the challenger that ran beside the champion
-        withdrawn = f"withdrew the {current.strategy} challenger {current.challenger_ref}"
-        reason = f"{reason}; {withdrawn}" if reason else withdrawn
+        # said in the audit trail: a swap ends the challenger that ran beside the champion
+        ref = current.challenger_ref
+        if ref == state.model_ref:
+            ended = f"the {current.strategy} challenger {ref} became the champion at once"
+        else:
+            ended = f"withdrew the {current.strategy} challenger {ref}"
+        reason = f"{reason}; {ended}" if reason else ended
     return Transition(state, _event(state, "deploy", now, actor, reason))
 
 

@@ -245,6 +245,11 @@ class DeploymentService:
         for _attempt in range(_ATTEMPTS):
             current = self.get(name) if relative else self.store.deployments.get(name)
             if relative and seen is not None and current is not None and current.revision != seen:
+                if seen > current.revision:  # a revision it never had: a typo, not a change
+                    raise StaleStateError(
+                        f"deployment {name!r} is at revision {current.revision}, not {seen}; "
+                        f"nothing was done: see `relevo status {name}`"
+                    )
                 raise StaleStateError(self._changed(name, seen, relative))
             transition = compute(current)
             try:

@@ -186,15 +186,16 @@ def shadow_comparison(store: Store, state: Deployment) -> dict[str, Any] | None:
     ]
     # the two models need not share a task (any registered model may shadow): each measure
     # takes the rows where both outputs carry it
+    # (a NaN output is stored as null: such a row counts for no difference)
     labels = [a["label"] == b["label"] for a, b, _ in both if "label" in a and "label" in b]
     diffs = np.array([d for a, b, _ in both if (d := _probability_difference(a, b)) is not None])
     values = np.array(
-        [abs(a["value"] - b["value"]) for a, b, _ in both if "value" in a and "value" in b]
+        [d for a, b, _ in both if (d := _gap(a.get("value"), b.get("value"))) is not None]
     )
     champion_ms = np.array([p.champion_latency_ms for _, _, p in both])
-    # both latencies over the rows compared: a row the shadow failed on (refused before any
-    # model call: 0 ms) says nothing of its speed
-    shadow_ms = np.array([p.shadow_latency_ms for _, _, p in both])
+    # the shadow's latency over the rows it scored: a row it failed on (refused before any
+    # model call: 0 ms) says nothing of its speed (and with the log off no row is compared)
+    shadow_ms = np.array([p.shadow_latency_ms for p in pairs if p.error is None])
     return {
         "model": state.challenger_ref,
         "rows": len(pairs),
@@ -214,12 +215,20 @@ def _probability_difference(a: dict[str, Any], b: dict[str, Any]) -> float | Non
     """How far two outputs' probabilities are apart: binary, |P(positive) - P(positive)|;
     multiclass, the largest difference over the classes (a class one model does not know has
     probability 0 there); None when the two do not both carry probabilities."""
-    if "probability" in a and "probability" in b:
-        return float(abs(a["probability"] - b["probability"]))
+    if "probability" in a or "probability" in b:
+        return _gap(a.get("probability"), b.get("probability"))
     pa, pb = a.get("probabilities"), b.get("probabilities")
     if isinstance(pa, dict) and isinstance(pb, dict) and pa and pb:
-        return float(max(abs(pa.get(c, 0.0) - pb.get(c, 0.0)) for c in pa.keys() | pb.keys()))
+        gaps = [_gap(pa.get(c, 0.0), pb.get(c, 0.0)) for c in pa.keys() | pb.keys()]
+        return None if None in gaps else max(g for g in gaps if g is not None)
     return None
+
+
+def _gap(a: Any, b: Any) -> float | None:
+    """|a - b| of two numbers; None when either is missing (null: a NaN output)."""
+    if type(a) not in (int, float) or type(b) not in (int, float):
+        return None
+    return float(abs(a - b))
 
 
 def _spread(values: np.ndarray) -> dict[str, float] | None:

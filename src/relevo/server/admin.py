@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from relevo.errors import InvalidInputError, Problem, RelevoError
 from relevo.registry.registry import NAME_RE
@@ -39,6 +39,13 @@ from relevo.serving.runtime import Runtime
 VersionPath = Annotated[str, Path(json_schema_extra={"type": "integer", "minimum": 1})]
 
 
+def _whole(value: Any) -> Any:
+    """5.0 is the step 5 (JSON has one kind of number); 5.5, "5" and true stay refused."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
 class DeployBody(BaseModel):
     # strict: `true` is not a step of 1 nor "0.1" a weight; relevo's own checks see the types
     # that were sent
@@ -53,7 +60,9 @@ class DeployBody(BaseModel):
     # issue 14: a challenger beside the champion (docs/deployments.md)
     strategy: Literal["basic", "shadow", "canary"] | None = None
     weight: float | None = Field(None, description="canary: the challenger's share of rows")
-    steps: list[int] | None = Field(None, description="canary: rollout steps in percent")
+    steps: list[Annotated[int, BeforeValidator(_whole)]] | None = Field(
+        None, description="canary: rollout steps in percent"
+    )
     rollout: bool = Field(False, description="canary: progressive rollout 5, 25, 50, 100")
     manual: bool = Field(False, description="hold at each step until promote")
     mirror: float | None = Field(None, description="shadow: the share of rows scored")
