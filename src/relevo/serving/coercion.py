@@ -177,7 +177,8 @@ def convert_array(values: np.ndarray, kind: str) -> np.ndarray:
                 out[missing] = None
                 return out
             return values != 0
-    raise ColumnProblems([(None, f"a {values.dtype} tensor cannot feed a {kind} column")])
+    article = _ARTICLE.get(kind, f"a {kind}")
+    raise ColumnProblems([(None, f"a {values.dtype} tensor cannot feed {article} column")])
 
 
 def _row_list(rows: np.ndarray, message: str) -> list[tuple[int | None, str]]:
