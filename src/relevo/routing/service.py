@@ -245,12 +245,14 @@ class DeploymentService:
         for _attempt in range(_ATTEMPTS):
             current = self.get(name) if relative else self.store.deployments.get(name)
             if relative and seen is not None and current is not None and current.revision != seen:
-                if seen > current.revision:  # a revision it never had: a typo, not a change
-                    raise StaleStateError(
-                        f"deployment {name!r} is at revision {current.revision}, not {seen}; "
-                        f"nothing was done: see `relevo status {name}`"
-                    )
-                raise StaleStateError(self._changed(name, seen, relative))
+                # the caller's revision is not the current one: say where it stands, and
+                # what changed it last (a revision it never had is a typo, not a change)
+                last = "" if seen > current.revision else f" (last: {self._last(name)})"
+                raise StaleStateError(
+                    f"deployment {name!r} is at revision {current.revision}, not {seen}{last}; "
+                    f"nothing was done: check its state (`relevo status {name}`) and "
+                    f"{relative} again if still wanted"
+                )
             transition = compute(current)
             try:
                 return self._save(transition, expected=current.revision if current else 0)
@@ -263,13 +265,17 @@ class DeploymentService:
 
     def _changed(self, name: str, seen: int, action: str) -> str:
         last = self.store.deployments.history(name)[-1]  # what changed it (it was deployed)
-        why = f" ({last.reason})" if last.reason else ""
         return (
             f"deployment {name!r} changed while the {action} was being made (revision "
-            f"{seen} -> {last.state.get('revision', '?')}: {last.action} by "
-            f"{last.actor or 'unknown'}{why}); nothing was done: see `relevo status {name}` and "
-            f"{action} again if still wanted"
+            f"{seen} -> {last.state.get('revision', '?')}: {self._last(name)}); nothing was "
+            f"done: check its state (`relevo status {name}`) and {action} again if still wanted"
         )
+
+    def _last(self, name: str) -> str:
+        """The last change of `name`: what, by whom, why."""
+        last = self.store.deployments.history(name)[-1]
+        why = f" ({last.reason})" if last.reason else ""
+        return f"{last.action} by {last.actor or 'unknown'}{why}"
 
     def _save(self, transition: Transition, expected: int) -> Deployment:
         event = transition.event
