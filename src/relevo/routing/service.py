@@ -267,15 +267,13 @@ class DeploymentService:
         last = self.store.deployments.history(name)[-1]  # what changed it (it was deployed)
         return (
             f"deployment {name!r} changed while the {action} was being made (revision "
-            f"{seen} -> {last.state.get('revision', '?')}: {self._last(name)}); nothing was "
+            f"{seen} -> {last.state.get('revision', '?')}: {_said(last)}); nothing was "
             f"done: check its state (`relevo status {name}`) and {action} again if still wanted"
         )
 
     def _last(self, name: str) -> str:
         """The last change of `name`: what, by whom, why."""
-        last = self.store.deployments.history(name)[-1]
-        why = f" ({last.reason})" if last.reason else ""
-        return f"{last.action} by {last.actor or 'unknown'}{why}"
+        return _said(self.store.deployments.history(name)[-1])
 
     def _save(self, transition: Transition, expected: int) -> Deployment:
         event = transition.event
@@ -286,6 +284,11 @@ class DeploymentService:
             reason=event.reason,
             expected_revision=expected,
         )
+
+
+def _said(event: DeploymentEvent) -> str:
+    why = f" ({event.reason})" if event.reason else ""
+    return f"{event.action} by {event.actor or 'unknown'}{why}"
 
 
 def validate_name(name: str) -> None:

@@ -278,11 +278,8 @@ class MicroBatcher:
         claims: list[int] = []
         for scorer, group in inline:
             merged, total = scorer._merge_items(group)
-            done = scorer._score(group, merged, total)
-            with _CLAIMS:  # a rider past its deadline meanwhile was answered otherwise
-                kept = [(it, s) for it, s in zip(group, done, strict=True) if not it[2].done()]
-                claims += [id(it[2]) for it, _ in kept]
-                _claimed.update(claims)
+            kept = _claim(list(zip(group, scorer._score(group, merged, total), strict=True)))
+            claims += [id(it[2]) for it, _ in kept]
             scored = scored + [it for it, _ in kept]
             settlements = settlements + [s for _, s in kept]
         if self.on_scored is not None and scored:
@@ -405,15 +402,15 @@ class _Lane:
                 while True:
                     jobs.append(self._jobs.get_nowait())
             # one call per `max_rows` rows at most, as the model's own batcher would make
+            sizes = [_rows(job) for job in jobs]
             while jobs:
-                rows = 0
-                take = 0
+                rows = take = 0
                 while take < len(jobs) and (
-                    take == 0 or rows + _rows(jobs[take]) <= self._batcher.max_rows
+                    take == 0 or rows + sizes[take] <= self._batcher.max_rows
                 ):
-                    rows += _rows(jobs[take])
+                    rows += sizes[take]
                     take += 1
-                now, jobs = jobs[:take], jobs[take:]
+                now, jobs, sizes = jobs[:take], jobs[take:], sizes[take:]
                 try:
                     self._run_jobs(now)
                 except Exception as exc:  # never lose the thread, nor leave a caller waiting
@@ -438,18 +435,12 @@ class _Lane:
             settlements = [(it[2], None, exc) for it in items]
         finally:
             self._since = None
-        # claimed under the lock its deadline's expiry takes: a caller is answered either
-        # by these outputs (logged here first) or by its timeout, never both
-        with _CLAIMS:
-            live = [
-                (it, hook, s)
-                for (it, hook), s in zip(pairs, settlements, strict=True)
-                if not it[2].done()
-            ]
-            claims = [id(it[2]) for it, _, _ in live]
-            _claimed.update(claims)
+        hook_of = {id(it[2]): hook for it, hook in pairs}
+        live = _claim(list(zip(items, settlements, strict=True)))
+        claims = [id(it[2]) for it, _ in live]
         hooked: dict[int, tuple[OnScored, list[Item], list[Settlement]]] = {}
-        for it, hook, s in live:
+        for it, s in live:
+            hook = hook_of[id(it[2])]
             if hook is not None:
                 _, its, ss = hooked.setdefault(id(hook), (hook, [], []))
                 its.append(it)
@@ -457,13 +448,23 @@ class _Lane:
         for hook, its, ss in hooked.values():
             _hook(hook, its, ss)
         try:
-            jobs[0][2].call_soon_threadsafe(_answer, [s for _, _, s in live], claims)
+            jobs[0][2].call_soon_threadsafe(_answer, [s for _, s in live], claims)
         except RuntimeError:  # the loop is closed: nobody is waiting any more
             _answer([], claims)
 
 
 def _rows(job: tuple[list[Item], OnScored | None, Any]) -> int:
     return sum(it[1] for it in job[0] if not it[2].done())
+
+
+def _claim(scored: list[tuple[Item, Settlement]]) -> list[tuple[Item, Settlement]]:
+    """The scored riders whose callers still wait, claimed under the lock their deadline's
+    expiry takes: a caller is answered either by these outputs (logged first) or by its
+    timeout, never both. Released by `_release` once answered."""
+    with _CLAIMS:
+        kept = [(it, s) for it, s in scored if not it[2].done()]
+        _claimed.update(id(it[2]) for it, _ in kept)
+    return kept
 
 
 def _answer(settlements: list[Settlement], claims: list[int]) -> None:
