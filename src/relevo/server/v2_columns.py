@@ -14,11 +14,15 @@ from relevo.serving.coercion import KINDS, ColumnProblems, convert_array
 
 
 def tensors_to_columns(
-    inputs: list[V2Tensor], columns: list[tuple[str, str]]
+    inputs: list[V2Tensor],
+    columns: list[tuple[str, str]],
+    optional: list[tuple[str, str]] | None = None,
 ) -> dict[str, np.ndarray]:
     """Map a request's tensors to the model's feature columns, in signature order.
 
     `columns` is the signature: (name, kind), kind one of number, integer, boolean, string.
+    `optional` are columns a tensor may carry beside them (a challenger's columns the champion
+    lacks, in layout (a) only): converted alike when sent, never required.
     Layouts: (a) one tensor per column, named like it, shape [n] or [n, 1]; (b) one 2-D tensor
     [n, k], k = len(columns), its columns in signature order (any name but a column's, unless
     the model has one column).
@@ -27,7 +31,8 @@ def tensors_to_columns(
     missing; boolean -> bool, or object with None if values are missing; string -> object of str.
     BYTES cells are parsed for number/integer/boolean columns ("" means missing).
     """
-    for col, kind in columns:
+    optional = [c for c in optional or () if c[0] not in {name for name, _ in columns}]
+    for col, kind in [*columns, *optional]:
         if kind not in KINDS:
             raise RelevoError(f"column {col!r} has unknown kind {kind!r}")
     names = [c for c, _ in columns]
@@ -50,7 +55,8 @@ def tensors_to_columns(
     else:
         by_name = {t.name: t for t in inputs}
         known = set(names)
-        unexpected = [t.name for t in inputs if t.name not in known]
+        sent = [col for col, _ in optional if col in by_name]
+        unexpected = [t.name for t in inputs if t.name not in known and t.name not in sent]
         if single is not None and single.name not in known and single.data.ndim == 2:
             message = (
                 f"tensor {single.name!r} has shape {list(single.data.shape)}; as a feature "
@@ -68,7 +74,7 @@ def tensors_to_columns(
                     column=t,
                 )
             )
-        for col in names:
+        for col in [*names, *sent]:
             tensor = by_name.get(col)
             if tensor is None:
                 problems.append(Problem("missing input tensor", column=col))
@@ -93,7 +99,7 @@ def tensors_to_columns(
         problems.append(Problem(f"the columns have different row counts ({counts})", column=None))
 
     out: dict[str, np.ndarray] = {}
-    for col, kind in columns:
+    for col, kind in [*columns, *optional]:
         if col in raw:
             try:
                 out[col] = convert_array(raw[col], kind)

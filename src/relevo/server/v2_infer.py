@@ -134,7 +134,9 @@ def prepare(
             [Problem(f"send the model's columns: {', '.join(signature.names)}", column="inputs")],
         )
     try:
-        columns = tensors_to_columns(inputs, [(c.name, c.kind) for c in signature.columns])
+        columns = tensors_to_columns(
+            inputs, [(c.name, c.kind) for c in signature.columns], _challenger_columns(endpoint)
+        )
     except InvalidInputError as exc:
         raise BadRequest(exc.message, exc.problems) from None
 
@@ -162,6 +164,20 @@ def prepare(
     names = list(values)
     rows = [dict(zip(names, row, strict=True)) for row in zip(*values.values(), strict=True)]
     return Prepared(req, rows, outputs)
+
+
+def _challenger_columns(endpoint: Endpoint) -> list[tuple[str, str]]:
+    """The columns a challenger (shadow or canary) needs that the champion lacks: a V2 request
+    may send them as tensors of their own (the champion ignores them)."""
+    if len(endpoint.runners) < 2:
+        return []
+    known = set(endpoint.runners[0].signature.names)
+    return [
+        (c.name, c.kind)
+        for runner in endpoint.runners[1:]
+        for c in runner.signature.columns
+        if c.name not in known
+    ]
 
 
 def output_array(name: str, version: ModelVersion, predictions: list[dict[str, Any]]) -> Any:
