@@ -572,3 +572,51 @@ def test_a_column_empty_in_the_first_chunk_is_written_with_its_later_values(
     scored = pd.read_parquet(tmp_path / "out.parquet")
     assert done.rows == len(scored) == 200
     assert scored["note"].fillna("").tolist() == frame["note"].fillna("").tolist()
+
+
+def test_a_parquet_files_typed_columns_keep_their_types_when_empty_in_the_first_chunk(
+    rv, deployed, tmp_path
+):
+    """A boolean and a date column the model does not use, empty in the whole first chunk: the
+    output took the first chunk's (typeless) column as text, and the later chunks' booleans and
+    dates failed the run. The input file's own types now decide."""
+    import datetime
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    frame = make_churn(200, seed=3)
+    frame["vip"] = pd.array([None] * 100 + [i % 2 == 0 for i in range(100)], dtype=object)
+    frame["signup"] = [None] * 100 + [datetime.date(2024, 1, 1 + i % 28) for i in range(100)]
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = table.set_column(
+        table.schema.get_field_index("vip"), "vip", table["vip"].cast(pa.bool_())
+    )
+    source = tmp_path / "in.parquet"
+    pq.write_table(table, source)
+    assert pq.read_schema(source).field("signup").type == pa.date32()
+
+    done = score_file(rv, "churn", source, tmp_path / "out.parquet", chunk_rows=100)
+    assert done.rows == 200
+    out = pq.read_table(tmp_path / "out.parquet")
+    assert out.schema.field("vip").type == pa.bool_()
+    assert out.schema.field("signup").type == pa.date32()
+    assert out["vip"].to_pylist() == table["vip"].to_pylist()
+    assert out["signup"].to_pylist() == table["signup"].to_pylist()
+
+
+def test_a_csv_number_column_whole_in_the_first_chunk_and_decimal_later(rv, deployed, tmp_path):
+    """A model's number column whose first chunk holds whole numbers only: pandas reads it as
+    integers there, and the decimals of a later chunk must still fit the Parquet output."""
+    frame = make_churn(200, seed=3)
+    charges = frame["monthly_charges"].astype(object)
+    charges[:100] = [round(x) for x in charges[:100]]  # written as "50", not "50.0"
+    frame["monthly_charges"] = charges
+    source = tmp_path / "in.csv"
+    frame.to_csv(source, index=False)
+    assert "." not in source.read_text().splitlines()[1].split(",")[4]
+    done = score_file(rv, "churn", source, tmp_path / "out.parquet", chunk_rows=100)
+    scored = pd.read_parquet(tmp_path / "out.parquet")
+    assert done.rows == len(scored) == 200
+    expected = frame["monthly_charges"].astype(float)
+    np.testing.assert_allclose(scored["monthly_charges"].astype(float), expected)

@@ -73,10 +73,10 @@ def score_file(
     check_output(output, source)
     size = chunk_rows or relevo.settings.batch_chunk_rows
 
-    def chunks(numbers: frozenset[str]) -> Iterator[pd.DataFrame]:
-        return iter_chunks(source, size, text=lambda name: name not in numbers)
+    def chunks(numbers: frozenset[str], floats: frozenset[str]) -> Iterator[pd.DataFrame]:
+        return iter_chunks(source, size, text=lambda name: name not in numbers, floats=floats)
 
-    with ChunkWriter(output) as writer:
+    with ChunkWriter(output, source) as writer:
         models, fallback = _score(
             relevo, deployment, chunks, writer.write, writer.commit, log=log, progress=progress
         )
@@ -96,7 +96,7 @@ def score_frame(
     answered each row) and outputs."""
     size = chunk_rows or relevo.settings.batch_chunk_rows
 
-    def chunks(numbers: frozenset[str]) -> Iterator[pd.DataFrame]:
+    def chunks(numbers: frozenset[str], floats: frozenset[str]) -> Iterator[pd.DataFrame]:
         for start in range(0, len(frame), size):
             yield frame.iloc[start : start + size]
 
@@ -110,15 +110,16 @@ def score_frame(
 def _score(
     relevo: Relevo,
     deployment: str,
-    chunks: Callable[[frozenset[str]], Iterator[pd.DataFrame]],
+    chunks: Callable[[frozenset[str], frozenset[str]], Iterator[pd.DataFrame]],
     write: Callable[[pd.DataFrame], None],
     finish: Callable[[], None] | None,
     *,
     log: bool,
     progress: Callable[[int], None] | None,
 ) -> tuple[dict[str, int], int]:
-    """Score the chunks (`chunks(numbers)`: a file's rows, the columns `numbers` parsed as
-    numbers and every other column as the file says it); returns the rows each model answered
+    """Score the chunks (`chunks(numbers, floats)`: a file's rows, the columns `numbers` parsed
+    as numbers, of them `floats` as decimals, and every other column as the file says it);
+    returns the rows each model answered
     (by ref, the champion first) and how many of them the champion answered in a failing
     challenger's place."""
     dep = relevo.deployments.get(deployment)
@@ -135,8 +136,12 @@ def _score(
     failed = False
     bad_rows = 0
     scored = 0
-    numbers = _numbers([r.version.signature for r in endpoint.runners], dep.key_column)
-    checked_chunks = _checked(chunks(numbers), runner, dep.key_column, policy, problems, router)
+    signatures = [r.version.signature for r in endpoint.runners]
+    numbers = _numbers(signatures, dep.key_column)
+    floats = _floats(signatures, numbers)
+    checked_chunks = _checked(
+        chunks(numbers, floats), runner, dep.key_column, policy, problems, router
+    )
     task, classes = runner.version.task, runner.version.classes
     labels_as_text = _mixed_labels(endpoint)
     with (
@@ -216,9 +221,11 @@ def read_rows(relevo: Relevo, deployment: str, source: Path) -> pd.DataFrame:
     """The rows of file `source` as `score_file` reads them, for scoring them in memory."""
     dep = relevo.deployments.get(deployment)
     refs = [dep.champion_ref, *([dep.challenger_ref] if dep.challenger_ref else [])]
-    numbers = _numbers([relevo.registry.get(ref).signature for ref in refs], dep.key_column)
+    signatures = [relevo.registry.get(ref).signature for ref in refs]
+    numbers = _numbers(signatures, dep.key_column)
     size = relevo.settings.batch_chunk_rows
-    parts = list(iter_chunks(source, size, text=lambda name: name not in numbers))
+    floats = _floats(signatures, numbers)
+    parts = list(iter_chunks(source, size, text=lambda name: name not in numbers, floats=floats))
     if len(parts) == 1:
         return parts[0]
     return pd.concat(parts) if parts else pd.DataFrame()
@@ -235,6 +242,18 @@ def _numbers(signatures: list[Signature], key: str | None) -> frozenset[str]:
             kinds.setdefault(spec.name, set()).add(spec.kind)
     return frozenset(
         name for name, kind in kinds.items() if kind <= {"number", "integer"} and name != key
+    )
+
+
+def _floats(signatures: list[Signature], numbers: frozenset[str]) -> frozenset[str]:
+    """Of `numbers`, the columns some model reads as decimals (kind number): read as floats in
+    every chunk, so that one whose first chunk holds whole numbers only is not integers there
+    and decimals later (an output file has one type per column)."""
+    return frozenset(
+        spec.name
+        for signature in signatures
+        for spec in signature.columns
+        if spec.kind == "number" and spec.name in numbers
     )
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+import numpy as np
 import pandas as pd
 
 from relevo.errors import InvalidInputError
@@ -40,14 +41,19 @@ def check_output(output: Path, source: Path | None = None) -> None:
 
 
 def iter_chunks(
-    source: Path, rows: int, text: Callable[[str], bool] | None = None
+    source: Path,
+    rows: int,
+    text: Callable[[str], bool] | None = None,
+    floats: frozenset[str] = frozenset(),
 ) -> Iterator[pd.DataFrame]:
     """The rows of a .csv or .parquet file `rows` at a time (other types: read whole).
 
     `text(name)` names the columns kept as the file says them: a CSV's are read as text, not
     guessed (the code "02" stays "02", a column empty in a chunk is not a column of floats, a
     large ID with a gap does not become 1e+17); a Parquet file's integers with a gap stay
-    integers (nullable), not floats. Without `text`, pandas guesses every column's type."""
+    integers (nullable), not floats. Without `text`, pandas guesses every column's type. A CSV's
+    columns `floats` are floats in every chunk (pandas makes a chunk of whole numbers integers).
+    """
     suffix = source.suffix.lower()
     if not source.is_file() or suffix not in (".csv", ".parquet", ".pq"):
         frame = read_table(source, "input file")  # the reader's own errors name the file
@@ -63,6 +69,9 @@ def iter_chunks(
             with pd.read_csv(source, chunksize=rows, dtype=dtype) as reader:
                 start = 0
                 for chunk in reader:
+                    for name in floats.intersection(chunk.columns):
+                        if pd.api.types.is_integer_dtype(chunk[name].dtype):
+                            chunk[name] = chunk[name].astype(np.float64)
                     chunk.index = pd.RangeIndex(start, start + len(chunk))
                     start += len(chunk)
                     yield chunk
@@ -199,14 +208,21 @@ class Behind:
             raise self._error
 
 
+def _is_parquet(path: Path) -> bool:
+    return path.suffix.lower() in (".parquet", ".pq")
+
+
 class ChunkWriter:
     """Writes scored chunks to a .csv or .parquet file; a failed run removes the partial file
     (written under a temporary name, moved into place at the end)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, source: Path | None = None) -> None:
         self.path = path
+        #: the input file when it is Parquet: its own column types for the columns the first
+        #: chunk leaves without one (empty there)
+        self._source = source if source is not None and _is_parquet(source) else None
         self._tmp = path.with_name(f".{path.name}.partial")
-        self._parquet = path.suffix.lower() in (".parquet", ".pq")
+        self._parquet = _is_parquet(path)
         self._writer: Any = None
         self._schema: Any = None
         self._first = True
@@ -233,12 +249,18 @@ class ChunkWriter:
             if self._writer is None:
                 first = pa.Table.from_pandas(frame, preserve_index=False).schema
                 # a column with no value in the first chunk has no type yet (Arrow's null): it
-                # is text (the columns a file passes through are read as text), so that the
-                # values of later chunks fit the file's schema
-                self._schema = pa.schema(
-                    [f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in first],
-                    metadata=first.metadata,
-                )
+                # takes the input Parquet file's type for it, or is text (the columns a CSV
+                # passes through are read as text), so that the values of later chunks fit
+                given = pq.read_schema(self._source) if self._source is not None else None
+
+                def typed(f: Any) -> Any:
+                    if not pa.types.is_null(f.type):
+                        return f
+                    if given is not None and f.name in given.names:
+                        return f.with_type(given.field(f.name).type)
+                    return f.with_type(pa.string())
+
+                self._schema = pa.schema([typed(f) for f in first], metadata=first.metadata)
                 self._writer = pq.ParquetWriter(self._tmp, self._schema)
             table = pa.Table.from_pandas(frame, schema=self._schema, preserve_index=False)
             self._writer.write_table(table)
