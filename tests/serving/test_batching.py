@@ -580,3 +580,72 @@ def test_one_bulk_champion_request_does_not_make_a_slow_challenger_ride_again():
     before, after = asyncio.run(scenario())
     assert before < 0.05
     assert after < 0.05, f"the champion's callers waited {after:.2f} s for the 0.1 s challenger"
+
+
+def test_a_quick_rider_that_hangs_in_the_hosts_call_holds_neither_its_batch_nor_the_next(
+    monkeypatch,
+):
+    """A challenger as quick as the champion rides in the champion's call; when such a call
+    hangs, the champion's callers of that batch were held until it returned, and so was every
+    later batch (the batcher stayed busy). Past the riders' deadline the champion's callers
+    are answered (logged once), later batches are scored in another thread, and new riders for
+    the hung model are refused at once."""
+    import threading
+
+    from relevo.serving import batching
+
+    monkeypatch.setattr(batching, "RIDER_DEADLINE_S", 0.2)
+    release = threading.Event()
+    state = {"hang": False}
+    calls: list = []
+
+    def challenger_run(columns, n):
+        calls.append(("challenger", n))
+        if state["hang"]:
+            release.wait(5)  # a model that hangs (5 s stands for "forever")
+        return [{"by": "challenger", "echo": x} for x in columns["x"]]
+
+    champion = MicroBatcher(_stateful_runner("champion", calls), max_rows=64)
+    challenger = MicroBatcher(challenger_run, max_rows=64)
+    hooked: list[list] = []
+    champion.on_scored = hooked.append
+
+    async def timed(coro):
+        start = time.perf_counter()
+        try:
+            out = await coro
+        except RiderTimeout as exc:
+            out = exc
+        return out, time.perf_counter() - start
+
+    async def scenario():
+        await champion.submit({"x": [0]}, 1)  # the champion's speed is known
+        await champion.submit({"x": [1]}, 1, None, challenger)  # first rider: its lane
+        assert challenger._quick_beside(champion)
+        state["hang"] = True
+        hooked.clear()
+        first = await asyncio.gather(
+            *[timed(champion.submit({"x": [i]}, 1, f"own{i}")) for i in range(10, 13)],
+            timed(champion.submit({"x": [20]}, 1, "rider", challenger, deadline_s=0.2)),
+        )
+        later = await asyncio.gather(
+            *[timed(champion.submit({"x": [i]}, 1, f"later{i}")) for i in range(30, 34)]
+        )
+        refused = await timed(champion.submit({"x": [40]}, 1, "refused", challenger, 5.0))
+        release.set()
+        await asyncio.sleep(0.3)  # the hung call returns now: its output is dropped
+        return first, later, refused
+
+    first, later, refused = asyncio.run(scenario())
+    own, (rider, _) = first[:3], first[3]  # too few to hold the rider back: it rides
+    assert [out for out, _ in own] == [[{"by": "champion", "echo": i}] for i in range(10, 13)]
+    assert max(waited for _, waited in own) < 1.5, own  # not the hung call's 5 s
+    assert isinstance(rider, RiderTimeout)
+    assert [out for out, _ in later] == [[{"by": "champion", "echo": i}] for i in range(30, 34)]
+    assert max(waited for _, waited in later) < 1.5, later
+    assert isinstance(refused[0], RiderTimeout) and refused[1] < 0.1
+    assert calls.count(("challenger", 1)) == 2  # the priming lane call and the hung one
+    tags = [tag for batch in hooked for tag, _ in batch]
+    assert sorted(tags) == sorted(
+        [f"own{i}" for i in range(10, 13)] + [f"later{i}" for i in range(30, 34)]
+    )

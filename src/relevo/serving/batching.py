@@ -30,8 +30,11 @@ loop answers their callers; it merges what queued meanwhile into calls of `max_r
 A caller may give a rider a deadline (`submit(..., deadline_s=...)`): past it the caller gets
 `RiderTimeout` (the predictor then has the champion answer), and while a lane's model call has
 run past `RIDER_DEADLINE_S` (a model that hangs) every rider sent to it gets `RiderTimeout` at
-once rather than queue behind it. What the lane cannot undo: a rider quick so far whose next
-call, made in the host's batch, hangs holds the host's batches until that call returns.
+once rather than queue behind it. A rider quick so far whose next call, made in the host's
+batch, hangs (past `RIDER_DEADLINE_S`) is cut loose by the event loop (`_watch`): the host's
+callers of that batch, scored already, are logged and answered, the host's next batches are
+scored in another worker thread, and the hung model takes no riders (inline or in its lane)
+until that call returns.
 """
 
 from __future__ import annotations
@@ -96,6 +99,24 @@ class RiderTimeout(RuntimeError):
     """A rider's model did not answer before the caller's deadline."""
 
 
+class _Batch:
+    """A batch with riders, scored in a worker thread: what the event loop's watchdog
+    (`MicroBatcher._watch`) needs to answer the host's callers when a rider's call hangs."""
+
+    __slots__ = ("finished", "lock", "own", "rescued", "riding_since", "timer")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        #: when the riders' calls began (the host's own rows are scored by then), None before
+        self.riding_since: float | None = None
+        #: the host's scored callers and what each gets
+        self.own: tuple[list[Item], list[Settlement]] = ([], [])
+        #: the worker thread is done with the riders / the watchdog answered the host's callers
+        self.finished = False
+        self.rescued = False
+        self.timer: asyncio.TimerHandle | None = None
+
+
 class MicroBatcher:
     def __init__(
         self,
@@ -121,6 +142,8 @@ class MicroBatcher:
         self._lane: _Lane | None = None
         #: the seconds a model call takes, a moving average (None: no call yet)
         self.call_s: float | None = None
+        #: when this model's call riding in a host's batch began (None: none in flight)
+        self._riding_since: float | None = None
         #: sizes of the model calls made, for metrics (read and cleared by the owner)
         self.on_batch: Callable[[int], None] | None = None
         #: called where the batch was scored (a worker thread under load) with the outputs of
@@ -238,22 +261,58 @@ class MicroBatcher:
                 return
 
     async def _run_in_thread(self, loop: asyncio.AbstractEventLoop, items: list[Item]) -> None:
+        batch = None
+        if any(it[4] is not None for it in items):  # riders: a hung one must not hold us
+            batch = _Batch()
+            batch.timer = loop.call_later(RIDER_DEADLINE_S, self._watch, batch, loop)
         try:
-            settlements, claims = await asyncio.to_thread(self._score_all, items, loop)
+            settlements, claims = await asyncio.to_thread(self._score_all, items, loop, batch)
             _settle_all(settlements)
             _release(claims)
         finally:
-            self._busy = False
-            if self._queue or self._held:
-                self._schedule(loop)
+            if batch is not None and batch.timer is not None:
+                batch.timer.cancel()
+            if batch is None or not batch.rescued:  # else the watchdog freed the batcher
+                self._busy = False
+                if self._queue or self._held:
+                    self._schedule(loop)
+
+    def _watch(self, batch: _Batch, loop: asyncio.AbstractEventLoop) -> None:
+        """On the event loop, `RIDER_DEADLINE_S` into a batch with riders: when a rider's
+        call has run that long, the host's callers (scored already) are logged and answered,
+        and the batcher takes its next batch in another worker thread; the riders' callers
+        have their own deadline. Otherwise it looks again later."""
+        with batch.lock:
+            if batch.finished:
+                return
+            since = batch.riding_since
+            waited = 0.0 if since is None else time.monotonic() - since
+            if waited < RIDER_DEADLINE_S:
+                batch.timer = loop.call_later(RIDER_DEADLINE_S - waited, self._watch, batch, loop)
+                return
+            batch.rescued = True
+            own, settlements = batch.own
+        log.warning(
+            "a challenger's model call has not returned for %.0f s: the champion's rows of "
+            "its batch are answered, and it takes no rows until the call returns",
+            waited,
+        )
+        if self.on_scored is not None and own:
+            _hook(self.on_scored, own, settlements)
+        _settle_all(settlements)
+        self._busy = False
+        if self._queue or self._held:
+            self._schedule(loop)
 
     def _score_all(
-        self, items: list[Item], loop: asyncio.AbstractEventLoop
+        self, items: list[Item], loop: asyncio.AbstractEventLoop, batch: _Batch | None = None
     ) -> tuple[list[Settlement], list[int]]:
         """Score a batch, this model's rows first; the log hook sees them before any of their
         callers is answered. A quick rider's model scores its rows here too, after this
         model's; a slow one's rows go to its lane (see the module's note). Returns the
-        settlements, and the riders claimed here (released once they are answered)."""
+        settlements, and the riders claimed here (released once they are answered). With
+        `batch` (a worker thread's batch with riders), the event loop may answer this model's
+        callers itself if a rider's call hangs (`_watch`)."""
         one_native_thread()  # a worker thread of a busy server: see `native_threads`
         own: list[Item] = []
         riders: dict[int, tuple[MicroBatcher, list[Item]]] = {}
@@ -276,12 +335,27 @@ class MicroBatcher:
             settlements = self._score(own, merged, total)
             scored = own
         claims: list[int] = []
+        if inline and batch is not None:
+            with batch.lock:
+                batch.own = (scored, settlements)
+                batch.riding_since = time.monotonic()
         for scorer, group in inline:
             merged, total = scorer._merge_items(group)
-            kept = _claim(list(zip(group, scorer._score(group, merged, total), strict=True)))
+            scorer._riding_since = time.monotonic()
+            try:
+                outputs = scorer._score(group, merged, total)
+            finally:
+                scorer._riding_since = None
+            kept = _claim(list(zip(group, outputs, strict=True)))
             claims += [id(it[2]) for it, _ in kept]
             scored = scored + [it for it, _ in kept]
             settlements = settlements + [s for _, s in kept]
+        if batch is not None:
+            with batch.lock:
+                batch.finished = True
+                if batch.rescued:  # the loop logged and answered this model's callers
+                    done = len(batch.own[0])
+                    scored, settlements = scored[done:], settlements[done:]
         if self.on_scored is not None and scored:
             _hook(self.on_scored, scored, settlements)
         return settlements, claims
@@ -290,9 +364,15 @@ class MicroBatcher:
         """Whether this model's calls are quick enough to ride in `host`'s (see the module's
         note): known, and at most `QUICK_RATIO` x the host's + `QUICK_SLACK_S`."""
         mine, theirs = self.call_s, host.call_s
-        if mine is None or theirs is None:
+        if mine is None or theirs is None or self._hung():
             return False
         return mine <= QUICK_RATIO * theirs + QUICK_SLACK_S
+
+    def _hung(self) -> bool:
+        """Whether a call of this model riding in a host's batch has run past
+        `RIDER_DEADLINE_S` (a model that hangs)."""
+        since = self._riding_since
+        return since is not None and time.monotonic() - since > RIDER_DEADLINE_S
 
     def _lane_for(self) -> _Lane:
         lane = self._lane
@@ -372,7 +452,9 @@ class _Lane:
         call in flight has run past `RIDER_DEADLINE_S` (a model that hangs), nothing queues
         behind it: the callers get `RiderTimeout` at once."""
         since = self._since
-        if since is not None and time.monotonic() - since > RIDER_DEADLINE_S:
+        if (since is not None and time.monotonic() - since > RIDER_DEADLINE_S) or (
+            self._batcher._hung()
+        ):
             late = RiderTimeout(
                 f"the model has not answered its last call for over {RIDER_DEADLINE_S:g} s"
             )
