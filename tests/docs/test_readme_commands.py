@@ -110,6 +110,9 @@ def test_readme_shell_examples_run_as_written(tmp_path: Path, monkeypatch: pytes
                     finally:
                         state.close()
                     assert result.exit_code == 0, f"{' '.join(argv)}:\n{result.output}"
+                    if "--segments" in argv:  # README says what the 200 customers show
+                        assert "no segment is significantly worse" in result.output
+                        assert "the nearest:" in result.output, result.output
                 elif argv[0] == "curl":
                     assert server is not None, "README calls curl before `relevo serve`"
                     answer = curl(argv, server.url.removeprefix("http://"))
