@@ -78,7 +78,11 @@ def test_a_versioned_infer_under_a_canary_is_answered_by_that_version(
     v2 = rv.registry.register("churn", other, churn_frame, target="churned")
     url, rows, body = _canary_of(rv, v2.ref, server_settings, spawn_server)
     doc = post(f"{url}/v2/models/churn/infer", body).json()
-    assert set(doc["parameters"]["models"]) == {"churn:1", v2.ref}  # unpinned: split
+    # unpinned: split, each row's model named in one string (the spec's parameter values are
+    # strings, numbers and booleans)
+    models = doc["parameters"]["models"]
+    assert isinstance(models, str) and len(models.split(",")) == len(rows)
+    assert set(models.split(",")) == {"churn:1", v2.ref}
     pinned = post(f"{url}/v2/models/churn/versions/1/infer", body).json()
     assert pinned["model_version"] == "1"
     assert "parameters" not in pinned, pinned["parameters"]
@@ -125,7 +129,7 @@ def test_a_canary_challenger_with_a_new_column_is_fed_it_over_v2(
     response = post(f"{url}/v2/models/churn/infer", body)
     assert response.status_code == 200, response.text
     doc = response.json()
-    models = np.array(doc["parameters"]["models"])
+    models = np.array(doc["parameters"]["models"].split(","))
     assert set(models) == {"churn:1", challenger.ref}, models
     got = np.array(doc["outputs"][0]["data"])
     theirs = other.predict_proba(rows[[*CHURN_FEATURES, "tickets"]])[:, 1]

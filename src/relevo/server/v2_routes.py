@@ -281,9 +281,11 @@ def _answering_version(rt: Runtime, name: str, ref: str, checked: Endpoint) -> M
 
 
 def _split_models(predictions: list[dict[str, Any]], champion: str) -> dict[str, Any] | None:
-    """`{"models": [NAME:VERSION per row]}` when some rows were answered by another model than
-    the champion (a canary split them); None when the champion answered the whole batch."""
+    """`{"models": "NAME:VERSION,NAME:VERSION,..."}` (one per row, in order) when some rows were
+    answered by another model than the champion (a canary split them); None when the champion
+    answered the whole batch. One string: the spec's parameter values are strings, numbers and
+    booleans, and a model's name holds no comma."""
     models = [p["model"] for p in predictions]
     if all(m == champion for m in models):
         return None
-    return {"models": models}
+    return {"models": ",".join(models)}
