@@ -61,6 +61,10 @@ def test_baselines_and_errors(cli, drifted) -> None:
     since = cli("drift", "churn", "--since", "soon")
     assert since.exit_code == 2 and "invalid since 'soon'" in since.stderr
     assert "column" not in since.stderr  # an option, not a column of the data
+    # a duration too long for a date: named as a bad option, not an unexpected error
+    far = cli("drift", "churn", "--since", "200000w")
+    assert far.exit_code == 2 and "invalid since '200000w'" in far.stderr, far.stderr
+    assert "100 years" in far.stderr
     assert "Traceback" not in unknown.stderr + empty.stderr + bad.stderr + since.stderr
 
 

@@ -233,6 +233,22 @@ def test_monitoring_settings_never_touch_the_routing_state(churn):
         config.update(rv, "churn", ["routing.weight=1"])
     with pytest.raises(NotFoundError, match="nope"):
         config.get(rv, "nope")
+    with pytest.raises(InvalidInputError, match="window"):  # was an OverflowError
+        config.update(rv, "churn", ['drift.window="99999999999w"'])
+
+
+def test_a_drift_setting_that_does_not_fit_the_models_columns_is_refused_when_saved(churn):
+    """A method that cannot test a column (`ks` on a categorical one) or a column the model
+    does not have was accepted, then failed every drift look and silently turned off the
+    drift and data-quality alerts."""
+    rv = churn
+    with pytest.raises(InvalidInputError, match=r"drift\.features\.contract\.method"):
+        config.update(rv, "churn", ['drift.features.contract.method="ks"'])
+    with pytest.raises(InvalidInputError, match=r"drift\.features\.agee.*columns: age"):
+        config.update(rv, "churn", ["drift.features.agee.threshold=0.2"])
+    assert config.get(rv, "churn") == {}
+    stored = config.update(rv, "churn", ['drift.features.age.method="ks"'])
+    assert stored == {"drift": {"features": {"age": {"method": "ks"}}}}
 
 
 def test_a_firing_alert_during_the_bake_period_rolls_the_promotion_back(churn):

@@ -43,6 +43,8 @@ def test_drift_errors_over_http(deployed, live_server) -> None:
     assert bad.status_code == 422 and bad.json()["problems"][0]["field"] == "baseline"
     since = httpx.get(f"{base}/churn/drift", params={"since": "tomorrow"})
     assert since.status_code == 422 and since.json()["problems"][0]["field"] == "since"
+    far = httpx.get(f"{base}/churn/drift", params={"since": "99999999999w"})  # was a 500
+    assert far.status_code == 422 and far.json()["problems"][0]["field"] == "since"
 
 
 def test_drift_needs_a_token_when_one_is_set(deployed, server_settings, spawn_server) -> None:

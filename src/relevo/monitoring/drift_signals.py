@@ -96,8 +96,11 @@ def _column(deployment: str, rule: str, subject: str, f: FeatureDrift) -> Signal
         subject,
         f.drifted,
         f"{what} {verb}{against}: {_judged(f)}",
-        value=_finite(f.score),
-        threshold=f.threshold,
+        # the statistic whatever the test (relevo_drift_score): a p-value would read the other
+        # way round, and its column's test changes with the window's size; a test's level is
+        # no threshold of its statistic (the message says how it was judged)
+        value=_finite(f.statistic),
+        threshold=None if f.is_p_value else f.threshold,
         evaluable=f.evaluable,
     )
 

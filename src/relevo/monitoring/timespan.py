@@ -9,6 +9,8 @@ from relevo.errors import InvalidInputError, Problem
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+#: the longest duration taken: a century (longer ones reach before the calendar's first year)
+LONGEST = timedelta(days=36525)
 
 
 def parse_duration(text: str, field: str = "since") -> timedelta:
@@ -19,7 +21,13 @@ def parse_duration(text: str, field: str = "since") -> timedelta:
             f"invalid {field} {text!r}",
             [Problem("a duration such as 30m, 24h or 7d, or an ISO timestamp", option=field)],
         )
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds > LONGEST.total_seconds():
+        raise InvalidInputError(
+            f"invalid {field} {text!r}",
+            [Problem("a duration of at most 100 years (36525d)", option=field)],
+        )
+    return timedelta(seconds=seconds)
 
 
 def parse_time(text: str, now: datetime, field: str = "since") -> datetime:

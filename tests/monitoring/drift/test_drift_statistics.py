@@ -12,7 +12,12 @@ from scipy.spatial.distance import jensenshannon
 from relevo.monitoring import CategoricalProfile, NumericProfile
 from relevo.monitoring.drift.categorical import aligned_counts, chi_square
 from relevo.monitoring.drift.distances import jensen_shannon, psi
-from relevo.monitoring.drift.numeric import bin_counts, binned_wasserstein, ks_samples
+from relevo.monitoring.drift.numeric import (
+    bin_counts,
+    binned_wasserstein,
+    ks_binned,
+    ks_samples,
+)
 
 RNG = np.random.default_rng(20261130)
 
@@ -91,6 +96,24 @@ def test_ks_on_samples_is_scipys_exact_test_when_the_data_fit_the_sample(shift: 
     got = ks_samples(ref, cur)
     assert got.statistic == pytest.approx(expected.statistic, abs=1e-12)
     assert got.p_value == pytest.approx(expected.pvalue, rel=1e-9)
+
+
+@pytest.mark.parametrize("extra", [0, 40, 400])
+def test_ks_on_bin_counts_is_scipys_asymptotic_test_on_values_at_the_bins(extra: int) -> None:
+    """Values that sit inside the reference's bins (one point per bin, one below and one above
+    its range) make the binned statistic the exact one: scipy's two-sample test on those
+    values, asymptotic method."""
+    bins = NumericProfile.reference(RNG.normal(size=5000), bins=10)
+    e = bins.edges
+    points = np.concatenate([[e[0] - 1], (e[:-1] + e[1:]) / 2, [e[-1] + 1]])
+    a = np.repeat(points, RNG.integers(5, 60, size=points.size))
+    b = np.repeat(points, RNG.integers(5, 60, size=points.size))
+    b = np.concatenate([b, np.repeat(points[-3:], extra)])  # mass moved up
+    ref, cur = bins.empty_like().update(a), bins.empty_like().update(b)
+    expected = stats.ks_2samp(a, b, method="asymp")
+    got = ks_binned(ref, cur)
+    assert got.statistic == pytest.approx(expected.statistic, abs=1e-12)
+    assert got.p_value == pytest.approx(expected.pvalue, rel=1e-6)
 
 
 def test_ks_on_bounded_samples_of_large_data_stays_close_to_the_full_test() -> None:

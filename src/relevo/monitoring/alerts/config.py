@@ -58,9 +58,58 @@ def put(rv: Relevo, deployment: str, settings: Any) -> dict[str, Any]:
     """Replace the deployment's monitoring settings (validated); returns them."""
     checked = validate(settings)
     get(rv, deployment)
+    if "drift" in checked:
+        _fits_the_models(rv, deployment, DriftConfig.from_dict(checked["drift"]))
     if not rv.store.alerts.set_monitoring(deployment, checked):
         raise NotFoundError(f"deployment {deployment!r} not found")
     return checked
+
+
+def _fits_the_models(rv: Relevo, deployment: str, drift: DriftConfig) -> None:
+    """Refuse per-feature drift settings that no look could apply: a column no model of the
+    deployment has, or a method that does not test the column's kind (`ks` on a categorical
+    column). Stored, such a setting failed every drift look and so silenced the drift and
+    data-quality alerts. Models without a reference profile are not checked."""
+    from relevo.monitoring.drift.config import CATEGORICAL_METHODS, NUMERIC_METHODS
+    from relevo.monitoring.numeric import NumericProfile
+
+    if not drift.features:
+        return
+    state = rv.deployments.get(deployment)
+    kinds: dict[str, str] = {}
+    refs = [state.champion_ref, *([state.challenger_ref] if state.challenger_ref else [])]
+    for ref in refs:
+        try:
+            profile = rv.registry.reference_profile(ref)
+        except NotFoundError:
+            return
+        for name, column in profile.inputs.columns.items():
+            kinds.setdefault(
+                name, "numeric" if isinstance(column, NumericProfile) else "categorical"
+            )
+    problems = []
+    for name, settings in drift.features.items():
+        where = f"drift.features.{name}"
+        kind = kinds.get(name)
+        if kind is None:
+            problems.append(
+                Problem(
+                    f"no column {name!r} in {', '.join(refs)} (its columns: {', '.join(kinds)})",
+                    column=where,
+                )
+            )
+            continue
+        allowed = NUMERIC_METHODS if kind == "numeric" else CATEGORICAL_METHODS
+        if settings.method != "auto" and settings.method not in allowed:
+            problems.append(
+                Problem(
+                    f"{settings.method!r} does not test {kind} columns; use one of "
+                    f"{', '.join(allowed)}",
+                    column=f"{where}.method",
+                )
+            )
+    if problems:
+        raise InvalidInputError("invalid drift settings", problems)
 
 
 def parse_value(text: str) -> Any:

@@ -21,6 +21,7 @@ from relevo.monitoring.drift.numeric import (
     bin_counts,
     bin_labels,
     binned_wasserstein,
+    ks_binned,
     ks_samples,
 )
 from relevo.monitoring.drift.report import DriftReport, FeatureDrift
@@ -167,7 +168,9 @@ def _numeric(
     if short:
         return replace(base, evaluable=False, note=short)
     if method == "ks":
-        result = ks_samples(ref, cur)
+        # on every value when the window's sample holds them all; else on their bin counts
+        whole = cur.sample.size >= cur.count
+        result = ks_samples(ref, cur) if whole else ks_binned(ref, cur)
         return _judged(base, result.statistic, result.p_value)
     if method == "wasserstein":
         return _judged(base, binned_wasserstein(ref, cur))

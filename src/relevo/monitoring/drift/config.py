@@ -97,7 +97,7 @@ class DriftConfig:
         try:
             parse_duration(self.window, "window")
         except InvalidInputError as exc:
-            problems += exc.problems
+            problems += [Problem(p.message, column="window") for p in exc.problems]
         quality = {**DEFAULT_QUALITY, **dict(self.quality)}
         for name, value in quality.items():
             where = f"quality.{name}"
