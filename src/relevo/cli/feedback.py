@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -56,6 +57,11 @@ def feedback(
 
     if (key_column is None) != (time_column is None):
         raise InvalidInputError("--key-column and --time-column go together")
+    if within_days is not None and not (math.isfinite(within_days) and 0 < within_days <= 36525):
+        raise InvalidInputError(
+            f"invalid --within-days {within_days:g}",
+            [Problem("a positive number of days, at most 36525", option="--within-days")],
+        )
     rv = state.relevo()
     rv.deployments.get(deployment)  # an unknown deployment before the file is read
     with Progress(
@@ -89,7 +95,7 @@ def feedback(
                         chunk[label_column].tolist(),
                     )
 
-            window = timedelta(days=within_days) if within_days else None
+            window = timedelta(days=within_days) if within_days is not None else None
             names = LabelColumns(key=key_column, time=time_column, label=label_column)
             result = ingest_keyed(
                 rv, deployment, keyed(), window=window, progress=advance, columns=names
@@ -213,6 +219,7 @@ def performance(
 
 
 def _show(report: Any) -> None:
+    from relevo.feedback.degradation import crossing_words
     from relevo.feedback.performance import primary_metric
 
     metric = primary_metric(report.task)
@@ -249,13 +256,12 @@ def _show(report: Any) -> None:
             )
         )
         for name, trend in model.trends.items():
-            ttt = _days(trend.get("time_to_threshold_seconds"))
             low, high = trend.get("rate_low"), trend.get("rate_high")
             interval = f" (95% CI {fmt(low, 3)} to {fmt(high, 3)})" if low is not None else ""
+            crossing = crossing_words(trend, report.until)
             console.print(
                 f"{name} trend: {fmt(trend.get('rate_per_week'), 3)} per week{interval}"
-                + (f", threshold in {ttt:.1f} days" if ttt is not None else "")
-                + (", threshold crossed" if trend.get("status") == "crossed" else ""),
+                + (f", {crossing}" if crossing else ""),
                 soft_wrap=True,
             )
         if model.segments is not None:
@@ -272,7 +278,3 @@ def _show(report: Any) -> None:
 def register(app: typer.Typer) -> None:
     app.command("feedback")(feedback)
     app.command("performance")(performance)
-
-
-def _days(seconds: object) -> float | None:
-    return float(seconds) / 86400.0 if isinstance(seconds, int | float) else None

@@ -20,7 +20,7 @@ degradation you want to extrapolate, not a whole history with a step in it.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -224,6 +224,22 @@ def _time_to_threshold(
     if at_rate is None:
         return "not_heading", None, earliest
     return "heading", at_rate, earliest
+
+
+def crossing_words(trend: Mapping[str, Any], now: datetime) -> str:
+    """How a trend (`Trend.to_dict()`) meets its threshold, counted from `now` (the fit counts
+    from its last window, often a week old when labels take a week): "threshold in 2.9 days
+    (2026-12-05)", "the fitted line crossed the threshold on 2026-11-27" when that time is
+    past, "threshold crossed" when the last window is past it, else ""."""
+    if trend.get("status") == "crossed":
+        return "threshold crossed"
+    at = trend.get("crossing_at")
+    if trend.get("status") != "heading" or not at:
+        return ""
+    when = datetime.fromisoformat(at)
+    if when <= now:
+        return f"the fitted line crossed the threshold on {when:%Y-%m-%d}"
+    return f"threshold in {(when - now).total_seconds() / 86400:.1f} days ({when:%Y-%m-%d})"
 
 
 def _weeks_to_delta(weeks: float) -> timedelta | None:

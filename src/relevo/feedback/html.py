@@ -4,8 +4,11 @@ thresholds, and tables of windows, trends and worst segments."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from html import escape
 from typing import TYPE_CHECKING, Any
+
+from relevo.feedback.degradation import crossing_words
 
 if TYPE_CHECKING:
     from relevo.feedback.report import ModelPerformance, PerformanceReport
@@ -47,12 +50,12 @@ def render(report: PerformanceReport) -> str:
         ]
         parts.append(_table(["metric", "threshold", "value", "window", "verdict"], rows))
     for model in report.models:
-        parts.append(_model(model, metric))
+        parts.append(_model(model, metric, report.until))
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
-def _model(model: ModelPerformance, metric: str) -> str:
+def _model(model: ModelPerformance, metric: str, now: datetime) -> str:
     out = [f"<h2>{escape(model.model)} ({escape(model.role)})</h2>"]
     out.append(f"<p>{model.labelled:,} of {model.rows:,} predictions labelled.</p>")
     rows = []
@@ -80,12 +83,11 @@ def _model(model: ModelPerformance, metric: str) -> str:
         )
     )  # fmt: skip
     for name, trend in model.trends.items():
-        ttt = _days(trend.get("time_to_threshold_seconds"))
+        crossing = crossing_words(trend, now)
         out.append(
             f"<p>Trend of {escape(name)}: {_num(trend.get('rate_per_week'))} per week "
             f"({_interval(trend.get('rate_low'), trend.get('rate_high'))})"
-            + (f"; threshold crossed in {ttt:.1f} days" if ttt is not None else "")
-            + ("; threshold already crossed" if trend.get("status") == "crossed" else "")
+            + (f"; {escape(crossing)}" if crossing else "")
             + "</p>"
         )
     if model.calibration_check:
@@ -197,7 +199,3 @@ def _num(value: Any, digits: int = 4) -> str:
 
 def _interval(low: Any, high: Any) -> str:
     return "" if low is None or high is None else f"{_num(low)} to {_num(high)}"
-
-
-def _days(seconds: object) -> float | None:
-    return float(seconds) / 86400.0 if isinstance(seconds, int | float) else None

@@ -59,6 +59,11 @@ class LabelKind:
         if isinstance(value, np.generic):
             value = value.item()
         if self.task == "regression":
+            if isinstance(value, str):  # a CSV column with one bad cell is read as text
+                try:
+                    value = float(value.strip())
+                except ValueError:
+                    raise ValueError(f"expected a number, got {value!r}") from None
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"expected a number, got {value!r}")
             if not math.isfinite(value):
@@ -72,6 +77,8 @@ class LabelKind:
 
 
 def _same_class(value: Any, cls: Any) -> bool:
+    if isinstance(cls, bool) and isinstance(value, str):  # read as text, as below
+        return value.strip() == str(cls)
     if isinstance(cls, bool) or isinstance(value, bool):
         return type(value) is type(cls) and value == cls
     if isinstance(cls, int | float) and not isinstance(cls, bool):
@@ -204,6 +211,13 @@ def ingest_keyed(
                     [known[i] for i in keep],
                 )
                 total[0] += len(chunk.rows) - len(keep)
+                # a label matching no prediction is still checked: one of the wrong type
+                # refuses the whole upload, wherever its key points
+                for i in sorted(set(range(len(ids))) - set(keep)):
+                    try:
+                        kind.parse(chunk.labels[i])
+                    except ValueError as exc:
+                        _problem(problems, total, Problem(str(exc), chunk.rows[i], columns.label))
             if progress is not None:
                 progress(len(chunk.rows))
         _refuse(problems, total[1])
@@ -317,7 +331,16 @@ def _times(
     now: datetime,
 ) -> pd.Series | None:
     """The labels' times in UTC, or None when a time or a key is refused (each named)."""
-    parsed = pd.to_datetime(pd.Series(list(chunk.times)), utc=True, errors="coerce")
+    # ISO 8601 in any of its forms, row by row (a format guessed from the first row refused
+    # `...10:00:00+00:00` beside `...10:00:00.25+00:00`, as `isoformat()` writes them); a bare
+    # number is no time (pandas would read it as nanoseconds since 1970)
+    values = [
+        None if isinstance(t, int | float | np.number) and not isinstance(t, bool) else t
+        for t in chunk.times
+    ]
+    parsed = pd.to_datetime(
+        pd.Series(values, dtype=object), utc=True, errors="coerce", format="ISO8601"
+    )
     bad = parsed.isna().to_numpy(copy=True)  # written to below
     for i in np.flatnonzero(bad).tolist():
         total[0] += 1

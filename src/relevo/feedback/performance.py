@@ -42,27 +42,30 @@ def parse_duration(text: str, what: str = "window") -> timedelta:
     return timedelta(seconds=float(found.group(1)) * _UNITS[found.group(2)])
 
 
+#: the metrics computed for each task (a threshold on another one would never be judged)
+REGRESSION_METRICS = ("mae", "rmse", "r2")
+CLASSIFIER_METRICS = tuple(name for name in m.HIGHER_IS_BETTER if name not in REGRESSION_METRICS)
+
+
+def metrics_of(task: str) -> tuple[str, ...]:
+    return REGRESSION_METRICS if task == "regression" else CLASSIFIER_METRICS
+
+
 def feedback_config(
-    rv: Relevo, deployment: str, thresholds: dict[str, float] | None = None
+    rv: Relevo,
+    deployment: str,
+    thresholds: dict[str, float] | None = None,
+    task: str | None = None,
 ) -> FeedbackConfig:
     """The deployment's feedback settings: its monitoring settings' "feedback" section over
-    the RELEVO_FEEDBACK_* defaults; `thresholds` (one-off) over the stored ones."""
+    the RELEVO_FEEDBACK_* defaults; `thresholds` (one-off) over the stored ones. With `task`,
+    a threshold on a metric that task has not (`r2` of a classifier) is refused."""
     section = rv.store.labels.feedback_settings(deployment)
     s = rv.settings
     stored = section.get("thresholds") or {}
-    try:
-        merged = {str(k): float(v) for k, v in {**stored, **(thresholds or {})}.items()}
-    except (TypeError, ValueError, AttributeError):
-        raise InvalidInputError(
-            f"the feedback thresholds of {deployment!r} must map metric names to numbers",
-            [Problem(f"got {stored!r}", column="thresholds")],
-        ) from None
-    for name in merged:
-        if name not in m.HIGHER_IS_BETTER:
-            raise InvalidInputError(
-                f"unknown metric {name!r} in a threshold",
-                [Problem(f"use one of {', '.join(m.HIGHER_IS_BETTER)}", column="thresholds")],
-            )
+    merged = checked_thresholds(
+        {**stored, **(thresholds or {})} if isinstance(stored, dict) else stored, deployment, task
+    )
     try:
         return FeedbackConfig(
             label_delay_days=float(section.get("label_delay_days", s.feedback_label_delay_days)),
@@ -75,6 +78,33 @@ def feedback_config(
             f"the feedback settings of {deployment!r} are not numbers where numbers belong",
             [Problem(str(exc), column="feedback")],
         ) from None
+
+
+def checked_thresholds(
+    thresholds: Any, deployment: str, task: str | None = None
+) -> dict[str, float]:
+    """Business thresholds as metric name -> number, each name a metric relevo computes (for
+    `task`'s models when given: a threshold on another task's metric is never judged)."""
+    try:
+        merged = {str(k): float(v) for k, v in dict(thresholds).items()}
+    except (TypeError, ValueError, AttributeError):
+        raise InvalidInputError(
+            f"the feedback thresholds of {deployment!r} must map metric names to numbers",
+            [Problem(f"got {thresholds!r}", column="thresholds")],
+        ) from None
+    for name in merged:
+        if name not in m.HIGHER_IS_BETTER:
+            raise InvalidInputError(
+                f"unknown metric {name!r} in a threshold",
+                [Problem(f"use one of {', '.join(m.HIGHER_IS_BETTER)}", column="thresholds")],
+            )
+        if task is not None and name not in metrics_of(task):
+            raise InvalidInputError(
+                f"no metric {name!r} for the {task} model of {deployment!r}: a threshold on "
+                "it would never be judged",
+                [Problem(f"use one of {', '.join(metrics_of(task))}", column="thresholds")],
+            )
+    return merged
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,7 @@ class PerformanceService:
         now = now or datetime.now(UTC)
         start = now - parse_duration(since, "since") if isinstance(since, str) else since
         kind = label_kind(rv, deployment)
-        config = feedback_config(rv, deployment, thresholds)
+        config = feedback_config(rv, deployment, thresholds, kind.task)
         data = load_rows(rv, deployment, kind, start, now, features=segments)
         models = []
         groups = _groups(data)

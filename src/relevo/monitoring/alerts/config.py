@@ -60,6 +60,12 @@ def put(rv: Relevo, deployment: str, settings: Any) -> dict[str, Any]:
     get(rv, deployment)
     if "drift" in checked:
         _fits_the_models(rv, deployment, DriftConfig.from_dict(checked["drift"]))
+    if (checked.get("feedback") or {}).get("thresholds"):
+        from relevo.feedback.labels import label_kind
+        from relevo.feedback.performance import checked_thresholds
+
+        task = label_kind(rv, deployment).task
+        checked_thresholds(checked["feedback"]["thresholds"], deployment, task)
     if not rv.store.alerts.set_monitoring(deployment, checked):
         raise NotFoundError(f"deployment {deployment!r} not found")
     return checked
