@@ -136,6 +136,26 @@ def test_the_incident_clears_when_its_last_alert_resolves():
     assert not run.open
 
 
+def test_an_incident_sent_as_firing_is_sent_resolved_though_a_silenced_alert_of_it_fires():
+    """Latency fires (sent); a silenced drift alert joins the incident. Latency clears: the
+    receivers heard of nothing else, so the incident is resolved for them. It used to wait
+    for the silenced alert, which was never sent, and then sent nothing."""
+    run = Run(silences=[Silence(T0 + timedelta(hours=2), rule="feature_drift")])
+    for _ in range(3):
+        run.step(sig(True))
+    for _ in range(3):
+        run.step(sig(True), sig(True, rule="feature_drift", subject="age"))
+    assert len({a.incident for a in run.open.values()}) == 1
+    for _ in range(3):
+        run.step(sig(False), sig(True, rule="feature_drift", subject="age"))
+    assert [n.kind for n in run.notes] == ["firing", "resolved"]
+    assert [a.rule for a in run.notes[1].alerts] == ["latency_p99"]
+    for _ in range(3):
+        run.step(sig(False), sig(False, rule="feature_drift", subject="age"))
+    assert not run.open
+    assert [n.kind for n in run.notes] == ["firing", "resolved"]  # nothing about the silenced
+
+
 def test_silenced_alerts_are_kept_but_not_notified():
     silence = Silence(T0 + timedelta(hours=1), deployment="churn", rule="latency_p99")
     run = Run(silences=[silence])

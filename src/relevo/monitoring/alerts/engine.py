@@ -199,17 +199,18 @@ def _notify(
     for a in working.values():
         incidents.setdefault(a.incident, []).append(a)
     for incident, members in incidents.items():
-        firing = [a for a in members if a.firing]
         loud = [a for a in members if not silenced(a, silences, now)]
+        # what the receivers know of: an incident whose loud alerts all cleared is resolved
+        # for them, though a silenced one of it still fires (it was never sent)
+        firing = [a for a in members if a.firing and a in loud]
         deployment = members[0].deployment
         if firing:
-            new = [a for a in firing if not a.notified and a in loud]
+            new = [a for a in firing if not a.notified]
             if not new:
                 continue
             before = [a for a in members if a.notified]
             if not before:
-                shown = tuple(a for a in firing if a in loud)
-                out.append(Notification("firing", deployment, incident, shown, now))
+                out.append(Notification("firing", deployment, incident, tuple(firing), now))
             elif any(a.severity == "critical" for a in new) and not any(
                 a.severity == "critical" for a in before
             ):
