@@ -5,6 +5,7 @@ promotion, where a firing alert rolls back to the previous champion."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Iterator
@@ -285,3 +286,47 @@ def test_an_alert_older_than_the_promotion_does_not_roll_it_back(churn):
     svc.evaluate()
     assert evaluator.evaluate_once(rv, "test", 30) == {}
     assert rv.deployments.get("churn").model_ref == "churn:2"
+
+
+def test_two_evaluations_at_once_start_one_alert_and_send_one_notification(churn, monkeypatch):
+    """An on-demand evaluation beside the server's scheduled one: both read the same states
+    and started the same alert twice (two incidents, two FIRING notifications)."""
+    from relevo.monitoring.alerts.notifiers import Dispatcher
+
+    rv = churn
+    t0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    both, waiting = threading.Barrier(2), threading.local()
+    repo = rv.store.alerts
+    read = repo.open_alerts
+
+    def open_alerts(*args, **kwargs):  # both read the states, then both go on
+        found = read(*args, **kwargs)
+        if getattr(waiting, "on", False):
+            with contextlib.suppress(threading.BrokenBarrierError):
+                both.wait(2)  # (one at a time: the first waits in vain, then goes on)
+        return found
+
+    monkeypatch.setattr(repo, "open_alerts", open_alerts)
+
+    def latency(rv, deployment, now):
+        return [Signal(deployment, "latency_p99", "", True, "p99 812 ms", 812.0, 500.0)]
+
+    services = [
+        AlertService(rv, providers=[latency], dispatcher=Dispatcher(post=lambda u, b, t: 200))
+        for _ in range(2)
+    ]
+    services[0].evaluate(t0)
+    services[0].evaluate(t0 + timedelta(minutes=1))
+    notes: list = []
+
+    def third(svc):
+        waiting.on = True
+        notes.extend(svc.evaluate(t0 + timedelta(minutes=2)).notifications)
+
+    threads = [threading.Thread(target=third, args=(s,)) for s in services]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(rv.store.alerts.list("churn")) == 1
+    assert [n.kind for n in notes] == ["firing"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import builtins
 import logging
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -13,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from relevo.context import Relevo
-from relevo.errors import InvalidInputError, Problem
+from relevo.errors import ConflictError, InvalidInputError, Problem
 from relevo.monitoring.alerts import config, engine
 from relevo.monitoring.alerts import providers as registered
 from relevo.monitoring.alerts.notifiers import Dispatcher, Target
@@ -24,6 +25,11 @@ from relevo.monitoring.signals import Signal
 
 log = logging.getLogger("relevo.alerts")
 
+#: held for the time of each evaluation, scheduled or on demand: one at a time over the store
+EVALUATION_LEASE = "monitoring-evaluation"
+#: how long an evaluation waits for another to end, and how long a crashed one blocks others
+EVALUATION_WAIT_S = 60.0
+EVALUATION_TTL_S = 120.0
 #: the lease that makes one replica at a time evaluate the alert rules
 EVALUATOR_LEASE = "monitoring-evaluator"
 
@@ -100,7 +106,25 @@ class AlertService:
 
     def evaluate(self, now: datetime | None = None) -> EvaluationReport:
         """Ask every provider about every deployment, run the engine, store the states and
-        send the notifications."""
+        send the notifications. One evaluation at a time over the store (the lease
+        `monitoring-evaluation`, waited for): two at once, an on-demand one beside the
+        server's, read the same states and started the same alert twice, sent twice."""
+        holder = f"evaluation-{uuid.uuid4().hex}"
+        leases = self.rv.store.leases
+        deadline = time.monotonic() + EVALUATION_WAIT_S
+        while not leases.acquire(EVALUATION_LEASE, holder, EVALUATION_TTL_S, now=self._clock()):
+            if time.monotonic() > deadline:
+                raise ConflictError(
+                    f"another alert evaluation has run for over {EVALUATION_WAIT_S:g} s; "
+                    "try again when it ends"
+                )
+            time.sleep(0.05)
+        try:
+            return self._evaluate(now)
+        finally:
+            leases.release(EVALUATION_LEASE, holder)
+
+    def _evaluate(self, now: datetime | None) -> EvaluationReport:
         now = now or self._clock()
         repo = self.rv.store.alerts
         names = [d.name for d in self.rv.deployments.list()]
