@@ -66,6 +66,18 @@ def logged(rv, at: list[datetime], role="champion", latency=10.0, deployment="ch
         conn.execute(insert(predictions), rows)
 
 
+def test_a_replica_restarted_under_a_new_name_is_not_a_silent_replica(churn):
+    """A rolling update: b came back as c ten minutes ago (replicas are named by host and
+    process). b's name fell silent while as many replicas answer as before: no alert. Without
+    a replacement b's silence fires (the test below)."""
+    rv = churn
+    buckets(rv, range(0, 10), {"a": 30, "c": 30})
+    buckets(rv, range(10, 120), {"a": 30, "b": 30})
+    found = {s.subject: s for s in traffic.signals(rv, "churn", NOW)}
+    assert not found[""].firing
+    assert not found["b"].firing and "it was replaced" in found["b"].message
+
+
 def test_the_empty_window_threshold_is_poisson():
     """An empty window is flagged when exp(-expected) < alpha, as SciPy's Poisson says."""
     for alpha in (1e-2, 1e-4, 1e-6):

@@ -89,18 +89,31 @@ def judge(deployment: str, volumes: Volumes, alpha: float, window_s: float) -> l
     replicas = sorted({r for w in volumes.trailing if w for r in w if r})
     if len(replicas) < 2:
         return out  # one replica (or unknown ones): the deployment's signal says it all
+    # a replica is named by its host and process: one restarted (a rolling update) comes
+    # back under a new name, and its old name falls silent. While as many replicas answer
+    # now as usually did, a silent name was replaced, not stuck.
+    answering = sum(1 for r, n in volumes.current.items() if r and n > 0)
+    usual = [sum(1 for r, n in w.items() if r and n > 0) for w in volumes.trailing if w]
+    replaced = bool(usual) and answering >= statistics.median(usual)
     for replica in replicas:
         mine = expected_rows([], [_of(w, replica) for w in volumes.trailing])
         if mine is None:
             continue
         got = volumes.current.get(replica, 0)
         others = observed - got
-        firing = got == 0 and others > 0 and mine >= floor
-        message = (
-            f"replica {replica} answered nothing in the last {span} while the others "
-            f"answered {others:,} rows ({mine:g} expected)"
-            if firing
-            else f"replica {replica}: {got:,} predictions in the last {span}"
-        )
+        silent = got == 0 and others > 0 and mine >= floor
+        firing = silent and not replaced
+        if firing:
+            message = (
+                f"replica {replica} answered nothing in the last {span} while the others "
+                f"answered {others:,} rows ({mine:g} expected)"
+            )
+        elif silent:
+            message = (
+                f"replica {replica} answered nothing in the last {span}; {answering} replicas "
+                "answer, as many as usual (it was replaced: restarted or rescheduled)"
+            )
+        else:
+            message = f"replica {replica}: {got:,} predictions in the last {span}"
         out.append(Signal(deployment, RULE, replica, firing, message, float(got), mine))
     return out
