@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,6 +36,11 @@ def test_the_table_names_the_drifted_features(cli, drifted) -> None:
     assert "DRIFT" in lines["age"] and "DRIFT" in lines["monthly_charges"]
     assert "DRIFT" not in lines["region"] and "wasserstein" in lines["age"]
     assert "2 of 9 features drifted" in out and "no dataset drift" in out
+    # a window across midnight names both days (a 24 h window read "01:03 to 01:03 UTC")
+    day = " ".join(cli("drift", "churn", "--since", "24h").stdout.split())
+    stamps = re.search(r"(\d{4}-\d\d-\d\d) \d\d:\d\d to (\d{4}-\d\d-\d\d) \d\d:\d\d UTC", day)
+    assert stamps is not None, day
+    assert stamps.group(1) < stamps.group(2)
 
 
 def test_json_and_html(cli, drifted, tmp_path: Path) -> None:

@@ -37,7 +37,8 @@ def show(report: DriftReport) -> None:
     when = ""
     if report.since is not None:
         until = report.until or datetime.now(UTC)
-        when = f" {report.since:%Y-%m-%d %H:%M} to {until:%H:%M} UTC"
+        end = f"{until:%H:%M}" if until.date() == report.since.date() else f"{until:%Y-%m-%d %H:%M}"
+        when = f" {report.since:%Y-%m-%d %H:%M} to {end} UTC"
     title = f"Drift of {report.deployment} ({report.model}){when} against the {report.baseline}"
     rows = [_row(f) for f in report.features]
     extra = [c for c in (report.prediction, report.multivariate) if c is not None]
