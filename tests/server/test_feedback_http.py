@@ -67,6 +67,8 @@ def test_feedback_and_performance_over_http(rv, live_server):
         if f["kind"] == "range"
     ]
     assert ranges and all(isinstance(f["low"] or f["high"], float) for f in ranges)
+    odd = httpx.get(f"{url}/performance", params={"format": "xml"})  # was JSON, 200
+    assert odd.status_code == 422 and "format" in odd.text, odd.text
     page = httpx.get(f"{url}/performance", params={"format": "html"})
     assert page.status_code == 200 and "<svg" in page.text
     assert "<script" not in page.text and "src=" not in page.text  # offline: nothing fetched

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
@@ -112,7 +112,7 @@ def feedback_router(runtime: Callable[[], Runtime]) -> APIRouter:
         window: str = "1d",
         since: str | None = None,
         segments: bool = False,
-        format: str = "json",
+        format: Literal["json", "html"] = "json",
     ) -> Response:
         rt = runtime()
         check(authorization(request.scope), Access.PREDICT, rt.settings)
