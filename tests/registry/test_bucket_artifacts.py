@@ -142,3 +142,27 @@ def test_the_setting_chooses_the_store(tmp_path):
         assert rv.registry.artifacts.location == str(tmp_path / "artifacts")
     with pytest.raises(InvalidInputError, match="unknown scheme 'gs'"):
         relevo.Relevo(settings=Settings(home=tmp_path, artifacts_url="gs://bucket/x"))
+
+
+def test_an_object_planted_with_dot_dot_in_a_folder_artifact_is_never_written_outside(
+    tmp_path, s3_bucket, s3_endpoint
+):
+    """Whoever can write to the bucket (not to the server) added an object named
+    `<artifact>/../../../../../../escaped.txt` under a folder artifact: a replica fetching it
+    wrote that file outside its cache, and the sha256 of what landed inside still matched."""
+    model = tmp_path / "model"  # a folder artifact, as an MLflow model is stored
+    model.mkdir()
+    (model / "MLmodel").write_text("flavors: {}\n")
+    store = BucketArtifactStore(
+        s3_bucket, cache=tmp_path / "home" / "cache", endpoint_url=s3_endpoint
+    )
+    sha, rel, _ = store.put(model)
+    bucket, _, prefix = s3_bucket.removeprefix("s3://").partition("/")
+    boto3.client("s3", endpoint_url=s3_endpoint).put_object(
+        Bucket=bucket,
+        Key=f"{prefix}/{rel}/../../../../../../escaped.txt",
+        Body=b"planted in the bucket",
+    )
+    with pytest.raises(IntegrityError, match="leads out of its folder"):
+        store.verified_path(rel, sha)
+    assert list(tmp_path.rglob("escaped.txt")) == []

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from relevo.errors import (
+    IntegrityError,
     InvalidInputError,
     MissingExtraError,
     NotFoundError,
@@ -130,8 +131,9 @@ class BucketArtifactStore:
                 keys = self.fs.find(remote)
                 if not keys:
                     raise FileNotFoundError(remote)
+                root = staged.resolve()
                 for key in keys:
-                    target = staged / key[len(remote) + 1 :]
+                    target = _inside(root, key[len(remote) + 1 :], remote)
                     target.parent.mkdir(parents=True, exist_ok=True)
                     self.fs.get_file(key, str(target))
             else:
@@ -150,6 +152,21 @@ class BucketArtifactStore:
             "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws or a role; a non-AWS server needs "
             "RELEVO_S3_ENDPOINT_URL)"
         )
+
+
+def _inside(root: Path, relative: str, remote: str) -> Path:
+    """Where a folder artifact's object `relative` goes under `root`; refused when its name
+    would lead out of it (`../`, an absolute or empty segment): whoever can write to the bucket
+    must not make a replica write anywhere else, which the sha256 of what lands inside would
+    never see."""
+    parts = relative.split("/")
+    target = root.joinpath(*parts).resolve() if relative else root
+    if not relative or any(p in ("", ".", "..") for p in parts) or not target.is_relative_to(root):
+        raise IntegrityError(
+            f"the artifact s3://{remote} holds an object named {relative!r}, which leads out of "
+            "its folder: refusing to load it (someone changed the bucket)"
+        )
+    return target
 
 
 def _remove(path: Path) -> None:
