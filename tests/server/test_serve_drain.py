@@ -122,3 +122,17 @@ def test_sigterm_fails_readiness_first_then_stops_with_the_log_flushed(
     result = cli("export", "churn", "--output", str(export))
     assert result.exit_code == 0, result.output
     assert len(pd.read_parquet(export)) == 30
+
+
+def test_emptying_the_metrics_folder_deletes_only_metric_files(tmp_path: Path) -> None:
+    """RELEVO_METRICS_DIR set to RELEVO_HOME (one volume for everything) deleted the store,
+    relevo.db, with every other *.db: the server then started on an empty store."""
+    from relevo.serving.metrics import empty_multiprocess_dir
+
+    for name in ("counter_123.db", "gauge_livemax_123.db", "histogram_9.db", "summary_9.db"):
+        (tmp_path / name).write_bytes(b"x")  # a dead worker's metrics
+    (tmp_path / "relevo.db").write_bytes(b"the store")
+    (tmp_path / "notes.db").write_bytes(b"someone else's")
+    assert empty_multiprocess_dir(tmp_path) == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.db", "relevo.db"]
+    assert (tmp_path / "relevo.db").read_bytes() == b"the store"

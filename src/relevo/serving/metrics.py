@@ -8,6 +8,7 @@ sets PROMETHEUS_MULTIPROC_DIR before the workers start, and each worker's values
 from __future__ import annotations
 
 import os
+import re
 import resource
 import threading
 import time
@@ -243,12 +244,17 @@ def get_metrics() -> ServingMetrics:
     return _metrics
 
 
+_METRIC_FILE = re.compile(r"(counter|histogram|summary|gauge_[a-z]+)_[^/]+\.db")
+
+
 def empty_multiprocess_dir(folder: Path) -> int:
     """Delete the metric files a previous server left in `folder` (created if missing); returns
     how many. A container restarted in the same pod keeps its emptyDir: without this its dead
     processes' counters would be summed into the new ones."""
     folder.mkdir(parents=True, exist_ok=True)
-    stale = list(folder.glob("*.db"))
+    # prometheus-client's own files only ("counter_1234.db", "gauge_livemax_1234.db", ...):
+    # the folder may be shared, or be RELEVO_HOME itself, whose relevo.db is the store
+    stale = [p for p in folder.glob("*.db") if _METRIC_FILE.fullmatch(p.name)]
     for path in stale:
         path.unlink(missing_ok=True)
     return len(stale)
