@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,6 +35,14 @@ class Settings(BaseSettings):
     )
     api_token: str | None = Field(default=None, description="Bearer token for predict/feedback.")
     admin_token: str | None = Field(default=None, description="Bearer token for state changes.")
+
+    @field_validator("api_token", "admin_token")
+    @classmethod
+    def _token(cls, value: str | None) -> str | None:
+        """A token as a client sends it: a file or a secret adds a trailing newline, which no
+        client's header carries (every correct client got 401); a blank one is no token."""
+        value = value.strip() if isinstance(value, str) else value
+        return value or None
     max_batch_size: int = Field(default=64, ge=1, description="Rows per coalesced model call.")
     max_batch_wait_ms: float = Field(
         default=0.0, ge=0, description="Extra wait for a batch to fill; 0 = only what is queued."

@@ -99,3 +99,19 @@ def test_readiness_details_need_a_token_once_tokens_are_set(
         assert ready.json() == {"ready": True, "deployments": {"churn": "churn:1"}}
     else:
         assert ready.json() == {"ready": True}
+
+
+def test_a_token_set_from_a_file_with_its_newline_accepts_the_token(
+    deployed, server_settings, spawn_server, monkeypatch
+):
+    """A token read from a file or a secret ends in a newline, which no client sends: every
+    correct client got 401. A blank token is no token (it locked everyone out)."""
+    from relevo.settings import Settings
+
+    url = spawn_server(server_settings.model_copy(update={"api_token": "s3cret-token"}))
+    monkeypatch.setenv("RELEVO_API_TOKEN", "s3cret-token\n")
+    monkeypatch.setenv("RELEVO_ADMIN_TOKEN", "  ")
+    read = Settings()
+    assert read.api_token == "s3cret-token" and read.admin_token is None
+    answer = httpx.get(f"{url}/v1/deployments", headers={"Authorization": "Bearer s3cret-token"})
+    assert answer.status_code == 200, answer.text
