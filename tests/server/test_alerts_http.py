@@ -202,3 +202,47 @@ def test_drift_scores_reach_metrics_from_the_feature_drift_signals(
         )
     finally:
         server.stop()
+
+
+SLACK = "https://hooks.slack.com/services/T000/B000/SECRETxyz"
+HOOK = "https://ops:hunter2@hooks.example/relevo?token=s3cr3t"
+
+
+def test_the_api_token_reads_webhook_addresses_without_their_secrets(
+    deployed, server_settings, spawn_server
+):
+    """A Slack incoming webhook's address is its credential: a client holding only the API
+    token read it whole (and could post forged alerts into the channel)."""
+    tokens = {"api_token": "api-1", "admin_token": "adm-1"}
+    url = spawn_server(server_settings.model_copy(update=tokens))
+    admin, api = ({"Authorization": f"Bearer {t}"} for t in ("adm-1", "api-1"))
+    put = httpx.put(
+        f"{url}/v1/deployments/churn/monitoring",
+        json={"alerts": {"slack_url": SLACK, "webhook_url": HOOK}},
+        headers=admin,
+    )
+    assert put.status_code == 200, put.text
+    read = httpx.get(f"{url}/v1/deployments/churn/monitoring", headers=api)
+    assert read.status_code == 200
+    for secret in ("SECRETxyz", "hunter2", "s3cr3t", "T000"):
+        assert secret not in read.text, secret
+    alerts = read.json()["monitoring"]["alerts"]
+    assert alerts == {
+        "slack_url": "https://hooks.slack.com/...",
+        "webhook_url": "https://hooks.example/...",
+    }
+    whole = httpx.get(f"{url}/v1/deployments/churn/monitoring", headers=admin).json()
+    assert whole["monitoring"]["alerts"] == {"slack_url": SLACK, "webhook_url": HOOK}
+
+
+def test_a_failed_delivery_logs_the_webhook_without_its_secret(caplog):
+    import logging
+
+    from relevo.monitoring.alerts.notifiers import Dispatcher, Target
+
+    dispatcher = Dispatcher(retries=0, post=lambda url, body, timeout: 404)
+    caplog.set_level(logging.WARNING, logger="relevo.alerts")
+    dispatcher.deliver(Target(SLACK, "json"), {"kind": "firing"})
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "notifying https://hooks.slack.com/... failed" in logged, logged
+    assert "SECRETxyz" not in logged

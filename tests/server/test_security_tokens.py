@@ -115,3 +115,40 @@ def test_a_token_set_from_a_file_with_its_newline_accepts_the_token(
     assert read.api_token == "s3cret-token" and read.admin_token is None
     answer = httpx.get(f"{url}/v1/deployments", headers={"Authorization": "Bearer s3cret-token"})
     assert answer.status_code == 200, answer.text
+
+
+CROSS_SITE = {
+    "Origin": "https://evil.example",
+    "Sec-Fetch-Site": "cross-site",
+    "Content-Type": "text/plain;charset=UTF-8",  # a "simple" request: no CORS preflight
+}
+
+
+def test_a_page_of_another_site_cannot_change_a_server_without_tokens(live_server, rv):
+    """Without tokens the server trusts whoever reaches it, but a web page in that person's
+    browser reaches it too: a cross-site form post silenced every alert for a year and stored
+    labels. Clients that are not browsers send no Origin and go through as before."""
+    url = live_server.url
+    silence = b'{"deployment": "churn", "duration_s": 31536000, "reason": "x"}'
+    refused = httpx.post(f"{url}/v1/alerts/silences", content=silence, headers=CROSS_SITE)
+    assert refused.status_code == 403 and "cross-site" in refused.json()["error"]
+    assert httpx.get(f"{url}/v1/alerts/silences").json()["silences"] == []
+    rows = frame_to_records(make_churn(1, seed=3).drop(columns=["churned"]))
+    body = {"instances": rows}
+    predict = httpx.post(f"{url}/v1/deployments/churn/predict", json=body, headers=CROSS_SITE)
+    assert predict.status_code == 403
+    # the server's own pages (its OpenAPI page) and clients without Origin are answered
+    own = {"Origin": url}
+    assert httpx.post(f"{url}/v1/deployments/churn/predict", json=body, headers=own).is_success
+    assert httpx.post(f"{url}/v1/deployments/churn/predict", json=body).is_success
+
+
+def test_a_server_on_loopback_answers_loopback_host_names_only(live_server):
+    """DNS rebinding: another site's name resolving to 127.0.0.1 makes the browser's requests
+    same-origin for that site; the Host header still names it."""
+    url = live_server.url
+    port = url.rsplit(":", 1)[1]
+    rebound = httpx.get(f"{url}/v1/models", headers={"Host": f"evil.example:{port}"})
+    assert rebound.status_code == 403 and "loopback names only" in rebound.text
+    for name in ("localhost", "127.0.0.1"):
+        assert httpx.get(f"{url}/v1/models", headers={"Host": f"{name}:{port}"}).is_success

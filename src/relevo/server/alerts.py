@@ -18,7 +18,7 @@ from relevo.monitoring.alerts import config
 from relevo.monitoring.alerts.evaluator import refresh_gauges
 from relevo.monitoring.alerts.service import AlertService
 from relevo.server import openapi
-from relevo.server.auth import Access, check
+from relevo.server.auth import Access, check, may_change
 from relevo.server.http import (
     authorization,
     check_name,
@@ -211,9 +211,13 @@ def alerts_router(runtime: Callable[[], Runtime], alerts: Callable[[], AlertServ
     async def get_monitoring(name: str, request: Request) -> Response:
         service = authorized(request, Access.PREDICT)
         check_name(name)
+        # the webhook addresses are credentials: whole for whoever may change them
+        whole = may_change(authorization(request.scope), runtime().settings)
 
         def read() -> dict[str, Any]:
             stored = config.get(service.rv, name)
+            if not whole:
+                stored = config.redacted(stored)
             return {
                 "deployment": name,
                 "monitoring": stored,

@@ -17,6 +17,8 @@ from __future__ import annotations
 import hmac
 from enum import Enum
 
+from starlette.types import Scope
+
 from relevo.errors import AuthError
 from relevo.settings import Settings
 
@@ -58,6 +60,15 @@ def check(authorization: str | None, access: Access, settings: Settings) -> None
     raise AuthError("invalid token", 401)
 
 
+def may_change(authorization: str | None, settings: Settings) -> bool:
+    """Whether a caller may change state (what `check(..., Access.ADMIN, ...)` lets through)."""
+    try:
+        check(authorization, Access.ADMIN, settings)
+    except AuthError:
+        return False
+    return True
+
+
 def may_see_details(authorization: str | None, settings: Settings) -> bool:
     """Whether a caller may read operational details (readiness reasons, served versions):
     always when no token is set, else with either token."""
@@ -69,3 +80,42 @@ def may_see_details(authorization: str | None, settings: Settings) -> bool:
     except AuthError:
         return False
     return _matches(token, admin) or _matches(token, api)
+
+
+_LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def _host_name(netloc: str) -> str:
+    """The host of a `host[:port]` (IPv6 in brackets), lower case."""
+    if netloc.startswith("["):
+        return netloc[1 : netloc.find("]")].lower()
+    return netloc.rsplit(":", 1)[0].lower() if netloc.count(":") == 1 else netloc.lower()
+
+
+def _loopback(name: str) -> bool:
+    return name in _LOOPBACK_NAMES or name.startswith("127.") or name.endswith(".localhost")
+
+
+def foreign(scope: Scope) -> str | None:
+    """Why a request to a server without tokens comes from another site, or None. Without
+    tokens the server trusts whoever reaches it (loopback, or a trusted network with
+    --insecure), but a web page in that person's browser also reaches it: a cross-site form
+    post (no CORS preflight) changed deployments, silences and labels. So a request that
+    changes state must come from the server's own origin (browsers always send Origin on such
+    requests; other clients send none), and a server on loopback answers only loopback host
+    names (DNS rebinding gives another site's name a loopback address)."""
+    host = origin = b""
+    for key, value in scope["headers"]:
+        if key == b"host":
+            host = value
+        elif key == b"origin":
+            origin = value
+    name = host.decode("latin-1")
+    server = scope.get("server")
+    if server and _loopback(str(server[0])) and name and not _loopback(_host_name(name)):
+        return f"a server on loopback answers loopback names only, not {_host_name(name)!r}"
+    if origin and scope["method"] not in ("GET", "HEAD", "OPTIONS"):
+        text = origin.decode("latin-1")
+        if text.partition("://")[2].lower() != name.lower():
+            return f"a request from {text[:100]!r} may not change this server's state"
+    return None

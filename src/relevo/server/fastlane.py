@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import orjson
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
+from relevo.server.auth import foreign
 from relevo.server.predict import predict_asgi
 from relevo.serving.runtime import Runtime
 
@@ -29,6 +31,12 @@ class FastLane:
         self.runtime = runtime
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.runtime().settings.api_token is None:
+            # something is open without a token: not to another site's page (`foreign`)
+            why = foreign(scope)
+            if why is not None:
+                await _refuse(send, why)
+                return
         if scope["type"] == "http" and scope["method"] == "POST":
             path: str = scope["path"]
             if path.startswith(_PREFIX) and path.endswith(_SUFFIX):
@@ -37,3 +45,10 @@ class FastLane:
                     await predict_asgi(self.runtime(), name, scope, receive, send)
                     return
         await self.app(scope, receive, send)
+
+
+async def _refuse(send: Send, why: str) -> None:
+    body = orjson.dumps({"error": f"cross-site request refused: {why}"})
+    headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+    await send({"type": "http.response.start", "status": 403, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -118,6 +118,22 @@ def _fits_the_models(rv: Relevo, deployment: str, drift: DriftConfig) -> None:
         raise InvalidInputError("invalid drift settings", problems)
 
 
+def redacted(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings with each webhook address cut to its scheme and host (for a caller who may
+    read but not change them: the rest of the address is the credential)."""
+    from relevo.monitoring.alerts.notifiers import shown_url
+    from relevo.monitoring.alerts.rules import NOTIFIER_KEYS
+
+    section = settings.get("alerts")
+    if not isinstance(section, Mapping):
+        return settings
+    hidden = {
+        k: shown_url(v) if k in NOTIFIER_KEYS and isinstance(v, str) else v
+        for k, v in section.items()
+    }
+    return {**settings, "alerts": hidden}
+
+
 def parse_value(text: str) -> Any:
     """A value from the command line: JSON (true, 3, 0.5, null, "x", {...}) or else the text."""
     try:

@@ -68,7 +68,9 @@ class _Worker:
                 try:
                     self.queue.get_nowait()
                     self.queue.task_done()
-                    log.warning("notifier queue for %s is full: dropped its oldest", self.url)
+                    log.warning(
+                        "notifier queue for %s is full: dropped its oldest", shown_url(self.url)
+                    )
                 except queue.Empty:
                     pass
 
@@ -136,7 +138,9 @@ class Dispatcher:
                 break
             delay = min(delay * 2, self.max_backoff_s)
         self.failed += 1
-        log.warning("notifying %s failed after %d attempts: %s", target.url, attempt + 1, problem)
+        log.warning(
+            "notifying %s failed after %d attempts: %s", shown_url(target.url), attempt + 1, problem
+        )
         return False
 
     def flush(self, timeout_s: float = 30.0) -> bool:
@@ -167,3 +171,19 @@ def _post(url: str, payload: dict[str, Any], timeout_s: float) -> int:
     # a fresh client per delivery: deliveries are rare and a dead connection must not linger
     with httpx.Client(timeout=timeout_s, follow_redirects=False) as client:
         return client.post(url, json=payload).status_code
+
+
+def shown_url(url: str) -> str:
+    """A webhook address as logs and token holders may see it: scheme and host only. The rest
+    is often the credential itself (a Slack incoming webhook's path, `user:pass@`, `?token=`),
+    and whoever holds it can post into the channel."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<an invalid address>"
+    hidden = "/..." if (parts.path not in ("", "/") or parts.query or parts.username) else ""
+    return f"{parts.scheme}://{host}{port}{hidden}"
