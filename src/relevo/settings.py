@@ -43,6 +43,7 @@ class Settings(BaseSettings):
         client's header carries (every correct client got 401); a blank one is no token."""
         value = value.strip() if isinstance(value, str) else value
         return value or None
+
     max_batch_size: int = Field(default=64, ge=1, description="Rows per coalesced model call.")
     max_batch_wait_ms: float = Field(
         default=0.0, ge=0, description="Extra wait for a batch to fill; 0 = only what is queued."

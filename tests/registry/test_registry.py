@@ -371,3 +371,35 @@ def test_registering_a_good_file_again_repairs_a_damaged_stored_copy(rv, churn_f
     assert second.artifact_size == churn_files.model.stat().st_size
     rv.registry.load(second.ref)  # verified and loads
     rv.registry.load(first.ref)  # the same content: the first version is repaired too
+
+
+def _small(n: int = 200, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = pd.DataFrame(
+        {"a": rng.normal(size=n), "b": rng.integers(0, 10, n), "c": rng.normal(size=n)}
+    )
+    return x, (x["a"] + rng.normal(size=n) > 0).astype(int)
+
+
+@pytest.mark.parametrize("labels", [None, {0: "stay", 1: "leave"}])
+def test_a_classifier_without_predict_proba_is_refused_saying_why(rv, labels):
+    """A LinearSVC was registered as a regressor (its labels served as "values"); with text
+    labels registration failed blaming the reference ("could not convert string to float")."""
+    from sklearn.svm import LinearSVC
+
+    x, y = _small()
+    model = LinearSVC().fit(x, y if labels is None else y.map(labels))
+    with pytest.raises(InvalidInputError, match=r"without predict_proba.*CalibratedClassifierCV"):
+        rv.registry.register("svc", model, x.assign(y=y), target="y")
+    assert rv.registry.list() == []
+
+
+def test_a_reference_with_duplicate_column_names_is_refused_naming_them(rv):
+    x, y = _small()
+    from sklearn.linear_model import LogisticRegression
+
+    x.columns = ["a", "a", "c"]
+    model = LogisticRegression().fit(x.to_numpy(), y)
+    with pytest.raises(InvalidInputError, match="more than once") as caught:
+        rv.registry.register("dup", model, x.assign(y=y), target="y")
+    assert [p.column for p in caught.value.problems] == ["a"]

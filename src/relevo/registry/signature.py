@@ -31,6 +31,12 @@ class ColumnSpec:
     min: float | None = None
     max: float | None = None
     categories: tuple[str, ...] | None = None
+    #: how serving rebuilds the column for a model fed a DataFrame, as the reference held it:
+    #: a pandas categorical on `categories` (in the reference's order; LightGBM and XGBoost
+    #: refuse another), and text whose missing values are None (not NaN, which an encoder
+    #: fitted on None takes for an unknown category)
+    as_category: bool = False
+    missing_none: bool = False
 
     @cached_property
     def category_set(self) -> frozenset[str]:
@@ -40,6 +46,9 @@ class ColumnSpec:
         out = asdict(self)
         if self.categories is not None:
             out["categories"] = list(self.categories)
+        for flag in ("as_category", "missing_none"):  # said only when set
+            if not out[flag]:
+                del out[flag]
         return out
 
     @classmethod
@@ -52,6 +61,8 @@ class ColumnSpec:
             min=data.get("min"),
             max=data.get("max"),
             categories=tuple(cats) if cats is not None else None,
+            as_category=bool(data.get("as_category", False)),
+            missing_none=bool(data.get("missing_none", False)),
         )
 
 
@@ -90,6 +101,12 @@ class Signature:
     def infer(cls, frame: pd.DataFrame, columns: list[str] | None = None) -> Signature:
         """Infer the signature of `columns` (default: all) from a reference DataFrame."""
         names = list(frame.columns) if columns is None else columns
+        twice = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+        if twice:
+            raise InvalidInputError(
+                f"the reference data names {len(twice)} column(s) more than once",
+                [Problem("a second column of this name", column=c) for c in twice],
+            )
         missing = [c for c in names if c not in frame.columns]
         if missing:
             raise InvalidInputError(
@@ -116,9 +133,14 @@ def _kind_of(series: pd.Series) -> Kind:
 
 
 def _infer_column(name: str, series: pd.Series) -> ColumnSpec:
-    kind = _kind_of(series)
     nullable = bool(series.isna().any())
     values = series.dropna()
+    if not len(values):  # missing in every row: nothing says numbers (text is the widest)
+        return ColumnSpec(name, "string", True)
+    kind = _kind_of(series)
+    if kind == "string" and isinstance(series.dtype, pd.CategoricalDtype):
+        ordered = tuple(str(c) for c in series.dtype.categories)
+        return ColumnSpec(name, kind, nullable, categories=ordered, as_category=True)
     if kind in ("number", "integer"):
         arr = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
         arr = arr[np.isfinite(arr)]
@@ -127,6 +149,10 @@ def _infer_column(name: str, series: pd.Series) -> ColumnSpec:
         return ColumnSpec(name, kind, nullable, lo, hi)
     if kind == "string":
         uniques = pd.unique(values.astype(str))
-        cats = tuple(sorted(uniques)) if len(uniques) <= MAX_CATEGORIES else None
-        return ColumnSpec(name, kind, nullable, categories=cats)
+        cats: tuple[str, ...] | None = (
+            tuple(sorted(uniques)) if len(uniques) <= MAX_CATEGORIES else None
+        )
+        missing = series[series.isna()]
+        none = bool(len(missing)) and series.dtype == object and all(v is None for v in missing)
+        return ColumnSpec(name, kind, nullable, categories=cats, missing_none=none)
     return ColumnSpec(name, kind, nullable)

@@ -47,10 +47,14 @@ def build_frame(part: Part, plan: Plan) -> pd.DataFrame:
     positions = {j: p for p, j in enumerate(plan.num_idx)}
     for j, spec in enumerate(plan.specs):
         if j in positions:
-            data[spec.name] = numbers[:, positions[j]]
+            column = numbers[:, positions[j]]
+            if spec.kind == "integer" and not np.isnan(column).any():
+                # integers, as the model saw them (MLflow's schema refuses floats for `long`)
+                column = column.astype(np.int64)
+            data[spec.name] = column
             continue
         values = others[spec.name]
-        if isinstance(values, pd.api.extensions.ExtensionArray):
+        if isinstance(values, pd.api.extensions.ExtensionArray) and not spec.missing_none:
             data[spec.name] = values  # a file's text column: the model takes it as read
         elif spec.kind == "boolean" and None not in values:
             data[spec.name] = np.asarray(values, dtype=bool)
@@ -58,6 +62,9 @@ def build_frame(part: Part, plan: Plan) -> pd.DataFrame:
             arr = np.empty(len(values), dtype=object)
             arr[:] = values
             if spec.nullable:
-                arr[pd.isna(arr)] = np.nan
-            data[spec.name] = arr
+                arr[pd.isna(arr)] = None if spec.missing_none else np.nan
+            # objects kept as objects: pandas would make text and None a str column of NaN
+            data[spec.name] = pd.Series(arr, dtype=object, copy=False) if spec.missing_none else arr
+        if spec.as_category:
+            data[spec.name] = pd.Categorical(data[spec.name], categories=spec.categories)
     return pd.DataFrame(data, copy=False)

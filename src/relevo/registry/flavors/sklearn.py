@@ -83,7 +83,16 @@ class EstimatorModel(LoadedModel):
         n_in = getattr(estimator, "n_features_in_", None)
         self.n_features = int(n_in) if isinstance(n_in, int | np.integer) else None
         classes = getattr(estimator, "classes_", None)
-        if classes is not None and hasattr(estimator, "predict_proba"):
+        if classes is not None and not hasattr(estimator, "predict_proba"):
+            # served as a regressor, its labels became "values" (and text labels failed as
+            # numbers, blamed on the reference)
+            raise InvalidInputError(
+                f"the artifact holds a {type(estimator).__name__}, a classifier without "
+                "predict_proba: relevo serves a classifier's class probabilities. Wrap it in "
+                "sklearn.calibration.CalibratedClassifierCV, or use a model that gives them "
+                "(for example SVC(probability=True))"
+            )
+        if classes is not None:
             self.classes = [c.item() if isinstance(c, np.generic) else c for c in classes]
             self.task = classifier_task(self.classes)
         else:

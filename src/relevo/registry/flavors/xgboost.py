@@ -32,7 +32,7 @@ from relevo.registry.flavors.base import (
     load_in_child,
     read_head,
 )
-from relevo.registry.flavors.sklearn import EstimatorModel
+from relevo.registry.flavors.sklearn import EstimatorModel, mode_option
 
 #: binary objectives, by what the booster predicts: P(class 1), a logit, or the class (0/1)
 _BINARY_PROBA = {"binary:logistic"}
@@ -180,7 +180,7 @@ class XGBoostFlavor(Flavor):
             raise InvalidInputError(
                 f"cannot load {path.name} as an XGBoost scikit-learn model: {_short(exc)}"
             ) from exc
-        return EstimatorModel(wrapper)
+        return EstimatorModel(wrapper, mode_option(options))  # as its rehearsal recorded
 
     @staticmethod
     def _sklearn_wrapper(booster: Any, xgboost: Any) -> Any:
