@@ -13,7 +13,8 @@ import pytest
 from relevo.datasets import CHURN_FEATURES, CHURN_ID, CHURN_TARGET, make_churn
 
 
-def _scored(cli, churn_files, tmp_path, n=300):
+def _deployed(cli, churn_files) -> None:
+    """`churn:1` registered from the files and deployed as `churn`, keyed by customer."""
     for args in (
         ("models", "register", "churn", churn_files.model, "--reference", churn_files.reference,
          "--target", "churned"),
@@ -21,6 +22,10 @@ def _scored(cli, churn_files, tmp_path, n=300):
     ):  # fmt: skip
         result = cli(*args)
         assert result.exit_code == 0, result.output
+
+
+def _scored(cli, churn_files, tmp_path, n=300):
+    _deployed(cli, churn_files)
     frame = make_churn(n, seed=6)
     source = tmp_path / "customers.csv"
     frame[[CHURN_ID, *CHURN_FEATURES]].to_csv(source, index=False)
@@ -184,12 +189,7 @@ def test_keyed_labels_known_at_their_time_in_the_users_columns(cli, churn_files,
 def test_keyed_labels_written_as_floats_join_the_customers_scored(cli, churn_files, tmp_path, rv):
     """A label file whose integer key column pandas wrote as floats (`10017.0`: a column with a
     gap is kept so) joins the customers logged as 10017: a float-looking key is the integer."""
-    for args in (
-        ("models", "register", "churn", churn_files.model, "--reference", churn_files.reference,
-         "--target", "churned"),
-        ("deploy", "churn", "churn:1", "--key", CHURN_ID),
-    ):  # fmt: skip
-        assert cli(*args).exit_code == 0
+    _deployed(cli, churn_files)
     frame = make_churn(20, seed=6)
     frame[CHURN_ID] = range(10_000, 10_020)
     source = tmp_path / "customers.csv"
@@ -213,3 +213,20 @@ def test_keyed_labels_written_as_floats_join_the_customers_scored(cli, churn_fil
     )  # fmt: skip
     assert rv.store.labels.count("churn") == 20, stored.output
     assert rv.store.labels.get(scored["id"].iloc[0]) is not None
+
+
+@pytest.mark.parametrize("days", ["-1", "0", "nan"])
+def test_within_days_must_be_a_positive_number(cli, churn_files, tmp_path, days):
+    """-1 stored nothing ("1 unknown", exit 0), 0 used the 30-day default (exit 0), nan was an
+    unexpected ValueError (exit 1)."""
+    _deployed(cli, churn_files)
+    path = tmp_path / "labels.csv"
+    pd.DataFrame({"customer": ["C1"], "when": ["2026-11-02"], "label": [1]}).to_csv(
+        path, index=False
+    )
+    result = cli(
+        "feedback", "churn", "--input", path, "--key-column", "customer",
+        "--time-column", "when", "--within-days", days,
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "--within-days" in result.stderr

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -461,18 +459,6 @@ def test_onnx_corrupted_file(tmp_path: Path, cancer: Data) -> None:
 
 
 # --- MLflow ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def mlflow_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """mlflow, tracking into a temporary directory (nothing leaves the machine)."""
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
-    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-    monkeypatch.setenv("DO_NOT_TRACK", "true")
-    mlflow = pytest.importorskip("mlflow")
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", module="mlflow")
-        yield mlflow
 
 
 class ProbaModel:

@@ -5,14 +5,10 @@ and a flavor serves the input form its rehearsal recorded."""
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import pytest
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
@@ -40,17 +36,6 @@ def served(rv: relevo.Relevo, ref: str, frame: pd.DataFrame) -> Any:
     checked = check_frame(frame, runner.plan, None, Policy(), 0, problems)
     assert checked is not None, problems
     return runner.raw(checked.part)
-
-
-@pytest.fixture
-def mlflow_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
-    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-    monkeypatch.setenv("DO_NOT_TRACK", "true")
-    mlflow = pytest.importorskip("mlflow")
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", module="mlflow")
-        yield mlflow
 
 
 def test_an_mlflow_pyfunc_with_an_integer_input_serves_the_rows_it_registered_on(
