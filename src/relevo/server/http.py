@@ -10,6 +10,7 @@ server-side failure never shows more than `relevo.serving.health.failure_body` a
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -47,6 +48,28 @@ def header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return value.decode("latin-1")
     return None
+
+
+def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """Undo the request's Content-Encoding (tritonclient can gzip or deflate its requests; the
+    JSON API takes the same), refusing (413) a body that inflates past `limit` bytes."""
+    if not encoding or encoding.strip().lower() == "identity":
+        return body
+    coding = encoding.strip().lower()
+    if coding not in ("gzip", "deflate"):
+        raise BadRequest(f"unsupported Content-Encoding {encoding!r}: use gzip, deflate or none")
+    inflater = zlib.decompressobj(31 if coding == "gzip" else 15)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise BadRequest(f"the request body is not valid {coding} data: {exc}") from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise PayloadTooLargeError(
+            f"the request body inflates to more than {limit:,} bytes (RELEVO_MAX_BODY_MB)"
+        )
+    if not inflater.eof:
+        raise BadRequest(f"the request body is not valid {coding} data: it is truncated")
+    return out
 
 
 def authorization(scope: Scope) -> str | None:

@@ -20,6 +20,7 @@ from relevo.server.http import (
     JSON_HEADERS,
     asgi_headers,
     authorization,
+    decompress,
     error_body,
     error_headers,
     header,
@@ -86,8 +87,10 @@ async def handle_predict(
         check(authorization(scope), Access.PREDICT, rt.settings)
         force = forced_model(rt, scope)
         rt.endpoint(name)  # an unknown deployment is a 404 before its body is read
-        body = await read_body(scope, receive, rt.settings.max_body_bytes)
+        limit = rt.settings.max_body_bytes
+        body = await read_body(scope, receive, limit)
         body_read = True
+        body = decompress(body, header(scope, b"content-encoding"), limit)
         instances = instances_of(body, rt.settings.max_rows)
         answer = await rt.predict(name, instances, started, force=force)
     except Exception as exc:  # every failure answers JSON; a 5xx shows no internals

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -17,13 +16,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from relevo import __version__
-from relevo.errors import InvalidInputError, NotFoundError, PayloadTooLargeError, Problem
+from relevo.errors import InvalidInputError, NotFoundError, Problem
 from relevo.registry.types import ModelVersion
 from relevo.server import openapi
 from relevo.server.auth import Access, check
 from relevo.server.http import (
     BadRequest,
     authorization,
+    decompress,
     error_body,
     error_headers,
     json_response,
@@ -53,28 +53,6 @@ def _header_length(request: Request) -> int | None:
             f"invalid {HEADER_LENGTH}",
             [Problem(f"not an integer: {raw!r}", column=HEADER_LENGTH)],
         ) from None
-
-
-def _decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
-    """Undo the request's Content-Encoding (tritonclient can gzip or deflate its requests),
-    refusing (413) a body that inflates past `limit` bytes."""
-    if not encoding or encoding.strip().lower() == "identity":
-        return body
-    coding = encoding.strip().lower()
-    if coding not in ("gzip", "deflate"):
-        raise BadRequest(f"unsupported Content-Encoding {encoding!r}: use gzip, deflate or none")
-    inflater = zlib.decompressobj(31 if coding == "gzip" else 15)
-    try:
-        out = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise BadRequest(f"the request body is not valid {coding} data: {exc}") from None
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise PayloadTooLargeError(
-            f"the request body inflates to more than {limit:,} bytes (RELEVO_MAX_BODY_MB)"
-        )
-    if not inflater.eof:
-        raise BadRequest(f"the request body is not valid {coding} data: it is truncated")
-    return out
 
 
 # ------------------------------------------------------------------------------ router
@@ -187,7 +165,7 @@ def v2_router(runtime: Callable[[], Runtime]) -> APIRouter:
             limit = rt.settings.max_body_bytes
             raw = await read_body(request.scope, request.receive, limit)
             body_read = True
-            body = _decompress(raw, request.headers.get("content-encoding"), limit)
+            body = decompress(raw, request.headers.get("content-encoding"), limit)
             header_length = _header_length(request)
             max_rows = rt.settings.max_rows
             if len(body) >= _THREAD_BODY_BYTES:
