@@ -124,6 +124,15 @@ def test_list_when_nothing_is_registered(cli):
     assert json.loads(empty.stdout) == []
 
 
+def test_list_of_a_name_no_model_has_names_the_models_there_are(cli, registered):
+    """It said "No model is registered yet" while churn was."""
+    result = cli("models", "list", "nope")
+    assert_ok(result)
+    assert "No version of model 'nope' is registered; the registered models: churn" in (
+        " ".join(result.stdout.split())
+    )
+
+
 def test_list_json(cli, churn_files, registered):
     assert_ok(cli(*register_args(churn_files)))
     result = cli("models", "list", "--json")

@@ -158,7 +158,14 @@ def list_models(
         print_json([v.to_dict() for v in versions])
         return
     if not versions:
-        console.print("No model is registered yet. Register one with: relevo models register")
+        others = sorted({v.name for v in state.relevo().registry.list()}) if name else []
+        if others:  # a name with no version, where other models are registered
+            console.print(
+                f"No version of model {name!r} is registered; the registered models: "
+                f"{', '.join(others)}"
+            )
+        else:
+            console.print("No model is registered yet. Register one with: relevo models register")
         return
     console.print(
         table(
