@@ -512,3 +512,16 @@ def test_text_in_a_numeric_reference_column_is_named_by_row_and_column(
     line = assert_fails(result, 2, cell, "column(s) of numbers ('age')", "nothing was registered")
     assert "mean strategy" not in line and "--exclude" not in line
     assert [v["ref"] for v in json.loads(cli("models", "list", "--json").stdout)] == ["churn:1"]
+
+
+def test_show_of_a_one_row_reference_says_it_has_no_spread(cli, churn_files, churn_frame, tmp_path):
+    """A one-row reference has no standard deviation: `models show` printed "std ," (blank)."""
+    one = tmp_path / "one.csv"
+    churn_frame.head(1).to_csv(one, index=False)
+    registered = cli(
+        "models", "register", "churn", churn_files.model, "--reference", one, "--target", "churned"
+    )
+    assert_ok(registered)
+    shown = cli("models", "show", "churn:1")
+    assert_ok(shown)
+    assert "std -," in shown.stdout and "std ," not in shown.stdout

@@ -255,7 +255,7 @@ def _profile_table(profile: ReferenceProfile) -> Table:
     rows = []
     for r in profile.summary():
         if r["type"] == "numeric":
-            dist = f"mean {fmt(r['mean'])}, std {fmt(r['std'])}, {r['bins']} bins"
+            dist = f"mean {fmt(r['mean'])}, std {fmt(r['std']) or '-'}, {r['bins']} bins"
         else:
             dist = ", ".join(f"{t['value']} {t['share']:.0%}" for t in r["top"])
             dist = f"{r['categories']} categories: {dist}"
