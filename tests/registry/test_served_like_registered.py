@@ -13,7 +13,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 import relevo
 from relevo.serving.frame_check import check_frame
@@ -136,3 +136,33 @@ def test_a_column_missing_from_every_reference_row_does_not_refuse_text(rv, tmp_
     # the text the model was trained on is refused ("expected a number, got 'spring'")
     plan = load_runner(rv, version.ref).plan
     validate_rows([{"f": 0.1, "promo": "spring"}], plan)
+
+
+def test_a_lightgbm_model_fitted_on_columns_with_spaces_registers(rv):
+    import lightgbm as lgb
+
+    x, y = small()
+    x = x.rename(columns={"a": "mean radius"})
+    model = lgb.LGBMClassifier(n_estimators=5, num_leaves=7, verbose=-1, n_jobs=1).fit(x, y)
+    # it was refused: "the model needs 1 column(s) the reference data does not have:
+    # mean_radius"
+    version = rv.registry.register("spaces", model, x.assign(y=y), target="y")
+    out = served(rv, version.ref, x)
+    np.testing.assert_allclose(out.probabilities, model.predict_proba(x))
+
+
+def test_an_onnx_file_with_one_input_per_column_named_with_spaces_registers(rv, tmp_path):
+    from skl2onnx import to_onnx
+
+    x, y = small()
+    x = x.rename(columns={"a": "mean radius"})
+    pipe = make_pipeline(StandardScaler(), LogisticRegression()).fit(x, y)
+    path = tmp_path / "columns.onnx"
+    path.write_bytes(to_onnx(pipe, x[:1], options={"zipmap": False}).SerializeToString())
+    # it was refused: "the model needs 1 column(s) the reference data does not have:
+    # mean_radius"
+    version = rv.registry.register("onnx-spaces", path, x.assign(y=y), target="y")
+    assert version.task == "binary"
+    assert [c.name for c in version.signature.columns] == ["mean radius", "b", "c"]
+    out = served(rv, version.ref, x)
+    np.testing.assert_allclose(out.probabilities, pipe.predict_proba(x), atol=1e-5)

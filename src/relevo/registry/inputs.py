@@ -141,13 +141,14 @@ def resolve_features(
                 f"--features ({', '.join(chosen)}) does not match the model's own feature names, "
                 f"in its order: {', '.join(declared)}; leave --features out or give exactly those"
             )
-        _require_columns(frame, declared, "the model needs")
-        clash = [c for c in declared if c in dropped]
+        names = _as_the_reference_names(frame, declared)
+        _require_columns(frame, names, "the model needs")
+        clash = [c for c in names if c in dropped]
         if clash:
             raise InvalidInputError(
                 f"--exclude drops {', '.join(clash)}, which the model declares as input(s)"
             )
-        return list(declared), "model"
+        return names, "model"
     wanted = model.n_features
     if chosen is not None:
         if wanted is not None and len(chosen) != wanted:
@@ -172,6 +173,25 @@ def resolve_features(
         stacklevel=3,
     )
     return candidates, "reference"
+
+
+def _as_the_reference_names(frame: pd.DataFrame, declared: Sequence[str]) -> list[str]:
+    """The model's declared inputs as the reference names them: a converter rewrote `mean
+    radius` to `mean_radius` in LightGBM's and skl2onnx's files, and the flavor's predict maps
+    the user's names back (`select_features`); a name matched no other way stays as declared
+    (and is then reported missing)."""
+    from relevo.registry.flavors.base import _normal_name
+
+    columns = [str(c) for c in frame.columns]
+    exact = set(columns)
+    by_normal: dict[str, list[str]] = {}
+    for col in columns:
+        by_normal.setdefault(_normal_name(col), []).append(col)
+    out = []
+    for name in declared:
+        found = by_normal.get(_normal_name(name), [])
+        out.append(name if name in exact or len(found) != 1 else found[0])
+    return out
 
 
 @dataclass(frozen=True)
