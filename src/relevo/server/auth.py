@@ -82,40 +82,28 @@ def may_see_details(authorization: str | None, settings: Settings) -> bool:
     return _matches(token, admin) or _matches(token, api)
 
 
-_LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
-
-
-def _host_name(netloc: str) -> str:
-    """The host of a `host[:port]` (IPv6 in brackets), lower case."""
-    if netloc.startswith("["):
-        return netloc[1 : netloc.find("]")].lower()
-    return netloc.rsplit(":", 1)[0].lower() if netloc.count(":") == 1 else netloc.lower()
-
-
-def _loopback(name: str) -> bool:
-    return name in _LOOPBACK_NAMES or name.startswith("127.") or name.endswith(".localhost")
-
-
 def foreign(scope: Scope) -> str | None:
-    """Why a request to a server without tokens comes from another site, or None. Without
-    tokens the server trusts whoever reaches it (loopback, or a trusted network with
+    """Why a request to a server without tokens comes from another site's page, or None.
+    Without tokens the server trusts whoever reaches it (loopback, or a trusted network with
     --insecure), but a web page in that person's browser also reaches it: a cross-site form
     post (no CORS preflight) changed deployments, silences and labels. So a request that
-    changes state must come from the server's own origin (browsers always send Origin on such
-    requests; other clients send none), and a server on loopback answers only loopback host
-    names (DNS rebinding gives another site's name a loopback address)."""
-    host = origin = b""
+    changes state must come from the server's own origin: browsers send Origin on such
+    requests, other clients none. Behind a proxy the origin is the proxy's host (Host, or
+    X-Forwarded-Host when the proxy rewrites Host)."""
+    if scope["method"] in ("GET", "HEAD", "OPTIONS"):
+        return None
+    origin = host = forwarded = b""
     for key, value in scope["headers"]:
-        if key == b"host":
-            host = value
-        elif key == b"origin":
+        if key == b"origin":
             origin = value
-    name = host.decode("latin-1")
-    server = scope.get("server")
-    if server and _loopback(str(server[0])) and name and not _loopback(_host_name(name)):
-        return f"a server on loopback answers loopback names only, not {_host_name(name)!r}"
-    if origin and scope["method"] not in ("GET", "HEAD", "OPTIONS"):
-        text = origin.decode("latin-1")
-        if text.partition("://")[2].lower() != name.lower():
-            return f"a request from {text[:100]!r} may not change this server's state"
-    return None
+        elif key == b"host":
+            host = value
+        elif key == b"x-forwarded-host":
+            forwarded = value
+    if not origin:
+        return None
+    text = origin.decode("latin-1")
+    own = origin.partition(b"://")[2].lower()
+    if own and own in (host.lower(), forwarded.lower()):
+        return None
+    return f"a request from {text[:100]!r} may not change this server's state"
