@@ -31,19 +31,21 @@ class FastLane:
         self.runtime = runtime
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.runtime().settings.api_token is None:
-            # something is open without a token: not to another site's page (`foreign`)
-            why = foreign(scope)
-            if why is not None:
-                await _refuse(send, why)
-                return
-        if scope["type"] == "http" and scope["method"] == "POST":
-            path: str = scope["path"]
-            if path.startswith(_PREFIX) and path.endswith(_SUFFIX):
-                name = path[len(_PREFIX) : -len(_SUFFIX)]
-                if name and "/" not in name:
-                    await predict_asgi(self.runtime(), name, scope, receive, send)
+        if scope["type"] == "http":
+            rt = self.runtime()
+            if rt.settings.api_token is None:
+                # something is open without a token: not to another site's page (`foreign`)
+                why = foreign(scope)
+                if why is not None:
+                    await _refuse(send, why)
                     return
+            if scope["method"] == "POST":
+                path: str = scope["path"]
+                if path.startswith(_PREFIX) and path.endswith(_SUFFIX):
+                    name = path[len(_PREFIX) : -len(_SUFFIX)]
+                    if name and "/" not in name:
+                        await predict_asgi(rt, name, scope, receive, send)
+                        return
         await self.app(scope, receive, send)
 
 

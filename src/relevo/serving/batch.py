@@ -119,9 +119,8 @@ def _score(
 ) -> tuple[dict[str, int], int]:
     """Score the chunks (`chunks(numbers, floats)`: a file's rows, the columns `numbers` parsed
     as numbers, of them `floats` as decimals, and every other column as the file says it);
-    returns the rows each model answered
-    (by ref, the champion first) and how many of them the champion answered in a failing
-    challenger's place."""
+    returns the rows each model answered (by ref, the champion first) and how many of them
+    the champion answered in a failing challenger's place."""
     dep = relevo.deployments.get(deployment)
     pool = ModelPool(relevo, only=[deployment])
     pool.refresh(strict=True)
