@@ -9,6 +9,7 @@ import time
 import orjson
 import pytest
 
+from relevo.serving import spool as spool_module
 from relevo.serving.log import FIELDS, LogEntry, PredictionLog
 from relevo.serving.spool import HeldSegment, Orphan, Spool, crc32, orphans
 
@@ -296,3 +297,73 @@ def test_a_segment_of_entries_this_version_cannot_read_is_kept_and_the_others_re
     assert log.recover() == 0 and log.errors == 1  # kept, and said once
     log.close()
     assert kept.exists()
+
+
+def _wait_for_next(spool: Spool) -> None:
+    deadline = time.monotonic() + 10
+    while spool._next is None:
+        assert time.monotonic() < deadline, "the next segment was never made ahead"
+        time.sleep(0.005)
+
+
+@pytest.mark.skipif(not spool_module.MAPPED, reason="segments are written, not mapped, here")
+def test_a_prepared_spool_makes_its_next_segment_ahead_and_loses_nothing_across_them(tmp_path):
+    folder = tmp_path / "spool"
+    spool = Spool(folder, segment_bytes=4096, prepare=True)
+    _wait_for_next(spool)
+    # the segment being written and one made ahead, empty, both locked by this process
+    assert len(list(folder.glob("*.spool"))) == 2
+    assert list(orphans(folder)) == []
+    payloads = [os.urandom(700) + bytes([k]) for k in range(30)]  # ~5 segments' worth
+    numbers = []
+    for p in payloads:
+        numbers.append(spool.append(p))
+        _wait_for_next(spool)  # (a busy server seldom fills 16 MiB before it is ready)
+    assert len(set(numbers)) >= 5 and numbers == sorted(numbers)
+    paths = sorted(spool.paths)
+    _die(spool)  # killed with nothing stored: every record is replayed, in order
+    replayed = [r for o in orphans(folder) for r in _records(o.path)]
+    assert replayed == payloads
+    assert len(paths) == len(set(numbers)) + 1  # the one made ahead was never written
+
+
+@pytest.mark.skipif(not spool_module.MAPPED, reason="segments are written, not mapped, here")
+def test_a_prepared_spools_unused_next_segment_goes_when_it_closes(tmp_path):
+    folder = tmp_path / "spool"
+    store = Store()
+    log = PredictionLog(store.write, spool=Spool(folder, prepare=True), flush_interval_s=0.01)
+    _wait_for_next(log.spool)
+    log.put_blocking(_entry(3))
+    log.close()
+    assert len(store.rows) == 3
+    assert list(folder.iterdir()) == []
+
+
+@pytest.mark.skipif(not spool_module.MAPPED, reason="segments are written, not mapped, here")
+def test_a_next_segment_that_cannot_be_made_ahead_is_made_or_refused_by_the_append(
+    tmp_path, monkeypatch
+):
+    import errno
+
+    from relevo.errors import UnavailableError
+
+    calls = []
+
+    def full(fd, offset, length):
+        calls.append(length)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    spool = Spool(tmp_path / "spool", segment_bytes=4096, prepare=True)
+    _wait_for_next(spool)
+    spool.append(b"a" * 3000)
+    monkeypatch.setattr(spool_module.os, "posix_fallocate", full)
+    spool.append(b"b" * 3000)  # into the segment made ahead; making the next one fails
+    deadline = time.monotonic() + 10
+    while not calls or (spool._preparing is not None and spool._preparing.is_alive()):
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    with pytest.raises(UnavailableError, match="No space left on device"):
+        spool.append(b"c" * 3000)  # needs a new segment: the disk's refusal is the append's
+    monkeypatch.undo()
+    assert spool.append(b"d" * 3000) >= 1  # room again: appends go on
+    spool.close()

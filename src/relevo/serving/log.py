@@ -538,7 +538,7 @@ def open_prediction_log(
     folder = store_folder(settings.home, settings.resolved_database_url)
     try:
         private_dir(settings.home)
-        spool = Spool(folder, fsync=settings.log_fsync)
+        spool = Spool(folder, fsync=settings.log_fsync, prepare=True)
     except OSError as exc:
         raise UnavailableError(
             f"cannot create the prediction log's spool in {folder}: {exc.strerror or exc}"
