@@ -76,3 +76,33 @@ def test_a_number_too_large_for_a_float_is_named_as_such(live_server):
     error = response.json()["error"]
     assert error.startswith("a number in the request body is too large (line 1 column")
     assert "not valid JSON" not in error
+
+
+def _churn_row() -> dict:
+    return frame_to_records(make_churn(1, seed=9)[["customer_id", *CHURN_FEATURES]])[0]
+
+
+def test_an_integer_beyond_64_bits_gets_a_422_naming_it_not_another_numbers_score(live_server):
+    # the model would have scored -2**63 (the int64 cast wraps) and the log kept 1e20 beside it
+    url = f"{live_server.url}/v1/deployments/churn/predict"
+    for value in (1e20, 2**63, "1e20"):
+        row = _churn_row()
+        row["tenure_months"] = value
+        answer = httpx.post(url, json={"instances": [_churn_row(), row]})
+        assert answer.status_code == 422, answer.text
+        [problem] = answer.json()["problems"]
+        assert (problem["row"], problem["column"]) == (1, "tenure_months")
+        assert "too large for a 64-bit integer" in problem["message"]
+
+
+def test_a_body_the_parser_cannot_read_is_refused_saying_why(live_server):
+    url = f"{live_server.url}/v1/deployments/churn/predict"
+    body = httpx.Request("POST", "/", json={"instances": [_churn_row()]}).content
+    for bad, why in [
+        (b"\xef\xbb\xbf" + body, "byte order mark"),  # what many Windows tools write
+        (body + b" {}", "something follows the JSON document"),
+        (body[:-5], "ends before the JSON document does"),
+    ]:
+        answer = httpx.post(url, content=bad, headers={"content-type": "application/json"})
+        assert answer.status_code == 400
+        assert why in answer.json()["error"]

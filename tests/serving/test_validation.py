@@ -202,3 +202,64 @@ def test_a_bad_number_in_any_batch_is_refused_naming_its_row(n, column, value, f
     problems = [(p.row, p.column, p.message) for p in info.value.problems]
     assert [(r, c) for r, c, _ in problems] == [(n - 1, column)]
     assert fragment in problems[0][2]
+
+
+WIDE = Signature((ColumnSpec("n", "integer"), ColumnSpec("x", "number")))  # no ranges
+
+
+@pytest.mark.parametrize("n", [1, SMALL_ROWS + 1])
+@pytest.mark.parametrize(
+    "value", [1e20, 2**63, -(2**63) - 1, 10**400, "1e20", "9223372036854775808"]
+)
+def test_an_integer_beyond_64_bits_is_refused_naming_its_row_not_scored_as_another(n, value):
+    # the model gets an integer column as int64, which wraps such a value to -2**63
+    rows = [{"n": 7, "x": 0.5} for _ in range(n)]
+    rows[-1]["n"] = value
+    with pytest.raises(InvalidInputError) as info:
+        validate_rows(rows, WIDE)
+    [problem] = info.value.problems
+    assert (problem.row, problem.column) == (n - 1, "n")
+    assert "too large for a 64-bit integer" in problem.message
+    assert "whole number" not in problem.message
+
+
+def test_an_integer_beyond_64_bits_is_refused_even_where_the_reference_had_a_range():
+    _, problems = _problems([_row(age=1e20)])
+    assert [(r, c) for r, c, _ in problems] == [(0, "age")]
+    assert "too large for a 64-bit integer" in problems[0][2]
+
+
+def test_the_integers_that_fit_64_bits_are_accepted():
+    v = validate_rows([{"n": -(2**63), "x": 0.0}, {"n": 2**62, "x": 1.0}], WIDE)
+    assert v.numbers[:, 0].tolist() == [-(2.0**63), 2.0**62]
+
+
+@pytest.mark.parametrize("text", ["", "NA", "null", "None", "N/A"])
+def test_missing_text_in_a_nullable_number_column_beside_text_columns_is_a_missing_value(text):
+    v = validate_rows([_row(income=text), _row()], SIGNATURE)
+    assert np.isnan(v.numbers[0, 1]) and v.numbers[1, 1] == 5000.5
+    assert list(v.columns[1]) == [None, 5000.5]
+
+
+def test_refused_findings_are_listed_beside_type_problems_in_one_answer():
+    rows = [_row(age=100), _row(age="x"), _row(plan="gold"), _row(age="95")]
+    policy = Policy(reject_out_of_range=True, reject_unseen_categories=True)
+    _, problems = _problems(rows, policy=policy)
+    assert problems == [
+        (0, "age", "100 is outside the reference range [18, 90]"),
+        (1, "age", "expected a number, got 'x'"),
+        (3, "age", "95 is outside the reference range [18, 90]"),
+        (2, "plan", "category 'gold' was never seen in the reference data"),
+    ]
+
+
+def test_more_rows_that_are_not_objects_than_listed_say_at_least_that_many():
+    error, problems = _problems([1] * 150)
+    assert len(problems) == MAX_PROBLEMS
+    assert f"at least {MAX_PROBLEMS} problems" in str(error)
+    error, problems = _problems([_row(), 1, "x"])
+    assert problems == [
+        (1, None, "expected an object, got a number"),
+        (2, None, "expected an object, got a string"),
+    ]
+    assert "2 problem(s)" in str(error)

@@ -104,6 +104,16 @@ def _too_large(limit: int) -> PayloadTooLargeError:
     )
 
 
+#: the parser's reasons a caller can act on, in their words (the others, "unexpected
+#: character" and such, are parser jargon: the place says enough)
+_REASONS = (
+    ("UTF-8 byte order mark", "it starts with a UTF-8 byte order mark (BOM); send it without one"),
+    ("str is not valid UTF-8", "it is not UTF-8 text"),
+    ("unexpected content after document", "something follows the JSON document"),
+    ("unexpected end of data", "it ends before the JSON document does"),
+)
+
+
 def parse_json(body: bytes) -> Any:
     """The request body as JSON, or a 400 naming what is wrong."""
     if not body:
@@ -112,7 +122,8 @@ def parse_json(body: bytes) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         text = str(exc)
-        where = text[text.rfind(": line ") + 2 :] if ": line " in text else text
+        reason, _, where = text.rpartition(": line ")
+        where = f"line {where}" if reason else text
         if re.search(rb"\b(NaN|-?Infinity)\b", body):
             raise BadRequest(
                 f"the request body is not valid JSON ({where}): NaN and Infinity are not JSON "
@@ -123,6 +134,9 @@ def parse_json(body: bytes) -> Any:
                 f"a number in the request body is too large ({where}): beyond a 64-bit float "
                 "(about 1.8e308)"
             ) from None
+        why = next((words for start, words in _REASONS if reason.startswith(start)), None)
+        if why is not None:
+            raise BadRequest(f"the request body is not valid JSON: {why} ({where})") from None
         raise BadRequest(f"the request body is not valid JSON ({where})") from None
 
 

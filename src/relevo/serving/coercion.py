@@ -60,6 +60,19 @@ def type_name(value: Any) -> str:
 
 
 _NOT = object()
+#: an integer column's values feed the model through int64 (after a float64 matrix): a whole
+#: number must lie in [-2**63, 2**63), compared as a float64 (2**63 - 1 is 2**63 as one)
+TOO_LARGE = "too large for a 64-bit integer"
+
+
+def fits_int64(value: float) -> bool:
+    """Whether a whole number fits an integer column (see TOO_LARGE)."""
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond every float
+        return False
+    # (an int compares exactly: -2**63 - 1 is -2**63 as a float, and below the range)
+    return value >= -(2**63) and number < 2.0**63
 
 
 def parse_text(text: str, kind: str) -> Any:
@@ -89,7 +102,7 @@ def parse_text(text: str, kind: str) -> Any:
         if number != math.trunc(number):
             return _NOT
         whole = int(number)
-    return whole if -(2**63) <= whole < 2**63 else _NOT
+    return whole if fits_int64(whole) else _NOT
 
 
 NOT_ACCEPTED = _NOT
@@ -103,8 +116,11 @@ def coerce_value(value: Any, kind: str) -> tuple[Any, str | None]:
     t = type(value)
     if kind in ("number", "integer"):
         if t is int or t is float:
-            if kind == "integer" and t is float and not value.is_integer():
-                return None, f"expected a whole number, got {value}"
+            if kind == "integer":
+                if t is float and not value.is_integer():
+                    return None, f"expected a whole number, got {value}"
+                if not fits_int64(value):
+                    return None, f"{TOO_LARGE}, got {shown_number(value)}"
             return value, None
         if t is str:
             parsed = parse_text(value, kind)
@@ -112,8 +128,10 @@ def coerce_value(value: Any, kind: str) -> tuple[Any, str | None]:
                 return None, None  # missing: the null rule decides
             if parsed is not _NOT:
                 return parsed, None
-            fraction = kind == "integer" and parse_text(value, "number") is not _NOT
-            wanted = "a whole number" if fraction else EXPECTED[kind]
+            number = parse_text(value, "number") if kind == "integer" else _NOT
+            if number is not _NOT and number == math.trunc(number):  # whole, but too large
+                return None, f"{TOO_LARGE}, got {value[:40]!r}"
+            wanted = "a whole number" if number is not _NOT else EXPECTED[kind]
             return None, f"expected {wanted}, got {value[:40]!r}"
     elif kind == "boolean":
         if t is bool:
@@ -146,7 +164,7 @@ def convert_array(values: np.ndarray, kind: str) -> np.ndarray:
     elif kind == "integer":
         if k in "iu":
             if k == "u" and values.size and values.max() > np.iinfo(np.int64).max:
-                raise ColumnProblems([(None, "values too large for a 64-bit integer")])
+                raise ColumnProblems([(None, f"values {TOO_LARGE}")])
             return values.astype(np.int64)
         if k == "f":
             missing = np.isnan(values)
@@ -159,7 +177,7 @@ def convert_array(values: np.ndarray, kind: str) -> np.ndarray:
             huge = (finite >= 2.0**63) | (finite < -(2.0**63))
             if huge.any():
                 rows = np.flatnonzero(~missing)[huge]
-                raise ColumnProblems(_row_list(rows, "too large for a 64-bit integer"))
+                raise ColumnProblems(_row_list(rows, TOO_LARGE))
             if missing.any():
                 return values.astype(np.float64)
             return values.astype(np.int64)
@@ -179,6 +197,12 @@ def convert_array(values: np.ndarray, kind: str) -> np.ndarray:
             return values != 0
     article = _ARTICLE.get(kind, f"a {kind}")
     raise ColumnProblems([(None, f"a {values.dtype} tensor cannot feed {article} column")])
+
+
+def shown_number(value: float) -> str:
+    """A number as an error message shows it (an int of hundreds of digits, shortened)."""
+    text = str(value)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} digits)"
 
 
 def _row_list(rows: np.ndarray, message: str) -> list[tuple[int | None, str]]:

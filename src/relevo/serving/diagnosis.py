@@ -14,9 +14,16 @@ import math
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from relevo.errors import InvalidInputError, Problem
-from relevo.serving.coercion import coerce_value, type_name
+from relevo.serving.coercion import (
+    TOO_LARGE,
+    coerce_value,
+    fits_int64,
+    shown_number,
+    type_name,
+)
 
 if TYPE_CHECKING:
+    from relevo.registry.signature import ColumnSpec
     from relevo.serving.validation import Plan, Policy
 
 MAX_PROBLEMS = 100
@@ -90,17 +97,25 @@ def diagnose(rows: Any, plan: Plan, key_column: str | None, policy: Policy) -> l
             if problems.full:
                 break
     if problems.items:
-        raise InvalidInputError("invalid instances", problems.items, len(problems.items))
+        raise rejected(problems.items)
     fixes: list[tuple[int, int, Any]] = []
     known = plan.known | ({key_column} if key_column else set())
     for j, spec in enumerate(plan.specs):
         if problems.full:
             break
         _column(rows, j, spec.name, spec.kind, spec.nullable, known, problems, fixes)
+        if not problems.full:
+            _refused_findings(rows, spec, policy, problems)
     if key_column is not None and not problems.full:
         _keys(rows, key_column, problems)
     if problems.items:
-        raise rejected(problems.items)
+        # column by column, each in row order (a column's refused findings among its others)
+        order = {name: j for j, name in enumerate(plan.names)}
+        items = sorted(
+            problems.items,
+            key=lambda p: (order.get(p.column or "", len(order)), -1 if p.row is None else p.row),
+        )
+        raise rejected(items)
     columns = [[r[c] for r in rows] for c in plan.names]
     for i, j, value in fixes:
         columns[j][i] = value
@@ -137,6 +152,10 @@ def _column(
             continue
         t = type(v)
         if t in direct:
+            if kind == "integer":  # an int: the model gets it as a 64-bit one
+                if not fits_int64(v):
+                    problems.add(f"{TOO_LARGE}, got {shown_number(v)}", row=i, column=name)
+                continue
             if (t is not float and t is not int) or _finite(v):
                 continue
             problems.add("not a finite number", row=i, column=name)
@@ -155,6 +174,48 @@ def _column(
                 fixes.append((i, j, None))
         elif value is not v:
             fixes.append((i, j, value))
+
+
+def _refused_findings(
+    rows: list[dict[str, Any]], spec: ColumnSpec, policy: Policy, problems: _Problems
+) -> None:
+    """The values of one column that the settings refuse though their type is right (out of
+    the reference range, a category never seen), so that one 422 lists them beside the type
+    problems; the same words as `validation.findings`, which finds them on clean rows."""
+    if spec.kind in ("number", "integer") and policy.reject_out_of_range:
+        if spec.min is None and spec.max is None:
+            return
+        lo = -math.inf if spec.min is None else spec.min
+        hi = math.inf if spec.max is None else spec.max
+        for i, r in enumerate(rows):
+            v: Any = r.get(spec.name)
+            if type(v) is str:
+                v, message = coerce_value(v, spec.kind)
+                if message is not None:
+                    continue
+            if type(v) not in (int, float) or not _finite(v) or lo <= v <= hi:
+                continue
+            if problems.full:
+                return
+            problems.add(
+                f"{float(v):g} is outside the reference range [{spec.min}, {spec.max}]",
+                row=i,
+                column=spec.name,
+            )
+    elif spec.kind == "string" and policy.reject_unseen_categories:
+        if spec.categories is None:
+            return
+        seen = spec.category_set
+        for i, r in enumerate(rows):
+            v = r.get(spec.name)
+            if type(v) is str and v not in seen:
+                if problems.full:
+                    return
+                problems.add(
+                    f"category {v!r} was never seen in the reference data",
+                    row=i,
+                    column=spec.name,
+                )
 
 
 def _finite(v: float) -> bool:

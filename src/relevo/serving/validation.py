@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from relevo.errors import InvalidInputError, Problem
-from relevo.registry.signature import Signature
+from relevo.registry.signature import ColumnSpec, Signature
 from relevo.serving import diagnosis
 from relevo.serving.coercion import type_name
 
@@ -39,6 +39,8 @@ _KEY_TYPES = frozenset({str, int, _NONE})
 #: the bounds of a column without a reference range in the one-pass check: every finite float
 #: is within them, NaN and infinity are not
 _MAX = float(np.finfo(np.float64).max)
+#: an integer column's values must be below this in size (`coercion.fits_int64`)
+_INT64 = 2.0**63
 #: up to this many rows, the numbers are checked in one pass of C comparisons (`_inside`);
 #: above it, NumPy's per-call cost is spread over enough values to be the cheaper
 SMALL_ROWS = 8
@@ -118,8 +120,8 @@ class Plan:
         self.hi = np.array([np.nan if s.max is None else s.max for s in num_specs], np.float64)
         self.has_range = bool(np.isfinite(self.lo).any() or np.isfinite(self.hi).any())
         #: per numeric column, the bounds every value of a clean row is within (`_inside`)
-        self.lo_list = [-_MAX if s.min is None else float(s.min) for s in num_specs]
-        self.hi_list = [_MAX if s.max is None else float(s.max) for s in num_specs]
+        self.lo_list = [_low(s) for s in num_specs]
+        self.hi_list = [_high(s) for s in num_specs]
         # NaN bounds compare False: a column without a range never counts as outside
         self.others = [
             (j, self.names[j], _ALLOWED[s.kind] | ({_NONE} if s.nullable else set()))
@@ -131,6 +133,17 @@ class Plan:
             for j, s in enumerate(self.specs)
             if s.kind == "string" and s.categories is not None
         ]
+
+
+def _low(spec: ColumnSpec) -> float:
+    low = -_MAX if spec.min is None else float(spec.min)
+    return max(low, -_INT64) if spec.kind == "integer" else low
+
+
+def _high(spec: ColumnSpec) -> float:
+    high = _MAX if spec.max is None else float(spec.max)
+    # an integer column's clean values stay below 2**63 (as float64s: see `_INT64`)
+    return min(high, float(np.nextafter(_INT64, 0))) if spec.kind == "integer" else high
 
 
 def _getter(names: list[str]) -> Callable[[Any], tuple[Any, ...]]:
@@ -172,7 +185,7 @@ def validate_rows(
         columns = diagnosis.diagnose(rows, plan, key_column, policy)
         # (the corrected values, row by row: only numeric text comes this way and passes)
         tuples = list(zip(*columns, strict=True)) if plan.names else [()] * len(rows)
-        checked = _check(rows, columns, plan, key_column, policy, None, tuples)
+        checked = _check(rows, columns, plan, key_column, policy, None, tuples, corrected=True)
         if checked is None:  # pragma: no cover - diagnose accepted what the fast path refuses
             raise InvalidInputError("invalid instances", [Problem("cannot validate the rows")])
     return checked
@@ -186,10 +199,12 @@ def _check(
     policy: Policy,
     values: list[tuple[Any, ...]] | None,
     tuples: list[tuple[Any, ...]],
+    corrected: bool = False,
 ) -> Validated | None:
     """The fast path over all values at once; None when something must be diagnosed.
     `values`: the rows' tuples when every column is numeric (the matrix is made from them);
-    `tuples`: the rows' tuples whatever the columns (`Validated.rows`)."""
+    `tuples`: the rows' tuples whatever the columns (`Validated.rows`); `corrected`: the
+    columns are diagnosis's (numeric text made numbers), not the rows' own values."""
     n = len(rows)
     numeric = values if values is not None else [columns[j] for j in plan.num_idx]
     types = set(map(type, chain.from_iterable(numeric)))
@@ -199,7 +214,7 @@ def _check(
         # one C loop over every numeric value, rows x columns
         if values is not None:
             matrix = np.array(values, dtype=np.float64).reshape(n, len(plan.num_idx))
-        elif len(plan.num_idx) == len(columns):
+        elif len(plan.num_idx) == len(columns) or corrected:
             matrix = np.array(numeric, dtype=np.float64).reshape(len(numeric), n).T
         else:
             matrix = np.array(list(map(plan.num_values, rows)), dtype=np.float64)
@@ -217,11 +232,17 @@ def _check(
                 return None
             if plan.nonnull_pos.size and not finite[:, plan.nonnull_pos].all():
                 return None  # a null where the reference had none
-    if float in types and plan.int_idx:
-        ints = set(map(type, chain.from_iterable(columns[j] for j in plan.int_idx)))
-        if float in ints:  # 42.0 is a whole number, 42.5 is not
-            part = matrix[:, plan.int_pos]
-            if not ((part == np.trunc(part)) | np.isnan(part)).all():
+    if plan.int_idx:
+        part = matrix[:, plan.int_pos]
+        # beyond int64 the model would get another number (the cast wraps): diagnosed (a
+        # clean row's values are within it: `_high`, `_low`; a value at -2**63 may be a
+        # smaller int rounded, which diagnosis tells apart)
+        if not (clean or corrected) and ((part >= _INT64) | (part <= -_INT64)).any():
+            return None
+        if float in types:
+            ints = set(map(type, chain.from_iterable(columns[j] for j in plan.int_idx)))
+            # 42.0 is a whole number, 42.5 is not
+            if float in ints and not ((part == np.trunc(part)) | np.isnan(part)).all():
                 return None
     others: dict[str, list[Any]] = {}
     keys = None
