@@ -30,6 +30,14 @@ def test_the_new_model_is_promoted_by_its_gates_and_the_broken_one_rolled_back(t
     assert rollout["champion_after"] == rollout["challenger"] == "churn-gbm:1"
     assert rollout["steps"] == 4 and rollout["shadow_rows_compared"] >= 2000
     assert broken["rolled_back_by"] == "gate" and "error_rate" in broken["reason"]
+    # each step's table row counts the customers answered at that step's weight (counted
+    # from when the server routed by it: the first step once counted shadow-time rows too)
+    steps = rollout["steps_by_weight"]
+    assert [s["weight"] for s in steps] == [0.05, 0.25, 0.5, 1.0]
+    for step in steps:
+        n, weight = step["customers"], step["weight"]
+        share = step["answered_by_challenger"] / n
+        assert abs(share - weight) <= 4 * (weight * (1 - weight) / n) ** 0.5 + 0.005, step
 
     with relevo.Relevo(home=home) as rv:
         events = rv.deployments.history(ROLLOUT)

@@ -49,6 +49,8 @@ def test_canary_promote_restart_rollback_over_http(
 
         status = httpx.get(f"{base}/status", headers=ADMIN).json()
         assert [m["model"] for m in status["models"]] == [deployed.ref, small.ref]
+        # what this replica routes by: the revision the PUT made
+        assert status["serving_revision"] == put.json()["revision"] == status["revision"]
 
         promoted = httpx.post(f"{base}/promote", headers=ADMIN)
         assert promoted.status_code == 200, promoted.text

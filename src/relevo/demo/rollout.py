@@ -89,15 +89,23 @@ class Traffic:
 
 
 def wait_serving(
-    url: str, refs: list[str], timeout_s: float = 30.0, deployment: str = ROLLOUT
+    url: str,
+    refs: list[str],
+    timeout_s: float = 30.0,
+    deployment: str = ROLLOUT,
+    revision: int | None = None,
 ) -> None:
-    """Until the server serves exactly `refs` (champion first) for the deployment."""
+    """Until the server serves exactly `refs` (champion first) for the deployment, routing
+    by `revision` of it or a later one when given (a canary after a shadow of the same two
+    models serves the same refs)."""
     deadline = time.monotonic() + timeout_s
     with httpx.Client(timeout=10) as client:
         while True:
             found = client.get(f"{url}/v1/deployments/{deployment}/status")
             if found.status_code == 200 and found.json()["serving"] == refs:
-                return
+                applied = found.json().get("serving_revision") or 0
+                if revision is None or applied >= revision:
+                    return
             if time.monotonic() > deadline:
                 raise UnavailableError(f"the server did not switch {deployment!r} to {refs}")
             time.sleep(0.05)

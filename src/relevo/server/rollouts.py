@@ -74,6 +74,8 @@ def status_body(rt: Runtime, dep: Deployment) -> dict[str, Any]:
     return {
         **dep.to_dict(),
         "serving": [r.ref for r in live.runners] if live is not None else [],
+        # the revision this replica routes by (it applies a change within seconds)
+        "serving_revision": live.deployment.revision if live is not None else None,
         "models": [arm.to_dict() for arm in arms(rt.relevo.store, dep)],
         "shadow": shadow_comparison(rt.relevo.store, dep),
     }

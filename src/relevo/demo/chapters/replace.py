@@ -63,10 +63,12 @@ def run(demo: Demo) -> None:
         f"(p95 {diff.get('p95', 0):.3f})."
     )
 
-    rv.deployments.deploy(
+    canary = rv.deployments.deploy(
         ROLLOUT, new.ref, rollout=True, min_step_rows=200, min_step_seconds=1.0, actor="demo",
         reason="shadow looks right",
     )  # fmt: skip
+    # counted from when the server routes by it: until then it still shadows
+    wait_serving(server.url, [version.ref, new.ref], revision=canary.revision)
     steps = _roll_out(demo, traffic, new.ref)
     demo.view.show(
         table(
@@ -86,12 +88,13 @@ def run(demo: Demo) -> None:
         "steps": len(steps),
         "requests_failed": traffic.failed,
         "shadow_rows_compared": compared["rows_compared"],
+        "steps_by_weight": demo.summary.pop("rollout_steps", []),
     }
 
 
 def _roll_out(demo: Demo, traffic: Traffic, ref: str) -> list[list[str]]:
     """Send traffic until the gates have promoted `ref`; one table row per step."""
-    rv = demo.rv
+    rv, url = demo.rv, need(demo.server, "serve").url
     rows: list[list[str]] = []
     state = rv.deployments.get(ROLLOUT)
     sent = answered = 0
@@ -109,8 +112,13 @@ def _roll_out(demo: Demo, traffic: Traffic, ref: str) -> list[list[str]]:
                 [f"{state.step + 1}", f"{state.weight:.0%}", f"{sent:,}", share,
                  f"{event.action} by {event.actor}: {event.reason}"]
             )  # fmt: skip
+            demo.summary.setdefault("rollout_steps", []).append(
+                {"weight": state.weight, "customers": sent, "answered_by_challenger": answered}
+            )
             sent = answered = 0
             state = now
+            if state.has_challenger:  # the next step counts from when the server routes by it
+                wait_serving(url, [state.model_ref, ref], revision=state.revision)
     return rows
 
 

@@ -25,7 +25,8 @@ def run(demo: Demo) -> None:
         ["export", f"{s['rows_exported']:,} rows in {Path(s['export_path']).name} (in the home)"],
         [
             "time",
-            f"{demo.elapsed():.1f} s in all, {demo.chapter_seconds[slowest]:.1f} s of it {slowest}",
+            f"{demo.elapsed():.1f} s in all; the longest chapter, {slowest}, "
+            f"{demo.chapter_seconds[slowest]:.1f} s",
         ],
     ]
     demo.view.show(table("The run", ["", ""], rows, header=False))
