@@ -4,15 +4,21 @@ production), and every `relevo` command they run parses against the CLI."""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import shutil
+import subprocess
+import sys
 
 import jsonschema
 import pytest
 from deployfiles import CI, load_yaml, vendored_schema
 from typer.testing import CliRunner
 
+import relevo
 from relevo.cli.main import app
+from relevo.registry.bundle import export_bundle
 
 GITHUB = CI / "github" / "relevo-model.yml"
 GITLAB = CI / "gitlab-ci.yml"
@@ -119,3 +125,58 @@ def _registered() -> set[str]:
     import typer.main
 
     return set(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+
+
+def _production_github() -> str:
+    steps = load_yaml(GITHUB)["jobs"]["production"]["steps"]
+    script = "\n".join(s["run"] for s in steps if not s.get("run", "pip ").startswith("pip "))
+    return script.replace("${{ needs.register.outputs.ref }}", "$REF")
+
+
+def _production_gitlab() -> str:
+    return "\n".join(load_yaml(GITLAB)["production"]["script"])
+
+
+@pytest.mark.parametrize(
+    "production", [_production_github, _production_gitlab], ids=["github", "gitlab"]
+)
+def test_the_production_job_releases_whole_first_then_as_a_canary(
+    production, tmp_path, churn_pipeline, churn_frame
+):
+    # the job's own shell lines against a fresh production store, `relevo` on PATH
+    shim = tmp_path / "bin" / "relevo"
+    shim.parent.mkdir()
+    shim.write_text(f'#!/bin/sh\nexec {sys.executable} -m relevo "$@"\n')
+    shim.chmod(0o755)
+    env = {
+        **os.environ,
+        "PATH": f"{shim.parent}{os.pathsep}{os.environ['PATH']}",
+        "MODEL": "churn",
+        "GITHUB_SHA": "abc123",
+        "CI_COMMIT_SHA": "abc123",
+        "RELEVO_HOME": str(tmp_path / "production"),
+    }
+    bundle = tmp_path / "build" / "bundle"
+    served = {1: ("basic", "churn:1", None), 2: ("canary", "churn:1", "churn:2")}
+    with relevo.Relevo(home=tmp_path / "staging") as staging:
+        for version in (1, 2):
+            staging.registry.register("churn", churn_pipeline, churn_frame, target="churned")
+            shutil.rmtree(bundle, ignore_errors=True)
+            export_bundle(staging.registry, f"churn:{version}", bundle)
+            done = subprocess.run(
+                ["bash", "-e", "-o", "pipefail", "-c", production()],
+                cwd=tmp_path,
+                env={**env, "REF": f"churn:{version}"},
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            assert done.returncode == 0, done.stderr
+            with relevo.Relevo(home=tmp_path / "production") as store:
+                deployment = store.deployments.get("churn")
+            assert served[version] == (
+                deployment.strategy,
+                deployment.champion_ref,
+                deployment.challenger_ref,
+            )
+    assert (deployment.weight, deployment.key_column) == (0.05, "customer_id")
