@@ -66,6 +66,19 @@ def test_the_gitlab_pipeline_follows_gitlabs_schema():
     jsonschema.validate(load_yaml(GITLAB), vendored_schema("gitlab-ci"))
 
 
+#: files of the model's repository the jobs read (the rest comes in as the jobs' artifacts)
+REPOSITORY_FILES = ("requirements.txt", "train.py")
+
+
+def test_every_github_job_that_reads_the_repository_checks_it_out_first():
+    for name, job in load_yaml(GITHUB)["jobs"].items():
+        steps = [step.get("uses", "") + step.get("run", "") for step in job["steps"]]
+        reads = [i for i, step in enumerate(steps) if any(f in step for f in REPOSITORY_FILES)]
+        checkout = [i for i, step in enumerate(steps) if step.startswith("actions/checkout@")]
+        if reads:
+            assert checkout and checkout[0] < reads[0], f"job {name}: no checkout before it reads"
+
+
 def _order(needs: dict[str, list[str]]) -> list[str]:
     done: list[str] = []
     while len(done) < len(needs):
