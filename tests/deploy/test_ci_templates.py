@@ -4,12 +4,14 @@ production), and every `relevo` command they run parses against the CLI."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -140,35 +142,83 @@ def _registered() -> set[str]:
     return set(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
 
 
-def _production_github() -> str:
-    steps = load_yaml(GITHUB)["jobs"]["production"]["steps"]
-    script = "\n".join(s["run"] for s in steps if not s.get("run", "pip ").startswith("pip "))
-    return script.replace("${{ needs.register.outputs.ref }}", "$REF")
+#: what GitHub puts in place of a workflow's expressions, as it does before a step runs (names
+#: in their owner's case); the register job's output becomes $REF
+GITHUB_EXPRESSIONS = {
+    "github.repository_owner": "MyOrg",
+    "github.repository": "MyOrg/Churn-Model",
+    "needs.register.outputs.ref": "$REF",
+}
 
 
-def _production_gitlab() -> str:
-    return "\n".join(load_yaml(GITLAB)["production"]["script"])
+def _expand(text: str) -> str:
+    for expression, value in GITHUB_EXPRESSIONS.items():
+        text = text.replace(f"${{{{ {expression} }}}}", value)
+    return text
+
+
+def _github_steps(job: str) -> list[str]:
+    """A GitHub job's shell steps but pip's, its expressions expanded."""
+    steps = load_yaml(GITHUB)["jobs"][job]["steps"]
+    return [_expand(s["run"]) for s in steps if not s.get("run", "pip ").startswith("pip ")]
+
+
+def _production_github() -> list[str]:
+    return _github_steps("production")
+
+
+def _production_gitlab() -> list[str]:
+    return ["\n".join(load_yaml(GITLAB)["production"]["script"])]
+
+
+@pytest.fixture
+def job_env(tmp_path: Path) -> dict[str, str]:
+    """What a job's shell steps run with: this checkout's `relevo` and a `docker` that writes its
+    arguments to docker.log, one a line, on PATH; GITHUB_ENV a file."""
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    for name, body in {
+        "relevo": f'exec {sys.executable} -m relevo "$@"',
+        "docker": f"printf '%s\\n' \"$@\" >> {tmp_path / 'docker.log'}",
+    }.items():
+        (shims / name).write_text(f"#!/bin/sh\n{body}\n")
+        (shims / name).chmod(0o755)
+    return {
+        **os.environ,
+        "PATH": f"{shims}{os.pathsep}{os.environ['PATH']}",
+        "GITHUB_ENV": str(tmp_path / "github.env"),
+        "GITHUB_SHA": "abc123",
+        "CI_COMMIT_SHA": "abc123",
+        "MODEL": "churn",
+    }
+
+
+def _run(steps: list[str], env: dict[str, str], cwd: Path) -> None:
+    """Run each step as GitHub's bash does (-e, pipefail), with what it adds to GITHUB_ENV."""
+    env = dict(env)
+    for script in steps:
+        done = subprocess.run(
+            ["bash", "-e", "-o", "pipefail", "-c", script],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        added = Path(env["GITHUB_ENV"])
+        if added.exists():
+            env.update(line.split("=", 1) for line in added.read_text().splitlines())
 
 
 @pytest.mark.parametrize(
     "production", [_production_github, _production_gitlab], ids=["github", "gitlab"]
 )
 def test_the_production_job_releases_whole_first_then_as_a_canary(
-    production, tmp_path, churn_pipeline, churn_frame
+    production, job_env, tmp_path, churn_pipeline, churn_frame
 ):
-    # the job's own shell lines against a fresh production store, `relevo` on PATH
-    shim = tmp_path / "bin" / "relevo"
-    shim.parent.mkdir()
-    shim.write_text(f'#!/bin/sh\nexec {sys.executable} -m relevo "$@"\n')
-    shim.chmod(0o755)
-    env = {
-        **os.environ,
-        "PATH": f"{shim.parent}{os.pathsep}{os.environ['PATH']}",
-        "MODEL": "churn",
-        "GITHUB_SHA": "abc123",
-        "CI_COMMIT_SHA": "abc123",
-        "RELEVO_HOME": str(tmp_path / "production"),
-    }
+    # the job's own shell lines against a fresh production store
+    env = {**job_env, "RELEVO_HOME": str(tmp_path / "production")}
     bundle = tmp_path / "build" / "bundle"
     served = {1: ("basic", "churn:1", None), 2: ("canary", "churn:1", "churn:2")}
     with relevo.Relevo(home=tmp_path / "staging") as staging:
@@ -176,15 +226,7 @@ def test_the_production_job_releases_whole_first_then_as_a_canary(
             staging.registry.register("churn", churn_pipeline, churn_frame, target="churned")
             shutil.rmtree(bundle, ignore_errors=True)
             export_bundle(staging.registry, f"churn:{version}", bundle)
-            done = subprocess.run(
-                ["bash", "-e", "-o", "pipefail", "-c", production()],
-                cwd=tmp_path,
-                env={**env, "REF": f"churn:{version}"},
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
-            assert done.returncode == 0, done.stderr
+            _run(production(), {**env, "REF": f"churn:{version}"}, tmp_path)
             with relevo.Relevo(home=tmp_path / "production") as store:
                 deployment = store.deployments.get("churn")
             assert served[version] == (
@@ -193,3 +235,33 @@ def test_the_production_job_releases_whole_first_then_as_a_canary(
                 deployment.challenger_ref,
             )
     assert (deployment.weight, deployment.key_column) == (0.05, "customer_id")
+
+
+def test_the_github_image_job_names_its_images_in_lowercase(
+    job_env, tmp_path, churn_pipeline, churn_frame
+):
+    # GitHub keeps the case of owner and repository names; Docker refuses an upper-case one
+    env = {
+        **job_env,
+        **{name: _expand(value) for name, value in load_yaml(GITHUB)["env"].items()},
+        "GITHUB_REPOSITORY_OWNER": GITHUB_EXPRESSIONS["github.repository_owner"],
+        "GITHUB_REPOSITORY": GITHUB_EXPRESSIONS["github.repository"],
+        "RELEVO_HOME": str(tmp_path / "staging"),
+        "REF": "churn:1",
+    }
+    with relevo.Relevo(home=tmp_path / "staging") as staging:
+        staging.registry.register("churn", churn_pipeline, churn_frame, target="churned")
+    _run(_github_steps("image"), env, tmp_path)
+    docker = (tmp_path / "docker.log").read_text().splitlines()
+    assert docker == [
+        "build",
+        "--build-arg",
+        "RELEVO_IMAGE=ghcr.io/myorg/relevo:0.1.0",
+        "-t",
+        "ghcr.io/myorg/churn-model/churn:1",
+        "build/image",
+        "push",
+        "ghcr.io/myorg/churn-model/churn:1",
+    ]
+    context = json.loads((tmp_path / "build" / "context.json").read_text())
+    assert context["base_image"] == "ghcr.io/myorg/relevo:0.1.0"
