@@ -6,6 +6,7 @@ folder), the Job migrates, the PrometheusRule is the alerting rules file."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -59,10 +60,10 @@ def test_the_secret_example_validates():
     assert set(secret["stringData"]) == {"database-url", "api-token", "admin-token"}
 
 
-def _render(overlay: str) -> list[dict[str, Any]]:
+def _render(kustomization: Path) -> list[dict[str, Any]]:
     kubectl = tool("kubectl", "kubectl kustomize renders the overlays")
     done = subprocess.run(
-        [kubectl, "kustomize", str(KUBERNETES / "overlays" / overlay)],
+        [kubectl, "kustomize", str(kustomization)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -75,7 +76,7 @@ def _render(overlay: str) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module", params=OVERLAYS)
 def rendered(request) -> tuple[str, dict[str, dict[str, Any]]]:
-    objects = _render(request.param)
+    objects = _render(KUBERNETES / "overlays" / request.param)
     return request.param, {o["kind"]: o for o in objects}
 
 
@@ -189,3 +190,28 @@ def test_the_baked_model_component_imports_without_deploying():
     assert init["command"] == ["relevo", "models", "import", "/opt/relevo/bundle"]
     result = CliRunner().invoke(app, [*init["command"][1:], "--help"])
     assert result.exit_code == 0
+
+
+def test_the_baked_model_import_reads_the_servers_settings(tmp_path):
+    # the base with the component, as docs/deploy.md's step 9 adds it: RELEVO_ARTIFACTS_URL in
+    # the settings sends the artifact to the bucket the servers load from
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    base, component = (
+        os.path.relpath(KUBERNETES / part, overlay) for part in ("base", "components/baked-model")
+    )
+    (overlay / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        f"resources: [{base}]\ncomponents: [{component}]\n"
+    )
+    objects = {o["kind"]: o for o in _render(overlay)}
+    pod = _pod(objects, "Deployment")
+    (server,) = pod["containers"]
+    (init,) = pod["initContainers"]
+    assert init["envFrom"] == server["envFrom"]
+    (source,) = init["envFrom"]
+    assert source["configMapRef"]["name"] == objects["ConfigMap"]["metadata"]["name"]
+    served = {e["name"]: e for e in server["env"]}
+    assert "RELEVO_DATABASE_URL" in {e["name"] for e in init["env"]}
+    for variable in init["env"]:
+        assert variable == served[variable["name"]]
