@@ -23,10 +23,21 @@ from relevo.registry.registry import NAME_RE, Registry
 
 #: where the bundle lives inside the image (outside RELEVO_HOME, so a volume there hides nothing)
 BUNDLE_DIR = "/opt/relevo/bundle"
-_TAG_RE = re.compile(r"[^a-z0-9_.-]+")
-#: an image reference as Docker writes it (registry/repository:tag@digest); nothing else may
-#: reach the Dockerfile or the printed command
-_IMAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
+
+# Docker's image reference grammar (github.com/distribution/reference), the only text that may
+# reach the Dockerfile or the printed command: [HOST[:PORT]/]PATH[:TAG][@DIGEST]
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_COMPONENT_RE = re.compile(_COMPONENT)
+_SEPARATOR_RE = re.compile(r"[._]|__|-+")
+_HOST_RE = re.compile(
+    r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
+    r"(?::[0-9]+)?"
+)
+_TAG_RE = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
+_NOT_IN_TAG_RE = re.compile(r"[^\w.-]", re.ASCII)
+_DIGEST_RE = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}")
+#: Docker's limit on a repository name, host included
+_NAME_MAX = 255
 
 
 @dataclass(frozen=True)
@@ -87,11 +98,13 @@ def containerize(
     name = deployment or version.name
     if not NAME_RE.fullmatch(name):
         raise InvalidInputError(f"invalid deployment name {name!r}")
-    base = base_image or f"relevo:{__version__}"
-    tag = image or f"{_TAG_RE.sub('-', version.name.lower())}:{version.version}"
+    # a local version's "+" (0.2.0+g1a2b) is no tag character
+    base = base_image or f"relevo:{_NOT_IN_TAG_RE.sub('-', __version__)}"
+    tag = image or f"{_repository_name(version.name)}:{version.version}"
     for option, value in (("--base-image", base), ("--image", tag)):
-        if not _IMAGE_RE.fullmatch(value):
-            raise InvalidInputError(f"{option}: {value!r} is not an image reference")
+        problem = _image_problem(value)
+        if problem:
+            raise InvalidInputError(f"{option}: {value!r} is not an image reference: {problem}")
     output = output.resolve()
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise InvalidInputError(f"{output} is not empty: write the context to a new folder")
@@ -100,6 +113,53 @@ def containerize(
     (output / ".dockerignore").write_text("*\n!bundle/\n")
     files = sorted(p.relative_to(output).as_posix() for p in output.rglob("*") if p.is_file())
     return BuildContext(output, version.ref, name, tag, base, chosen, tuple(files))
+
+
+def _repository_name(name: str) -> str:
+    """`name` as a Docker repository name: lowercase, a run of other characters between two
+    letters or digits one separator (`a.-b` -> `a-b`), none at either end."""
+
+    def separator(run: re.Match[str]) -> str:
+        return run.group() if _SEPARATOR_RE.fullmatch(run.group()) else "-"
+
+    return re.sub(r"[^a-z0-9]+", separator, name.lower()).strip("._-") or "model"
+
+
+def _image_problem(ref: str) -> str | None:
+    """Why `ref` is not an image reference Docker takes, or None when it is one."""
+    rest, at, digest = ref.partition("@")
+    if at and not _DIGEST_RE.fullmatch(digest):
+        return "the digest after @ must be ALGORITHM:HEX, e.g. sha256:<64 hex digits>"
+    name, tag = rest, None
+    if rest.rfind(":") > rest.rfind("/"):
+        name, _, tag = rest.rpartition(":")
+    if tag is not None and not _TAG_RE.fullmatch(tag):
+        return (
+            "the tag after : must be up to 128 letters, digits, '_', '.' and '-', not starting "
+            "with '.' or '-'"
+        )
+    if not name:
+        return "it names no repository"
+    if len(name) > _NAME_MAX:
+        return f"the name is longer than {_NAME_MAX} characters"
+    host, slash, path = name.partition("/")
+    # like Docker, the first part is a registry only when it looks like a host name
+    if not slash or not ("." in host or ":" in host or host == "localhost"):
+        host, path = "", name
+    elif not _HOST_RE.fullmatch(host):
+        return f"{host!r} is not a registry host[:port]"
+    for component in path.split("/"):
+        if not component:
+            return "the repository name has an empty part (a '/' at an end, or '//')"
+        if _COMPONENT_RE.fullmatch(component):
+            continue
+        if _COMPONENT_RE.fullmatch(component.lower()):
+            return f"the repository name must be lowercase ({component!r})"
+        return (
+            f"{component!r}: each part of the repository name is lowercase letters and digits "
+            "joined by one '.', '_' or '__', or by dashes"
+        )
+    return None
 
 
 def known_extras() -> tuple[str, ...]:

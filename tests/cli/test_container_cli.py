@@ -79,6 +79,50 @@ def test_containerize_refuses_clearly(cli, two_versions, tmp_path, args, code, m
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(
+    ("option", "ref", "why"),
+    [
+        ("--image", "MyTeam/Churn:1", "the repository name must be lowercase ('MyTeam')"),
+        ("--base-image", "ghcr.io/MyOrg/relevo:0.1.0", "must be lowercase ('MyOrg')"),
+        ("--image", "churn:.1", "the tag after : must be"),
+        ("--image", "churn@sha256:abc", "the digest after @ must be"),
+        ("--image", "acme//churn:1", "an empty part"),
+    ],
+)
+def test_containerize_says_why_an_image_reference_is_refused(
+    cli, two_versions, tmp_path, option, ref, why
+):
+    # what docker build -t would refuse, refused before any file is written
+    result = cli("containerize", "churn:1", "--output", tmp_path / "ctx", option, ref)
+    assert result.exit_code == 2, result.output
+    assert f"{option}: {ref!r} is not an image reference: " in result.stderr
+    assert why in " ".join(result.stderr.split())
+    assert not (tmp_path / "ctx").exists()
+
+
+def test_containerize_takes_a_registry_port_and_a_digest(cli, two_versions, tmp_path):
+    base = "localhost:5000/ml/relevo@sha256:" + "ab" * 32
+    result = cli("containerize", "churn:1", "-o", tmp_path / "ctx", "--base-image", base, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["base_image"] == base
+
+
+@pytest.mark.parametrize(
+    ("name", "image"),
+    [("churn-", "churn:1"), ("churn_", "churn:1"), ("a.-b", "a-b:1"), ("Churn.EU", "churn.eu:1")],
+)
+def test_containerize_tags_any_model_name_as_docker_takes_it(
+    cli, rv, churn_pipeline, churn_frame, tmp_path, name, image
+):
+    # Docker's grammar: lowercase parts joined by one '.', '_', '__' or a run of '-'
+    rv.registry.register(name, churn_pipeline, churn_frame, target="churned")
+    result = cli("containerize", f"{name}:1", "--output", tmp_path / "ctx", "--json")
+    assert result.exit_code == 0, result.output
+    ctx = json.loads(result.stdout)
+    assert (ctx["image"], ctx["deployment"]) == (image, name)
+    assert f" -t {image} " in ctx["build"]
+
+
 def test_containerize_refuses_a_folder_that_is_not_empty(cli, two_versions, tmp_path):
     out = tmp_path / "ctx"
     out.mkdir()
