@@ -2,8 +2,8 @@
 # The relevo server image (docs/deploy.md). From the repository root:
 #   docker build --build-arg RELEVO_EXTRAS=postgres -t relevo:0.1.0 .
 #   docker run -p 8000:8000 -e RELEVO_API_TOKEN=... -e RELEVO_ADMIN_TOKEN=... relevo:0.1.0
-# Every setting is an environment variable RELEVO_* (docs/settings.md); the store is a SQLite
-# file under RELEVO_HOME unless RELEVO_DATABASE_URL names PostgreSQL.
+# Every setting is an environment variable RELEVO_* (README.md, "Settings"); the store is a
+# SQLite file under RELEVO_HOME unless RELEVO_DATABASE_URL names PostgreSQL.
 ARG PYTHON_VERSION=3.11
 
 # ---- build: relevo's wheel and the wheels of what it needs, with the extras asked for

@@ -1,5 +1,6 @@
 """The server image's Dockerfile and a containerize context's pass hadolint, and say what the
-issue asks: slim base, multi-stage, non-root, HEALTHCHECK, SIGTERM, exec-form CMD."""
+issue asks: slim base, multi-stage, non-root, HEALTHCHECK, SIGTERM, exec-form CMD. It and the
+deploy/ files cite only files (and sections) that exist."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import re
 import subprocess
 
-from deployfiles import DOCKERFILE, ROOT, tool
+from deployfiles import DEPLOY, DOCKERFILE, ROOT, tool
 
 
 def _hadolint(path) -> list[dict]:
@@ -65,3 +66,26 @@ def test_dockerignore_lets_through_exactly_what_the_build_copies():
     for source in copied:
         assert (ROOT / source).exists(), source
         assert any(source == a or source.startswith(a + "/") for a in allowed), source
+
+
+#: a file of this repository named in a comment: README.md, or a path under docs/, tests/,
+#: deploy/ or src/ (a section may follow in quotes: `(docs/deploy.md, "CI/CD")`)
+_CITED = re.compile(
+    r"(?<![\w/.-])(README\.md|(?:docs|tests|deploy|src)/[\w/.-]*\w\.(?:md|py|sh|ya?ml|json))\b"
+    r'(?:, "([^"]+)")?'
+)
+
+
+def test_the_dockerfile_and_deploy_files_cite_only_files_that_exist():
+    files = [DOCKERFILE, *(p for p in DEPLOY.rglob("*") if p.is_file())]
+    missing = []
+    for file in files:
+        for path, section in _CITED.findall(file.read_text()):
+            cited = ROOT / path
+            if not cited.is_file():
+                missing.append(f"{file.relative_to(ROOT)}: {path}")
+            elif section and not re.search(
+                rf"^#+ .*{re.escape(section)}", cited.read_text(), re.M | re.I
+            ):
+                missing.append(f"{file.relative_to(ROOT)}: {path}, section {section!r}")
+    assert not missing, missing
