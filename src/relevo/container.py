@@ -17,7 +17,7 @@ from typing import Any
 
 from relevo import __version__
 from relevo.errors import InvalidInputError
-from relevo.registry.bundle import export_bundle
+from relevo.registry.bundle import export_bundle, refuse_unless_new_folder
 from relevo.registry.flavors import get_flavor
 from relevo.registry.registry import NAME_RE, Registry
 
@@ -106,8 +106,7 @@ def containerize(
         if problem:
             raise InvalidInputError(f"{option}: {value!r} is not an image reference: {problem}")
     output = output.resolve()
-    if output.exists() and (not output.is_dir() or any(output.iterdir())):
-        raise InvalidInputError(f"{output} is not empty: write the context to a new folder")
+    refuse_unless_new_folder(output, "write the context to a new folder")
     export_bundle(registry, version.ref, output / "bundle")
     (output / "Dockerfile").write_text(_dockerfile(version.ref, name, base))
     (output / ".dockerignore").write_text("*\n!bundle/\n")

@@ -133,6 +133,24 @@ def test_containerize_refuses_a_folder_that_is_not_empty(cli, two_versions, tmp_
     assert (out / "notes.txt").read_text() == "mine"
 
 
+@pytest.mark.parametrize(
+    ("command", "output"),
+    [
+        (["models", "export", "churn:1"], "model.joblib"),
+        (["containerize", "churn:1"], "model.joblib"),
+        (["models", "export", "churn:1"], "model.joblib/bundle"),
+        (["containerize", "churn:1"], "model.joblib/ctx"),
+    ],
+)
+def test_an_output_that_is_a_file_is_refused_as_one(cli, two_versions, tmp_path, command, output):
+    model = tmp_path / "model.joblib"
+    model.write_bytes(b"mine")
+    result = cli(*command, "--output", tmp_path / output)
+    assert result.exit_code == 2, result.output
+    assert f"{model} is a file, not a folder" in " ".join(result.stderr.split())
+    assert model.read_bytes() == b"mine"
+
+
 def test_a_version_moves_to_another_store_with_its_number(
     cli, two_versions, rv, tmp_path, churn_frame
 ):

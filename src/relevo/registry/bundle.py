@@ -35,8 +35,7 @@ def export_bundle(registry: Registry, ref: str | ModelRef, folder: Path) -> Mode
     version = registry.get(ref)
     source = registry.artifacts.verified_path(version.artifact_path, version.artifact_sha256)
     profile = registry.store.models.profile(version.name, version.version)
-    if folder.exists() and any(folder.iterdir()):
-        raise InvalidInputError(f"{folder} is not empty: export into a new or empty folder")
+    refuse_unless_new_folder(folder, "export into a new or empty folder")
     target = folder / "artifact" / source.name
     target.parent.mkdir(parents=True, exist_ok=True)
     if source.is_dir():
@@ -50,6 +49,15 @@ def export_bundle(registry: Registry, ref: str | ModelRef, folder: Path) -> Mode
     }
     (folder / MANIFEST).write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
     return version
+
+
+def refuse_unless_new_folder(folder: Path, advice: str) -> None:
+    """Raise InvalidInputError unless `folder` is an empty folder or can be made one."""
+    nearest = next(path for path in (folder, *folder.parents) if path.exists())
+    if not nearest.is_dir():  # `folder` itself, or a file where a parent folder would be
+        raise InvalidInputError(f"{nearest} is a file, not a folder: {advice}")
+    if nearest == folder and any(folder.iterdir()):
+        raise InvalidInputError(f"{folder} is not empty: {advice}")
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
