@@ -313,8 +313,10 @@ def test_invalid_settings_name_the_field(settings: dict, field: str) -> None:
 
 def test_a_method_that_does_not_fit_the_column_is_an_error(reference: pd.DataFrame) -> None:
     config = {"features": {"region": {"method": "ks"}}}
-    with pytest.raises(InvalidInputError, match="'ks' does not test categorical"):
+    with pytest.raises(InvalidInputError, match="'ks' does not test categorical") as caught:
         relevo.drift(reference, make_churn(500, seed=2)[CHURN_FEATURES], config=config)
+    # the setting at fault is named, as `DriftConfig.from_dict` names the ones it refuses
+    assert [p.column for p in caught.value.problems] == ["features.region.method"]
 
 
 def test_config_round_trips() -> None:

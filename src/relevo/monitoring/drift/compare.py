@@ -66,12 +66,19 @@ def compare(
         if ref_p.columns:
             name = next(iter(ref_p.columns))
             pred = column_drift(
-                name, ref_p.columns[name], cur_p.columns.get(name), config, config.prediction
+                name,
+                ref_p.columns[name],
+                cur_p.columns.get(name),
+                config,
+                config.prediction,
+                key="prediction",
             )
     multi = None
     ref_m, cur_m = multivariate if multivariate is not None else (None, None)
     if ref_m is not None and config.multivariate.enabled:
-        multi = column_drift("multivariate", ref_m, cur_m, config, config.multivariate)
+        multi = column_drift(
+            "multivariate", ref_m, cur_m, config, config.multivariate, key="multivariate"
+        )
     return build_report(
         tested,
         config,
@@ -127,17 +134,20 @@ def column_drift(
     current: ColumnProfile | None,
     config: DriftConfig,
     settings: ColumnConfig,
+    key: str | None = None,
 ) -> FeatureDrift:
-    """One column's test, before any correction for multiple tests."""
+    """One column's test, before any correction for multiple tests. `key`: where its settings
+    are in the drift settings (`features.NAME` unless given), named when they do not fit it."""
+    key = key or f"features.{name}"
     if current is None:
         current = reference.empty_like()
     if type(reference) is not type(current):
         raise InvalidInputError(f"column {name!r} is numeric in one profile only")
     if isinstance(reference, NumericProfile):
         assert isinstance(current, NumericProfile)
-        return _numeric(name, reference, current, config, settings)
+        return _numeric(name, reference, current, config, settings, key)
     assert isinstance(reference, CategoricalProfile) and isinstance(current, CategoricalProfile)
-    return _categorical(name, reference, current, config, settings)
+    return _categorical(name, reference, current, config, settings, key)
 
 
 def _numeric(
@@ -146,8 +156,9 @@ def _numeric(
     cur: NumericProfile,
     config: DriftConfig,
     settings: ColumnConfig,
+    key: str,
 ) -> FeatureDrift:
-    method, threshold = config.choose(settings, "numeric", cur.count)
+    method, threshold = config.choose(settings, "numeric", cur.count, key=key)
     ref_bins, cur_bins = bin_counts(ref), bin_counts(cur)
     keep = (ref_bins + cur_bins) > 0
     keep[1:-1] = True  # the reference's own bins always show; outside its range only if used
@@ -185,10 +196,11 @@ def _categorical(
     cur: CategoricalProfile,
     config: DriftConfig,
     settings: ColumnConfig,
+    key: str,
 ) -> FeatureDrift:
     names, ref_counts, cur_counts = aligned_counts(ref, cur)
     seen = int(np.count_nonzero(ref_counts + cur_counts))
-    method, threshold = config.choose(settings, "categorical", cur.count, seen)
+    method, threshold = config.choose(settings, "categorical", cur.count, seen, key=key)
     bins, ref_shares, cur_shares = _plotted(names, shares(ref_counts), shares(cur_counts))
     base = FeatureDrift(
         feature=name,

@@ -212,16 +212,27 @@ class DriftConfig:
         return self.features.get(name, ColumnConfig())
 
     def choose(
-        self, settings: ColumnConfig, kind: str, n_current: int, n_categories: int = 0
+        self,
+        settings: ColumnConfig,
+        kind: str,
+        n_current: int,
+        n_categories: int = 0,
+        key: str | None = None,
     ) -> tuple[str, float]:
         """(method, threshold) for a column of `kind` ("numeric" / "categorical") with
-        `n_current` values in the current window (and `n_categories` categories seen)."""
+        `n_current` values in the current window (and `n_categories` categories seen);
+        `key`: where `settings` are (`features.age`), named when the method does not fit."""
         allowed = NUMERIC_METHODS if kind == "numeric" else CATEGORICAL_METHODS
         method = settings.method
         if method != "auto" and method not in allowed:
-            raise InvalidInputError(
+            message = (
                 f"the drift method {method!r} does not test {kind} columns; use one of "
                 f"{list(allowed)}"
+            )
+            if key is None:
+                raise InvalidInputError(message)
+            raise InvalidInputError(
+                "invalid drift settings", [Problem(message, column=f"{key}.method")]
             )
         for fallback in (self.method, self.numeric if kind == "numeric" else self.categorical):
             if method == "auto" and fallback in allowed:
