@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime, time
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -31,6 +33,53 @@ _BY_STATUS: dict[int, type[RelevoError]] = {
     422: InvalidInputError,
     503: UnavailableError,
 }
+
+
+_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+_MAX_PROBLEMS = 100
+
+
+def _default(value: Any) -> Any:
+    """What orjson does not write itself: Decimals (what `read_sql` gives for NUMERIC) as
+    numbers, times (pandas or Python) as ISO 8601 text, pandas' missing markers as null."""
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, pd.Timestamp | datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, pd.Timedelta):
+        return value.isoformat()
+    if value is pd.NA or value is pd.NaT:
+        return None
+    raise TypeError(f"a {type(value).__name__} value has no JSON form")
+
+
+def _dumps(doc: Any) -> bytes:
+    try:
+        return orjson.dumps(doc, default=_default, option=_OPTIONS)
+    except TypeError as exc:  # orjson's JSONEncodeError is a TypeError
+        raise InvalidInputError(f"the rows cannot be sent as JSON: {exc}") from None
+
+
+def _refuse_infinities(rows: list[dict[str, Any]]) -> None:
+    problems: list[Problem] = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            continue  # the server says what is wrong with it
+        for key, value in row.items():
+            if isinstance(value, float | Decimal) and (value == _INF or value == -_INF):
+                problems.append(Problem("not a finite number", row=i, column=str(key)))
+                if len(problems) >= _MAX_PROBLEMS:
+                    break
+        if len(problems) >= _MAX_PROBLEMS:
+            break
+    if problems:
+        raise InvalidInputError(
+            "infinite numbers in the rows: JSON has none (send null for a missing value)",
+            problems,
+        )
+
+
+_INF = float("inf")
 
 
 class Client:
@@ -59,8 +108,13 @@ class Client:
         self.close()
 
     def predict_records(self, deployment: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Score JSON-like rows; one prediction object per row (id, model, outputs)."""
-        body = orjson.dumps({"instances": rows})
+        """Score JSON-like rows; one prediction object per row (id, model, outputs).
+
+        Decimals go as numbers, times as ISO 8601 text, other keys than text as text; an
+        infinite number is refused here (JSON has none: it would go as null, a missing
+        value), naming its row and column."""
+        _refuse_infinities(rows)
+        body = _dumps({"instances": rows})
         answer = self._request("POST", f"/v1/deployments/{deployment}/predict", content=body)
         return answer["predictions"]
 
@@ -68,6 +122,7 @@ class Client:
         """Score a DataFrame (in batches of `batch_rows`); returns id, model and outputs,
         indexed like `data`."""
         records = frame_to_records(data)
+        _refuse_infinities(records)  # rows numbered in the whole frame, not in its batch
         predictions: list[dict[str, Any]] = []
         for start in range(0, len(records), self.batch_rows):
             predictions.extend(
@@ -84,7 +139,7 @@ class Client:
         return self._http.get("/readyz").json()
 
     def deploy(self, deployment: str, model: str, *, key: str | None = None) -> dict[str, Any]:
-        body = orjson.dumps({"model": model, "key": key})
+        body = _dumps({"model": model, "key": key})
         return self._request("PUT", f"/v1/deployments/{deployment}", content=body)
 
     def deployment(self, deployment: str) -> dict[str, Any]:

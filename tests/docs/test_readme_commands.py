@@ -121,6 +121,7 @@ def test_readme_shell_examples_run_as_written(tmp_path: Path, monkeypatch: pytes
                     expected = json.loads(shown[2:])["predictions"][0]
                     (got,) = answer.json()["predictions"]
                     assert got.keys() == expected.keys() and got["model"] == expected["model"]
+                    assert got["probability"] == pytest.approx(expected["probability"], abs=1e-4)
                     server.stop()  # as Ctrl-C would: the log holds the answered row
                     server = None
                 elif argv[0] == "python3" and len(argv) == 2:
@@ -163,6 +164,9 @@ def test_readme_shell_examples_run_as_written(tmp_path: Path, monkeypatch: pytes
         "relevo containerize churn:1",
         "relevo db upgrade",
     ]
+    # README: "relevo.drift(train_df.drop(columns="churned"), customers_df) flags nothing"
+    train = pd.read_csv(tmp_path / "train.csv")
+    assert relevo.drift(train.drop(columns="churned"), customers).drifted_features == []
     scored = pd.read_parquet(tmp_path / "scored.parquet")
     assert scored["customer_id"].tolist() == customers["customer_id"].tolist()
     assert set(scored["model"]) == {"churn:1"}

@@ -403,3 +403,31 @@ def test_a_reference_with_duplicate_column_names_is_refused_naming_them(rv):
     with pytest.raises(InvalidInputError, match="more than once") as caught:
         rv.registry.register("dup", model, x.assign(y=y), target="y")
     assert [p.column for p in caught.value.problems] == ["a"]
+
+
+def test_a_pipeline_with_a_lambda_is_refused_saying_why_not_with_a_pickle_traceback(
+    rv, churn_frame
+):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    frame = churn_frame[[*CHURN_NUMERIC, "churned"]].fillna(0)
+    model = make_pipeline(FunctionTransformer(lambda X: X), LogisticRegression())
+    model.fit(frame[CHURN_NUMERIC], frame["churned"])
+    with pytest.raises(InvalidInputError, match="cannot be pickled by name"):
+        rv.registry.register("churn", model, frame, target="churned")
+    assert rv.registry.list() == []  # nothing half-registered
+
+
+@pytest.mark.parametrize("kind", ["series", "array", "list"])
+def test_a_reference_that_is_not_a_frame_or_a_path_is_refused_saying_so(
+    rv, churn_pipeline, churn_frame, kind
+):
+    reference = {
+        "series": churn_frame["age"],
+        "array": churn_frame.to_numpy(),
+        "list": churn_frame.to_dict("records"),
+    }[kind]
+    with pytest.raises(InvalidInputError, match="must be a DataFrame or the path"):
+        rv.registry.register("churn", churn_pipeline, reference, target="churned")

@@ -4,6 +4,7 @@ and reference profiles."""
 from __future__ import annotations
 
 import logging
+import pickle
 import re
 import tempfile
 import warnings
@@ -226,7 +227,16 @@ class Registry:
             raise InvalidInputError(
                 f"the {chosen.name} flavor cannot save a {type(model).__name__}"
             )
-        return chosen, chosen.save(model, tmp)
+        try:
+            return chosen, chosen.save(model, tmp)
+        except (pickle.PicklingError, AttributeError, TypeError) as exc:
+            # a lambda or a function defined in a notebook (`FunctionTransformer(lambda X:
+            # ...)`): pickle stores functions by their importable name
+            raise InvalidInputError(
+                f"the model cannot be saved ({type(exc).__name__}: {exc}): a lambda or a "
+                "function defined in a notebook or script cannot be pickled by name; define it "
+                "in a module the server can import (and install that module there)"
+            ) from None
 
 
 def _compiled_options(
@@ -266,6 +276,12 @@ def _warn_stray(problems: list[Problem]) -> None:
 
 
 def _reference_frame(reference: pd.DataFrame | str | Path) -> pd.DataFrame:
+    if not isinstance(reference, pd.DataFrame | str | Path):
+        raise InvalidInputError(
+            f"the reference must be a DataFrame or the path of a CSV or Parquet file, not a "
+            f"{type(reference).__name__}" + (" (a Series: pass it as .to_frame())"
+                                              if isinstance(reference, pd.Series) else "")
+        )  # fmt: skip
     frame = reference if isinstance(reference, pd.DataFrame) else read_table(reference, "reference")
     if frame.empty or len(frame.columns) == 0:
         raise InvalidInputError("the reference data is empty: it needs at least one row")

@@ -11,6 +11,7 @@ from functools import reduce
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 from scipy.stats import chisquare
 
 import relevo
@@ -322,3 +323,41 @@ def test_a_method_that_does_not_fit_the_column_is_an_error(reference: pd.DataFra
 def test_config_round_trips() -> None:
     config = DriftConfig.from_dict({"features": {"age": {"method": "psi"}}, "min_rows": 30})
     assert DriftConfig.from_dict(config.to_dict()) == config
+
+
+def test_frames_made_from_arrays_are_compared_by_their_integer_labels() -> None:
+    rng = np.random.default_rng(5)
+    ref, cur = pd.DataFrame(rng.normal(size=(500, 2))), pd.DataFrame(rng.normal(size=(400, 2)))
+    report = relevo.drift(ref, cur)
+    assert [f.feature for f in report.features] == ["0", "1"]
+    expected = stats.ks_2samp(ref[0], cur[0]).statistic
+    assert report.feature("0").method == "ks"
+    assert report.feature("0").statistic == pytest.approx(expected)
+
+
+def test_a_frame_naming_a_tested_column_twice_is_refused_naming_it() -> None:
+    frame = pd.DataFrame(np.zeros((200, 2)), columns=["x", "x"])
+    with pytest.raises(InvalidInputError, match="several columns of one name") as caught:
+        relevo.drift(frame, frame)
+    assert [p.column for p in caught.value.problems] == ["x"]
+
+
+@pytest.mark.parametrize("tz", [None, "UTC"])
+def test_times_are_tested_as_numbers_so_that_a_shift_of_years_drifts(tz) -> None:
+    ref = pd.DataFrame({"signup": pd.date_range("2020-01-01", periods=800, freq="h", tz=tz)})
+    cur = pd.DataFrame({"signup": pd.date_range("2024-01-01", periods=800, freq="h", tz=tz)})
+    moved = relevo.drift(ref, cur).feature("signup")
+    assert moved.kind == "numeric" and moved.drifted
+    assert not relevo.drift(ref, ref.copy()).feature("signup").drifted
+    waits = pd.DataFrame({"wait": pd.to_timedelta(np.arange(800), unit="min")})
+    longer = pd.DataFrame({"wait": pd.to_timedelta(np.arange(800) + 2000, unit="min")})
+    assert relevo.drift(waits, longer).feature("wait").drifted
+
+
+def test_numbers_held_as_text_get_numeric_tests() -> None:
+    rng = np.random.default_rng(6)
+    a, b = rng.normal(size=800), rng.normal(size=800) + 5
+    report = relevo.drift(pd.DataFrame({"t": a.astype(str)}), pd.DataFrame({"t": b.astype(str)}))
+    feature = report.feature("t")
+    assert feature.kind == "numeric" and feature.drifted
+    assert feature.statistic == pytest.approx(stats.ks_2samp(a, b).statistic)

@@ -63,11 +63,14 @@ def drift(
             )
     names = [str(c) for c in reference_df.columns] if columns is None else [str(c) for c in columns]
     names = list(dict.fromkeys(names))  # a column named twice is tested once
+    # the frames' own labels by name: a frame made from an array has integer labels
+    labels = [_labels(label, frame, names) for label, frame in
+              (("reference_df", reference_df), ("current_df", current_df))]  # fmt: skip
     absent = [
         Problem(f"not in {label}", column=n)
-        for label, frame in (("reference_df", reference_df), ("current_df", current_df))
+        for label, by_name in zip(("reference_df", "current_df"), labels, strict=True)
         for n in names
-        if n not in frame.columns
+        if n not in by_name
     ]
     if absent:
         raise InvalidInputError("columns missing from the frames", absent)
@@ -76,7 +79,7 @@ def drift(
     config = config or DriftConfig()
     tested = []
     for name in names:
-        ref, cur = _profiles(name, reference_df[name], current_df[name])
+        ref, cur = _profiles(name, reference_df[labels[0][name]], current_df[labels[1][name]])
         settings = config.column(name)
         if settings.enabled:
             tested.append(column_drift(name, ref, cur, config, settings))
@@ -86,11 +89,38 @@ def drift(
     return build_report(tested, config, len(reference_df), len(current_df), baseline="reference")
 
 
+def _labels(label: str, frame: pd.DataFrame, names: list[str]) -> dict[str, object]:
+    """Each column's label in `frame` by its name as text; a name that two of the columns
+    tested have is refused (which of them would be compared?)."""
+    by_name: dict[str, object] = {}
+    twice: set[str] = set()
+    for c in frame.columns:
+        name = str(c)
+        if name in by_name:
+            twice.add(name)
+        by_name[name] = c
+    clash = [n for n in names if n in twice]
+    if clash:
+        raise InvalidInputError(
+            f"{label} has several columns of one name: rename them apart",
+            [Problem(f"{label} names this column more than once", column=n) for n in clash],
+        )
+    return by_name
+
+
 def _profiles(
     name: str, ref_values: pd.Series, cur_values: pd.Series
 ) -> tuple[ColumnProfile, ColumnProfile]:
     """The reference's and the current window's profiles of one column, on the reference's
-    bins: the same values a server profiles its traffic into."""
+    bins: the same values a server profiles its traffic into. Times and durations are tested
+    as numbers (seconds), as their distance matters, not their identity."""
+    if _is_time(ref_values.dtype):
+        if not _is_time(cur_values.dtype):
+            raise InvalidInputError(
+                f"column {name!r} holds times in the reference but not in the current data",
+                [Problem(f"a {cur_values.dtype} column", column=name)],
+            )
+        ref_values, cur_values = _seconds(ref_values), _seconds(cur_values)
     if _is_numeric(ref_values):
         try:
             ref, cur = _Column(ref_values), _Column(cur_values)
@@ -112,6 +142,19 @@ def _profiles(
     return CategoricalProfile.reference(ref_values), CategoricalProfile().update(cur_values)
 
 
+def _is_time(dtype: object) -> bool:
+    return pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype)
+
+
+def _seconds(series: pd.Series) -> pd.Series:
+    """A time (seconds since 1970, UTC for an aware one) or duration column as float seconds,
+    NaN where it is missing."""
+    if pd.api.types.is_timedelta64_dtype(series.dtype):
+        return series.dt.total_seconds()
+    tz = getattr(series.dtype, "tz", None)
+    return (series - pd.Timestamp(0, tz=tz)).dt.total_seconds()
+
+
 def _is_numeric(series: pd.Series) -> bool:
     if pd.api.types.is_bool_dtype(series.dtype):
         return False
@@ -127,6 +170,12 @@ def _is_numeric(series: pd.Series) -> bool:
             break
     head = pd.concat(parts).head(1000) if parts else series
     kind = pd.api.types.infer_dtype(head, skipna=True)
+    if kind == "string" and len(head) > 0:  # numbers held as text ("1.5"): numbers
+        try:
+            pd.to_numeric(head, errors="raise")
+        except (TypeError, ValueError):
+            return False
+        return True
     return len(head) > 0 and kind in ("integer", "floating", "mixed-integer-float", "decimal")
 
 

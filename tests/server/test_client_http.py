@@ -1,0 +1,50 @@
+"""relevo.Client against a real server: what a notebook's DataFrames hold reaches it as the
+values they are, and what JSON cannot say is refused before it is sent."""
+
+from __future__ import annotations
+
+import decimal
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import relevo
+from relevo.errors import InvalidInputError
+
+
+def _customers(churn_frame: pd.DataFrame) -> pd.DataFrame:
+    rows = churn_frame.head(3).drop(columns="churned").copy()
+    rows["satisfaction"] = rows["satisfaction"].astype(float).fillna(3.0)
+    return rows.reset_index(drop=True)
+
+
+def test_an_infinite_number_is_refused_naming_it_not_sent_as_a_missing_value(
+    live_server, churn_frame
+):
+    rows = _customers(churn_frame)
+    rows.loc[2, "satisfaction"] = np.inf  # a nullable column: null would have been answered
+    with relevo.Client(live_server.url, batch_rows=2) as client:
+        with pytest.raises(InvalidInputError) as caught:
+            client.predict("churn", rows)
+        # its row in the frame, though it would have gone in the second request
+        assert [(p.row, p.column) for p in caught.value.problems] == [(2, "satisfaction")]
+        with pytest.raises(InvalidInputError, match="infinite"):
+            client.predict_records("churn", [{**rows.iloc[0].to_dict(), "age": -np.inf}])
+
+
+def test_decimals_and_times_in_object_columns_are_sent_as_their_values(live_server, churn_frame):
+    rows = _customers(churn_frame)
+    with relevo.Client(live_server.url) as client:
+        plain = client.predict("churn", rows)
+        exact = rows.assign(
+            monthly_charges=rows["monthly_charges"].map(lambda v: decimal.Decimal(repr(v)))
+        )
+        # what read_sql gives for a NUMERIC column: the same numbers, the same answers
+        assert client.predict("churn", exact)["probability"].tolist() == pytest.approx(
+            plain["probability"].tolist(), abs=1e-12
+        )
+        # a time the model does not take is a column it ignores, not a TypeError
+        stamped = rows.assign(seen=[pd.Timestamp("2026-12-01T10:00:00")] * len(rows))
+        stamped["seen"] = stamped["seen"].astype(object)
+        assert len(client.predict("churn", stamped)) == len(rows)
