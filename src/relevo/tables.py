@@ -21,7 +21,7 @@ def read_table(path: Path | str, what: str = "file") -> pd.DataFrame:
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
-            frame = pd.read_csv(path)
+            frame = _codes_as_text(path, pd.read_csv(path))
         elif suffix in (".parquet", ".pq"):
             frame = pd.read_parquet(path)
         elif suffix == ".jsonl":
@@ -40,6 +40,29 @@ def read_table(path: Path | str, what: str = "file") -> pd.DataFrame:
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InvalidInputError(f"cannot read {what} {path}: {first}") from exc
+    return frame
+
+
+#: text pandas reads as a number though it is a code: a zero that leads digits ("01", "007")
+_LEADING_ZERO = r"^\s*[+-]?0\d"
+
+
+def _codes_as_text(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with the number columns whose text has a leading zero as that text: "01",
+    "02", "10" are codes (a plan, a zip code, an ID), and as numbers they would lose what
+    tells them apart from what a model was fitted on."""
+    numeric = [
+        c
+        for c in frame.columns
+        if pd.api.types.is_numeric_dtype(frame[c].dtype)
+        and not pd.api.types.is_bool_dtype(frame[c].dtype)
+    ]
+    if not numeric or frame.columns.duplicated().any():
+        return frame
+    raw = pd.read_csv(path, usecols=numeric, dtype=str)
+    codes = [c for c in numeric if raw[c].str.match(_LEADING_ZERO, na=False).any()]
+    if codes:
+        frame = frame.assign(**{str(c): raw[c] for c in codes})
     return frame
 
 

@@ -431,3 +431,26 @@ def test_a_reference_that_is_not_a_frame_or_a_path_is_refused_saying_so(
     }[kind]
     with pytest.raises(InvalidInputError, match="must be a DataFrame or the path"):
         rv.registry.register("churn", churn_pipeline, reference, target="churned")
+
+
+def test_a_reference_csv_keeps_codes_with_a_leading_zero_as_text(rv, tmp_path):
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    rng = np.random.default_rng(0)
+    plan = rng.choice(["01", "02", "10"], 600)
+    x = rng.normal(size=600)
+    frame = pd.DataFrame(
+        {"plan": plan, "x": x, "churned": ((plan == "01") + 0.3 * x > 0.5).astype(int)}
+    )
+    encode = ColumnTransformer(
+        [("c", OneHotEncoder(handle_unknown="ignore"), ["plan"]), ("n", "passthrough", ["x"])]
+    )
+    model = make_pipeline(encode, LogisticRegression()).fit(frame[["plan", "x"]], frame.churned)
+    frame.to_csv(tmp_path / "train.csv", index=False)  # "01" as pandas would read it: 1
+    version = rv.registry.register("plan", model, tmp_path / "train.csv", target="churned")
+    assert {c.name: c.kind for c in version.signature.columns} == {"plan": "string", "x": "number"}
+    spec = next(c for c in version.signature.columns if c.name == "plan")
+    assert set(spec.categories) == {"01", "02", "10"}
