@@ -229,3 +229,43 @@ def test_every_field_of_a_stored_row_is_what_its_entry_logged():
         ("d" * 32, "churn", "churn", 3, at, None, '{"x":2.0,"plan":"é"}', '{"value":9}', 0.5,
          "champion"),
     ]  # fmt: skip
+
+
+def test_an_entry_that_leaves_its_features_to_its_number_block_stores_the_same_rows():
+    """A micro-batch of all-float rows sends its features only as the float64 block; the
+    writer makes the features from it: the stored rows are those of the entry that sent
+    them as JSON, byte for byte."""
+    import numpy as np
+
+    from relevo.serving.entries import decode, encode, rows_of
+    from relevo.store.predictions import Inputs
+
+    rng = np.random.default_rng(3)
+    numbers = rng.normal(size=(5, 3)) * 10.0 ** rng.integers(-300, 300, size=(5, 3))
+    numbers[0, 0] = -0.0
+    names = ("a", "b", "c")
+    given = LogEntry(
+        "churn", "churn", 1, time.time(), [f"{i:032x}" for i in range(5)],
+        {n: numbers[:, j].tolist() for j, n in enumerate(names)},
+        [{"probability": 0.5}] * 5, [1.0, 2.0, 3.0, 4.0, 5.0], None, "champion",
+        names, numbers,
+    )  # fmt: skip
+    left = LogEntry(*[None if f == "features" else getattr(given, f) for f in FIELDS_OF])
+    assert encode(left) != encode(given)
+
+    def stored(entry: LogEntry, shared: bool = False) -> list[tuple]:
+        # what reaches the store (an Inputs holder as its fields)
+        return [
+            tuple((v.key, v.deployment, v.created_at, v.text) if type(v) is Inputs else v
+                  for v in row)
+            for row in rows_of([decode(encode(entry))], shared)
+        ]  # fmt: skip
+
+    for shared in (True, False):
+        assert stored(left, shared) == stored(given, shared)
+    # a piece of it (an entry split to fit the queue), down to one row, alike
+    for start, stop in ((0, 2), (4, 5)):
+        assert stored(left.piece(start, stop)) == stored(given.piece(start, stop))
+
+
+FIELDS_OF = [f.name for f in __import__("dataclasses").fields(LogEntry)]

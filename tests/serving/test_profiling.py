@@ -279,7 +279,7 @@ def test_entries_of_the_first_format_still_decode_and_unknown_ones_are_refused()
     assert single.features == b'{"x":1.5}' and single.outputs == b'{"value":1.0}'
     block = np.zeros(4).tobytes()
     bad = [
-        b'[3,"d","m",1,1.0,["a","b"],[1.0,2.0],null,"champion",["x"]]\n{}\n[]\n' + block,
+        b'[4,"d","m",1,1.0,["a","b"],[1.0,2.0],null,"champion",["x"]]\n{}\n[]\n' + block,
         b'[2,"d","m",1,1.0,["a","b"],[1.0,2.0],null,"champion"]\n{}\n[]\n' + block,
         b'[2,"d","m",1,1.0,["a","b"],[1.0,2.0],null,"champion","xy"]\n{}\n[]\n' + block,
         b'[2,"d","m",1,1.0,["a"],[1.0],null,"champion",["x"]]\n{}\n[]\n' + block,

@@ -24,6 +24,8 @@ FIELDS = COLUMNS
 #: block of float64 after its outputs, 1 when not (and every entry before the block existed)
 _VERSION = 1
 _VERSION_BLOCK = 2
+#: as 2, the features left out: they are the number block's columns (`LogEntry.features` None)
+_VERSION_DERIVED = 3
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 _FLOAT = np.dtype("<f8")
 
@@ -37,7 +39,9 @@ class LogEntry:
     model_version: int
     created_at: float  # Unix time
     ids: Sequence[str]
-    features: Mapping[str, Sequence[Any]]  # column -> n values: what the log stores
+    #: column -> n values: what the log stores; None when they are exactly `numbers`' columns
+    #: (every value a float: the writer makes them from the block, off the request path)
+    features: Mapping[str, Sequence[Any]] | None
     outputs: Sequence[dict[str, Any]]
     #: the request's latency, or one per row (the requests of a micro-batch in one entry)
     latency_ms: float | Sequence[float]
@@ -59,7 +63,11 @@ class LogEntry:
         return replace(
             self,
             ids=self.ids[start:stop],
-            features={k: v[start:stop] for k, v in self.features.items()},
+            features=(
+                None
+                if self.features is None
+                else {k: v[start:stop] for k, v in self.features.items()}
+            ),
             outputs=self.outputs[start:stop],
             latency_ms=(
                 self.latency_ms
@@ -85,8 +93,10 @@ def encode(entry: LogEntry) -> bytes:
     block = entry.numbers if entry.n > 1 and entry.numeric else None
     if block is not None and block.shape != (entry.n, len(entry.numeric)):
         block = None  # never a block that does not match its rows: the features say it all
+    derived = entry.features is None and block is not None
+    form = _VERSION if block is None else _VERSION_DERIVED if derived else _VERSION_BLOCK
     head = [
-        _VERSION if block is None else _VERSION_BLOCK,
+        form,
         entry.deployment,
         entry.model_name,
         entry.model_version,
@@ -98,11 +108,13 @@ def encode(entry: LogEntry) -> bytes:
     ]
     if block is not None:
         head.append(entry.numeric)
+    given = entry.features if entry.features is not None or derived else _from_block(entry)
     if entry.n == 1:
-        features: Any = {k: v[0] for k, v in entry.features.items()}
+        assert given is not None
+        features: Any = {k: v[0] for k, v in given.items()}
         outputs: Any = entry.outputs[0]
     else:
-        features = entry.features if type(entry.features) is dict else dict(entry.features)
+        features = given if given is None or type(given) is dict else dict(given)
         outputs = entry.outputs
     # orjson never writes a raw newline (it escapes them in strings): a safe separator; the
     # block comes last, where the reader splits no more
@@ -110,6 +122,19 @@ def encode(entry: LogEntry) -> bytes:
     if block is not None:
         docs.append(np.ascontiguousarray(block, dtype=_FLOAT).tobytes())
     return b"\n".join(docs)
+
+
+def _from_block(entry: LogEntry) -> dict[str, list[float]]:
+    """The features of an entry that left them to its number block, made from it."""
+    if entry.numbers is None or len(entry.numeric) != entry.numbers.shape[1]:
+        raise ValueError("a log entry without features has no number block to make them from")
+    return dict(zip(entry.numeric, entry.numbers.T.tolist(), strict=True))
+
+
+def _block_features(numeric: tuple[str, ...], numbers: np.ndarray) -> bytes:
+    """The features JSON of a block's rows, column by column: the bytes the server would have
+    written for the same floats (orjson writes a float64 alike from Python or NumPy)."""
+    return orjson.dumps(dict(zip(numeric, numbers.T.tolist(), strict=True)))
 
 
 def _dumps(doc: Any) -> bytes:
@@ -182,9 +207,12 @@ def decode(payload: bytes) -> DecodedEntry:
             f"a log entry's number block holds {numbers.size} values for {len(ids)} rows of "
             f"{len(numeric)} columns"
         )
+    numbers = numbers.reshape(len(ids), len(numeric))
+    if form == _VERSION_DERIVED:  # the features are the block's columns: made here
+        features = _block_features(numeric, numbers)
     return DecodedEntry(
         dep, name, version, created, ids, latency, keys, role,
-        None, orjson.loads(outputs), features, numeric, numbers.reshape(len(ids), len(numeric)),
+        None, orjson.loads(outputs), features, numeric, numbers,
     )  # fmt: skip
 
 
@@ -197,7 +225,7 @@ def _header(head: bytes) -> list[Any]:
     if not (
         (form == _VERSION and len(doc) == 9)
         or (
-            form == _VERSION_BLOCK
+            form in (_VERSION_BLOCK, _VERSION_DERIVED)
             and len(doc) == 10
             and _names(doc[9])
             and type(doc[5]) is list

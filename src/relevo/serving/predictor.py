@@ -323,14 +323,16 @@ class Predictor:
                 clock - tag.started, extra_fields,
             )  # fmt: skip
         tags = [tag for tag, _ in group]
-        # the requests' rows end to end, transposed: one C call for the batch's columns
-        rows = chain.from_iterable(t.part.rows for t in tags)
-        features: dict[str, Sequence[Any]] = dict(
-            zip(runner.plan.names, zip(*rows, strict=True), strict=True)
-        )
-        for f in extra_fields:
-            if f not in runner.plan.known:
+        features: dict[str, Sequence[Any]] | None = None
+        extras = [f for f in extra_fields if f not in runner.plan.known]
+        if extras or not all(t.part.floats for t in tags):
+            # the requests' rows end to end, transposed: one C call for the batch's columns
+            rows = chain.from_iterable(t.part.rows for t in tags)
+            features = dict(zip(runner.plan.names, zip(*rows, strict=True), strict=True))
+            for f in extras:
                 features[f] = [r.get(f) for t in tags for r in rows_of(t)]
+        # else every value is a float of the number block: the log's writer makes the
+        # features from it, off the request path (the same JSON, `entries.encode`)
         keyed = tags[0].part.keys is not None
         return LogEntry(
             dep.name,

@@ -30,6 +30,7 @@ MAX_PROBLEMS = diagnosis.MAX_PROBLEMS
 #: the store keeps routing keys of up to this many characters
 MAX_KEY_LENGTH = diagnosis.MAX_KEY_LENGTH
 _NUMBERS = frozenset({int, float})
+_FLOAT_ONLY = {float}
 _NONE = type(None)
 _ALLOWED: dict[str, frozenset[type]] = {
     "boolean": frozenset({bool}),
@@ -78,6 +79,9 @@ class Validated(NamedTuple):
     #: each row's values as a tuple in signature order (`columns` transposed): a micro-batch's
     #: log entry joins its requests' rows in one C call
     rows: list[tuple[Any, ...]]
+    #: every column numeric and every value a float: `numbers` says all `columns` say (the
+    #: log then leaves the features to the number block)
+    floats: bool = False
 
 
 def take_rows(validated: Validated, idx: np.ndarray) -> Validated:
@@ -92,6 +96,7 @@ def take_rows(validated: Validated, idx: np.ndarray) -> Validated:
         keys,
         validated.quality,
         [validated.rows[i] for i in picks],
+        validated.floats,
     )
 
 
@@ -261,7 +266,8 @@ def _check(
         ):
             return None
     quality = None if clean else findings(matrix, others, plan, policy)
-    return Validated(n, matrix, others, columns, keys, quality, tuples)
+    floats = plan.all_numeric and bool(plan.names) and types == _FLOAT_ONLY
+    return Validated(n, matrix, others, columns, keys, quality, tuples, floats)
 
 
 def _inside(values: list[tuple[Any, ...]], plan: Plan) -> bool:
