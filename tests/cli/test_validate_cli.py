@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import joblib
+import numpy as np
 import pytest
 from sklearn.dummy import DummyClassifier
 from typer.testing import CliRunner
@@ -71,6 +72,19 @@ def test_a_sample_missing_a_column_fails_naming_it(cli, registered, churn_frame,
     assert result.exit_code == 8, result.output
     assert "signature" in result.stdout and "FAIL" in result.stdout
     assert "'tenure_months': required column is missing" in result.stdout
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_an_infinite_cell_fails_the_signature_check_naming_it(cli, registered, tmp_path, suffix):
+    """Not "unexpected ValueError: Input X contains infinity" from inside the model."""
+    frame = make_churn(300, seed=12)
+    frame.loc[4, "monthly_charges"] = np.inf
+    path = tmp_path / f"inf{suffix}"
+    frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_parquet(path)
+    result = cli("validate", "churn:1", "--data", path, "--min", "roc_auc=0.7")
+    assert result.exit_code == 8, result.output
+    assert "row 4, column 'monthly_charges': not a finite number" in result.stdout
+    assert "unexpected" not in result.output
 
 
 @pytest.mark.parametrize(

@@ -1,11 +1,13 @@
 """Batch scoring reads a file as a JSON client would send it: an integer key written `17.0`
 (pandas writes an integer column with gaps so) is the customer 17, and a 0/1 flag written
-`1.0`/`0.0` is a boolean."""
+`1.0`/`0.0` is a boolean; an infinite number is refused as the API refuses it, naming row and
+column."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
@@ -13,8 +15,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 from relevo.datasets import CHURN_FEATURES, make_churn
+from relevo.errors import InvalidInputError
 from relevo.routing.assign import assign
-from relevo.serving.batch import score_file
+from relevo.serving.batch import score_file, score_frame
 
 
 def test_an_integer_key_with_gaps_routes_and_logs_as_the_api_sends_it(
@@ -79,3 +82,36 @@ def test_a_boolean_column_written_as_0_0_and_1_0_is_still_read(rv, tmp_path):
     frame.to_csv(source, index=False)
     done = score_file(rv, "member", source, tmp_path / "out.csv")
     assert done.rows == 4
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_relevo_predict_refuses_an_infinite_cell_naming_it(
+    cli, rv, churn_pipeline, churn_frame, tmp_path, suffix
+):
+    """Not "unexpected ValueError: Input X contains infinity" from inside the model (exit 1)."""
+    rv.registry.register("churn", churn_pipeline, churn_frame, target="churned")
+    rv.deployments.deploy("churn", "churn:1")
+    rows = make_churn(20, seed=3).drop(columns="churned")
+    rows.loc[2, "monthly_charges"] = np.inf
+    rows.loc[5, "satisfaction"] = np.nan  # missing, where the reference had gaps: fine
+    source = tmp_path / f"in{suffix}"
+    rows.to_csv(source, index=False) if suffix == ".csv" else rows.to_parquet(source)
+    result = cli("predict", "churn", "--input", source, "--output", tmp_path / "out.csv")
+    assert result.exit_code == 2, result.output
+    assert "row 2, column 'monthly_charges': not a finite number" in result.stderr
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_score_frame_refuses_an_infinite_value_naming_it(rv, churn_pipeline, churn_frame):
+    rv.registry.register("churn", churn_pipeline, churn_frame, target="churned")
+    rv.deployments.deploy("churn", "churn:1")
+    rows = make_churn(30, seed=3).drop(columns="churned")
+    rows.loc[2, "monthly_charges"] = -np.inf
+    rows = rows.astype({"tenure_months": object})  # an object column holding a float too
+    rows.loc[25, "tenure_months"] = float("inf")
+    with pytest.raises(InvalidInputError) as caught:
+        score_frame(rv, "churn", rows, chunk_rows=20)
+    assert [str(p) for p in caught.value.problems] == [
+        "row 2, column 'monthly_charges': not a finite number",
+        "row 25, column 'tenure_months': not a finite number",
+    ]

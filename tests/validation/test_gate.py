@@ -106,6 +106,23 @@ def test_rows_that_do_not_fit_are_named_and_nothing_else_is_measured(
     assert report.metrics == {} and report.latency is None
 
 
+@pytest.mark.parametrize("value", [np.inf, -np.inf])
+def test_an_infinite_value_fails_the_signature_check_naming_it(
+    rv, churn_pipeline, churn_frame, sample, value
+):
+    """Not sklearn's "Input X contains infinity" from inside the model; a missing value (NaN)
+    where the reference had some is still fine."""
+    rv.registry.register("churn", churn_pipeline, churn_frame, target="churned")
+    sample.loc[4, "monthly_charges"] = value
+    sample.loc[7, "satisfaction"] = np.nan
+    report = validate_version(rv, "churn:1", sample, bounds=[Bound("roc_auc", 0.5)])
+    assert [c.name for c in report.checks] == ["signature"] and not report.passed
+    assert [str(p) for p in report.problems] == [
+        "row 4, column 'monthly_charges': not a finite number"
+    ]
+    assert report.problem_count == 1
+
+
 def test_a_regressor_is_bounded_by_mae_rmse_and_r2(rv):
     data = load_diabetes(as_frame=True).frame
     train, test = data.iloc[:300], data.iloc[300:]

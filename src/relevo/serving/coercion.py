@@ -3,7 +3,8 @@
 The rules, per column kind (docs/serving.md "What a column accepts"):
 
 - number: JSON numbers; numeric text (`"1050"`, `" 1.5e3 "`: text Python's `float()` reads
-  as a finite number; pydantic's lax rule). Booleans are not numbers.
+  as a finite number; pydantic's lax rule). Booleans are not numbers, and an infinity (a
+  file's `inf`, a float tensor's) is "not a finite number".
 - integer: as number, and the value must be whole (`42.0` and `"42"` are fine, `42.5` is not).
 - boolean: true or false (V2 and files also give 0/1 and the words true/false, yes/no, t/f).
 - string: text (V2 numbers and booleans given for a string column are taken as their text).
@@ -60,6 +61,8 @@ def type_name(value: Any) -> str:
 
 
 _NOT = object()
+#: an infinity where a number is expected (a file's `inf`, a float tensor's), as the API says
+NOT_FINITE = "not a finite number"
 #: an integer column's values feed the model through int64 (after a float64 matrix): a whole
 #: number must lie in [-2**63, 2**63), compared as a float64 (2**63 - 1 is 2**63 as one)
 TOO_LARGE = "too large for a 64-bit integer"
@@ -160,6 +163,8 @@ def convert_array(values: np.ndarray, kind: str) -> np.ndarray:
         return parse_cells(values, kind)
     if kind == "number":  # a boolean tensor is not a number (the JSON API refuses true too)
         if k in "iuf":
+            if k == "f":
+                _refuse_infinite(values)
             return values.astype(np.float64)
     elif kind == "integer":
         if k in "iu":
@@ -207,6 +212,14 @@ def shown_number(value: float) -> str:
 
 def _row_list(rows: np.ndarray, message: str) -> list[tuple[int | None, str]]:
     return [(int(r), message) for r in rows[:MAX_PER_COLUMN]]
+
+
+def _refuse_infinite(values: np.ndarray) -> None:
+    """A float column's infinities refused (NaN is a missing value, which the null rule
+    decides): no model should see one, and the JSON API refuses them too."""
+    infinite = np.isinf(values)
+    if infinite.any():
+        raise ColumnProblems(_row_list(np.flatnonzero(infinite), NOT_FINITE))
 
 
 def _to_strings(values: np.ndarray) -> np.ndarray:
@@ -258,6 +271,11 @@ def parse_cells(values: np.ndarray, kind: str) -> np.ndarray:
         if v is None or (type(v) is float and v != v):
             parsed.append(None)
             missing = True
+            continue
+        if type(v) is float and kind != "boolean" and not math.isfinite(v):
+            if len(bad) < MAX_PER_COLUMN:
+                bad.append((i, NOT_FINITE))
+            parsed.append(None)
             continue
         if type(v) in (int, float) and kind != "boolean" and type(v) is not bool:
             value: Any = v if kind == "number" or float(v).is_integer() else _NOT
