@@ -6,8 +6,14 @@ import json
 
 import joblib
 import numpy as np
+import pandas as pd
 import pytest
+from sklearn.compose import ColumnTransformer
 from sklearn.dummy import DummyClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder
 from typer.testing import CliRunner
 
 from relevo.datasets import CHURN_FEATURES, CHURN_TARGET, make_churn
@@ -85,6 +91,31 @@ def test_an_infinite_cell_fails_the_signature_check_naming_it(cli, registered, t
     assert result.exit_code == 8, result.output
     assert "row 4, column 'monthly_charges': not a finite number" in result.stdout
     assert "unexpected" not in result.output
+
+
+def test_a_csv_is_read_as_relevo_predict_reads_it(cli, rv, tmp_path):
+    """Codes in a string column ("01", "02", "10") stay text, as `relevo predict` keeps them:
+    the metrics are scikit-learn's on the file, and the latency step takes the rows."""
+    rng = np.random.default_rng(0)
+
+    def make(n: int) -> pd.DataFrame:
+        plan = rng.choice(["01", "02", "10"], n)
+        x = rng.normal(size=n)
+        y = ((plan == "01") * 2 - 1 + 0.3 * x + 0.5 * rng.normal(size=n) > 0).astype(int)
+        return pd.DataFrame({"plan": plan, "x": x, "churned": y})
+
+    train, sample = make(1000), make(500)
+    encode = ColumnTransformer([("c", OneHotEncoder(handle_unknown="ignore"), ["plan"])],
+                               remainder="passthrough")  # fmt: skip
+    model = make_pipeline(encode, LogisticRegression()).fit(train[["plan", "x"]], train["churned"])
+    rv.registry.register("plan", model, train, target="churned")
+    path = tmp_path / "sample.csv"
+    sample.to_csv(path, index=False)
+    result = cli("validate", "plan:1", "--data", path, "--min", "roc_auc=0.5",
+                 "--max-latency-ms", "10000", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    expected = roc_auc_score(sample["churned"], model.predict_proba(sample[["plan", "x"]])[:, 1])
+    assert json.loads(result.stdout)["metrics"]["roc_auc"] == pytest.approx(expected, abs=1e-12)
 
 
 @pytest.mark.parametrize(

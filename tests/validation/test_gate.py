@@ -8,9 +8,10 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_diabetes
 from sklearn.dummy import DummyClassifier
-from sklearn.linear_model import LinearRegression
+from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.metrics import (
     accuracy_score,
     f1_score,
@@ -19,6 +20,8 @@ from sklearn.metrics import (
     r2_score,
     roc_auc_score,
 )
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder
 
 from relevo.datasets import CHURN_FEATURES, CHURN_TARGET, make_churn
 from relevo.errors import InvalidInputError
@@ -121,6 +124,27 @@ def test_an_infinite_value_fails_the_signature_check_naming_it(
         "row 4, column 'monthly_charges': not a finite number"
     ]
     assert report.problem_count == 1
+
+
+def test_the_latency_step_sends_rows_as_a_client_reading_by_the_signature(rv):
+    """A string column given as numbers fits the signature (their text, as batch scoring
+    takes them): the latency step must not then refuse them by the JSON rules."""
+    rng = np.random.default_rng(0)
+    plan = rng.choice(["1", "2", "10"], 400)
+    frame = pd.DataFrame({"plan": plan, "x": rng.normal(size=400)})
+    frame["churned"] = ((plan == "1") ^ (rng.random(400) < 0.1)).astype(int)
+    model = make_pipeline(
+        ColumnTransformer(
+            [("c", OneHotEncoder(handle_unknown="ignore"), ["plan"])], remainder="passthrough"
+        ),
+        LogisticRegression(),
+    ).fit(frame[["plan", "x"]], frame["churned"])
+    rv.registry.register("plan", model, frame, target="churned")
+    numbers = frame.assign(plan=frame["plan"].astype(int))
+    report = validate_version(rv, "plan:1", numbers, latency_calls=5)
+    assert report.passed and report.latency is not None
+    p = model.predict_proba(frame[["plan", "x"]])[:, 1]
+    assert report.metrics["roc_auc"] == pytest.approx(roc_auc_score(frame["churned"], p))
 
 
 def test_a_regressor_is_bounded_by_mae_rmse_and_r2(rv):

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import typer
 
 from relevo.cli.output import console, fmt, handle_errors, print_json, table
 from relevo.cli.state import state
-from relevo.errors import InvalidInputError
-from relevo.serving.batch_io import iter_chunks
 from relevo.validation import Bound, ValidationReport, validate_version
+from relevo.validation.sample import read_sample
 
 #: the exit code of a validation that ran and failed a check
 VALIDATION_FAILED = 8
@@ -52,9 +50,10 @@ def validate(
     and (with --against) no worse than another version; exit code 8 when a check fails."""
     bounds = [Bound.parse(t, upper=False) for t in minimum]
     bounds += [Bound.parse(t, upper=True) for t in maximum]
-    sample = _read(data)
+    relevo = state.relevo()
+    sample = read_sample(relevo, data, [model, *([against] if against else [])])
     report = validate_version(
-        state.relevo(),
+        relevo,
         model,
         sample,
         target=target,
@@ -70,13 +69,6 @@ def validate(
         _show(report)
     if not report.passed:
         raise typer.Exit(VALIDATION_FAILED)
-
-
-def _read(path: Path) -> pd.DataFrame:
-    chunks = list(iter_chunks(path, state.relevo().settings.batch_chunk_rows))
-    if not chunks or not any(len(c) for c in chunks):
-        raise InvalidInputError(f"the sample {path} has no rows")
-    return pd.concat(chunks) if len(chunks) > 1 else chunks[0]
 
 
 def _show(report: ValidationReport) -> None:

@@ -7,8 +7,9 @@ the artifact's sha256 checked, the flavor's loader, the same runner), then check
   rules); the first problems are named by row and column, and nothing else is measured;
 - **metrics**: with labels (`target`), every metric of the task on the served outputs, each
   bound (`Bound`: a floor or a ceiling) checked;
-- **latency**: the p99 of single-row calls (validate + score + format, as one JSON row is served)
-  and of calls of the server's largest micro-batch, against a budget when one is given;
+- **latency**: the p99 of single-row calls (validate + score + format, as one JSON row is served:
+  the rows as a client that read the sample by the signature sends them) and of calls of the
+  server's largest micro-batch, against a budget when one is given;
 - **against**: another version scored on the same rows; each compared metric (the bounded ones,
   else the task's primary metric) may be worse than the other's by at most `tolerance`.
 """
@@ -28,10 +29,11 @@ from relevo.context import Relevo
 from relevo.errors import InvalidInputError, Problem
 from relevo.registry.flavors.base import RawOutput
 from relevo.serving.frame_check import check_frame
+from relevo.serving.frames import Part
 from relevo.serving.pool import load_runner
 from relevo.serving.records import frame_to_records
 from relevo.serving.runner import ModelRunner
-from relevo.serving.validation import Policy, validate_rows
+from relevo.serving.validation import Plan, Policy, validate_rows
 from relevo.validation.metrics import METRICS, PRIMARY, compute, metric
 
 #: problems named in the report (the count says how many there were)
@@ -297,8 +299,10 @@ def _bounded(bound: Bound, value: float) -> Check:
 def _latency(runner: ModelRunner, frame: pd.DataFrame, batch_rows: int, calls: int) -> Latency:
     """Single-row calls as a server answers one JSON row (validate, score, format), and calls
     of its largest micro-batch; a few warm-up calls first, not counted."""
-    records = frame_to_records(frame.head(max(calls, batch_rows)))
     plan = runner.plan
+    checked = check_frame(frame.head(max(calls, batch_rows)), plan, None, Policy(), 0, [])
+    assert checked is not None  # the signature check passed
+    records = _as_sent(checked.part, plan)
 
     def timed(rows: list[dict[str, Any]]) -> float:
         started = time.perf_counter()
@@ -321,6 +325,22 @@ def _latency(runner: ModelRunner, frame: pd.DataFrame, batch_rows: int, calls: i
         float(np.percentile(batched, 99)),
         batch_calls,
     )
+
+
+def _as_sent(part: Part, plan: Plan) -> list[dict[str, Any]]:
+    """Checked rows as a JSON client that read them by the signature sends them: numbers as
+    numbers (whole ones in an integer column as ints), text as text ("01", not 1), missing as
+    null; the JSON rules then take them as the signature check did."""
+    numbers, others = part
+    data: dict[str, Any] = {}
+    for position, j in enumerate(plan.num_idx):
+        column = numbers[:, position]
+        if plan.specs[j].kind == "integer" and not np.isnan(column).any():
+            column = column.astype(np.int64)
+        data[plan.names[j]] = column
+    for _j, name, _allowed in plan.others:
+        data[name] = np.asarray(others[name], dtype=object)
+    return frame_to_records(pd.DataFrame(data, columns=plan.names))
 
 
 def _against(
