@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.compose import ColumnTransformer
-from sklearn.datasets import load_diabetes
+from sklearn.datasets import load_diabetes, load_iris
 from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.metrics import (
@@ -17,7 +17,9 @@ from sklearn.metrics import (
     f1_score,
     log_loss,
     mean_absolute_error,
+    precision_score,
     r2_score,
+    recall_score,
     roc_auc_score,
 )
 from sklearn.pipeline import make_pipeline
@@ -145,6 +147,30 @@ def test_the_latency_step_sends_rows_as_a_client_reading_by_the_signature(rv):
     assert report.passed and report.latency is not None
     p = model.predict_proba(frame[["plan", "x"]])[:, 1]
     assert report.metrics["roc_auc"] == pytest.approx(roc_auc_score(frame["churned"], p))
+
+
+def test_multiclass_macro_metrics_are_scikit_learns_when_a_class_is_absent(rv):
+    """Macro averages over the classes in the labels or the predictions, as scikit-learn's
+    default: a class the sample lacks does not add a 0 (iris without setosa: f1 0.64)."""
+    x, y = load_iris(return_X_y=True, as_frame=True)
+    frame = x.assign(species=np.array(["setosa", "versicolor", "virginica"])[y])
+    model = LogisticRegression(max_iter=1000).fit(x, frame["species"])
+    rv.registry.register("iris", model, frame, target="species")
+    sample = frame[frame["species"] != "setosa"]
+    report = validate_version(rv, "iris:1", sample, latency_calls=5)
+    truth, predicted = sample["species"], model.predict(sample[x.columns])
+    assert report.metrics["f1"] == pytest.approx(f1_score(truth, predicted, average="macro"))
+    assert report.metrics["f1"] > 0.9
+    assert report.metrics["precision"] == pytest.approx(
+        precision_score(truth, predicted, average="macro")
+    )
+    assert report.metrics["recall"] == pytest.approx(
+        recall_score(truth, predicted, average="macro")
+    )
+    every = validate_version(rv, "iris:1", frame, latency_calls=5)
+    assert every.metrics["f1"] == pytest.approx(
+        f1_score(frame["species"], model.predict(x), average="macro")
+    )
 
 
 def test_a_regressor_is_bounded_by_mae_rmse_and_r2(rv):

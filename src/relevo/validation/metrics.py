@@ -2,9 +2,10 @@
 
 Every metric can be bounded from either side (`--min` a floor, `--max` a ceiling); its
 direction says which way "not worse than the champion" points. Classifiers: accuracy, f1,
-precision, recall (the positive class for a binary model, macro-averaged over classes
-otherwise), roc_auc (one-vs-rest for several classes) and log_loss; a binary model also brier.
-Regressors: mae, rmse and r2. Computed with scikit-learn on the model's served outputs.
+precision, recall (the positive class for a binary model, otherwise macro-averaged over the
+classes in the labels or the predictions, as scikit-learn's default), roc_auc (one-vs-rest
+for several classes) and log_loss; a binary model also brier. Regressors: mae, rmse and r2.
+Computed with scikit-learn on the model's served outputs.
 """
 
 from __future__ import annotations
@@ -128,9 +129,9 @@ def compute(
         average, scores = "macro", probs
     out: dict[str, float] = {
         "accuracy": float(skm.accuracy_score(truth, predicted)),
-        "f1": _safe(skm.f1_score, truth, predicted, labels, average),
-        "precision": _safe(skm.precision_score, truth, predicted, labels, average),
-        "recall": _safe(skm.recall_score, truth, predicted, labels, average),
+        "f1": _safe(skm.f1_score, truth, predicted, average),
+        "precision": _safe(skm.precision_score, truth, predicted, average),
+        "recall": _safe(skm.recall_score, truth, predicted, average),
         "log_loss": float(skm.log_loss(truth, np.clip(probs, 1e-15, 1), labels=labels)),
     }
     present = np.unique(truth)
@@ -146,9 +147,10 @@ def compute(
     return out
 
 
-def _safe(
-    fn: Callable[..., Any], truth: np.ndarray, pred: np.ndarray, labels: list[int], average: str
-) -> float:
+def _safe(fn: Callable[..., Any], truth: np.ndarray, pred: np.ndarray, average: str) -> float:
+    """scikit-learn's score: the positive class's, or the macro average over the classes in the
+    labels or the predictions (its default: a class the sample lacks and the model never
+    predicts adds no 0); an undefined ratio is 0, without scikit-learn's warning."""
     if average == "binary":
         return float(fn(truth, pred, pos_label=1, zero_division=0))
-    return float(fn(truth, pred, labels=labels, average=average, zero_division=0))
+    return float(fn(truth, pred, average=average, zero_division=0))
