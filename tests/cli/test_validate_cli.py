@@ -118,6 +118,19 @@ def test_a_csv_is_read_as_relevo_predict_reads_it(cli, rv, tmp_path):
     assert json.loads(result.stdout)["metrics"]["roc_auc"] == pytest.approx(expected, abs=1e-12)
 
 
+def test_the_report_counts_every_bad_cell(cli, registered, tmp_path):
+    frame = make_churn(1000, seed=12)
+    frame["age"] = "x"
+    path = tmp_path / "bad.csv"
+    frame.to_csv(path, index=False)
+    result = cli("validate", "churn:1", "--data", path, "--json")
+    assert result.exit_code == 8, result.output
+    report = json.loads(result.stdout)
+    assert report["problem_count"] == 1000 and report["checks"][0]["value"] == 1000
+    human = cli("validate", "churn:1", "--data", path)
+    assert "1,000 problem(s) in all; the first:" in human.stdout
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

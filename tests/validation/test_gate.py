@@ -27,6 +27,7 @@ from sklearn.preprocessing import OneHotEncoder
 
 from relevo.datasets import CHURN_FEATURES, CHURN_TARGET, make_churn
 from relevo.errors import InvalidInputError
+from relevo.serving.diagnosis import MAX_PROBLEMS
 from relevo.validation import Bound, validate_version
 
 
@@ -126,6 +127,18 @@ def test_an_infinite_value_fails_the_signature_check_naming_it(
         "row 4, column 'monthly_charges': not a finite number"
     ]
     assert report.problem_count == 1
+
+
+def test_the_problem_count_is_every_bad_cell_not_the_listed_ones(rv, churn_pipeline, churn_frame):
+    rv.registry.register("churn", churn_pipeline, churn_frame, target="churned")
+    sample = make_churn(1000, seed=12).astype({"age": object})
+    sample["age"] = "x"
+    sample.loc[:249, "monthly_charges"] = np.inf
+    sample.loc[500:649, "tenure_months"] = np.nan  # the reference had no gaps there
+    report = validate_version(rv, "churn:1", sample)
+    assert report.problem_count == 1000 + 250 + 150
+    assert report.checks[0].value == 1400
+    assert 0 < len(report.problems) <= MAX_PROBLEMS
 
 
 def test_the_latency_step_sends_rows_as_a_client_reading_by_the_signature(rv):

@@ -18,6 +18,8 @@ from relevo.validation.sample import read_sample
 
 #: the exit code of a validation that ran and failed a check
 VALIDATION_FAILED = 8
+#: problems the human report lists (the check's detail names 3; --json gives up to 100)
+SHOWN_PROBLEMS = 10
 
 
 @handle_errors
@@ -79,9 +81,9 @@ def _show(report: ValidationReport) -> None:
     for check in report.failed:
         if check.detail:
             console.print(f"[red]{check.name}[/]: {check.detail}", highlight=False)
-    if report.problem_count > len(report.problems[:10]) or len(report.problems) > 3:
-        shown = "\n".join(f"  {p}" for p in report.problems[:10])
-        console.print(f"{report.problem_count} row problem(s); the first:\n{shown}")
+    if report.problem_count > 3:
+        shown = "\n".join(f"  {p}" for p in report.problems[:SHOWN_PROBLEMS])
+        console.print(f"{report.problem_count:,} problem(s) in all; the first:\n{shown}")
     if report.metrics:
         heads = ["metric", report.model] + ([report.against] if report.against else [])
         values = [

@@ -48,11 +48,13 @@ _TYPE_NAMES = {
 
 
 class ColumnProblems(Exception):
-    """Cells of one column that the column does not accept: (row or None, message) pairs."""
+    """Cells of one column that the column does not accept: (row or None, message) pairs, at
+    most MAX_PER_COLUMN of them, and `count`, how many cells there were in all."""
 
-    def __init__(self, items: list[tuple[int | None, str]]) -> None:
+    def __init__(self, items: list[tuple[int | None, str]], count: int = 0) -> None:
         super().__init__(items[0][1] if items else "")
         self.items = items
+        self.count = max(count, len(items))
 
 
 def type_name(value: Any) -> str:
@@ -177,12 +179,12 @@ def convert_array(values: np.ndarray, kind: str) -> np.ndarray:
             bad = ~np.isfinite(finite) | (finite != np.trunc(finite))
             if bad.any():
                 rows = np.flatnonzero(~missing)[bad]
-                raise ColumnProblems(_row_list(rows, "not an integer"))
+                raise _refused(rows, "not an integer")
             # a cast would wrap 1e19 to -2**63: refused, as the text "1e19" is
             huge = (finite >= 2.0**63) | (finite < -(2.0**63))
             if huge.any():
                 rows = np.flatnonzero(~missing)[huge]
-                raise ColumnProblems(_row_list(rows, TOO_LARGE))
+                raise _refused(rows, TOO_LARGE)
             if missing.any():
                 return values.astype(np.float64)
             return values.astype(np.int64)
@@ -193,7 +195,7 @@ def convert_array(values: np.ndarray, kind: str) -> np.ndarray:
             missing = np.isnan(values) if k == "f" else np.zeros(values.shape, bool)
             bad = ~missing & (values != 0) & (values != 1)
             if bad.any():
-                raise ColumnProblems(_row_list(np.flatnonzero(bad), "not a boolean (0 or 1)"))
+                raise _refused(np.flatnonzero(bad), "not a boolean (0 or 1)")
             if missing.any():
                 out = np.empty(values.shape, dtype=object)
                 out[:] = values != 0
@@ -210,8 +212,9 @@ def shown_number(value: float) -> str:
     return text if len(text) <= 40 else f"{text[:20]}...({len(text)} digits)"
 
 
-def _row_list(rows: np.ndarray, message: str) -> list[tuple[int | None, str]]:
-    return [(int(r), message) for r in rows[:MAX_PER_COLUMN]]
+def _refused(rows: np.ndarray, message: str) -> ColumnProblems:
+    """The cells `rows` of a column refused for one reason: the first named, all counted."""
+    return ColumnProblems([(int(r), message) for r in rows[:MAX_PER_COLUMN]], rows.size)
 
 
 def _refuse_infinite(values: np.ndarray) -> None:
@@ -219,7 +222,7 @@ def _refuse_infinite(values: np.ndarray) -> None:
     decides): no model should see one, and the JSON API refuses them too."""
     infinite = np.isinf(values)
     if infinite.any():
-        raise ColumnProblems(_row_list(np.flatnonzero(infinite), NOT_FINITE))
+        raise _refused(np.flatnonzero(infinite), NOT_FINITE)
 
 
 def _to_strings(values: np.ndarray) -> np.ndarray:
@@ -232,12 +235,14 @@ def _to_strings(values: np.ndarray) -> np.ndarray:
             out[np.isnan(values)] = None
         return out
     bad: list[tuple[int | None, str]] = []
+    refused = 0
     out = np.empty(values.shape, dtype=object)
     for i, v in enumerate(values.tolist()):
         if isinstance(v, bytes):
             try:
                 v = v.decode("utf-8")
             except UnicodeDecodeError:
+                refused += 1
                 if len(bad) < MAX_PER_COLUMN:
                     bad.append((i, "not valid UTF-8 text"))
                 continue
@@ -245,7 +250,7 @@ def _to_strings(values: np.ndarray) -> np.ndarray:
             v = str(v)
         out[i] = v
     if bad:
-        raise ColumnProblems(bad)
+        raise ColumnProblems(bad, refused)
     return out
 
 
@@ -265,6 +270,7 @@ def parse_cells(values: np.ndarray, kind: str) -> np.ndarray:
                 return fast
     items = values.tolist()
     bad: list[tuple[int | None, str]] = []
+    refused = 0
     parsed: list[Any] = []
     missing = False
     for i, v in enumerate(items):
@@ -273,6 +279,7 @@ def parse_cells(values: np.ndarray, kind: str) -> np.ndarray:
             missing = True
             continue
         if type(v) is float and kind != "boolean" and not math.isfinite(v):
+            refused += 1
             if len(bad) < MAX_PER_COLUMN:
                 bad.append((i, NOT_FINITE))
             parsed.append(None)
@@ -289,6 +296,7 @@ def parse_cells(values: np.ndarray, kind: str) -> np.ndarray:
             missing = True
             continue
         if value is _NOT:
+            refused += 1
             if len(bad) < MAX_PER_COLUMN:
                 shown = v if not isinstance(v, (str, bytes)) else str(v)[:40]
                 bad.append((i, f"cannot parse {shown!r} as {_ARTICLE[kind]}"))
@@ -296,7 +304,7 @@ def parse_cells(values: np.ndarray, kind: str) -> np.ndarray:
             continue
         parsed.append(value)
     if bad:
-        raise ColumnProblems(bad)
+        raise ColumnProblems(bad, refused)
     if kind == "number":
         return np.array([np.nan if p is None else p for p in parsed], dtype=np.float64)
     if kind == "integer":

@@ -21,6 +21,34 @@ from relevo.serving.validation import Plan, Policy, Quality, findings
 _NULL = "null is not allowed: the reference data had no missing values here"
 
 
+class Tally:
+    """How many problems checks found in all, where the list they fill stops at MAX_PROBLEMS
+    (and a column names only its first bad cells): one per bad cell; a column missing from the
+    file, or of the wrong type throughout, is one problem."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+class _Report:
+    """A chunk's problems into the caller's list (rows counted from `offset`), each counted."""
+
+    def __init__(self, problems: list[Problem], offset: int) -> None:
+        self.problems = problems
+        self.offset = offset
+        self.count = 0
+
+    def __call__(self, message: str, row: int | None, column: str) -> None:
+        self.count += 1
+        if len(self.problems) < MAX_PROBLEMS:
+            at = None if row is None else row + self.offset
+            self.problems.append(Problem(message, at, column))
+
+    def unnamed(self, count: int) -> None:
+        """Problems found beyond those named."""
+        self.count += count
+
+
 class CheckedChunk(NamedTuple):
     """A chunk that passed: the model's input, keys, findings and its columns for the log."""
 
@@ -36,21 +64,29 @@ def check_frame(
     policy: Policy,
     offset: int,
     problems: list[Problem],
+    tally: Tally | None = None,
 ) -> CheckedChunk | None:
     """Validate `frame` (rows `offset`... of the file); problems go to `problems` (at most
-    MAX_PROBLEMS in all), and None is returned when this chunk has any."""
-    before = len(problems)
-    n = len(frame)
+    MAX_PROBLEMS in all) and are counted in `tally`, and None is returned when this chunk has
+    any."""
+    report = _Report(problems, offset)
+    try:
+        return _check(frame, plan, key_column, policy, report)
+    finally:
+        if tally is not None:
+            tally.count += report.count
 
-    def report(message: str, row: int | None, column: str) -> None:
-        if len(problems) < MAX_PROBLEMS:
-            problems.append(Problem(message, None if row is None else row + offset, column))
+
+def _check(
+    frame: pd.DataFrame, plan: Plan, key_column: str | None, policy: Policy, report: _Report
+) -> CheckedChunk | None:
+    n = len(frame)
 
     numbers = np.empty((n, len(plan.num_idx)), dtype=np.float64)
     others: dict[str, Any] = {}
     for j, spec in enumerate(plan.specs):
         if spec.name not in frame.columns:
-            if offset == 0:  # once per file, not once per chunk
+            if report.offset == 0:  # once per file, not once per chunk
                 report("required column is missing from the file", None, spec.name)
             continue
         column = frame[spec.name]
@@ -67,21 +103,24 @@ def check_frame(
                 continue
             null = _nulls(converted)
         if null is not None and not spec.nullable and null.any():
-            for row in np.flatnonzero(null)[:MAX_PROBLEMS].tolist():
+            rows = np.flatnonzero(null)
+            for row in rows[:MAX_PROBLEMS].tolist():
                 report(_NULL, row, spec.name)
+            report.unnamed(max(rows.size - MAX_PROBLEMS, 0))
             continue
         if spec.kind in ("number", "integer"):
             numbers[:, plan.num_idx.index(j)] = converted
         else:
             others[spec.name] = converted.tolist() if type(converted) is np.ndarray else converted
     keys = _keys(frame, key_column, report)
-    if len(problems) > before:
+    if report.count:
         return None
     try:
         quality = findings(numbers, others, plan, policy)
     except InvalidInputError as exc:  # findings the settings make errors
         for p in exc.problems:
             report(p.message, p.row, p.column or "")
+        report.unnamed(exc.total - len(exc.problems))
         return None
     return CheckedChunk((numbers, others), keys, quality)
 
@@ -91,7 +130,7 @@ def _text(dtype: Any) -> bool:
     return isinstance(dtype, pd.StringDtype) and isinstance(getattr(dtype, "na_value", 0), float)
 
 
-def _convert(values: np.ndarray, kind: str, name: str, n: int, report: Any) -> Any:
+def _convert(values: np.ndarray, kind: str, name: str, n: int, report: _Report) -> Any:
     """A column's cells as its kind (`convert_array`); None once its problems are reported."""
     missing = pd.isna(values) if values.dtype.kind == "O" else None
     if values.dtype.kind == "b" and kind in ("number", "integer"):
@@ -105,6 +144,7 @@ def _convert(values: np.ndarray, kind: str, name: str, n: int, report: Any) -> A
     except ColumnProblems as bad:
         for row, message in bad.items:
             report(message, row, name)
+        report.unnamed(bad.count - len(bad.items))
         return None
 
 
@@ -127,7 +167,7 @@ def integral_keys(column: pd.Series) -> pd.Series:
     return column.where(~floaty, column.str.replace(r"\.0+$", "", regex=True))
 
 
-def _keys(frame: pd.DataFrame, key_column: str | None, report: Any) -> list[Any] | None:
+def _keys(frame: pd.DataFrame, key_column: str | None, report: _Report) -> list[Any] | None:
     if key_column is None or key_column not in frame.columns:
         return None
     column = frame[key_column]

@@ -4,7 +4,8 @@
 the artifact's sha256 checked, the flavor's loader, the same runner), then checks, in order:
 
 - **signature**: every row of the sample fits the version's input signature (the batch-scoring
-  rules); the first problems are named by row and column, and nothing else is measured;
+  rules); the first problems are named by row and column, all are counted (the check's value),
+  and nothing else is measured;
 - **metrics**: with labels (`target`), every metric of the task on the served outputs, each
   bound (`Bound`: a floor or a ceiling) checked;
 - **latency**: the p99 of single-row calls (validate + score + format, as one JSON row is served:
@@ -28,7 +29,7 @@ import pandas as pd
 from relevo.context import Relevo
 from relevo.errors import InvalidInputError, Problem
 from relevo.registry.flavors.base import RawOutput
-from relevo.serving.frame_check import check_frame
+from relevo.serving.frame_check import Tally, check_frame
 from relevo.serving.frames import Part
 from relevo.serving.pool import load_runner
 from relevo.serving.records import frame_to_records
@@ -36,8 +37,6 @@ from relevo.serving.runner import ModelRunner
 from relevo.serving.validation import Plan, Policy, validate_rows
 from relevo.validation.metrics import METRICS, PRIMARY, compute, metric
 
-#: problems named in the report (the count says how many there were)
-SHOWN_PROBLEMS = 10
 _CHUNK = 10_000
 
 
@@ -119,7 +118,9 @@ class ValidationReport:
     latency: Latency | None = None
     against: str | None = None
     against_metrics: dict[str, float] = field(default_factory=dict)
+    #: the first problems of a sample that does not fit (at most 100), by row and column
     problems: tuple[Problem, ...] = ()
+    #: how many problems in all: one per bad cell (a column missing from the file is one)
     problem_count: int = 0
 
     @property
@@ -264,14 +265,13 @@ def _columns(frame: pd.DataFrame, shown: int = 12) -> str:
 
 
 def _problems(runner: ModelRunner, frame: pd.DataFrame) -> tuple[list[Problem], int]:
+    """The first problems of the sample (at most MAX_PROBLEMS), and how many there are."""
     problems: list[Problem] = []
-    bad = 0
+    tally = Tally()
     for start in range(0, len(frame), _CHUNK):
-        before = len(problems)
         chunk = frame.iloc[start : start + _CHUNK]
-        if check_frame(chunk, runner.plan, None, Policy(), start, problems) is None:
-            bad += max(len(problems) - before, 1)
-    return problems, max(bad, len(problems))
+        check_frame(chunk, runner.plan, None, Policy(), start, problems, tally)
+    return problems, tally.count
 
 
 def _raw(runner: ModelRunner, frame: pd.DataFrame) -> RawOutput:
@@ -356,7 +356,7 @@ def _against(
         )
     problems, count = _problems(other, frame)
     if problems:
-        detail = f"{count} row problem(s) for {other.ref}: {problems[0]}"
+        detail = f"{count:,} problem(s) for {other.ref}: {problems[0]}"
         return other.ref, {}, Check("against", False, None, other.ref, detail)
     values = compute(task, other.version.classes, _raw(other, frame), y, target)
     return other.ref, values, None
