@@ -136,8 +136,8 @@ def _score(
     bad_rows = 0
     scored = 0
     signatures = [r.version.signature for r in endpoint.runners]
-    numbers = _numbers(signatures, dep.key_column)
-    floats = _floats(signatures, numbers)
+    numbers = number_columns(signatures, dep.key_column)
+    floats = float_columns(signatures, numbers)
     checked_chunks = _checked(
         chunks(numbers, floats), runner, dep.key_column, policy, problems, router
     )
@@ -221,16 +221,16 @@ def read_rows(relevo: Relevo, deployment: str, source: Path) -> pd.DataFrame:
     dep = relevo.deployments.get(deployment)
     refs = [dep.champion_ref, *([dep.challenger_ref] if dep.challenger_ref else [])]
     signatures = [relevo.registry.get(ref).signature for ref in refs]
-    numbers = _numbers(signatures, dep.key_column)
+    numbers = number_columns(signatures, dep.key_column)
     size = relevo.settings.batch_chunk_rows
-    floats = _floats(signatures, numbers)
+    floats = float_columns(signatures, numbers)
     parts = list(iter_chunks(source, size, text=lambda name: name not in numbers, floats=floats))
     if len(parts) == 1:
         return parts[0]
     return pd.concat(parts) if parts else pd.DataFrame()
 
 
-def _numbers(signatures: list[Signature], key: str | None) -> frozenset[str]:
+def number_columns(signatures: list[Signature], key: str | None) -> frozenset[str]:
     """The columns a file's numbers are parsed in: those every model reads as numbers. The
     others (text, the routing key, the columns passed through to the output) are read as the
     file says them, so that what is validated, routed, logged and written back is the user's
@@ -244,7 +244,7 @@ def _numbers(signatures: list[Signature], key: str | None) -> frozenset[str]:
     )
 
 
-def _floats(signatures: list[Signature], numbers: frozenset[str]) -> frozenset[str]:
+def float_columns(signatures: list[Signature], numbers: frozenset[str]) -> frozenset[str]:
     """Of `numbers`, the columns some model reads as decimals (kind number): read as floats in
     every chunk, so that one whose first chunk holds whole numbers only is not integers there
     and decimals later (an output file has one type per column)."""

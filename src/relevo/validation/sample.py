@@ -15,7 +15,7 @@ import pandas as pd
 
 from relevo.context import Relevo
 from relevo.errors import InvalidInputError
-from relevo.serving.batch import _floats, _numbers  # the rule of relevo predict, kept in one place
+from relevo.serving.batch import float_columns, number_columns  # relevo predict's rule
 from relevo.serving.batch_io import iter_chunks
 
 
@@ -24,8 +24,8 @@ def read_sample(relevo: Relevo, path: Path, refs: Sequence[str]) -> pd.DataFrame
     `refs` (the one tested, and the one it is compared with)."""
     signatures = [relevo.registry.get(ref).signature for ref in refs]
     features = {spec.name for signature in signatures for spec in signature.columns}
-    numbers = _numbers(signatures, None)
-    floats = _floats(signatures, numbers)
+    numbers = number_columns(signatures, None)
+    floats = float_columns(signatures, numbers)
     chunks = list(
         iter_chunks(
             path,
