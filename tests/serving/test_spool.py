@@ -367,3 +367,73 @@ def test_a_next_segment_that_cannot_be_made_ahead_is_made_or_refused_by_the_appe
     monkeypatch.undo()
     assert spool.append(b"d" * 3000) >= 1  # room again: appends go on
     spool.close()
+
+
+def _left_by_a_crash(folder, n: int = 5) -> None:
+    """What a killed process leaves in `folder`: a segment of `n` rows never stored."""
+    down = Store(up=False)
+    dead = PredictionLog(down.write, spool=Spool(folder), flush_interval_s=60)
+    dead.put_blocking(_entry(n))
+    _die(dead.spool)
+    dead._abandon = True
+    dead.close(timeout_s=0.1)
+
+
+def test_the_next_start_replays_the_spool_whatever_the_urls_spelling(
+    relevo_home, database_url, tmp_path
+):
+    # a rotated password, another driver, a connection option: the same store
+    from sqlalchemy.engine import make_url
+
+    import relevo
+    from relevo.serving.log import open_prediction_log
+    from relevo.serving.spool import store_folder
+
+    if database_url.startswith("sqlite"):
+        other = f"sqlite:///{tmp_path.as_posix()}/./relevo.db"  # the same file
+    else:
+        url = make_url(database_url)
+        other = (
+            url.set(drivername="postgresql+psycopg", password="rotated")
+            .update_query_dict({"application_name": "relevo"})
+            .render_as_string(hide_password=False)
+        )
+        other = other.replace(":rotated@", "@") if url.password is None else other
+    with relevo.Relevo(home=relevo_home, database_url=database_url) as rv:
+        rv.store.predictions.count("churn")  # the store is made
+        _left_by_a_crash(store_folder(relevo_home, database_url))
+    assert store_folder(relevo_home, other) == store_folder(relevo_home, database_url)
+    with relevo.Relevo(home=relevo_home, database_url=other) as again:
+        plog = open_prediction_log(again)
+        assert plog is not None
+        plog.close()
+        assert again.store.predictions.count("churn") == 5
+
+
+def test_another_schema_or_database_is_another_store(tmp_path):
+    from relevo.serving.spool import store_folder
+
+    base = "postgresql://u@db.example:5432/relevo"
+    assert store_folder(tmp_path, base) == store_folder(tmp_path, base.replace("u@", "u:pw@"))
+    assert store_folder(tmp_path, base) == store_folder(tmp_path, base.replace(":5432", ""))
+    assert store_folder(tmp_path, base) != store_folder(tmp_path, base + "?options=-csearch_path=a")
+    assert store_folder(tmp_path, base) != store_folder(tmp_path, base.replace("/relevo", "/other"))
+    assert store_folder(tmp_path, base) != store_folder(tmp_path, base.replace("u@", "v@"))
+
+
+def test_an_earlier_versions_spool_of_the_store_is_replayed(relevo_home, database_url):
+    # earlier versions named the folder by the whole URL (password and options included)
+    import relevo
+    from relevo.serving.log import open_prediction_log
+    from relevo.serving.spool import legacy_store_folder, store_folder
+
+    with relevo.Relevo(home=relevo_home, database_url=database_url) as rv:
+        rv.store.predictions.count("churn")
+        legacy = legacy_store_folder(relevo_home, database_url)
+        assert legacy != store_folder(relevo_home, database_url)
+        _left_by_a_crash(legacy, 4)
+        plog = open_prediction_log(rv)
+        assert plog is not None
+        plog.close()
+        assert rv.store.predictions.count("churn") == 4
+        assert not legacy.exists()

@@ -8,7 +8,7 @@ what was read.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -238,6 +238,15 @@ def _header(head: bytes) -> list[Any]:
 
 def _names(value: Any) -> bool:
     return type(value) is list and all(type(v) is str for v in value)
+
+
+def unstored(entries: list[DecodedEntry], stored: Callable[[list[str]], set[str]]) -> list[int]:
+    """The positions of the `entries` none of whose rows `stored(ids)` finds already: what a
+    spool replay profiles. A dead process's segment also holds entries it stored (and, but
+    for its last second or so, profiled) before it died; profiling them again would count
+    them twice. An entry goes into the store whole (one transaction), so it is all or none."""
+    found = stored([pid for e in entries for pid in e.ids])
+    return [k for k, e in enumerate(entries) if not found.intersection(e.ids)]
 
 
 def columns_of(entry: DecodedEntry) -> dict[str, list[Any]]:

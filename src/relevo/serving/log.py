@@ -36,10 +36,19 @@ from relevo.serving.entries import (
     entry_rows,
     entry_size,
     rows_of,
+    unstored,
 )
 from relevo.serving.log_writer import RemoteWriter, WriterConfig, WriterError
 from relevo.serving.profiling import ProfileBuilder
-from relevo.serving.spool import Orphan, OrphanKey, Spool, orphans, store_folder
+from relevo.serving.spool import (
+    Orphan,
+    OrphanKey,
+    Spool,
+    adopt_legacy,
+    legacy_store_folder,
+    orphans,
+    store_folder,
+)
 from relevo.store.predictions import inline
 
 if TYPE_CHECKING:
@@ -73,8 +82,11 @@ class PredictionLog:
         spool: Spool | None = None,
         profiles: ProfileBuilder | None = None,
         remote: RemoteWriter | None = None,
+        stored_ids: Callable[[list[str]], set[str]] | None = None,
     ) -> None:
         self._write = write
+        #: which of some ids the store holds (a replay profiles only the others)
+        self._stored_ids = stored_ids
         # (through self._write, which a test may swap for a spy)
         self.rows = RowStore(lambda records: self._write(records), dead_letter)
         #: when set, batches are stored and profiled by this writer process, not here
@@ -319,9 +331,18 @@ class PredictionLog:
         # a dead process's entries, made into rows only where they are stored
         if not payloads:
             return
-        stored = self._write_batch(payloads)
-        if self.profiles is not None and stored:
-            self.profiles.replayed(stored)  # a dead process's rows: only their entries tell them
+        if self.remote is not None:
+            self._write_batch(payloads, replay=True)  # the writer profiles what is new
+            return
+        entries = [decode(p) for p in payloads]
+        fresh = list(range(len(entries)))
+        if self.profiles is not None and self._stored_ids is not None:
+            fresh = unstored(entries, self._stored_ids)
+        self._store(rows_of(entries))
+        if self.profiles is not None and fresh:
+            # a dead process's rows: only their entries tell them; those it stored itself it
+            # profiled too (`entries.unstored`)
+            self.profiles.replayed([entries[k] for k in fresh])
 
     def _store(self, records: list[Row]) -> None:
         refused = self.rows.dead_lettered
@@ -363,15 +384,16 @@ class PredictionLog:
             self._side_held = data  # sent again next time
             log.warning("handing quality counts to the log's writer process failed: %s", exc)
 
-    def _write_batch(self, payloads: list[bytes]) -> list[DecodedEntry]:
+    def _write_batch(self, payloads: list[bytes], replay: bool = False) -> list[DecodedEntry]:
         """Store the entries `payloads`; returns them decoded when they were stored here, for
-        the profiles (the writer process profiles what it stores itself)."""
+        the profiles (the writer process profiles what it stores itself: of a `replay`, what
+        was not stored before)."""
         if self.remote is None:
             entries = [decode(p) for p in payloads]
             self._store(rows_of(entries))
             return entries
         try:
-            _, dead = self.remote.write(payloads)
+            _, dead = self.remote.write(payloads, replay=replay)
         except WriterError as exc:
             if exc.transient:
                 raise
@@ -535,10 +557,13 @@ def open_prediction_log(
     settings = relevo.settings
     if not settings.log_predictions:
         return None
-    folder = store_folder(settings.home, settings.resolved_database_url)
+    url = settings.resolved_database_url
+    folder = store_folder(settings.home, url)
     try:
         private_dir(settings.home)
         spool = Spool(folder, fsync=settings.log_fsync, prepare=True)
+        # an earlier version's spool of this store, named by the whole URL: replayed too
+        adopt_legacy(folder, legacy_store_folder(settings.home, url))
     except OSError as exc:
         raise UnavailableError(
             f"cannot create the prediction log's spool in {folder}: {exc.strerror or exc}"
@@ -552,7 +577,6 @@ def open_prediction_log(
             on_error=on_error,
         )
     remote = None
-    url = settings.resolved_database_url
     if settings.log_writer == "process" and sys.platform != "win32" and ":memory:" not in url:
         remote = RemoteWriter(
             WriterConfig(
@@ -576,6 +600,7 @@ def open_prediction_log(
         spool=spool,
         profiles=profiles,
         remote=remote,
+        stored_ids=relevo.store.predictions.stored,
     )
     plog.recover()
     return plog

@@ -10,7 +10,8 @@ The spool is still written by the serving process before an answer leaves, so a 
 that dies loses nothing: the batch it held is sent again to a new one (inserts are idempotent).
 
 Frames, parent to child: `<kind u8><length u32><data>`, kind `W` (data: records
-`<length u32><payload>`), `S` (the server's quality counts and shadow outputs, for the
+`<length u32><payload>`), `R` (the same, of a spool replay: profiled only where not stored
+before), `S` (the server's quality counts and shadow outputs, for the
 profiles) or `C` (close: store the profiles, answer, exit). Child to parent, one
 per frame: `<status u8><stored u32><dead u32><length u32><message>`, status 0 ok, 1 a failure
 worth retrying (the store is down), 2 a failure that is not.
@@ -80,13 +81,14 @@ class RemoteWriter:
         self._lock = threading.Lock()
         self.starts = 0
 
-    def write(self, payloads: list[bytes]) -> tuple[int, int]:
-        """Store the entries `payloads` (serialised by `entries.encode`) and profile them;
-        returns (rows stored, rows refused for good and dead-lettered). Raises WriterError."""
+    def write(self, payloads: list[bytes], replay: bool = False) -> tuple[int, int]:
+        """Store the entries `payloads` (serialised by `entries.encode`) and profile them (of
+        a `replay`, a dead process's, those not stored before); returns (rows stored, rows
+        refused for good and dead-lettered). Raises WriterError."""
         # written piece by piece through the pipe's buffer: no frame-sized copy is made here
         size = sum(map(len, payloads)) + _LEN.size * len(payloads)
         parts = chain.from_iterable((_LEN.pack(len(p)), p) for p in payloads)
-        return self._call(b"W", parts, size)
+        return self._call(b"R" if replay else b"W", parts, size)
 
     def side(self, data: bytes) -> None:
         """Hand the serving process's quality counts and shadow outputs (`ProfileBuilder.side`)
@@ -296,7 +298,7 @@ class _Profiler:
 
 def serve(read_fd: int, write_fd: int, config: WriterConfig) -> int:
     """The writer process's loop: a frame in, its rows stored and profiled, a reply out."""
-    from relevo.serving.entries import decode, rows_of
+    from relevo.serving.entries import decode, rows_of, unstored
     from relevo.serving.log import RowStore, transient
     from relevo.serving.profiling import ProfileBuilder
     from relevo.store import Store
@@ -353,6 +355,10 @@ def serve(read_fd: int, write_fd: int, config: WriterConfig) -> int:
             # each entry read once: its rows are stored, then profiled from the same values
             entries = [decode(p) for p in payloads]
             rows = rows_of(entries, shared=True)  # a batch's features stored once
+            if kind == ord("R") and profiler is not None:
+                # a dead process's entries: those it stored, it profiled (`unstored`); asked
+                # before they are stored here
+                entries = [entries[k] for k in unstored(entries, store.predictions.stored)]
             rows_store.store(rows)
         except Exception as exc:
             status = RETRY if transient(exc) else FAILED

@@ -78,8 +78,67 @@ else:
 
 def store_folder(home: Path, database_url: str) -> Path:
     """The spool folder of one store under a home: one folder per store, so that rows are
-    replayed into the store they were meant for."""
+    replayed into the store they were meant for. A store is named by what tells it apart
+    (`store_identity`): the same database reached with a rotated password, another driver or
+    other connection options is the same store, and its rows are replayed."""
+    identity = store_identity(database_url)
+    return home / "spool" / hashlib.sha256(identity.encode()).hexdigest()[:16]
+
+
+def legacy_store_folder(home: Path, database_url: str) -> Path:
+    """Where earlier versions kept a store's spool: named by the whole URL, password and
+    options included (see `adopt_legacy`)."""
     return home / "spool" / hashlib.sha256(database_url.encode()).hexdigest()[:16]
+
+
+def store_identity(database_url: str) -> str:
+    """The database a URL reaches, without what only says how: the backend, user, host
+    and port (the backend's default when left out), database and PostgreSQL's `options`
+    (a `search_path` there names another schema: another store), or an SQLite file's
+    resolved path. Not the driver, the password or the other query options (an
+    `application_name`, `sslmode`, a timeout)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(database_url)
+    except ArgumentError:  # not a URL SQLAlchemy reads: as it is (the store says why)
+        return database_url
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        name = url.database or ""
+        if name and name != ":memory:" and not name.startswith("file:"):
+            name = str(Path(name).expanduser().resolve())
+        return f"sqlite:{name}"
+    port = url.port or _DEFAULT_PORTS.get(backend)
+    host = (url.host or "").lower()
+    options = url.query.get("options", "")
+    if not isinstance(options, str):  # given more than once
+        options = " ".join(options)
+    return f"{backend}://{url.username or ''}@{host}:{port or ''}/{url.database or ''}?{options}"
+
+
+_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
+
+
+def adopt_legacy(folder: Path, legacy: Path) -> int:
+    """Move the segments an earlier version left in `legacy` (a store's spool named by its
+    whole URL) into `folder`, each while locked (a live one, of a process still running the
+    earlier version, stays where it is); returns how many were moved."""
+    if legacy == folder or not legacy.is_dir():
+        return 0
+    moved = 0
+    for orphan in orphans(legacy):
+        try:
+            os.replace(orphan.path, folder / orphan.path.name)
+            moved += 1
+        except OSError as exc:
+            log.warning("cannot move the spool segment %s into %s: %s", orphan.path, folder, exc)
+        finally:
+            orphan.release()
+    with contextlib.suppress(OSError):
+        legacy.rmdir()  # empty now (else it holds a live segment: left)
+    return moved
 
 
 def _records(payloads: list[bytes]) -> bytes:

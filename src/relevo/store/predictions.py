@@ -116,6 +116,16 @@ class PredictionRepository:
             self._insert.within(conn, rows)
         return len(rows)
 
+    def stored(self, ids: Sequence[str]) -> set[str]:
+        """Which of `ids` are stored (a spool replay asks, to profile only what is new)."""
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                chunk = list(ids[start : start + 500])
+                query = select(predictions.c.id).where(predictions.c.id.in_(chunk))
+                found.update(r[0] for r in conn.execute(query))
+        return found
+
     def count(self, deployment: str | None = None) -> int:
         query = select(func.count()).select_from(predictions)
         if deployment is not None:
