@@ -139,6 +139,7 @@ def test_rows_the_store_cannot_take_before_a_stop_stay_in_the_spool(tmp_path):
     log.put_blocking(_entry(5))
     log.close(timeout_s=0.3)
     assert not (tmp_path / "dl").exists()  # not dead-lettered: replayed at the next start
+    assert (log.rows_written, log.rows_left) == (0, 5)  # what the server's stop then says
     store = Store()
     replay = PredictionLog(store.write, spool=Spool(folder))
     assert replay.recover() == 5

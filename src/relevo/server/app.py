@@ -112,7 +112,15 @@ def create_fastapi_app(
             if plog is not None:
                 # everything answered is stored before the process goes
                 await asyncio.to_thread(plog.close)
-                log.info("prediction log flushed: %d rows written", plog.rows_written)
+                if plog.rows_left:  # the store did not take them in time: on disk, not lost
+                    log.warning(
+                        "prediction log closed: %d rows written, %d kept in the spool for the "
+                        "next start to store",
+                        plog.rows_written,
+                        plog.rows_left,
+                    )
+                else:
+                    log.info("prediction log flushed: %d rows written", plog.rows_written)
             if relevo is None:
                 rv.close()
 

@@ -119,6 +119,7 @@ class PredictionLog:
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="relevo-prediction-log", daemon=True)
         self.rows_written = 0
+        self.rows_left = 0
         self.errors = 0
         self._thread.start()
 
@@ -245,6 +246,8 @@ class PredictionLog:
             left = list(self._queue)
             self._queue.clear()
             self._pending = 0
+            #: rows the store did not take before the stop (kept in the spool, else dead-lettered)
+            self.rows_left = sum(n for _, n, _ in left)
             if self.spool is not None:
                 self.spool.close()
         if left and self.spool is None:
@@ -426,10 +429,15 @@ class PredictionLog:
                 refused = self.dead_lettered
                 try:
                     stored = self._write_batch([payload for payload, _, _ in batch])
-                except Exception:
-                    # the store is unreachable or busy: keep the rows, try again later
+                except Exception as exc:
+                    # the store is unreachable or busy: keep the rows, try again later (said
+                    # at each try, the traceback only at debug level: an outage repeats it)
                     self._count_error()
-                    log.exception("writing %d prediction rows failed; retrying", rows)
+                    log.warning(
+                        "writing %d prediction rows failed (%s: %s); retrying in %.1f s",
+                        rows, type(exc).__name__, str(exc)[:300], backoff,
+                    )  # fmt: skip
+                    log.debug("the prediction log's write failed", exc_info=True)
                     if self._abandon:
                         return
                     self._wake.wait(timeout=backoff)
