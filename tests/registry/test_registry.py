@@ -454,3 +454,20 @@ def test_a_reference_csv_keeps_codes_with_a_leading_zero_as_text(rv, tmp_path):
     assert {c.name: c.kind for c in version.signature.columns} == {"plan": "string", "x": "number"}
     spec = next(c for c in version.signature.columns if c.name == "plan")
     assert set(spec.categories) == {"01", "02", "10"}
+
+
+def test_a_version_whose_artifact_is_missing_is_not_deployed(rv, churn_pipeline, churn_frame):
+    # every server would fail to load it and keep what it serves, while `relevo status`
+    # showed it as the champion
+    first = rv.registry.register("churn", churn_pipeline, churn_frame, target="churned")
+    rv.deployments.deploy("churn", first.ref)
+    second = rv.registry.register(
+        "churn", churn_pipeline, churn_frame.sample(frac=1, random_state=1), target="churned"
+    )
+    path = rv.registry.artifacts.path(second.artifact_path)
+    path.unlink()
+    for strategy in ("basic", "canary"):
+        with pytest.raises(NotFoundError, match="artifact of churn:2 is missing"):
+            rv.deployments.deploy("churn", second.ref, strategy=strategy, weight=0.1
+                                  if strategy == "canary" else None)  # fmt: skip
+    assert rv.deployments.get("churn").model_ref == first.ref

@@ -45,6 +45,10 @@ class ArtifactStore(Protocol):
         (IntegrityError when it is not, NotFoundError when it is missing)."""
         ...
 
+    def exists(self, rel: str) -> bool:
+        """Whether the artifact `rel` is there (not checked: a quick look before a deploy)."""
+        ...
+
 
 def open_artifact_store(settings: Settings) -> ArtifactStore:
     """The artifact store the settings name: `RELEVO_ARTIFACTS_URL` (`s3://bucket/prefix`, or
@@ -172,6 +176,9 @@ class FolderArtifactStore:
 
     def path(self, rel: str) -> Path:
         return self.root / rel
+
+    def exists(self, rel: str) -> bool:
+        return (self.root / rel).exists()
 
     def verified_path(self, rel: str, sha256: str) -> Path:
         """The artifact's path after checking its content still has digest `sha256`."""

@@ -91,6 +91,14 @@ class BucketArtifactStore:
             raise self._unavailable("write to", exc) from exc
         return sha, rel, tree_size(source)
 
+    def exists(self, rel: str) -> bool:
+        if (self.cache / rel).exists():
+            return True
+        try:
+            return bool(self.fs.exists(self._remote(rel)))
+        except Exception as exc:
+            raise self._unavailable("read from", exc) from exc
+
     def verified_path(self, rel: str, sha256: str) -> Path:
         """A local copy of the artifact whose digest is `sha256` (downloaded when the cache has
         none that verifies); IntegrityError when the bucket's object has changed."""

@@ -108,6 +108,13 @@ class DeploymentService:
         elif rollout:
             plan = DEFAULT_STEPS
         version = self.registry.get(model)
+        if not self.registry.artifacts.exists(version.artifact_path):
+            # every server would fail to load it (and keep what it serves): said here
+            raise NotFoundError(
+                f"the artifact of {version.ref} is missing from {self.registry.artifacts.location}"
+                f" ({version.artifact_path}): register it into this store again, or point "
+                "RELEVO_ARTIFACTS_URL where it is"
+            )
         s = self.settings
 
         def compute(current: Deployment | None) -> Transition:
