@@ -2,14 +2,18 @@
 
 With several server workers, prometheus-client's multiprocess mode is used: `relevo serve`
 sets PROMETHEUS_MULTIPROC_DIR before the workers start, and each worker's values are summed
-(or listed per process) when /metrics is scraped.
+(or listed per process) when /metrics is scraped. A worker that ended (killed outright, and
+replaced by uvicorn) keeps its counters in the sums, as Prometheus expects; its gauges are
+dropped at the next scrape.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import resource
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -131,19 +135,19 @@ class ServingMetrics:
         self.cpu = Gauge(
             "relevo_process_cpu_seconds",
             "CPU time used by each server process (user + system).",
-            multiprocess_mode="all",
+            multiprocess_mode="liveall",
             registry=registry,
         )
         self.memory = Gauge(
             "relevo_process_resident_memory_bytes",
             "Resident memory of each server process.",
-            multiprocess_mode="all",
+            multiprocess_mode="liveall",
             registry=registry,
         )
         self.started = Gauge(
             "relevo_process_start_time_seconds",
             "Start time of each server process (Unix time).",
-            multiprocess_mode="all",
+            multiprocess_mode="liveall",
             registry=registry,
         )
         self.challenger_weight = Gauge(
@@ -224,9 +228,11 @@ def _resident_bytes() -> float:
 
 def render_metrics() -> tuple[bytes, str]:
     """The text exposition of this process (or of all workers in multiprocess mode)."""
-    if multiprocess_dir():
+    folder = multiprocess_dir()
+    if folder:
         from prometheus_client import multiprocess
 
+        forget_dead_processes(folder)
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST
@@ -245,6 +251,40 @@ def get_metrics() -> ServingMetrics:
 
 
 _METRIC_FILE = re.compile(r"(counter|histogram|summary|gauge_[a-z]+)_[^/]+\.db")
+#: the files of gauges shown only while their process lives ("gauge_livemax_1234.db")
+_LIVE_GAUGE_FILE = re.compile(r"gauge_live[a-z]+_(\d+)\.db")
+
+
+def forget_dead_processes(folder: str) -> list[int]:
+    """Drop the live gauges of the processes that wrote to `folder` and have ended; returns
+    their pids. A worker killed outright (`kill -9`, the OOM killer) never says so, and
+    without this its last values (a challenger's weight, its CPU seconds) stayed in /metrics
+    for the life of the server. Its counters stay in the sums, as Prometheus expects."""
+    from prometheus_client import multiprocess
+
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    pids = {int(m.group(1)) for m in map(_LIVE_GAUGE_FILE.fullmatch, names) if m}
+    dead = sorted(pid for pid in pids if not _alive(pid))
+    for pid in dead:
+        # another worker's scrape may remove the same files at the same moment
+        with contextlib.suppress(FileNotFoundError):
+            multiprocess.mark_process_dead(pid, folder)
+    return dead
+
+
+def _alive(pid: int) -> bool:
+    if sys.platform == "win32":  # os.kill(pid, 0) sends Ctrl-C there: keep them all
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: alive, someone else's
+        return True
+    return True
 
 
 def empty_multiprocess_dir(folder: Path) -> int:
