@@ -28,6 +28,10 @@ from relevo.private import FILE_MODE, private_dir, private_file
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
+#: how long a new PostgreSQL connection may take (psycopg's `connect_timeout`, unless the URL
+#: sets one): a database host that accepts TCP and never answers failed no connection before
+CONNECT_TIMEOUT_S = 10
+
 #: Alembic keeps the running migration's context in module globals: one migration per process
 _MIGRATING = threading.Lock()
 
@@ -75,6 +79,8 @@ def create_store_engine(url: str, create_folder: bool = False) -> Engine:
             # psycopg 3 is what the `postgres` extra installs; plain postgresql:// means it
             parsed = parsed.set(drivername="postgresql+psycopg")
         kwargs["pool_pre_ping"] = True
+        if "connect_timeout" not in parsed.query:
+            kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
     else:
         raise UnavailableError(
             f"unsupported database {safe_url(url)}: relevo stores its data in SQLite "
