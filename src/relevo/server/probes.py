@@ -3,12 +3,18 @@
 All three stay open (no token needed) so that probes work; readiness shows its details (what is
 served, what fails and why) only to a caller with a token once tokens are set, and never the
 database's user, host or password.
+
+Readiness and metrics run on threads of their own, not on asyncio's default pool: admin reads
+waiting on a hung database must not hold the probes, nor the probes them. Probes that arrive
+while a readiness check is out share its answer, so a hung database holds one thread however
+often it is probed; the check itself gives up on the database after `PING_WAIT_S` (503).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -26,6 +32,18 @@ def probes_router(
 ) -> APIRouter:
     """The probes; `draining` tells when the process got SIGTERM (see `server.draining`)."""
     router = APIRouter(tags=["health"])
+    # created here, started on first use; the threads end with the app
+    readiness_thread = ThreadPoolExecutor(1, thread_name_prefix="relevo-readiness")
+    metrics_thread = ThreadPoolExecutor(1, thread_name_prefix="relevo-metrics")
+    checking: asyncio.Future[Readiness] | None = None
+
+    async def check(rt: Runtime) -> Readiness:
+        nonlocal checking
+        if checking is None or checking.done():
+            loop = asyncio.get_running_loop()
+            checking = loop.run_in_executor(readiness_thread, check_readiness, rt)
+        # shielded: a probe that gives up does not cancel the check the others wait on
+        return await asyncio.shield(checking)
 
     @router.get(
         "/healthz",
@@ -51,7 +69,7 @@ def probes_router(
         if draining():  # out of the load balancers before the process stops
             readiness = Readiness(False, problems=["shutting down"])
         else:
-            readiness = await asyncio.to_thread(check_readiness, rt)
+            readiness = await check(rt)
         details = may_see_details(authorization(request.scope), rt.settings)
         return json_response(readiness.to_dict(details), readiness.status)
 
@@ -67,7 +85,10 @@ def probes_router(
         if rt.log is not None:
             m.log_depth.set(rt.log.depth)
             m.log_dead_letter.set(rt.log.dead_lettered)
-        data, content_type = await asyncio.to_thread(render_metrics)
+        # ~2 ms with a few deployments, more with many labels or workers (it reads their
+        # files): off the event loop
+        loop = asyncio.get_running_loop()
+        data, content_type = await loop.run_in_executor(metrics_thread, render_metrics)
         return Response(data, media_type=content_type)
 
     return router
