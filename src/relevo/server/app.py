@@ -31,7 +31,7 @@ from relevo.server.feedback import feedback_router
 from relevo.server.handlers import install_error_handlers
 from relevo.server.monitoring import monitoring_router
 from relevo.server.predict import handle_predict
-from relevo.server.probes import probes_router
+from relevo.server.probes import ProbeThreads, probes_router
 from relevo.server.rollouts import rollouts_router
 from relevo.server.v2_routes import v2_router
 from relevo.serving.log import open_prediction_log
@@ -68,6 +68,7 @@ def create_fastapi_app(
     settings = settings or get_settings()
     holder: dict[str, Any] = {}
     drain = Drain(settings.shutdown_drain_s)
+    probe_threads = ProbeThreads()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -88,6 +89,7 @@ def create_fastapi_app(
         except RelevoError as exc:
             log.error("loading deployments failed: %s", exc)
         holder["runtime"] = runtime
+        probe_threads.start()
         drain.install(asyncio.get_running_loop())  # /readyz fails from the first SIGTERM
         tasks = [asyncio.create_task(runtime.watch()), asyncio.create_task(runtime.shadow.run())]
         if rv.settings.rollout_eval_interval_s > 0:  # issue 14: the gates, one replica at a time
@@ -103,6 +105,7 @@ def create_fastapi_app(
             yield
         finally:
             drain.uninstall()
+            await asyncio.to_thread(probe_threads.stop)
             for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -154,7 +157,7 @@ def create_fastapi_app(
         )
         return Response(body, status_code=status, headers=_plain(headers))
 
-    app.include_router(probes_router(runtime, lambda: drain.draining))
+    app.include_router(probes_router(runtime, lambda: drain.draining, probe_threads))
     app.include_router(admin_router(runtime))
     app.include_router(rollouts_router(runtime))
     app.include_router(monitoring_router(runtime))

@@ -27,21 +27,43 @@ from relevo.serving.metrics import get_metrics, render_metrics
 from relevo.serving.runtime import Runtime
 
 
+class ProbeThreads:
+    """The probes' own threads (one for readiness, one for /metrics), off asyncio's default
+    pool, which probes waiting on a hung database once filled; started with the app's
+    lifespan (`start`) and ended with it (`stop`)."""
+
+    def __init__(self) -> None:
+        self.readiness: ThreadPoolExecutor | None = None
+        self.metrics: ThreadPoolExecutor | None = None
+
+    def start(self) -> None:
+        self.readiness = ThreadPoolExecutor(1, thread_name_prefix="relevo-readiness")
+        self.metrics = ThreadPoolExecutor(1, thread_name_prefix="relevo-metrics")
+
+    def stop(self) -> None:
+        """End the threads (a readiness check still out ends within its 2 s bound)."""
+        for pool in (self.readiness, self.metrics):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        self.readiness = self.metrics = None
+
+
 def probes_router(
-    runtime: Callable[[], Runtime], draining: Callable[[], bool] = lambda: False
+    runtime: Callable[[], Runtime],
+    draining: Callable[[], bool] = lambda: False,
+    threads: ProbeThreads | None = None,
 ) -> APIRouter:
-    """The probes; `draining` tells when the process got SIGTERM (see `server.draining`)."""
+    """The probes; `draining` tells when the process got SIGTERM (see `server.draining`);
+    `threads`: where readiness and /metrics run (asyncio's default pool before they start)."""
     router = APIRouter(tags=["health"])
-    # created here, started on first use; the threads end with the app
-    readiness_thread = ThreadPoolExecutor(1, thread_name_prefix="relevo-readiness")
-    metrics_thread = ThreadPoolExecutor(1, thread_name_prefix="relevo-metrics")
+    threads = threads or ProbeThreads()
     checking: asyncio.Future[Readiness] | None = None
 
     async def check(rt: Runtime) -> Readiness:
         nonlocal checking
         if checking is None or checking.done():
             loop = asyncio.get_running_loop()
-            checking = loop.run_in_executor(readiness_thread, check_readiness, rt)
+            checking = loop.run_in_executor(threads.readiness, check_readiness, rt)
         # shielded: a probe that gives up does not cancel the check the others wait on
         return await asyncio.shield(checking)
 
@@ -88,7 +110,7 @@ def probes_router(
         # ~2 ms with a few deployments, more with many labels or workers (it reads their
         # files): off the event loop
         loop = asyncio.get_running_loop()
-        data, content_type = await loop.run_in_executor(metrics_thread, render_metrics)
+        data, content_type = await loop.run_in_executor(threads.metrics, render_metrics)
         return Response(data, media_type=content_type)
 
     return router
