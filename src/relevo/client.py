@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+import numpy as np
 import orjson
 import pandas as pd
 
@@ -42,14 +43,14 @@ _MAX_PROBLEMS = 100
 def _default(value: Any) -> Any:
     """What orjson does not write itself: Decimals (what `read_sql` gives for NUMERIC) as
     numbers, times (pandas or Python) as ISO 8601 text, pandas' missing markers as null."""
+    if value is pd.NA or value is pd.NaT:  # (NaT is a datetime too: first)
+        return None
     if isinstance(value, Decimal):
         return float(value)
     if isinstance(value, pd.Timestamp | datetime | date | time):
         return value.isoformat()
     if isinstance(value, pd.Timedelta):
         return value.isoformat()
-    if value is pd.NA or value is pd.NaT:
-        return None
     raise TypeError(f"a {type(value).__name__} value has no JSON form")
 
 
@@ -66,7 +67,10 @@ def _refuse_infinities(rows: list[dict[str, Any]]) -> None:
         if not isinstance(row, dict):
             continue  # the server says what is wrong with it
         for key, value in row.items():
-            if isinstance(value, float | Decimal) and (value == _INF or value == -_INF):
+            # (NumPy floats of every width too: float32's infinity would go as null)
+            if isinstance(value, float | Decimal | np.floating) and (
+                value == _INF or value == -_INF
+            ):
                 problems.append(Problem("not a finite number", row=i, column=str(key)))
                 if len(problems) >= _MAX_PROBLEMS:
                     break

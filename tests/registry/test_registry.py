@@ -415,7 +415,7 @@ def test_a_pipeline_with_a_lambda_is_refused_saying_why_not_with_a_pickle_traceb
     frame = churn_frame[[*CHURN_NUMERIC, "churned"]].fillna(0)
     model = make_pipeline(FunctionTransformer(lambda X: X), LogisticRegression())
     model.fit(frame[CHURN_NUMERIC], frame["churned"])
-    with pytest.raises(InvalidInputError, match="cannot be pickled by name"):
+    with pytest.raises(InvalidInputError, match=r"a lambda .* cannot be pickled"):
         rv.registry.register("churn", model, frame, target="churned")
     assert rv.registry.list() == []  # nothing half-registered
 
@@ -471,3 +471,24 @@ def test_a_version_whose_artifact_is_missing_is_not_deployed(rv, churn_pipeline,
             rv.deployments.deploy("churn", second.ref, strategy=strategy, weight=0.1
                                   if strategy == "canary" else None)  # fmt: skip
     assert rv.deployments.get("churn").model_ref == first.ref
+
+
+# 9. registry: any TypeError/AttributeError while saving is blamed on a lambda
+class _HoldsALock:
+    def __init__(self):
+        import threading
+
+        self._lock = threading.Lock()
+
+    def fit(self, X, y):
+        return self
+
+    def predict(self, X):
+        return np.zeros(len(X))
+
+
+def test_a_model_that_cannot_be_pickled_for_another_reason_is_not_blamed_on_a_lambda(rv):
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "y": [0, 1, 0, 1]})
+    with pytest.raises(InvalidInputError) as caught:
+        rv.registry.register("m", _HoldsALock(), frame, target="y")
+    assert "lambda" not in str(caught.value), str(caught.value)

@@ -48,3 +48,19 @@ def test_decimals_and_times_in_object_columns_are_sent_as_their_values(live_serv
         stamped = rows.assign(seen=[pd.Timestamp("2026-12-01T10:00:00")] * len(rows))
         stamped["seen"] = stamped["seen"].astype(object)
         assert len(client.predict("churn", stamped)) == len(rows)
+
+
+# 5. client: NaT goes as the text "NaT"; a NumPy float32 infinity goes as null
+def test_client_sends_nat_as_null():
+    import orjson
+
+    from relevo.client import _dumps
+
+    assert orjson.loads(_dumps({"instances": [{"t": pd.NaT}]})) == {"instances": [{"t": None}]}
+
+
+def test_client_refuses_a_float32_infinity():
+    from relevo.client import _refuse_infinities
+
+    with pytest.raises(InvalidInputError, match="infinite"):
+        _refuse_infinities([{"a": np.float32("inf")}])

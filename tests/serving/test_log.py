@@ -7,6 +7,7 @@ import threading
 import time
 from datetime import UTC, datetime
 
+import numpy as np
 import orjson
 import pytest
 
@@ -235,7 +236,6 @@ def test_an_entry_that_leaves_its_features_to_its_number_block_stores_the_same_r
     """A micro-batch of all-float rows sends its features only as the float64 block; the
     writer makes the features from it: the stored rows are those of the entry that sent
     them as JSON, byte for byte."""
-    import numpy as np
 
     from relevo.serving.entries import decode, encode, rows_of
     from relevo.store.predictions import Inputs
@@ -269,3 +269,39 @@ def test_an_entry_that_leaves_its_features_to_its_number_block_stores_the_same_r
 
 
 FIELDS_OF = [f.name for f in __import__("dataclasses").fields(LogEntry)]
+
+
+# 8. entry format 3 takes the features from the number block after the model call: a model
+#    that writes into its DataFrame input changes what is stored (format 2 kept the request's
+#    values). Reached when a batch of several callers fails and the batcher scores each
+#    caller alone on its own (numbers, others) part (batching.MicroBatcher._score), then logs
+#    them as one group (predictor.Predictor._batch_entry).
+def test_a_model_writing_into_its_input_does_not_change_the_logged_features():
+    from relevo.registry.signature import ColumnSpec, Signature
+    from relevo.serving.entries import decode, encode
+    from relevo.serving.frames import build_frame
+    from relevo.serving.validation import Plan, validate_rows
+
+    plan = Plan(Signature((ColumnSpec("a", "number"), ColumnSpec("b", "number"))))
+    parts = [
+        validate_rows([{"a": 1.5, "b": 2.5}], plan),
+        validate_rows([{"a": -3.5, "b": 4.5}], plan),
+    ]
+    assert all(p.floats for p in parts)
+    for p in parts:  # each caller scored alone (the batch failed): the model gets its part
+        frame = build_frame((p.numbers, p.others), plan)
+        frame.iloc[:, 0] = frame.iloc[:, 0].clip(lower=0)  # e.g. a model that clips in place
+    entry = LogEntry(
+        "d",
+        "m",
+        1,
+        0.0,
+        ["x", "y"],
+        None,
+        [{}, {}],
+        [1.0, 1.0],
+        numeric=plan.num_tuple,
+        numbers=np.concatenate([p.numbers for p in parts]),
+    )  # as _batch_entry makes it when every part is floats
+    features = orjson.loads(decode(encode(entry)).features_json)
+    assert features == {"a": [1.5, -3.5], "b": [2.5, 4.5]}  # what the callers sent

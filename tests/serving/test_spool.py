@@ -438,3 +438,26 @@ def test_an_earlier_versions_spool_of_the_store_is_replayed(relevo_home, databas
         plog.close()
         assert rv.store.predictions.count("churn") == 4
         assert not legacy.exists()
+
+
+# 1. spool: different PostgreSQL databases share one spool folder
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (
+            "postgresql://app:pw@/relevo?host=db-a.internal",
+            "postgresql://app:pw@/relevo?host=db-b.internal",
+        ),
+        (
+            "postgresql://app:pw@/relevo?host=/run/pg-a",
+            "postgresql://app:pw@/relevo?host=/run/pg-b",
+        ),
+        ("postgresql://app:pw@db/relevo?port=5433", "postgresql://app:pw@db/relevo?port=5434"),
+        ("postgresql://app:pw@db/?dbname=a", "postgresql://app:pw@db/?dbname=b"),
+        ("postgresql://app@/?service=prod", "postgresql://app@/?service=staging"),
+    ],
+)
+def test_two_postgresql_databases_never_share_a_spool_folder(a, b, tmp_path):
+    from relevo.serving.spool import store_folder
+
+    assert store_folder(tmp_path, a) != store_folder(tmp_path, b)

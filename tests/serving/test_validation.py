@@ -263,3 +263,27 @@ def test_more_rows_that_are_not_objects_than_listed_say_at_least_that_many():
         (2, None, "expected an object, got a string"),
     ]
     assert "2 problem(s)" in str(error)
+
+
+# 6. one cell, two problems: a type problem and an out-of-range finding
+RANGED = Signature(
+    (ColumnSpec("a", "integer", min=0, max=100), ColumnSpec("b", "number", min=0, max=1))
+)
+
+
+@pytest.mark.parametrize("value", [420.5, 10**19])
+def test_a_cell_with_a_type_problem_is_not_also_reported_out_of_range(value):
+    with pytest.raises(InvalidInputError) as caught:
+        validate_rows([{"a": value, "b": 0.5}], RANGED, policy=Policy(reject_out_of_range=True))
+    assert len(caught.value.problems) == 1, [p.message for p in caught.value.problems]
+
+
+# 7. the refused findings' order depends on the path (docs: "column by column in row order")
+def test_refused_findings_are_listed_column_by_column_in_row_order():
+    with pytest.raises(InvalidInputError) as caught:
+        validate_rows(
+            [{"a": 5, "b": 2.0}, {"a": 500, "b": 0.5}],
+            RANGED,
+            policy=Policy(reject_out_of_range=True),
+        )
+    assert [(p.column, p.row) for p in caught.value.problems] == [("a", 1), ("b", 0)]

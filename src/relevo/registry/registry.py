@@ -230,12 +230,17 @@ class Registry:
         try:
             return chosen, chosen.save(model, tmp)
         except (pickle.PicklingError, AttributeError, TypeError) as exc:
-            # a lambda or a function defined in a notebook (`FunctionTransformer(lambda X:
-            # ...)`): pickle stores functions by their importable name
+            text = str(exc)
+            advice = (
+                "a lambda or a function defined inside another cannot be pickled: define it "
+                "at the top level of a module the server can import (and install that module "
+                "there)"
+                if "lambda" in text or "<locals>" in text
+                else "it holds something pickle cannot save (a lock, an open file or "
+                "connection, a generator): leave that out of the fitted model"
+            )
             raise InvalidInputError(
-                f"the model cannot be saved ({type(exc).__name__}: {exc}): a lambda or a "
-                "function defined in a notebook or script cannot be pickled by name; define it "
-                "in a module the server can import (and install that module there)"
+                f"the model cannot be saved ({type(exc).__name__}: {text[:300]}): {advice}"
             ) from None
 
 

@@ -189,10 +189,11 @@ def _refused_findings(
         hi = math.inf if spec.max is None else spec.max
         for i, r in enumerate(rows):
             v: Any = r.get(spec.name)
-            if type(v) is str:
-                v, message = coerce_value(v, spec.kind)
-                if message is not None:
-                    continue
+            if v is None or type(v) is bool:
+                continue
+            v, message = coerce_value(v, spec.kind)
+            if message is not None:  # a type problem, said once (by `_column`)
+                continue
             if type(v) not in (int, float) or not _finite(v) or lo <= v <= hi:
                 continue
             if problems.full:

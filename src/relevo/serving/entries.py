@@ -243,8 +243,9 @@ def _names(value: Any) -> bool:
 def unstored(entries: list[DecodedEntry], stored: Callable[[list[str]], set[str]]) -> list[int]:
     """The positions of the `entries` none of whose rows `stored(ids)` finds already: what a
     spool replay profiles. A dead process's segment also holds entries it stored (and, but
-    for its last second or so, profiled) before it died; profiling them again would count
-    them twice. An entry goes into the store whole (one transaction), so it is all or none."""
+    for those of its last `RELEVO_PROFILE_FLUSH_S` seconds, whose profiles it had not yet
+    written, profiled) before it died; profiling them again would count them twice. An entry
+    goes into the store whole (one transaction), so it is all or none."""
     found = stored([pid for e in entries for pid in e.ids])
     return [k for k, e in enumerate(entries) if not found.intersection(e.ids)]
 

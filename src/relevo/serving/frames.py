@@ -47,7 +47,9 @@ def build_frame(part: Part, plan: Plan) -> pd.DataFrame:
     positions = {j: p for p, j in enumerate(plan.num_idx)}
     for j, spec in enumerate(plan.specs):
         if j in positions:
-            column = numbers[:, positions[j]]
+            # a copy: a model that writes into its input (clipping in place) must not change
+            # the validated values, which the log stores and the profiles read
+            column = numbers[:, positions[j]].copy()
             if spec.kind == "integer" and not np.isnan(column).any():
                 # integers, as the model saw them (MLflow's schema refuses floats for `long`)
                 column = column.astype(np.int64)

@@ -93,10 +93,11 @@ def legacy_store_folder(home: Path, database_url: str) -> Path:
 
 def store_identity(database_url: str) -> str:
     """The database a URL reaches, without what only says how: the backend, user, host
-    and port (the backend's default when left out), database and PostgreSQL's `options`
-    (a `search_path` there names another schema: another store), or an SQLite file's
-    resolved path. Not the driver, the password or the other query options (an
-    `application_name`, `sslmode`, a timeout)."""
+    and port (the backend's default when left out), database and the query options that
+    name them too (libpq's `host`, `port`, `dbname`, `service`, and `options`, whose
+    `search_path` names another schema: another store), or an SQLite file's resolved path.
+    Not the driver, the password or the other query options (an `application_name`,
+    `sslmode`, a timeout)."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
@@ -112,10 +113,16 @@ def store_identity(database_url: str) -> str:
         return f"sqlite:{name}"
     port = url.port or _DEFAULT_PORTS.get(backend)
     host = (url.host or "").lower()
-    options = url.query.get("options", "")
-    if not isinstance(options, str):  # given more than once
-        options = " ".join(options)
-    return f"{backend}://{url.username or ''}@{host}:{port or ''}/{url.database or ''}?{options}"
+    # libpq also takes the host, port and database (and a service naming them) from the
+    # query: they name the database as much as the URL's own parts do
+    named = {k: v if isinstance(v, str) else ",".join(v) for k, v in url.query.items()
+             if k in _NAMING}  # fmt: skip
+    query = "&".join(f"{k}={named[k]}" for k in sorted(named))
+    return f"{backend}://{url.username or ''}@{host}:{port or ''}/{url.database or ''}?{query}"
+
+
+#: query options that say which database (or schema) a URL reaches, not how
+_NAMING = frozenset({"options", "host", "hostaddr", "port", "dbname", "service", "user"})
 
 
 _DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}

@@ -337,6 +337,9 @@ def findings(
                 else int(column.isin(list(unseen)).sum())
             )
     if problems:
+        # column by column, each in row order (as diagnosis lists them)
+        order = {name: j for j, name in enumerate(plan.names)}
+        problems.sort(key=lambda p: (order.get(p.column or "", len(order)), p.row or 0))
         raise diagnosis.rejected(problems)
     return quality
 

@@ -361,3 +361,32 @@ def test_numbers_held_as_text_get_numeric_tests() -> None:
     feature = report.feature("t")
     assert feature.kind == "numeric" and feature.drifted
     assert feature.statistic == pytest.approx(stats.ks_2samp(a, b).statistic)
+
+
+# 2. drift: a text column whose first 1,000 values are digits but not all of them
+def test_drift_of_a_text_column_with_a_non_number_after_its_head_is_categorical():
+    from relevo.monitoring.drift.frames import drift
+
+    ref = pd.DataFrame({"a": [str(i % 7) for i in range(2999)] + ["x"]})
+    report = drift(
+        ref, ref
+    )  # InvalidInputError now: "numeric in the reference but not in the current data"
+    assert report.features[0].to_dict()["kind"] == "categorical"
+
+
+# 3. drift: codes with a leading zero (kept as text by read_table) are tested as numbers
+def test_drift_keeps_codes_with_a_leading_zero_categorical():
+    from relevo.monitoring.drift.frames import drift
+
+    ref = pd.DataFrame({"plan": ["01", "02", "10"] * 300})
+    assert drift(ref, ref).features[0].to_dict()["kind"] == "categorical"
+
+
+# 4. drift: times in the reference, durations in the current data: compared as seconds
+def test_drift_refuses_times_against_durations():
+    from relevo.monitoring.drift.frames import drift
+
+    ref = pd.DataFrame({"t": pd.to_datetime(["2024-01-01"] * 100)})
+    cur = pd.DataFrame({"t": pd.to_timedelta(["1D"] * 100)})
+    with pytest.raises(InvalidInputError):
+        drift(ref, cur)

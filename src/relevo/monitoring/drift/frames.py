@@ -115,13 +115,17 @@ def _profiles(
     bins: the same values a server profiles its traffic into. Times and durations are tested
     as numbers (seconds), as their distance matters, not their identity."""
     if _is_time(ref_values.dtype):
-        if not _is_time(cur_values.dtype):
+        if _time_kind(cur_values.dtype) != _time_kind(ref_values.dtype):
             raise InvalidInputError(
-                f"column {name!r} holds times in the reference but not in the current data",
+                f"column {name!r} holds {_time_kind(ref_values.dtype)} in the reference but "
+                "not in the current data",
                 [Problem(f"a {cur_values.dtype} column", column=name)],
             )
         ref_values, cur_values = _seconds(ref_values), _seconds(cur_values)
-    if _is_numeric(ref_values):
+    numeric = _is_numeric(ref_values)
+    if numeric and _text(ref_values) and _text(cur_values) and not _numeric_text(cur_values):
+        numeric = False  # numbers as text in one frame only: both compared as text
+    if numeric:
         try:
             ref, cur = _Column(ref_values), _Column(cur_values)
         except (TypeError, ValueError) as exc:
@@ -140,6 +144,35 @@ def _profiles(
         del edge_sample
         return ref.profile(edges, REFERENCE_SAMPLE, ref_sample), cur.profile(edges)
     return CategoricalProfile.reference(ref_values), CategoricalProfile().update(cur_values)
+
+
+def _time_kind(dtype: object) -> str | None:
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return "times"
+    if pd.api.types.is_timedelta64_dtype(dtype):
+        return "durations"
+    return None
+
+
+def _text(series: pd.Series) -> bool:
+    return not pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(
+        series.dtype
+    )
+
+
+#: a zero that leads digits: a code ("01", "007"), not a number (as `tables` reads files)
+_LEADING_ZERO = r"^\s*[+-]?0\d"
+
+
+def _numeric_text(series: pd.Series) -> bool:
+    """Whether every present value of a text column is a number, none of them a code with
+    a leading zero: then its distances matter, and it gets numeric tests."""
+    values = series.dropna()
+    if values.empty:
+        return False
+    if values.astype(str).str.match(_LEADING_ZERO).any():
+        return False
+    return bool(pd.to_numeric(values, errors="coerce").notna().all())
 
 
 def _is_time(dtype: object) -> bool:
@@ -171,11 +204,7 @@ def _is_numeric(series: pd.Series) -> bool:
     head = pd.concat(parts).head(1000) if parts else series
     kind = pd.api.types.infer_dtype(head, skipna=True)
     if kind == "string" and len(head) > 0:  # numbers held as text ("1.5"): numbers
-        try:
-            pd.to_numeric(head, errors="raise")
-        except (TypeError, ValueError):
-            return False
-        return True
+        return _numeric_text(series)
     return len(head) > 0 and kind in ("integer", "floating", "mixed-integer-float", "decimal")
 
 
