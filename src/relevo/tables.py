@@ -44,7 +44,7 @@ def read_table(path: Path | str, what: str = "file") -> pd.DataFrame:
 
 
 #: text pandas reads as a number though it is a code: a zero that leads digits ("01", "007")
-_LEADING_ZERO = r"^\s*[+-]?0\d"
+LEADING_ZERO = r"^\s*[+-]?0\d"
 
 
 def _codes_as_text(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
@@ -60,7 +60,7 @@ def _codes_as_text(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
     if not numeric or frame.columns.duplicated().any():
         return frame
     raw = pd.read_csv(path, usecols=numeric, dtype=str)
-    codes = [c for c in numeric if raw[c].str.match(_LEADING_ZERO, na=False).any()]
+    codes = [c for c in numeric if raw[c].str.match(LEADING_ZERO, na=False).any()]
     if codes:
         frame = frame.assign(**{str(c): raw[c] for c in codes})
     return frame

@@ -85,6 +85,25 @@ def rejected(problems: list[Problem]) -> InvalidInputError:
     return InvalidInputError(message, problems[:MAX_PROBLEMS], len(problems))
 
 
+def in_order(problems: list[Problem], names: list[str]) -> list[Problem]:
+    """`problems` column by column (signature order), each column's in row order."""
+    order = {name: j for j, name in enumerate(names)}
+    return sorted(
+        problems,
+        key=lambda p: (order.get(p.column or "", len(order)), -1 if p.row is None else p.row),
+    )
+
+
+def outside_range(value: float, spec: ColumnSpec) -> str:
+    """The problem of a number a setting refuses for being outside the reference range."""
+    return f"{value:g} is outside the reference range [{spec.min}, {spec.max}]"
+
+
+def unseen_category(value: str) -> str:
+    """The problem of a category a setting refuses for never having been seen."""
+    return f"category {value!r} was never seen in the reference data"
+
+
 def diagnose(rows: Any, plan: Plan, key_column: str | None, policy: Policy) -> list[list[Any]]:
     """Raise InvalidInputError listing the problems of `rows`, or return their columns
     (signature order) with numeric text turned into numbers when that was all."""
@@ -109,13 +128,8 @@ def diagnose(rows: Any, plan: Plan, key_column: str | None, policy: Policy) -> l
     if key_column is not None and not problems.full:
         _keys(rows, key_column, problems)
     if problems.items:
-        # column by column, each in row order (a column's refused findings among its others)
-        order = {name: j for j, name in enumerate(plan.names)}
-        items = sorted(
-            problems.items,
-            key=lambda p: (order.get(p.column or "", len(order)), -1 if p.row is None else p.row),
-        )
-        raise rejected(items)
+        # a column's refused findings among its other problems
+        raise rejected(in_order(problems.items, plan.names))
     columns = [[r[c] for r in rows] for c in plan.names]
     for i, j, value in fixes:
         columns[j][i] = value
@@ -198,11 +212,7 @@ def _refused_findings(
                 continue
             if problems.full:
                 return
-            problems.add(
-                f"{float(v):g} is outside the reference range [{spec.min}, {spec.max}]",
-                row=i,
-                column=spec.name,
-            )
+            problems.add(outside_range(float(v), spec), row=i, column=spec.name)
     elif spec.kind == "string" and policy.reject_unseen_categories:
         if spec.categories is None:
             return
@@ -212,11 +222,7 @@ def _refused_findings(
             if type(v) is str and v not in seen:
                 if problems.full:
                     return
-                problems.add(
-                    f"category {v!r} was never seen in the reference data",
-                    row=i,
-                    column=spec.name,
-                )
+                problems.add(unseen_category(v), row=i, column=spec.name)
 
 
 def _finite(v: float) -> bool:

@@ -128,13 +128,13 @@ def _from_block(entry: LogEntry) -> dict[str, list[float]]:
     """The features of an entry that left them to its number block, made from it."""
     if entry.numbers is None or len(entry.numeric) != entry.numbers.shape[1]:
         raise ValueError("a log entry without features has no number block to make them from")
-    return dict(zip(entry.numeric, entry.numbers.T.tolist(), strict=True))
+    return _block_columns(entry.numeric, entry.numbers)
 
 
-def _block_features(numeric: tuple[str, ...], numbers: np.ndarray) -> bytes:
-    """The features JSON of a block's rows, column by column: the bytes the server would have
-    written for the same floats (orjson writes a float64 alike from Python or NumPy)."""
-    return orjson.dumps(dict(zip(numeric, numbers.T.tolist(), strict=True)))
+def _block_columns(numeric: tuple[str, ...], numbers: np.ndarray) -> dict[str, list[float]]:
+    """A block's rows column by column, as Python floats: serialised, the bytes the server
+    would have written for the same floats (orjson writes a float64 alike either way)."""
+    return dict(zip(numeric, numbers.T.tolist(), strict=True))
 
 
 def _dumps(doc: Any) -> bytes:
@@ -209,7 +209,7 @@ def decode(payload: bytes) -> DecodedEntry:
         )
     numbers = numbers.reshape(len(ids), len(numeric))
     if form == _VERSION_DERIVED:  # the features are the block's columns: made here
-        features = _block_features(numeric, numbers)
+        features = orjson.dumps(_block_columns(numeric, numbers))
     return DecodedEntry(
         dep, name, version, created, ids, latency, keys, role,
         None, orjson.loads(outputs), features, numeric, numbers,

@@ -334,18 +334,9 @@ class PredictionLog:
         # a dead process's entries, made into rows only where they are stored
         if not payloads:
             return
-        if self.remote is not None:
-            self._write_batch(payloads, replay=True)  # the writer profiles what is new
-            return
-        entries = [decode(p) for p in payloads]
-        fresh = list(range(len(entries)))
-        if self.profiles is not None and self._stored_ids is not None:
-            fresh = unstored(entries, self._stored_ids)
-        self._store(rows_of(entries))
-        if self.profiles is not None and fresh:
-            # a dead process's rows: only their entries tell them; those it stored itself it
-            # profiled too (`entries.unstored`)
-            self.profiles.replayed([entries[k] for k in fresh])
+        stored = self._write_batch(payloads, replay=True)
+        if self.profiles is not None and stored:
+            self.profiles.replayed(stored)  # a dead process's rows: only their entries tell them
 
     def _store(self, records: list[Row]) -> None:
         refused = self.rows.dead_lettered
@@ -393,8 +384,12 @@ class PredictionLog:
         was not stored before)."""
         if self.remote is None:
             entries = [decode(p) for p in payloads]
+            fresh = entries
+            if replay and self.profiles is not None and self._stored_ids is not None:
+                # those the dead process stored, it profiled too (`entries.unstored`)
+                fresh = [entries[k] for k in unstored(entries, self._stored_ids)]
             self._store(rows_of(entries))
-            return entries
+            return fresh
         try:
             _, dead = self.remote.write(payloads, replay=replay)
         except WriterError as exc:

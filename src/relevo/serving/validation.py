@@ -295,14 +295,8 @@ def findings(
                     if len(problems) >= MAX_PROBLEMS:
                         break
                     spec = plan.specs[plan.num_idx[p]]
-                    value = f"{matrix[i, p]:g}"
-                    problems.append(
-                        Problem(
-                            f"{value} is outside the reference range [{spec.min}, {spec.max}]",
-                            row=int(i),
-                            column=spec.name,
-                        )
-                    )
+                    message = diagnosis.outside_range(float(matrix[i, p]), spec)
+                    problems.append(Problem(message, row=int(i), column=spec.name))
             else:
                 quality = Quality()
                 for p in np.flatnonzero(counts).tolist():
@@ -322,13 +316,7 @@ def findings(
                 if len(problems) >= MAX_PROBLEMS:
                     break
                 if v in unseen:
-                    problems.append(
-                        Problem(
-                            f"category {v!r} was never seen in the reference data",
-                            row=i,
-                            column=name,
-                        )
-                    )
+                    problems.append(Problem(diagnosis.unseen_category(v), row=i, column=name))
         else:
             quality = quality or Quality()
             quality.unseen_categories[name] = (
@@ -337,10 +325,7 @@ def findings(
                 else int(column.isin(list(unseen)).sum())
             )
     if problems:
-        # column by column, each in row order (as diagnosis lists them)
-        order = {name: j for j, name in enumerate(plan.names)}
-        problems.sort(key=lambda p: (order.get(p.column or "", len(order)), p.row or 0))
-        raise diagnosis.rejected(problems)
+        raise diagnosis.rejected(diagnosis.in_order(problems, plan.names))
     return quality
 
 

@@ -27,6 +27,7 @@ from relevo.monitoring.drift.config import DriftConfig
 from relevo.monitoring.drift.report import DriftReport
 from relevo.monitoring.numeric import BINS, NumericProfile, _hypergeometric, reference_edges
 from relevo.monitoring.profile import CategoricalProfile, ColumnProfile
+from relevo.tables import LEADING_ZERO
 
 #: reference values the bin edges are taken from
 EDGE_SAMPLE = 100_000
@@ -160,17 +161,13 @@ def _text(series: pd.Series) -> bool:
     )
 
 
-#: a zero that leads digits: a code ("01", "007"), not a number (as `tables` reads files)
-_LEADING_ZERO = r"^\s*[+-]?0\d"
-
-
 def _numeric_text(series: pd.Series) -> bool:
     """Whether every present value of a text column is a number, none of them a code with
     a leading zero: then its distances matter, and it gets numeric tests."""
     values = series.dropna()
     if values.empty:
         return False
-    if values.astype(str).str.match(_LEADING_ZERO).any():
+    if values.astype(str).str.match(LEADING_ZERO).any():  # codes, as files read them
         return False
     return bool(pd.to_numeric(values, errors="coerce").notna().all())
 
