@@ -86,3 +86,34 @@ def test_a_connect_timeout_in_the_url_is_kept(monkeypatch):
             engine.connect()
         assert str(seen[-1].get("connect_timeout")) == str(expected), seen[-1]
         engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("env", "url"),
+    [
+        ({"PGCONNECT_TIMEOUT": "3"}, "postgresql://relevo@db.invalid/relevo"),
+        ({"PGSERVICE": "reporting"}, "postgresql://relevo@db.invalid/relevo"),
+        ({}, "postgresql://relevo@db.invalid/relevo?service=reporting"),
+    ],
+)
+def test_libpq_settings_of_the_timeout_are_not_overridden(monkeypatch, env, url):
+    """PGCONNECT_TIMEOUT and a service file reach libpq only when relevo passes no timeout of
+    its own (a keyword argument overrides them)."""
+    import psycopg
+
+    for name in ("PGCONNECT_TIMEOUT", "PGSERVICE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    seen: list[dict[str, Any]] = []
+
+    def connect(*args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs)
+        raise psycopg.OperationalError("not really connecting")
+
+    monkeypatch.setattr(psycopg, "connect", connect)
+    engine = store_engine.create_store_engine(url)
+    with pytest.raises(OperationalError):
+        engine.connect()
+    assert "connect_timeout" not in seen[-1], seen[-1]
+    engine.dispose()

@@ -8,7 +8,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -28,12 +28,21 @@ from relevo.private import FILE_MODE, private_dir, private_file
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
-#: how long a new PostgreSQL connection may take (psycopg's `connect_timeout`, unless the URL
-#: sets one): a database host that accepts TCP and never answers failed no connection before
+#: how long a new PostgreSQL connection may take (psycopg's `connect_timeout`), unless the URL,
+#: the environment (PGCONNECT_TIMEOUT) or a service file (`service=` / PGSERVICE) may set one:
+#: a database host that accepts TCP and never answers failed no connection before
 CONNECT_TIMEOUT_S = 10
 
 #: Alembic keeps the running migration's context in module globals: one migration per process
 _MIGRATING = threading.Lock()
+
+
+def _timeout_unset(query: Mapping[str, Any]) -> bool:
+    """Whether nothing libpq reads may set the connection timeout: a keyword argument would
+    override the URL's, PGCONNECT_TIMEOUT and a service file's alike."""
+    if "connect_timeout" in query or "service" in query:
+        return False
+    return not (os.environ.get("PGCONNECT_TIMEOUT") or os.environ.get("PGSERVICE"))
 
 
 def _json_dumps(value: Any) -> str:
@@ -79,7 +88,7 @@ def create_store_engine(url: str, create_folder: bool = False) -> Engine:
             # psycopg 3 is what the `postgres` extra installs; plain postgresql:// means it
             parsed = parsed.set(drivername="postgresql+psycopg")
         kwargs["pool_pre_ping"] = True
-        if "connect_timeout" not in parsed.query:
+        if _timeout_unset(parsed.query):
             kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
     else:
         raise UnavailableError(
