@@ -975,7 +975,8 @@ def test_columns_error_unparsable_numbers_name_rows() -> None:
     ("tensor", "kind", "fragment"),
     [
         (_t("c", np.array([1.0, 2.5])), "integer", "not an integer"),
-        (_t("c", np.array([1.0, np.inf])), "integer", "not an integer"),
+        (_t("c", np.array([1.0, np.inf])), "integer", "not a finite number"),
+        (_t("c", np.array([-np.inf, 2.0])), "integer", "row 0, column 'c': not a finite number"),
         (_t("c", np.array([0, 2])), "boolean", "not a boolean"),
         (_t("c", ["yes", "maybe"], "BYTES"), "boolean", "cannot parse 'maybe'"),
         (_t("c", np.array([b"ok", b"\xff"], dtype=object), "BYTES"), "string", "UTF-8"),

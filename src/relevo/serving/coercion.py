@@ -174,9 +174,10 @@ def convert_array(values: np.ndarray, kind: str) -> np.ndarray:
                 raise ColumnProblems([(None, f"values {TOO_LARGE}")])
             return values.astype(np.int64)
         if k == "f":
+            _refuse_infinite(values)  # as in a number column: not a finite number
             missing = np.isnan(values)
             finite = values[~missing]
-            bad = ~np.isfinite(finite) | (finite != np.trunc(finite))
+            bad = finite != np.trunc(finite)
             if bad.any():
                 rows = np.flatnonzero(~missing)[bad]
                 raise _refused(rows, "not an integer")
