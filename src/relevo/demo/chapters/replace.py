@@ -9,6 +9,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 
 from relevo import __version__
+from relevo.context import Relevo
 from relevo.datasets import CHURN_FEATURES, CHURN_ID, CHURN_TARGET
 from relevo.demo.chapters.train import churn_pipeline
 from relevo.demo.rollout import ROLLOUT, Traffic, wait_serving
@@ -78,10 +79,7 @@ def run(demo: Demo) -> None:
         )
     )
     final = rv.deployments.get(ROLLOUT)
-    demo.view.say(
-        f"Every gate passed: [bold]{final.model_ref}[/] is the champion; {version.ref} is kept "
-        "for a rollback."
-    )
+    demo.view.say(outcome(rv, new.ref, version.ref))
     demo.summary["rollout"] = {
         "challenger": new.ref,
         "champion_after": final.model_ref,
@@ -90,6 +88,19 @@ def run(demo: Demo) -> None:
         "shadow_rows_compared": compared["rows_compared"],
         "steps_by_weight": demo.summary.pop("rollout_steps", []),
     }
+
+
+def outcome(rv: Relevo, new: str, old: str) -> str:
+    """What became of the rollout of `new` over `old`: promoted, or rolled back and why (a
+    gate can fail on a machine too busy for the latency gate: said as it is)."""
+    final = rv.deployments.get(ROLLOUT)
+    if final.model_ref == new:
+        return f"Every gate passed: [bold]{new}[/] is the champion; {old} is kept for a rollback."
+    event = rv.deployments.history(ROLLOUT)[-1]
+    return (
+        f"[bold red]{new} was rolled back[/] by {event.actor}: {event.reason}. "
+        f"{final.model_ref} stays the champion."
+    )
 
 
 def _roll_out(demo: Demo, traffic: Traffic, ref: str) -> list[list[str]]:
