@@ -148,7 +148,8 @@ class Settings(BaseSettings):
     shadow_queue_rows: int = Field(
         default=10_000,
         ge=1,
-        description="Rows waiting for a shadow challenger at most; more are dropped and counted.",
+        description="Rows waiting for a deployment's shadow challenger at most; more are "
+        "dropped and counted.",
     )
     feedback_label_delay_days: float = Field(
         default=7.0,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import time
 import tracemalloc
 from types import SimpleNamespace
 
@@ -300,7 +301,7 @@ def test_a_queued_job_keeps_only_its_mirrored_rows(rv, churn_pipeline, churn_fra
     plan = Plan(version.signature)
     worker = ShadowWorker(rv.store, Policy(), capacity_rows=100, metrics=None)
     worker.running = True  # as in a server whose shadow has fallen behind (slow or hung)
-    endpoint = SimpleNamespace(deployment=None, runners=())
+    endpoint = SimpleNamespace(deployment=SimpleNamespace(name="churn"), runners=())
     frame = make_churn(1000, seed=1)[["customer_id", *CHURN_FEATURES]]
     base = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
 
@@ -320,3 +321,68 @@ def test_a_queued_job_keeps_only_its_mirrored_rows(rv, churn_pipeline, churn_fra
     assert accepted == 100 and worker.queued_rows == 100  # the bound says: 100 rows queued
     per_row = held / worker.queued_rows
     assert per_row < 20_000, f"{held / 1e6:.1f} MB held for {worker.queued_rows} queued rows"
+
+
+def test_a_hung_shadow_holds_up_and_fills_only_its_own_deployments_queue():
+    """One worker serves every deployment's shadow: a shadow that hangs in its model call (or
+    is slow) held up every other deployment's mirrored rows behind it, and once its backlog
+    filled the shared queue their new rows were dropped too."""
+    import asyncio
+    import threading
+
+    from relevo.registry.signature import ColumnSpec, Signature
+    from relevo.serving import shadow
+
+    signature = Signature((ColumnSpec("x", "number"),))
+    release = threading.Event()
+
+    class Hung(_Scorer):
+        def run(self, part, n):
+            release.wait(30)
+            return super().run(part, n)
+
+    def endpoint(name: str, scorer: _Scorer) -> object:
+        deployment = SimpleNamespace(name=name)
+        return SimpleNamespace(deployment=deployment, runners=(scorer, scorer))
+
+    hung, quick = endpoint("hung", Hung()), endpoint("quick", _Scorer())
+    registry = CollectorRegistry()
+    store = _Store()
+    worker = ShadowWorker(store, Policy(), capacity_rows=4, metrics=ServingMetrics(registry))  # type: ignore[arg-type]
+
+    def job(where: object, tag: str, n: int = 2) -> Job:
+        rows = [{"x": float(i)} for i in range(n)]
+        ids = [f"{tag}-{i}" for i in range(n)]
+        return Job(where, rows, validate_rows(rows, signature), np.arange(n), ids)  # type: ignore[arg-type]
+
+    def count(deployment: str, outcome: str) -> float | None:
+        labels = {"deployment": deployment, "model": "churn-gbm:1", "outcome": outcome}
+        return registry.get_sample_value("relevo_shadow_rows_total", labels)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(worker.run())
+        await asyncio.sleep(0)
+        try:
+            assert worker.offer(job(hung, "h0"))  # its model call hangs
+            assert worker.offer(job(hung, "h1"))
+            assert not worker.offer(job(hung, "h2"))  # its own queue is full: dropped
+            for k in range(4):  # the other deployment's shadow goes on, its queue untouched
+                assert worker.offer(job(quick, f"q{k}")), f"quick request {k} dropped"
+                deadline = time.monotonic() + 10 * shadow.GATHER_S
+                while len(store.shadows.rows) < 2 * (k + 1):
+                    assert time.monotonic() < deadline, "the quick shadow waits for the hung one"
+                    await asyncio.sleep(0.01)
+        finally:
+            release.set()
+        while worker.queued_rows:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+    stored = [r.id for r in store.shadows.rows]
+    assert stored[:8] == [f"q{k}-{i}" for k in range(4) for i in range(2)]
+    assert sorted(stored[8:]) == ["h0-0", "h0-1", "h1-0", "h1-1"]
+    assert count("hung", "dropped") == 2 and count("quick", "dropped") is None
+    assert count("quick", "scored") == 8 and count("hung", "scored") == 4

@@ -5,11 +5,12 @@ The predictor answers with the champion first and only then offers the mirrored 
 until `BATCH_ROWS` are queued), scores them in a worker thread with one model call and stores
 every output (or the error) under its prediction's id with one insert: per request, the shadow
 would double the model calls and add a store commit right behind every answer, competing with
-the next request for the GIL and, on a small machine, for the cores. Its
-queue is bounded in rows: when the challenger falls behind, new rows are dropped and counted
-(`relevo_shadow_rows_total{outcome="dropped"}`), never queued without bound. A shadow's errors
-and slowness therefore never reach a caller. Rows still queued when the server stops are lost
-(they are a comparison, not an answer).
+the next request for the GIL and, on a small machine, for the cores. Each deployment has a
+queue (a lane) and a task of its own, bounded in rows: when its challenger falls behind, its new
+rows are dropped and counted (`relevo_shadow_rows_total{outcome="dropped"}`), never queued
+without bound, and a slow or hung shadow of one deployment never holds up or fills the queue of
+another's. A shadow's errors and slowness therefore never reach a caller. Rows still queued when
+the server stops are lost (they are a comparison, not an answer).
 """
 
 from __future__ import annotations
@@ -56,23 +57,36 @@ class Job(NamedTuple):
     ids: list[str]
 
 
+class _Lane:
+    """One deployment's mirrored rows waiting for its shadow, and the task that scores them."""
+
+    def __init__(self) -> None:
+        self.jobs: deque[Job] = deque()
+        #: rows queued or being scored (the bound), and rows queued and not taken yet
+        self.queued_rows = 0
+        self.waiting_rows = 0
+        self.wake = asyncio.Event()
+        #: set when a full batch is queued: the gathering ends early
+        self.full = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+
 class ShadowWorker:
-    """A bounded queue of mirrored rows and the task that scores and stores them."""
+    """Bounded queues of mirrored rows, one per deployment, and the tasks that score and
+    store them."""
 
     def __init__(
         self, store: Store, policy: Policy, capacity_rows: int, metrics: ServingMetrics | None
     ) -> None:
         self.store = store
         self.policy = policy
+        #: rows one deployment may have queued or being scored at most
         self.capacity_rows = capacity_rows
         self.metrics = metrics
-        self._jobs: deque[Job] = deque()
-        #: rows queued or being scored (the bound), and rows queued and not taken yet
-        self._queued_rows = 0
-        self._waiting_rows = 0
+        #: by deployment name: one deployment's hung shadow must not stall another's
+        self._lanes: dict[str, _Lane] = {}
+        #: wakes `run`: a new lane needs its task, or the profiles are due
         self._wake = asyncio.Event()
-        #: set when a full batch is queued: the gathering ends early
-        self._full = asyncio.Event()
         self.scored = self.failed = self.dropped = 0
         #: production profiles: the shadow's outputs are profiled under role "shadow"
         self.profiles: ProfileBuilder | None = None
@@ -81,31 +95,38 @@ class ShadowWorker:
         #: scored outputs not handed to the profiles yet, by (deployment, model), and since when
         self._unprofiled: dict[tuple[str, tuple[str, int]], list[Any]] = {}
         self._unprofiled_since = 0.0
+        #: guards the outputs above and the counts (the lanes score in threads of their own)
         self._profile_lock = threading.Lock()
         self._profile_due = False
+        self._profile_timer_handle: asyncio.TimerHandle | None = None
         self.clock = time.monotonic
 
     @property
     def queued_rows(self) -> int:
-        return self._queued_rows
+        return sum(lane.queued_rows for lane in self._lanes.values())
 
     def offer(self, job: Job) -> bool:
-        """Queue the job's rows for the shadow, or drop and count them when the queue is full."""
+        """Queue the job's rows for the shadow, or drop and count them when its deployment's
+        queue is full."""
         if not self.running:
             return False
         n = int(job.idx.size)
-        if self._queued_rows + n > self.capacity_rows:
+        lane = self._lanes.get(job.endpoint.deployment.name)
+        if lane is None:
+            lane = self._lanes[job.endpoint.deployment.name] = _Lane()
+            self._wake.set()  # `run` starts its task
+        if lane.queued_rows + n > self.capacity_rows:
             self.dropped += n
             self._count(job.endpoint, "dropped", n)
             return False
         if n < len(job.ids) and type(job.rows) is list:
             job = self._mirrored_only(job)
-        self._jobs.append(job)
-        self._queued_rows += n
-        self._waiting_rows += n
-        self._wake.set()
-        if self._waiting_rows >= BATCH_ROWS:
-            self._full.set()
+        lane.jobs.append(job)
+        lane.queued_rows += n
+        lane.waiting_rows += n
+        lane.wake.set()
+        if lane.waiting_rows >= BATCH_ROWS:
+            lane.full.set()
         return True
 
     def _mirrored_only(self, job: Job) -> Job:
@@ -120,62 +141,73 @@ class ShadowWorker:
         """Score queued jobs until cancelled."""
         self.running = True
         try:
-            await self._loop()
-        finally:
-            self.running = False
-            self._hand(force=True)
-
-    async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        timer: asyncio.TimerHandle | None = None
-        try:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
-                if self._profile_due:
-                    self._profile_due, timer = False, None
-                    if not self._jobs:  # nothing mirrored for a second: profile what is scored
-                        self._hand(force=True)
-                if not self._jobs:
-                    continue
-                # let the mirrored rows of the next requests gather: one model call and one
-                # insert per gathering, not per request, and none of it right behind every answer
-                if self._waiting_rows < BATCH_ROWS:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._full.wait(), GATHER_S)
-                self._full.clear()
-                # score what gathered, then gather again: draining the queue until it is empty
-                # scored the rows of each new request as it came, one call each, whenever the
-                # previous call had taken about one request's time (a quiet server)
-                left = len(self._jobs)
-                while left:
-                    jobs = self._take(left)
-                    left -= len(jobs)
-                    try:
-                        await asyncio.to_thread(self._score, jobs)
-                    except Exception as exc:  # storing failed: the comparison loses these rows
-                        log.warning("storing shadow outputs failed: %s", exc)
-                    finally:
-                        self._queued_rows -= sum(int(job.idx.size) for job in jobs)
-                if self._unprofiled and timer is None:
-                    timer = loop.call_later(PROFILE_EVERY_S, self._profile_timer)
+                for lane in self._lanes.values():
+                    if lane.task is None:
+                        lane.task = asyncio.create_task(self._drain(lane))
+                if self._profile_due:  # a second since outputs were scored: profile them
+                    self._profile_due = False
+                    self._hand(force=True)
         finally:
-            if timer is not None:
-                timer.cancel()
+            self.running = False
+            if self._profile_timer_handle is not None:
+                self._profile_timer_handle.cancel()
+                self._profile_timer_handle = None
+            tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for lane in self._lanes.values():
+                lane.task = None
+            self._hand(force=True)
+
+    async def _drain(self, lane: _Lane) -> None:
+        """Score one deployment's queued jobs as they come, until cancelled."""
+        while True:
+            await lane.wake.wait()
+            lane.wake.clear()
+            if not lane.jobs:
+                continue
+            # let the mirrored rows of the next requests gather: one model call and one
+            # insert per gathering, not per request, and none of it right behind every answer
+            if lane.waiting_rows < BATCH_ROWS:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(lane.full.wait(), GATHER_S)
+            lane.full.clear()
+            # score what gathered, then gather again: draining the queue until it is empty
+            # scored the rows of each new request as it came, one call each, whenever the
+            # previous call had taken about one request's time (a quiet server)
+            left = len(lane.jobs)
+            while left:
+                jobs = self._take(lane, left)
+                left -= len(jobs)
+                try:
+                    await asyncio.to_thread(self._score, jobs)
+                except Exception as exc:  # storing failed: the comparison loses these rows
+                    log.warning("storing shadow outputs failed: %s", exc)
+                finally:
+                    lane.queued_rows -= sum(int(job.idx.size) for job in jobs)
+            if self._unprofiled and self._profile_timer_handle is None:
+                loop = asyncio.get_running_loop()
+                self._profile_timer_handle = loop.call_later(PROFILE_EVERY_S, self._profile_timer)
 
     def _profile_timer(self) -> None:
+        self._profile_timer_handle = None
         self._profile_due = True
         self._wake.set()
 
-    def _take(self, most: int) -> list[Job]:
-        """The next jobs (at most `most`) whose rows fit one batch (at least one job)."""
-        jobs = [self._jobs.popleft()]
+    def _take(self, lane: _Lane, most: int) -> list[Job]:
+        """The lane's next jobs (at most `most`) whose rows fit one batch (at least one)."""
+        queue = lane.jobs
+        jobs = [queue.popleft()]
         rows = int(jobs[0].idx.size)
-        while len(jobs) < most and self._jobs and rows + int(self._jobs[0].idx.size) <= BATCH_ROWS:
-            job = self._jobs.popleft()
+        while len(jobs) < most and queue and rows + int(queue[0].idx.size) <= BATCH_ROWS:
+            job = queue.popleft()
             jobs.append(job)
             rows += int(job.idx.size)
-        self._waiting_rows -= rows
+        lane.waiting_rows -= rows
         return jobs
 
     def _score(self, jobs: list[Job]) -> None:
@@ -207,12 +239,14 @@ class ShadowWorker:
         model = (version.name, version.version)
         name = endpoint.deployment.name
         if failed:
-            self.failed += failed
+            with self._profile_lock:
+                self.failed += failed
             self._count(endpoint, "failed", failed)
             if self.profiles is not None:
                 self.profiles.tally.failed(name, model, "shadow", failed)
         if scored:
-            self.scored += len(scored)
+            with self._profile_lock:
+                self.scored += len(scored)
             self._count(endpoint, "scored", len(scored))
             if self.profiles is not None:
                 with self._profile_lock:
