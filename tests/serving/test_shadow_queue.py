@@ -386,3 +386,28 @@ def test_a_hung_shadow_holds_up_and_fills_only_its_own_deployments_queue():
     assert sorted(stored[8:]) == ["h0-0", "h0-1", "h1-0", "h1-1"]
     assert count("hung", "dropped") == 2 and count("quick", "dropped") is None
     assert count("quick", "scored") == 8 and count("hung", "scored") == 4
+
+
+def test_a_shadows_model_calls_are_counted_under_its_name_in_the_batch_histogram():
+    """`relevo_model_batch_rows{model}` counts each model's calls: a shadow scoring hundreds
+    of rows showed 0 calls there, as if it were never called."""
+    from relevo.registry.signature import ColumnSpec, Signature
+
+    scorer = _Scorer()
+    endpoint = SimpleNamespace(deployment=_Deployment(), runners=(scorer, scorer))
+    registry = CollectorRegistry()
+    worker = ShadowWorker(_Store(), Policy(), capacity_rows=100, metrics=ServingMetrics(registry))  # type: ignore[arg-type]
+    signature = Signature((ColumnSpec("x", "number"),))
+    jobs = []
+    for k, values in enumerate([[1.0, 2.0], [13.0], [3.0, 4.0, 5.0]]):
+        rows = [{"x": v} for v in values]
+        ids = [f"r{k}-{i}" for i in range(len(values))]
+        jobs.append(
+            Job(endpoint, rows, validate_rows(rows, signature), np.arange(len(values)), ids)
+        )  # type: ignore[arg-type]
+    worker._score(jobs)
+
+    assert scorer.calls == [6, 2, 1, 3]  # together, then (13 failing) each request alone
+    labels = {"model": "churn-gbm:1"}
+    assert registry.get_sample_value("relevo_model_batch_rows_count", labels) == 4
+    assert registry.get_sample_value("relevo_model_batch_rows_sum", labels) == 12

@@ -32,6 +32,7 @@ from relevo.serving.metrics import ServingMetrics
 from relevo.serving.native_threads import one_native_thread
 from relevo.serving.pool import Endpoint
 from relevo.serving.profiling import ProfileBuilder
+from relevo.serving.runner import ModelRunner
 from relevo.serving.validation import Policy, Validated, take_rows
 from relevo.store import Store
 from relevo.store.shadows import ShadowRow
@@ -290,7 +291,7 @@ class ShadowWorker:
         if len(parts) > 1:
             try:
                 merged = merge_parts([(p.numbers, p.others) for _, p in parts])
-                outputs = runner.run(merged, sum(p.n for _, p in parts))
+                outputs = self._call(runner, merged, sum(p.n for _, p in parts))
                 latency = (time.perf_counter() - started) * 1000.0
                 start = 0
                 for job, part in parts:
@@ -304,11 +305,21 @@ class ShadowWorker:
             scored: list[Any] | None = None
             error: str | None = None
             try:
-                scored = runner.run((part.numbers, part.others), part.n)
+                scored = self._call(runner, (part.numbers, part.others), part.n)
             except Exception as exc:
                 error = _error(exc)
             done.append((job, scored, error, (time.perf_counter() - started) * 1000.0))
         return done
+
+    def _call(self, runner: ModelRunner, part: Any, n: int) -> list[Any]:
+        """One model call of the shadow, counted in `relevo_model_batch_rows` under its own
+        name as the serving path counts its calls (a failed call too)."""
+        try:
+            return runner.run(part, n)
+        finally:
+            if self.metrics is not None:
+                with contextlib.suppress(Exception):
+                    self.metrics.batch_size.labels(runner.ref).observe(n)
 
     def _rows(
         self, job: Job, outputs: list[Any] | None, error: str | None, latency: float
