@@ -105,3 +105,26 @@ def test_the_shadows_latency_is_reported_without_the_prediction_log(
     found = shadow_comparison(rv.store, rv.deployments.get("d"))
     assert found is not None and found["rows"] == 3 and found["rows_compared"] == 0
     assert found["shadow_latency_ms"]["p50"] == 2.0
+
+
+def test_status_counts_the_rows_a_shadow_failed_on_as_mirrored_not_scored(rv, cli, churn_frame):
+    """`relevo status` showed "rows scored 3" beside "shadow errors 1": the failed row was
+    never scored, yet the count included it."""
+    frame = churn_frame[[*CHURN_NUMERIC, CHURN_TARGET]].dropna()
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
+    a, b = _pair(rv, model.fit(frame[CHURN_NUMERIC], frame[CHURN_TARGET]), frame, CHURN_TARGET)
+    when, ids = datetime.now(UTC), new_ids(3)
+    out = [{"probability": 0.25, "label": 0}, {"probability": 0.75, "label": 1}]
+    _log(rv, ids, a.ref, [*out, {"probability": 0.5, "label": 1}], when)
+    _shadow(rv, ids[:2], b.ref, out, when)
+    rv.store.shadows.insert_many(
+        [ShadowRow(ids[2], "d", b.name, b.version, when, None, "ValueError: no", 0.0)]
+    )
+    shown = cli("status", "d")
+    assert shown.exit_code == 0, shown.output
+    lines = {
+        " ".join(line.strip("│┃ ").split("│")[0].split()): line
+        for line in shown.stdout.splitlines()
+    }
+    assert "3" in lines["rows mirrored"] and "rows scored" not in shown.stdout
+    assert "2" in lines["rows compared"] and "1 (33.3%)" in lines["shadow errors"]

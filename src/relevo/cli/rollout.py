@@ -117,7 +117,7 @@ def show_shadow(c: dict[str, Any]) -> None:
             f"Shadow {c['model']} against the champion",
             ["measure", "value"],
             [
-                ["rows scored", f"{c['rows']:,}"],
+                ["rows mirrored", f"{c['rows']:,}"],
                 ["rows compared", f"{c['rows_compared']:,}"],
                 ["label agreement", "" if agreement is None else f"{agreement:.1%}"],
                 ["probability difference", spread(c["probability_difference"])],
