@@ -11,7 +11,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from flaky import ARMED, Flaky, Slow
+from flaky import ARMED, Broken, Flaky, Slow
 from sklearn.base import clone
 
 from relevo.datasets import CHURN_FEATURES, CHURN_TARGET, make_churn
@@ -224,6 +224,40 @@ def test_an_admin_may_ask_for_the_challenger_with_a_header(
     assert httpx.post(base, json=body, headers=weak).status_code == 403
     wrong = httpx.post(base, json=body, headers={**admin, "X-Relevo-Model": "newest"})
     assert wrong.status_code == 422 and wrong.json()["problems"][0]["column"] == "X-Relevo-Model"
+
+
+def test_a_challenger_an_admin_asks_for_answers_itself_or_fails(
+    rv, deployed, churn_pipeline, churn_frame, server_settings, spawn_server, armed
+):
+    """An admin trying the challenger by hand gets the challenger's answer or its error, never
+    the champion's answer in its place (the fallback is for routed traffic only)."""
+    broken = rv.registry.register(
+        "churn-broken", Broken(churn_pipeline), churn_frame, target="churned"
+    )
+    rv.deployments.deploy("churn", broken.ref, weight=0.01, actor="test")
+    settings = server_settings.model_copy(
+        update={"admin_token": "adm", "rollout_eval_interval_s": 0}
+    )
+    url = spawn_server(settings)
+    base = f"{url}/v1/deployments/churn/predict"
+    body = {"instances": _rows(5, seed=3)}
+    admin = {"Authorization": "Bearer adm", "X-Relevo-Model": "challenger"}
+    deadline = time.monotonic() + 30
+    while True:  # until this server loads the challenger
+        forced = httpx.post(base, json=body, headers=admin)
+        if forced.status_code == 200 and {p["model"] for p in forced.json()["predictions"]} == {
+            broken.ref
+        }:
+            break
+        assert time.monotonic() < deadline, forced.text
+        time.sleep(0.1)
+    armed["on"] = True
+    forced = httpx.post(base, json=body, headers=admin)
+    assert forced.status_code == 500, forced.text
+    assert forced.json()["error"] == "internal error"
+    # routed traffic still falls back to the champion: no caller sees the challenger fail
+    routed = httpx.post(base, json={"instances": _rows(50, seed=4)})
+    assert routed.status_code == 200, routed.text
 
 
 def test_two_servers_on_one_database_route_every_key_alike(

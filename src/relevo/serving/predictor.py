@@ -168,7 +168,7 @@ class Predictor:
             groups = [Group(0, None, validated, outputs, ROLES[0], tag)]
         else:
             predictions, groups = await self._split(
-                endpoint, rows, validated, assignment, ids, started
+                endpoint, rows, validated, assignment, ids, started, fallback=force is None
             )
         latency = time.perf_counter() - started
         if self.shadow is not None and endpoint.deployment.strategy == "shadow" and not force:
@@ -197,13 +197,15 @@ class Predictor:
         assignment: np.ndarray,
         ids: list[str],
         started: float,
+        fallback: bool = True,
     ) -> tuple[list[dict[str, Any]], list[Group]]:
         """Score each model's rows with it, concurrently; the answers in request order.
 
         Rows the challenger fails on (its batch raised, or its own validation refused them)
         are answered by the champion instead: the caller never sees a challenger's error. They
         are logged with the role `fallback` (which the gates count as challenger errors) and
-        counted in `relevo_challenger_failures_total`.
+        counted in `relevo_challenger_failures_total`. Without `fallback` (an admin asked for
+        the challenger itself) its error is the request's.
         """
         first = int(assignment[0])
         if assignment.size == 1:  # one-row requests, most of them: no arrays to build
@@ -256,8 +258,8 @@ class Predictor:
                     profiles.tally.failed(
                         endpoint.deployment.name, _model(endpoint.runners[m]), role, int(idx.size)
                     )
-                if m == 0 or not isinstance(result, Exception):
-                    raise result  # the champion's own failure is the request's
+                if m == 0 or not fallback or not isinstance(result, Exception):
+                    raise result  # the champion's own failure (or the asked-for model's)
                 self._challenger_failed(endpoint, int(idx.size), result)
                 m, role = 0, FALLBACK
                 result = await score(0, idx, FALLBACK)
