@@ -61,3 +61,19 @@ def test_demo_json_is_a_flag() -> None:
     result = CliRunner().invoke(app, ["demo", "--json", "true"])
     assert result.exit_code == 2
     assert "unexpected extra argument" in result.output
+
+
+@pytest.mark.parametrize("path", [(), ("models",), ("alerts",), ("db",)], ids=" ".join)
+def test_each_command_is_summed_up_on_one_line(path: tuple[str, ...]) -> None:
+    """A summary wrapped in its docstring broke mid-sentence in the list ("errors and" /
+    "latency per model."): on a terminal wide enough, each command's summary is one line."""
+    group = typer.main.get_command(app)
+    for name in path:
+        group = group.commands[name]
+    result = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    for name, sub in group.commands.items():
+        first = " ".join(sub.help.split("\n\n")[0].split())
+        row = next(line for line in lines if re.match(rf"^\W*{name}\s", line))
+        assert first in " ".join(row.split()), f"{name}: {row!r}"
