@@ -148,6 +148,7 @@ GITHUB_EXPRESSIONS = {
     "github.repository_owner": "MyOrg",
     "github.repository": "MyOrg/Churn-Model",
     "needs.register.outputs.ref": "$REF",
+    "needs.register.outputs.champion": "$CHAMPION",
 }
 
 
@@ -193,12 +194,26 @@ def job_env(tmp_path: Path) -> dict[str, str]:
     }
 
 
-def _run(steps: list[str], env: dict[str, str], cwd: Path) -> None:
-    """Run each step as GitHub's bash does (-e, pipefail), with what it adds to GITHUB_ENV."""
+def _github_shell() -> list[str]:
+    """How GitHub runs the workflow's `run` steps: `bash -e {0}` for a step without `shell:`,
+    `bash --noprofile --norc -eo pipefail {0}` with `shell: bash` (here from `defaults`)."""
+    shell = load_yaml(GITHUB).get("defaults", {}).get("run", {}).get("shell")
+    if shell == "bash":
+        return ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c"]
+    return ["bash", "-e", "-c"]
+
+
+#: how GitLab Runner runs a job's script in bash
+GITLAB_SHELL = ["bash", "-eo", "pipefail", "-c"]
+
+
+def _run(steps: list[str], env: dict[str, str], cwd: Path, shell: list[str] | None = None) -> None:
+    """Run each step in `shell` (default: as GitHub runs the workflow's steps), with what it
+    adds to GITHUB_ENV."""
     env = dict(env)
     for script in steps:
         done = subprocess.run(
-            ["bash", "-e", "-o", "pipefail", "-c", script],
+            [*(shell or _github_shell()), script],
             cwd=cwd,
             env=env,
             capture_output=True,
@@ -226,7 +241,8 @@ def test_the_production_job_releases_whole_first_then_as_a_canary(
             staging.registry.register("churn", churn_pipeline, churn_frame, target="churned")
             shutil.rmtree(bundle, ignore_errors=True)
             export_bundle(staging.registry, f"churn:{version}", bundle)
-            _run(production(), {**env, "REF": f"churn:{version}"}, tmp_path)
+            shell = GITLAB_SHELL if production is _production_gitlab else None
+            _run(production(), {**env, "REF": f"churn:{version}"}, tmp_path, shell)
             with relevo.Relevo(home=tmp_path / "production") as store:
                 deployment = store.deployments.get("churn")
             assert served[version] == (
@@ -265,3 +281,31 @@ def test_the_github_image_job_names_its_images_in_lowercase(
     ]
     context = json.loads((tmp_path / "build" / "context.json").read_text())
     assert context["base_image"] == "ghcr.io/myorg/relevo:0.1.0"
+
+
+@pytest.mark.parametrize("template", ["github", "gitlab"])
+def test_a_failed_gate_fails_the_validate_job_and_keeps_its_report(template, job_env, tmp_path):
+    # `relevo validate` prints its report and exits 8: a check failed. The job pipes it to tee,
+    # which answers 0: without pipefail GitHub's default bash passed the job, the gate ignored.
+    (tmp_path / "bin" / "relevo").write_text("#!/bin/sh\necho '{\"passed\": false}'\nexit 8\n")
+    (tmp_path / "build").mkdir()
+    if template == "github":
+        job = load_yaml(GITHUB)["jobs"]["validate"]
+        (script,) = _github_steps("validate")
+        shell = _github_shell()
+        (upload,) = [s for s in job["steps"] if s.get("uses", "").startswith("actions/upload")]
+        assert upload["if"] == "always()" and upload["with"]["path"] == "build/validation.json"
+    else:
+        job = load_yaml(GITLAB)["validate"]
+        script, shell = "\n".join(job["script"]), GITLAB_SHELL
+        assert job["artifacts"]["when"] == "always"
+    done = subprocess.run(
+        [*shell, script],
+        cwd=tmp_path,
+        env={**job_env, "REF": "churn:2", "CHAMPION": "churn:1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 8, done.stderr
+    assert json.loads((tmp_path / "build" / "validation.json").read_text()) == {"passed": False}
