@@ -64,3 +64,11 @@ def test_client_refuses_a_float32_infinity():
 
     with pytest.raises(InvalidInputError, match="infinite"):
         _refuse_infinities([{"a": np.float32("inf")}])
+
+
+def test_a_list_of_rows_given_to_predict_says_which_method_takes_it(churn_frame):
+    # it failed with "AttributeError: 'list' object has no attribute 'columns'", from deep inside
+    rows = _customers(churn_frame).to_dict("records")
+    client = relevo.Client("http://127.0.0.1:9")  # nothing is sent
+    with client, pytest.raises(TypeError, match="predict_records"):
+        client.predict("churn", rows)  # type: ignore[arg-type]
