@@ -169,6 +169,47 @@ def test_a_row_the_store_refuses_goes_to_the_dead_letter_and_the_rest_is_stored(
     assert lines[0]["id"] == entry.ids[4]
 
 
+def _revoked() -> Exception:
+    import psycopg.errors
+
+    return psycopg.errors.InsufficientPrivilege("permission denied for table predictions")
+
+
+def _read_only() -> Exception:
+    import psycopg.errors
+    import sqlalchemy.exc
+
+    orig = psycopg.errors.ReadOnlySqlTransaction("cannot execute INSERT in a read-only transaction")
+    return sqlalchemy.exc.InternalError("INSERT INTO predictions ...", {}, orig)
+
+
+@pytest.mark.parametrize("refusal", [_revoked, _read_only], ids=["revoked", "read-only"])
+def test_a_store_that_refuses_every_row_is_retried_not_dead_lettered(tmp_path, refusal):
+    # rights revoked or a read-only database (a standby after a failover) refuse every row
+    # until an operator acts: the rows wait and are stored then, none is dead-lettered
+    pytest.importorskip("psycopg")
+    stored: list[tuple] = []
+    refusing = [True]
+
+    def write(rows: list[tuple]) -> int:
+        if refusing[0]:
+            raise refusal()
+        stored.extend(rows)
+        return len(rows)
+
+    dead = tmp_path / "dead-letter" / "predictions.jsonl"
+    log = PredictionLog(write, flush_interval_s=0.01, dead_letter=dead)
+    log.put_blocking(_entry(6))
+    time.sleep(0.3)  # a few failed tries
+    assert log.errors >= 1
+    refusing[0] = False  # the operator grants the rights back
+    log.put_blocking(_entry(4, start=100))
+    log.close()
+    assert sorted(r[ID] for r in stored) == sorted(_entry(6).ids + _entry(4, start=100).ids)
+    assert log.dead_lettered == 0
+    assert not dead.exists()
+
+
 def test_rows_the_store_cannot_take_before_a_stop_go_to_the_dead_letter(tmp_path):
     store = SlowStore()
     store.gate.clear()  # the store never answers

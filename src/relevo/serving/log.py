@@ -621,10 +621,22 @@ _TRANSIENT = frozenset(
 )
 
 
+#: SQLSTATEs that refuse every row alike until an operator acts (rights revoked, a read-only
+#: database or a standby after a failover): the store's state, not the rows'. Dead-lettering
+#: each row for them would empty the log into a file nothing reads back; retried, the rows
+#: wait in the spool and are stored once the store takes them again
+_STORE_REFUSES = frozenset({"42501", "25006"})
+
+
 def transient(exc: BaseException) -> bool:
-    """True for errors that may pass (a lost connection, a locked database), not for rows the
-    store refuses (a value too long, a constraint)."""
-    return any(cls.__name__ in _TRANSIENT for cls in type(exc).__mro__)
+    """True for errors that may pass (a lost connection, a locked database, rights or a
+    read-only state an operator can restore), not for rows the store refuses (a value too
+    long, a constraint)."""
+    if any(cls.__name__ in _TRANSIENT for cls in type(exc).__mro__):
+        return True
+    # psycopg's errors carry it; SQLAlchemy's wrap the driver's in `orig`
+    state = getattr(exc, "sqlstate", None) or getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return state in _STORE_REFUSES
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:
