@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import socket
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from relevo.datasets import CHURN_FEATURES, make_churn
+from relevo.serving import spool
 
 
 def _setup(cli, churn_files) -> None:
@@ -199,3 +205,37 @@ def test_status_without_a_name_shows_all(cli, churn_files):
     assert cli("status", "--json").stdout == cli("deployments", "--json").stdout
     names = {d["name"] for d in json.loads(cli("status", "--json").stdout)}
     assert names == {"churn", "churn-eu"}
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A loopback port another socket listens on: `serve` past its checks stops there."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        yield taken.getsockname()[1]
+
+
+def _disk_full(*args: object) -> None:
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("problem", ["no space left", "a file in the way"])
+def test_serve_says_which_folder_when_the_spool_cannot_be_written(
+    cli, relevo_home, taken_port, monkeypatch, problem
+):
+    # before: each server process failed its start-up with a traceback from the lifespan
+    if problem == "no space left":
+        if not spool.MAPPED:
+            pytest.skip("segments are preallocated only where posix_fallocate is")
+        monkeypatch.setattr(os, "posix_fallocate", _disk_full)
+    else:
+        relevo_home.mkdir(parents=True, exist_ok=True)
+        (relevo_home / "spool").write_text("not a folder")
+    result = cli("serve", "--port", str(taken_port))
+    assert result.exit_code == 6, result.output
+    message = " ".join(result.stderr.split())
+    assert f"cannot spool answered rows to {relevo_home / 'spool'}" in message
+    assert "set RELEVO_HOME to one" in message
+    assert "relevo serving on" not in result.stdout
+    assert "Traceback" not in result.output

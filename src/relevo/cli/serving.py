@@ -51,6 +51,7 @@ def serve(
     import uvicorn
 
     from relevo.server.protocol import uvicorn_options
+    from relevo.serving.log import check_spool
     from relevo.serving.metrics import empty_multiprocess_dir
 
     rv = state.relevo()  # fail early, with a clear message, when the store is unreachable
@@ -62,6 +63,7 @@ def serve(
     reset_settings()
     deployments = rv.deployments.list()
     state.close()
+    check_spool(settings)  # a clear message, not a traceback from each process's start
     _check_port_free(host, port)
     logging.getLogger("relevo").setLevel(logging.INFO)
     metrics_dir = None  # a temporary folder of ours, removed at the end

@@ -53,6 +53,7 @@ from relevo.store.predictions import inline
 
 if TYPE_CHECKING:
     from relevo.context import Relevo
+    from relevo.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -545,6 +546,26 @@ class RowStore:
             reason,
             self.dead_letter,
         )
+
+
+def check_spool(settings: Settings) -> None:
+    """Raise UnavailableError, naming the folder, when the prediction log's spool cannot hold
+    a segment (a full or read-only disk, a file in the way): `relevo serve` says so before
+    it starts, instead of each server process failing its start-up with a traceback."""
+    if not settings.log_predictions:
+        return
+    folder = store_folder(settings.home, settings.resolved_database_url)
+    try:
+        private_dir(settings.home)
+        Spool(folder).close()  # one empty segment, made and deleted
+    except (OSError, UnavailableError) as exc:
+        cause = exc if isinstance(exc, OSError) else exc.__cause__
+        why = cause.strerror if isinstance(cause, OSError) and cause.strerror else exc
+        raise UnavailableError(
+            f"the prediction log cannot spool answered rows to {folder} ({why}); each server "
+            "process keeps a 16 MiB segment there (two on Linux 5.14+): make it a writable "
+            "folder with room for them, or set RELEVO_HOME to one"
+        ) from exc
 
 
 def open_prediction_log(
