@@ -195,3 +195,32 @@ def test_a_stop_never_hangs_on_a_writer_process_that_does_not_answer(rv, tmp_pat
     assert replay.recover() == 10
     replay.close()
     assert len(_stored(rv.store)) == 20
+
+
+def test_a_writer_process_whose_server_is_gone_exits_quietly(rv):
+    # a server killed outright (kill -9, the OOM killer) while its writer process stores a
+    # batch: the reply meets a closed pipe, and the server log got a BrokenPipeError traceback
+    import struct
+    import subprocess
+    import sys
+
+    config = WriterConfig(database_url=rv.settings.resolved_database_url, dead_letter=None,
+                          profiles=False)  # fmt: skip
+    to_child_r, to_child_w = os.pipe()
+    from_child_r, from_child_w = os.pipe()
+    env = {**os.environ, "RELEVO_LOG_WRITER_CONFIG": orjson.dumps(config.__dict__).decode()}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "relevo.serving.log_writer", "--read-fd", str(to_child_r),
+         "--write-fd", str(from_child_w)],
+        pass_fds=(to_child_r, from_child_w), env=env, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    os.close(to_child_r)
+    os.close(from_child_w)
+    os.close(from_child_r)  # the server is gone before the reply
+    records = b"".join(struct.pack("<I", len(p)) + p for p in [encode(_entry(3))])
+    os.write(to_child_w, struct.pack("<BI", ord("W"), len(records)) + records)
+    os.close(to_child_w)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()
+    assert b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()
+    assert len(rv.store.predictions.stored([_entry(3).ids[0]])) == 1  # stored all the same

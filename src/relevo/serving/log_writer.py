@@ -329,8 +329,13 @@ def serve(read_fd: int, write_fd: int, config: WriterConfig) -> int:
 
     def reply(status: int, stored: int = 0, dead: int = 0, message: str = "") -> None:
         text = message.encode()[:4000]
-        out.write(_REPLY.pack(status, stored, dead, len(text)) + text)
-        out.flush()
+        try:
+            out.write(_REPLY.pack(status, stored, dead, len(text)) + text)
+            out.flush()
+        except BrokenPipeError:
+            # the server is gone (killed outright): the next read ends the loop, and its
+            # spool keeps what it had not stored for the next start to replay
+            pass
 
     while True:
         try:
@@ -372,6 +377,8 @@ def serve(read_fd: int, write_fd: int, config: WriterConfig) -> int:
     if profiler is not None:
         profiler.stop()
     store.close()
+    with contextlib.suppress(OSError):  # a reply the gone server never read: dropped
+        out.close()
     return 0
 
 
