@@ -204,3 +204,18 @@ def test_promote_with_the_revision_seen_is_refused_once_the_deployment_moved(
     assert "promote again if still wanted" in said
     status = json.loads(cli("status", "churn", "--json").stdout)
     assert status["weight"] == 0.25  # one step from 5 %, not two
+
+
+def test_a_canary_or_shadow_under_one_percent_is_shown_as_set_not_as_zero(
+    cli, churn_files, churn_pipeline, churn_frame, tmp_path
+):
+    _two_models(cli, churn_files, churn_pipeline, churn_frame, tmp_path)
+    canary = cli("deploy", "churn", "churn-small:1", "--weight", "0.005")
+    assert canary.exit_code == 0, canary.output
+    assert "churn-small:1 answers 0.5% of rows beside churn:1" in canary.stdout
+    assert "0.5%" in cli("status", "churn").stdout
+    assert "canary 0.5%" in cli("deployments").stdout
+    assert "(canary 0.5%)" in " ".join(cli("history", "churn").stdout.split())
+    shadow = cli("deploy", "churn", "churn-small:1", "--strategy", "shadow", "--mirror", "0.125")
+    assert "scores 12.5% of rows in shadow" in shadow.stdout
+    assert "shadow 12.5%" in cli("deployments").stdout

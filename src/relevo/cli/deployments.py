@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from relevo.cli.output import console, handle_errors, print_json, table
+from relevo.cli.output import console, handle_errors, print_json, share, table
 from relevo.cli.state import state
 from relevo.context import Relevo
 from relevo.routing.deployment import Deployment
@@ -39,9 +39,9 @@ OPTIONAL = frozenset({"challenger", "key"})
 def _strategy(dep: Deployment) -> str:
     """The strategy with its share: `canary 10%`, `shadow 20%` (mirrored), `basic`."""
     if dep.strategy == "canary":
-        return f"canary {dep.weight:.0%}"
+        return f"canary {share(dep.weight)}"
     if dep.strategy == "shadow" and dep.mirror < 1.0:
-        return f"shadow {dep.mirror:.0%}"
+        return f"shadow {share(dep.mirror)}"
     return dep.strategy
 
 

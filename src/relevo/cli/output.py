@@ -81,6 +81,12 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def share(value: float) -> str:
+    """A share of rows as a percentage, as precise as it was set: `5%`, `12.5%`, `0.5%` (a
+    canary at 0.005 is not "0%")."""
+    return f"{value * 100:.4g}%"
+
+
 def fmt(value: Any, digits: int = 4) -> str:
     if value is None:
         return ""

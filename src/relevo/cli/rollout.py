@@ -10,7 +10,7 @@ from typing import Any
 import typer
 
 from relevo.cli.deployments import show_all, status_data
-from relevo.cli.output import console, fmt, handle_errors, print_json, table
+from relevo.cli.output import console, fmt, handle_errors, print_json, share, table
 from relevo.cli.state import state
 from relevo.context import Relevo
 from relevo.routing.deployment import Deployment
@@ -30,12 +30,12 @@ def describe(dep: Deployment) -> str:
     if dep.strategy == "shadow":
         return (
             f"Deployment [bold]{dep.name}[/]: {dep.model_ref} answers; {dep.challenger_ref} "
-            f"scores {dep.mirror:.0%} of rows in shadow (revision {dep.revision})."
+            f"scores {share(dep.mirror)} of rows in shadow (revision {dep.revision})."
         )
     if dep.strategy == "canary":
         plan = f"step {dep.step + 1} of {len(dep.steps)}" if dep.steps else "fixed weight"
         return (
-            f"Deployment [bold]{dep.name}[/]: {dep.challenger_ref} answers {dep.weight:.0%} of "
+            f"Deployment [bold]{dep.name}[/]: {dep.challenger_ref} answers {share(dep.weight)} of "
             f"rows beside {dep.model_ref} ({plan}, revision {dep.revision})."
         )
     if dep.revision == 1:  # a name never deployed before: perhaps a typo, so say it is new
@@ -65,13 +65,13 @@ def show_status(rv: Relevo, name: str | None, json_out: bool) -> None:
         ["challenger", dep.challenger_ref or "(none)"],
     ]
     if dep.strategy == "canary":
-        fields.append(["weight", f"{dep.weight:.0%}"])
+        fields.append(["weight", share(dep.weight)])
         if dep.steps:
             plan = ", ".join(f"{s}%" for s in dep.steps)
             fields.append(["step", f"{dep.step + 1} of {len(dep.steps)} ({plan})"])
             fields.append(["manual", "yes" if dep.manual else "no"])
     if dep.strategy == "shadow":
-        fields.append(["mirror", f"{dep.mirror:.0%}"])
+        fields.append(["mirror", share(dep.mirror)])
     fields += [
         ["routing key", dep.key_column or "(none: random per row)"],
         ["previous champion", dep.previous_ref or ""],
@@ -197,7 +197,7 @@ def history(
         serving = s.get("model", "")
         if s.get("challenger"):
             serving += f" + {s['challenger']} ({s.get('strategy')}"
-            serving += f" {s.get('weight', 0):.0%})" if s.get("strategy") == "canary" else ")"
+            serving += f" {share(s.get('weight', 0))})" if s.get("strategy") == "canary" else ")"
         rows.append(
             [
                 s.get("revision", ""),
