@@ -175,3 +175,46 @@ def test_whole_number_steps_written_as_floats_are_steps():
         with pytest.raises(InvalidInputError) as refused:
             deploy_body({"model": "churn:2", "steps": [bad, 100]})
         assert refused.value.problems[0].column == "steps.0"
+
+
+def test_the_openapi_document_describes_the_bodies_the_routes_take(
+    rv, deployed, server_settings, spawn_server, churn_pipeline, churn_frame
+):
+    """A client built from /openapi.json (or a validating proxy) can send a canary, a shadow
+    and a promote from the revision seen: the documented schemas accept what the routes take,
+    and an empty promote body is allowed, as the route allows it."""
+    import jsonschema
+
+    small = _small(rv, churn_pipeline, churn_frame)
+    url = _admin_url(server_settings, spawn_server)
+    paths = httpx.get(f"{url}/openapi.json").json()["paths"]
+
+    def body_of(path: str, method: str) -> tuple[dict, bool]:
+        request = paths[path][method]["requestBody"]
+        return request["content"]["application/json"]["schema"], request["required"]
+
+    put_schema, put_required = body_of("/v1/deployments/{name}", "put")
+    canary = {"model": small.ref, "steps": [5, 25, 50, 100], "manual": True, "reason": "trees"}
+    for body in (
+        canary,
+        {"model": small.ref, "strategy": "shadow", "mirror": 0.2},
+        {"model": small.ref, "weight": 0.05, "key": None},
+    ):
+        jsonschema.validate(body, put_schema)  # the document allows it...
+    assert put_required
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"model": small.ref, "colour": "blue"}, put_schema)
+    answer = httpx.put(f"{url}/v1/deployments/churn", json=canary, headers=ADMIN)
+    assert answer.status_code == 200, answer.text  # ...and the route takes it
+
+    for action in ("promote", "rollback"):
+        schema, required = body_of(f"/v1/deployments/{{name}}/{action}", "post")
+        assert not required  # the body may be left out
+        jsonschema.validate({"reason": "gates pass", "revision": 7}, schema)
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate({"reason": "x", "colour": "blue"}, schema)
+    seen = answer.json()["revision"]
+    promoted = httpx.post(
+        f"{url}/v1/deployments/churn/promote", json={"revision": seen}, headers=ADMIN
+    )
+    assert promoted.status_code == 200, promoted.text

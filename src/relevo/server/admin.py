@@ -156,8 +156,10 @@ def admin_router(runtime: Callable[[], Runtime]) -> APIRouter:
         tags=["deployments"],
         summary="Deploy a model version: swap it (basic) or add it as a shadow or canary "
         "challenger.",
+        # the schema of the body this route reads (DeployBody), so the document and the
+        # route never disagree on a field
         openapi_extra=openapi.request_body(
-            openapi.DEPLOY_BODY, {"model": "churn:1", "key": "customer_id"}
+            DeployBody.model_json_schema(), {"model": "churn:1", "key": "customer_id"}
         ),
         responses={
             **openapi.ok(openapi.DEPLOYMENT),

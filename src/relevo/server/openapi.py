@@ -66,14 +66,17 @@ def obj(*required: str, **properties: Any) -> dict[str, Any]:
     return {"type": "object", "required": list(required), "properties": properties}
 
 
-def request_body(schema: dict[str, Any], example: Any = None, binary: bool = False) -> dict:
-    """An `openapi_extra` declaring a JSON request body (also binary for the V2 extension)."""
+def request_body(
+    schema: dict[str, Any], example: Any = None, binary: bool = False, required: bool = True
+) -> dict:
+    """An `openapi_extra` declaring a JSON request body (also binary for the V2 extension);
+    `required=False` for a body that may be left out."""
     content: dict[str, Any] = {JSON: {"schema": schema}}
     if example is not None:
         content[JSON]["example"] = example
     if binary:
         content["application/octet-stream"] = {"schema": {"type": "string", "format": "binary"}}
-    return {"requestBody": {"required": True, "content": content}}
+    return {"requestBody": {"required": required, "content": content}}
 
 
 PREDICT_BODY = obj(
@@ -104,16 +107,6 @@ PREDICTIONS = obj(
     "predictions",
     predictions={"type": "array", "items": obj("id", "model", id={"type": "string"})},
 )
-DEPLOY_BODY = obj(
-    "model",
-    model={"type": "string", "description": "NAME:VERSION of a registered model"},
-    key={
-        "type": ["string", "null"],
-        "description": "Column of the instances that routes requests; omitted: keep the "
-        "current key, null: no key.",
-    },
-)
-DEPLOY_BODY["additionalProperties"] = False
 DEPLOYMENT = obj("name", "model", name={"type": "string"}, model={"type": "string"})
 MODEL_VERSION = obj("name", "version", name={"type": "string"}, version={"type": "integer"})
 READINESS = obj(

@@ -32,7 +32,22 @@ from relevo.server.http import (
 from relevo.serving.runtime import Runtime
 from relevo.settings import Settings
 
-_REASON = openapi.obj(reason={"type": "string"})
+#: the optional body of promote and rollback (what `reason_of` reads)
+_CHANGE_BODY = {
+    **openapi.obj(
+        reason={
+            "type": ["string", "null"],
+            "maxLength": 2000,
+            "description": "why, for the audit trail",
+        },
+        revision={
+            "type": ["integer", "null"],
+            "minimum": 1,
+            "description": "the revision you saw: refused with 409 if the deployment moved",
+        },
+    ),
+    "additionalProperties": False,
+}
 
 
 def http_actor(settings: Settings, header: str | None) -> str:
@@ -112,7 +127,9 @@ def rollouts_router(runtime: Callable[[], Runtime]) -> APIRouter:
         "/{name}/promote",
         tags=["deployments"],
         summary="Next rollout step, or the challenger becomes the champion.",
-        openapi_extra=openapi.request_body(_REASON, {"reason": "gates pass"}),
+        openapi_extra=openapi.request_body(
+            _CHANGE_BODY, {"reason": "gates pass", "revision": 7}, required=False
+        ),
         responses=changes,
     )
     async def promote(name: str, request: Request) -> Response:
@@ -122,7 +139,7 @@ def rollouts_router(runtime: Callable[[], Runtime]) -> APIRouter:
         "/{name}/rollback",
         tags=["deployments"],
         summary="Drop the challenger, or bring back the previous champion.",
-        openapi_extra=openapi.request_body(_REASON, {"reason": "AUC lower"}),
+        openapi_extra=openapi.request_body(_CHANGE_BODY, {"reason": "AUC lower"}, required=False),
         responses=changes,
     )
     async def rollback(name: str, request: Request) -> Response:
