@@ -25,6 +25,7 @@ from relevo.errors import (
     RelevoError,
     UnavailableError,
 )
+from relevo.routing.deployment import KEEP, KeepType
 from relevo.serving.records import flatten_output, frame_to_records
 
 _BY_STATUS: dict[int, type[RelevoError]] = {
@@ -147,9 +148,15 @@ class Client:
     def ready(self) -> dict[str, Any]:
         return self._http.get("/readyz").json()
 
-    def deploy(self, deployment: str, model: str, *, key: str | None = None) -> dict[str, Any]:
-        body = _dumps({"model": model, "key": key})
-        return self._request("PUT", f"/v1/deployments/{deployment}", content=body)
+    def deploy(
+        self, deployment: str, model: str, *, key: str | KeepType | None = KEEP
+    ) -> dict[str, Any]:
+        """Serve `model` (NAME:VERSION) under `deployment` (a basic swap). `key` names the
+        routing-key column; by default a redeploy keeps the current one, `None` removes it."""
+        fields: dict[str, Any] = {"model": model}
+        if not isinstance(key, KeepType):  # omitted in the body: the server keeps the key
+            fields["key"] = key
+        return self._request("PUT", f"/v1/deployments/{deployment}", content=_dumps(fields))
 
     def deployment(self, deployment: str) -> dict[str, Any]:
         return self._request("GET", f"/v1/deployments/{deployment}")

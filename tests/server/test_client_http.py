@@ -72,3 +72,17 @@ def test_a_list_of_rows_given_to_predict_says_which_method_takes_it(churn_frame)
     client = relevo.Client("http://127.0.0.1:9")  # nothing is sent
     with client, pytest.raises(TypeError, match="predict_records"):
         client.predict("churn", rows)  # type: ignore[arg-type]
+
+
+def test_a_redeploy_through_the_client_keeps_the_routing_key_unless_told(
+    live_server, rv, churn_pipeline, churn_frame
+):
+    """`deployed` routes by customer_id: a client deploy without `key` keeps it (as
+    `relevo deploy` and the PUT route do); `key=None` removes it."""
+    rv.registry.register("churn", churn_pipeline, churn_frame, target="churned")
+    with relevo.Client(live_server.url) as client:
+        swapped = client.deploy("churn", "churn:2")
+        assert swapped["model"] == "churn:2" and swapped["key_column"] == "customer_id"
+        assert client.deployment("churn")["key_column"] == "customer_id"
+        assert client.deploy("churn", "churn:1", key="account_id")["key_column"] == "account_id"
+        assert client.deploy("churn", "churn:2", key=None)["key_column"] is None

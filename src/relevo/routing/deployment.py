@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import Enum
 from functools import cached_property
 from typing import Any, Literal
 
@@ -24,6 +25,16 @@ DEFAULT_STEPS: tuple[int, ...] = (5, 25, 50, 100)
 DEFAULT_MIN_STEP_ROWS = 500
 DEFAULT_MIN_STEP_SECONDS = 300.0
 DEFAULT_BAKE_SECONDS = 3600.0
+
+
+class KeepType(Enum):
+    """The 'leave it as it is' default of an optional setting."""
+
+    KEEP = "keep"
+
+
+#: a redeploy's "keep the current value" (of the routing key, say)
+KEEP = KeepType.KEEP
 
 
 def ref(name: str | None, version: int | None) -> str | None:

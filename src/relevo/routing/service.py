@@ -11,14 +11,20 @@ import builtins
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import Enum
 from typing import TypeVar
 
 from relevo.errors import InvalidInputError, NotFoundError
 from relevo.registry.registry import NAME_RE, Registry
 from relevo.registry.types import ModelRef, ModelVersion
 from relevo.routing import rollout as controller
-from relevo.routing.deployment import DEFAULT_STEPS, STRATEGIES, Deployment, Strategy
+from relevo.routing.deployment import (
+    DEFAULT_STEPS,
+    KEEP,
+    STRATEGIES,
+    Deployment,
+    KeepType,
+    Strategy,
+)
 from relevo.routing.events import DeploymentEvent
 from relevo.routing.gates import Gate, RolloutStats, default_gates
 from relevo.routing.rollout import Decision, DeployRequest, Transition
@@ -33,15 +39,6 @@ _ATTEMPTS = 5
 
 T = TypeVar("T")
 N = TypeVar("N", int, float)
-
-
-class KeepType(Enum):
-    """The 'leave it as it is' default of an optional setting."""
-
-    KEEP = "keep"
-
-
-KEEP = KeepType.KEEP
 
 
 @dataclass(frozen=True)
