@@ -219,3 +219,21 @@ def test_a_canary_or_shadow_under_one_percent_is_shown_as_set_not_as_zero(
     shadow = cli("deploy", "churn", "churn-small:1", "--strategy", "shadow", "--mirror", "0.125")
     assert "scores 12.5% of rows in shadow" in shadow.stdout
     assert "shadow 12.5%" in cli("deployments").stdout
+
+
+def test_a_rollouts_step_and_bake_are_set_per_deployment_from_the_cli(
+    cli, churn_files, churn_pipeline, churn_frame, tmp_path
+):
+    _two_models(cli, churn_files, churn_pipeline, churn_frame, tmp_path)
+    args = ("--rollout", "--min-step-rows", "2000", "--min-step-seconds", "600")
+    canary = cli("deploy", "churn", "churn-small:1", *args, "--bake-seconds", "7200", "--json")
+    assert canary.exit_code == 0, canary.output
+    state = json.loads(cli("status", "churn", "--json").stdout)
+    assert (state["min_step_rows"], state["min_step_seconds"], state["bake_seconds"]) == (
+        2000,
+        600.0,
+        7200.0,
+    )
+    for option, value in (("--min-step-seconds", "-1"), ("--bake-seconds", "nan")):
+        refused = cli("deploy", "churn", "churn-small:1", "--rollout", option, value)
+        assert refused.exit_code == 2 and option[2:].replace("-", "_") in refused.stderr

@@ -218,3 +218,21 @@ def test_the_openapi_document_describes_the_bodies_the_routes_take(
         f"{url}/v1/deployments/churn/promote", json={"revision": seen}, headers=ADMIN
     )
     assert promoted.status_code == 200, promoted.text
+
+
+def test_a_rollouts_step_and_bake_are_set_per_deployment_over_http(
+    rv, deployed, server_settings, spawn_server, churn_pipeline, churn_frame
+):
+    small = _small(rv, churn_pipeline, churn_frame)
+    base = f"{_admin_url(server_settings, spawn_server)}/v1/deployments/churn"
+    body = {"model": small.ref, "rollout": True, "min_step_rows": 2000, "min_step_seconds": 600}
+    put = httpx.put(base, json={**body, "bake_seconds": 7200}, headers=ADMIN)
+    assert put.status_code == 200, put.text
+    state = httpx.get(base, headers=ADMIN).json()
+    assert (state["min_step_rows"], state["min_step_seconds"], state["bake_seconds"]) == (
+        2000,
+        600.0,
+        7200.0,
+    )
+    refused = httpx.put(base, json={**body, "min_step_rows": -1}, headers=ADMIN)
+    assert refused.status_code == 422 and "min_step_rows" in refused.text

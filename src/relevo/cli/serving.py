@@ -166,6 +166,24 @@ def deploy(
     mirror: float | None = typer.Option(
         None, "--mirror", help="Shadow: the share of rows the challenger scores (default 1)."
     ),
+    min_step_rows: int | None = typer.Option(
+        None,
+        "--min-step-rows",
+        help="Rollout: challenger rows a step needs before advancing "
+        "(default RELEVO_ROLLOUT_MIN_STEP_ROWS, 500).",
+    ),
+    min_step_seconds: float | None = typer.Option(
+        None,
+        "--min-step-seconds",
+        help="Rollout: seconds a step lasts at least (default RELEVO_ROLLOUT_MIN_STEP_SECONDS, "
+        "300).",
+    ),
+    bake_seconds: float | None = typer.Option(
+        None,
+        "--bake-seconds",
+        help="After a promotion: how long a firing alert rolls back on its own "
+        "(default RELEVO_ROLLOUT_BAKE_SECONDS, 3600).",
+    ),
     reason: str | None = typer.Option(None, "--reason", help="Why, for the audit trail."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
@@ -185,6 +203,9 @@ def deploy(
         steps=steps,
         manual=manual,
         mirror=mirror,
+        min_step_rows=min_step_rows,
+        min_step_seconds=min_step_seconds,
+        bake_seconds=bake_seconds,
         actor=rollout.actor(),
         reason=reason,
     )

@@ -8,6 +8,7 @@ with its audit event in one transaction, as a compare-and-set on the revision: t
 from __future__ import annotations
 
 import builtins
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -347,7 +348,7 @@ def _some(state: Deployment | None) -> Deployment:
 def _default(value: N | None, default: N, field: str) -> N:
     if value is None:
         return default
-    if isinstance(value, bool) or value < 0:
+    if isinstance(value, bool) or not math.isfinite(value) or value < 0:
         raise InvalidInputError(f"{field}: {value!r} must be a number of at least 0")
     return value
 

@@ -66,6 +66,17 @@ class DeployBody(BaseModel):
     rollout: bool = Field(False, description="canary: progressive rollout 5, 25, 50, 100")
     manual: bool = Field(False, description="hold at each step until promote")
     mirror: float | None = Field(None, description="shadow: the share of rows scored")
+    min_step_rows: int | None = Field(
+        None, description="rollout: challenger rows a step needs (default: the server's setting)"
+    )
+    min_step_seconds: float | None = Field(
+        None, description="rollout: seconds a step lasts at least (default: the server's setting)"
+    )
+    bake_seconds: float | None = Field(
+        None,
+        description="after a promotion, how long a firing alert rolls back on its own "
+        "(default: the server's setting)",
+    )
     reason: str | None = Field(None, max_length=2000, description="why, for the audit trail")
 
 
@@ -200,6 +211,9 @@ def admin_router(runtime: Callable[[], Runtime]) -> APIRouter:
                 rollout=body.rollout,
                 manual=body.manual,
                 mirror=body.mirror,
+                min_step_rows=body.min_step_rows,
+                min_step_seconds=body.min_step_seconds,
+                bake_seconds=body.bake_seconds,
                 actor=http_actor(rt.settings, authorization(request.scope)),
                 reason=body.reason,
             )
