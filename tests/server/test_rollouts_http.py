@@ -84,11 +84,15 @@ def test_rollout_control_needs_the_admin_token_before_any_body(
     )
     url = spawn_server(settings)
     base = f"{url}/v1/deployments/churn"
-    for method, path in (("POST", "/promote"), ("POST", "/rollback"), ("GET", "/history")):
+    paths = (("POST", "/promote"), ("POST", "/rollback"), ("GET", "/history"), ("GET", "/status"))
+    for method, path in paths:
         anonymous = httpx.request(method, base + path)
         assert anonymous.status_code == 401 and "token" in anonymous.json()["error"]
         weak = httpx.request(method, base + path, headers=API)
         assert weak.status_code == 403
+        # a read is not called a change: the answer says what the API token may not do
+        assert weak.json()["error"].startswith("this request needs the admin token")
+        assert "status and history" in weak.json()["error"]
     # a bad body is a 422 naming the field, in relevo's error shape
     bad = httpx.post(f"{base}/rollback", json={"why": 1}, headers=ADMIN)
     assert bad.status_code == 422 and bad.json()["problems"][0]["column"] == "body"

@@ -1,5 +1,5 @@
 """Optional bearer tokens: RELEVO_API_TOKEN for predictions and reads, RELEVO_ADMIN_TOKEN for
-changes.
+changes (and a rollout's status and history, `Access.ADMIN` too).
 
 | tokens set      | predict, infer, reads      | changes (PUT /v1/deployments/...) |
 |-----------------|----------------------------|-----------------------------------|
@@ -56,7 +56,11 @@ def check(authorization: str | None, access: Access, settings: Settings) -> None
     if _matches(token, api):
         if access is Access.PREDICT or admin is None:
             return  # with no admin token, the API token guards changes too
-        raise AuthError("this token may predict but not change state: use the admin token", 403)
+        raise AuthError(
+            "this request needs the admin token: the API token may predict and read models "
+            "and deployments, not change them nor read a rollout's status and history",
+            403,
+        )
     raise AuthError("invalid token", 401)
 
 
