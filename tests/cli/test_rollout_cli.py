@@ -237,3 +237,21 @@ def test_a_rollouts_step_and_bake_are_set_per_deployment_from_the_cli(
     for option, value in (("--min-step-seconds", "-1"), ("--bake-seconds", "nan")):
         refused = cli("deploy", "churn", "churn-small:1", "--rollout", option, value)
         assert refused.exit_code == 2 and option[2:].replace("-", "_") in refused.stderr
+
+
+def test_a_deploy_over_a_running_canary_says_what_it_replaced(
+    cli, churn_files, churn_pipeline, churn_frame, tmp_path
+):
+    _two_models(cli, churn_files, churn_pipeline, churn_frame, tmp_path)
+    assert (
+        cli("deploy", "churn", "churn-small:1", "--steps", "5,25,50,100", "--manual").exit_code == 0
+    )
+    assert cli("promote", "churn").exit_code == 0
+    shadow = cli("deploy", "churn", "churn-small:1", "--strategy", "shadow", "--reason", "hold")
+    assert shadow.exit_code == 0, shadow.output
+    said = " ".join(shadow.stdout.split())
+    assert "It replaced the canary challenger churn-small:1 at 25% (step 2 of 4)" in said
+    last = json.loads(cli("history", "churn", "--json").stdout)[-1]
+    assert (
+        last["reason"] == "hold; replaced the canary challenger churn-small:1 at 25% (step 2 of 4)"
+    )

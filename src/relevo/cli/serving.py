@@ -18,6 +18,7 @@ from relevo.cli.deployments import deployments
 from relevo.cli.output import console, err_console, fmt, handle_errors, print_json, table
 from relevo.cli.state import state
 from relevo.errors import InvalidInputError, UnavailableError
+from relevo.routing.rollout import running
 from relevo.routing.service import KEEP
 from relevo.serving.records import frame_to_records
 from relevo.settings import Settings, reset_settings
@@ -221,6 +222,12 @@ def deploy(
     ):
         console.print(
             f"Its {before.strategy} challenger {before.challenger_ref} was withdrawn.",
+            highlight=False,
+        )
+    elif before is not None and before.has_challenger and dep.has_challenger:
+        console.print(
+            f"It replaced the {running(before)}; the gates count the challenger's rows "
+            "afresh from now.",
             highlight=False,
         )
     if dep.revision == 1:  # a new name: the others show a typo at once

@@ -155,7 +155,21 @@ def deploy(
         state = replace(base, mirror=mirror)
     else:
         state = _canary(base, request)
+    if current.has_challenger:
+        # said in the audit trail: the running challenger's plan ends here (its step, its
+        # weight), and the gates count its rows afresh from this deploy
+        ended = f"replaced the {running(current)}"
+        reason = f"{reason}; {ended}" if reason else ended
     return Transition(state, _event(state, "deploy", now, actor, reason))
+
+
+def running(state: Deployment) -> str:
+    """The challenger a deployment runs, as the audit trail names it: `canary challenger
+    churn-gbm:1 at 50% (step 3 of 4)`, `shadow challenger churn-gbm:1 (mirror 20%)`."""
+    if state.strategy == "shadow":
+        return f"shadow challenger {state.challenger_ref} (mirror {state.mirror * 100:.4g}%)"
+    plan = f" (step {state.step + 1} of {len(state.steps)})" if state.steps else ""
+    return f"canary challenger {state.challenger_ref} at {state.weight * 100:.4g}%{plan}"
 
 
 def _canary(base: Deployment, request: DeployRequest) -> Deployment:
