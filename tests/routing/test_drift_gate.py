@@ -125,3 +125,31 @@ def test_the_evaluator_reads_the_drift_at_most_every_few_seconds(
     assert drift == [g.detail for g in first.decision.results if g.gate == "drift"]
     clock[0] += evaluator.DRIFT_EVERY_S
     assert evaluate_once(rv, "test-holder", 30.0)["churn"].decision.move == "rollback"
+
+
+def test_a_step_minimum_under_the_gates_sample_does_not_roll_back_an_equal_challenger(
+    rv: relevo.Relevo, canary: Deployment, churn_pipeline: Pipeline
+):
+    """`--min-step-rows 50`: the gate decides from 50 rows, whose distance scatters far more
+    than 500 rows' (a fixed 0.2 failed a challenger predicting exactly as on its reference in
+    a quarter of the samples or more); one whose outputs moved still fails at 50 rows."""
+    from relevo.monitoring.drift.numeric import binned_wasserstein
+    from relevo.monitoring.reference import PREDICTION
+
+    column = rv.registry.reference_profile("churn:2").prediction.columns[PREDICTION]
+    state = rv.deployments.deploy(
+        "churn", "churn:2", strategy="canary", weight=0.5, min_step_rows=50
+    )
+    gate = DriftGate()
+    live = _live(churn_pipeline, 20_000)
+    rng = np.random.default_rng(0)
+
+    def verdict(outputs: np.ndarray) -> str:
+        value = binned_wasserstein(column, column.empty_like().update(list(outputs)))
+        return gate.check(state, RolloutStats(drift=Measurement(value, len(outputs)))).verdict
+
+    for rows in (50, 100, 200):
+        verdicts = [verdict(rng.choice(live, rows, replace=False)) for _ in range(200)]
+        assert verdicts.count("fail") <= 2, (rows, verdicts.count("fail"))
+    moved = np.clip(rng.choice(live, 50, replace=False) + 0.35, 0, 1)
+    assert verdict(moved) == "fail"
