@@ -255,3 +255,22 @@ def test_a_deploy_over_a_running_canary_says_what_it_replaced(
     assert (
         last["reason"] == "hold; replaced the canary challenger churn-small:1 at 25% (step 2 of 4)"
     )
+
+
+def test_status_says_what_the_gates_say_now_and_why_a_rollout_holds(
+    cli, churn_files, churn_pipeline, churn_frame, tmp_path
+):
+    _two_models(cli, churn_files, churn_pipeline, churn_frame, tmp_path)
+    assert json.loads(cli("status", "churn", "--json").stdout)["decision"] is None  # no challenger
+    assert cli("deploy", "churn", "churn-small:1", "--rollout").exit_code == 0
+    decision = json.loads(cli("status", "churn", "--json").stdout)["decision"]
+    assert decision["move"] == "hold"
+    verdicts = {g["gate"]: g["verdict"] for g in decision["gates"]}
+    assert verdicts == {
+        "error_rate": "inconclusive",
+        "latency_p99": "inconclusive",
+        "drift": "inconclusive",
+        "label_metric": "pass",
+    }
+    table = " ".join(cli("status", "churn").stdout.split())
+    assert "Gates now" in table and "Next move: hold (gate error_rate inconclusive" in table

@@ -240,3 +240,21 @@ def test_a_rollouts_step_and_bake_are_set_per_deployment_over_http(
     )
     refused = httpx.put(base, json={**body, "min_step_rows": -1}, headers=ADMIN)
     assert refused.status_code == 422 and "min_step_rows" in refused.text
+
+
+def test_the_status_over_http_says_what_the_gates_say_now(
+    rv, deployed, server_settings, spawn_server, churn_pipeline, churn_frame
+):
+    small = _small(rv, churn_pipeline, churn_frame)
+    base = f"{_admin_url(server_settings, spawn_server)}/v1/deployments/churn"
+    assert httpx.get(f"{base}/status", headers=ADMIN).json()["decision"] is None
+    put = httpx.put(base, json={"model": small.ref, "weight": 0.1}, headers=ADMIN)
+    assert put.status_code == 200, put.text
+    decision = httpx.get(f"{base}/status", headers=ADMIN).json()["decision"]
+    assert decision["move"] == "hold" and "error_rate" in decision["reason"]
+    assert [g["gate"] for g in decision["gates"]] == [
+        "error_rate",
+        "latency_p99",
+        "drift",
+        "label_metric",
+    ]

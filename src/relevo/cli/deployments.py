@@ -15,6 +15,7 @@ from relevo.cli.output import console, handle_errors, print_json, share, table
 from relevo.cli.state import state
 from relevo.context import Relevo
 from relevo.routing.deployment import Deployment
+from relevo.routing.evaluator import current_decision
 from relevo.routing.stats import arms, shadow_comparison
 
 Cell = Callable[[Deployment, int], object]
@@ -52,7 +53,13 @@ def status_data(rv: Relevo, dep: Deployment) -> dict[str, Any]:
         "predictions_logged": rv.store.predictions.count(dep.name),
         "models": [arm.to_dict() for arm in arms(rv.store, dep)],
         "shadow": shadow_comparison(rv.store, dep),
+        "decision": _decided(rv, dep),
     }
+
+
+def _decided(rv: Relevo, dep: Deployment) -> dict[str, Any] | None:
+    decision = current_decision(rv, dep)
+    return decision.to_dict() if decision is not None else None
 
 
 def _with_counts(rv: Relevo) -> list[tuple[Deployment, int]]:

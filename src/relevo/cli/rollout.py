@@ -100,6 +100,20 @@ def show_status(rv: Relevo, name: str | None, json_out: bool) -> None:
 
     if data["shadow"] is not None:
         show_shadow(data["shadow"])
+    if data["decision"] is not None:
+        show_decision(data["decision"])
+
+
+def show_decision(decision: dict[str, Any]) -> None:
+    """The gates' answers now, and the move they call for (or why the rollout holds)."""
+    console.print(
+        table(
+            "Gates now",
+            ["gate", "verdict", "detail"],
+            [[g["gate"], g["verdict"], g["detail"]] for g in decision["gates"]],
+        )
+    )
+    console.print(f"Next move: {decision['move']} ({decision['reason']})", highlight=False)
 
 
 def show_shadow(c: dict[str, Any]) -> None:

@@ -24,6 +24,7 @@ from relevo.feedback.service import label_metric
 from relevo.monitoring.rollout_drift import challenger_drift
 from relevo.routing.deployment import Deployment
 from relevo.routing.gates import Measurement, RolloutStats
+from relevo.routing.rollout import Decision
 from relevo.routing.service import Evaluation
 from relevo.routing.stats import bake_alerts, rollout_stats
 
@@ -64,11 +65,7 @@ def _evaluate(rv: Relevo, dep: Deployment, now: datetime) -> Evaluation | None:
     if it changed since it was read (a user's deploy, another replica's move), nothing is
     done this time."""
     if dep.has_challenger:
-        stats = replace(
-            rollout_stats(rv.store, dep),
-            drift=_drift(rv, dep),
-            label_metric=_label_metric(rv, dep),
-        )
+        stats = gate_stats(rv, dep)
     elif dep.baking(now):
         # after a promotion: a firing alert of the deployment rolls back (issue 14)
         stats = RolloutStats(alerts=bake_alerts(rv.store, dep))
@@ -77,6 +74,26 @@ def _evaluate(rv: Relevo, dep: Deployment, now: datetime) -> Evaluation | None:
     else:
         return None
     return rv.deployments.evaluate(dep.name, stats, state=dep)
+
+
+def gate_stats(rv: Relevo, dep: Deployment) -> RolloutStats:
+    """The numbers the gates judge `dep`'s challenger on: rows, errors and latency per model
+    from the prediction log, the challenger's prediction drift and both label metrics."""
+    return replace(
+        rollout_stats(rv.store, dep), drift=_drift(rv, dep), label_metric=_label_metric(rv, dep)
+    )
+
+
+def current_decision(rv: Relevo, dep: Deployment) -> Decision | None:
+    """What the gates say about `dep` now, without acting (`relevo status` shows it: why a
+    rollout holds); None without a challenger, or when its numbers cannot be read now."""
+    if not dep.has_challenger:
+        return None
+    try:
+        return rv.deployments.decide(dep.name, gate_stats(rv, dep), state=dep)
+    except Exception as exc:  # a status must not fail for a number it cannot read now
+        log.warning("reading the gates of deployment %r failed: %s", dep.name, exc)
+        return None
 
 
 #: the drift gate's measurement (the challenger's latest 5,000 outputs read, parsed and

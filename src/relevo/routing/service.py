@@ -176,9 +176,10 @@ class DeploymentService:
             revision,
         )
 
-    def decide(self, name: str, stats: RolloutStats) -> Decision:
-        """What the gates say about deployment `name` now, without acting on it."""
-        return controller.decide(self.get(name), stats, self.gates, self._clock())
+    def decide(self, name: str, stats: RolloutStats, state: Deployment | None = None) -> Decision:
+        """What the gates say about deployment `name` now, without acting on it (`stats`
+        describe `state`, the deployment as stored now when not given)."""
+        return controller.decide(state or self.get(name), stats, self.gates, self._clock())
 
     def evaluate(
         self, name: str, stats: RolloutStats, state: Deployment | None = None

@@ -17,6 +17,7 @@ from fastapi.responses import Response
 
 from relevo.errors import InvalidInputError, Problem, RelevoError
 from relevo.routing.deployment import Deployment
+from relevo.routing.evaluator import current_decision
 from relevo.routing.stats import arms, shadow_comparison
 from relevo.server import openapi
 from relevo.server.auth import Access, check
@@ -93,7 +94,14 @@ def status_body(rt: Runtime, dep: Deployment) -> dict[str, Any]:
         "serving_revision": live.deployment.revision if live is not None else None,
         "models": [arm.to_dict() for arm in arms(rt.relevo.store, dep)],
         "shadow": shadow_comparison(rt.relevo.store, dep),
+        # what the gates say now (a move the evaluator makes at its next look, or why it holds)
+        "decision": _decided(rt, dep),
     }
+
+
+def _decided(rt: Runtime, dep: Deployment) -> dict[str, Any] | None:
+    decision = current_decision(rt.relevo, dep)
+    return decision.to_dict() if decision is not None else None
 
 
 def rollouts_router(runtime: Callable[[], Runtime]) -> APIRouter:
