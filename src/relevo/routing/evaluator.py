@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -166,7 +167,34 @@ async def run(rv: Relevo, interval_s: float, on_change: Callable[[], object] | N
             except Exception as exc:  # a database hiccup must not end the evaluator
                 log.warning("evaluating rollouts failed: %s", exc)
     finally:
+        await release_lease(lambda: rv.deployments.release_evaluator(holder), "rollout")
+
+
+#: how long a stopping server waits for a lease's release: in a database outage the release
+#: waits on the database's own timeouts (30 s on a locked SQLite file), which held the stop
+#: past a pod's grace period; the lease expires by itself `ttl` after the last renewal anyway
+RELEASE_WAIT_S = 2.0
+
+
+async def release_lease(release: Callable[[], object], what: str) -> None:
+    """Run `release` in a daemon thread of its own (not asyncio's pool, which the event loop
+    joins when it closes) and wait at most `RELEASE_WAIT_S` for it."""
+
+    def quietly() -> None:
         try:
-            await asyncio.to_thread(rv.deployments.release_evaluator, holder)
+            release()
         except Exception as exc:
-            log.debug("releasing the evaluator lease failed: %s", exc)
+            log.debug("releasing the %s evaluator lease failed: %s", what, exc)
+
+    thread = threading.Thread(target=quietly, name=f"relevo-release-{what}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + RELEASE_WAIT_S
+    while thread.is_alive() and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    if thread.is_alive():
+        log.info(
+            "the %s evaluator lease was not released within %g s (the database does not "
+            "answer): it expires by itself",
+            what,
+            RELEASE_WAIT_S,
+        )

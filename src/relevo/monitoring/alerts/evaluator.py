@@ -10,7 +10,7 @@ import logging
 
 from relevo.monitoring.alerts.gauges import get_gauges
 from relevo.monitoring.alerts.service import AlertService, EvaluationReport
-from relevo.routing.evaluator import holder_id
+from relevo.routing.evaluator import holder_id, release_lease
 
 log = logging.getLogger("relevo.alerts")
 
@@ -41,7 +41,4 @@ async def run(service: AlertService, interval_s: float) -> None:
                 log.warning("evaluating alerts failed: %s", exc)
             await asyncio.sleep(interval_s)
     finally:
-        try:
-            await asyncio.to_thread(service.release_evaluator, holder)
-        except Exception as exc:
-            log.debug("releasing the monitoring evaluator lease failed: %s", exc)
+        await release_lease(lambda: service.release_evaluator(holder), "monitoring")
