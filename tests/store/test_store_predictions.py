@@ -10,7 +10,7 @@ import orjson
 
 from relevo.serving.ids import new_ids
 from relevo.serving.log import LogEntry, PredictionLog
-from relevo.store.predictions import COLUMNS
+from relevo.store.predictions import BATCH, COLUMNS, FIELDS
 
 
 def rows(n: int, created_at: datetime | None = None) -> list[tuple[Any, ...]]:
@@ -147,13 +147,37 @@ def test_a_batch_stored_with_its_features_once_reads_back_row_by_row(store):
     # small chunks: an entry's rows span several reads
     back = [r for chunk in store.predictions.iter_rows("churn", chunk_size=7) for r in chunk]
     assert {r["id"]: orjson.loads(r["features"]) for r in back} == expected
-    assert set(back[0]) == set(COLUMNS)
+    assert set(back[0]) == set(FIELDS)
 
     # the feedback loop's read (the log joined to its labels) gets the same features
     joined = store.labels.joined("churn", None, created + timedelta(seconds=1), features=True)
     assert joined.features is not None
     got = {i: orjson.loads(f) for i, f in zip(joined.ids, joined.features, strict=True)}
     assert got == expected
+
+
+def test_marked_and_unmarked_rows_of_one_write_are_stored_each_with_its_source(store):
+    """A write may hold requests' rows (inline, or pointing at their entry's inputs) beside a
+    batch run's rows (marked, either way): each is stored with its source, a request's none."""
+    created = datetime.now(UTC)
+    inline_rows = rows(3, created)
+    shared = _shared_rows(4, created, first=10)
+    batch_shared = [(*r, BATCH) for r in _shared_rows(5, created, first=20)]
+    batch_inline = [(*r, None, None, BATCH) for r in rows(2, created)]
+    every = inline_rows + batch_shared + shared + batch_inline
+    assert store.predictions.insert_many(every) == 14
+    store.predictions.insert_many(every)  # a retry stores nothing twice
+    back = {r["id"]: r for r in stored(store)}
+    assert len(back) == 14
+    assert {back[r[0]]["source"] for r in inline_rows + shared} == {None}
+    assert {back[r[0]]["source"] for r in batch_shared + batch_inline} == {BATCH}
+    assert [orjson.loads(back[r[0]]["features"])["tenure_months"] for r in batch_shared] == [
+        20,
+        21,
+        22,
+        23,
+        24,
+    ]
 
 
 def test_a_refused_batch_row_reaches_the_dead_letter_with_its_features_inline(tmp_path):

@@ -51,15 +51,23 @@ Verdict = Literal["pass", "fail", "inconclusive"]
 @dataclass(frozen=True)
 class ArmStats:
     """One model's numbers since the challenger was deployed: rows answered (or, for a shadow,
-    scored), rows that failed, and the p99 latency over those rows."""
+    scored), rows that failed, the p99 latency of the rows it answered to requests, and how
+    many those are (None: every row it answered itself, `rows - errors`; a batch run's rows
+    carry no request's latency)."""
 
     rows: int = 0
     errors: int = 0
     latency_p99_ms: float | None = None
+    latency_rows: int | None = None
 
     @property
     def error_rate(self) -> float:
         return self.errors / self.rows if self.rows else 0.0
+
+    @property
+    def timed_rows(self) -> int:
+        """The rows the p99 is over."""
+        return self.rows - self.errors if self.latency_rows is None else self.latency_rows
 
 
 @dataclass(frozen=True)
@@ -178,7 +186,8 @@ class ErrorRateGate:
 @dataclass(frozen=True)
 class LatencyGate:
     """The challenger's p99 latency must stay under `ratio` x the champion's latency at the
-    quantile matched to the challenger's row count (see above) + `slack_ms`."""
+    quantile matched to the challenger's row count (see above) + `slack_ms`. Both are over the
+    rows answered to requests: a batch run's rows count for the other gates, not here."""
 
     ratio: float = 1.5
     slack_ms: float = 5.0
@@ -187,22 +196,25 @@ class LatencyGate:
 
     def check(self, state: Deployment, stats: RolloutStats) -> GateResult:
         ch, champ = stats.challenger, stats.champion
+        # the rows with a request's latency (a batch run's rows have none)
+        ch_n = ch.rows if ch.latency_rows is None else ch.latency_rows
+        champ_n = champ.rows if champ.latency_rows is None else champ.latency_rows
         if (
-            ch.rows < self.min_rows
-            or champ.rows < self.min_rows
+            ch_n < self.min_rows
+            or champ_n < self.min_rows
             or ch.latency_p99_ms is None
             or champ.latency_p99_ms is None
         ):
-            detail = f"too few rows ({ch.rows} and {champ.rows}, {self.min_rows} each needed)"
+            detail = f"too few rows ({ch_n} and {champ_n}, {self.min_rows} each needed)"
+            if ch_n < ch.rows - ch.errors or champ_n < champ.rows - champ.errors:
+                detail += "; a batch run's rows carry no request latency"
             return GateResult(self.name, "inconclusive", detail, ch.latency_p99_ms)
         matched = stats.champion_latency_matched_ms
         base = champ.latency_p99_ms if matched is None else matched
         bound = base * self.ratio + self.slack_ms
-        detail = f"p99 {ch.latency_p99_ms:.1f} ms over {ch.rows} rows against {base:.1f} ms"
+        detail = f"p99 {ch.latency_p99_ms:.1f} ms over {ch_n} rows against {base:.1f} ms"
         if matched is not None:
-            detail += (
-                f" (the champion's q{100 * matched_quantile(ch.rows - ch.errors):.2f}, matched)"
-            )
+            detail += f" (the champion's q{100 * matched_quantile(ch.timed_rows):.2f}, matched)"
         verdict: Verdict = "fail" if ch.latency_p99_ms > bound else "pass"
         return GateResult(self.name, verdict, detail, ch.latency_p99_ms, bound)
 

@@ -4,7 +4,9 @@ The gates compare a challenger with its champion over the rows each answered sin
 challenger was deployed (and, for a rollout step's minimum, since the step began). Every replica
 logs to the same store, so the numbers are the fleet's whichever replica looks. A challenger's
 failures are its rows logged with the role `fallback`: the champion answered them instead, so
-they count as rows of the challenger (it was given them) and as its errors.
+they count as rows of the challenger (it was given them) and as its errors. A batch run's rows
+count as rows (and errors) too, but their latency is no request's: each model's p99 is over the
+rows it answered to requests (`latency_rows`).
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class Arm:
     rows: int
     errors: int
     latency_p99_ms: float | None
+    #: the rows the p99 is over: those the model answered to requests (not a batch run's)
+    latency_rows: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         rate = self.errors / self.rows if self.rows else None
@@ -59,6 +63,7 @@ class Arm:
             "errors": self.errors,
             "error_rate": rate,
             "latency_p99_ms": self.latency_p99_ms,
+            "latency_rows": self.latency_rows,
         }
 
 
@@ -89,6 +94,12 @@ def _quantile(
     return None if found is None else found.latencies.quantile(q)
 
 
+def _timed(looked: dict[Key, tallies.Arm], model: str, version: int, role: str) -> int:
+    """The rows with a request's latency (a batch run's have none)."""
+    found = looked.get((model, version, role))
+    return 0 if found is None else found.latencies.n
+
+
 def arms(store: Store, state: Deployment, since: datetime | None = None) -> list[Arm]:
     """The champion's and (if any) the challenger's numbers since `since` (default: since the
     challenger was deployed, or all time without one)."""
@@ -105,6 +116,7 @@ def _arms(state: Deployment, looked: dict[Key, tallies.Arm]) -> list[Arm]:
             _rows(looked, name, version, "champion"),
             0,  # a champion's failure is the caller's error response, never logged as a row
             _quantile(looked, name, version, "champion"),
+            _timed(looked, name, version, "champion"),
         )
     ]
     if state.has_challenger and state.strategy == "canary":
@@ -119,6 +131,7 @@ def _arms(state: Deployment, looked: dict[Key, tallies.Arm]) -> list[Arm]:
                 _rows(looked, ch_name, ch_version, "challenger") + failed,
                 failed,
                 _quantile(looked, ch_name, ch_version, "challenger"),
+                _timed(looked, ch_name, ch_version, "challenger"),
             )
         )
     return out
@@ -138,17 +151,22 @@ def rollout_stats(store: Store, state: Deployment, since: datetime | None = None
         step_rows = _rows(step, state.model_name, state.model_version, FALLBACK)
         if state.challenger_name is not None and state.challenger_version is not None:
             step_rows += _rows(step, state.challenger_name, state.challenger_version, "challenger")
-    # the challenger's p99 is over the rows it answered itself (its failures were answered by
-    # the champion): the champion's latency at the quantile matched to that many rows
+    # the challenger's p99 is over the rows it answered itself to requests (its failures were
+    # answered by the champion; a batch run's rows carry no request's latency): the champion's
+    # latency at the quantile matched to that many rows
     matched = None
-    answered = challenger.rows - challenger.errors
-    if answered > 0 and challenger.latency_p99_ms is not None and champion.rows:
+    answered = challenger.latency_rows
+    if answered > 0 and challenger.latency_p99_ms is not None and champion.latency_rows:
         matched = _quantile(
             looked, state.model_name, state.model_version, "champion", matched_quantile(answered)
         )
     return RolloutStats(
-        champion=ArmStats(champion.rows, champion.errors, champion.latency_p99_ms),
-        challenger=ArmStats(challenger.rows, challenger.errors, challenger.latency_p99_ms),
+        champion=ArmStats(
+            champion.rows, champion.errors, champion.latency_p99_ms, champion.latency_rows
+        ),
+        challenger=ArmStats(
+            challenger.rows, challenger.errors, challenger.latency_p99_ms, challenger.latency_rows
+        ),
         step_rows=step_rows,
         champion_latency_matched_ms=matched,
     )

@@ -13,7 +13,9 @@ by the gates, not by the log).
 
 Latencies are kept on log-spaced buckets (`GAMMA` = 1.01 apart), the way DDSketch does: a
 quantile read from them is within 0.5 % of the exact nearest-rank quantile of the same rows,
-and histograms of any slices merge exactly.
+and histograms of any slices merge exactly. A batch run's rows (`relevo predict`) count as rows
+but add no latency: theirs is their chunk's model call, no request's (an arm's `latencies.n` is
+its rows with a request's latency).
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ class Latencies:
 
 @dataclass
 class Arm:
-    """One (model, role)'s rows and latencies."""
+    """One (model, role)'s rows and the latencies of those answered by a request."""
 
     rows: int = 0
     latencies: Latencies = field(default_factory=Latencies)
@@ -117,15 +119,17 @@ class Tally:
         return out
 
 
-def _fold(arms: dict[Key, Arm], rows: list[tuple[str, int, str, float]]) -> None:
-    """Add logged rows (model name, version, role, latency) to `arms`: each arm they touch is
-    replaced by a merged one, never changed in place (a look hands out the arms it holds)."""
-    by_key: dict[Key, list[float]] = {}
+def _fold(arms: dict[Key, Arm], rows: list[tuple[str, int, str, float | None]]) -> None:
+    """Add logged rows (model name, version, role, latency; None for a batch run's row) to
+    `arms`: each arm they touch is replaced by a merged one, never changed in place (a look
+    hands out the arms it holds)."""
+    by_key: dict[Key, list[float | None]] = {}
     for name, version, role, latency in rows:
         by_key.setdefault((name, version, role), []).append(latency)
     for key, values in by_key.items():
         added = Arm(len(values))
-        added.latencies.add(np.asarray(values, dtype=np.float64))
+        latencies = np.asarray(values, dtype=np.float64)  # None: NaN
+        added.latencies.add(latencies[~np.isnan(latencies)])
         arms[key] = arms[key].merged(added) if key in arms else added
 
 

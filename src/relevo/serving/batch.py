@@ -19,6 +19,7 @@ is scored and the output is complete (docs/serving.md "Batch scoring").
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -44,6 +45,7 @@ from relevo.serving.pool import Endpoint, ModelPool
 from relevo.serving.predictor import log_entry
 from relevo.serving.runner import ModelRunner
 from relevo.serving.validation import Policy
+from relevo.store.predictions import BATCH
 
 
 class Scored(NamedTuple):
@@ -385,7 +387,9 @@ def _log_entries(
     rows: int,
 ) -> Iterator[LogEntry]:
     """A scored chunk's log entries, `rows` rows each: the Python objects the log needs (a
-    value per cell, a dict per output) exist for one entry at a time, not the whole chunk."""
+    value per cell, a dict per output) exist for one entry at a time, not the whole chunk.
+    Marked as a batch run's (`source`): `took`, the chunk's model call, is no request's
+    latency, and request latency statistics leave them out."""
     created = time.time()
     version = runner.version
     numbers, others = checked.part
@@ -397,7 +401,7 @@ def _log_entries(
             probabilities=None if probabilities is None else probabilities[start:stop],
             values=None if values is None else values[start:stop],
         )
-        yield log_entry(
+        entry = log_entry(
             deployment,
             runner,
             role,
@@ -409,6 +413,7 @@ def _log_entries(
             None if checked.keys is None else checked.keys[start:stop],
             part[0],
         )
+        yield dataclasses.replace(entry, source=BATCH)
 
 
 def _log_features(part: Part, runner: ModelRunner) -> dict[str, list[Any]]:

@@ -16,16 +16,23 @@ from typing import Any, NamedTuple
 import numpy as np
 import orjson
 
-from relevo.store.predictions import COLUMNS, Inputs, Row
+from relevo.store import predictions
+from relevo.store.predictions import Inputs, Row
 
-#: a stored row's fields, in the order of the tuples handed to the writer: the store's columns
-FIELDS = COLUMNS
+#: a stored row's fields with its features inline, in order (what a dead letter keeps): the
+#: store's columns, then the row's source
+FIELDS = predictions.FIELDS
+
 #: of the serialised entry, first in every payload: 2 when it carries its number columns as a
 #: block of float64 after its outputs, 1 when not (and every entry before the block existed)
 _VERSION = 1
 _VERSION_BLOCK = 2
 #: as 2, the features left out: they are the number block's columns (`LogEntry.features` None)
 _VERSION_DERIVED = 3
+#: a header's fields in each format; an entry with a source (a batch run's) adds it last, one
+#: field more, which versions before the source existed refuse as an entry they cannot read
+#: (its spool segment is kept for a version that can)
+_HEAD = {_VERSION: 9, _VERSION_BLOCK: 10, _VERSION_DERIVED: 10}
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 _FLOAT = np.dtype("<f8")
 
@@ -53,6 +60,9 @@ class LogEntry:
     #: its profiles read them instead of parsing `features` (which is what the log stores)
     numeric: tuple[str, ...] = ()
     numbers: np.ndarray | None = None
+    #: where the rows were answered when not by a request: "batch" for a batch run's, whose
+    #: `latency_ms` is their chunk's model call (`relevo.store.predictions.BATCH`)
+    source: str | None = None
 
     @property
     def n(self) -> int:
@@ -83,12 +93,13 @@ def encode(entry: LogEntry) -> bytes:
     """An entry as bytes: what the spool keeps and the queue holds (one bytes object per
     entry, which the garbage collector never has to walk).
 
-    Three JSON documents on one line each: the header (ids, model, time, keys), the features,
-    the outputs. A one-row entry (most requests) carries its features as the very object the
-    store keeps, so the writer stores the bytes as they are; a larger one carries them column
-    by column (stored so, once), and, when the server has them, its number columns' values as
-    a block of little-endian float64 after the outputs, rows x columns (their names end the
-    header): what the writer profiles without parsing the features.
+    Three JSON documents on one line each: the header (ids, model, time, keys; a batch run's
+    source last), the features, the outputs. A one-row entry (most requests) carries its
+    features as the very object the store keeps, so the writer stores the bytes as they are;
+    a larger one carries them column by column (stored so, once), and, when the server has
+    them, its number columns' values as a block of little-endian float64 after the outputs,
+    rows x columns (their names end the header, before a source): what the writer profiles
+    without parsing the features.
     """
     block = entry.numbers if entry.n > 1 and entry.numeric else None
     if block is not None and block.shape != (entry.n, len(entry.numeric)):
@@ -108,6 +119,8 @@ def encode(entry: LogEntry) -> bytes:
     ]
     if block is not None:
         head.append(entry.numeric)
+    if entry.source is not None:
+        head.append(entry.source)
     given = entry.features if entry.features is not None or derived else _from_block(entry)
     if entry.n == 1:
         assert given is not None
@@ -175,6 +188,8 @@ class DecodedEntry(NamedTuple):
     #: (`LogEntry.numbers`)
     numeric: tuple[str, ...] = ()
     numbers: np.ndarray | None = None
+    #: "batch" for a batch run's rows, None for a request's (`LogEntry.source`)
+    source: str | None = None
 
     @property
     def n(self) -> int:
@@ -188,16 +203,18 @@ def decode(payload: bytes) -> DecodedEntry:
     doc = _header(head)
     form = doc[0]
     dep, name, version, created, ids, latency, keys, role = doc[1:9]
+    source = doc[-1] if len(doc) > _HEAD[form] else None
     if len(ids) == 1:
         features, outputs = rest.split(b"\n", 1)
         return DecodedEntry(
-            dep, name, version, created, ids, latency, keys, role, features, outputs
-        )
+            dep, name, version, created, ids, latency, keys, role, features, outputs,
+            source=source,
+        )  # fmt: skip
     if form == _VERSION:
         features, outputs = rest.split(b"\n", 1)
         return DecodedEntry(
             dep, name, version, created, ids, latency, keys, role,
-            None, orjson.loads(outputs), features,
+            None, orjson.loads(outputs), features, source=source,
         )  # fmt: skip
     features, outputs, block = rest.split(b"\n", 2)
     numeric = tuple(doc[9])
@@ -212,25 +229,22 @@ def decode(payload: bytes) -> DecodedEntry:
         features = orjson.dumps(_block_columns(numeric, numbers))
     return DecodedEntry(
         dep, name, version, created, ids, latency, keys, role,
-        None, orjson.loads(outputs), features, numeric, numbers,
+        None, orjson.loads(outputs), features, numeric, numbers, source,
     )  # fmt: skip
 
 
 def _header(head: bytes) -> list[Any]:
-    """An entry's header line, parsed and checked: format 1 (9 fields) or 2 (10, its number
-    columns' names last, several rows). Raises ValueError on anything else (a later
-    version's entry, a damaged one)."""
+    """An entry's header line, parsed and checked: format 1 (9 fields) or 2 and 3 (10, its
+    number columns' names last, several rows), each with a batch run's source (text) after
+    them or not. Raises ValueError on anything else (a later version's entry, a damaged
+    one)."""
     doc = orjson.loads(head)
     form = doc[0] if type(doc) is list and doc else None
+    size = _HEAD.get(form) if type(form) is int else None
     if not (
-        (form == _VERSION and len(doc) == 9)
-        or (
-            form in (_VERSION_BLOCK, _VERSION_DERIVED)
-            and len(doc) == 10
-            and _names(doc[9])
-            and type(doc[5]) is list
-            and len(doc[5]) > 1
-        )
+        size is not None
+        and (len(doc) == size or (len(doc) == size + 1 and type(doc[size]) is str))
+        and (form == _VERSION or (_names(doc[9]) and type(doc[5]) is list and len(doc[5]) > 1))
     ):
         raise ValueError(f"not a prediction log entry of a known format: {head[:200]!r}")
     return doc
@@ -276,6 +290,7 @@ def rows_of(entries: Iterable[DecodedEntry], shared: bool = False) -> list[Row]:
 
 def _rows(entry: DecodedEntry, shared: bool) -> list[Row]:
     dep, name, version, role = entry.deployment, entry.model_name, entry.model_version, entry.role
+    source = entry.source
     when = datetime.fromtimestamp(entry.created_at, UTC)
     ids, latency, keys, n = entry.ids, entry.latency_ms, entry.keys, entry.n
     inputs: Inputs | None = None
@@ -301,6 +316,12 @@ def _rows(entry: DecodedEntry, shared: bool) -> list[Row]:
         outs = [dumps(o).decode() for o in entry.outputs]
     keys = [None if k is None else str(k) for k in keys] if keys is not None else [None] * n
     lats = latency if type(latency) is list else [latency] * n  # one per row: a micro-batch
+    if source is not None:  # a batch run's rows: marked (a place in their inputs, or none)
+        places = range(n) if inputs is not None else [None] * n
+        return [
+            (pid, dep, name, version, when, key, f, o, lat, role, inputs, at, source)
+            for pid, key, f, o, lat, at in zip(ids, keys, feats, outs, lats, places, strict=True)
+        ]
     if shared:  # each row with its place in its entry's inputs (none: features inline)
         places = range(n) if inputs is not None else [None] * n
         return [

@@ -261,13 +261,16 @@ class AlertRepository:
     def latency_quantile(
         self, deployment: str, since: datetime, until: datetime, q: float = 0.99
     ) -> tuple[int, float | None]:
-        """(rows, the `q` quantile of their latency in ms, nearest rank) of answered rows."""
+        """(rows, the `q` quantile of their latency in ms, nearest rank) of the rows answered
+        to requests: a batch run's rows (`source` set) carry their chunk's model call, no
+        request's latency."""
         p = predictions.c
         where = [
             p.deployment == deployment,
             p.created_at >= since,
             p.created_at < until,
             p.role != "shadow",
+            p.source.is_(None),
         ]
         with self.engine.connect() as conn:
             n = int(conn.execute(select(func.count()).where(*where)).scalar() or 0)

@@ -4,7 +4,8 @@
 Every replica logs to the same store, so these numbers are the whole fleet's, whichever
 replica evaluates (`relevo.routing.tally` keeps them up to date without reading every row at
 every look). A challenger's failures are the rows logged with the role `fallback` (the champion
-answered rows its challenger failed on), so they are shared the same way.
+answered rows its challenger failed on), so they are shared the same way. A batch run's rows
+count as rows, but their latency (their chunk's model call) is no request's: none is read.
 """
 
 from __future__ import annotations
@@ -50,12 +51,13 @@ class ArmRepository:
 
     def logged(
         self, deployment: str, start: datetime | None, end: datetime | None
-    ) -> list[tuple[str, int, str, float]]:
+    ) -> list[tuple[str, int, str, float | None]]:
         """(model_name, model_version, role, latency_ms) of every row logged for `deployment`
         with `start` <= created_at < `end` (None: unbounded), read through the deployment's
-        (deployment, created_at) index."""
+        (deployment, created_at) index. The latency is None for a batch run's row (its
+        chunk's model call, no request's)."""
         p = predictions.c
-        query = select(p.model_name, p.model_version, p.role, p.latency_ms).where(
+        query = select(p.model_name, p.model_version, p.role, p.latency_ms, p.source).where(
             p.deployment == deployment
         )
         if start is not None:
@@ -63,4 +65,7 @@ class ArmRepository:
         if end is not None:
             query = query.where(p.created_at < end)
         with self.engine.connect() as conn:
-            return [(str(a), int(b), str(c), float(d)) for a, b, c, d in conn.execute(query)]
+            return [
+                (str(a), int(b), str(c), None if s is not None else float(d))
+                for a, b, c, d, s in conn.execute(query)
+            ]

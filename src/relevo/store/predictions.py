@@ -4,7 +4,8 @@ A row carries its features inline (a JSON object, `features`), or, when the log'
 process stored a multi-row entry (a micro-batch of requests, a chunk of batch scoring), as a
 place in the entry's features stored once, column by column, in `prediction_inputs`: the row's
 `inputs` names the entry, `inputs_row` its place, and its `features` text is empty. Reads give
-every row its features inline either way (`inline_features`).
+every row its features inline either way (`inline_features`). A batch run's rows are marked
+(`source` "batch", `BATCH`): their latency is no request's.
 """
 
 from __future__ import annotations
@@ -33,15 +34,28 @@ COLUMNS = (
     "latency_ms",
     "role",
 )
-#: the stored columns: COLUMNS, then where a row's features are kept once for its entry
-STORED = (*COLUMNS, "inputs", "inputs_row")
+#: the stored columns: COLUMNS, then where a row's features are kept once for its entry, then
+#: where the row was answered when not by a request (`BATCH`; None: a request)
+STORED = (*COLUMNS, "inputs", "inputs_row", "source")
+#: a row's fields with its features inline (what a dead letter keeps)
+FIELDS = (*COLUMNS, "source")
 _INPUTS = STORED.index("inputs")
+_SOURCE = STORED.index("source")
 _FEATURES = COLUMNS.index("features")
 
+#: the `source` of a batch run's rows (`relevo predict`): their latency_ms is their chunk's
+#: model call, no request's, so request latency statistics leave them out (they still count
+#: as rows, and a failing challenger's as its errors)
+BATCH = "batch"
+
 #: one stored row, values in COLUMNS order (features and output as JSON text), optionally
-#: followed by its entry's `Inputs` and its place in them (then its features text is empty)
+#: followed by its entry's `Inputs` and its place in them (then its features text is empty),
+#: and then by its source
 Row = tuple[Any, ...]
 
+#: a request's row as stored (no source): a batch of them is inserted without that column,
+#: as before it existed; a row in COLUMNS order is completed with no entry's inputs
+_UNMARKED = STORED[:_SOURCE]
 _INLINE = (None, None)
 #: prediction_inputs keys per SELECT ... IN (...)
 _KEYS_PER_QUERY = 500
@@ -69,17 +83,26 @@ def row_features(columns: dict[str, list[Any]], at: int) -> str:
 
 
 def inline(row: Row) -> Row:
-    """`row` in COLUMNS order with its features inline (what a dead letter keeps)."""
+    """`row` in FIELDS order with its features inline (what a dead letter keeps)."""
+    source = row[_SOURCE] if len(row) > _SOURCE else None
     if len(row) > len(COLUMNS) and row[_INPUTS] is not None:
         features = row[_INPUTS].row(row[_INPUTS + 1])
-        return (*row[:_FEATURES], features, *row[_FEATURES + 1 : len(COLUMNS)])
-    return tuple(row[: len(COLUMNS)])
+        return (*row[:_FEATURES], features, *row[_FEATURES + 1 : len(COLUMNS)], source)
+    return (*row[: len(COLUMNS)], source)
 
 
 class PredictionRepository:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._insert = BulkInsert(
+            engine,
+            predictions,
+            _UNMARKED,
+            key="id",
+            time="created_at",
+            convert={"inputs": _keys},
+        )
+        self._insert_marked = BulkInsert(
             engine,
             predictions,
             STORED,
@@ -97,23 +120,27 @@ class PredictionRepository:
 
     def insert_many(self, rows: Sequence[Row]) -> int:
         """Insert rows (tuples in COLUMNS order, created_at an aware datetime, optionally
-        followed by their entry's `Inputs` and place) in one transaction: PostgreSQL through
-        COPY, SQLite through multi-row INSERTs (see `relevo.store.bulk`), the entries' inputs
-        with them. Idempotent: rows (and inputs) whose id is already stored are skipped.
-        Returns the rows handed in."""
+        followed by their entry's `Inputs` and place, and then by their source: STORED) in
+        one transaction: PostgreSQL through COPY, SQLite through multi-row INSERTs (see
+        `relevo.store.bulk`), the entries' inputs with them. Idempotent: rows (and inputs)
+        whose id is already stored are skipped. Returns the rows handed in."""
         if not rows:
             return 0
-        width = len(STORED)
-        rows = [r if len(r) == width else r + _INLINE for r in rows]
+        # requests' rows (most) are stored without the source column; marked rows with it
+        unmarked, marked = len(_UNMARKED), len(STORED)
+        plain = [r if len(r) == unmarked else r + _INLINE for r in rows if len(r) != marked]
+        with_source = [r for r in rows if len(r) == marked] if len(plain) < len(rows) else []
         shared: dict[int, Inputs] = {}
-        for entry in (r[_INPUTS] for r in rows):
-            if entry is not None and id(entry) not in shared:
-                shared[id(entry)] = entry
+        for part in (plain, with_source):
+            for entry in (r[_INPUTS] for r in part):
+                if entry is not None and id(entry) not in shared:
+                    shared[id(entry)] = entry
         with self.engine.begin() as conn:  # one commit: each row with its entry's inputs
             self._insert_inputs.within(
                 conn, [(e.key, e.deployment, e.created_at, e.text) for e in shared.values()]
             )
-            self._insert.within(conn, rows)
+            self._insert.within(conn, plain)
+            self._insert_marked.within(conn, with_source)
         return len(rows)
 
     def stored(self, ids: Sequence[str]) -> set[str]:
@@ -143,7 +170,7 @@ class PredictionRepository:
         self, deployment: str, chunk_size: int = 10_000
     ) -> Iterator[list[dict[str, Any]]]:
         """The deployment's logged predictions in id (= time) order, in chunks, each row with
-        its features inline (COLUMNS as keys)."""
+        its features inline (FIELDS as keys: COLUMNS, then the row's source)."""
         last = ""
         cache: dict[str, dict[str, list[Any]]] = {}
         columns = [predictions.c[name] for name in STORED]

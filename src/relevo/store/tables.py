@@ -169,6 +169,10 @@ predictions = Table(
     # in `prediction_inputs` under this key, at this row; its `features` text is then empty
     Column("inputs", String(32), nullable=True),
     Column("inputs_row", Integer, nullable=True),
+    # added by migration 0009: where the row was answered when not by a request: "batch" for
+    # a batch run's rows (`relevo predict`), whose latency_ms is their chunk's model call and
+    # no request's; NULL for a request's row (and every row stored before)
+    Column("source", String(20), nullable=True),
     Index("ix_predictions_deployment_created", "deployment", "created_at"),
 )
 

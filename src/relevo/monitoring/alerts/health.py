@@ -1,6 +1,7 @@
 """Providers of the computational rules: `model_errors` (the share of rows a model failed on),
-`latency_p99` (from the logged latency) and `rollout_gate` (a rollback a gate made). Each reads
-its numbers from the store and hands them to a pure judgement (`judge_*`)."""
+`latency_p99` (from the logged request latency; a batch run's rows have none) and
+`rollout_gate` (a rollback a gate made). Each reads its numbers from the store and hands them
+to a pure judgement (`judge_*`)."""
 
 from __future__ import annotations
 
@@ -57,7 +58,8 @@ def model_errors(rv: Relevo, deployment: str, now: datetime) -> list[Signal]:
 
 
 def latency_p99(rv: Relevo, deployment: str, now: datetime) -> list[Signal]:
-    """The p99 of the logged request latency over the window against `threshold_ms`."""
+    """The p99 of the logged request latency over the window against `threshold_ms` (a batch
+    run's rows carry their chunk's model call, no request's latency: left out)."""
     rule = rules_of_deployment(rv, deployment)["latency_p99"]
     if not rule.enabled:
         return []
