@@ -49,6 +49,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from relevo.errors import RelevoError
 from relevo.serving.native_threads import one_native_thread
 
 log = logging.getLogger(__name__)
@@ -571,8 +572,24 @@ def _hook(on_scored: OnScored, items: list[Item], settlements: list[Settlement])
     if tagged:
         try:
             on_scored(tagged)
+        except RelevoError as exc:  # explained (a full disk): each caller is told it, too
+            _warn_now_and_then(f"the batch's log entries were not queued: {exc}")
         except Exception:  # the callers see their tags untouched and do it themselves
             log.exception("the batch's on_scored hook failed")
+
+
+#: a warning said again at most this often (one per batch flooded the log under load)
+WARN_EVERY_S = 30.0
+_warned: dict[str, float] = {}
+
+
+def _warn_now_and_then(message: str) -> None:
+    now = time.monotonic()
+    if now - _warned.get(message, -WARN_EVERY_S) >= WARN_EVERY_S:
+        if len(_warned) > 100:
+            _warned.clear()
+        _warned[message] = now
+        log.warning("%s (said at most every %g s)", message, WARN_EVERY_S)
 
 
 def _expire(fut: asyncio.Future[list[Any]], deadline_s: float) -> None:

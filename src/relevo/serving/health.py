@@ -64,6 +64,10 @@ def check_readiness(rt: Runtime) -> Readiness:
         # the store's own message names the database URL (user, host, port): the log only
         log.warning("readiness: %s", exc)
         problems.append("the database does not answer")
+    plog = rt.log
+    if plog is not None and plog.spool_failing:
+        # predictions are refused (503) rather than answered unlogged: out of the balancer
+        problems.append("the prediction log cannot write its spool (disk full or read-only)")
     if not rt.loaded:
         problems.append("deployments are not loaded yet")
     elif rt.failures and not rt.endpoints:

@@ -61,6 +61,9 @@ __all__ = ["LogEntry", "PredictionLog", "Writer", "open_prediction_log"]
 
 Writer = Callable[[list[Row]], int]
 
+#: a replica whose spool write failed this recently (and none succeeded since) is not ready
+SPOOL_UNREADY_S = 10.0
+
 #: a queued entry: its serialised form, its rows, and the number of the spool segment that
 #: holds it (atoms only: the collector untracks such tuples and never walks the queue)
 _Item = tuple[bytes, int, int]
@@ -122,6 +125,8 @@ class PredictionLog:
         self.rows_written = 0
         self.rows_left = 0
         self.errors = 0
+        #: when a spool write last failed (time.monotonic()), None once one succeeds again
+        self.spool_failed_at: float | None = None
         self._thread.start()
 
     @property
@@ -148,7 +153,7 @@ class PredictionLog:
         with self._lock:
             if self._closing or self._pending + rows > self.capacity_rows:
                 return False
-            seg = self.spool.append_many(payloads) if self.spool is not None else 0
+            seg = self._spool_many(payloads) if self.spool is not None else 0
             for payload, entry in zip(payloads, entries, strict=True):
                 self._queue.append((payload, entry.n, seg))
             self._pending += rows
@@ -163,12 +168,35 @@ class PredictionLog:
             if self._pending + n > self.capacity_rows:
                 return False
             # on disk before it counts as accepted: the answer goes out after this returns
-            seg = self.spool.append(payload) if self.spool is not None else 0
+            seg = self._spool_many([payload]) if self.spool is not None else 0
             self._queue.append((payload, n, seg))
             self._pending += n
             if self._pending >= self.flush_rows:
                 self._wake.set()
             return True
+
+    def _spool_many(self, payloads: list[bytes]) -> int:
+        """The spool's append (under the lock); a write the disk refuses (full, read-only) is
+        counted as a failed write of the log and remembered for readiness (`spool_failing`)."""
+        assert self.spool is not None
+        try:
+            seg = self.spool.append_many(payloads)
+        except UnavailableError:
+            self.spool_failed_at = time.monotonic()
+            self._count_error()
+            raise
+        if self.spool_failed_at is not None:
+            self.spool_failed_at = None
+        return seg
+
+    @property
+    def spool_failing(self) -> bool:
+        """Whether a spool write failed in the last `SPOOL_UNREADY_S` with none succeeding
+        since: the replica answers predictions 503 (nothing unlogged is answered), so it is
+        not ready; after that it is tried again (readiness would otherwise stop the traffic
+        that shows the disk has room again)."""
+        failed = self.spool_failed_at
+        return failed is not None and time.monotonic() - failed < SPOOL_UNREADY_S
 
     def _pieces(self, entry: LogEntry) -> list[tuple[bytes, int]]:
         step = self.capacity_rows
