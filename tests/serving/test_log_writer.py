@@ -4,6 +4,7 @@ dies, profiles persisted as the server's own replica."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import threading
@@ -71,18 +72,26 @@ def test_the_writer_process_stores_every_accepted_row(rv, tmp_path):
     assert not list((tmp_path / "spool").glob("*.spool"))  # all stored: nothing to replay
 
 
-def test_a_killed_writer_process_is_replaced_and_loses_nothing(rv, tmp_path):
+def test_a_killed_writer_process_is_replaced_and_loses_nothing(rv, tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="relevo")
     plog, remote = _log(rv, tmp_path)
     plog.put_blocking(_entry(10))
     plog.flush()
     assert remote._proc is not None
-    os.kill(remote._proc.pid, signal.SIGKILL)
+    pid = remote._proc.pid
+    os.kill(pid, signal.SIGKILL)
     remote._proc.wait()
     for k in range(1, 6):
         plog.put_blocking(_entry(10, start=k * 10))
     plog.close()
     assert len(_stored(rv.store)) == 60
     assert remote.starts == 2
+    # the operator is told, once, which process ended and how
+    said = [r.getMessage() for r in caplog.records if "writer process (pid" in r.getMessage()]
+    assert said == [
+        f"the prediction log's writer process (pid {pid}) ended with exit code -9 between "
+        "batches: starting another; the rows it had not stored are sent again"
+    ]
 
 
 @pytest.fixture

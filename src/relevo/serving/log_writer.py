@@ -136,6 +136,15 @@ class RemoteWriter:
     def _call(self, kind: bytes, parts: Iterable[bytes], size: int) -> tuple[int, int]:
         with self._lock:
             if self._proc is None or self._proc.poll() is not None:
+                if self._proc is not None:  # it died between batches (killed, out of memory)
+                    log.warning(
+                        "the prediction log's writer process (pid %d) ended with exit code %s "
+                        "between batches: starting another; the rows it had not stored are "
+                        "sent again",
+                        self._proc.pid,
+                        self._proc.returncode,
+                    )
+                    self._stop(1.0)
                 self._start()
             try:
                 self._send(kind, parts, size)
