@@ -105,6 +105,9 @@ def test_sigterm_fails_readiness_first_then_stops_with_the_log_flushed(
                 ready = client.get("/readyz")
             assert ready.status_code == 503
             assert ready.json()["ready"] is False
+            # the V2 protocol's probe (KServe's) says the same, from the same check
+            v2 = client.get("/v2/health/ready")
+            assert (v2.status_code, v2.json()) == (503, {"ready": False})
             # still answering while the load balancers take it out
             assert client.get("/healthz").status_code == 200
             late = client.post("/v1/deployments/churn/predict", json={"instances": rows[20:]})

@@ -31,7 +31,7 @@ from relevo.server.feedback import feedback_router
 from relevo.server.handlers import install_error_handlers
 from relevo.server.monitoring import monitoring_router
 from relevo.server.predict import handle_predict
-from relevo.server.probes import ProbeThreads, probes_router
+from relevo.server.probes import ProbeThreads, ReadinessProbe, probes_router
 from relevo.server.rollouts import rollouts_router
 from relevo.server.v2_routes import v2_router
 from relevo.serving.log import open_prediction_log
@@ -157,13 +157,15 @@ def create_fastapi_app(
         )
         return Response(body, status_code=status, headers=_plain(headers))
 
-    app.include_router(probes_router(runtime, lambda: drain.draining, probe_threads))
+    # one readiness check for /readyz and /v2/health/ready (draining, the probes' thread)
+    readiness = ReadinessProbe(runtime, lambda: drain.draining, probe_threads)
+    app.include_router(probes_router(runtime, probe=readiness, threads=probe_threads))
     app.include_router(admin_router(runtime))
     app.include_router(rollouts_router(runtime))
     app.include_router(monitoring_router(runtime))
     app.include_router(alerts_router(runtime, lambda: holder["alerts"]))
     app.include_router(feedback_router(runtime))
-    app.include_router(v2_router(runtime))
+    app.include_router(v2_router(runtime, readiness))
     return app, runtime
 
 

@@ -48,24 +48,46 @@ class ProbeThreads:
         self.readiness = self.metrics = None
 
 
+class ReadinessProbe:
+    """The one readiness check of `/readyz` and `/v2/health/ready`: not ready from the first
+    SIGTERM (`draining`), else `check_readiness` on the probes' readiness thread, one check out
+    at a time that every probe arriving meanwhile shares."""
+
+    def __init__(
+        self,
+        runtime: Callable[[], Runtime],
+        draining: Callable[[], bool] = lambda: False,
+        threads: ProbeThreads | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.draining = draining
+        self.threads = threads or ProbeThreads()
+        self._checking: asyncio.Future[Readiness] | None = None
+
+    async def __call__(self, rt: Runtime) -> Readiness:
+        if self.draining():  # out of the load balancers before the process stops
+            return Readiness(False, problems=["shutting down"])
+        checking = self._checking
+        if checking is None or checking.done():
+            loop = asyncio.get_running_loop()
+            checking = loop.run_in_executor(self.threads.readiness, check_readiness, rt)
+            self._checking = checking
+        # shielded: a probe that gives up does not cancel the check the others wait on
+        return await asyncio.shield(checking)
+
+
 def probes_router(
     runtime: Callable[[], Runtime],
     draining: Callable[[], bool] = lambda: False,
     threads: ProbeThreads | None = None,
+    probe: ReadinessProbe | None = None,
 ) -> APIRouter:
     """The probes; `draining` tells when the process got SIGTERM (see `server.draining`);
-    `threads`: where readiness and /metrics run (asyncio's default pool before they start)."""
+    `threads`: where readiness and /metrics run (asyncio's default pool before they start);
+    `probe`: the readiness check (shared with the V2 route; made here when not given)."""
     router = APIRouter(tags=["health"])
     threads = threads or ProbeThreads()
-    checking: asyncio.Future[Readiness] | None = None
-
-    async def check(rt: Runtime) -> Readiness:
-        nonlocal checking
-        if checking is None or checking.done():
-            loop = asyncio.get_running_loop()
-            checking = loop.run_in_executor(threads.readiness, check_readiness, rt)
-        # shielded: a probe that gives up does not cancel the check the others wait on
-        return await asyncio.shield(checking)
+    check = probe or ReadinessProbe(runtime, draining, threads)
 
     @router.get(
         "/healthz",
@@ -88,10 +110,7 @@ def probes_router(
     )
     async def readyz(request: Request) -> Response:
         rt = runtime()
-        if draining():  # out of the load balancers before the process stops
-            readiness = Readiness(False, problems=["shutting down"])
-        else:
-            readiness = await check(rt)
+        readiness = await check(rt)
         details = may_see_details(authorization(request.scope), rt.settings)
         return json_response(readiness.to_dict(details), readiness.status)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -33,7 +33,7 @@ from relevo.server.v2 import HEADER_LENGTH, PROTOCOL
 from relevo.server.v2_encode import encode_response
 from relevo.server.v2_infer import output_array, prepare
 from relevo.server.v2_metadata import model_metadata
-from relevo.serving.health import check_readiness, observe_failure
+from relevo.serving.health import Readiness, check_readiness, observe_failure
 from relevo.serving.runtime import Endpoint, Runtime
 
 __all__ = ["v2_router"]
@@ -58,9 +58,18 @@ def _header_length(request: Request) -> int | None:
 # ------------------------------------------------------------------------------ router
 
 
-def v2_router(runtime: Callable[[], Runtime]) -> APIRouter:
-    """The V2 routes; `runtime` returns the server's (loaded) Runtime."""
+def v2_router(
+    runtime: Callable[[], Runtime],
+    readiness: Callable[[Runtime], Awaitable[Readiness]] | None = None,
+) -> APIRouter:
+    """The V2 routes; `runtime` returns the server's (loaded) Runtime; `readiness`: the check
+    `/readyz` makes too (draining included), `check_readiness` in a worker thread when none."""
     router = APIRouter(prefix="/v2", tags=["v2"])
+
+    async def ready_now(rt: Runtime) -> Readiness:
+        if readiness is not None:
+            return await readiness(rt)
+        return await asyncio.to_thread(check_readiness, rt)
 
     def authorized(request: Request) -> Runtime:
         rt = runtime()
@@ -98,8 +107,8 @@ def v2_router(runtime: Callable[[], Runtime]) -> APIRouter:
         },
     )
     async def ready() -> Response:
-        readiness = await asyncio.to_thread(check_readiness, runtime())
-        return json_response({"ready": readiness.ready}, readiness.status)
+        state = await ready_now(runtime())
+        return json_response({"ready": state.ready}, state.status)
 
     @router.get(
         "",
