@@ -4,6 +4,7 @@ report one set of metrics."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,11 +24,17 @@ pytestmark = pytest.mark.slow
 
 
 def _start(
-    relevo_home: Path, database_url: str, port: int, workers: int = 1, flags: bool = False
+    relevo_home: Path,
+    database_url: str,
+    port: int,
+    workers: int = 1,
+    flags: bool = False,
+    flush_s: float = 5,
 ) -> subprocess.Popen:
     env = {
         **os.environ,
-        "RELEVO_LOG_FLUSH_INTERVAL_S": "5",  # rows stay queued: only the graceful stop saves them
+        # rows stay queued: only the graceful stop (or the spool's replay) saves them
+        "RELEVO_LOG_FLUSH_INTERVAL_S": str(flush_s),
     }
     settings = ["--home", str(relevo_home), "--database-url", database_url]
     if not flags:  # the same settings through the environment
@@ -128,6 +135,90 @@ def test_metrics_add_up_across_workers(deployed, relevo_home, database_url, free
     finally:
         output = _stop(proc)
     assert proc.returncode in (0, -signal.SIGTERM), output
+
+
+def _workers(parent: int) -> list[int]:
+    """The server processes uvicorn started under `parent` (not its resource tracker)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == parent and b"spawn_main" in cmdline:
+            found.append(int(stat.parent.name))
+    return sorted(found)
+
+
+def _logged(output: str, message: str) -> dict[int, str]:
+    """The lines of relevo's logger that say `message`, by the worker process that said them."""
+    pattern = re.compile(r"^INFO relevo\.[a-z._]+ \[(\d+)\]: (.*)$", re.MULTILINE)
+    return {int(pid): text for pid, text in pattern.findall(output) if message in text}
+
+
+def test_every_worker_logs_what_it_serves_and_flushes(
+    deployed, relevo_home, database_url, free_port
+):
+    port = free_port()
+    proc = _start(relevo_home, database_url, port, workers=2)
+    try:
+        workers = _workers(proc.pid)
+        rows = frame_to_records(make_churn(60, seed=3).drop(columns=["churned"]))
+        assert _send(port, rows, per_request=1) == 60
+    finally:
+        output = _stop(proc)
+    assert len(workers) == 2, output
+    # relevo's INFO lines came from every worker, each naming its process, as with one worker
+    serves = _logged(output, "deployment 'churn' now serves ['churn:1']")
+    assert set(serves) == set(workers), output
+    flushed = _logged(output, "prediction log flushed")
+    assert set(flushed) == set(workers), output
+    written = [int(re.search(r"(\d+) rows written", t).group(1)) for t in flushed.values()]
+    assert sum(written) == 60
+
+
+def test_a_killed_worker_is_replaced_and_its_rows_stored(
+    deployed, relevo_home, database_url, free_port, cli, tmp_path
+):
+    port = free_port()
+    # no flush during the test: the answered rows are in the workers' queues and spools only
+    proc = _start(relevo_home, database_url, port, workers=2, flush_s=600)
+    try:
+        killed = _workers(proc.pid)
+        rows = frame_to_records(make_churn(200, seed=6).drop(columns=["churned"]))
+        ids = set()
+        for chunk in (rows[i : i + 4] for i in range(0, len(rows), 4)):
+            # a connection of its own each: both workers answer some
+            answer = httpx.post(
+                f"http://127.0.0.1:{port}/v1/deployments/churn/predict", json={"instances": chunk}
+            )
+            assert answer.status_code == 200
+            ids |= {p["id"] for p in answer.json()["predictions"]}
+        for pid in killed:
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:  # uvicorn starts a new worker for each
+            replacements = set(_workers(proc.pid)) - set(killed)
+            if len(replacements) == 2 and httpx.get(f"http://127.0.0.1:{port}/readyz").is_success:
+                break
+            time.sleep(0.2)
+        assert len(replacements) == 2
+        # the replacements stored what the killed workers had answered (from their spools)
+        export = tmp_path / "log.parquet"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert cli("export", "churn", "--output", str(export)).exit_code == 0
+            if len(pd.read_parquet(export)) >= len(ids):
+                break
+            time.sleep(0.5)
+        logged = pd.read_parquet(export)
+        assert set(logged["id"]) == ids and logged["id"].is_unique
+    finally:
+        output = _stop(proc)
+    # and said so
+    recovered = _logged(output, "stored the rows a stopped process left")
+    assert recovered and set(recovered) <= replacements, output
 
 
 def test_serve_uses_the_home_and_database_given_as_flags(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import ipaddress
-import logging
 import os
 import shutil
 import socket
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
@@ -66,7 +67,6 @@ def serve(
     state.close()
     check_spool(settings)  # a clear message, not a traceback from each process's start
     _check_port_free(host, port)
-    logging.getLogger("relevo").setLevel(logging.INFO)
     metrics_dir = None  # a temporary folder of ours, removed at the end
     inherited = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     given = inherited or settings.metrics_dir
@@ -97,11 +97,34 @@ def serve(
             log_level="info",
             loop="auto",
             timeout_graceful_shutdown=30,
+            log_config=_log_config(workers),
             **uvicorn_options(settings, proxy_headers, forwarded_allow_ips),
         )
     finally:
         if metrics_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _log_config(workers: int) -> dict[str, Any]:
+    """uvicorn's logging plus relevo's own lines at INFO. uvicorn applies it in every process it
+    starts: a worker of `--workers N` is a fresh interpreter, and without it printed relevo's
+    warnings bare and none of its INFO lines (what each worker serves, the gates' moves, the
+    rows a crashed worker left and the next one stored, the log's flush at the stop). With
+    several workers a line names its process, as uvicorn's own lines do."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    who = "%(name)s [%(process)d]" if workers > 1 else "%(name)s"
+    config["formatters"]["relevo"] = {"format": f"%(levelname)s {who}: %(message)s"}
+    config["handlers"]["relevo"] = {
+        "class": "logging.StreamHandler",
+        "formatter": "relevo",
+        "stream": "ext://sys.stderr",
+    }
+    # the command line's logging (`handle_errors`): other libraries' warnings, relevo's INFO
+    config["root"] = {"handlers": ["relevo"], "level": "WARNING"}
+    config["loggers"]["relevo"] = {"level": "INFO"}
+    return config
 
 
 def _is_loopback(host: str) -> bool:
