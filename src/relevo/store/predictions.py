@@ -94,22 +94,12 @@ def inline(row: Row) -> Row:
 class PredictionRepository:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._insert = BulkInsert(
-            engine,
-            predictions,
-            _UNMARKED,
-            key="id",
-            time="created_at",
-            convert={"inputs": _keys},
-        )
-        self._insert_marked = BulkInsert(
-            engine,
-            predictions,
-            STORED,
-            key="id",
-            time="created_at",
-            convert={"inputs": _keys},
-        )
+        # requests' rows without the source column (as before it existed), marked rows with it
+        self._insert, self._insert_marked = (
+            BulkInsert(engine, predictions, columns, key="id", time="created_at",
+                       convert={"inputs": _keys})
+            for columns in (_UNMARKED, STORED)
+        )  # fmt: skip
         self._insert_inputs = BulkInsert(
             engine,
             prediction_inputs,
