@@ -258,3 +258,10 @@ def test_the_status_over_http_says_what_the_gates_say_now(
         "drift",
         "label_metric",
     ]
+    # a shadow answers no rows: only the gate that measures it (its labelled rows) is shown,
+    # not "0 errors in 0 rows" of a challenger scoring every request
+    put = httpx.put(base, json={"model": small.ref, "strategy": "shadow"}, headers=ADMIN)
+    assert put.status_code == 200, put.text
+    decision = httpx.get(f"{base}/status", headers=ADMIN).json()["decision"]
+    assert decision["move"] == "hold" and "shadow" in decision["reason"]
+    assert [g["gate"] for g in decision["gates"]] == ["label_metric"]

@@ -91,10 +91,21 @@ def current_decision(rv: Relevo, dep: Deployment) -> Decision | None:
     if not dep.has_challenger:
         return None
     try:
-        return rv.deployments.decide(dep.name, gate_stats(rv, dep), state=dep)
+        decision = rv.deployments.decide(dep.name, gate_stats(rv, dep), state=dep)
     except Exception as exc:  # a status must not fail for a number it cannot read now
         log.warning("reading the gates of deployment %r failed: %s", dep.name, exc)
         return None
+    if dep.strategy == "shadow":
+        # the error, latency and drift gates read the rows a challenger answered, which a
+        # shadow never does: shown, they said "0 errors in 0 rows" of a shadow scoring every row
+        kept = tuple(r for r in decision.results if r.gate in SHADOW_GATES)
+        decision = replace(decision, results=kept)
+    return decision
+
+
+#: the gates that measure a shadow challenger (its labelled rows): the others read the rows a
+#: canary's challenger answers
+SHADOW_GATES = frozenset({"label_metric"})
 
 
 #: the drift gate's measurement (the challenger's latest 5,000 outputs read, parsed and
