@@ -316,18 +316,14 @@ def _rows(entry: DecodedEntry, shared: bool) -> list[Row]:
         outs = [dumps(o).decode() for o in entry.outputs]
     keys = [None if k is None else str(k) for k in keys] if keys is not None else [None] * n
     lats = latency if type(latency) is list else [latency] * n  # one per row: a micro-batch
-    if source is not None:  # a batch run's rows: marked (a place in their inputs, or none)
+    if shared or source is not None:  # each row with its place in its entry's inputs (or none)
         places = range(n) if inputs is not None else [None] * n
-        return [
-            (pid, dep, name, version, when, key, f, o, lat, role, inputs, at, source)
-            for pid, key, f, o, lat, at in zip(ids, keys, feats, outs, lats, places, strict=True)
-        ]
-    if shared:  # each row with its place in its entry's inputs (none: features inline)
-        places = range(n) if inputs is not None else [None] * n
-        return [
+        rows = [
             (pid, dep, name, version, when, key, f, o, lat, role, inputs, at)
             for pid, key, f, o, lat, at in zip(ids, keys, feats, outs, lats, places, strict=True)
         ]
+        # a batch run's rows are marked (STORED's last column); a request's stay as they were
+        return rows if source is None else [(*r, source) for r in rows]
     return [
         (pid, dep, name, version, when, key, f, o, lat, role)
         for pid, key, f, o, lat in zip(ids, keys, feats, outs, lats, strict=True)
