@@ -147,6 +147,13 @@ def test_a_promotion_bakes_and_a_firing_alert_rolls_it_back(service, clock):
     assert service.get("churn").model_ref == "churn:1"
 
 
+def test_a_whole_min_step_rows_given_as_a_float_is_stored_as_that_count(service):
+    service.deploy("churn", "churn:1")
+    canary = service.deploy("churn", "churn:2", rollout=True, min_step_rows=50.0)
+    assert canary.min_step_rows == 50 and type(canary.min_step_rows) is int
+    assert type(service.get("churn").min_step_rows) is int
+
+
 def test_the_key_and_the_logged_extras_are_kept_unless_changed(service):
     service.deploy("churn", "churn:1", key="customer_id", log_extra=["region", "region", "app"])
     again = service.deploy("churn", "churn:2")
@@ -177,6 +184,11 @@ def test_the_key_and_the_logged_extras_are_kept_unless_changed(service):
             "routing key 'tenure_months' is a feature",
         ),
         (lambda s: s.deploy("churn", "churn:2", min_step_rows=-1), InvalidInputError, "min_step"),
+        (
+            lambda s: s.deploy("churn", "churn:2", rollout=True, min_step_rows=50.5),
+            InvalidInputError,
+            "min_step_rows: 50.5 must be a whole number",
+        ),
         (lambda s: s.promote("churn"), ConflictError, "no challenger"),
         (lambda s: s.history("other"), NotFoundError, "deployment 'other' not found"),
         (lambda s: s.rollback("other"), NotFoundError, "not found"),

@@ -265,3 +265,23 @@ def test_the_status_over_http_says_what_the_gates_say_now(
     decision = httpx.get(f"{base}/status", headers=ADMIN).json()["decision"]
     assert decision["move"] == "hold" and "shadow" in decision["reason"]
     assert [g["gate"] for g in decision["gates"]] == ["label_metric"]
+
+
+def test_a_whole_min_step_rows_written_as_a_float_is_that_many_rows_over_http(
+    rv, deployed, server_settings, spawn_server, churn_pipeline, churn_frame
+):
+    """JSON clients write a computed 50 as `50.0`: it is the count 50, stored and answered as
+    an integer; 50.5 rows is refused with a 422 naming the field, and changes nothing."""
+    small = _small(rv, churn_pipeline, churn_frame)
+    base = f"{_admin_url(server_settings, spawn_server)}/v1/deployments/churn"
+    body = {"model": small.ref, "rollout": True, "min_step_rows": 50.0}
+    put = httpx.put(base, content=json.dumps(body), headers=ADMIN)
+    assert put.status_code == 200, put.text
+    assert put.json()["min_step_rows"] == 50 and type(put.json()["min_step_rows"]) is int
+    assert rv.deployments.get("churn").min_step_rows == 50
+    revision = put.json()["revision"]
+
+    refused = httpx.put(base, json={**body, "min_step_rows": 50.5}, headers=ADMIN)
+    assert refused.status_code == 422, refused.text
+    assert [p["column"] for p in refused.json()["problems"]] == ["min_step_rows"]
+    assert httpx.get(base, headers=ADMIN).json()["revision"] == revision

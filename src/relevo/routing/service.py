@@ -131,7 +131,11 @@ class DeploymentService:
                 mirror=mirror,
                 key_column=key_column,
                 log_extra=_log_extra(_keep(log_extra, current.log_extra if current else ())),
-                min_step_rows=_default(min_step_rows, s.rollout_min_step_rows, "min_step_rows"),
+                min_step_rows=_default(
+                    _count(min_step_rows, "min_step_rows"),
+                    s.rollout_min_step_rows,
+                    "min_step_rows",
+                ),
                 min_step_seconds=_default(
                     min_step_seconds, s.rollout_min_step_seconds, "min_step_seconds"
                 ),
@@ -352,6 +356,16 @@ def _default(value: N | None, default: N, field: str) -> N:
     if isinstance(value, bool) or not math.isfinite(value) or value < 0:
         raise InvalidInputError(f"{field}: {value!r} must be a number of at least 0")
     return value
+
+
+def _count(value: int | float | None, field: str) -> int | None:
+    """A count given as a number: 50 or 50.0 (JSON and computed values write whole numbers
+    so) is 50; 50.5 is refused rather than stored as a fraction of a row."""
+    if not isinstance(value, float):
+        return value  # an int, or None (`_default` checks the rest)
+    if not value.is_integer():
+        raise InvalidInputError(f"{field}: {value!r} must be a whole number of at least 0")
+    return int(value)
 
 
 def _check_key(key: str | None, models: Sequence[ModelVersion]) -> None:

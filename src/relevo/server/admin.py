@@ -40,7 +40,8 @@ VersionPath = Annotated[str, Path(json_schema_extra={"type": "integer", "minimum
 
 
 def _whole(value: Any) -> Any:
-    """5.0 is the step 5 (JSON has one kind of number); 5.5, "5" and true stay refused."""
+    """5.0 is the step 5, 50.0 the 50 rows (JSON has one kind of number); 5.5, "5" and true
+    stay refused."""
     if type(value) is float and value.is_integer():
         return int(value)
     return value
@@ -66,7 +67,7 @@ class DeployBody(BaseModel):
     rollout: bool = Field(False, description="canary: progressive rollout 5, 25, 50, 100")
     manual: bool = Field(False, description="hold at each step until promote")
     mirror: float | None = Field(None, description="shadow: the share of rows scored")
-    min_step_rows: int | None = Field(
+    min_step_rows: Annotated[int, BeforeValidator(_whole)] | None = Field(
         None, description="rollout: challenger rows a step needs (default: the server's setting)"
     )
     min_step_seconds: float | None = Field(
