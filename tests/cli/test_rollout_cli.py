@@ -221,6 +221,28 @@ def test_a_canary_or_shadow_under_one_percent_is_shown_as_set_not_as_zero(
     assert "shadow 12.5%" in cli("deployments").stdout
 
 
+def test_a_tiny_canary_is_shown_as_a_plain_percentage_not_in_exponent_notation(
+    cli, churn_files, churn_pipeline, churn_frame, tmp_path
+):
+    """A canary at 1e-7 of rows is 0.00001 % (it was shown "1e-05%"), in the deploy's answer,
+    the status, the list, the history and the audit trail of the deploy that replaces it."""
+    _two_models(cli, churn_files, churn_pipeline, churn_frame, tmp_path)
+    canary = cli("deploy", "churn", "churn-small:1", "--weight", "1e-7")
+    assert canary.exit_code == 0, canary.output
+    assert "churn-small:1 answers 0.00001% of rows beside churn:1" in canary.stdout
+    status = cli("status", "churn").stdout
+    assert "0.00001%" in status and "e-0" not in status
+    assert "canary 0.00001%" in cli("deployments").stdout
+    assert "(canary 0.00001%)" in " ".join(cli("history", "churn").stdout.split())
+    shadow = cli("deploy", "churn", "churn-small:1", "--strategy", "shadow", "--mirror", "2.5e-6")
+    assert shadow.exit_code == 0, shadow.output
+    said = " ".join(shadow.stdout.split())
+    assert "scores 0.00025% of rows in shadow" in said
+    assert "It replaced the canary challenger churn-small:1 at 0.00001%" in said
+    last = json.loads(cli("history", "churn", "--json").stdout)[-1]
+    assert last["reason"] == "replaced the canary challenger churn-small:1 at 0.00001%"
+
+
 def test_a_rollouts_step_and_bake_are_set_per_deployment_from_the_cli(
     cli, churn_files, churn_pipeline, churn_frame, tmp_path
 ):

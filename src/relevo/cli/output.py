@@ -19,6 +19,7 @@ from rich.text import Text
 
 from relevo.cli.fit import FittedTable
 from relevo.errors import RelevoError
+from relevo.routing.deployment import percent
 
 console = Console()
 err_console = Console(stderr=True)
@@ -83,8 +84,8 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
 
 def share(value: float) -> str:
     """A share of rows as a percentage, as precise as it was set: `5%`, `12.5%`, `0.5%` (a
-    canary at 0.005 is not "0%")."""
-    return f"{value * 100:.4g}%"
+    canary at 0.005 is not "0%"), `0.00001%` (nor one at 1e-7 "1e-05%")."""
+    return percent(value)
 
 
 def fmt(value: Any, digits: int = 4) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from enum import Enum
 from functools import cached_property
 from typing import Any, Literal
@@ -40,6 +41,12 @@ KEEP = KeepType.KEEP
 def ref(name: str | None, version: int | None) -> str | None:
     """`NAME:VERSION`, or None when there is no such model."""
     return f"{name}:{version}" if name is not None and version is not None else None
+
+
+def percent(share: float) -> str:
+    """A share of rows as a percentage, as precise as it was set (four significant digits)
+    and never in exponent notation: `5%`, `12.5%`, `0.5%`, `0.00001%` (a canary at 1e-7)."""
+    return f"{Decimal(f'{share * 100:.4g}'):f}%"
 
 
 @dataclass(frozen=True)

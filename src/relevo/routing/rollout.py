@@ -22,6 +22,7 @@ from relevo.routing.deployment import (
     DEFAULT_STEPS,
     Deployment,
     Strategy,
+    percent,
 )
 from relevo.routing.events import GATE, DeploymentEvent
 from relevo.routing.gates import Gate, GateResult, RolloutStats, check_all
@@ -167,9 +168,9 @@ def running(state: Deployment) -> str:
     """The challenger a deployment runs, as the audit trail names it: `canary challenger
     churn-gbm:1 at 50% (step 3 of 4)`, `shadow challenger churn-gbm:1 (mirror 20%)`."""
     if state.strategy == "shadow":
-        return f"shadow challenger {state.challenger_ref} (mirror {state.mirror * 100:.4g}%)"
+        return f"shadow challenger {state.challenger_ref} (mirror {percent(state.mirror)})"
     plan = f" (step {state.step + 1} of {len(state.steps)})" if state.steps else ""
-    return f"canary challenger {state.challenger_ref} at {state.weight * 100:.4g}%{plan}"
+    return f"canary challenger {state.challenger_ref} at {percent(state.weight)}{plan}"
 
 
 def _canary(base: Deployment, request: DeployRequest) -> Deployment:
