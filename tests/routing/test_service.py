@@ -147,6 +147,52 @@ def test_a_promotion_bakes_and_a_firing_alert_rolls_it_back(service, clock):
     assert service.get("churn").model_ref == "churn:1"
 
 
+ALERT = RolloutStats(alerts=("latency_p99: p99 latency 812 ms over 300 rows",))
+
+
+def test_a_bake_that_ended_is_not_brought_back_by_a_later_deploy(service, clock):
+    """A promotion baked for 60 s; half an hour later a redeploy of the same champion (a new
+    key) took the default bake of an hour from the settings, and a canary withdrawn later
+    left its own: both brought the ended bake back, and an alert rolled the champion back to
+    the model it had replaced half an hour before."""
+    service.deploy("churn", "churn:1", key="customer_id")
+    service.deploy("churn", "churn:2", weight=0.2, bake_seconds=60)
+    service.promote("churn")
+    clock.advance(1800)
+    rekeyed = service.deploy("churn", "churn:2", key=None)  # bake_seconds: the setting, 3600
+    assert (rekeyed.model_ref, rekeyed.previous_ref, rekeyed.bake_seconds) == (
+        "churn:2",
+        "churn:1",
+        60.0,
+    )
+    evaluation = service.evaluate("churn", ALERT)
+    assert evaluation.decision.move == "none" and not evaluation.changed
+    assert service.get("churn").model_ref == "churn:2"
+
+    service.deploy("churn", "churn-tree:1", weight=0.1)  # bake_seconds 3600, once promoted
+    withdrawn = service.rollback("churn")
+    assert withdrawn.model_ref == "churn:2" and withdrawn.previous_ref == "churn:1"
+    evaluation = service.evaluate("churn", ALERT)
+    assert evaluation.decision.move == "none" and not evaluation.changed
+    assert service.get("churn").model_ref == "churn:2"
+    assert [e.action for e in service.history("churn")][-1] == "rollback"  # the canary's
+    # the champion it replaced can still be brought back by hand
+    assert service.rollback("churn").model_ref == "churn:1"
+
+
+def test_a_redeploy_of_the_same_champion_keeps_its_bake_as_it_was(service, clock):
+    service.deploy("churn", "churn:1", key="customer_id")
+    service.deploy("churn", "churn:2", weight=0.2, bake_seconds=600)
+    service.promote("churn")
+    clock.advance(300)
+    service.deploy("churn", "churn:2", key=None, bake_seconds=7200)
+    clock.advance(301)  # 601 s after the promotion: its bake of 600 s has ended
+    assert service.evaluate("churn", ALERT).decision.move == "none"
+    clock.advance(-2)  # 599 s: still baking, and an alert rolls back
+    assert service.evaluate("churn", ALERT).decision.move == "rollback"
+    assert service.get("churn").model_ref == "churn:1"
+
+
 def test_a_whole_min_step_rows_given_as_a_float_is_stored_as_that_count(service):
     service.deploy("churn", "churn:1")
     canary = service.deploy("churn", "churn:2", rollout=True, min_step_rows=50.0)

@@ -141,7 +141,12 @@ def deploy(
         mirror=1.0,
         min_step_rows=request.min_step_rows,
         min_step_seconds=request.min_step_seconds,
+        # the challenger's own bake, once it is promoted
         bake_seconds=request.bake_seconds,
+        # a new challenger ends the bake of the last promotion (its gates watch the deployment
+        # now): kept, that bake would come back when the challenger is withdrawn, lasting the
+        # challenger's `bake_seconds`, long after it had ended
+        promoted_at=None,
         updated_at=now,
     )
     if request.strategy == "shadow":
@@ -232,11 +237,16 @@ def _swap(
             promoted_at=now,
         )
     elif current is not None:  # same champion (a new key, say): keep what it could roll back to
+        # and its bake as it was: this deploy's `bake_seconds` would extend it, or bring back
+        # one that had ended, and let an alert roll back a champion long past its bake
         state = replace(
             state,
             previous_name=current.previous_name,
             previous_version=current.previous_version,
             promoted_at=current.promoted_at,
+            bake_seconds=(
+                current.bake_seconds if current.promoted_at is not None else state.bake_seconds
+            ),
         )
     if current is not None and current.has_challenger:
         # said in the audit trail: a swap ends the challenger that ran beside the champion
