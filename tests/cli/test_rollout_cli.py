@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import getpass
 import json
+from datetime import UTC, datetime, timedelta
 
 import joblib
 from sklearn.base import clone
@@ -296,3 +297,30 @@ def test_status_says_what_the_gates_say_now_and_why_a_rollout_holds(
     }
     table = " ".join(cli("status", "churn").stdout.split())
     assert "Gates now" in table and "Next move: hold (gate error_rate inconclusive" in table
+
+
+def test_status_during_the_bake_period_says_it_bakes_and_until_when(
+    cli, churn_files, churn_pipeline, churn_frame, tmp_path
+):
+    """After a promotion, `decision` was null: nothing said the deployment was baking, nor
+    until when an alert would roll it back."""
+    _two_models(cli, churn_files, churn_pipeline, churn_frame, tmp_path)
+    assert cli("deploy", "churn", "churn-small:1", "--weight", "0.1").exit_code == 0
+    assert cli("promote", "churn").exit_code == 0
+    status = json.loads(cli("status", "churn", "--json").stdout)
+    until = datetime.fromisoformat(status["promoted_at"]) + timedelta(
+        seconds=status["bake_seconds"]
+    )
+    decision = status["decision"]
+    assert decision["move"] == "none" and decision["gates"] == []
+    assert datetime.fromisoformat(decision["bake_until"]) == until
+    said = f"baking until {until.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+    assert decision["reason"].startswith(said) and decision["reason"].endswith(
+        "rolls back to churn:1"
+    )
+    table = " ".join(cli("status", "churn").stdout.split())
+    assert f"Next move: none ({said}" in table and "Gates now" not in table
+
+    # a swap without a bake: nothing bakes, nothing to say
+    assert cli("deploy", "churn", "churn:1", "--bake-seconds", "0").exit_code == 0
+    assert json.loads(cli("status", "churn", "--json").stdout)["decision"] is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
@@ -285,3 +286,21 @@ def test_a_whole_min_step_rows_written_as_a_float_is_that_many_rows_over_http(
     assert refused.status_code == 422, refused.text
     assert [p["column"] for p in refused.json()["problems"]] == ["min_step_rows"]
     assert httpx.get(base, headers=ADMIN).json()["revision"] == revision
+
+
+def test_the_status_over_http_says_a_promotion_bakes_and_until_when(
+    rv, deployed, server_settings, spawn_server, churn_pipeline, churn_frame
+):
+    small = _small(rv, churn_pipeline, churn_frame)
+    base = f"{_admin_url(server_settings, spawn_server)}/v1/deployments/churn"
+    put = httpx.put(
+        base, json={"model": small.ref, "weight": 0.1, "bake_seconds": 900}, headers=ADMIN
+    )
+    assert put.status_code == 200, put.text
+    promoted = httpx.post(f"{base}/promote", headers=ADMIN).json()
+    status = httpx.get(f"{base}/status", headers=ADMIN).json()
+    decision = status["decision"]
+    until = datetime.fromisoformat(promoted["promoted_at"]) + timedelta(seconds=900)
+    assert decision["move"] == "none" and datetime.fromisoformat(decision["bake_until"]) == until
+    assert decision["reason"].startswith("baking until ")
+    assert decision["reason"].endswith(f"rolls back to {deployed.ref}")

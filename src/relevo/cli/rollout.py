@@ -105,14 +105,16 @@ def show_status(rv: Relevo, name: str | None, json_out: bool) -> None:
 
 
 def show_decision(decision: dict[str, Any]) -> None:
-    """The gates' answers now, and the move they call for (or why the rollout holds)."""
-    console.print(
-        table(
-            "Gates now",
-            ["gate", "verdict", "detail"],
-            [[g["gate"], g["verdict"], g["detail"]] for g in decision["gates"]],
+    """The gates' answers now, and the move they call for (or why the rollout holds; after a
+    promotion, that it bakes and until when)."""
+    if decision["gates"]:
+        console.print(
+            table(
+                "Gates now",
+                ["gate", "verdict", "detail"],
+                [[g["gate"], g["verdict"], g["detail"]] for g in decision["gates"]],
+            )
         )
-    )
     console.print(f"Next move: {decision['move']} ({decision['reason']})", highlight=False)
 
 

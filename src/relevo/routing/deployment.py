@@ -117,11 +117,17 @@ class Deployment:
     def last_step(self) -> bool:
         return self.progressive and self.step >= len(self.steps) - 1
 
+    @property
+    def bake_until(self) -> datetime | None:
+        """When the bake period after the last promotion ends (None: nothing to roll back to)."""
+        if self.promoted_at is None or self.previous_ref is None:
+            return None
+        return self.promoted_at + timedelta(seconds=self.bake_seconds)
+
     def baking(self, now: datetime) -> bool:
         """Whether `now` falls in the bake period after the last promotion."""
-        if self.promoted_at is None or self.previous_ref is None:
-            return False
-        return now < self.promoted_at + timedelta(seconds=self.bake_seconds)
+        until = self.bake_until
+        return until is not None and now < until
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view: the stored fields plus `model`, `challenger` and `previous`."""

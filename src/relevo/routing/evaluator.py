@@ -87,11 +87,17 @@ def gate_stats(rv: Relevo, dep: Deployment) -> RolloutStats:
 
 def current_decision(rv: Relevo, dep: Deployment) -> Decision | None:
     """What the gates say about `dep` now, without acting (`relevo status` shows it: why a
-    rollout holds); None without a challenger, or when its numbers cannot be read now."""
-    if not dep.has_challenger:
+    rollout holds); during the bake period after a promotion, that it bakes and until when
+    (or the alert that rolls it back); None without a challenger outside a bake, or when its
+    numbers cannot be read now."""
+    if not dep.has_challenger and not dep.baking(datetime.now(UTC)):
         return None
     try:
-        decision = rv.deployments.decide(dep.name, gate_stats(rv, dep), state=dep)
+        if dep.has_challenger:
+            stats = gate_stats(rv, dep)
+        else:
+            stats = RolloutStats(alerts=bake_alerts(rv.store, dep))
+        decision = rv.deployments.decide(dep.name, stats, state=dep)
     except Exception as exc:  # a status must not fail for a number it cannot read now
         log.warning("reading the gates of deployment %r failed: %s", dep.name, exc)
         return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import pairwise
 from typing import Any, Literal
 
@@ -67,12 +67,15 @@ class Decision:
     move: Move
     reason: str
     results: tuple[GateResult, ...] = ()
+    #: during the bake period after a promotion: when it ends
+    bake_until: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "move": self.move,
             "reason": self.reason,
             "gates": [r.to_dict() for r in self.results],
+            "bake_until": self.bake_until.isoformat() if self.bake_until is not None else None,
         }
 
 
@@ -340,10 +343,17 @@ def decide(
     step, promotes. A fixed canary, a manual rollout and a shadow never advance on their own.
     After a promotion, a firing alert during the bake period rolls back."""
     if not state.has_challenger:
-        if state.baking(now) and stats.alerts:
+        until = state.bake_until
+        if until is None or not state.baking(now):
+            return Decision("none", "no challenger")
+        if stats.alerts:
             alerts = ", ".join(stats.alerts)
-            return Decision("rollback", f"alert during the bake period: {alerts}")
-        return Decision("none", "no challenger")
+            return Decision("rollback", f"alert during the bake period: {alerts}", bake_until=until)
+        why = (
+            f"baking until {until.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC: an alert on errors, "
+            f"latency, drift or data quality rolls back to {state.previous_ref}"
+        )
+        return Decision("none", why, bake_until=until)
     results = tuple(check_all(gates, state, stats))
     if state.strategy == "shadow":
         # a shadow answers nobody: its gates are reported, never acted on
