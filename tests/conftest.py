@@ -36,6 +36,12 @@ from relevo.datasets import (
 )
 from relevo.settings import reset_settings
 
+# Rich's consoles fix their width from COLUMNS when they are made (`relevo.cli.output` makes
+# its own at import): a COLUMNS of the environment running the suite (pytest-xdist's workers
+# set 80) would win over the CLI_ENV every invocation gives
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
+
 #: read once at import: the autouse fixture below clears RELEVO_* settings, not this one
 POSTGRES_URL = os.environ.get("RELEVO_TEST_DATABASE_URL")
 
