@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import numpy as np
@@ -87,6 +88,17 @@ def _refuse_infinities(rows: list[dict[str, Any]]) -> None:
 _INF = float("inf")
 
 
+def _segment(name: str) -> str:
+    """`name` as one URL path segment: `a?b`, `a#b`, `a/b` or `..` reach the server as the name
+    they are (which then says that no deployment has it), not as a query, a fragment or
+    another resource."""
+    if not name:
+        raise InvalidInputError("the deployment name is empty")
+    encoded = quote(name, safe="")
+    # quote keeps dots, and a segment of dots alone would be resolved as a relative path
+    return encoded.replace(".", "%2E") if not encoded.strip(".") else encoded
+
+
 class Client:
     """Talks to a relevo server's JSON API; errors come back as relevo's own exceptions."""
 
@@ -120,7 +132,9 @@ class Client:
         value), naming its row and column."""
         _refuse_infinities(rows)
         body = _dumps({"instances": rows})
-        answer = self._request("POST", f"/v1/deployments/{deployment}/predict", content=body)
+        answer = self._request(
+            "POST", f"/v1/deployments/{_segment(deployment)}/predict", content=body
+        )
         return answer["predictions"]
 
     def predict(self, deployment: str, data: pd.DataFrame) -> pd.DataFrame:
@@ -156,10 +170,12 @@ class Client:
         fields: dict[str, Any] = {"model": model}
         if not isinstance(key, KeepType):  # omitted in the body: the server keeps the key
             fields["key"] = key
-        return self._request("PUT", f"/v1/deployments/{deployment}", content=_dumps(fields))
+        return self._request(
+            "PUT", f"/v1/deployments/{_segment(deployment)}", content=_dumps(fields)
+        )
 
     def deployment(self, deployment: str) -> dict[str, Any]:
-        return self._request("GET", f"/v1/deployments/{deployment}")
+        return self._request("GET", f"/v1/deployments/{_segment(deployment)}")
 
     def models(self) -> list[dict[str, Any]]:
         return self._request("GET", "/v1/models")["models"]

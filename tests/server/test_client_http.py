@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import relevo
-from relevo.errors import InvalidInputError
+from relevo.errors import InvalidInputError, NotFoundError
 
 
 def _customers(churn_frame: pd.DataFrame) -> pd.DataFrame:
@@ -86,3 +86,24 @@ def test_a_redeploy_through_the_client_keeps_the_routing_key_unless_told(
         assert client.deployment("churn")["key_column"] == "customer_id"
         assert client.deploy("churn", "churn:1", key="account_id")["key_column"] == "account_id"
         assert client.deploy("churn", "churn:2", key=None)["key_column"] is None
+
+
+def test_a_name_is_sent_as_one_path_segment_not_as_a_query_or_another_resource(
+    live_server, rv, churn_pipeline, churn_frame
+):
+    """`churn?x` read deployment churn (the rest went as a query), `x/../churn` redeployed
+    churn, `churn#1` posted to churn's URL without the predict path (a bare 405)."""
+    rv.registry.register("churn", churn_pipeline, churn_frame, target="churned")
+    rows = _customers(churn_frame)
+    with relevo.Client(live_server.url) as client:
+        with pytest.raises(NotFoundError, match=r"deployment 'churn\?x' not found"):
+            client.deployment("churn?x")
+        with pytest.raises(NotFoundError, match="deployment 'churn#1' not found"):
+            client.predict("churn#1", rows)
+        with pytest.raises(NotFoundError):
+            client.deploy("x/../churn", "churn:2")
+        assert client.deployment("churn")["model"] == "churn:1"  # untouched
+        with pytest.raises(NotFoundError, match=r"deployment '\.\.' not found"):
+            client.deployment("..")
+        with pytest.raises(InvalidInputError, match="deployment name is empty"):
+            client.deployment("")
