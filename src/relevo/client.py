@@ -22,6 +22,7 @@ from relevo.errors import (
     ConflictError,
     InvalidInputError,
     NotFoundError,
+    PayloadTooLargeError,
     Problem,
     RelevoError,
     UnavailableError,
@@ -33,6 +34,7 @@ _BY_STATUS: dict[int, type[RelevoError]] = {
     400: InvalidInputError,
     404: NotFoundError,
     409: ConflictError,
+    413: PayloadTooLargeError,
     422: InvalidInputError,
     503: UnavailableError,
 }
@@ -196,10 +198,10 @@ class Client:
         if response.status_code in (401, 403):
             raise AuthError(message, response.status_code)
         cls = _BY_STATUS.get(response.status_code, RelevoError)
-        if cls is InvalidInputError:
+        if issubclass(cls, InvalidInputError):
             problems = [
                 Problem(p.get("message", ""), p.get("row"), p.get("column"))
                 for p in body.get("problems", [])
             ]
-            raise InvalidInputError(str(body.get("message", message)), problems)
+            raise cls(str(body.get("message", message)), problems)
         raise cls(message)

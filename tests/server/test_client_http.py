@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 
 import relevo
-from relevo.errors import InvalidInputError, NotFoundError
+from relevo.errors import InvalidInputError, NotFoundError, PayloadTooLargeError
 
 
-def _customers(churn_frame: pd.DataFrame) -> pd.DataFrame:
-    rows = churn_frame.head(3).drop(columns="churned").copy()
+def _customers(churn_frame: pd.DataFrame, n: int = 3) -> pd.DataFrame:
+    rows = churn_frame.head(n).drop(columns="churned").copy()
     rows["satisfaction"] = rows["satisfaction"].astype(float).fillna(3.0)
     return rows.reset_index(drop=True)
 
@@ -107,3 +107,16 @@ def test_a_name_is_sent_as_one_path_segment_not_as_a_query_or_another_resource(
             client.deployment("..")
         with pytest.raises(InvalidInputError, match="deployment name is empty"):
             client.deployment("")
+
+
+def test_a_body_over_the_servers_limit_is_a_payload_too_large_error(
+    live_server, spawn_server, churn_frame
+):
+    """It came back as a bare RelevoError whose `http_status` said 500."""
+    url = spawn_server(live_server.settings.model_copy(update={"max_body_mb": 0.01}))
+    rows = _customers(churn_frame, 200)
+    with relevo.Client(url) as client:
+        with pytest.raises(PayloadTooLargeError, match="RELEVO_MAX_BODY_MB") as caught:
+            client.predict("churn", rows)
+        assert caught.value.http_status == 413
+        assert len(client.predict("churn", rows.head(2))) == 2  # a small one is answered
