@@ -195,6 +195,8 @@ class Client:
         except ValueError:
             body = {"error": response.text}
         message = str(body.get("error", body.get("detail", response.reason_phrase)))
+        if body.get("request_id"):  # a server-side failure: its details are in the server log
+            message += f" (request id {body['request_id']} in the server log)"
         if response.status_code in (401, 403):
             raise AuthError(message, response.status_code)
         cls = _BY_STATUS.get(response.status_code, RelevoError)

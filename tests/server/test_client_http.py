@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import relevo
-from relevo.errors import InvalidInputError, NotFoundError, PayloadTooLargeError
+from relevo.errors import InvalidInputError, NotFoundError, PayloadTooLargeError, RelevoError
 
 
 def _customers(churn_frame: pd.DataFrame, n: int = 3) -> pd.DataFrame:
@@ -120,3 +120,27 @@ def test_a_body_over_the_servers_limit_is_a_payload_too_large_error(
             client.predict("churn", rows)
         assert caught.value.http_status == 413
         assert len(client.predict("churn", rows.head(2))) == 2  # a small one is answered
+
+
+def test_a_server_side_failure_names_its_request_id_found_in_the_server_log(
+    live_server, churn_frame, monkeypatch, caplog
+):
+    """The 500's body names the request whose traceback the server logged; the client
+    dropped it and said only "internal error"."""
+    from relevo.registry.flavors.sklearn import EstimatorModel
+
+    def explode(self, frame):
+        raise RuntimeError("model exploded")
+
+    monkeypatch.setattr(EstimatorModel, "predict", explode)
+    with (
+        relevo.Client(live_server.url) as client,
+        caplog.at_level("ERROR"),
+        pytest.raises(RelevoError, match="internal error") as caught,
+    ):
+        client.predict("churn", _customers(churn_frame))
+    assert caught.value.http_status == 500
+    request_id = str(caught.value).rpartition("request id ")[2].split()[0]
+    logged = [r for r in caplog.records if f"[request {request_id}]" in r.getMessage()]
+    assert len(request_id) == 16 and len(logged) == 1
+    assert "model exploded" in str(logged[0].exc_info[1])
