@@ -159,10 +159,17 @@ class Client:
         return out
 
     def health(self) -> bool:
-        return self._http.get("/healthz").status_code == 200
+        """Whether the server is live (`/healthz` answers 200); False when it cannot be reached."""
+        try:
+            return self._send("GET", "/healthz").status_code == 200
+        except UnavailableError:
+            return False
 
     def ready(self) -> dict[str, Any]:
-        return self._http.get("/readyz").json()
+        """What `/readyz` says: `{"ready": true|false, ...}` (a server that is not ready answers
+        503 with its reasons under `problems`); UnavailableError when it cannot be reached."""
+        response = self._send("GET", "/readyz")
+        return self._answer(response, ok=(200, 503))
 
     def deploy(
         self, deployment: str, model: str, *, key: str | KeepType | None = KEEP
@@ -183,12 +190,18 @@ class Client:
         return self._request("GET", "/v1/models")["models"]
 
     def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        return self._answer(self._send(method, path, **kwargs))
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         headers = {"Content-Type": "application/json"} if "content" in kwargs else {}
         try:
-            response = self._http.request(method, path, headers=headers, **kwargs)
+            return self._http.request(method, path, headers=headers, **kwargs)
         except httpx.TransportError as exc:
             raise UnavailableError(f"cannot reach the relevo server at {self.url}: {exc}") from exc
-        if response.status_code < 400:
+
+    def _answer(self, response: httpx.Response, ok: tuple[int, ...] = ()) -> dict[str, Any]:
+        """The JSON of a success (or of a status in `ok`); relevo's exception for an error."""
+        if response.status_code < 400 or response.status_code in ok:
             return response.json()
         try:
             body = response.json()

@@ -10,7 +10,13 @@ import pandas as pd
 import pytest
 
 import relevo
-from relevo.errors import InvalidInputError, NotFoundError, PayloadTooLargeError, RelevoError
+from relevo.errors import (
+    InvalidInputError,
+    NotFoundError,
+    PayloadTooLargeError,
+    RelevoError,
+    UnavailableError,
+)
 
 
 def _customers(churn_frame: pd.DataFrame, n: int = 3) -> pd.DataFrame:
@@ -144,3 +150,17 @@ def test_a_server_side_failure_names_its_request_id_found_in_the_server_log(
     logged = [r for r in caplog.records if f"[request {request_id}]" in r.getMessage()]
     assert len(request_id) == 16 and len(logged) == 1
     assert "model exploded" in str(logged[0].exc_info[1])
+
+
+def test_health_and_readiness_of_a_server_that_cannot_be_reached(free_port):
+    """Both raised httpx.ConnectError, the one call that escaped relevo's exceptions."""
+    with relevo.Client(f"http://127.0.0.1:{free_port()}") as client:
+        assert client.health() is False
+        with pytest.raises(UnavailableError, match="cannot reach the relevo server"):
+            client.ready()
+
+
+def test_health_and_readiness_of_a_live_server(live_server):
+    with relevo.Client(live_server.url) as client:
+        assert client.health() is True
+        assert client.ready() == {"ready": True, "deployments": {"churn": "churn:1"}}
