@@ -201,12 +201,22 @@ class Client:
 
     def _answer(self, response: httpx.Response, ok: tuple[int, ...] = ()) -> dict[str, Any]:
         """The JSON of a success (or of a status in `ok`); relevo's exception for an error."""
-        if response.status_code < 400 or response.status_code in ok:
-            return response.json()
         try:
             body = response.json()
         except ValueError:
-            body = {"error": response.text}
+            body = None
+        if response.status_code < 400 or response.status_code in ok:
+            if isinstance(body, dict):
+                return body
+            # another service at this URL (a web page, a proxy's redirect), not relevo
+            kind = response.headers.get("content-type", "no content type")
+            raise UnavailableError(
+                f"{response.request.method} {response.url} answered {response.status_code} "
+                f"{response.reason_phrase} with {kind}, not relevo's JSON: is {self.url} "
+                "a relevo server?"
+            )
+        if not isinstance(body, dict):
+            body = {"error": response.text or response.reason_phrase}
         message = str(body.get("error", body.get("detail", response.reason_phrase)))
         if body.get("request_id"):  # a server-side failure: its details are in the server log
             message += f" (request id {body['request_id']} in the server log)"

@@ -4,6 +4,10 @@ values they are, and what JSON cannot say is refused before it is sent."""
 from __future__ import annotations
 
 import decimal
+import re
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pandas as pd
@@ -164,3 +168,49 @@ def test_health_and_readiness_of_a_live_server(live_server):
     with relevo.Client(live_server.url) as client:
         assert client.health() is True
         assert client.ready() == {"ready": True, "deployments": {"churn": "churn:1"}}
+
+
+@pytest.fixture
+def web_page() -> Iterator[str]:
+    """Another web service (a page, not relevo) on a loopback port: the URL a client is given
+    by mistake."""
+
+    class Page(BaseHTTPRequestHandler):
+        def _page(self) -> None:
+            body = b"<html><body>Grafana</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_PUT = _page
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_url_that_is_not_a_relevo_server_says_so(web_page, churn_frame):
+    """A 200 page that is not JSON raised json's JSONDecodeError from inside httpx."""
+    with relevo.Client(web_page) as client:
+        for call in (
+            client.models,
+            lambda: client.deployment("churn"),
+            lambda: client.predict("churn", _customers(churn_frame)),
+            client.ready,
+        ):
+            with pytest.raises(
+                UnavailableError, match=rf"is {re.escape(web_page)} a relevo server"
+            ):
+                call()
+        with pytest.raises(UnavailableError, match="answered 200 OK with text/html"):
+            client.models()
