@@ -196,6 +196,13 @@ class Client:
         headers = {"Content-Type": "application/json"} if "content" in kwargs else {}
         try:
             return self._http.request(method, path, headers=headers, **kwargs)
+        except (httpx.ReadTimeout, httpx.WriteTimeout) as exc:
+            # it was reached: a slow answer (a big batch, a busy server) is not a missing server
+            raise UnavailableError(
+                f"the relevo server at {self.url} did not answer {method} {path} within "
+                f"{self._http.timeout.read:g} s (Client(timeout=...)); it may still have done "
+                "what was asked: check before sending it again"
+            ) from exc
         except httpx.TransportError as exc:
             raise UnavailableError(f"cannot reach the relevo server at {self.url}: {exc}") from exc
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import decimal
 import re
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -214,3 +215,21 @@ def test_a_url_that_is_not_a_relevo_server_says_so(web_page, churn_frame):
                 call()
         with pytest.raises(UnavailableError, match="answered 200 OK with text/html"):
             client.models()
+
+
+def test_a_server_that_takes_too_long_is_not_called_unreachable():
+    """A read timeout said "cannot reach the relevo server": it was reached, and a promote or
+    a deploy sent there may have been done, which a user retrying must know."""
+    with socket.socket() as silent:  # connections complete in the backlog, nothing answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        with (
+            relevo.Client(url, timeout=0.5) as client,
+            pytest.raises(UnavailableError) as caught,
+        ):
+            client.deploy("churn", "churn:2")
+    message = str(caught.value)
+    assert "cannot reach" not in message
+    assert "did not answer PUT /v1/deployments/churn within 0.5 s" in message
+    assert "check before sending it again" in message
