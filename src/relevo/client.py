@@ -7,9 +7,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
@@ -172,22 +173,92 @@ class Client:
         return self._answer(response, ok=(200, 503))
 
     def deploy(
-        self, deployment: str, model: str, *, key: str | KeepType | None = KEEP
+        self,
+        deployment: str,
+        model: str,
+        *,
+        key: str | KeepType | None = KEEP,
+        strategy: Literal["basic", "shadow", "canary"] | None = None,
+        weight: float | None = None,
+        steps: Sequence[int] | None = None,
+        rollout: bool = False,
+        manual: bool = False,
+        mirror: float | None = None,
+        min_step_rows: int | None = None,
+        min_step_seconds: float | None = None,
+        bake_seconds: float | None = None,
+        reason: str | None = None,
     ) -> dict[str, Any]:
-        """Serve `model` (NAME:VERSION) under `deployment` (a basic swap). `key` names the
-        routing-key column; by default a redeploy keeps the current one, `None` removes it."""
+        """Deploy `model` (NAME:VERSION) under `deployment`, as `relevo deploy` does: a basic
+        swap, unless `strategy`, `weight`, `steps` or `rollout` ask for a canary challenger
+        beside the champion (`manual`: hold at each step until `promote`) or `mirror` for a
+        shadow. `key` names the routing-key column; by default a redeploy keeps the current
+        one, `None` removes it. `reason` goes to the audit trail. Returns the new state."""
+        if isinstance(steps, str):  # a str is a Sequence too: "5,25" would go as its characters
+            raise TypeError("Client.deploy takes steps as a list of percentages: [5, 25, 50, 100]")
         fields: dict[str, Any] = {"model": model}
         if not isinstance(key, KeepType):  # omitted in the body: the server keeps the key
             fields["key"] = key
+        given = {
+            "strategy": strategy,
+            "weight": weight,
+            "steps": list(steps) if steps is not None else None,
+            "rollout": rollout or None,
+            "manual": manual or None,
+            "mirror": mirror,
+            "min_step_rows": min_step_rows,
+            "min_step_seconds": min_step_seconds,
+            "bake_seconds": bake_seconds,
+            "reason": reason,
+        }
+        fields.update({k: v for k, v in given.items() if v is not None})
         return self._request(
             "PUT", f"/v1/deployments/{_segment(deployment)}", content=_dumps(fields)
         )
 
+    def promote(
+        self, deployment: str, *, reason: str | None = None, revision: int | None = None
+    ) -> dict[str, Any]:
+        """Move the rollout to its next step, or make the challenger the champion (as
+        `relevo promote`). With `revision` (the one `status` showed), only from that revision:
+        ConflictError if the deployment moved since. Returns the new state."""
+        return self._change(deployment, "promote", reason, revision)
+
+    def rollback(
+        self, deployment: str, *, reason: str | None = None, revision: int | None = None
+    ) -> dict[str, Any]:
+        """Drop the challenger, or bring back the champion the last promotion replaced (as
+        `relevo rollback`; `revision` as in `promote`). Returns the new state."""
+        return self._change(deployment, "rollback", reason, revision)
+
+    def history(self, deployment: str) -> list[dict[str, Any]]:
+        """The audit trail, oldest first (as `relevo history`): every change with its
+        `action`, `actor`, `reason`, time and the `state` it made."""
+        path = f"/v1/deployments/{_segment(deployment)}/history"
+        return self._request("GET", path)["events"]
+
+    def status(self, deployment: str) -> dict[str, Any]:
+        """The deployment's state, what the answering server serves, rows, errors and latency
+        per model, the shadow comparison and what the gates say now (as `relevo status`)."""
+        return self._request("GET", f"/v1/deployments/{_segment(deployment)}/status")
+
     def deployment(self, deployment: str) -> dict[str, Any]:
+        """The deployment's state (champion, challenger, strategy, key, revision)."""
         return self._request("GET", f"/v1/deployments/{_segment(deployment)}")
+
+    def deployments(self) -> list[dict[str, Any]]:
+        """Every deployment's state."""
+        return self._request("GET", "/v1/deployments")["deployments"]
 
     def models(self) -> list[dict[str, Any]]:
         return self._request("GET", "/v1/models")["models"]
+
+    def _change(
+        self, deployment: str, action: str, reason: str | None, revision: int | None
+    ) -> dict[str, Any]:
+        fields = {k: v for k, v in (("reason", reason), ("revision", revision)) if v is not None}
+        path = f"/v1/deployments/{_segment(deployment)}/{action}"
+        return self._request("POST", path, content=_dumps(fields))
 
     def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         return self._answer(self._send(method, path, **kwargs))
