@@ -12,8 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import relevo
 from relevo.datasets import CHURN_FEATURES, make_churn
+from relevo.server.background import BackgroundServer
 from relevo.serving import spool
+from relevo.settings import Settings
 
 
 def _setup(cli, churn_files) -> None:
@@ -90,6 +93,38 @@ def test_batch_predict_scores_logs_and_exports(cli, churn_files, churn_pipeline,
     merged = logged.merge(scored[["id", "probability"]], on="id", suffixes=("", "_scored"))
     np.testing.assert_allclose(merged["probability"], merged["probability_scored"], rtol=1e-12)
     assert sorted(logged["routing_key"]) == sorted(frame["customer_id"])
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_export_says_which_rows_batch_scoring_made_and_which_requests(
+    cli, churn_files, relevo_home, database_url, tmp_path, suffix
+):
+    """Without a `source` column, the batch run's rows and the served ones looked the same."""
+    _setup(cli, churn_files)
+    batch = make_churn(40, seed=5, id_start=20_000)
+    batch.to_csv(tmp_path / "customers.csv", index=False)
+    scored_path = tmp_path / "scored.parquet"
+    result = cli("predict", "churn", "--input", tmp_path / "customers.csv", "--output", scored_path)
+    assert result.exit_code == 0, result.output
+    settings = Settings(home=relevo_home, database_url=database_url, log_flush_interval_s=0.05)
+    server = BackgroundServer(settings)
+    try:
+        with relevo.Client(server.start()) as client:
+            served = client.predict(
+                "churn", make_churn(15, seed=6, id_start=30_000).drop(columns="churned")
+            )
+    finally:
+        server.stop()  # the log is flushed
+
+    export = tmp_path / f"log{suffix}"
+    result = cli("export", "churn", "--output", export)
+    assert result.exit_code == 0, result.output
+    logged = pd.read_csv(export) if suffix == ".csv" else pd.read_parquet(export)
+    source = dict(zip(logged["id"], logged["source"], strict=True))
+    assert {source[i] for i in pd.read_parquet(scored_path)["id"]} == {"batch"}
+    assert {source[i] for i in served["id"]} == {"request"}
+    assert len(logged) == 40 + 15
+    assert logged["source"].value_counts().to_dict() == {"batch": 40, "request": 15}
 
 
 def test_batch_predict_rejects_a_bad_file_whole(cli, churn_files, tmp_path):

@@ -22,11 +22,11 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def export_predictions(relevo: Relevo, deployment: str, path: str | Path) -> int:
-    """Write every logged prediction of `deployment` (ids, model, time, routing key, features,
-    outputs; once labels arrived, `true_label`, `label_known_at` and `label_received_at`) to
-    `path` (.csv or .parquet, private to the user: 0600); returns the number of rows written.
-    CSV text cells that a spreadsheet would run as a formula are escaped with a leading `'`;
-    Parquet keeps every value exactly."""
+    """Write every logged prediction of `deployment` (ids, model, time, routing key, latency,
+    source: "request" or "batch", features, outputs; once labels arrived, `true_label`,
+    `label_known_at` and `label_received_at`) to `path` (.csv or .parquet, private to the
+    user: 0600); returns the number of rows written. CSV text cells that a spreadsheet would
+    run as a formula are escaped with a leading `'`; Parquet keeps every value exactly."""
     path = Path(path)
     if path.suffix.lower() not in SUFFIXES:
         raise InvalidInputError(f"cannot write {path}: use a .csv or .parquet file name")

@@ -32,11 +32,25 @@ def flatten_output(output: dict[str, Any], features: set[str]) -> dict[str, Any]
     return flat
 
 
+#: a logged row's `source` in an export when the store has none: answered to a request
+#: (batch scoring's rows are stored as "batch")
+REQUEST = "request"
+
+
 def predictions_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Logged prediction rows (store form) as one flat DataFrame for export."""
+    """Logged prediction rows (store form) as one flat DataFrame for export: `source` says
+    where each was answered ("request", or "batch" for `relevo predict`'s rows)."""
     if not rows:
         return pd.DataFrame(
-            columns=["id", "deployment", "model", "created_at", "routing_key", "latency_ms"]
+            columns=[
+                "id",
+                "deployment",
+                "model",
+                "created_at",
+                "routing_key",
+                "latency_ms",
+                "source",
+            ]
         )
     features = [orjson.loads(r["features"]) for r in rows]
     names = {k for f in features for k in f}
@@ -49,6 +63,7 @@ def predictions_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
             "created_at": pd.to_datetime([r["created_at"] for r in rows], utc=True),
             "routing_key": [r["routing_key"] for r in rows],
             "latency_ms": np.asarray([r["latency_ms"] for r in rows], dtype=np.float64),
+            "source": [r.get("source") or REQUEST for r in rows],
         }
     )
     feats = pd.DataFrame.from_records(features)

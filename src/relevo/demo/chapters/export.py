@@ -15,6 +15,7 @@ def run(demo: Demo) -> None:
     demo.view.command(str(path))
     demo.view.say(
         "One row per prediction: id, deployment, model, created_at, routing_key, latency_ms, "
+        "source (request or batch), "
         "the features as sent, probability and label. Read it with pandas.read_parquet."
     )
 
