@@ -127,6 +127,43 @@ def test_export_says_which_rows_batch_scoring_made_and_which_requests(
     assert logged["source"].value_counts().to_dict() == {"batch": 40, "request": 15}
 
 
+def test_logged_fields_named_like_the_exports_columns_keep_both(
+    cli, churn_files, rv, relevo_home, database_url, tmp_path
+):
+    """Request fields the log keeps (`log_extra`) named `source`, `model` or `true_label`
+    made a second column of that name: the CSV export failed with "'DataFrame' object has no
+    attribute 'dtype'", the Parquet one with "Duplicate column names found", and a labelled
+    log's `true_label` wrote over the field's values."""
+    _setup(cli, churn_files)
+    rv.deployments.deploy("churn", "churn:1", log_extra=["source", "model", "true_label"])
+    customers = make_churn(4, seed=7, id_start=40_000).drop(columns="churned")
+    sent = customers.assign(source="web", model="x", true_label="unknown")
+    settings = Settings(home=relevo_home, database_url=database_url, log_flush_interval_s=0.05)
+    server = BackgroundServer(settings)
+    try:
+        with relevo.Client(server.start()) as client:
+            served = client.predict("churn", sent)
+    finally:
+        server.stop()
+    labels = tmp_path / "labels.csv"
+    pd.DataFrame({"id": served["id"], "label": [1, 0, 1, 0]}).to_csv(labels, index=False)
+    assert cli("feedback", "churn", "--input", labels).exit_code == 0
+
+    for suffix in (".csv", ".parquet"):
+        export = tmp_path / f"log{suffix}"
+        result = cli("export", "churn", "--output", export)
+        assert result.exit_code == 0, result.output
+        logged = pd.read_csv(export) if suffix == ".csv" else pd.read_parquet(export)
+        assert logged.columns.is_unique
+        assert logged["source"].tolist() == ["request"] * 4
+        assert logged["model"].tolist() == ["churn:1"] * 4
+        assert logged["true_label"].astype(int).tolist() == [1, 0, 1, 0]
+        assert logged["feature_source"].tolist() == ["web"] * 4
+        assert logged["feature_model"].tolist() == ["x"] * 4
+        assert logged["feature_true_label"].tolist() == ["unknown"] * 4
+        assert logged["id"].tolist() == served["id"].tolist()
+
+
 def test_batch_predict_rejects_a_bad_file_whole(cli, churn_files, tmp_path):
     _setup(cli, churn_files)
     frame = make_churn(1500, seed=3)

@@ -36,25 +36,32 @@ def flatten_output(output: dict[str, Any], features: set[str]) -> dict[str, Any]
 #: (batch scoring's rows are stored as "batch")
 REQUEST = "request"
 
+#: the export's own columns (the labels' are added once labels arrived): a logged field of one
+#: of these names (a feature, a `log_extra` field) is written as `feature_<name>`, an output
+#: as `output_<name>`, so that no column is there twice
+OWN_COLUMNS = (
+    "id",
+    "deployment",
+    "model",
+    "created_at",
+    "routing_key",
+    "latency_ms",
+    "source",
+    "true_label",
+    "label_known_at",
+    "label_received_at",
+)
+_BASE = OWN_COLUMNS[: OWN_COLUMNS.index("source") + 1]
+
 
 def predictions_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Logged prediction rows (store form) as one flat DataFrame for export: `source` says
     where each was answered ("request", or "batch" for `relevo predict`'s rows)."""
     if not rows:
-        return pd.DataFrame(
-            columns=[
-                "id",
-                "deployment",
-                "model",
-                "created_at",
-                "routing_key",
-                "latency_ms",
-                "source",
-            ]
-        )
+        return pd.DataFrame(columns=list(_BASE))
     features = [orjson.loads(r["features"]) for r in rows]
     names = {k for f in features for k in f}
-    outputs = [flatten_output(orjson.loads(r["output"]), names) for r in rows]
+    outputs = [flatten_output(orjson.loads(r["output"]), names | set(OWN_COLUMNS)) for r in rows]
     base = pd.DataFrame(
         {
             "id": [r["id"] for r in rows],
@@ -67,6 +74,9 @@ def predictions_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
         }
     )
     feats = pd.DataFrame.from_records(features)
+    clashing = {n: f"feature_{n}" for n in feats.columns if n in OWN_COLUMNS}
+    if clashing:
+        feats = feats.rename(columns=clashing)
     outs = pd.DataFrame.from_records(outputs)
     return pd.concat([base, feats, outs], axis=1)
 
