@@ -37,7 +37,10 @@ _BY_STATUS: dict[int, type[RelevoError]] = {
     409: ConflictError,
     413: PayloadTooLargeError,
     422: InvalidInputError,
+    # a proxy in front of the server: it is down, or did not answer in time
+    502: UnavailableError,
     503: UnavailableError,
+    504: UnavailableError,
 }
 
 
@@ -294,7 +297,14 @@ class Client:
                 "a relevo server?"
             )
         if not isinstance(body, dict):
-            body = {"error": response.text or response.reason_phrase}
+            # not relevo's answer (a proxy's error page, say): its status, not its markup
+            kind = response.headers.get("content-type", "no content type")
+            request = response.request
+            body = {
+                "error": f"{request.method} {request.url.path} answered {response.status_code} "
+                f"{response.reason_phrase} ({kind}), not relevo's JSON: from a proxy or "
+                f"another service in front of {self.url}?"
+            }
         message = str(body.get("error", body.get("detail", response.reason_phrase)))
         if body.get("request_id"):  # a server-side failure: its details are in the server log
             message += f" (request id {body['request_id']} in the server log)"

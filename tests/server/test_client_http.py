@@ -217,6 +217,57 @@ def test_a_url_that_is_not_a_relevo_server_says_so(web_page, churn_frame):
             client.models()
 
 
+@pytest.fixture
+def failing_proxy() -> Iterator[str]:
+    """A reverse proxy in front of a relevo server that is down: nginx's HTML error pages,
+    502 Bad Gateway for a POST, 504 Gateway Timeout for anything else."""
+
+    class Proxy(BaseHTTPRequestHandler):
+        def _page(self, status: int) -> None:
+            body = f"<html><head><title>{status}</title></head><body>nginx</body></html>"
+            self.send_response(status)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def do_POST(self) -> None:
+            self._page(502)
+
+        def do_GET(self) -> None:
+            self._page(504)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_proxys_bad_gateway_or_timeout_is_unavailable_not_a_server_failure(
+    failing_proxy, churn_frame
+):
+    """A proxy's 502 or 504 raised the base RelevoError, whose status said 500 (a failure of
+    relevo's), with the proxy's HTML page as its message."""
+    with relevo.Client(failing_proxy) as client:
+        with pytest.raises(UnavailableError) as bad_gateway:
+            client.predict("churn", _customers(churn_frame))
+        with pytest.raises(UnavailableError) as timed_out:
+            client.deployment("churn")
+    assert (bad_gateway.value.http_status, timed_out.value.http_status) == (503, 503)
+    assert str(bad_gateway.value).startswith(
+        "POST /v1/deployments/churn/predict answered 502 Bad Gateway (text/html)"
+    )
+    assert "answered 504 Gateway Timeout (text/html)" in str(timed_out.value)
+    assert "<html>" not in str(bad_gateway.value) + str(timed_out.value)
+
+
 def test_a_server_that_takes_too_long_is_not_called_unreachable():
     """A read timeout said "cannot reach the relevo server": it was reached, and a promote or
     a deploy sent there may have been done, which a user retrying must know."""
