@@ -230,3 +230,16 @@ def test_within_days_must_be_a_positive_number(cli, churn_files, tmp_path, days)
     )  # fmt: skip
     assert result.exit_code == 2, result.output
     assert "--within-days" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--window", "99999999999999w"), ("--since", "200000w")]
+)
+def test_performance_over_more_than_a_century_is_refused_naming_the_option(
+    cli, churn_files, option, value
+):
+    _deployed(cli, churn_files)
+    result = cli("performance", "churn", option, value)
+    assert result.exit_code == 2, result.output  # was 1: "unexpected OverflowError"
+    assert f"invalid {option.removeprefix('--')} '{value}'" in result.output
+    assert "at most 100 years" in result.output

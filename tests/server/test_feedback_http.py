@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 
 from relevo.datasets import CHURN_FEATURES, CHURN_ID, CHURN_TARGET, make_churn
 from relevo.feedback.service import PerformanceService
@@ -88,3 +89,17 @@ def test_feedback_needs_the_api_token(rv, deployed, server_settings, spawn_serve
     ok = httpx.post(f"{url}/v1/deployments/churn/feedback", json=body, headers=api)
     assert ok.status_code == 200 and ok.json()["accepted"] == 1
     assert httpx.get(f"{url}/v1/deployments/churn/performance").status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("param", "value"), [("window", "99999999999999w"), ("since", "200000w"), ("since", "36526d")]
+)
+def test_a_performance_span_past_a_century_is_a_422_naming_it(live_server, param, value):
+    # was a 500: a timedelta overflowed, or `since` reached before the year 1
+    url = f"{live_server.url}/v1/deployments/churn/performance"
+    answer = httpx.get(url, params={param: value})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["problems"] == [
+        {"field": param, "message": "a duration of at most 100 years (36525d)"}
+    ]
+    assert httpx.get(url, params={param: "36525d"}).status_code == 200

@@ -22,6 +22,7 @@ import orjson
 from relevo.errors import InvalidInputError, Problem
 from relevo.feedback import metrics as m
 from relevo.feedback.report import FeedbackConfig
+from relevo.monitoring.timespan import LONGEST
 
 if TYPE_CHECKING:
     from relevo.context import Relevo
@@ -39,7 +40,13 @@ def parse_duration(text: str, what: str = "window") -> timedelta:
             f"invalid {what} {text!r}",
             [Problem("a positive number and a unit: m, h, d or w (e.g. 1d)", option=what)],
         )
-    return timedelta(seconds=float(found.group(1)) * _UNITS[found.group(2)])
+    seconds = float(found.group(1)) * _UNITS[found.group(2)]
+    if seconds > LONGEST.total_seconds():  # past it: an overflow, or a time before year 1
+        raise InvalidInputError(
+            f"invalid {what} {text!r}",
+            [Problem("a duration of at most 100 years (36525d)", option=what)],
+        )
+    return timedelta(seconds=seconds)
 
 
 #: the metrics computed for each task (a threshold on another one would never be judged)
