@@ -172,3 +172,18 @@ def test_a_model_version_out_of_range_in_a_body_is_404(live_server):
     )
     assert response.status_code == 404
     assert "churn:99999999999999999999999999" in response.json()["error"]
+
+
+def test_a_version_past_a_32_bit_integer_is_404_on_every_store(live_server):
+    # PostgreSQL's version column is a 32-bit integer: 2**31 answered 500 there (the database
+    # refused the value), wherever a version is named
+    url = live_server.url
+    shown = httpx.get(f"{url}/v1/models/churn/versions/2147483648")
+    assert shown.status_code == 404, shown.text
+    assert shown.json()["error"] == "model 'churn' has no version 2147483648"
+    deployed = httpx.put(f"{url}/v1/deployments/churn", json={"model": "churn:2147483648"})
+    assert deployed.status_code == 404, deployed.text
+    assert "churn:2147483648 not found" in deployed.json()["error"]
+    drift = httpx.get(f"{url}/v1/deployments/churn/drift", params={"model": "churn:2147483648"})
+    assert drift.status_code == 404, drift.text
+    assert httpx.get(f"{url}/v1/models/churn/versions/1").status_code == 200

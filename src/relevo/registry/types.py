@@ -9,6 +9,10 @@ from typing import Any
 from relevo.errors import InvalidInputError
 from relevo.registry.signature import Signature
 
+#: the largest version number every store holds (a 32-bit integer column: PostgreSQL's
+#: `integer`); a larger one names no version
+MAX_VERSION = 2**31 - 1
+
 
 @dataclass(frozen=True)
 class ModelRef:

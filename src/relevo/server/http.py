@@ -27,13 +27,12 @@ from relevo.errors import (
     RelevoError,
 )
 from relevo.registry.registry import NAME_RE
+from relevo.registry.types import MAX_VERSION
 from relevo.serving.health import failure_body
 
 JSON = "application/json"
 #: ASGI response headers of a JSON answer
 JSON_HEADERS = [(b"content-type", b"application/json")]
-#: the largest version number a store can hold (a signed 64-bit integer)
-MAX_VERSION = 2**63 - 1
 
 
 class BadRequest(InvalidInputError):

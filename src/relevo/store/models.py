@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from relevo.errors import ConflictError
 from relevo.registry.signature import Signature
-from relevo.registry.types import ModelVersion
+from relevo.registry.types import MAX_VERSION, ModelVersion
 from relevo.store.rows import from_row
 from relevo.store.tables import model_versions, profiles
 
@@ -91,9 +91,9 @@ class ModelRepository:
         return True
 
     def get(self, name: str, version: int | None = None) -> ModelVersion | None:
-        if "\x00" in name or (version is not None and not 1 <= version <= 2**63 - 1):
-            # no row can match, and the database would fail on the value itself (SQLite: a
-            # version past 64 bits; PostgreSQL: a NUL in text)
+        if "\x00" in name or (version is not None and not 1 <= version <= MAX_VERSION):
+            # no row can match, and the database would fail on the value itself (PostgreSQL:
+            # a version past its 32-bit column, a NUL in text; SQLite: one past 64 bits)
             return None
         query = select(model_versions).where(model_versions.c.name == name)
         if version is None:
