@@ -243,6 +243,22 @@ def test_a_rollouts_step_and_bake_are_set_per_deployment_over_http(
     assert refused.status_code == 422 and "min_step_rows" in refused.text
 
 
+def test_min_step_rows_past_a_32_bit_integer_is_a_422_and_changes_nothing(
+    rv, deployed, server_settings, spawn_server, churn_pipeline, churn_frame
+):
+    # PostgreSQL keeps it in a 32-bit column: 2**31 answered 500 there
+    small = _small(rv, churn_pipeline, churn_frame)
+    base = f"{_admin_url(server_settings, spawn_server)}/v1/deployments/churn"
+    body = {"model": small.ref, "rollout": True, "min_step_rows": 2**31}
+    refused = httpx.put(base, json=body, headers=ADMIN)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"] == "min_step_rows: 2147483648 is more than 2,147,483,647 rows"
+    assert rv.deployments.get("churn").revision == 1
+    most = httpx.put(base, json={**body, "min_step_rows": 2**31 - 1}, headers=ADMIN)
+    assert most.status_code == 200, most.text
+    assert most.json()["min_step_rows"] == 2**31 - 1
+
+
 def test_the_status_over_http_says_what_the_gates_say_now(
     rv, deployed, server_settings, spawn_server, churn_pipeline, churn_frame
 ):

@@ -131,10 +131,8 @@ class DeploymentService:
                 mirror=mirror,
                 key_column=key_column,
                 log_extra=_log_extra(_keep(log_extra, current.log_extra if current else ())),
-                min_step_rows=_default(
-                    _count(min_step_rows, "min_step_rows"),
-                    s.rollout_min_step_rows,
-                    "min_step_rows",
+                min_step_rows=_rows(
+                    _count(min_step_rows, "min_step_rows"), s.rollout_min_step_rows
                 ),
                 min_step_seconds=_default(
                     min_step_seconds, s.rollout_min_step_seconds, "min_step_seconds"
@@ -366,6 +364,17 @@ def _count(value: int | float | None, field: str) -> int | None:
     if not value.is_integer():
         raise InvalidInputError(f"{field}: {value!r} must be a whole number of at least 0")
     return int(value)
+
+
+#: the most rows a rollout step may ask for (the store keeps it in a 32-bit integer column)
+MAX_STEP_ROWS = 2**31 - 1
+
+
+def _rows(value: int | None, default: int) -> int:
+    rows = _default(value, default, "min_step_rows")
+    if rows > MAX_STEP_ROWS:
+        raise InvalidInputError(f"min_step_rows: {rows!r} is more than {MAX_STEP_ROWS:,} rows")
+    return rows
 
 
 def _check_key(key: str | None, models: Sequence[ModelVersion]) -> None:
