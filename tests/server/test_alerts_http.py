@@ -246,3 +246,24 @@ def test_a_failed_delivery_logs_the_webhook_without_its_secret(caplog):
     logged = " ".join(r.getMessage() for r in caplog.records)
     assert "notifying https://hooks.slack.com/... failed" in logged, logged
     assert "SECRETxyz" not in logged
+
+
+def test_a_silence_the_store_cannot_keep_is_a_422_naming_its_field(rv, live_server):
+    # on PostgreSQL these answered 500: a rule past its 100-character column, a subject past
+    # 200, a NUL in any text; a deployment named with a NUL failed the lookup itself
+    url = f"{live_server.url}/v1/alerts/silences"
+    for body, field, message in [
+        ({"rule": "r" * 101}, "rule", "at most 100 characters"),
+        ({"subject": "s" * 201}, "subject", "at most 200 characters"),
+        ({"rule": "no_pre\x00dictions"}, "rule", "no NUL characters"),
+        ({"deployment": "churn", "reason": "known\x00"}, "reason", "no NUL characters"),
+    ]:
+        refused = httpx.post(url, json={**body, "duration_s": 60})
+        assert refused.status_code == 422, (body, refused.text)
+        assert refused.json()["problems"] == [{"column": field, "message": message}]
+    unknown = httpx.post(url, json={"deployment": "ch\x00urn", "duration_s": 60})
+    assert unknown.status_code == 404, unknown.text
+    assert httpx.get(url).json()["silences"] == []
+    kept = httpx.post(url, json={"rule": "r" * 100, "subject": "s" * 200, "duration_s": 60})
+    assert kept.status_code == 200, kept.text
+    assert [s.rule for s in rv.store.alerts.silences(active_at=datetime.now(UTC))] == ["r" * 100]

@@ -80,6 +80,8 @@ class DeploymentRepository:
         self.engine = engine
 
     def get(self, name: str) -> Deployment | None:
+        if "\x00" in name:  # no row can match, and PostgreSQL fails on a NUL in text
+            return None
         with self.engine.connect() as conn:
             row = conn.execute(select(deployments).where(deployments.c.name == name)).mappings()
             first = row.first()

@@ -78,6 +78,24 @@ class EvaluationReport:
 
 #: the longest silence: a longer one is a rule to turn off (`relevo monitor ... enabled=false`)
 MAX_SILENCE = timedelta(days=365)
+#: the longest text each field of a silence may hold: the store's columns (the reason is free
+#: text, bounded by what a request carries)
+_SILENCE_TEXT: dict[str, int | None] = {"rule": 100, "subject": 200, "reason": None}
+
+
+def _text_problems(**texts: str | None) -> list[Problem]:
+    """What is wrong with a silence's texts: longer than the store keeps, or holding a NUL
+    (which PostgreSQL cannot store)."""
+    problems = []
+    for key, text in texts.items():
+        longest = _SILENCE_TEXT[key]
+        if text is None:
+            continue
+        if "\x00" in text:
+            problems.append(Problem("no NUL characters", column=key))
+        elif longest is not None and len(text) > longest:
+            problems.append(Problem(f"at most {longest} characters", column=key))
+    return problems
 
 
 def new_incident() -> str:
@@ -245,6 +263,9 @@ class AlertService:
                 "invalid silence",
                 [Problem("until must be in the future, a year ahead at most", option="until")],
             )
+        problems = _text_problems(rule=rule, subject=subject, reason=reason)
+        if problems:
+            raise InvalidInputError("invalid silence", problems)
         if deployment is None and rule is None and subject is None:
             raise InvalidInputError(
                 "invalid silence",
