@@ -103,3 +103,18 @@ def test_a_performance_span_past_a_century_is_a_422_naming_it(live_server, param
         {"field": param, "message": "a duration of at most 100 years (36525d)"}
     ]
     assert httpx.get(url, params={param: "36525d"}).status_code == 200
+
+
+def test_an_id_with_a_nul_is_a_422_naming_its_row(rv, live_server):
+    # PostgreSQL cannot hold a NUL in text: the upload answered 500 there (SQLite: "unknown")
+    ids = _predict(live_server.url, make_churn(2, seed=4))
+    _wait_logged(rv, 2)
+    url = f"{live_server.url}/v1/deployments/churn/feedback"
+    labels = [{"id": ids[0], "label": 1}, {"id": ids[1][:-1] + "\x00", "label": 0}]
+    refused = httpx.post(url, json={"labels": labels})
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["problems"] == [
+        {"row": 1, "column": "id", "message": f"expected a prediction id, got {labels[1]['id']!r}"}
+    ]
+    assert rv.store.labels.count("churn") == 0  # nothing stored
+    assert httpx.post(url, json={"labels": labels[:1]}).json()["accepted"] == 1

@@ -320,3 +320,20 @@ def test_the_status_over_http_says_a_promotion_bakes_and_until_when(
     assert decision["move"] == "none" and datetime.fromisoformat(decision["bake_until"]) == until
     assert decision["reason"].startswith("baking until ")
     assert decision["reason"].endswith(f"rolls back to {deployed.ref}")
+
+
+def test_a_nul_in_a_deploys_key_or_a_reason_is_a_422_and_changes_nothing(rv, deployed, live_server):
+    # PostgreSQL cannot hold a NUL in text: each answered 500 there (SQLite stored them)
+    base = f"{live_server.url}/v1/deployments/churn"
+    key = httpx.put(base, json={"model": "churn:1", "key": "customer\x00id"})
+    assert key.status_code == 422, key.text
+    assert key.json()["error"].startswith("key: 'customer\\x00id' is not a column name")
+    deploy = httpx.put(base, json={"model": "churn:1", "reason": "why\x00"})
+    assert deploy.status_code == 422, deploy.text
+    assert deploy.json()["error"] == "reason: a text without NUL characters"
+    for action in ("promote", "rollback"):
+        answer = httpx.post(f"{base}/{action}", json={"reason": "why\x00"})
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["error"] == "reason: a text without NUL characters"
+    assert [e.action for e in rv.deployments.history("churn")] == ["deploy"]
+    assert rv.deployments.get("churn").key_column == "customer_id"

@@ -257,7 +257,7 @@ def _stage(
                 message = f"expected a prediction id, got {pid!r}"
                 _problem(problems, total, Problem(message, row, columns.id))
                 continue
-        if not pid or len(pid) > 32:
+        if not pid or len(pid) > 32 or "\x00" in pid:
             _problem(
                 problems, total, Problem(f"expected a prediction id, got {pid!r}", row, columns.id)
             )
@@ -287,11 +287,14 @@ def _stage(
 
 def _texts(kind: LabelKind, ids: Sequence[Any], values: Sequence[Any]) -> list[str] | None:
     """The labels as stored (JSON text), when every id is a string of 1 to 32 characters
-    and every label is fine, checked a column at a time (a label column holds few distinct
-    values: each is parsed once); None otherwise, for `_stage` to name the problems."""
+    without a NUL and every label is fine, checked a column at a time (a label column holds
+    few distinct values: each is parsed once); None otherwise, for `_stage` to name the
+    problems."""
     if len(ids) != len(values) or not ids:
         return None
     if set(map(type, ids)) != {str} or min(map(len, ids)) < 1 or max(map(len, ids)) > 32:
+        return None
+    if "\x00" in "".join(ids):  # no prediction id holds one (and PostgreSQL cannot store it)
         return None
     types = set(map(type, values))
     # a class is matched by type and value (1, 1.0 and True are not the same label): keyed

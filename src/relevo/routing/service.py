@@ -99,6 +99,7 @@ class DeploymentService:
         signature and the key (kept by default).
         """
         validate_name(name)
+        _check_reason(reason)
         chosen = _strategy(strategy, weight, steps, rollout, mirror)
         plan: tuple[int, ...] = ()
         if steps is not None:
@@ -154,6 +155,7 @@ class DeploymentService:
         """The next rollout step, or the challenger becomes the champion. With `revision`, only
         from that revision (the one the caller saw): refused when the deployment is at another,
         so that two callers promoting what they both saw make one step, not two."""
+        _check_reason(reason)
         return self._change(
             name,
             lambda s: controller.promote(_some(s), self._clock(), actor, reason),
@@ -171,6 +173,7 @@ class DeploymentService:
     ) -> Deployment:
         """Drop the challenger, or bring back the champion the last promotion replaced (with
         `revision`: only from that revision, as `promote`)."""
+        _check_reason(reason)
         return self._change(
             name,
             lambda s: controller.rollback(_some(s), self._clock(), actor, reason),
@@ -377,8 +380,15 @@ def _rows(value: int | None, default: int) -> int:
     return rows
 
 
+def _check_reason(reason: str | None) -> None:
+    if reason is not None and "\x00" in reason:  # PostgreSQL cannot store it
+        raise InvalidInputError("reason: a text without NUL characters")
+
+
 def _check_key(key: str | None, models: Sequence[ModelVersion]) -> None:
-    if key is not None and (not isinstance(key, str) or not key.strip() or len(key) > 200):
+    if key is not None and (
+        not isinstance(key, str) or not key.strip() or len(key) > 200 or "\x00" in key
+    ):
         raise InvalidInputError(
             f"key: {key!r} is not a column name (give the column that identifies the row, e.g. "
             "customer_id, or none for no key)"
