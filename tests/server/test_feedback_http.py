@@ -118,3 +118,25 @@ def test_an_id_with_a_nul_is_a_422_naming_its_row(rv, live_server):
     ]
     assert rv.store.labels.count("churn") == 0  # nothing stored
     assert httpx.post(url, json={"labels": labels[:1]}).json()["accepted"] == 1
+
+
+def test_a_refused_label_is_named_not_sent_back(live_server):
+    # each refused id and label was repeated whole, twice (error and problems): 10 MB of ids
+    # answered 20 MB
+    big_id, big_label = "a" * 1_000_000, "y" * 1_000_000
+    labels = [{"id": big_id, "label": 1}] * 5 + [{"id": "0" * 32, "label": big_label}] * 5
+    url = f"{live_server.url}/v1/deployments/churn/feedback"
+    refused = httpx.post(url, json={"labels": labels})
+    assert refused.status_code == 422
+    assert len(refused.content) < 10_000
+    problems = refused.json()["problems"]
+    assert problems[0] == {
+        "row": 0,
+        "column": "id",
+        "message": f"expected a prediction id, got {repr(big_id)[:60]}...",
+    }
+    assert problems[5] == {
+        "row": 5,
+        "column": "label",
+        "message": f"expected one of the model's classes (0, 1), got {repr(big_label)[:60]}...",
+    }

@@ -63,17 +63,28 @@ class LabelKind:
                 try:
                     value = float(value.strip())
                 except ValueError:
-                    raise ValueError(f"expected a number, got {value!r}") from None
+                    raise ValueError(f"expected a number, got {shown(value)}") from None
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"expected a number, got {value!r}")
+                raise ValueError(f"expected a number, got {shown(value)}")
             if not math.isfinite(value):
-                raise ValueError(f"expected a finite number, got {value!r}")
+                raise ValueError(f"expected a finite number, got {shown(value)}")
             return float(value)
         for cls in self.classes:
             if _same_class(value, cls):
                 return cls
-        shown = ", ".join(repr(c) for c in self.classes)
-        raise ValueError(f"expected one of the model's classes ({shown}), got {value!r}")
+        classes = ", ".join(repr(c) for c in self.classes)
+        raise ValueError(f"expected one of the model's classes ({classes}), got {shown(value)}")
+
+
+#: the most characters of a refused value a message repeats (an id or a label may be a
+#: megabyte of text: the answer names it, it does not send it back)
+SHOWN_CHARS = 60
+
+
+def shown(value: Any) -> str:
+    """A refused value as a message shows it: its repr, cut after SHOWN_CHARS characters."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}..."
 
 
 def _same_class(value: Any, cls: Any) -> bool:
@@ -254,12 +265,14 @@ def _stage(
         if type(pid) is not str:
             pid = pid.item() if isinstance(pid, np.generic) else pid
             if not isinstance(pid, str):
-                message = f"expected a prediction id, got {pid!r}"
+                message = f"expected a prediction id, got {shown(pid)}"
                 _problem(problems, total, Problem(message, row, columns.id))
                 continue
         if not pid or len(pid) > 32 or "\x00" in pid:
             _problem(
-                problems, total, Problem(f"expected a prediction id, got {pid!r}", row, columns.id)
+                problems,
+                total,
+                Problem(f"expected a prediction id, got {shown(pid)}", row, columns.id),
             )
             continue
         key: tuple[type, Any] | None = (type(value), value)
@@ -350,7 +363,7 @@ def _times(
         _problem(
             problems,
             total,
-            Problem(f"expected a time, got {chunk.times[i]!r}", chunk.rows[i], columns.time),
+            Problem(f"expected a time, got {shown(chunk.times[i])}", chunk.rows[i], columns.time),
         )
     # a few minutes ahead is another machine's clock, not a label from the future
     future = (parsed > pd.Timestamp(now) + CLOCK_SKEW).to_numpy()
