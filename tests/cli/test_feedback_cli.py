@@ -243,3 +243,21 @@ def test_performance_over_more_than_a_century_is_refused_naming_the_option(
     assert result.exit_code == 2, result.output  # was 1: "unexpected OverflowError"
     assert f"invalid {option.removeprefix('--')} '{value}'" in result.output
     assert "at most 100 years" in result.output
+
+
+def test_a_label_keyed_by_a_key_with_a_nul_is_unknown_on_every_store(cli, churn_files, tmp_path):
+    # PostgreSQL cannot compare a NUL: the whole upload failed there ("unexpected DataError")
+    frame, _ = _scored(cli, churn_files, tmp_path, n=3)
+    later = pd.Timestamp.now(tz="UTC").isoformat()
+    customers = [*frame[CHURN_ID][:2], "C\x00zero"]
+    keyed = pd.DataFrame({"customer": customers, "when": later, "label": [1, 0, 1]})
+    path = tmp_path / "by_key.parquet"
+    keyed.to_parquet(path)
+    result = cli(
+        "feedback", "churn", "--input", path, "--key-column", "customer",
+        "--time-column", "when", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    done = json.loads(result.stdout)
+    assert (done["accepted"], done["unknown"]) == (2, 1)
+    assert done["unknown_ids"] == [f"C\x00zero@{pd.Timestamp(later).isoformat()}"]

@@ -397,7 +397,9 @@ def _match(
     keys = [key_text(k) for k in chunk.keys]
     since = times.min().to_pydatetime() - window
     until = times.max().to_pydatetime()
-    found = list(rv.store.labels.keyed(deployment, sorted(set(keys)), since, until))
+    # a key with a NUL was never logged (predict refuses it), and PostgreSQL cannot be asked
+    loggable = sorted({k for k in keys if "\x00" not in k})
+    found = list(rv.store.labels.keyed(deployment, loggable, since, until))
     labels = pd.DataFrame({"key": keys, "t": times, "n": np.arange(len(keys))})
     if found:
         logged = pd.DataFrame(found, columns=["id", "key", "t"])
