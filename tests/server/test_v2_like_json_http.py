@@ -130,3 +130,53 @@ def test_json_v2_and_batch_answer_a_row_alike(rv, live_server, tmp_path):
     print("max |v1-v2|", np.abs(p1 - p2).max(), "max |v1-batch|", np.abs(p1 - p3).max())
     np.testing.assert_allclose(p2, p1, rtol=0, atol=1e-12)
     np.testing.assert_allclose(p3, p1, rtol=0, atol=1e-12)
+
+
+def _churn_rows(n: int) -> pd.DataFrame:
+    from relevo.datasets import CHURN_FEATURES, CHURN_ID, make_churn
+
+    return make_churn(n, seed=3)[[*CHURN_FEATURES, CHURN_ID]]
+
+
+def _refused_by_every_door(url, rv, tmp_path, frame, v2_inputs):
+    """The problems (row, column) of the JSON API, a CSV and a Parquet file of `frame`, and
+    V2's error (its answer is `{"error": "..."}`, each problem's place in the text)."""
+    from relevo.errors import InvalidInputError
+    from relevo.serving.batch import score_file
+
+    records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    v1 = httpx.post(f"{url}/v1/deployments/churn/predict", json={"instances": records}, timeout=30)
+    assert v1.status_code == 422, v1.text
+    found = {"json": [(p.get("row"), p["column"]) for p in v1.json()["problems"]]}
+    v2 = post(f"{url}/v2/models/churn/infer", {"inputs": v2_inputs})
+    assert v2.status_code == 400, v2.text
+    found["v2"] = v2.json()["error"]
+    for suffix in ("csv", "parquet"):
+        source = tmp_path / f"in.{suffix}"
+        if suffix == "csv":
+            frame.to_csv(source, index=False)
+        else:
+            frame.to_parquet(source, index=False)
+        with pytest.raises(InvalidInputError) as info:
+            score_file(rv, "churn", source, tmp_path / f"out.{suffix}")
+        found[suffix] = [(p.row, p.column) for p in info.value.problems]
+        assert "too large for a 64-bit integer" in info.value.problems[0].message
+    return found
+
+
+def test_an_integer_beyond_64_bits_is_refused_naming_its_row_by_every_door(
+    rv, live_server, tmp_path
+):
+    """age 2**63 in the second row: the JSON API named row 1; a file (pandas reads the column
+    as uint64) and a V2 UINT64 tensor said only "column 'age': values too large for a 64-bit
+    integer", which row unsaid."""
+    from v2_inputs import json_inputs
+
+    frame = _churn_rows(3)
+    frame["age"] = pd.Series([40, 2**63, 41], dtype="uint64")
+    inputs = json_inputs(frame)
+    age = next(i for i in inputs if i["name"] == "age")
+    age.update(datatype="UINT64", data=[40, 2**63, 41])
+    found = _refused_by_every_door(live_server.url, rv, tmp_path, frame, inputs)
+    assert "row 1, column 'age': too large for a 64-bit integer" in found.pop("v2")
+    assert found == {k: [(1, "age")] for k in ("json", "csv", "parquet")}

@@ -171,7 +171,7 @@ def convert_array(values: np.ndarray, kind: str) -> np.ndarray:
     elif kind == "integer":
         if k in "iu":
             if k == "u" and values.size and values.max() > np.iinfo(np.int64).max:
-                raise ColumnProblems([(None, f"values {TOO_LARGE}")])
+                raise _refused(np.flatnonzero(values > np.iinfo(np.int64).max), TOO_LARGE)
             return values.astype(np.int64)
         if k == "f":
             _refuse_infinite(values)  # as in a number column: not a finite number
