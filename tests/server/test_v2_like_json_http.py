@@ -180,3 +180,20 @@ def test_an_integer_beyond_64_bits_is_refused_naming_its_row_by_every_door(
     found = _refused_by_every_door(live_server.url, rv, tmp_path, frame, inputs)
     assert "row 1, column 'age': too large for a 64-bit integer" in found.pop("v2")
     assert found == {k: [(1, "age")] for k in ("json", "csv", "parquet")}
+
+
+def test_an_integer_that_is_2_63_as_a_float_is_refused_by_files_as_by_the_api(
+    rv, live_server, tmp_path
+):
+    """age 2**63 - 1 fits int64 but is 2**63 as a float64, which the model's int64 input
+    wraps to -2**63: the JSON API and V2 refuse it ("too large for a 64-bit integer"); a CSV
+    or Parquet file's int64 column was scored, the model given -2**63."""
+    from v2_inputs import json_inputs
+
+    frame = _churn_rows(3)
+    frame["age"] = np.array([40, 2**63 - 1, 41], dtype=np.int64)
+    inputs = json_inputs(frame)
+    assert next(i for i in inputs if i["name"] == "age")["data"][1] == 2**63 - 1
+    found = _refused_by_every_door(live_server.url, rv, tmp_path, frame, inputs)
+    assert "row 1, column 'age': too large for a 64-bit integer" in found.pop("v2")
+    assert found == {k: [(1, "age")] for k in ("json", "csv", "parquet")}

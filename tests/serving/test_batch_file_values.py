@@ -115,3 +115,21 @@ def test_score_frame_refuses_an_infinite_value_naming_it(rv, churn_pipeline, chu
         "row 2, column 'monthly_charges': not a finite number",
         "row 25, column 'tenure_months': not a finite number",
     ]
+
+
+def test_score_frame_refuses_an_integer_beyond_64_bits_in_an_object_column(
+    rv, churn_pipeline, churn_frame
+):
+    """An object column (numbers beside text) holding 1e20 for an integer column: the JSON API
+    says "too large for a 64-bit integer"; score_frame failed inside NumPy ("unexpected
+    OverflowError: Python int too large to convert to C long")."""
+    rv.registry.register("churn", churn_pipeline, churn_frame, target="churned")
+    rv.deployments.deploy("churn", "churn:1")
+    rows = make_churn(5, seed=3).drop(columns="churned").astype({"tenure_months": object})
+    rows.loc[1, "tenure_months"] = "12"
+    rows.loc[3, "tenure_months"] = 1e20
+    with pytest.raises(InvalidInputError) as caught:
+        score_frame(rv, "churn", rows)
+    assert [str(p) for p in caught.value.problems] == [
+        "row 3, column 'tenure_months': too large for a 64-bit integer"
+    ]

@@ -68,6 +68,8 @@ NOT_FINITE = "not a finite number"
 #: an integer column's values feed the model through int64 (after a float64 matrix): a whole
 #: number must lie in [-2**63, 2**63), compared as a float64 (2**63 - 1 is 2**63 as one)
 TOO_LARGE = "too large for a 64-bit integer"
+#: the smallest integer that is 2**63 as a float64 (every one from it on is too large)
+ROUNDS_TO_2_63 = 2**63 - 512
 
 
 def fits_int64(value: float) -> bool:
@@ -170,8 +172,10 @@ def convert_array(values: np.ndarray, kind: str) -> np.ndarray:
             return values.astype(np.float64)
     elif kind == "integer":
         if k in "iu":
-            if k == "u" and values.size and values.max() > np.iinfo(np.int64).max:
-                raise _refused(np.flatnonzero(values > np.iinfo(np.int64).max), TOO_LARGE)
+            # an int64 near 2**63 is 2**63 as the float64 the model's input is made from, and
+            # the model would get -2**63 (`fits_int64`): refused, as the JSON API refuses it
+            if values.size and values.max() >= ROUNDS_TO_2_63:
+                raise _refused(np.flatnonzero(values >= ROUNDS_TO_2_63), TOO_LARGE)
             return values.astype(np.int64)
         if k == "f":
             _refuse_infinite(values)  # as in a number column: not a finite number
@@ -288,6 +292,12 @@ def parse_cells(values: np.ndarray, kind: str) -> np.ndarray:
         if type(v) in (int, float) and kind != "boolean" and type(v) is not bool:
             value: Any = v if kind == "number" or float(v).is_integer() else _NOT
             if value is not _NOT and kind == "integer":
+                if not fits_int64(v):
+                    refused += 1
+                    if len(bad) < MAX_PER_COLUMN:
+                        bad.append((i, TOO_LARGE))
+                    parsed.append(None)
+                    continue
                 value = int(v)
         else:
             text = v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
