@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import httpx
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 from sklearn.compose import ColumnTransformer
@@ -197,3 +198,34 @@ def test_an_integer_that_is_2_63_as_a_float_is_refused_by_files_as_by_the_api(
     found = _refused_by_every_door(live_server.url, rv, tmp_path, frame, inputs)
     assert "row 1, column 'age': too large for a 64-bit integer" in found.pop("v2")
     assert found == {k: [(1, "age")] for k in ("json", "csv", "parquet")}
+
+
+@pytest.mark.parametrize("nan", [False, True])
+def test_a_lone_surrogate_in_a_string_is_a_400_from_v2_as_from_the_json_api(live_server, nan):
+    """ "\\ud800" alone (half a UTF-16 pair, no text): the JSON API answers 400 (not JSON); V2's
+    second parser (for tritonclient's NaN) took it, and the model failed on it: 500."""
+    from v2_inputs import json_inputs
+
+    url = live_server.url
+    rows = _churn_rows(1)
+    record = rows.astype(object).where(rows.notna(), None).to_dict("records")[0]
+    body = orjson.dumps({"instances": [{**record, "region": "SURROGATE"}]})
+    v1 = httpx.post(
+        f"{url}/v1/deployments/churn/predict",
+        content=body.replace(b'"SURROGATE"', b'"\\ud800"'),
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
+    assert v1.status_code == 400, v1.text
+    assert "not valid JSON" in v1.json()["error"]
+    inputs = json_inputs(rows)
+    for tensor in inputs:
+        if tensor["name"] == "region":
+            tensor["data"] = ["SURROGATE"]
+        if tensor["name"] == "satisfaction" and nan:
+            tensor["data"] = ["NAN"]  # as tritonclient writes a NaN
+    body = orjson.dumps({"inputs": inputs}).replace(b'"SURROGATE"', b'"\\ud800"')
+    v2 = httpx.post(f"{url}/v2/models/churn/infer", content=body.replace(b'"NAN"', b"NaN"))
+    assert v2.status_code == 400, v2.text
+    assert "not valid JSON" in v2.json()["error"]
+    assert "surrogate" in v2.json()["error"]

@@ -196,9 +196,19 @@ def _parse_json(data: bytes | memoryview, whole_body: bool) -> Any:
     # Rare path: tritonclient (python-rapidjson) writes NaN/Infinity for non-finite floats in
     # JSON tensors, which orjson rejects as non-standard; the stdlib parser accepts them.
     try:
-        return json.loads(bytes(data).decode("utf-8"))
+        doc = json.loads(bytes(data).decode("utf-8"))
     except (ValueError, RecursionError):
         pass
+    else:
+        if _text_throughout(doc):
+            return doc
+        # the stdlib takes "\ud800" alone, which no model, log or answer can hold as text;
+        # the JSON API's parser refuses such a body, and so does this one
+        message = (
+            "the request body is not valid JSON: a \\ud800-\\udfff escape without its other "
+            "half of a UTF-16 surrogate pair is no text"
+        )
+        raise invalid("invalid inference request", [Problem(message, column="body")])
     where = first_error[first_error.rfind(": line ") + 2 :] if ": line " in first_error else ""
     message = f"the request body is not valid JSON{f' ({where})' if where else ''}"
     if whole_body and ("after document" in first_error or not _is_text(data)):
@@ -208,6 +218,15 @@ def _parse_json(data: bytes | memoryview, whole_body: bool) -> Any:
             "Inference-Header-Content-Length header"
         )
     raise invalid("invalid inference request", [Problem(message, column="body")])
+
+
+def _text_throughout(doc: Any) -> bool:
+    """Whether every string of a document the stdlib parsed is text (no lone surrogate)."""
+    try:
+        json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _decode_input(
