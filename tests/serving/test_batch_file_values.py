@@ -133,3 +133,55 @@ def test_score_frame_refuses_an_integer_beyond_64_bits_in_an_object_column(
     assert [str(p) for p in caught.value.problems] == [
         "row 3, column 'tenure_months': too large for a 64-bit integer"
     ]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_relevo_predict_refuses_a_file_naming_a_column_twice(
+    cli, rv, churn_pipeline, churn_frame, tmp_path, suffix
+):
+    """Which `age` would the model take? V2 refuses a tensor given twice and registration a
+    reference naming a column twice; a CSV was scored with its first `age` (pandas calls the
+    second `age.1`), a Parquet file failed with "unexpected ValueError" (exit 1)."""
+    rv.registry.register("churn", churn_pipeline, churn_frame, target="churned")
+    rv.deployments.deploy("churn", "churn:1")
+    rows = make_churn(5, seed=3).drop(columns="churned")
+    rows.insert(0, "again", rows["age"] + 30)
+    rows = rows.rename(columns={"again": "age"})
+    assert list(rows.columns).count("age") == 2
+    source = tmp_path / f"in{suffix}"
+    if suffix == ".csv":
+        rows.to_csv(source, index=False)
+    else:  # pandas refuses to write it; pyarrow does not
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        arrays = [pa.array(rows.iloc[:, j].tolist()) for j in range(rows.shape[1])]
+        pq.write_table(pa.Table.from_arrays(arrays, names=list(rows.columns)), source)
+    result = cli("predict", "churn", "--input", source, "--output", tmp_path / "out.csv")
+    assert result.exit_code == 2, result.output
+    assert "names 1 column(s) more than once: column 'age'" in result.stderr
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_score_frame_refuses_a_frame_naming_a_column_twice(rv, churn_pipeline, churn_frame):
+    rv.registry.register("churn", churn_pipeline, churn_frame, target="churned")
+    rv.deployments.deploy("churn", "churn:1")
+    rows = make_churn(5, seed=3).drop(columns="churned")
+    rows = pd.concat([rows, rows[["region"]]], axis=1)
+    with pytest.raises(InvalidInputError) as caught:
+        score_frame(rv, "churn", rows)
+    assert [str(p) for p in caught.value.problems] == [
+        "column 'region': a second column of this name"
+    ]
+
+
+def test_blank_header_cells_of_a_spreadsheet_are_not_columns_named_twice(
+    cli, rv, churn_pipeline, churn_frame, tmp_path
+):
+    rv.registry.register("churn", churn_pipeline, churn_frame, target="churned")
+    rv.deployments.deploy("churn", "churn:1")
+    source = tmp_path / "in.csv"
+    text = make_churn(3, seed=3).drop(columns="churned").to_csv(index=False)
+    source.write_text("".join(line + ",,\n" for line in text.splitlines()))
+    result = cli("predict", "churn", "--input", source, "--output", tmp_path / "out.csv")
+    assert result.exit_code == 0, result.output

@@ -32,7 +32,14 @@ from relevo.context import Relevo
 from relevo.errors import InvalidInputError, Problem
 from relevo.registry.flavors.base import RawOutput
 from relevo.registry.signature import Signature
-from relevo.serving.batch_io import Behind, ChunkWriter, check_output, iter_chunks, read_ahead
+from relevo.serving.batch_io import (
+    Behind,
+    ChunkWriter,
+    check_output,
+    iter_chunks,
+    read_ahead,
+    refuse_repeated,
+)
 from relevo.serving.batch_log import HeldLog
 from relevo.serving.batch_route import Router, Share, routes
 from relevo.serving.diagnosis import MAX_PROBLEMS
@@ -97,6 +104,7 @@ def score_frame(
     """Score every row of `frame` in memory; returns the rows with id, model (the one that
     answered each row) and outputs."""
     size = chunk_rows or relevo.settings.batch_chunk_rows
+    refuse_repeated(frame.columns, "the frame")
 
     def chunks(numbers: frozenset[str], floats: frozenset[str]) -> Iterator[pd.DataFrame]:
         for start in range(0, len(frame), size):

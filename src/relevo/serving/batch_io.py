@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
-from relevo.errors import InvalidInputError
+from relevo.errors import InvalidInputError, Problem
 from relevo.tables import read_table
 
 WRITABLE = (".csv", ".parquet", ".pq")
@@ -62,6 +62,11 @@ def iter_chunks(
         return
     try:
         if suffix == ".csv":
+            # the header as written: pandas reads a second `age` as `age.1`, and would score
+            # the first and pass the other through (blank names, as a spreadsheet's trailing
+            # commas leave, name no column)
+            written = pd.read_csv(source, header=None, nrows=1, dtype=str).iloc[0].dropna()
+            refuse_repeated(written, f"input file {source}")
             dtype = None
             if text is not None:
                 header = pd.read_csv(source, nrows=0).columns
@@ -78,8 +83,10 @@ def iter_chunks(
             return
         import pyarrow.parquet as pq
 
+        parquet = pq.ParquetFile(source)
+        refuse_repeated(parquet.schema_arrow.names, f"input file {source}")
         start = 0
-        for batch in pq.ParquetFile(source).iter_batches(batch_size=rows):
+        for batch in parquet.iter_batches(batch_size=rows):
             chunk = _exact(batch, text)
             chunk.index = pd.RangeIndex(start, start + len(chunk))
             start += len(chunk)
@@ -89,6 +96,22 @@ def iter_chunks(
     except (ValueError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InvalidInputError(f"cannot read input file {source}: {first}") from exc
+
+
+def refuse_repeated(names: Iterable[Any], what: str) -> None:
+    """Refuse input naming a column more than once (which would the model take?), as the
+    registration refuses such reference data and V2 a tensor given twice."""
+    seen: set[str] = set()
+    twice: list[str] = []
+    for name in map(str, names):
+        if name in seen and name not in twice:
+            twice.append(name)
+        seen.add(name)
+    if twice:
+        raise InvalidInputError(
+            f"{what} names {len(twice)} column(s) more than once",
+            [Problem("a second column of this name", column=name) for name in twice],
+        )
 
 
 def _exact(batch: Any, text: Callable[[str], bool] | None) -> pd.DataFrame:
