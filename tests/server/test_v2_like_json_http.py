@@ -229,3 +229,32 @@ def test_a_lone_surrogate_in_a_string_is_a_400_from_v2_as_from_the_json_api(live
     assert v2.status_code == 400, v2.text
     assert "not valid JSON" in v2.json()["error"]
     assert "surrogate" in v2.json()["error"]
+
+
+@pytest.mark.parametrize("text", ["nan", "NA", ""])
+def test_text_that_means_no_value_is_missing_in_a_number_column_at_every_door(
+    rv, live_server, tmp_path, text
+):
+    """docs/inputs.md listed "nan" among the text a number column refuses; every door takes it
+    (and "NA", "") as a missing value: answered as null where the reference had gaps."""
+    from v2_inputs import json_inputs
+
+    from relevo.serving.batch import score_file
+
+    url = live_server.url
+    rows = pd.concat([_churn_rows(1)] * 2, ignore_index=True)  # one customer twice
+    rows["satisfaction"] = [text, None]
+    records = rows.astype(object).where(rows.notna(), None).to_dict("records")
+    v1 = httpx.post(f"{url}/v1/deployments/churn/predict", json={"instances": records}, timeout=30)
+    assert v1.status_code == 200, v1.text
+    p_text, p_null = (p["probability"] for p in v1.json()["predictions"])
+    assert p_text == p_null
+    inputs = json_inputs(rows.fillna({"satisfaction": ""}))
+    assert next(i for i in inputs if i["name"] == "satisfaction")["data"] == [text, ""]
+    v2 = post(f"{url}/v2/models/churn/infer", {"inputs": inputs})
+    assert v2.status_code == 200, v2.text
+    assert v2.json()["outputs"][0]["data"] == [p_null, p_null]
+    source = tmp_path / "in.csv"
+    rows.to_csv(source, index=False)
+    score_file(rv, "churn", source, tmp_path / "out.csv")
+    assert pd.read_csv(tmp_path / "out.csv")["probability"].tolist() == [p_null, p_null]
