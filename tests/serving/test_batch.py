@@ -20,6 +20,7 @@ from relevo.serving.log import open_prediction_log
 from relevo.serving.records import frame_to_records
 from relevo.serving.spool import HeldSegment, Orphan, store_folder
 from relevo.serving.validation import validate_rows
+from relevo.settings import reset_settings
 
 
 @pytest.fixture
@@ -77,6 +78,22 @@ def test_a_bad_output_is_refused_before_anything_is_scored(cli, rv, deployed, tm
     nowhere = cli("predict", "churn", "--input", source, "--output", tmp_path / "no" / "o.csv")
     assert nowhere.exit_code == 2 and "does not exist" in nowhere.stderr
     assert rv.store.predictions.count("churn") == 0
+
+
+def test_a_missing_text_column_is_named_once_in_a_file_of_several_chunks(
+    cli, rv, deployed, tmp_path, monkeypatch
+):
+    source = tmp_path / "in.csv"
+    make_churn(250, seed=5).drop(columns="region").to_csv(source, index=False)
+    monkeypatch.setenv("RELEVO_BATCH_CHUNK_ROWS", "60")  # 5 chunks, each without the column
+    reset_settings()
+    result = cli("predict", "churn", "--input", source, "--output", tmp_path / "out.csv")
+    assert result.exit_code == 2, result.stderr
+    assert "1 problem(s)" in result.stderr and "Traceback" not in result.stderr
+    assert "column 'region': required column is missing from the file" in result.stderr
+    assert result.stderr.count("'region'") == 1
+    assert rv.store.predictions.count("churn") == 0
+    assert not (tmp_path / "out.csv").exists()
 
 
 def test_a_run_that_fails_midway_logs_nothing_and_leaves_no_output(

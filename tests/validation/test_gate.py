@@ -112,6 +112,17 @@ def test_rows_that_do_not_fit_are_named_and_nothing_else_is_measured(
     assert report.metrics == {} and report.latency is None
 
 
+def test_a_text_column_missing_from_a_large_sample_is_named_once(rv, churn_pipeline, churn_frame):
+    rv.registry.register("churn", churn_pipeline, churn_frame, target="churned")
+    sample = make_churn(10_050, seed=13).drop(columns="region")  # checked 10,000 rows at a time
+    report = validate_version(rv, "churn:1", sample)
+    assert [c.name for c in report.checks] == ["signature"] and not report.passed
+    assert [str(p) for p in report.problems] == [
+        "column 'region': required column is missing from the file"
+    ]
+    assert report.problem_count == 1
+
+
 @pytest.mark.parametrize("value", [np.inf, -np.inf])
 def test_an_infinite_value_fails_the_signature_check_naming_it(
     rv, churn_pipeline, churn_frame, sample, value

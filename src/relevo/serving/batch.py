@@ -44,7 +44,7 @@ from relevo.serving.batch_log import HeldLog
 from relevo.serving.batch_route import Router, Share, routes
 from relevo.serving.diagnosis import MAX_PROBLEMS
 from relevo.serving.entries import LogEntry
-from relevo.serving.frame_check import CheckedChunk, check_frame
+from relevo.serving.frame_check import CheckedChunk, Tally, check_frame
 from relevo.serving.frames import Part
 from relevo.serving.ids import new_id_array
 from relevo.serving.outputs import format_outputs, output_columns, output_names
@@ -318,10 +318,11 @@ def _checked(
     `problems`), its count of bad rows, and under a canary its rows split between the models
     (None: the champion answers them all)."""
     offset = 0
+    tally = Tally()
     for frame in chunks:
-        before = len(problems)
-        checked = check_frame(frame, runner.plan, key, policy, offset, problems)
-        bad = 0 if checked is not None else max(len(problems) - before, 1)
+        before = tally.count
+        checked = check_frame(frame, runner.plan, key, policy, offset, problems, tally)
+        bad = tally.count - before
         shares = None
         if router is not None and checked is not None and not problems and len(frame):
             shares = router.split(frame, checked)  # in the reading thread, beside validation

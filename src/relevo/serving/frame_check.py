@@ -84,8 +84,10 @@ def _check(
 
     numbers = np.empty((n, len(plan.num_idx)), dtype=np.float64)
     others: dict[str, Any] = {}
+    missing = False
     for j, spec in enumerate(plan.specs):
         if spec.name not in frame.columns:
+            missing = True
             if report.offset == 0:  # once per file, not once per chunk
                 report("required column is missing from the file", None, spec.name)
             continue
@@ -113,7 +115,7 @@ def _check(
         else:
             others[spec.name] = converted.tolist() if type(converted) is np.ndarray else converted
     keys = _keys(frame, key_column, report)
-    if report.count:
+    if report.count or missing:  # a later chunk's missing column: reported with the first
         return None
     try:
         quality = findings(numbers, others, plan, policy)
