@@ -96,6 +96,28 @@ def test_a_missing_text_column_is_named_once_in_a_file_of_several_chunks(
     assert not (tmp_path / "out.csv").exists()
 
 
+@pytest.mark.parametrize("output", [True, False])
+def test_a_rejected_file_is_named_with_the_row_of_its_bad_cell(cli, rv, deployed, tmp_path, output):
+    frame = make_churn(20, seed=5).astype({"age": object})
+    frame.loc[7, "age"] = "x"
+    bad = tmp_path / "customers.csv"
+    frame.to_csv(bad, index=False)
+    empty = tmp_path / "header_only.csv"
+    frame.head(0).to_csv(empty, index=False)
+    out = ["--output", tmp_path / "out.csv"] if output else []
+    result = cli("predict", "churn", "--input", bad, *out)
+    assert result.exit_code == 2
+    assert (
+        f"1 problem(s) in input file {bad}; nothing was scored: "
+        "row 7, column 'age': cannot parse 'x' as an integer"
+    ) in " ".join(result.stderr.split())
+    result = cli("predict", "churn", "--input", empty, *out)
+    assert result.exit_code == 2
+    assert f"input file {empty} has no rows" in " ".join(result.stderr.split())
+    assert rv.store.predictions.count("churn") == 0
+    assert not (tmp_path / "out.csv").exists()
+
+
 def test_a_run_that_fails_midway_logs_nothing_and_leaves_no_output(
     rv, deployed, tmp_path, monkeypatch
 ):

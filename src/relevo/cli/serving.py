@@ -301,7 +301,7 @@ def predict(
             console.print(f"Scored {done.rows:,} rows with {done.model}; wrote {output}")
             return
         frame = read_rows(rv, deployment, input)
-        scored = score_frame(rv, deployment, frame, progress=advance)
+        scored = score_frame(rv, deployment, frame, progress=advance, name=f"input file {input}")
     if output is not None:
         write_table(scored, output)
     if json_out:

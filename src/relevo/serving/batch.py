@@ -87,7 +87,14 @@ def score_file(
 
     with ChunkWriter(output, source) as writer:
         models, fallback = _score(
-            relevo, deployment, chunks, writer.write, writer.commit, log=log, progress=progress
+            relevo,
+            deployment,
+            chunks,
+            writer.write,
+            writer.commit,
+            log=log,
+            progress=progress,
+            name=f"input file {source}",
         )
     return Scored(sum(models.values()), _named(models), output, models, fallback)
 
@@ -100,9 +107,10 @@ def score_frame(
     log: bool = True,
     chunk_rows: int | None = None,
     progress: Callable[[int], None] | None = None,
+    name: str = "the input",
 ) -> pd.DataFrame:
     """Score every row of `frame` in memory; returns the rows with id, model (the one that
-    answered each row) and outputs."""
+    answered each row) and outputs. Errors call the rows `name` (`input file in.csv`)."""
     size = chunk_rows or relevo.settings.batch_chunk_rows
     refuse_repeated(frame.columns, "the frame")
 
@@ -111,9 +119,9 @@ def score_frame(
             yield frame.iloc[start : start + size]
 
     parts: list[pd.DataFrame] = []
-    _score(relevo, deployment, chunks, parts.append, None, log=log, progress=progress)
+    _score(relevo, deployment, chunks, parts.append, None, log=log, progress=progress, name=name)
     if not parts:
-        raise InvalidInputError("the input has no rows")
+        raise InvalidInputError(f"{name} has no rows")
     return pd.concat(parts) if len(parts) > 1 else parts[0]
 
 
@@ -126,11 +134,12 @@ def _score(
     *,
     log: bool,
     progress: Callable[[int], None] | None,
+    name: str,
 ) -> tuple[dict[str, int], int]:
     """Score the chunks (`chunks(numbers, floats)`: a file's rows, the columns `numbers` parsed
     as numbers, of them `floats` as decimals, and every other column as the file says it);
     returns the rows each model answered (by ref, the champion first) and how many of them
-    the champion answered in a failing challenger's place."""
+    the champion answered in a failing challenger's place. Errors call the rows `name`."""
     dep = relevo.deployments.get(deployment)
     pool = ModelPool(relevo, only=[deployment])
     pool.refresh(strict=True)
@@ -213,9 +222,9 @@ def _score(
                 progress(len(frame))
         behind.finish()
         if failed:
-            raise _rejected(problems, bad_rows)
+            raise _rejected(problems, bad_rows, name)
         if scored == 0:
-            raise InvalidInputError("the input has no rows")
+            raise InvalidInputError(f"{name} has no rows")
         if finish is not None:
             finish()  # the output is complete before anything reaches the log
         if held is not None:
@@ -330,10 +339,10 @@ def _checked(
         offset += len(frame)
 
 
-def _rejected(problems: list[Problem], total: int) -> InvalidInputError:
+def _rejected(problems: list[Problem], total: int, name: str) -> InvalidInputError:
     counted = "at least " if len(problems) >= MAX_PROBLEMS else ""
     return InvalidInputError(
-        f"{counted}{max(total, len(problems))} problem(s) in the input; nothing was scored",
+        f"{counted}{max(total, len(problems))} problem(s) in {name}; nothing was scored",
         problems[:MAX_PROBLEMS],
         max(total, len(problems)),
     )
