@@ -89,10 +89,10 @@ def test_looks_over_time_equal_a_full_count_and_read_settled_rows_once(
         fallback += step
         looked = t.look(rv.store, now=at + timedelta(seconds=0.5))
         all_cp, all_ch = np.concatenate(champion), np.concatenate(challenger)
-        assert looked[("churn", 1, "champion")].rows == all_cp.size
-        assert looked[("churn", 2, "challenger")].rows == all_ch.size
-        assert (looked[("churn", 1, "fallback")].rows if fallback else 0) == fallback
-        got = looked[("churn", 1, "champion")].latencies.quantile(0.99)
+        assert looked[("churn", 1, "champion", None)].rows == all_cp.size
+        assert looked[("churn", 2, "challenger", None)].rows == all_ch.size
+        assert (looked[("churn", 1, "fallback", None)].rows if fallback else 0) == fallback
+        got = looked[("churn", 1, "champion", None)].latencies.quantile(0.99)
         assert got == pytest.approx(nearest_rank(all_cp, 0.99), rel=0.005)
     # the first look read only its recent rows; each later one folded the stretch that settled
     # since (read once) and read its last SETTLE_S seconds: all but the last stretch folded

@@ -4,6 +4,7 @@ costs the callers nothing."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -330,3 +331,52 @@ def test_rows_without_the_routing_key_are_split_at_random_counted_and_said_once(
     assert _counter(url, "relevo_routing_key_missing_total") - before == 400
     said = [r.getMessage() for r in caplog.records if "came without it" in r.getMessage()]
     assert len(said) == 1 and "'customer_id'" in said[0] and "'churn'" in said[0]
+
+
+def test_a_new_challenger_is_not_charged_with_the_failures_of_the_one_it_replaced(
+    rv, deployed, churn_pipeline, churn_frame, server_settings, spawn_server, armed, cli
+):
+    """A canary deployed over a failing one: rows the old challenger failed on after the
+    deploy (a replica that has not applied it yet, a call still running) are `fallback` rows
+    naming the old challenger; they counted as the new challenger's rows and errors, whose
+    error gate could roll it back for failures it never had."""
+    from flaky import Broken
+
+    from relevo.routing.stats import arms, challenger_since, rollout_stats
+
+    broken = rv.registry.register(
+        "churn-broken", Broken(churn_pipeline), churn_frame, target="churned"
+    )
+    other = clone(churn_pipeline).set_params(model__C=0.01)
+    other.fit(churn_frame[CHURN_FEATURES], churn_frame[CHURN_TARGET])
+    small = rv.registry.register("churn-small", other, churn_frame, target="churned")
+    before = rv.deployments.deploy("churn", broken.ref, weight=0.5, actor="test")
+    armed["on"] = True
+    # a replica that has not applied the next deploy yet: it polls the store once an hour
+    settings = server_settings.model_copy(
+        update={"rollout_eval_interval_s": 0, "poll_interval_s": 3600}
+    )
+    url = spawn_server(settings)
+    rows = _rows(200, seed=4)
+
+    state = rv.deployments.deploy("churn", small.ref, weight=0.5, actor="test")
+    answered = _predict(url, rows)  # still routed by the broken challenger, answered by churn:1
+    assert {p["model"] for p in answered} == {deployed.ref}
+    stored = _stored(rv, 200)
+    failed = [r for r in stored if r["role"] == "fallback"]
+    assert len(failed) > 50
+    # each names the challenger that failed on it; the champion's own rows name none
+    assert {r["challenger"] for r in failed} == {broken.ref}
+    assert {r["challenger"] for r in stored if r["role"] == "champion"} == {None}
+
+    _champion, challenger = arms(rv.store, state)
+    assert (challenger.model, challenger.rows, challenger.errors) == (small.ref, 0, 0)
+    stats = rollout_stats(rv.store, state)
+    assert (stats.challenger.rows, stats.challenger.errors, stats.step_rows) == (0, 0, 0)
+    status = json.loads(cli("status", "churn", "--json").stdout)
+    shown = {m["role"]: m for m in status["models"]}
+    assert (shown["challenger"]["rows"], shown["challenger"]["errors"]) == (0, 0)
+    assert shown["champion"]["rows"] == 200 - len(failed)
+    # the rows are the broken challenger's failures, had it still been the one deployed
+    _champion, old = arms(rv.store, before, since=challenger_since(rv.store, state))
+    assert (old.model, old.rows, old.errors) == (broken.ref, len(failed), len(failed))

@@ -298,6 +298,9 @@ def test_a_failing_challenger_s_rows_are_answered_by_the_champion_as_fallback(
     roles = [by_id[i]["role"] for i in scored["id"]]
     assert roles == ["fallback" if t else "champion" for t in theirs]
     assert {by_id[i]["model_name"] for i in scored["id"]} == {"churn"}
+    # each fallback row names the challenger that failed on it (the gates charge it alone)
+    named = [by_id[i]["challenger"] for i in scored["id"]]
+    assert named == [flaky.ref if t else None for t in theirs]
 
     shown = cli("predict", "churn", "--input", source, "--output", tmp_path / "cli.csv")
     assert shown.exit_code == 0

@@ -4,7 +4,11 @@ The gates compare a challenger with its champion over the rows each answered sin
 challenger was deployed (and, for a rollout step's minimum, since the step began). Every replica
 logs to the same store, so the numbers are the fleet's whichever replica looks. A challenger's
 failures are its rows logged with the role `fallback`: the champion answered them instead, so
-they count as rows of the challenger (it was given them) and as its errors. A batch run's rows
+they count as rows of the challenger (it was given them) and as its errors: of the challenger
+that failed on them, which each names, so a challenger deployed over a failing one is not
+charged with the rows the old one failed on after it was replaced (a replica that had not
+applied the deploy yet, a call or batch run still under way); a fallback row stored before the
+log named its challenger (migration 0010) counts for the current one. A batch run's rows
 count as rows (and errors) too, but their latency is no request's: each model's p99 is over the
 rows it answered to requests (`latency_rows`).
 """
@@ -83,20 +87,31 @@ def _look(store: Store, state: Deployment, since: datetime | None) -> dict[Key, 
 
 
 def _rows(looked: dict[Key, tallies.Arm], model: str, version: int, role: str) -> int:
-    found = looked.get((model, version, role))
+    found = looked.get((model, version, role, None))
     return 0 if found is None else found.rows
+
+
+def _failed(looked: dict[Key, tallies.Arm], state: Deployment) -> int:
+    """The rows the current challenger failed on (the champion's `fallback` rows naming it,
+    and those naming none: logged before the log named a fallback row's challenger)."""
+    name, version = state.model_name, state.model_version
+    return sum(
+        found.rows
+        for challenger in {None, state.challenger_ref}
+        if (found := looked.get((name, version, FALLBACK, challenger))) is not None
+    )
 
 
 def _quantile(
     looked: dict[Key, tallies.Arm], model: str, version: int, role: str, q: float = 0.99
 ) -> float | None:
-    found = looked.get((model, version, role))
+    found = looked.get((model, version, role, None))
     return None if found is None else found.latencies.quantile(q)
 
 
 def _timed(looked: dict[Key, tallies.Arm], model: str, version: int, role: str) -> int:
     """The rows with a request's latency (a batch run's have none)."""
-    found = looked.get((model, version, role))
+    found = looked.get((model, version, role, None))
     return 0 if found is None else found.latencies.n
 
 
@@ -122,7 +137,7 @@ def _arms(state: Deployment, looked: dict[Key, tallies.Arm]) -> list[Arm]:
     if state.has_challenger and state.strategy == "canary":
         ref = state.challenger_ref
         assert ref is not None and state.challenger_name and state.challenger_version
-        failed = _rows(looked, name, version, FALLBACK)
+        failed = _failed(looked, state)
         ch_name, ch_version = state.challenger_name, state.challenger_version
         out.append(
             Arm(
@@ -148,7 +163,7 @@ def rollout_stats(store: Store, state: Deployment, since: datetime | None = None
     step_rows = challenger.rows
     if state.step_started_at is not None and state.progressive:
         step = _look(store, state, state.step_started_at)
-        step_rows = _rows(step, state.model_name, state.model_version, FALLBACK)
+        step_rows = _failed(step, state)
         if state.challenger_name is not None and state.challenger_version is not None:
             step_rows += _rows(step, state.challenger_name, state.challenger_version, "challenger")
     # the challenger's p99 is over the rows it answered itself to requests (its failures were

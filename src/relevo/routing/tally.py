@@ -15,7 +15,9 @@ Latencies are kept on log-spaced buckets (`GAMMA` = 1.01 apart), the way DDSketc
 quantile read from them is within 0.5 % of the exact nearest-rank quantile of the same rows,
 and histograms of any slices merge exactly. A batch run's rows (`relevo predict`) count as rows
 but add no latency: theirs is their chunk's model call, no request's (an arm's `latencies.n` is
-its rows with a request's latency).
+its rows with a request's latency). A `fallback` row is kept apart by the challenger that
+failed on it (the key's last part; None on other rows and on fallback rows stored before the
+log named it), so a challenger is charged with its own failures alone.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ _LOG_GAMMA = math.log(GAMMA)
 #: tallies kept per process (deployments x the starts they are asked for), least recent dropped
 MAX_TALLIES = 64
 
-Key = tuple[str, int, str]  # (model name, model version, role)
+#: (model name, model version, role, the challenger a fallback row fell back from or None)
+Key = tuple[str, int, str, str | None]
 
 
 @dataclass
@@ -85,7 +88,8 @@ class Latencies:
 
 @dataclass
 class Arm:
-    """One (model, role)'s rows and the latencies of those answered by a request."""
+    """One (model, role[, challenger])'s rows and the latencies of those answered by a
+    request."""
 
     rows: int = 0
     latencies: Latencies = field(default_factory=Latencies)
@@ -119,13 +123,13 @@ class Tally:
         return out
 
 
-def _fold(arms: dict[Key, Arm], rows: list[tuple[str, int, str, float | None]]) -> None:
-    """Add logged rows (model name, version, role, latency; None for a batch run's row) to
-    `arms`: each arm they touch is replaced by a merged one, never changed in place (a look
-    hands out the arms it holds)."""
+def _fold(arms: dict[Key, Arm], rows: list[tuple[str, int, str, float | None, str | None]]) -> None:
+    """Add logged rows (model name, version, role, latency, None for a batch run's row, and
+    challenger) to `arms`: each arm they touch is replaced by a merged one, never changed in
+    place (a look hands out the arms it holds)."""
     by_key: dict[Key, list[float | None]] = {}
-    for name, version, role, latency in rows:
-        by_key.setdefault((name, version, role), []).append(latency)
+    for name, version, role, latency, challenger in rows:
+        by_key.setdefault((name, version, role, challenger), []).append(latency)
     for key, values in by_key.items():
         added = Arm(len(values))
         latencies = np.asarray(values, dtype=np.float64)  # None: NaN

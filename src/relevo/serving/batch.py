@@ -49,7 +49,7 @@ from relevo.serving.frames import Part
 from relevo.serving.ids import new_id_array
 from relevo.serving.outputs import format_outputs, output_columns, output_names
 from relevo.serving.pool import Endpoint, ModelPool
-from relevo.serving.predictor import log_entry
+from relevo.serving.predictor import fallen_from, log_entry
 from relevo.serving.runner import ModelRunner
 from relevo.serving.validation import Policy
 from relevo.store.predictions import BATCH
@@ -196,8 +196,9 @@ def _score(
                 for share, some, raw, took in taken:
                     by = endpoint.runners[share.model]
                     for entry in _log_entries(
-                        dep.name, by, share.role, some, share.checked, raw, took, step
-                    ):
+                        dep.name, by, share.role, some, share.checked, raw, took, step,
+                        fallen_from(endpoint, share.role),
+                    ):  # fmt: skip
                         held.add(entry)
 
         for frame, checked, bad, shares in checked_ahead:
@@ -403,11 +404,13 @@ def _log_entries(
     raw: RawOutput,
     took: float,
     rows: int,
+    challenger: str | None = None,
 ) -> Iterator[LogEntry]:
     """A scored chunk's log entries, `rows` rows each: the Python objects the log needs (a
     value per cell, a dict per output) exist for one entry at a time, not the whole chunk.
     Marked as a batch run's (`source`): `took`, the chunk's model call, is no request's
-    latency, and request latency statistics leave them out."""
+    latency, and request latency statistics leave them out. `challenger`: of `fallback`
+    rows, the challenger that failed on them."""
     created = time.time()
     version = runner.version
     numbers, others = checked.part
@@ -430,6 +433,7 @@ def _log_entries(
             took,
             None if checked.keys is None else checked.keys[start:stop],
             part[0],
+            challenger,
         )
         yield dataclasses.replace(entry, source=BATCH)
 

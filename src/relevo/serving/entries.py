@@ -20,7 +20,7 @@ from relevo.store import predictions
 from relevo.store.predictions import Inputs, Row
 
 #: a stored row's fields with its features inline, in order (what a dead letter keeps): the
-#: store's columns, then the row's source
+#: store's columns, then the row's source and challenger
 FIELDS = predictions.FIELDS
 
 #: of the serialised entry, first in every payload: 2 when it carries its number columns as a
@@ -31,7 +31,9 @@ _VERSION_BLOCK = 2
 _VERSION_DERIVED = 3
 #: a header's fields in each format; an entry with a source (a batch run's) adds it last, one
 #: field more, which versions before the source existed refuse as an entry they cannot read
-#: (its spool segment is kept for a version that can)
+#: (its spool segment is kept for a version that can). A fallback entry adds its challenger
+#: after the source (null when none), two fields more, which versions before the challenger
+#: existed refuse likewise
 _HEAD = {_VERSION: 9, _VERSION_BLOCK: 10, _VERSION_DERIVED: 10}
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 _FLOAT = np.dtype("<f8")
@@ -63,6 +65,9 @@ class LogEntry:
     #: where the rows were answered when not by a request: "batch" for a batch run's, whose
     #: `latency_ms` is their chunk's model call (`relevo.store.predictions.BATCH`)
     source: str | None = None
+    #: of a `fallback` entry: the challenger that failed on its rows ("name:version"), which
+    #: the gates charge them to
+    challenger: str | None = None
 
     @property
     def n(self) -> int:
@@ -94,12 +99,12 @@ def encode(entry: LogEntry) -> bytes:
     entry, which the garbage collector never has to walk).
 
     Three JSON documents on one line each: the header (ids, model, time, keys; a batch run's
-    source last), the features, the outputs. A one-row entry (most requests) carries its
-    features as the very object the store keeps, so the writer stores the bytes as they are;
-    a larger one carries them column by column (stored so, once), and, when the server has
-    them, its number columns' values as a block of little-endian float64 after the outputs,
-    rows x columns (their names end the header, before a source): what the writer profiles
-    without parsing the features.
+    source, then a fallback's challenger, last), the features, the outputs. A one-row entry
+    (most requests) carries its features as the very object the store keeps, so the writer
+    stores the bytes as they are; a larger one carries them column by column (stored so,
+    once), and, when the server has them, its number columns' values as a block of
+    little-endian float64 after the outputs, rows x columns (their names end the header,
+    before a source): what the writer profiles without parsing the features.
     """
     block = entry.numbers if entry.n > 1 and entry.numeric else None
     if block is not None and block.shape != (entry.n, len(entry.numeric)):
@@ -119,8 +124,10 @@ def encode(entry: LogEntry) -> bytes:
     ]
     if block is not None:
         head.append(entry.numeric)
-    if entry.source is not None:
+    if entry.source is not None or entry.challenger is not None:
         head.append(entry.source)
+    if entry.challenger is not None:
+        head.append(entry.challenger)
     given = entry.features if entry.features is not None or derived else _from_block(entry)
     if entry.n == 1:
         assert given is not None
@@ -190,6 +197,8 @@ class DecodedEntry(NamedTuple):
     numbers: np.ndarray | None = None
     #: "batch" for a batch run's rows, None for a request's (`LogEntry.source`)
     source: str | None = None
+    #: the challenger a fallback entry's rows fell back from (`LogEntry.challenger`)
+    challenger: str | None = None
 
     @property
     def n(self) -> int:
@@ -203,18 +212,20 @@ def decode(payload: bytes) -> DecodedEntry:
     doc = _header(head)
     form = doc[0]
     dep, name, version, created, ids, latency, keys, role = doc[1:9]
-    source = doc[-1] if len(doc) > _HEAD[form] else None
+    marks = doc[_HEAD[form] :]
+    source = marks[0] if marks else None
+    challenger = marks[1] if len(marks) > 1 else None
     if len(ids) == 1:
         features, outputs = rest.split(b"\n", 1)
         return DecodedEntry(
             dep, name, version, created, ids, latency, keys, role, features, outputs,
-            source=source,
+            source=source, challenger=challenger,
         )  # fmt: skip
     if form == _VERSION:
         features, outputs = rest.split(b"\n", 1)
         return DecodedEntry(
             dep, name, version, created, ids, latency, keys, role,
-            None, orjson.loads(outputs), features, source=source,
+            None, orjson.loads(outputs), features, source=source, challenger=challenger,
         )  # fmt: skip
     features, outputs, block = rest.split(b"\n", 2)
     numeric = tuple(doc[9])
@@ -229,21 +240,29 @@ def decode(payload: bytes) -> DecodedEntry:
         features = orjson.dumps(_block_columns(numeric, numbers))
     return DecodedEntry(
         dep, name, version, created, ids, latency, keys, role,
-        None, orjson.loads(outputs), features, numeric, numbers, source,
+        None, orjson.loads(outputs), features, numeric, numbers, source, challenger,
     )  # fmt: skip
 
 
 def _header(head: bytes) -> list[Any]:
     """An entry's header line, parsed and checked: format 1 (9 fields) or 2 and 3 (10, its
     number columns' names last, several rows), each with a batch run's source (text) after
-    them or not. Raises ValueError on anything else (a later version's entry, a damaged
-    one)."""
+    them or not, and then a fallback's challenger (text; its source then text or null) or
+    not. Raises ValueError on anything else (a later version's entry, a damaged one)."""
     doc = orjson.loads(head)
     form = doc[0] if type(doc) is list and doc else None
     size = _HEAD.get(form) if type(form) is int else None
     if not (
         size is not None
-        and (len(doc) == size or (len(doc) == size + 1 and type(doc[size]) is str))
+        and (
+            len(doc) == size
+            or (len(doc) == size + 1 and type(doc[size]) is str)
+            or (
+                len(doc) == size + 2
+                and (doc[size] is None or type(doc[size]) is str)
+                and type(doc[size + 1]) is str
+            )
+        )
         and (form == _VERSION or (_names(doc[9]) and type(doc[5]) is list and len(doc[5]) > 1))
     ):
         raise ValueError(f"not a prediction log entry of a known format: {head[:200]!r}")
@@ -290,7 +309,7 @@ def rows_of(entries: Iterable[DecodedEntry], shared: bool = False) -> list[Row]:
 
 def _rows(entry: DecodedEntry, shared: bool) -> list[Row]:
     dep, name, version, role = entry.deployment, entry.model_name, entry.model_version, entry.role
-    source = entry.source
+    source, challenger = entry.source, entry.challenger
     when = datetime.fromtimestamp(entry.created_at, UTC)
     ids, latency, keys, n = entry.ids, entry.latency_ms, entry.keys, entry.n
     inputs: Inputs | None = None
@@ -316,14 +335,16 @@ def _rows(entry: DecodedEntry, shared: bool) -> list[Row]:
         outs = [dumps(o).decode() for o in entry.outputs]
     keys = [None if k is None else str(k) for k in keys] if keys is not None else [None] * n
     lats = latency if type(latency) is list else [latency] * n  # one per row: a micro-batch
-    if shared or source is not None:  # each row with its place in its entry's inputs (or none)
+    marked = source is not None or challenger is not None
+    if shared or marked:  # each row with its place in its entry's inputs (or none)
         places = range(n) if inputs is not None else [None] * n
         rows = [
             (pid, dep, name, version, when, key, f, o, lat, role, inputs, at)
             for pid, key, f, o, lat, at in zip(ids, keys, feats, outs, lats, places, strict=True)
         ]
-        # a batch run's rows are marked (STORED's last column); a request's stay as they were
-        return rows if source is None else [(*r, source) for r in rows]
+        # a batch run's and a fallback's rows are marked (STORED's last columns); a request's
+        # stay as they were
+        return [(*r, source, challenger) for r in rows] if marked else rows
     return [
         (pid, dep, name, version, when, key, f, o, lat, role)
         for pid, key, f, o, lat in zip(ids, keys, feats, outs, lats, strict=True)

@@ -318,11 +318,12 @@ class Predictor:
                 return [tag.rows[i] for i in tag.idx.tolist()]
             return tag.rows
 
+        challenger = fallen_from(endpoint, group[0][0].role)
         if len(group) == 1:
             tag, outputs = group[0]
             return _entry(
                 dep.name, runner, tag.role, now, tag.ids, tag.part, rows_of(tag), outputs,
-                clock - tag.started, extra_fields,
+                clock - tag.started, extra_fields, challenger,
             )  # fmt: skip
         tags = [tag for tag, _ in group]
         features: dict[str, Sequence[Any]] | None = None
@@ -348,6 +349,7 @@ class Predictor:
             list(chain.from_iterable(t.part.keys or () for t in tags)) if keyed else None,
             tags[0].role,
             *_number_block(runner, [t.part.numbers for t in tags]),
+            challenger=challenger,
         )
 
     def _unkeyed(self, name: str, key_column: str | None, rows: int) -> None:
@@ -410,6 +412,7 @@ class Predictor:
                 outputs,
                 latency,
                 extra_fields,
+                fallen_from(endpoint, role),
             )
             if not self.log.offer(entry):  # full: wait for room (back-pressure)
                 await self.log.put(entry)
@@ -452,6 +455,13 @@ _ROW_ZERO.flags.writeable = False
 
 def _model(runner: ModelRunner) -> tuple[str, int]:
     return runner.version.name, runner.version.version
+
+
+def fallen_from(endpoint: Endpoint, role: str) -> str | None:
+    """The challenger a `fallback` entry's rows fell back from (the endpoint's, which routed
+    them; the deployment may have another by the time they are stored), None for other
+    roles: the gates charge a fallback row to the challenger that failed on it alone."""
+    return endpoint.runners[1].ref if role == FALLBACK else None
 
 
 def _forced(endpoint: Endpoint, force: int, n: int) -> np.ndarray:
@@ -497,6 +507,7 @@ def _entry(
     outputs: list[dict[str, Any]],
     latency: float,
     extra_fields: tuple[str, ...],
+    challenger: str | None = None,
 ) -> LogEntry:
     """The one place a log entry is made: the validated columns, plus the request fields the
     deployment allows (`log_extra`), never the whole raw request."""
@@ -505,7 +516,7 @@ def _entry(
     features.update(extra)
     return log_entry(
         deployment, runner, role, created_at, ids, features, outputs, latency, part.keys,
-        part.numbers,
+        part.numbers, challenger,
     )  # fmt: skip
 
 
@@ -520,9 +531,11 @@ def log_entry(
     latency: float,
     keys: Sequence[Any] | None,
     numbers: np.ndarray | None = None,
+    challenger: str | None = None,
 ) -> LogEntry:
     """A prediction log entry (the API's and batch scoring's alike). `numbers`: the rows'
-    validated number columns as one matrix (`Validated.numbers`, see `_number_block`)."""
+    validated number columns as one matrix (`Validated.numbers`, see `_number_block`);
+    `challenger`: of a `fallback` entry, the challenger that failed on its rows."""
     version = runner.version
     return LogEntry(
         deployment,
@@ -536,6 +549,7 @@ def log_entry(
         keys,
         role,
         *_number_block(runner, [] if numbers is None else [numbers]),
+        challenger=challenger,
     )
 
 

@@ -4,7 +4,8 @@
 Every replica logs to the same store, so these numbers are the whole fleet's, whichever
 replica evaluates (`relevo.routing.tally` keeps them up to date without reading every row at
 every look). A challenger's failures are the rows logged with the role `fallback` (the champion
-answered rows its challenger failed on), so they are shared the same way. A batch run's rows
+answered rows its challenger failed on), so they are shared the same way; each names the
+challenger that failed on it (NULL on rows stored before migration 0010). A batch run's rows
 count as rows, but their latency (their chunk's model call) is no request's: none is read.
 """
 
@@ -51,21 +52,22 @@ class ArmRepository:
 
     def logged(
         self, deployment: str, start: datetime | None, end: datetime | None
-    ) -> list[tuple[str, int, str, float | None]]:
-        """(model_name, model_version, role, latency_ms) of every row logged for `deployment`
-        with `start` <= created_at < `end` (None: unbounded), read through the deployment's
-        (deployment, created_at) index. The latency is None for a batch run's row (its
-        chunk's model call, no request's)."""
+    ) -> list[tuple[str, int, str, float | None, str | None]]:
+        """(model_name, model_version, role, latency_ms, challenger) of every row logged for
+        `deployment` with `start` <= created_at < `end` (None: unbounded), read through the
+        deployment's (deployment, created_at) index. The latency is None for a batch run's row
+        (its chunk's model call, no request's); the challenger is the one a `fallback` row
+        fell back from ("name:version"), None on other rows and on older fallback rows."""
         p = predictions.c
-        query = select(p.model_name, p.model_version, p.role, p.latency_ms, p.source).where(
-            p.deployment == deployment
-        )
+        query = select(
+            p.model_name, p.model_version, p.role, p.latency_ms, p.source, p.challenger
+        ).where(p.deployment == deployment)
         if start is not None:
             query = query.where(p.created_at >= start)
         if end is not None:
             query = query.where(p.created_at < end)
         with self.engine.connect() as conn:
             return [
-                (str(a), int(b), str(c), None if s is not None else float(d))
-                for a, b, c, d, s in conn.execute(query)
+                (str(a), int(b), str(c), None if s is not None else float(d), ch)
+                for a, b, c, d, s, ch in conn.execute(query)
             ]

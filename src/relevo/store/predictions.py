@@ -5,7 +5,9 @@ process stored a multi-row entry (a micro-batch of requests, a chunk of batch sc
 place in the entry's features stored once, column by column, in `prediction_inputs`: the row's
 `inputs` names the entry, `inputs_row` its place, and its `features` text is empty. Reads give
 every row its features inline either way (`inline_features`). A batch run's rows are marked
-(`source` "batch", `BATCH`): their latency is no request's.
+(`source` "batch", `BATCH`): their latency is no request's. A `fallback` row (the champion
+answered a row its challenger failed on) names that challenger (`challenger`, "name:version"):
+the gates charge it to that challenger alone, not to one deployed after it.
 """
 
 from __future__ import annotations
@@ -35,12 +37,15 @@ COLUMNS = (
     "role",
 )
 #: the stored columns: COLUMNS, then where a row's features are kept once for its entry, then
-#: where the row was answered when not by a request (`BATCH`; None: a request)
-STORED = (*COLUMNS, "inputs", "inputs_row", "source")
+#: where the row was answered when not by a request (`BATCH`; None: a request), then, on a
+#: `fallback` row, the challenger that failed on it ("name:version"; None on other rows)
+STORED = (*COLUMNS, "inputs", "inputs_row", "source", "challenger")
 #: a row's fields with its features inline (what a dead letter keeps)
-FIELDS = (*COLUMNS, "source")
+FIELDS = (*COLUMNS, "source", "challenger")
 _INPUTS = STORED.index("inputs")
 _SOURCE = STORED.index("source")
+_MARKS = len(STORED) - _SOURCE
+_NO_MARKS = (None,) * _MARKS
 _FEATURES = COLUMNS.index("features")
 
 #: the `source` of a batch run's rows (`relevo predict`): their latency_ms is their chunk's
@@ -50,11 +55,12 @@ BATCH = "batch"
 
 #: one stored row, values in COLUMNS order (features and output as JSON text), optionally
 #: followed by its entry's `Inputs` and its place in them (then its features text is empty),
-#: and then by its source
+#: and then by its source and its challenger (the second may be left off)
 Row = tuple[Any, ...]
 
-#: a request's row as stored (no source): a batch of them is inserted without that column,
-#: as before it existed; a row in COLUMNS order is completed with no entry's inputs
+#: a request's row as stored (no source, no challenger): a batch of them is inserted without
+#: those columns, as before they existed; a row in COLUMNS order is completed with no entry's
+#: inputs
 _UNMARKED = STORED[:_SOURCE]
 _INLINE = (None, None)
 #: prediction_inputs keys per SELECT ... IN (...)
@@ -84,17 +90,18 @@ def row_features(columns: dict[str, list[Any]], at: int) -> str:
 
 def inline(row: Row) -> Row:
     """`row` in FIELDS order with its features inline (what a dead letter keeps)."""
-    source = row[_SOURCE] if len(row) > _SOURCE else None
+    marks = (*row[_SOURCE:], *_NO_MARKS)[:_MARKS]  # (source, challenger), None if left off
     if len(row) > len(COLUMNS) and row[_INPUTS] is not None:
         features = row[_INPUTS].row(row[_INPUTS + 1])
-        return (*row[:_FEATURES], features, *row[_FEATURES + 1 : len(COLUMNS)], source)
-    return (*row[: len(COLUMNS)], source)
+        return (*row[:_FEATURES], features, *row[_FEATURES + 1 : len(COLUMNS)], *marks)
+    return (*row[: len(COLUMNS)], *marks)
 
 
 class PredictionRepository:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        # requests' rows without the source column (as before it existed), marked rows with it
+        # requests' rows without the source and challenger columns (as before they existed),
+        # marked rows (a batch run's, a fallback's) with them
         self._insert, self._insert_marked = (
             BulkInsert(engine, predictions, columns, key="id", time="created_at",
                        convert={"inputs": _keys})
@@ -110,16 +117,23 @@ class PredictionRepository:
 
     def insert_many(self, rows: Sequence[Row]) -> int:
         """Insert rows (tuples in COLUMNS order, created_at an aware datetime, optionally
-        followed by their entry's `Inputs` and place, and then by their source: STORED) in
-        one transaction: PostgreSQL through COPY, SQLite through multi-row INSERTs (see
-        `relevo.store.bulk`), the entries' inputs with them. Idempotent: rows (and inputs)
-        whose id is already stored are skipped. Returns the rows handed in."""
+        followed by their entry's `Inputs` and place, and then by their source and challenger:
+        STORED, the challenger optional) in one transaction: PostgreSQL through COPY, SQLite
+        through multi-row INSERTs (see `relevo.store.bulk`), the entries' inputs with them.
+        Idempotent: rows (and inputs) whose id is already stored are skipped. Returns the
+        rows handed in."""
         if not rows:
             return 0
-        # requests' rows (most) are stored without the source column; marked rows with it
+        # requests' rows (most) are stored without the source and challenger columns; marked
+        # rows with them
         unmarked, marked = len(_UNMARKED), len(STORED)
-        plain = [r if len(r) == unmarked else r + _INLINE for r in rows if len(r) != marked]
-        with_source = [r for r in rows if len(r) == marked] if len(plain) < len(rows) else []
+        plain = [r if len(r) == unmarked else r + _INLINE for r in rows if len(r) <= unmarked]
+        with_source = (
+            [r if len(r) == marked else r + (None,) * (marked - len(r)) for r in rows
+             if len(r) > unmarked]
+            if len(plain) < len(rows)
+            else []
+        )  # fmt: skip
         shared: dict[int, Inputs] = {}
         for part in (plain, with_source):
             for entry in (r[_INPUTS] for r in part):
@@ -160,7 +174,7 @@ class PredictionRepository:
         self, deployment: str, chunk_size: int = 10_000
     ) -> Iterator[list[dict[str, Any]]]:
         """The deployment's logged predictions in id (= time) order, in chunks, each row with
-        its features inline (FIELDS as keys: COLUMNS, then the row's source)."""
+        its features inline (FIELDS as keys: COLUMNS, then the row's source and challenger)."""
         last = ""
         cache: dict[str, dict[str, list[Any]]] = {}
         columns = [predictions.c[name] for name in STORED]

@@ -173,6 +173,10 @@ predictions = Table(
     # a batch run's rows (`relevo predict`), whose latency_ms is their chunk's model call and
     # no request's; NULL for a request's row (and every row stored before)
     Column("source", String(20), nullable=True),
+    # added by migration 0010: on a `fallback` row (the champion answered a row its challenger
+    # failed on), the challenger that failed, as "name:version"; NULL on every other row (and
+    # on every row stored before, whose challenger is not known any more)
+    Column("challenger", String(220), nullable=True),
     Index("ix_predictions_deployment_created", "deployment", "created_at"),
 )
 
