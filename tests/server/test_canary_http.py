@@ -188,9 +188,10 @@ def test_a_slow_canary_slows_only_its_own_rows_and_its_latency_gate_rolls_it_bac
     assert "latency_p99" in (last.reason or ""), last.reason
     assert min(seconds[slow.ref]) >= 0.3
     # the champion's customers were answered without waiting for the 0.3 s challenger calls
-    # (before the challenger had its own thread, their median was 0.6 s)
+    # (before the challenger had its own thread, their median was 0.6 s; a wait behind one
+    # call alone makes it 0.3 s or more, whatever the machine: 0.19 s was seen on a busy one)
     assert len(seconds[deployed.ref]) > 500
-    assert float(np.median(seconds[deployed.ref])) < 0.1
+    assert float(np.median(seconds[deployed.ref])) < 0.25
 
 
 def test_an_admin_may_ask_for_the_challenger_with_a_header(
