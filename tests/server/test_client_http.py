@@ -171,19 +171,19 @@ def test_health_and_readiness_of_a_live_server(live_server):
         assert client.ready() == {"ready": True, "deployments": {"churn": "churn:1"}}
 
 
-@pytest.fixture
-def web_page() -> Iterator[str]:
-    """Another web service (a page, not relevo) on a loopback port: the URL a client is given
-    by mistake."""
+def _html_server(status_of: dict[str, int]) -> Iterator[str]:
+    """A web service that is not relevo on a loopback port, answering each method in
+    `status_of` with that status and an HTML page; yields its URL."""
 
     class Page(BaseHTTPRequestHandler):
         def _page(self) -> None:
-            body = b"<html><body>Grafana</body></html>"
-            self.send_response(200)
+            status = status_of[self.command]
+            body = f"<html><head><title>{status}</title></head><body>not relevo</body></html>"
+            self.send_response(status)
             self.send_header("Content-Type", "text/html")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            self.wfile.write(body.encode())
 
         do_GET = do_POST = do_PUT = _page
 
@@ -198,6 +198,13 @@ def web_page() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def web_page() -> Iterator[str]:
+    """Another web service (a page, not relevo) on a loopback port: the URL a client is given
+    by mistake."""
+    yield from _html_server({"GET": 200, "POST": 200, "PUT": 200})
 
 
 def test_a_url_that_is_not_a_relevo_server_says_so(web_page, churn_frame):
@@ -219,35 +226,9 @@ def test_a_url_that_is_not_a_relevo_server_says_so(web_page, churn_frame):
 
 @pytest.fixture
 def failing_proxy() -> Iterator[str]:
-    """A reverse proxy in front of a relevo server that is down: nginx's HTML error pages,
-    502 Bad Gateway for a POST, 504 Gateway Timeout for anything else."""
-
-    class Proxy(BaseHTTPRequestHandler):
-        def _page(self, status: int) -> None:
-            body = f"<html><head><title>{status}</title></head><body>nginx</body></html>"
-            self.send_response(status)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body.encode())
-
-        def do_POST(self) -> None:
-            self._page(502)
-
-        def do_GET(self) -> None:
-            self._page(504)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    """A reverse proxy in front of a relevo server that is down: its HTML error pages, 502
+    Bad Gateway for a POST, 504 Gateway Timeout for a GET."""
+    yield from _html_server({"GET": 504, "POST": 502, "PUT": 502})
 
 
 def test_a_proxys_bad_gateway_or_timeout_is_unavailable_not_a_server_failure(
