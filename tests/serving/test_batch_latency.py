@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
+from killed import left_in_the_spool
 from sklearn.base import clone
 
 from relevo.datasets import CHURN_FEATURES, CHURN_TARGET, make_churn
@@ -22,7 +23,7 @@ from relevo.routing.stats import rollout_stats
 from relevo.serving.batch import score_frame
 from relevo.serving.entries import LogEntry, columns_of, decode, encode, rows_of
 from relevo.serving.log import RowStore, open_prediction_log
-from relevo.serving.spool import HeldSegment, Spool, store_folder
+from relevo.serving.spool import HeldSegment
 from relevo.settings import Settings
 
 #: how long each model call of the batch run takes: far above every API row's latency
@@ -186,16 +187,6 @@ def _old_payload(form: int, ids: list[str], ages: list[float], role: str = "cham
     return b"\n".join(docs)
 
 
-def _left_in_the_spool(rv, payloads: list[bytes]) -> None:
-    """What a killed process leaves in the log's spool: a segment holding `payloads`."""
-    segments = Spool(store_folder(rv.settings.home, rv.settings.resolved_database_url))
-    for payload in payloads:
-        segments.append(payload)
-    for seg in segments._segments.values():  # kill -9: the segment stays, its lock goes
-        seg.close()
-    segments._segments.clear()
-
-
 def _writer(rv, monkeypatch, writer: str) -> None:
     monkeypatch.setenv("RELEVO_LOG_WRITER", writer)
     rv.settings = rv.settings.model_copy(update={"log_writer": Settings().log_writer})
@@ -220,7 +211,7 @@ def test_spool_entries_of_the_format_before_the_mark_replay_as_requests_rows(
         again.numeric, again.numbers,
     )  # fmt: skip
     assert encode(entry) == payloads[2]
-    _left_in_the_spool(rv, payloads)
+    left_in_the_spool(rv, payloads)
 
     plog = open_prediction_log(rv)  # the next start replays the spool
     assert plog is not None

@@ -11,13 +11,13 @@ from dataclasses import replace
 import numpy as np
 import orjson
 import pytest
+from killed import left_in_the_spool
 from sklearn.base import clone
 
 from relevo.datasets import CHURN_FEATURES, CHURN_TARGET
 from relevo.routing.stats import arms, rollout_stats
 from relevo.serving.entries import LogEntry, decode, encode, rows_of
 from relevo.serving.log import RowStore, open_prediction_log
-from relevo.serving.spool import Spool, store_folder
 from relevo.settings import Settings
 
 OLD = "churn-broken:1"
@@ -43,16 +43,6 @@ def _entry(ids: list[str], role: str = "fallback", **marks: str) -> LogEntry:
     )  # fmt: skip
 
 
-def _left_in_the_spool(rv, payloads: list[bytes]) -> None:
-    """What a killed process leaves in the log's spool: a segment holding `payloads`."""
-    segments = Spool(store_folder(rv.settings.home, rv.settings.resolved_database_url))
-    for payload in payloads:
-        segments.append(payload)
-    for seg in segments._segments.values():  # kill -9: the segment stays, its lock goes
-        seg.close()
-    segments._segments.clear()
-
-
 @pytest.mark.parametrize("writer", ["process", "thread"])
 def test_fallback_entries_replayed_from_the_spool_keep_their_challenger_and_the_gates_read_it(
     rv, canary, monkeypatch, writer
@@ -69,7 +59,7 @@ def test_fallback_entries_replayed_from_the_spool_keep_their_challenger_and_the_
         encode(_entry(["unnamed-2", "unnamed-3"], source="batch")),
         encode(_entry(["champion-1", "champion-2"], role="champion")),
     ]
-    _left_in_the_spool(rv, payloads)
+    left_in_the_spool(rv, payloads)
 
     plog = open_prediction_log(rv)  # the next start replays the spool
     assert plog is not None
