@@ -185,3 +185,33 @@ def test_blank_header_cells_of_a_spreadsheet_are_not_columns_named_twice(
     source.write_text("".join(line + ",,\n" for line in text.splitlines()))
     result = cli("predict", "churn", "--input", source, "--output", tmp_path / "out.csv")
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(("sep", "name"), [(";", "semicolons"), ("\t", "tabs")])
+def test_a_file_separated_by_another_character_says_so(
+    cli, rv, churn_pipeline, churn_frame, tmp_path, sep, name
+):
+    """A spreadsheet's CSV export in many locales is separated by `;`: the file was refused
+    with one "required column is missing" per column and nothing pointing at the separator."""
+    rv.registry.register("churn", churn_pipeline, churn_frame, target="churned")
+    rv.deployments.deploy("churn", "churn:1")
+    source = tmp_path / "in.csv"
+    make_churn(5, seed=3).drop(columns="churned").to_csv(source, index=False, sep=sep)
+    result = cli("predict", "churn", "--input", source, "--output", tmp_path / "out.csv")
+    assert result.exit_code == 2, result.output
+    assert f"separated by {name}? relevo reads comma-separated CSV files" in result.stderr
+    assert "column 'tenure_months'" in result.stderr
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_comma_separated_file_missing_a_column_gets_no_separator_hint(
+    cli, rv, churn_pipeline, churn_frame, tmp_path
+):
+    rv.registry.register("churn", churn_pipeline, churn_frame, target="churned")
+    rv.deployments.deploy("churn", "churn:1")
+    source = tmp_path / "in.csv"
+    make_churn(5, seed=3).drop(columns=["churned", "age"]).to_csv(source, index=False)
+    result = cli("predict", "churn", "--input", source, "--output", tmp_path / "out.csv")
+    assert result.exit_code == 2, result.output
+    assert "column 'age': required column is missing from the file" in result.stderr
+    assert "separated by" not in result.stderr

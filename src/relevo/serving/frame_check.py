@@ -77,6 +77,22 @@ def check_frame(
             tally.count += report.count
 
 
+def _separator_hint(columns: pd.Index) -> str:
+    """Why the columns may be missing when the whole header reads as one column: a file
+    separated by another character than the comma (a spreadsheet's export in many locales
+    uses `;`)."""
+    if len(columns) != 1:
+        return ""
+    header = str(columns[0])
+    for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")):
+        if sep in header:
+            return (
+                f" (its header reads as one column, {header[:60]!r}: separated by {name}? "
+                "relevo reads comma-separated CSV files)"
+            )
+    return ""
+
+
 def _check(
     frame: pd.DataFrame, plan: Plan, key_column: str | None, policy: Policy, report: _Report
 ) -> CheckedChunk | None:
@@ -85,11 +101,12 @@ def _check(
     numbers = np.empty((n, len(plan.num_idx)), dtype=np.float64)
     others: dict[str, Any] = {}
     missing = False
+    absent = f"required column is missing from the file{_separator_hint(frame.columns)}"
     for j, spec in enumerate(plan.specs):
         if spec.name not in frame.columns:
             missing = True
             if report.offset == 0:  # once per file, not once per chunk
-                report("required column is missing from the file", None, spec.name)
+                report(absent, None, spec.name)
             continue
         column = frame[spec.name]
         converted: Any
