@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import binom
 
 from relevo.routing.assign import assign, buckets, mirror
 from relevo.routing.deployment import Deployment
@@ -39,6 +40,25 @@ def test_keyed_share_is_within_one_point_of_the_weight(weight):
     assert routed.dtype == np.int8
     assert set(np.unique(routed)) <= {0, 1}
     assert abs(routed.mean() - weight) <= 0.01
+
+
+def test_keyed_share_is_a_binomial_draw_around_the_weight():
+    """docs/deployments.md: over 10,000 keys the share falls in the binomial's 99.9 % interval
+    (scipy's, not relevo's), for any deployment; one point is two standard deviations at 0.5."""
+    weights = (0.001, 0.05, 0.5, 0.999)
+    counts = {w: [] for w in weights}
+    for j in range(50):  # 50 deployments: 50 independent sets of buckets for the same keys
+        state = replace(canary(), name=f"deployment-{j}")
+        for w in weights:
+            counts[w].append(int(assign(replace(state, weight=w), KEYS, len(KEYS)).sum()))
+    n = len(KEYS)
+    for w, seen in counts.items():
+        low, high = binom.ppf(0.0005, n, w), binom.isf(0.0005, n, w)
+        assert all(low <= x <= high for x in seen), (w, seen, low, high)
+        assert len(set(seen)) > 10  # each deployment draws its own buckets
+    # the standard deviation of the shares is the binomial's: sqrt(w (1 - w) / n)
+    shares = np.array(counts[0.5]) / n
+    assert 0.5 * 0.005 < shares.std(ddof=1) < 1.5 * 0.005
 
 
 def test_the_same_key_goes_to_the_same_model_every_time():
