@@ -148,6 +148,27 @@ def test_routing_key_is_optional_but_must_be_a_string_or_integer(live_server, rv
     }
 
 
+def test_a_routing_key_sent_as_a_json_float_is_a_422_that_says_what_to_send(live_server):
+    rows, _ = _rows(3)
+    rows[0]["customer_id"] = 42.0
+    rows[1]["customer_id"] = 2**70  # an integer: JSON parsing keeps it only as a float
+    rows[2]["customer_id"] = 1.5
+    response = _predict(live_server.url, rows)
+    assert response.status_code == 422
+    problems = response.json()["problems"]
+    assert [(p["row"], p["column"]) for p in problems] == [(i, "customer_id") for i in range(3)]
+    assert problems[0]["message"] == (
+        "the routing key must be a string or integer, got 42.0 (a number with a decimal point "
+        'or an exponent): send 42 or "42"'
+    )
+    assert "an integer beyond 64 bits" in problems[1]["message"]
+    assert "send the key as a string" in problems[1]["message"]
+    assert problems[2]["message"].endswith("got the number 1.5")
+    # what the messages say to send is answered
+    rows[0]["customer_id"], rows[1]["customer_id"], rows[2]["customer_id"] = 42, str(2**70), "x"
+    assert _predict(live_server.url, rows).status_code == 200
+
+
 def test_unknown_deployment_is_404(live_server):
     rows, _ = _rows(1)
     response = httpx.post(

@@ -245,9 +245,28 @@ def _keys(rows: list[dict[str, Any]], key_column: str, problems: _Problems) -> N
                 row=i,
                 column=key_column,
             )
+        elif type(k) is float:
+            problems.add(_float_key(k), row=i, column=key_column)
         elif k is not None and type(k) not in (str, int):
             problems.add(
                 f"the routing key must be a string or integer, got {type_name(k)}",
                 row=i,
                 column=key_column,
             )
+
+
+def _float_key(k: float) -> str:
+    """Why a JSON number that parsed as a float is no routing key, and what to send instead."""
+    if math.isfinite(k) and k.is_integer():
+        if abs(k) < 2**53:  # below 2**53 the float holds the whole number the client wrote
+            return (
+                f"the routing key must be a string or integer, got {shown_number(k)} (a number "
+                f'with a decimal point or an exponent): send {int(k)} or "{int(k)}"'
+            )
+        # JSON parsing keeps an integer beyond 64 bits only as a float: its digits are lost
+        return (
+            f"the routing key must be a string or integer, got {shown_number(k)}, a number "
+            "whose digits were not kept (an integer beyond 64 bits, or written with a decimal "
+            "point or an exponent): send the key as a string"
+        )
+    return f"the routing key must be a string or integer, got the number {shown_number(k)}"
