@@ -286,6 +286,42 @@ def test_health_and_readiness(live_server):
     assert ready.json() == {"ready": True, "deployments": {"churn": "churn:1"}}
 
 
+def test_health_and_metrics_answer_while_a_lone_request_waits_on_its_model(
+    live_server, monkeypatch
+):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from relevo.registry.flavors.sklearn import EstimatorModel
+
+    url = live_server.url
+    entered, release = threading.Event(), threading.Event()
+    real = EstimatorModel.predict
+
+    def stuck(self, frame):  # a slow model: it answers once the test lets it
+        entered.set()
+        release.wait(60)
+        return real(self, frame)
+
+    monkeypatch.setattr(EstimatorModel, "predict", stuck)
+    before = _metric(url, "relevo_request_latency_seconds_count", deployment="churn")
+    rows, _ = _rows(1)
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(_predict, url, rows, timeout=90)
+        try:
+            assert entered.wait(30)
+            # the model's call holds no probe: on the event loop it would hold them all
+            health = httpx.get(f"{url}/healthz", timeout=10)
+            metrics = httpx.get(f"{url}/metrics", timeout=10)
+        finally:
+            release.set()
+        answer = pending.result()
+    assert health.status_code == 200 and metrics.status_code == 200
+    assert answer.status_code == 200 and len(answer.json()["predictions"]) == 1
+    after = _metric(url, "relevo_request_latency_seconds_count", deployment="churn")
+    assert after == before + 1
+
+
 def test_openapi_documents_the_predict_endpoint(live_server):
     spec = httpx.get(f"{live_server.url}/openapi.json").json()
     assert "/v1/deployments/{name}/predict" in spec["paths"]

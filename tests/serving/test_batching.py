@@ -108,6 +108,30 @@ def test_large_batches_run_off_the_event_loop(rows):
     assert seen and seen[0] != threading.main_thread().name
 
 
+def test_a_lone_request_runs_on_the_event_loop_only_when_its_model_is_known_quick():
+    import threading
+
+    on_loop: list[bool] = []
+    pause = {"s": 0.0}
+
+    def run(columns, n):
+        on_loop.append(threading.current_thread() is threading.main_thread())
+        time.sleep(pause["s"])
+        return [{"echo": x} for x in columns["x"]]
+
+    batcher = MicroBatcher(run)
+
+    def one() -> list:
+        return asyncio.run(batcher.submit({"x": [1]}, 1))
+
+    one()  # its speed unknown: a worker thread (a first call may be slow, a warm-up)
+    one()  # quick so far: on the event loop
+    pause["s"] = 0.2
+    one()  # still known as quick: on the event loop, and now known as slow
+    assert one() == [{"echo": 1}]  # a slow model: a worker thread, probes keep answering
+    assert on_loop == [False, True, True, False]
+
+
 def test_one_bad_request_fails_only_itself_not_its_batch():
     calls: list[int] = []
 

@@ -70,6 +70,10 @@ OnScored = Callable[[list[tuple[Any, list[Any]]]], None]
 
 #: a single request above this many rows runs in a worker thread, off the event loop
 THREAD_ROWS = 2048
+#: a lone request runs on the event loop only when its model's calls take at most this long
+#: (`call_s`): a longer call would hold every other request of the process, its health checks
+#: and /metrics for its duration, where a worker thread's hand-off costs ~0.1 ms
+INLINE_S = 0.01
 #: a batch holds its fresh riders for the next one only when it serves at least this many
 #: requests of its own (a sign of load: the next batch is coming) ...
 HOLD_HOSTS = 4
@@ -242,10 +246,12 @@ class MicroBatcher:
             held -= sum(it[2].done() for it in items[:held])
             if not live:
                 continue
-            # a lone request runs inline: no thread hand-off, the lowest latency at low load.
-            # Several requests (load) or a large one run in a worker thread, so the event loop
-            # keeps reading requests meanwhile and the next batch is fuller.
-            if len(live) > 1 or live[0][1] > THREAD_ROWS:
+            # a lone request to a quick model runs inline: no thread hand-off, the lowest
+            # latency at low load. Several requests (load), a large one, or one to a model
+            # whose calls are slow or not known yet run in a worker thread, so the event loop
+            # keeps reading requests and answering probes meanwhile.
+            alone = len(live) == 1 and live[0][4] is None
+            if len(live) > 1 or live[0][1] > THREAD_ROWS or (alone and not self._inline()):
                 live = self._hold(live, held) if len(live) > 1 else live
                 self._busy = True
                 self._task = loop.create_task(self._run_in_thread(loop, live))
@@ -260,6 +266,12 @@ class MicroBatcher:
             if self.max_wait_s > 0 and self._queue:
                 self._schedule(loop)
                 return
+
+    def _inline(self) -> bool:
+        """Whether a lone request may be scored on the event loop: this model's calls are
+        known to be quick (`INLINE_S`; a model not called yet may be slow, and its first call
+        warms it up too)."""
+        return self.call_s is not None and self.call_s <= INLINE_S
 
     async def _run_in_thread(self, loop: asyncio.AbstractEventLoop, items: list[Item]) -> None:
         batch = None
