@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import httpx
@@ -404,6 +405,39 @@ def test_a_model_that_raises_is_a_counted_json_500(live_server, rv, monkeypatch)
     assert "model exploded" not in response.text
     after = _metric(live_server.url, "relevo_requests_total", deployment="churn", status="500")
     assert after == before + 1
+
+
+def test_a_row_the_model_answers_nan_for_has_no_label_and_is_logged_so(
+    live_server, rv, monkeypatch
+):
+    """NaN >= 0.5 is false: such a row was answered `{"probability": null, "label": 0}`, a
+    customer said to stay on no evidence. It has no label now; the rest of the request is
+    answered, and the log keeps the row as answered (monitoring counts it in `nan_outputs`)."""
+    from relevo.registry.flavors.base import RawOutput
+    from relevo.registry.flavors.sklearn import EstimatorModel
+
+    real = EstimatorModel.predict
+
+    def nan_for_the_old(self, frame):
+        out = real(self, frame)
+        probabilities = out.probabilities.copy()
+        probabilities[frame["age"].to_numpy() >= 90] = np.nan
+        return RawOutput(probabilities=probabilities)
+
+    monkeypatch.setattr(EstimatorModel, "predict", nan_for_the_old)
+    rows, _ = _rows(3, seed=4)
+    rows = [{**row, "age": 30} for row in rows]
+    rows[1]["age"] = 95
+    response = _predict(live_server.url, rows)
+    assert response.status_code == 200, response.text
+    answers = response.json()["predictions"]
+    assert answers[1]["probability"] is None and answers[1]["label"] is None
+    for k in (0, 2):
+        assert 0 <= answers[k]["probability"] <= 1
+        assert answers[k]["label"] == int(answers[k]["probability"] >= 0.5)
+    assert _wait_logged(rv, 3) == 3
+    stored = {r["id"]: r for chunk in rv.store.predictions.iter_rows("churn") for r in chunk}
+    assert json.loads(stored[answers[1]["id"]]["output"]) == {"probability": None, "label": None}
 
 
 def test_a_column_missing_from_every_row_is_one_problem_with_a_typo_hint(live_server):

@@ -26,15 +26,22 @@ def format_outputs(
     if task == "binary":
         positive = probs[:, 1]
         labels = np.where(positive >= threshold, 1, 0)
-        names = [classes[0], classes[1]]
+        names: list[Any] = [classes[0], classes[1], None]
+        if np.isnan(positive).any():  # no probability, no label (NaN >= 0.5 is false: not 0)
+            labels[np.isnan(positive)] = 2
         return [
             {"probability": p, "label": names[i]}
             for p, i in zip(positive.tolist(), labels.tolist(), strict=True)
         ]
     keys = [str(c) for c in classes]
     winners = np.argmax(probs, axis=1).tolist()
+    labels_of: list[Any] = list(classes)
+    if np.isnan(probs).any():  # argmax takes a NaN for the largest: such a row has no label
+        labels_of.append(None)
+        for row in np.flatnonzero(np.isnan(probs).any(axis=1)).tolist():
+            winners[row] = len(classes)
     return [
-        {"probabilities": dict(zip(keys, row, strict=True)), "label": classes[w]}
+        {"probabilities": dict(zip(keys, row, strict=True)), "label": labels_of[w]}
         for row, w in zip(probs.tolist(), winners, strict=True)
     ]
 
@@ -70,11 +77,15 @@ def output_columns(
         return {"value": np.asarray(raw.values)}
     assert raw.probabilities is not None and classes is not None
     probs = raw.probabilities
-    names = np.empty(len(classes), dtype=object)
-    names[:] = list(classes)
+    names = np.empty(len(classes) + 1, dtype=object)
+    names[:] = [*classes, None]  # the last: a row without a probability has no label
     if task == "binary":
         positive = probs[:, 1]
-        return {"probability": positive, "label": names[(positive >= threshold).astype(int)]}
+        picked = (positive >= threshold).astype(int)
+        picked[np.isnan(positive)] = len(classes)
+        return {"probability": positive, "label": names[picked]}
     out = {f"probability_{c}": probs[:, k] for k, c in enumerate(classes)}
-    out["label"] = names[np.argmax(probs, axis=1)]
+    picked = np.argmax(probs, axis=1)
+    picked[np.isnan(probs).any(axis=1)] = len(classes)
+    out["label"] = names[picked]
     return out
