@@ -537,3 +537,34 @@ def test_an_empty_body_and_bad_json_are_explained_plainly(live_server):
     assert broken.status_code == 400
     assert "not valid JSON (line 1" in broken.json()["error"]
     assert "unexpected" not in broken.json()["error"]
+
+
+def test_a_row_the_model_answers_nan_for_is_a_v2_500_naming_it(
+    live_server, rv, churn_frame, monkeypatch
+) -> None:
+    """The JSON API answers such a row with a null label; an INT64 label tensor has no value
+    for "no label" (an int of None failed as an unexpected TypeError)."""
+    from relevo.registry.flavors.base import RawOutput
+    from relevo.registry.flavors.sklearn import EstimatorModel
+
+    real = EstimatorModel.predict
+
+    def nan_for_the_second(self, frame):
+        out = real(self, frame)
+        probabilities = out.probabilities.copy()
+        probabilities[1] = np.nan
+        return RawOutput(probabilities=probabilities)
+
+    monkeypatch.setattr(EstimatorModel, "predict", nan_for_the_second)
+    rows = _rows(churn_frame, 3)
+    response = _post(
+        f"{live_server.url}/v2/models/churn/infer",
+        orjson.dumps({"inputs": _json_inputs(rows)}),
+        {"Content-Type": "application/json"},
+    )
+    assert response.status_code == 500, response.text
+    body = response.json()
+    assert body["request_id"]  # the server log has the same line under it
+    message = body["error"]
+    assert "churn:1 answered NaN for row(s) 1" in message
+    assert "INT64 label tensor cannot carry" in message

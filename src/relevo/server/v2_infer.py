@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from relevo.errors import InvalidInputError, PayloadTooLargeError, Problem
+from relevo.errors import InvalidInputError, PayloadTooLargeError, Problem, RelevoError
 from relevo.registry.types import ModelVersion
 from relevo.server.http import BadRequest
 from relevo.server.v2_columns import tensors_to_columns
@@ -198,6 +198,14 @@ def output_array(name: str, version: ModelVersion, predictions: list[dict[str, A
     datatype = label_datatype(version.classes)
     if datatype == "BYTES":
         out = np.empty(len(labels), dtype=object)
-        out[:] = [str(x) for x in labels]
+        out[:] = ["" if x is None else str(x) for x in labels]  # "": no label (a NaN row)
         return out
+    if None in labels:  # rows the model answered NaN for: no value of the tensor says so
+        rows = [k for k, x in enumerate(labels) if x is None]
+        raise RelevoError(
+            f"model {version.ref} answered NaN for row(s) {', '.join(map(str, rows[:10]))}: "
+            f"they have no label, which the {datatype} label tensor cannot carry (the JSON API "
+            "answers them with a null label)",
+            public=True,
+        )
     return np.asarray(labels, dtype=numpy_dtype_of(datatype))

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from relevo import __version__
-from relevo.errors import InvalidInputError, NotFoundError, Problem
+from relevo.errors import InvalidInputError, NotFoundError, Problem, RelevoError
 from relevo.registry.types import ModelVersion
 from relevo.server import openapi
 from relevo.server.auth import Access, check
@@ -195,10 +195,15 @@ def v2_router(
             return json_response(error, status, error_headers(status, not body_read))
 
         model = _answering_version(rt, name, answer.model, endpoint)
-        outputs = [
-            (out, output_array(out, model, answer.predictions), binary)
-            for out, binary in prepared.outputs
-        ]
+        try:
+            outputs = [
+                (out, output_array(out, model, answer.predictions), binary)
+                for out, binary in prepared.outputs
+            ]
+        except RelevoError as exc:  # an answer the V2 tensors cannot carry
+            status, error = error_body(exc, f"POST {request.url.path}", v2=True)
+            observe_failure(rt, name, PROTOCOL, status, started)
+            return json_response(error, status, error_headers(status, not body_read))
         body, json_length = encode_response(
             model_name=name,
             model_version=str(model.version),
