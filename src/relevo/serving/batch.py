@@ -26,6 +26,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import pandas as pd
 
 from relevo.context import Relevo
@@ -188,7 +189,9 @@ def _score(
                 by = endpoint.runners[share.model]
                 columns = output_columns(by.version.task, by.version.classes, raw)
                 if labels_as_text and "label" in columns:
-                    columns["label"] = columns["label"].astype(str).astype(object)
+                    text = np.empty(len(columns["label"]), dtype=object)  # None stays none
+                    text[:] = [None if x is None else str(x) for x in columns["label"]]
+                    columns["label"] = text
                 parts.append(_extra(chunk, some, by.ref, columns, share.idx))
             write(_in_order(chunk, parts, _extra_names(endpoint, set(chunk.columns))))
             if held is not None:
