@@ -162,6 +162,33 @@ def test_a_version_whose_compiled_form_cannot_be_built_is_served_by_sklearn(
     )
 
 
+def test_a_compiled_form_checked_with_other_libraries_is_not_served(
+    rv, numeric, classifier, monkeypatch
+):
+    """The compiled form was compared with the model at registration, with the skl2onnx and
+    onnxruntime of that day; where other versions are installed (an image built later, an
+    upgrade), it was rebuilt and served unchecked."""
+    version = rv.registry.register("m", classifier, numeric, target=CHURN_TARGET, compile="onnx")
+    now = compiled_module.versions()
+    monkeypatch.setattr(registry_module, "versions", lambda: {**now, "onnxruntime": "0.0.1-other"})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = rv.registry.load(version.ref).model
+    assert loaded.compiled is None
+    said = [str(w.message) for w in caught if issubclass(w.category, CompiledFormWarning)]
+    assert said and "m:1 is served by sklearn, not its compiled form (onnx)" in said[0]
+    assert f"onnxruntime {now['onnxruntime']} -> 0.0.1-other" in said[0]
+    assert "register the model again with --compile" in said[0]
+    rows = numeric[CHURN_NUMERIC].iloc[:50]
+    np.testing.assert_allclose(
+        loaded.predict_array(rows.to_numpy(dtype=np.float64)).probabilities,
+        classifier.predict_proba(rows),
+        rtol=1e-12,
+    )
+    monkeypatch.setattr(registry_module, "versions", lambda: now)  # the same libraries again
+    assert rv.registry.load(version.ref).model.compiled is not None
+
+
 def test_the_server_answers_with_the_compiled_form(
     rv, numeric, classifier, relevo_home, database_url, cli
 ):

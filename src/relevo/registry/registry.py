@@ -206,6 +206,7 @@ class Registry:
         kind = version.flavor_options.get("compiled")
         if kind:
             try:
+                _same_compiler(version.flavor_options.get("compiled_with"))
                 model.use_compiled(model.compile(str(kind)))
             except Exception as exc:  # served as registered before compiling: still correct
                 warnings.warn(
@@ -242,6 +243,22 @@ class Registry:
             raise InvalidInputError(
                 f"the model cannot be saved ({type(exc).__name__}: {text[:300]}): {advice}"
             ) from None
+
+
+def _same_compiler(recorded: Any) -> None:
+    """Refuse to rebuild a compiled form with other libraries than the ones whose form was
+    checked against the model at registration (an image built later, an upgrade): its answers
+    were never compared with the model's. Raises InvalidInputError naming what changed."""
+    if not isinstance(recorded, dict):
+        return  # registered before the versions were recorded: as before
+    now = versions()
+    changed = {k: (v, now.get(k, "missing")) for k, v in recorded.items() if now.get(k) != v}
+    if changed:
+        shown = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in sorted(changed.items()))
+        raise InvalidInputError(
+            f"it was checked against the model with other libraries than installed now "
+            f"({shown}); register the model again with --compile to check it with these"
+        )
 
 
 def _compiled_options(
