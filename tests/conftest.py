@@ -290,3 +290,29 @@ def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     bucket = f"relevo-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=bucket)
     return f"s3://{bucket}/models"
+
+
+# --------------------------------------------------------------------------- a model's NaN
+
+
+@pytest.fixture
+def nan_for_the_old(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
+    """`nan_for_the_old(age)`: from then on, every scikit-learn model of the test answers NaN
+    probabilities for the rows of customers aged `age` or more (a model gone wrong on some
+    rows), its usual answer for the others."""
+    from relevo.registry.flavors.base import RawOutput
+    from relevo.registry.flavors.sklearn import EstimatorModel
+
+    real = EstimatorModel.predict
+
+    def patch(age: int) -> None:
+        def predict(self: Any, frame: pd.DataFrame) -> RawOutput:
+            out = real(self, frame)
+            assert out.probabilities is not None
+            probabilities = out.probabilities.copy()
+            probabilities[frame["age"].to_numpy() >= age] = float("nan")
+            return RawOutput(probabilities=probabilities)
+
+        monkeypatch.setattr(EstimatorModel, "predict", predict)
+
+    return patch

@@ -408,23 +408,12 @@ def test_a_model_that_raises_is_a_counted_json_500(live_server, rv, monkeypatch)
 
 
 def test_a_row_the_model_answers_nan_for_has_no_label_and_is_logged_so(
-    live_server, rv, monkeypatch
+    live_server, rv, nan_for_the_old
 ):
     """NaN >= 0.5 is false: such a row was answered `{"probability": null, "label": 0}`, a
     customer said to stay on no evidence. It has no label now; the rest of the request is
     answered, and the log keeps the row as answered (monitoring counts it in `nan_outputs`)."""
-    from relevo.registry.flavors.base import RawOutput
-    from relevo.registry.flavors.sklearn import EstimatorModel
-
-    real = EstimatorModel.predict
-
-    def nan_for_the_old(self, frame):
-        out = real(self, frame)
-        probabilities = out.probabilities.copy()
-        probabilities[frame["age"].to_numpy() >= 90] = np.nan
-        return RawOutput(probabilities=probabilities)
-
-    monkeypatch.setattr(EstimatorModel, "predict", nan_for_the_old)
+    nan_for_the_old(90)
     rows, _ = _rows(3, seed=4)
     rows = [{**row, "age": 30} for row in rows]
     rows[1]["age"] = 95

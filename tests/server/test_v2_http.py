@@ -540,23 +540,12 @@ def test_an_empty_body_and_bad_json_are_explained_plainly(live_server):
 
 
 def test_a_row_the_model_answers_nan_for_is_a_v2_500_naming_it(
-    live_server, rv, churn_frame, monkeypatch
+    live_server, rv, churn_frame, nan_for_the_old
 ) -> None:
     """The JSON API answers such a row with a null label; an INT64 label tensor has no value
     for "no label" (an int of None failed as an unexpected TypeError)."""
-    from relevo.registry.flavors.base import RawOutput
-    from relevo.registry.flavors.sklearn import EstimatorModel
-
-    real = EstimatorModel.predict
-
-    def nan_for_the_second(self, frame):
-        out = real(self, frame)
-        probabilities = out.probabilities.copy()
-        probabilities[1] = np.nan
-        return RawOutput(probabilities=probabilities)
-
-    monkeypatch.setattr(EstimatorModel, "predict", nan_for_the_second)
-    rows = _rows(churn_frame, 3)
+    nan_for_the_old(90)
+    rows = _rows(churn_frame, 3).assign(age=[30, 95, 30])
     response = _post(
         f"{live_server.url}/v2/models/churn/infer",
         orjson.dumps({"inputs": _json_inputs(rows)}),

@@ -370,26 +370,15 @@ def test_rows_without_their_key_are_counted_in_a_warning_and_keyed_rows_are_not(
 
 
 def test_a_nan_row_among_labels_written_as_text_has_an_empty_label(
-    rv, champion, churn_pipeline, churn_frame, tmp_path, monkeypatch
+    rv, champion, churn_pipeline, churn_frame, tmp_path, nan_for_the_old
 ):
     """With labels of two types written as text, a row without a label (its model answered
     NaN) was written as the text "None"."""
-    from relevo.registry.flavors.base import RawOutput
-    from relevo.registry.flavors.sklearn import EstimatorModel
-
     other = churn_frame.assign(churned=np.where(churn_frame["churned"] == 1, "yes", "no"))
     words = clone(churn_pipeline).fit(other[CHURN_FEATURES], other[CHURN_TARGET])
     challenger = rv.registry.register("churn-words", words, other, target="churned")
     rv.deployments.deploy("churn", challenger.ref, weight=0.2, actor="test")
-    real = EstimatorModel.predict
-
-    def nan_for_the_old(self, frame):
-        out = real(self, frame)
-        probabilities = out.probabilities.copy()
-        probabilities[frame["age"].to_numpy() >= 70] = np.nan
-        return RawOutput(probabilities=probabilities)
-
-    monkeypatch.setattr(EstimatorModel, "predict", nan_for_the_old)
+    nan_for_the_old(70)
     frame = make_churn(300, seed=7)
     source = tmp_path / "in.parquet"
     frame.to_parquet(source)
