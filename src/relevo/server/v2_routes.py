@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from relevo import __version__
-from relevo.errors import InvalidInputError, NotFoundError, Problem, RelevoError
+from relevo.errors import InvalidInputError, NotFoundError, Problem
 from relevo.registry.types import ModelVersion
 from relevo.server import openapi
 from relevo.server.auth import Access, check
@@ -186,6 +186,13 @@ def v2_router(
             answer = await rt.predict(
                 name, prepared.rows, started, protocol=PROTOCOL, force=_pinned(endpoint, version)
             )
+            model = _answering_version(rt, name, answer.model, endpoint)
+            # a RelevoError here: an answer the V2 tensors cannot carry (a row without a label
+            # in an INT64 label tensor)
+            outputs = [
+                (out, output_array(out, model, answer.predictions), binary)
+                for out, binary in prepared.outputs
+            ]
         except Exception as exc:
             if isinstance(exc, InvalidInputError) and exc.http_status not in (400, 413):
                 # the V2 spec answers every bad request with 400 (the JSON API uses 422)
@@ -194,16 +201,6 @@ def v2_router(
             observe_failure(rt, name, PROTOCOL, status, started)
             return json_response(error, status, error_headers(status, not body_read))
 
-        model = _answering_version(rt, name, answer.model, endpoint)
-        try:
-            outputs = [
-                (out, output_array(out, model, answer.predictions), binary)
-                for out, binary in prepared.outputs
-            ]
-        except RelevoError as exc:  # an answer the V2 tensors cannot carry
-            status, error = error_body(exc, f"POST {request.url.path}", v2=True)
-            observe_failure(rt, name, PROTOCOL, status, started)
-            return json_response(error, status, error_headers(status, not body_read))
         body, json_length = encode_response(
             model_name=name,
             model_version=str(model.version),
