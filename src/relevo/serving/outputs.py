@@ -23,27 +23,35 @@ def format_outputs(
         return [{"value": v} for v in raw.values.tolist()]
     assert raw.probabilities is not None and classes is not None
     probs = raw.probabilities
+    picked = _picked(task, probs, threshold).tolist()
+    names: list[Any] = [*classes, None]
     if task == "binary":
-        positive = probs[:, 1]
-        labels = np.where(positive >= threshold, 1, 0)
-        names: list[Any] = [classes[0], classes[1], None]
-        if np.isnan(positive).any():  # no probability, no label (NaN >= 0.5 is false: not 0)
-            labels[np.isnan(positive)] = 2
         return [
             {"probability": p, "label": names[i]}
-            for p, i in zip(positive.tolist(), labels.tolist(), strict=True)
+            for p, i in zip(probs[:, 1].tolist(), picked, strict=True)
         ]
     keys = [str(c) for c in classes]
-    winners = np.argmax(probs, axis=1).tolist()
-    labels_of: list[Any] = list(classes)
-    if np.isnan(probs).any():  # argmax takes a NaN for the largest: such a row has no label
-        labels_of.append(None)
-        for row in np.flatnonzero(np.isnan(probs).any(axis=1)).tolist():
-            winners[row] = len(classes)
     return [
-        {"probabilities": dict(zip(keys, row, strict=True)), "label": labels_of[w]}
-        for row, w in zip(probs.tolist(), winners, strict=True)
+        {"probabilities": dict(zip(keys, row, strict=True)), "label": names[i]}
+        for row, i in zip(probs.tolist(), picked, strict=True)
     ]
+
+
+def _picked(task: str, probs: np.ndarray, threshold: float) -> np.ndarray:
+    """Each row's label as its class's index: the positive class from `threshold` (binary), the
+    most probable one (multiclass); one past the last class for a row without a label, whose
+    probability is NaN (NaN >= 0.5 is false, and argmax takes a NaN for the largest: either
+    would pick a class on no evidence)."""
+    if task == "binary":
+        positive = probs[:, 1]
+        picked = (positive >= threshold).astype(np.intp)
+        none = np.isnan(positive)
+    else:
+        picked = np.argmax(probs, axis=1)
+        none = np.isnan(probs).any(axis=1)
+    if none.any():
+        picked[none] = probs.shape[1]
+    return picked
 
 
 def scores(task: str, classes: list[Any] | None, raw: RawOutput) -> np.ndarray:
@@ -79,13 +87,9 @@ def output_columns(
     probs = raw.probabilities
     names = np.empty(len(classes) + 1, dtype=object)
     names[:] = [*classes, None]  # the last: a row without a probability has no label
+    labels = names[_picked(task, probs, threshold)]
     if task == "binary":
-        positive = probs[:, 1]
-        picked = (positive >= threshold).astype(int)
-        picked[np.isnan(positive)] = len(classes)
-        return {"probability": positive, "label": names[picked]}
+        return {"probability": probs[:, 1], "label": labels}
     out = {f"probability_{c}": probs[:, k] for k, c in enumerate(classes)}
-    picked = np.argmax(probs, axis=1)
-    picked[np.isnan(probs).any(axis=1)] = len(classes)
-    out["label"] = names[picked]
+    out["label"] = labels
     return out
