@@ -126,7 +126,7 @@ def test_a_lone_request_runs_on_the_event_loop_only_when_its_model_is_known_quic
 
     one()  # its speed unknown: a worker thread (a first call may be slow, a warm-up)
     one()  # quick so far: on the event loop
-    pause["s"] = 0.2
+    pause["s"] = 0.6
     one()  # still known as quick: on the event loop, and now known as slow
     assert one() == [{"echo": 1}]  # a slow model: a worker thread, probes keep answering
     assert on_loop == [False, True, True, False]

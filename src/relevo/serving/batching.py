@@ -72,8 +72,9 @@ OnScored = Callable[[list[tuple[Any, list[Any]]]], None]
 THREAD_ROWS = 2048
 #: a lone request runs on the event loop only when its model's calls take at most this long
 #: (`call_s`): a longer call would hold every other request of the process, its health checks
-#: and /metrics for its duration, where a worker thread's hand-off costs ~0.1 ms
-INLINE_S = 0.01
+#: and /metrics for its duration. Below it the hand-off to a worker thread costs more than the
+#: wait (the churn pipeline's 16 ms call on a slow machine: +2.9 ms of c=1 p50 in a thread)
+INLINE_S = 0.1
 #: a batch holds its fresh riders for the next one only when it serves at least this many
 #: requests of its own (a sign of load: the next batch is coming) ...
 HOLD_HOSTS = 4
