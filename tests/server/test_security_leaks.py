@@ -98,6 +98,46 @@ def test_a_failing_deployment_shows_its_reason_only_to_a_token_holder(
     assert "changed since it was registered" in detailed["failing"]["churn"]
 
 
+def test_readiness_names_a_failing_deployment_without_its_artifact_path(
+    deployed, rv, server_settings, spawn_server, relevo_home
+):
+    # without tokens anyone reads readiness: it named the artifact's path under the home
+    stored = rv.registry.artifacts.path(deployed.artifact_path)
+    with stored.open("ab") as fh:
+        fh.write(b"\0")
+    url = spawn_server(server_settings)
+    ready = httpx.get(f"{url}/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["failing"] == {
+        "churn": "artifact has changed since it was registered; refusing to load it"
+    }
+    assert str(relevo_home) not in ready.text and deployed.artifact_sha256 not in ready.text
+    # with both tokens the API token reads the same words; the admin token the log's
+    both = server_settings.model_copy(update={"api_token": "api", "admin_token": "adm"})
+    url = spawn_server(both)
+    api = httpx.get(f"{url}/readyz", headers={"Authorization": "Bearer api"})
+    assert api.json()["failing"] == ready.json()["failing"]
+    admin = httpx.get(f"{url}/readyz", headers={"Authorization": "Bearer adm"})
+    assert str(stored) in admin.json()["failing"]["churn"]
+
+
+def test_readiness_shows_no_text_of_a_library_that_fails_to_load_a_model(
+    deployed, server_settings, spawn_server, monkeypatch, relevo_home
+):
+    from relevo.registry.flavors.sklearn import SklearnFlavor
+
+    def broken(self, path, options):
+        raise OSError(f"cannot read {path}: {LEAKY}")
+
+    monkeypatch.setattr(SklearnFlavor, "load", broken)
+    ready = httpx.get(f"{spawn_server(server_settings)}/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["failing"] == {
+        "churn": "its model failed to load (the server log says why)"
+    }
+    assert str(relevo_home) not in ready.text and _leaks(ready.text) == []
+
+
 @pytest.mark.parametrize(
     ("method", "path", "status"),
     [

@@ -184,7 +184,9 @@ class FolderArtifactStore:
         """The artifact's path after checking its content still has digest `sha256`."""
         path = self.root / rel
         if not path.exists():
-            raise NotFoundError(f"artifact file is missing: {path}")
+            raise NotFoundError(
+                f"artifact file is missing: {path}", public="artifact file is missing"
+            )
         check_digest(path, sha256, str(path))
         return path
 
@@ -195,5 +197,6 @@ def check_digest(path: Path, sha256: str, shown: str) -> None:
     if actual != sha256:
         raise IntegrityError(
             f"artifact {shown} has changed since it was registered: sha256 is {actual}, "
-            f"expected {sha256}; refusing to load it"
+            f"expected {sha256}; refusing to load it",
+            public="artifact has changed since it was registered; refusing to load it",
         )

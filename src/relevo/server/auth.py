@@ -86,6 +86,15 @@ def may_see_details(authorization: str | None, settings: Settings) -> bool:
     return _matches(token, admin) or _matches(token, api)
 
 
+def may_see_internals(authorization: str | None, settings: Settings) -> bool:
+    """Whether a caller may read what the server log says of a failure (a model's artifact
+    path, its library's error): only with the token that changes state; never without tokens,
+    when the caller is anyone."""
+    if settings.api_token is None and settings.admin_token is None:
+        return False
+    return may_change(authorization, settings)
+
+
 def foreign(scope: Scope) -> str | None:
     """Why a request to a server without tokens comes from another site's page, or None.
     Without tokens the server trusts whoever reaches it (loopback, or a trusted network with

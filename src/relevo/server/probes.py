@@ -1,8 +1,9 @@
 """Liveness, readiness and metrics: what load balancers and Prometheus ask.
 
 All three stay open (no token needed) so that probes work; readiness shows its details (what is
-served, what fails and why) only to a caller with a token once tokens are set, and never the
-database's user, host or password.
+served, what fails and why) only to a caller with a token once tokens are set, a failing
+model's own error text (its artifact's path) only to the token that changes state, and never
+the database's user, host or password.
 
 Readiness and metrics run on threads of their own, not on asyncio's default pool: admin reads
 waiting on a hung database must not hold the probes, nor the probes them. Probes that arrive
@@ -20,7 +21,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from relevo.server import openapi
-from relevo.server.auth import may_see_details
+from relevo.server.auth import may_see_details, may_see_internals
 from relevo.server.http import authorization, json_response
 from relevo.serving.health import Readiness, check_readiness
 from relevo.serving.metrics import get_metrics, render_metrics
@@ -111,8 +112,10 @@ def probes_router(
     async def readyz(request: Request) -> Response:
         rt = runtime()
         readiness = await check(rt)
-        details = may_see_details(authorization(request.scope), rt.settings)
-        return json_response(readiness.to_dict(details), readiness.status)
+        token = authorization(request.scope)
+        details = may_see_details(token, rt.settings)
+        internals = details and may_see_internals(token, rt.settings)
+        return json_response(readiness.to_dict(details, internals), readiness.status)
 
     @router.get(
         "/metrics",

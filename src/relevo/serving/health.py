@@ -33,22 +33,26 @@ class Readiness:
     ready: bool
     #: deployment name -> NAME:VERSION it serves
     deployments: dict[str, str] = field(default_factory=dict)
-    #: deployment name -> why its model cannot load (the healthy ones still serve)
+    #: deployment name -> why its model cannot load (the healthy ones still serve), in words
+    #: any caller may read: no path, host or exception text
     failing: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    #: deployment name -> the load error's own text (artifact paths, buckets), as logged
+    failing_details: dict[str, str] = field(default_factory=dict)
 
     @property
     def status(self) -> int:
         return 200 if self.ready else 503
 
-    def to_dict(self, details: bool) -> dict[str, Any]:
-        """The readiness answer; without `details` only whether it is ready."""
+    def to_dict(self, details: bool, internals: bool = False) -> dict[str, Any]:
+        """The readiness answer; without `details` only whether it is ready; with `internals`
+        a failing model's own error text (which names paths) instead of its public reason."""
         body: dict[str, Any] = {"ready": self.ready}
         if not details:
             return body
         body["deployments"] = dict(self.deployments)
         if self.failing:
-            body["failing"] = dict(self.failing)
+            body["failing"] = dict(self.failing_details if internals else self.failing)
         if self.problems:
             body["problems"] = list(self.problems)
         return body
@@ -74,12 +78,22 @@ def check_readiness(rt: Runtime) -> Readiness:
         problems.append("no deployment can serve")
     # a deployment that cannot load is reported, but does not take the healthy ones out of
     # service: replicas stay in the load balancer for what they can answer
-    failing = {
+    failures = rt.failures
+    failing = {name: public_reason(failure) for name, failure in failures.items()}
+    details = {
         name: redact(str(failure), rt.settings.resolved_database_url)
-        for name, failure in rt.failures.items()
+        for name, failure in failures.items()
     }
     deployments = {name: e.primary.ref for name, e in rt.endpoints.items()}
-    return Readiness(not problems, deployments, failing, problems)
+    return Readiness(not problems, deployments, failing, problems, details)
+
+
+def public_reason(failure: Exception) -> str:
+    """Why a model cannot load, in words anyone may read: the error's text written to be
+    shown, else a generic one (the log has the rest: paths, buckets, a library's message)."""
+    if isinstance(failure, RelevoError) and failure.public:
+        return str(failure) if failure.public is True else failure.public
+    return "its model failed to load (the server log says why)"
 
 
 def redact(text: str, database_url: str) -> str:
