@@ -13,7 +13,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     """relevo's settings; each field is read from `RELEVO_<FIELD>` in the environment."""
 
-    model_config = SettingsConfigDict(env_prefix="RELEVO_", extra="ignore")
+    # settings hold secrets (tokens, webhook addresses): an error names the setting, not its value
+    model_config = SettingsConfigDict(
+        env_prefix="RELEVO_", extra="ignore", hide_input_in_errors=True
+    )
 
     home: Path = Field(
         default_factory=lambda: Path.home() / ".relevo",
@@ -40,8 +43,19 @@ class Settings(BaseSettings):
     @classmethod
     def _token(cls, value: str | None) -> str | None:
         """A token as a client sends it: a file or a secret adds a trailing newline, which no
-        client's header carries (every correct client got 401); a blank one is no token."""
+        client's header carries (every correct client got 401); a blank one is no token; one
+        that a header cannot carry (non-ASCII, control characters) is refused, not served with
+        every request answered 401."""
         value = value.strip() if isinstance(value, str) else value
+        if value:
+            for position, char in enumerate(value, 1):
+                if char != "\t" and not " " <= char <= "~":
+                    kind = "a non-ASCII" if char > "\x7f" else "a control"
+                    raise ValueError(
+                        f"it has {kind} character (at position {position}), which an HTTP "
+                        "header cannot carry, so no request could match it; use printable "
+                        'ASCII (`python -c "import secrets; print(secrets.token_urlsafe(32))"`)'
+                    )
         return value or None
 
     max_batch_size: int = Field(default=64, ge=1, description="Rows per coalesced model call.")

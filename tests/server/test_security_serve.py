@@ -56,6 +56,42 @@ def test_a_token_lets_the_server_listen_beyond_loopback(cli, monkeypatch, taken_
     assert "cannot listen" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("setting", "token", "kind", "position"),
+    [
+        ("RELEVO_API_TOKEN", "pässwörd", "non-ASCII", 2),  # curl sends UTF-8, httpx refuses
+        ("RELEVO_ADMIN_TOKEN", "s3cret-€uro", "non-ASCII", 8),  # past latin-1: never sent
+        ("RELEVO_API_TOKEN", "s3cret\x01token", "control", 7),  # a header parser answers 400
+        ("RELEVO_ADMIN_TOKEN", "s3cret\x7f", "control", 7),
+    ],
+)
+def test_a_token_no_header_can_carry_is_refused_at_start(
+    cli, monkeypatch, taken_port, setting, token, kind, position
+):
+    # the server started and answered every request 401 (or 400), however the token was sent
+    monkeypatch.setenv(setting, token)
+    result = cli("serve", "--port", str(taken_port))
+    assert result.exit_code == 1, result.output
+    message = " ".join(result.stderr.split())
+    assert message.startswith(
+        f"Error: invalid setting {setting}: it has a {kind} character (at position {position}), "
+        "which an HTTP header cannot carry"
+    )
+    assert token not in result.output and "Traceback" not in result.output
+    assert "cannot listen" not in result.output
+
+
+def test_a_token_with_spaces_inside_and_around_is_served_as_sent(
+    deployed, server_settings, spawn_server, monkeypatch
+):
+    monkeypatch.setenv("RELEVO_API_TOKEN", " \tmy secret\ttoken \n")
+    read = Settings()
+    assert read.api_token == "my secret\ttoken"  # a header carries inner spaces and tabs
+    url = spawn_server(server_settings.model_copy(update={"api_token": read.api_token}))
+    headers = {"Authorization": "Bearer my secret\ttoken"}
+    assert httpx.get(f"{url}/v1/deployments", headers=headers).status_code == 200
+
+
 def test_headers_over_the_cap_are_refused(live_server):
     # a server without a cap would read the endless header forever (and time out here)
     status, _ = endless_header(live_server.url, "/healthz", total=4 * 1024 * 1024)

@@ -12,6 +12,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import orjson
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -73,6 +74,8 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         except (typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:
+            if isinstance(exc, ValidationError) and exc.title == "Settings":
+                raise fail(_bad_settings(exc), 1) from None
             if os.environ.get("RELEVO_DEBUG"):
                 raise
             raise fail(
@@ -80,6 +83,16 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             ) from None
 
     return wrapper
+
+
+def _bad_settings(exc: ValidationError) -> str:
+    """The settings the environment (or a flag) got wrong, each named as it is set."""
+    named = []
+    for error in exc.errors():
+        field = "_".join(str(part) for part in error["loc"]).upper()
+        message = str(error["msg"]).removeprefix("Value error, ")
+        named.append(f"invalid setting RELEVO_{field}: {message}")
+    return "; ".join(named)
 
 
 def share(value: float) -> str:
