@@ -146,3 +146,64 @@ def test_a_compressed_json_predict_body_is_inflated_within_the_limit(live_server
     bomb = gzip.compress(b" " * (17 * 1024 * 1024))  # 17 MB of spaces in 17 KB
     burst = httpx.post(url, content=bomb, headers={**json_type, "Content-Encoding": "gzip"})
     assert burst.status_code == 413, burst.text
+
+
+#: every other route that reads a body, with one it takes (predict and infer: tests above, V2's)
+CHANGE_ROUTES = [
+    ("PUT", "/v1/deployments/churn", {"model": "churn:1"}),
+    ("POST", "/v1/deployments/churn/promote", {"reason": "gzip"}),
+    ("POST", "/v1/deployments/churn/rollback", {"reason": "gzip"}),
+    ("PUT", "/v1/deployments/churn/monitoring", {}),
+    ("POST", "/v1/deployments/churn/feedback", {"labels": [{"id": "p-1", "label": 1}]}),
+    ("POST", "/v1/alerts/silences", {"deployment": "churn", "duration_s": 3600}),
+]
+
+
+def test_every_route_that_reads_a_body_is_tested_with_content_encoding(live_server):
+    spec = httpx.get(f"{live_server.url}/openapi.json").json()
+    with_body = {
+        (method.upper(), path.replace("{name}", "churn").replace("{version}", "1"))
+        for path, operations in spec["paths"].items()
+        for method, operation in operations.items()
+        if "requestBody" in operation
+    }
+    tested = {(method, path) for method, path, _ in CHANGE_ROUTES}
+    assert with_body - tested == {
+        ("POST", "/v1/deployments/churn/predict"),
+        ("POST", "/v2/models/churn/infer"),
+        ("POST", "/v2/models/churn/versions/1/infer"),
+    }
+
+
+@pytest.mark.parametrize(("method", "path", "payload"), CHANGE_ROUTES)
+def test_a_compressed_body_is_inflated_on_every_route_within_the_limit(
+    deployed, server_settings, spawn_server, method, path, payload
+):
+    """A gzip body was inflated on predict and infer only: elsewhere it was read as raw bytes,
+    "not valid JSON: it is not UTF-8 text", and an unknown encoding passed unseen."""
+    import gzip
+    import zlib
+
+    import orjson
+
+    url = spawn_server(server_settings.model_copy(update={"max_body_mb": 0.1})) + path
+    body = orjson.dumps(payload)
+    json_type = {"Content-Type": "application/json"}
+    plain = httpx.request(method, url, content=body, headers=json_type)
+    assert plain.status_code < 500, plain.text
+    for coding, packed in (("gzip", gzip.compress(body)), ("deflate", zlib.compress(body))):
+        headers = {**json_type, "Content-Encoding": coding}
+        answer = httpx.request(method, url, content=packed, headers=headers)
+        assert answer.status_code == plain.status_code, answer.text
+        assert "not valid JSON" not in answer.text
+        if plain.status_code >= 400:  # the same refusal of the same request
+            assert answer.json() == plain.json()
+    odd = httpx.request(method, url, content=body, headers={**json_type, "Content-Encoding": "br"})
+    assert odd.status_code == 400
+    assert odd.json()["error"] == "unsupported Content-Encoding 'br': use gzip, deflate or none"
+    bomb = gzip.compress(b" " * (200 * 1024))  # 200 KB of spaces in a few hundred bytes
+    burst = httpx.request(
+        method, url, content=bomb, headers={**json_type, "Content-Encoding": "gzip"}
+    )
+    assert burst.status_code == 413, burst.text
+    assert "inflates to more than 104,857 bytes (RELEVO_MAX_BODY_MB)" in burst.json()["error"]

@@ -25,8 +25,10 @@ from relevo.server.http import (
     authorization,
     check_name,
     check_version,
+    decompress,
     error_body,
     error_headers,
+    header,
     json_response,
     parse_json,
     read_body,
@@ -193,8 +195,10 @@ def admin_router(runtime: Callable[[], Runtime]) -> APIRouter:
                         )
                     ],
                 )
-            raw = await read_body(request.scope, request.receive, rt.settings.max_body_bytes)
+            limit = rt.settings.max_body_bytes
+            raw = await read_body(request.scope, request.receive, limit)
             body_read = True
+            raw = decompress(raw, header(request.scope, b"content-encoding"), limit)
             body = deploy_body(parse_json(raw))
         except RelevoError as exc:
             status, error = error_body(exc, f"PUT {request.url.path}")

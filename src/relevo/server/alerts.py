@@ -22,8 +22,10 @@ from relevo.server.auth import Access, check, may_change
 from relevo.server.http import (
     authorization,
     check_name,
+    decompress,
     error_body,
     error_headers,
+    header,
     json_response,
     parse_json,
     read_body,
@@ -109,9 +111,9 @@ def alerts_router(runtime: Callable[[], Runtime], alerts: Callable[[], AlertServ
         return alerts()
 
     async def body_of(request: Request) -> Any:
-        return parse_json(
-            await read_body(request.scope, request.receive, runtime().settings.max_body_bytes)
-        )
+        limit = runtime().settings.max_body_bytes
+        raw = await read_body(request.scope, request.receive, limit)
+        return parse_json(decompress(raw, header(request.scope, b"content-encoding"), limit))
 
     def refused(exc: RelevoError, request: Request, body_read: bool) -> Response:
         status, error = error_body(exc, f"{request.method} {request.url.path}")

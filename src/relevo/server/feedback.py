@@ -19,8 +19,10 @@ from relevo.server.auth import Access, check
 from relevo.server.http import (
     authorization,
     check_name,
+    decompress,
     error_body,
     error_headers,
+    header,
     json_response,
     parse_json,
     read_body,
@@ -91,8 +93,10 @@ def feedback_router(runtime: Callable[[], Runtime]) -> APIRouter:
         try:
             check_name(name)
             rt.relevo.deployments.get(name)  # 404 before the body is read
-            raw = await read_body(request.scope, request.receive, rt.settings.max_body_bytes)
+            limit = rt.settings.max_body_bytes
+            raw = await read_body(request.scope, request.receive, limit)
             body_read = True
+            raw = decompress(raw, header(request.scope, b"content-encoding"), limit)
             rows, ids, values = labels_of(raw, rt.settings.max_rows)
         except RelevoError as exc:
             status, error = error_body(exc, f"POST {request.url.path}")

@@ -1,8 +1,9 @@
 """The HTTP helpers every route shares: headers, the one bounded body reader, JSON in and out,
 and the one error body.
 
-Every route reads its body through `read_body` (after checking its token from the headers), so
-one limit (RELEVO_MAX_BODY_MB) holds everywhere, and every error leaves the server through
+Every route reads its body through `read_body` (after checking its token from the headers) and
+undoes its Content-Encoding with `decompress`, so one limit (RELEVO_MAX_BODY_MB) holds
+everywhere, before and after inflating, and every error leaves the server through
 `error_body` (relevo's `{"error", "problems"}`, or V2's `{"error"}` under /v2), so that a
 server-side failure never shows more than `relevo.serving.health.failure_body` allows.
 """
@@ -50,8 +51,8 @@ def header(scope: Scope, name: bytes) -> str | None:
 
 
 def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
-    """Undo the request's Content-Encoding (tritonclient can gzip or deflate its requests; the
-    JSON API takes the same), refusing (413) a body that inflates past `limit` bytes."""
+    """Undo the request's Content-Encoding (tritonclient can gzip or deflate its requests; every
+    route takes the same), refusing (413) a body that inflates past `limit` bytes."""
     if not encoding or encoding.strip().lower() == "identity":
         return body
     coding = encoding.strip().lower()

@@ -24,8 +24,10 @@ from relevo.server.auth import Access, check
 from relevo.server.http import (
     authorization,
     check_name,
+    decompress,
     error_body,
     error_headers,
+    header,
     json_response,
     parse_json,
     read_body,
@@ -113,8 +115,10 @@ def rollouts_router(runtime: Callable[[], Runtime]) -> APIRouter:
         body_read = False
         try:
             check_name(name)
-            raw = await read_body(request.scope, request.receive, rt.settings.max_body_bytes)
+            limit = rt.settings.max_body_bytes
+            raw = await read_body(request.scope, request.receive, limit)
             body_read = True
+            raw = decompress(raw, header(request.scope, b"content-encoding"), limit)
             reason, revision = reason_of(raw)
         except RelevoError as exc:
             status, error = error_body(exc, f"POST {request.url.path}")
