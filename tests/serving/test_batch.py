@@ -351,6 +351,128 @@ def test_a_run_interrupted_while_its_rows_are_stored_loses_none(
     assert _spool_files(rv) == []
 
 
+@pytest.mark.parametrize("streamed", [True, False])
+def test_ctrl_c_while_scoring_says_nothing_was_written_or_logged_and_exits_130(
+    cli, rv, deployed, tmp_path, monkeypatch, streamed
+):
+    """Ctrl-C during `relevo predict` exited 130 without a word."""
+    from relevo.registry.flavors.sklearn import EstimatorModel
+
+    real = EstimatorModel.predict
+    calls = []
+
+    def ctrl_c_on_the_third_chunk(self, frame):
+        calls.append(len(frame))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, frame)
+
+    monkeypatch.setattr(EstimatorModel, "predict", ctrl_c_on_the_third_chunk)
+    monkeypatch.setenv("RELEVO_BATCH_CHUNK_ROWS", "50")
+    reset_settings()
+    source = tmp_path / "in.csv"
+    make_churn(200, seed=6).to_csv(source, index=False)
+    output = tmp_path / "out.parquet"
+    args = ["--output", output] if streamed else ["--json"]
+    result = cli("predict", "churn", "--input", source, *args)
+    assert result.exit_code == 130
+    unsaid = f"written to {output}" if streamed else "printed"
+    assert (
+        f"Interrupted: stopped after scoring 100 rows of {source}; nothing was {unsaid} or "
+        "logged (run the command again to score the file)"
+    ) in " ".join(result.stderr.split())
+    assert "Traceback" not in result.output and result.stdout == ""
+    assert not output.exists() and not list(tmp_path.glob(".out.parquet*"))
+    assert rv.store.predictions.count("churn") == 0
+    assert _spool_files(rv) == []
+
+
+def test_ctrl_c_right_after_the_output_is_in_place_still_logs_every_row_once(
+    cli, rv, deployed, tmp_path, monkeypatch
+):
+    """A Ctrl-C between the output's rename and the log's hand-over left a complete output
+    file and none of its rows in the log (and no word of it)."""
+    import signal
+
+    from relevo.serving.batch_io import ChunkWriter
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals reach the main thread only")
+    real = ChunkWriter.commit
+
+    def ctrl_c_once_in_place(self):
+        real(self)
+        signal.raise_signal(signal.SIGINT)  # a real Ctrl-C, on the very next instruction
+
+    monkeypatch.setattr(ChunkWriter, "commit", ctrl_c_once_in_place)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        source = tmp_path / "in.csv"
+        make_churn(120, seed=13).to_csv(source, index=False)
+        output = tmp_path / "out.csv"
+        result = cli("predict", "churn", "--input", source, "--output", output)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert result.exit_code == 130, result.output
+    (kept,) = _spool_files(rv)
+    said = " ".join(result.stderr.split())
+    assert (
+        f"Interrupted: all 120 rows were scored and written to {output}; the prediction log "
+        "had not stored them all: the rest are kept in "
+    ) in said
+    assert kept in said and "stored when relevo next opens the log" in said
+    assert "Traceback" not in result.output
+    # the next process to open the log stores them, each once
+    plog = open_prediction_log(rv)
+    assert plog is not None
+    plog.close()
+    stored = [r["id"] for chunk in rv.store.predictions.iter_rows("churn") for r in chunk]
+    assert sorted(stored) == sorted(pd.read_csv(output)["id"])
+    assert _spool_files(rv) == []
+
+
+@pytest.mark.slow
+def test_a_real_ctrl_c_stops_relevo_predict_cleanly(rv, deployed, tmp_path, database_url):
+    """SIGINT sent to a `relevo predict` process mid-run: the same clean stop."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    source = tmp_path / "in.csv"
+    make_churn(300_000, seed=15).to_csv(source, index=False)
+    output = tmp_path / "out.csv"
+    partial = tmp_path / ".out.csv.partial"
+    env = {
+        **os.environ,
+        "RELEVO_HOME": str(rv.settings.home),
+        "RELEVO_DATABASE_URL": database_url,
+        "RELEVO_BATCH_CHUNK_ROWS": "2000",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "relevo", "predict", "churn", "-i", str(source), "-o", str(output)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # as a terminal's Ctrl-C finds it, whatever the test runner does with SIGINT
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 120
+    while not partial.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)  # the first chunks are scored and written
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    said = " ".join(err.split())
+    assert said.startswith("Interrupted: stopped after scoring ") and "Traceback" not in err
+    assert f"rows of {source}; nothing was written to {output} or logged" in said
+    assert out == ""
+    assert not output.exists() and not partial.exists()
+    assert rv.store.predictions.count("churn") == 0
+    assert _spool_files(rv) == []
+
+
 def test_a_run_killed_before_it_succeeded_is_never_logged(rv, deployed, tmp_path):
     folder = store_folder(rv.settings.home, rv.settings.resolved_database_url)
     dead = HeldSegment(folder)

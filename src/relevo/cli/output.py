@@ -55,6 +55,14 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def stopped(message: str) -> typer.Exit:
+    """Ctrl-C: what the command had done, and exit code 130 (a shell's code for SIGINT)."""
+    err_console.print(
+        f"[bold yellow]Interrupted:[/] {escape(message)}", highlight=False, soft_wrap=True
+    )
+    return typer.Exit(130)
+
+
 def _show_warning(message: Any, category: Any, *_args: Any, **_kwargs: Any) -> None:
     text = escape(str(message))
     err_console.print(f"[yellow]Warning:[/] {text}", highlight=False, soft_wrap=True)

@@ -9,14 +9,22 @@ import shutil
 import socket
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from relevo.cli import rollout
 from relevo.cli.deployments import deployments
-from relevo.cli.output import console, err_console, fmt, handle_errors, print_json, table
+from relevo.cli.output import (
+    console,
+    err_console,
+    fmt,
+    handle_errors,
+    print_json,
+    stopped,
+    table,
+)
 from relevo.cli.state import state
 from relevo.errors import InvalidInputError, UnavailableError
 from relevo.routing.rollout import running
@@ -24,6 +32,9 @@ from relevo.routing.service import KEEP
 from relevo.serving.records import frame_to_records
 from relevo.settings import Settings, reset_settings
 from relevo.tables import write_table
+
+if TYPE_CHECKING:
+    from relevo.serving.batch import Interrupted
 
 
 @handle_errors
@@ -277,6 +288,53 @@ def predict(
     json_out: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
     """Score a file through the deployment, with validation and the prediction log."""
+    from relevo.serving.batch import Interrupted
+
+    streamed = output is not None and not json_out
+    logged: list[int] = []  # the rows of a run that succeeded, scored in memory
+    try:
+        _predict(deployment, input, output, json_out, logged)
+    except Interrupted as stop:
+        raise stopped(_interrupted(stop, input, output, streamed)) from None
+    except KeyboardInterrupt:
+        if not logged:
+            raise stopped("nothing was scored, written or logged") from None
+        done = f"all {logged[0]:,} rows were scored"
+        done += " and logged" if state.relevo().settings.log_predictions else ""
+        if output is not None:  # written in place, after the run (--json --output)
+            raise stopped(f"{done}, but writing {output} stopped: it is incomplete") from None
+        raise stopped(f"{done}; printing them stopped") from None
+
+
+def _interrupted(stop: Interrupted, input: Path, output: Path | None, streamed: bool) -> str:
+    """What a run stopped by Ctrl-C left: no output and nothing logged before it succeeded;
+    after, every row logged, or kept to be (and written, when `streamed` to `output`)."""
+    # scored in memory, the rows are printed (and written) once the run is over
+    unsaid = "printed" + (f" or written to {output}" if output is not None else "")
+    if not stop.complete:
+        where = f"written to {output}" if streamed else unsaid
+        return (
+            f"stopped after scoring {stop.scored:,} rows of {input}; nothing was {where} or "
+            "logged (run the command again to score the file)"
+        )
+    done = f"all {stop.scored:,} rows were scored" + (
+        f" and written to {output}" if streamed else ""
+    )
+    if not stop.logged:
+        done += " (the prediction log is off)"
+    elif stop.kept is None:
+        done += " and logged"
+    else:
+        done += (
+            f"; the prediction log had not stored them all: the rest are kept in {stop.kept} "
+            "and stored when relevo next opens the log (relevo serve, relevo predict)"
+        )
+    return done if streamed else f"{done}; nothing was {unsaid}"
+
+
+def _predict(
+    deployment: str, input: Path, output: Path | None, json_out: bool, logged: list[int]
+) -> None:
     from relevo.serving.batch import read_rows, score_file, score_frame
     from relevo.serving.batch_io import check_output
 
@@ -302,6 +360,7 @@ def predict(
             return
         frame = read_rows(rv, deployment, input)
         scored = score_frame(rv, deployment, frame, progress=advance, name=f"input file {input}")
+    logged.append(len(scored))
     if output is not None:
         write_table(scored, output)
     if json_out:

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -65,6 +67,20 @@ class Scored(NamedTuple):
     models: dict[str, int]
     #: rows the champion answered because the canary's challenger failed on them
     fallback: int = 0
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a batch run; says what became of its rows. Before the run succeeded
+    (`complete` False): nothing was written or logged, `scored` rows had been scored. After
+    (the output in place, the rows handed to the log when `logged`), while its rows were
+    stored: those not stored yet wait in `kept` for the next start (None: all were stored)."""
+
+    def __init__(self, scored: int, complete: bool, logged: bool, kept: Path | None) -> None:
+        super().__init__(f"interrupted after scoring {scored} rows")
+        self.scored = scored
+        self.complete = complete
+        self.logged = logged
+        self.kept = kept
 
 
 def score_file(
@@ -163,80 +179,119 @@ def _score(
     )
     task, classes = runner.version.task, runner.version.classes
     labels_as_text = _mixed_labels(endpoint)
-    with (
-        HeldLog(relevo) if logging else contextlib.nullcontext() as held,
-        Behind() as behind,
-        contextlib.closing(read_ahead(checked_chunks)) as checked_ahead,
-    ):
+    complete = False
+    held: HeldLog | None = None
+    try:
+        with (
+            HeldLog(relevo) if logging else contextlib.nullcontext() as held,
+            Behind() as behind,
+            contextlib.closing(read_ahead(checked_chunks)) as checked_ahead,
+        ):
 
-        def keep(chunk: pd.DataFrame, checked: CheckedChunk, raw: RawOutput, took: float) -> None:
-            """A scored chunk's rows written and its log entries held (in the writing thread)."""
-            ids = new_id_array(len(chunk))
-            write(_scored_frame(chunk, ids, runner.ref, output_columns(task, classes, raw)))
-            if held is not None:
-                step = held.piece_rows
-                for entry in _log_entries(
-                    dep.name, runner, "champion", ids, checked, raw, took, step
-                ):
-                    held.add(entry)
-
-        def keep_split(chunk: pd.DataFrame, results: list[tuple[Share, RawOutput, float]]) -> None:
-            """A canary's chunk: each model's rows, put back in the file's order."""
-            ids = new_id_array(len(chunk))
-            taken = [(share, ids.take(share.idx), raw, took) for share, raw, took in results]
-            parts = []
-            for share, some, raw, _took in taken:
-                by = endpoint.runners[share.model]
-                columns = output_columns(by.version.task, by.version.classes, raw)
-                if labels_as_text and "label" in columns:
-                    text = np.empty(len(columns["label"]), dtype=object)  # None stays none
-                    text[:] = [None if x is None else str(x) for x in columns["label"]]
-                    columns["label"] = text
-                parts.append(_extra(chunk, some, by.ref, columns, share.idx))
-            write(_in_order(chunk, parts, _extra_names(endpoint, set(chunk.columns))))
-            if held is not None:
-                step = held.piece_rows
-                for share, some, raw, took in taken:
-                    by = endpoint.runners[share.model]
+            def keep(
+                chunk: pd.DataFrame, checked: CheckedChunk, raw: RawOutput, took: float
+            ) -> None:
+                """A scored chunk's rows written and its log entries held (writing thread)."""
+                ids = new_id_array(len(chunk))
+                write(_scored_frame(chunk, ids, runner.ref, output_columns(task, classes, raw)))
+                if held is not None:
+                    step = held.piece_rows
                     for entry in _log_entries(
-                        dep.name, by, share.role, some, share.checked, raw, took, step,
-                        fallen_from(endpoint, share.role),
-                    ):  # fmt: skip
+                        dep.name, runner, "champion", ids, checked, raw, took, step
+                    ):
                         held.add(entry)
 
-        for frame, checked, bad, shares in checked_ahead:
-            bad_rows += bad
-            failed = failed or checked is None
-            if failed or checked is None or len(frame) == 0:
-                # a bad file: what was scored is dropped; the rest is only checked, so the
-                # error lists the problems of the whole file
-                continue
-            if shares is None:  # the champion answers every row of the chunk
-                started = time.perf_counter()
-                raw = runner.raw(checked.part)
-                latency = time.perf_counter() - started  # the chunk's model call
-                behind.submit(partial(keep, frame, checked, raw, latency))
-                answered[0] += len(frame)
-            else:
-                assert router is not None
-                split = _score_shares(endpoint, router, checked, shares, answered)
-                behind.submit(partial(keep_split, frame, split))
-            scored += len(frame)
-            if progress is not None:
-                progress(len(frame))
-        behind.finish()
-        if failed:
-            raise _rejected(problems, bad_rows, name)
-        if scored == 0:
-            raise InvalidInputError(f"{name} has no rows")
-        if finish is not None:
-            finish()  # the output is complete before anything reaches the log
-        if held is not None:
-            held.commit()
+            def keep_split(
+                chunk: pd.DataFrame, results: list[tuple[Share, RawOutput, float]]
+            ) -> None:
+                """A canary's chunk: each model's rows, put back in the file's order."""
+                ids = new_id_array(len(chunk))
+                taken = [(share, ids.take(share.idx), raw, took) for share, raw, took in results]
+                parts = []
+                for share, some, raw, _took in taken:
+                    by = endpoint.runners[share.model]
+                    columns = output_columns(by.version.task, by.version.classes, raw)
+                    if labels_as_text and "label" in columns:
+                        text = np.empty(len(columns["label"]), dtype=object)  # None stays none
+                        text[:] = [None if x is None else str(x) for x in columns["label"]]
+                        columns["label"] = text
+                    parts.append(_extra(chunk, some, by.ref, columns, share.idx))
+                write(_in_order(chunk, parts, _extra_names(endpoint, set(chunk.columns))))
+                if held is not None:
+                    step = held.piece_rows
+                    for share, some, raw, took in taken:
+                        by = endpoint.runners[share.model]
+                        for entry in _log_entries(
+                            dep.name, by, share.role, some, share.checked, raw, took, step,
+                            fallen_from(endpoint, share.role),
+                        ):  # fmt: skip
+                            held.add(entry)
+
+            for frame, checked, bad, shares in checked_ahead:
+                bad_rows += bad
+                failed = failed or checked is None
+                if failed or checked is None or len(frame) == 0:
+                    # a bad file: what was scored is dropped; the rest is only checked, so the
+                    # error lists the problems of the whole file
+                    continue
+                if shares is None:  # the champion answers every row of the chunk
+                    started = time.perf_counter()
+                    raw = runner.raw(checked.part)
+                    latency = time.perf_counter() - started  # the chunk's model call
+                    behind.submit(partial(keep, frame, checked, raw, latency))
+                    answered[0] += len(frame)
+                else:
+                    assert router is not None
+                    split = _score_shares(endpoint, router, checked, shares, answered)
+                    behind.submit(partial(keep_split, frame, split))
+                scored += len(frame)
+                if progress is not None:
+                    progress(len(frame))
+            behind.finish()
+            if failed:
+                raise _rejected(problems, bad_rows, name)
+            if scored == 0:
+                raise InvalidInputError(f"{name} has no rows")
+            # Ctrl-C between the two renames would leave a complete output and nothing logged
+            with _uninterrupted():
+                if finish is not None:
+                    finish()  # the output is complete before anything reaches the log
+                if held is not None:
+                    held.hand_over()
+                complete = True
+            if held is not None:
+                held.store()
+    except KeyboardInterrupt as exc:
+        # what a stop leaves, for the caller to tell (the `with` blocks above have dropped
+        # what was scored, unless the run had succeeded)
+        kept = None
+        if held is not None and held.segment.handed_over and held.segment.path.exists():
+            kept = held.segment.path
+        raise Interrupted(scored, complete, logging, kept) from exc
     if router is not None:
         router.warn(scored)
     models = {r.ref: rows for r, rows in zip(endpoint.runners, answered, strict=True) if rows}
     return models, 0 if router is None else router.fallback_rows
+
+
+@contextlib.contextmanager
+def _uninterrupted() -> Iterator[None]:
+    """Ctrl-C held back until the block has run (the main thread's SIGINT; elsewhere no
+    signal arrives): its steps happen all, or none."""
+    # (a handler not set from Python, None, could not be put back)
+    if threading.current_thread() is not threading.main_thread() or (
+        signal.getsignal(signal.SIGINT) is None
+    ):
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        signal.raise_signal(signal.SIGINT)  # delivered now, to whatever handled it before
 
 
 def read_rows(relevo: Relevo, deployment: str, source: Path) -> pd.DataFrame:

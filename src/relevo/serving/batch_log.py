@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 
 class HeldLog:
-    """The log entries of one batch run, held on disk until `commit()`; discarded when the
+    """The log entries of one batch run, held on disk until `hand_over()`; discarded when the
     run fails (the `with` block raises)."""
 
     def __init__(self, relevo: Relevo) -> None:
@@ -80,11 +80,17 @@ class HeldLog:
         self.segment.append_many(payloads)
         self.rows += entry.n
 
-    def commit(self) -> Path:
-        """The run succeeded: hand the entries to the log and store them. From the hand-over
-        on they are the log's: a process that dies while they are stored leaves the rest in
-        the spool for the next start. Returns where the segment was handed over."""
-        path = self.segment.hand_over()
+    def hand_over(self) -> Path:
+        """The run succeeded: the entries are the log's from now on (a rename into the spool),
+        stored by `store()`, or by the next start if this process stops first. Returns where
+        the segment went."""
+        return self.segment.hand_over()
+
+    def store(self) -> Path:
+        """Store the handed-over entries: a process that dies (or is stopped) meanwhile leaves
+        the rest in the spool for the next start. Returns the segment's path (gone once
+        stored)."""
+        path = self.segment.path
         plog = self._log
         if plog is None:  # logging is off: cannot happen here, the run held entries
             return path
