@@ -118,6 +118,60 @@ def test_a_rejected_file_is_named_with_the_row_of_its_bad_cell(cli, rv, deployed
     assert not (tmp_path / "out.csv").exists()
 
 
+def test_a_gzip_compressed_csv_is_scored_in_chunks_like_the_csv(
+    cli, rv, deployed, churn_pipeline, tmp_path, monkeypatch
+):
+    """`relevo predict --input customers.csv.gz` was refused: "unknown file type .gz"."""
+    frame = make_churn(250, seed=4, id_start=500)
+    source = tmp_path / "customers.csv.gz"
+    frame.to_csv(source, index=False)  # gzip, by the suffix
+    monkeypatch.setenv("RELEVO_BATCH_CHUNK_ROWS", "60")  # 5 chunks
+    reset_settings()
+    output = tmp_path / "scored.parquet"
+    result = cli("predict", "churn", "--input", source, "--output", output)
+    assert result.exit_code == 0, result.stderr
+    assert "Scored 250 rows with churn:1" in result.stdout
+    scored = pd.read_parquet(output)
+    expected = churn_pipeline.predict_proba(frame[CHURN_FEATURES])[:, 1]
+    np.testing.assert_allclose(scored["probability"], expected, rtol=1e-12)
+    assert scored["customer_id"].tolist() == frame["customer_id"].tolist()
+    shown = cli("predict", "churn", "--input", source, "--json")  # scored in memory
+    assert shown.exit_code == 0, shown.stderr
+    answered = json.loads(shown.stdout)
+    np.testing.assert_allclose([r["probability"] for r in answered], expected, rtol=1e-12)
+    assert rv.store.predictions.count("churn") == 500
+
+
+def test_a_gzip_compressed_csv_s_problems_name_the_file_and_row(cli, rv, deployed, tmp_path):
+    frame = make_churn(20, seed=5).astype({"age": object})
+    frame.loc[7, "age"] = "x"
+    bad = tmp_path / "customers.csv.gz"
+    frame.to_csv(bad, index=False)
+    result = cli("predict", "churn", "--input", bad, "--output", tmp_path / "out.csv")
+    assert result.exit_code == 2
+    assert (
+        f"1 problem(s) in input file {bad}; nothing was scored: "
+        "row 7, column 'age': cannot parse 'x' as an integer"
+    ) in " ".join(result.stderr.split())
+    cut = tmp_path / "cut.csv.gz"  # a download that stopped short
+    make_churn(2000, seed=5).to_csv(cut, index=False)
+    cut.write_bytes(cut.read_bytes()[:5000])
+    result = cli("predict", "churn", "--input", cut, "--output", tmp_path / "out.csv")
+    assert result.exit_code == 2
+    assert (
+        f"cannot read input file {cut}: Compressed file ended before the end-of-stream marker "
+        "was reached"
+    ) in " ".join(result.stderr.split())
+    plain = tmp_path / "plain.csv.gz"  # named .gz, not compressed
+    make_churn(20, seed=5).to_csv(plain, index=False, compression=None)
+    result = cli("predict", "churn", "--input", plain)
+    assert result.exit_code == 2
+    assert f"cannot read input file {plain}: Not a gzipped file" in " ".join(result.stderr.split())
+    assert "Traceback" not in result.output
+    assert rv.store.predictions.count("churn") == 0
+    assert not (tmp_path / "out.csv").exists()
+
+
 def test_a_run_that_fails_midway_logs_nothing_and_leaves_no_output(
     rv, deployed, tmp_path, monkeypatch
 ):

@@ -283,7 +283,9 @@ def status(
 @handle_errors
 def predict(
     deployment: str = typer.Argument(..., help="Deployment name."),
-    input: Path = typer.Option(..., "--input", "-i", help="Rows to score (.csv, .parquet)."),
+    input: Path = typer.Option(
+        ..., "--input", "-i", help="Rows to score (.csv, .csv.gz, .parquet)."
+    ),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write results here."),
     json_out: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:

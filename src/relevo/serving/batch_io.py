@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+import zlib
 from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
@@ -46,7 +47,8 @@ def iter_chunks(
     text: Callable[[str], bool] | None = None,
     floats: frozenset[str] = frozenset(),
 ) -> Iterator[pd.DataFrame]:
-    """The rows of a .csv or .parquet file `rows` at a time (other types: read whole).
+    """The rows of a .csv (.csv.gz) or .parquet file `rows` at a time (other types: read
+    whole).
 
     `text(name)` names the columns kept as the file says them: a CSV's are read as text, not
     guessed (the code "02" stays "02", a column empty in a chunk is not a column of floats, a
@@ -55,13 +57,14 @@ def iter_chunks(
     columns `floats` are floats in every chunk (pandas makes a chunk of whole numbers integers).
     """
     suffix = source.suffix.lower()
-    if not source.is_file() or suffix not in (".csv", ".parquet", ".pq"):
+    csv = is_csv(source)
+    if not source.is_file() or not (csv or suffix in (".parquet", ".pq")):
         frame = read_table(source, "input file")  # the reader's own errors name the file
         for start in range(0, len(frame), rows):
             yield frame.iloc[start : start + rows]
         return
     try:
-        if suffix == ".csv":
+        if csv:  # pandas reads a .csv.gz through gzip, chunk by chunk as a .csv
             # the header as written: pandas reads a second `age` as `age.1`, and would score
             # the first and pass the other through (blank names, as a spreadsheet's trailing
             # commas leave, name no column)
@@ -93,9 +96,15 @@ def iter_chunks(
             yield chunk
     except pd.errors.EmptyDataError:
         raise InvalidInputError(f"input file {source} is empty") from None
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, EOFError, zlib.error) as exc:  # EOFError: a cut .csv.gz
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InvalidInputError(f"cannot read input file {source}: {first}") from exc
+
+
+def is_csv(path: Path) -> bool:
+    """Whether batch scoring reads `path` as CSV: a .csv file, or one compressed with gzip."""
+    name = path.name.lower()
+    return name.endswith(".csv") or name.endswith(".csv.gz")
 
 
 def refuse_repeated(names: Iterable[Any], what: str) -> None:
