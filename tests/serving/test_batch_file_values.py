@@ -5,8 +5,6 @@ column."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -217,67 +215,3 @@ def test_a_comma_separated_file_missing_a_column_gets_no_separator_hint(
     assert result.exit_code == 2, result.output
     assert "column 'age': required column is missing from the file" in result.stderr
     assert "separated by" not in result.stderr
-
-
-def test_a_category_named_na_in_a_csv_scores_like_the_same_json_row(
-    rv, churn_frame, tmp_path, relevo_home, database_url
-):
-    """A CSV's text cell `NA` (or `null`, `None`, `N/A`, `nan`) was read as missing, so a
-    category literally named "NA" was scored as no value, while the same row sent as JSON
-    kept "NA". Only an empty cell is missing in a text column now; in a number column `NA`
-    stays missing, as in JSON."""
-    import httpx
-
-    from relevo.datasets.churn import CHURN_CATEGORICAL, CHURN_NUMERIC
-    from relevo.server.background import BackgroundServer
-    from relevo.settings import Settings
-
-    train = churn_frame.copy()
-    words = ["NA", "null", "None", "N/A", "nan"]
-    train["region"] = train["region"].replace(
-        dict(zip(["north", "south", "east", "west"], words, strict=False))
-    )
-    encode = ColumnTransformer(
-        [
-            ("c", OneHotEncoder(handle_unknown="ignore"), CHURN_CATEGORICAL),
-            ("n", "passthrough", CHURN_NUMERIC[:-1]),  # satisfaction has gaps
-        ]
-    )
-    model = Pipeline([("p", encode), ("m", LogisticRegression(max_iter=2000))])
-    model.fit(train[CHURN_FEATURES], train["churned"])
-    rv.registry.register("churn", model, train, target="churned")
-    rv.deployments.deploy("churn", "churn:1", key="customer_id")
-
-    rows = make_churn(len(words) + 1, seed=8).drop(columns="churned")
-    rows["region"] = [*words, "east"]
-    rows["satisfaction"] = rows["satisfaction"].astype(object)
-    rows.loc[0, "satisfaction"] = "NA"  # a number column: missing, in a CSV as in JSON
-    source = tmp_path / "in.csv"
-    rows.to_csv(source, index=False)
-    scored = pd.read_csv(
-        score_file(rv, "churn", source, tmp_path / "out.csv").output, keep_default_na=False
-    )
-    assert scored["region"].tolist() == rows["region"].tolist()
-    expected = model.predict_proba(rows[CHURN_FEATURES])[:, 1]
-    np.testing.assert_allclose(scored["probability"], expected, rtol=1e-12)
-
-    sent = rows.astype(object).where(rows.notna(), None).to_dict("records")
-    server = BackgroundServer(
-        Settings(home=relevo_home, database_url=database_url, log_flush_interval_s=0.05)
-    )
-    try:
-        url = f"{server.start()}/v1/deployments/churn/predict"
-        answer = httpx.post(url, json={"instances": sent}, timeout=30)
-    finally:
-        server.stop()
-    assert answer.status_code == 200, answer.text
-    served = [p["probability"] for p in answer.json()["predictions"]]
-    np.testing.assert_allclose(scored["probability"], served, rtol=1e-12)
-    logged = {
-        r["routing_key"]: json.loads(r["features"])
-        for chunk in rv.store.predictions.iter_rows("churn")
-        for r in chunk
-        if r["source"] == "batch"
-    }
-    assert [logged[key]["region"] for key in rows["customer_id"]] == rows["region"].tolist()
-    assert logged[rows["customer_id"][0]]["satisfaction"] is None

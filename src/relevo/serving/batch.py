@@ -99,16 +99,8 @@ def score_file(
     check_output(output, source)
     size = chunk_rows or relevo.settings.batch_chunk_rows
 
-    def chunks(
-        numbers: frozenset[str], floats: frozenset[str], marked: frozenset[str]
-    ) -> Iterator[pd.DataFrame]:
-        return iter_chunks(
-            source,
-            size,
-            text=lambda name: name not in numbers,
-            floats=floats,
-            literal=lambda name: name not in marked,
-        )
+    def chunks(numbers: frozenset[str], floats: frozenset[str]) -> Iterator[pd.DataFrame]:
+        return iter_chunks(source, size, text=lambda name: name not in numbers, floats=floats)
 
     with ChunkWriter(output, source) as writer:
         models, fallback = _score(
@@ -139,9 +131,7 @@ def score_frame(
     size = chunk_rows or relevo.settings.batch_chunk_rows
     refuse_repeated(frame.columns, "the frame")
 
-    def chunks(
-        numbers: frozenset[str], floats: frozenset[str], marked: frozenset[str]
-    ) -> Iterator[pd.DataFrame]:
+    def chunks(numbers: frozenset[str], floats: frozenset[str]) -> Iterator[pd.DataFrame]:
         for start in range(0, len(frame), size):
             yield frame.iloc[start : start + size]
 
@@ -155,7 +145,7 @@ def score_frame(
 def _score(
     relevo: Relevo,
     deployment: str,
-    chunks: Callable[[frozenset[str], frozenset[str], frozenset[str]], Iterator[pd.DataFrame]],
+    chunks: Callable[[frozenset[str], frozenset[str]], Iterator[pd.DataFrame]],
     write: Callable[[pd.DataFrame], None],
     finish: Callable[[], None] | None,
     *,
@@ -163,9 +153,8 @@ def _score(
     progress: Callable[[int], None] | None,
     name: str,
 ) -> tuple[dict[str, int], int]:
-    """Score the chunks (`chunks(numbers, floats, marked)`: a file's rows, the columns `numbers`
-    parsed as numbers, of them `floats` as decimals, and every other column as the file says
-    it; a CSV's NA markers missing in the columns `marked`, elsewhere only an empty cell);
+    """Score the chunks (`chunks(numbers, floats)`: a file's rows, the columns `numbers` parsed
+    as numbers, of them `floats` as decimals, and every other column as the file says it);
     returns the rows each model answered (by ref, the champion first) and how many of them
     the champion answered in a failing challenger's place. Errors call the rows `name`."""
     dep = relevo.deployments.get(deployment)
@@ -185,9 +174,8 @@ def _score(
     signatures = [r.version.signature for r in endpoint.runners]
     numbers = number_columns(signatures, dep.key_column)
     floats = float_columns(signatures, numbers)
-    marked = marked_columns(signatures, dep.key_column)
     checked_chunks = _checked(
-        chunks(numbers, floats, marked), runner, dep.key_column, policy, problems, router
+        chunks(numbers, floats), runner, dep.key_column, policy, problems, router
     )
     task, classes = runner.version.task, runner.version.classes
     labels_as_text = _mixed_labels(endpoint)
@@ -314,16 +302,7 @@ def read_rows(relevo: Relevo, deployment: str, source: Path) -> pd.DataFrame:
     numbers = number_columns(signatures, dep.key_column)
     size = relevo.settings.batch_chunk_rows
     floats = float_columns(signatures, numbers)
-    marked = marked_columns(signatures, dep.key_column)
-    parts = list(
-        iter_chunks(
-            source,
-            size,
-            text=lambda name: name not in numbers,
-            floats=floats,
-            literal=lambda name: name not in marked,
-        )
-    )
+    parts = list(iter_chunks(source, size, text=lambda name: name not in numbers, floats=floats))
     if len(parts) == 1:
         return parts[0]
     return pd.concat(parts) if parts else pd.DataFrame()
@@ -334,24 +313,13 @@ def number_columns(signatures: list[Signature], key: str | None) -> frozenset[st
     others (text, the routing key, the columns passed through to the output) are read as the
     file says them, so that what is validated, routed, logged and written back is the user's
     text ("02" is not 2, "000017" is not 17)."""
-    return _read_as(signatures, key, {"number", "integer"})
-
-
-def marked_columns(signatures: list[Signature], key: str | None) -> frozenset[str]:
-    """The columns where a CSV's NA markers (`NA`, `null`, `None`, `nan`...: pandas' defaults)
-    are missing values: those every model reads as numbers or booleans. Elsewhere (text, the
-    routing key, the columns passed through) only an empty cell is missing, and `NA` is the
-    text NA, as a JSON client sending "NA" gets."""
-    return _read_as(signatures, key, {"number", "integer", "boolean"})
-
-
-def _read_as(signatures: list[Signature], key: str | None, kinds: set[str]) -> frozenset[str]:
-    """The columns (not the routing key) that every model reads as one of `kinds`."""
-    read: dict[str, set[str]] = {}
+    kinds: dict[str, set[str]] = {}
     for signature in signatures:
         for spec in signature.columns:
-            read.setdefault(spec.name, set()).add(spec.kind)
-    return frozenset(name for name, kind in read.items() if kind <= kinds and name != key)
+            kinds.setdefault(spec.name, set()).add(spec.kind)
+    return frozenset(
+        name for name, kind in kinds.items() if kind <= {"number", "integer"} and name != key
+    )
 
 
 def float_columns(signatures: list[Signature], numbers: frozenset[str]) -> frozenset[str]:

@@ -19,11 +19,6 @@ from relevo.errors import InvalidInputError, Problem
 from relevo.tables import read_table
 
 WRITABLE = (".csv", ".parquet", ".pq")
-#: the cells pandas reads as missing by default (`read_csv`'s documented `na_values`)
-NA_MARKERS = [
-    *("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND"),
-    *("1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"),
-]
 T = TypeVar("T")
 _END = object()
 
@@ -51,7 +46,6 @@ def iter_chunks(
     rows: int,
     text: Callable[[str], bool] | None = None,
     floats: frozenset[str] = frozenset(),
-    literal: Callable[[str], bool] | None = None,
 ) -> Iterator[pd.DataFrame]:
     """The rows of a .csv (.csv.gz) or .parquet file `rows` at a time (other types: read
     whole).
@@ -61,8 +55,6 @@ def iter_chunks(
     large ID with a gap does not become 1e+17); a Parquet file's integers with a gap stay
     integers (nullable), not floats. Without `text`, pandas guesses every column's type. A CSV's
     columns `floats` are floats in every chunk (pandas makes a chunk of whole numbers integers).
-    In a CSV's columns `literal(name)`, only an empty cell is missing (`NA`, `null`, `None`
-    are that text, as in JSON); in the others, and without `literal`, pandas' NA markers too.
     """
     suffix = source.suffix.lower()
     csv = is_csv(source)
@@ -79,16 +71,10 @@ def iter_chunks(
             written = pd.read_csv(source, header=None, nrows=1, dtype=str).iloc[0].dropna()
             refuse_repeated(written, f"input file {source}")
             dtype = None
-            na = None
-            if text is not None or literal is not None:
-                header = pd.read_csv(source, nrows=0).columns
             if text is not None:
+                header = pd.read_csv(source, nrows=0).columns
                 dtype = {name: str for name in header if text(name)}
-            if literal is not None:  # every column named: one left out would have no NA
-                na = {name: [""] if literal(name) else NA_MARKERS for name in header}
-            with pd.read_csv(
-                source, chunksize=rows, dtype=dtype, keep_default_na=na is None, na_values=na
-            ) as reader:
+            with pd.read_csv(source, chunksize=rows, dtype=dtype) as reader:
                 start = 0
                 for chunk in reader:
                     for name in floats.intersection(chunk.columns):

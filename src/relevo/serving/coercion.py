@@ -9,9 +9,8 @@ The rules, per column kind (docs/serving.md "What a column accepts"):
 - boolean: true or false (V2 and files also give 0/1 and the words true/false, yes/no, t/f).
 - string: text (V2 numbers and booleans given for a string column are taken as their text).
 - missing: null (JSON), text that means no value (`MISSING_TEXT`: `""`, `NA`, `nan`...) in a
-  number or integer column at every door (and a boolean column in V2 and files), an empty
-  cell of a CSV (and in its number and boolean columns pandas' NA markers: `batch_io`), V2
-  floats' NaN. A missing value is allowed only where the reference data had
+  number or integer column at every door (and a boolean column in V2 and files), an empty or NA
+  cell of a CSV, V2 floats' NaN. A missing value is allowed only where the reference data had
   missing values.
 
 Anything else is a 422 naming row and column. Pure: no transport, no FastAPI.

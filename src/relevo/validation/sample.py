@@ -15,11 +15,7 @@ import pandas as pd
 
 from relevo.context import Relevo
 from relevo.errors import InvalidInputError
-from relevo.serving.batch import (  # relevo predict's rule
-    float_columns,
-    marked_columns,
-    number_columns,
-)
+from relevo.serving.batch import float_columns, number_columns  # relevo predict's rule
 from relevo.serving.batch_io import iter_chunks
 
 
@@ -30,14 +26,12 @@ def read_sample(relevo: Relevo, path: Path, refs: Sequence[str]) -> pd.DataFrame
     features = {spec.name for signature in signatures for spec in signature.columns}
     numbers = number_columns(signatures, None)
     floats = float_columns(signatures, numbers)
-    marked = marked_columns(signatures, None)
     chunks = list(
         iter_chunks(
             path,
             relevo.settings.batch_chunk_rows,
             text=lambda name: name in features and name not in numbers,
             floats=floats,
-            literal=lambda name: name in features and name not in marked,
         )
     )
     if not chunks or not any(len(c) for c in chunks):
