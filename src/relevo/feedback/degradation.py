@@ -26,7 +26,6 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import numpy as np
-from scipy import stats
 
 from relevo.errors import InvalidInputError
 
@@ -108,6 +107,8 @@ def trend(
     half-width of its interval over the normal quantile of `confidence`; "auto" uses the
     intervals when every window has a finite, non-empty one and the counts otherwise.
     """
+    from scipy import stats  # imported when needed: the CLI starts faster
+
     if not 0.0 < confidence < 1.0:
         raise InvalidInputError(f"confidence must be between 0 and 1, got {confidence!r}")
     if weights not in ("auto", "count", "interval"):
@@ -190,6 +191,8 @@ def _weeks(points: Sequence[MetricPoint]) -> np.ndarray:
 def _weights(
     points: Sequence[MetricPoint], mode: Weights, confidence: float
 ) -> tuple[np.ndarray, str]:
+    from scipy import stats  # imported when needed: the CLI starts faster
+
     counts = np.array([p.count for p in points], dtype=np.float64)
     half = np.array([(p.high - p.low) / 2 for p in points], dtype=np.float64)
     usable = bool(points) and bool(np.all(np.isfinite(half) & (half > 0)))

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from relevo.errors import InvalidInputError
 from relevo.feedback.calibration import (
@@ -123,6 +122,8 @@ def estimate_performance(
     seed: int = 0,
 ) -> Estimate:
     """Estimate a window's metrics from the positive-class probabilities of its rows."""
+    from scipy import stats  # imported when needed: the CLI starts faster
+
     p = check_proba(proba)
     if not 0.0 < threshold <= 1.0:
         raise InvalidInputError(f"threshold must be in (0, 1], got {threshold!r}")
@@ -198,6 +199,8 @@ def _simulated_sd(
     p: np.ndarray, pred: np.ndarray, draws: int, seed: int
 ) -> tuple[float, float, float]:
     """Spread of recall, F1 and ROC AUC over label sets drawn as y ~ Bernoulli(p)."""
+    from scipy import stats  # imported when needed: the CLI starts faster
+
     rng = np.random.default_rng(seed)
     ranks = stats.rankdata(p)  # average ranks: ties count one half, as in ROC AUC
     recall, f1, auc = [], [], []
@@ -349,6 +352,8 @@ def concept_drift(
     customers churn, which a calibrated model on unchanged data does by chance at most about
     `alpha` of the time.
     """
+    from scipy import stats  # imported when needed: the CLI starts faster
+
     p = check_proba(proba)
     labels = check_labels(y, p.size)
     if not 0.0 < alpha < 1.0:
@@ -394,6 +399,8 @@ def _drift_message(flag: bool, checks: list[MetricCheck], n: int) -> str:
 
 
 def _roc_auc(p: np.ndarray, labels: np.ndarray) -> float:
+    from scipy import stats  # imported when needed: the CLI starts faster
+
     n_pos = int(labels.sum())
     n_neg = labels.size - n_pos
     if n_pos == 0 or n_neg == 0:

@@ -41,7 +41,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from relevo.errors import InvalidInputError
 from relevo.feedback.slices import Condition, Feature, categories, encode
@@ -124,6 +123,8 @@ def worst_segments(
 ) -> list[Segment]:
     """The slices where `errors` (1.0 where the model was wrong, or a per-row loss >= 0) are
     highest against the rest, ranked (see the module docstring); significant ones first."""
+    from scipy import stats  # imported when needed: the CLI starts faster
+
     e = _errors("errors", errors, len(features))
     x = None if expected is None else _errors("expected", expected, len(features))
     if min_support < 1:
@@ -239,6 +240,8 @@ def _test(
     table: np.ndarray, totals: np.ndarray, binary: bool, alpha: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Mean difference slice - rest, its (unpooled) standard error, one-sided p and df."""
+    from scipy import stats  # imported when needed: the CLI starts faster
+
     n_s, sum_s = table[:, 0], table[:, 1]
     n_c, sum_c = totals[0] - n_s, totals[1] - sum_s
     mean_s, mean_c = sum_s / n_s, sum_c / n_c

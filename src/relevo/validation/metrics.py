@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn import metrics as skm
 
 from relevo.errors import InvalidInputError, Problem
 from relevo.registry.flavors.base import RawOutput
@@ -103,6 +102,8 @@ def compute(
     task: str, classes: list[Any] | None, raw: RawOutput, y: Sequence[Any], column: str
 ) -> dict[str, float]:
     """Every metric of the task on one sample: the model's raw outputs against labels `y`."""
+    from sklearn import metrics as skm  # imported when needed: the CLI starts faster
+
     if task == "regression":
         assert raw.values is not None
         try:
