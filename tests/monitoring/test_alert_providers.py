@@ -47,13 +47,23 @@ def buckets(rv, minutes: range, per_replica: dict[str, int], deployment="churn")
         conn.execute(insert(profile_buckets), rows)
 
 
-def logged(rv, at: list[datetime], role="champion", latency=10.0, deployment="churn", start=0):
+def logged(
+    rv,
+    at: list[datetime],
+    role="champion",
+    latency=10.0,
+    deployment="churn",
+    start=0,
+    version=1,
+    challenger=None,
+):
     rows = [
         {
             "id": f"p{start + i:08d}",
             "deployment": deployment,
             "model_name": "churn",
-            "model_version": 1,
+            "model_version": version,
+            "challenger": challenger,
             "created_at": t,
             "features": "{}",
             "output": "{}",
@@ -159,6 +169,37 @@ def test_latency_p99_matches_numpy(churn):
     config.update(rv, "churn", [f"alerts.latency_p99.threshold_ms={math.ceil(s.value)}"])
     (s,) = health.latency_p99(rv, "churn", NOW)
     assert not s.firing
+
+
+def test_errors_and_latency_after_a_swap_are_the_new_champions(churn, churn_pipeline, churn_frame):
+    """After a swap the rules judged the window's rows whoever answered them: the old
+    champion's slow rows and its withdrawn canary's failures fired the new champion's
+    latency_p99 and model_errors (and, during the bake period, rolled it back)."""
+    rv = churn
+    for _ in range(3):  # churn:2, churn:3, churn:4
+        rv.registry.register("churn", churn_pipeline, churn_frame.head(300), target="churned")
+    at = [NOW - timedelta(seconds=1 + i / 4) for i in range(600)]
+    logged(rv, at[300:], latency=900.0)  # churn:1, slow
+    logged(rv, at[250:300], role="fallback", challenger="churn:2", start=1000)  # a canary failed
+    rv.deployments.deploy("churn", "churn:3")  # a swap: churn:3 answers from here on
+    logged(rv, at[:250], version=3, start=2000)  # fast, no failure
+    (latency,) = health.latency_p99(rv, "churn", NOW)
+    assert not latency.firing and latency.value == 10.0
+    assert "over 250 rows" in latency.message
+    (errors,) = health.model_errors(rv, "churn", NOW)
+    assert not errors.firing and "0 of 250 rows failed" in errors.message
+    # a canary's rows are the deployment's too: its challenger's, and the rows it failed on
+    rv.deployments.deploy("churn", "churn:4", strategy="canary", weight=0.1)
+    logged(rv, at[:100], version=4, role="challenger", latency=700.0, start=3000)
+    logged(rv, at[100:130], version=3, role="fallback", challenger="churn:4", start=4000)
+    (errors,) = health.model_errors(rv, "churn", NOW)
+    assert errors.firing and "30 of 380 rows failed" in errors.message
+    (latency,) = health.latency_p99(rv, "churn", NOW)
+    assert latency.firing and latency.value == 700.0 and "over 380 rows" in latency.message
+    # churn:4 promoted: the rows it answered and failed on as the challenger are its own
+    rv.deployments.promote("churn")
+    (errors,) = health.model_errors(rv, "churn", NOW)
+    assert errors.firing and "30 of 130 rows failed" in errors.message
 
 
 def test_a_gate_rollback_fires_with_its_reason(churn):

@@ -288,6 +288,49 @@ def test_an_alert_older_than_the_promotion_does_not_roll_it_back(churn):
     assert rv.deployments.get("churn").model_ref == "churn:2"
 
 
+def test_the_old_champions_slow_rows_do_not_roll_the_new_one_back(churn):
+    """After a swap, latency_p99 took the old champion's slow rows of the last five minutes
+    for the new champion's: it fired and, during the bake period, rolled back a model whose
+    own rows were fast."""
+    from sqlalchemy import insert
+
+    from relevo.monitoring.alerts import health
+    from relevo.store.tables import predictions
+
+    rv = churn
+    t0 = datetime.now(UTC)
+
+    def log(version: int, latency: float, seconds: range) -> None:
+        rows = [
+            {"id": f"v{version}-{i}", "deployment": "churn", "model_name": "churn",
+             "model_version": version, "created_at": t0 + timedelta(seconds=i / 5),
+             "features": "{}", "output": "{}", "latency_ms": latency}
+            for i in seconds
+        ]  # fmt: skip
+        with rv.store.engine.begin() as conn:
+            conn.execute(insert(predictions), rows)
+
+    log(1, 900.0, range(-300, 0))  # churn:1 answered slowly for a minute
+    rv.deployments.deploy("churn", "churn:2", bake_seconds=3600)
+    log(2, 20.0, range(300))  # churn:2 answers fast for a minute
+    svc = AlertService(rv, providers=[health.latency_p99])
+    for minute in (1, 2, 3):
+        svc.evaluate(t0 + timedelta(minutes=minute))
+    assert svc.list("churn") == []
+    assert evaluator.evaluate_once(rv, "test", 30) == {}  # it bakes on
+    assert rv.deployments.get("churn").model_ref == "churn:2"
+    assert [e.action for e in rv.deployments.history("churn")] == ["deploy", "deploy"]
+    # churn:2 slow in its turn: its own rows fire the alert, and the bake rolls it back
+    log(2, 800.0, range(750, 1050))
+    for minute in (4, 4.5, 5):
+        svc.evaluate(t0 + timedelta(minutes=minute))
+    (alert,) = svc.list("churn")
+    assert alert.rule == "latency_p99" and "p99 latency 800.0 ms" in alert.message
+    (found,) = evaluator.evaluate_once(rv, "test", 30).values()
+    assert found.decision.move == "rollback"
+    assert rv.deployments.get("churn").model_ref == "churn:1"
+
+
 def test_two_evaluations_at_once_start_one_alert_and_send_one_notification(churn, monkeypatch):
     """An on-demand evaluation beside the server's scheduled one: both read the same states
     and started the same alert twice (two incidents, two FIRING notifications)."""

@@ -1,7 +1,9 @@
 """The drift provider of the alert engine: `signals(rv, deployment, now)`.
 
-Over the last `window` of the deployment's drift settings (default 1 h), against the model
-version's reference:
+Over the last `window` of the deployment's drift settings (default 1 h), on the rows of the
+model it serves now that answered most of them (the champion, or a canary challenger past
+half the traffic; never an old champion's rows after a swap), against that model version's
+reference:
 
 * "feature_drift", one per feature (subject: the feature), the value its test judged;
 * "dataset_drift" (subject ""), the share of drifted features against `dataset_share`;
@@ -48,7 +50,10 @@ def signals(rv: Relevo, deployment: str, now: datetime) -> list[Signal]:
     config = service.config(deployment)
     span = parse_duration(config.window, "window")
     try:
-        window = service.window(deployment, now - span, now)
+        # the models the deployment serves now: after a swap, the old champion's rows (its
+        # buckets, on its own reference) are not the new champion's doing
+        models = rv.deployments.get(deployment).models
+        window = service.window(deployment, now - span, now, among=models)
     except NotFoundError:
         return []
     report = service.report(window, "reference", config)

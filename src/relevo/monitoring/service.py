@@ -4,6 +4,7 @@ and the drift alerts)."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -41,9 +42,11 @@ class MonitoringService:
         since: datetime,
         until: datetime | None = None,
         model: str | tuple[str, int] | None = None,
+        among: Collection[tuple[str, int]] | None = None,
     ) -> Window:
-        """The merged profiles of [since, until) (NotFoundError naming the window when no
-        prediction was profiled in it)."""
+        """The merged profiles of [since, until) of `model` (default: the model that answered
+        most rows, of those `among` when given); NotFoundError naming the window when no
+        prediction was profiled in it."""
         self.rv.deployments.get(deployment)  # NotFoundError for an unknown deployment
         until = until or datetime.now(UTC)
         if since >= until:
@@ -51,7 +54,9 @@ class MonitoringService:
                 "the window is empty",
                 [Problem(f"since must be before {until:%Y-%m-%d %H:%M:%S}", option="since")],
             )
-        found = load_window(self.rv.store, deployment, since, until, model=self._model(model))
+        found = load_window(
+            self.rv.store, deployment, since, until, model=self._model(model), among=among
+        )
         if found is None:
             which = f" of {_ref(model)}" if model is not None else ""
             raise NotFoundError(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import weakref
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -268,16 +268,20 @@ def load_window(
     until: datetime,
     *,
     model: tuple[str, int] | None = None,
+    among: Collection[tuple[str, int]] | None = None,
     role: str | None = None,
     sample_size: int = WINDOW_SAMPLE,
 ) -> Window | None:
     """The merge of `deployment`'s buckets starting in [since, until) (None: no bucket).
 
     `model`: the (name, version) to profile; default: the version that answered the most
-    rows in the window (shadow rows aside). `role`: only buckets of that role ("champion",
-    "challenger", "fallback", "shadow"); default: every role of that model."""
+    rows in the window (shadow rows aside), of those `among` when given. `role`: only
+    buckets of that role ("champion", "challenger", "fallback", "shadow"); default: every
+    role of that model."""
     if model is None:
         counts = store.profiles.models(deployment, since, until)
+        if among is not None:
+            counts = {(m, r): n for (m, r), n in counts.items() if m in among}
         answered = {m: n for (m, r), n in counts.items() if r != SHADOW} or {
             m: n for (m, _r), n in counts.items()
         }

@@ -101,6 +101,15 @@ class Deployment:
         return f"{self.name}\x00{self.challenger_ref}"
 
     @property
+    def models(self) -> tuple[tuple[str, int], ...]:
+        """The (name, version) of the models it scores rows with now: the champion, then the
+        challenger if it has one."""
+        champion = (self.model_name, self.model_version)
+        if self.challenger_name is None or self.challenger_version is None:
+            return (champion,)
+        return (champion, (self.challenger_name, self.challenger_version))
+
+    @property
     def previous_ref(self) -> str | None:
         return ref(self.previous_name, self.previous_version)
 

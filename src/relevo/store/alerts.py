@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Engine, RowMapping
 
 from relevo.monitoring.alerts.state import Alert, Key, Silence, Track
@@ -30,6 +30,8 @@ Range = tuple[datetime, datetime]
 Counted = list[dict[str, int]]
 #: (when, why) of gate rollbacks
 Rollbacks = list[tuple[datetime, str]]
+#: model versions, (name, version)
+Models = Sequence[tuple[str, int]]
 
 _ALERT_FIELDS = (
     "deployment",
@@ -245,25 +247,41 @@ class AlertRepository:
                 out.append({"": int(n or 0)})
         return out
 
-    def logged_failures(self, deployment: str, since: datetime, until: datetime) -> tuple[int, int]:
-        """(rows answered, rows a model failed on) logged in [since, until)."""
+    def logged_failures(
+        self, deployment: str, since: datetime, until: datetime, models: Models
+    ) -> tuple[int, int]:
+        """(rows, rows failed on) of `models` logged in [since, until): the rows they answered
+        and the `fallback` rows of a challenger among them (it failed, the champion answered);
+        another model's rows and failures (an old champion's, a withdrawn challenger's) are
+        left out."""
         p = predictions.c
+        refs = {f"{name}:{version}" for name, version in models}
         query = (
-            select(p.role, func.count())
-            .where(p.deployment == deployment, p.created_at >= since, p.created_at < until)
-            .group_by(p.role)
+            select(p.role, p.challenger, func.count())
+            .where(
+                p.deployment == deployment,
+                p.created_at >= since,
+                p.created_at < until,
+                or_(_answered_by(models), p.challenger.in_(refs)),
+            )
+            .group_by(p.role, p.challenger)
         )
+        rows = failed = 0
         with self.engine.connect() as conn:
-            counts = {str(role): int(n) for role, n in conn.execute(query)}
-        answered = sum(n for role, n in counts.items() if role != "shadow")
-        return answered, counts.get("fallback", 0)
+            for role, challenger, n in conn.execute(query):
+                rows += int(n) if role != "shadow" else 0
+                # a fallback row stored before the log named its challenger (migration 0010)
+                # is charged to the models of now, as it always was
+                if role == "fallback" and (challenger is None or challenger in refs):
+                    failed += int(n)
+        return rows, failed
 
     def latency_quantile(
-        self, deployment: str, since: datetime, until: datetime, q: float = 0.99
+        self, deployment: str, since: datetime, until: datetime, models: Models, q: float = 0.99
     ) -> tuple[int, float | None]:
-        """(rows, the `q` quantile of their latency in ms, nearest rank) of the rows answered
-        to requests: a batch run's rows (`source` set) carry their chunk's model call, no
-        request's latency."""
+        """(rows, the `q` quantile of their latency in ms, nearest rank) of the rows `models`
+        answered to requests: a batch run's rows (`source` set) carry their chunk's model call,
+        no request's latency."""
         p = predictions.c
         where = [
             p.deployment == deployment,
@@ -271,6 +289,7 @@ class AlertRepository:
             p.created_at < until,
             p.role != "shadow",
             p.source.is_(None),
+            _answered_by(models),
         ]
         with self.engine.connect() as conn:
             n = int(conn.execute(select(func.count()).where(*where)).scalar() or 0)
@@ -300,3 +319,11 @@ class AlertRepository:
         )
         with self.engine.connect() as conn:
             return [(when, why or "") for when, why in conn.execute(query)]
+
+
+def _answered_by(models: Models) -> ColumnElement[bool]:
+    """Logged rows answered by one of `models`."""
+    p = predictions.c
+    return or_(
+        *(and_(p.model_name == name, p.model_version == version) for name, version in models)
+    )

@@ -126,6 +126,28 @@ def test_degenerate_outputs_fire(rv, churn) -> None:
     assert found[("prediction_drift", "")].firing
 
 
+def test_after_a_swap_the_drift_signals_judge_the_new_champions_rows(
+    rv, churn, churn_pipeline, churn_frame
+) -> None:
+    """The drift provider judged the model that answered most rows in its window (an hour):
+    after a swap, the old champion's for up to half an hour, so its broken outputs fired the
+    new champion's prediction_drift and degenerate_output (and rolled it back in its bake)."""
+    write_traffic(rv, churn, Constant(), make_churn(3000, seed=19), NOW - 40 * timedelta(minutes=1))
+    second = rv.registry.register("churn", churn_pipeline, churn_frame, target="churned")
+    rv.deployments.deploy("churn", second.ref)
+    write_traffic(
+        rv, second, churn_pipeline, make_churn(1000, seed=20), NOW - 10 * timedelta(minutes=1)
+    )
+    found = {(s.rule, s.subject): s for s in signals(rv, "churn", NOW + timedelta(minutes=1))}
+    assert not found[("prediction_drift", "")].firing
+    assert not found[("degenerate_output", "constant_score")].firing
+    assert not found[("degenerate_output", "single_class")].firing
+    assert "of 1,000 outputs" in found[("degenerate_output", "nan_outputs")].message
+    # `relevo drift` still looks at any model asked for, the old champion's rows too
+    old = MonitoringService(rv).drift("churn", NOW - HOUR, NOW, model=churn.ref)
+    assert old.model == churn.ref and old.prediction is not None and old.prediction.drifted
+
+
 def test_a_small_window_whose_rows_came_in_one_minute_is_tested_on_all_its_values(
     rv, churn, churn_pipeline, churn_frame
 ) -> None:

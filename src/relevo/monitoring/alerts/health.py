@@ -1,7 +1,9 @@
 """Providers of the computational rules: `model_errors` (the share of rows a model failed on),
 `latency_p99` (from the logged request latency; a batch run's rows have none) and
 `rollout_gate` (a rollback a gate made). Each reads its numbers from the store and hands them
-to a pure judgement (`judge_*`)."""
+to a pure judgement (`judge_*`). The first two count the rows of the models the deployment
+serves now (its champion and challenger): after a swap, the old champion's rows still in the
+window are not the new one's doing."""
 
 from __future__ import annotations
 
@@ -48,23 +50,27 @@ def judge_latency(deployment: str, rows: int, p99: float | None, rule: Rule) -> 
 
 def model_errors(rv: Relevo, deployment: str, now: datetime) -> list[Signal]:
     """Rows a model failed on (a canary challenger's failures, answered by the champion and
-    logged as `fallback`) over the rows answered in the window."""
+    logged as `fallback`) over the rows answered in the window, of the models the deployment
+    serves now (not an old champion's nor a withdrawn challenger's)."""
     rule = rules_of_deployment(rv, deployment)["model_errors"]
     if not rule.enabled:
         return []
     since = now - timedelta(seconds=rule.param("window_s"))
-    rows, failed = rv.store.alerts.logged_failures(deployment, since, now)
+    models = rv.deployments.get(deployment).models
+    rows, failed = rv.store.alerts.logged_failures(deployment, since, now, models)
     return [judge_errors(deployment, rows, failed, rule)]
 
 
 def latency_p99(rv: Relevo, deployment: str, now: datetime) -> list[Signal]:
-    """The p99 of the logged request latency over the window against `threshold_ms` (a batch
-    run's rows carry their chunk's model call, no request's latency: left out)."""
+    """The p99 of the logged request latency over the window against `threshold_ms`, of the
+    rows the models the deployment serves now answered (a batch run's rows carry their
+    chunk's model call, no request's latency: left out)."""
     rule = rules_of_deployment(rv, deployment)["latency_p99"]
     if not rule.enabled:
         return []
     since = now - timedelta(seconds=rule.param("window_s"))
-    rows, p99 = rv.store.alerts.latency_quantile(deployment, since, now)
+    models = rv.deployments.get(deployment).models
+    rows, p99 = rv.store.alerts.latency_quantile(deployment, since, now, models)
     return [judge_latency(deployment, rows, p99, rule)]
 
 
