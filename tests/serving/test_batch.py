@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -143,31 +144,30 @@ def test_a_gzip_compressed_csv_is_scored_in_chunks_like_the_csv(
 
 
 def test_a_gzip_compressed_csv_s_problems_name_the_file_and_row(cli, rv, deployed, tmp_path):
+    def refused(source: Path) -> str:
+        result = cli("predict", "churn", "--input", source, "--output", tmp_path / "out.csv")
+        assert result.exit_code == 2
+        assert "Traceback" not in result.output
+        return " ".join(result.stderr.split())
+
     frame = make_churn(20, seed=5).astype({"age": object})
     frame.loc[7, "age"] = "x"
     bad = tmp_path / "customers.csv.gz"
     frame.to_csv(bad, index=False)
-    result = cli("predict", "churn", "--input", bad, "--output", tmp_path / "out.csv")
-    assert result.exit_code == 2
     assert (
         f"1 problem(s) in input file {bad}; nothing was scored: "
         "row 7, column 'age': cannot parse 'x' as an integer"
-    ) in " ".join(result.stderr.split())
+    ) in refused(bad)
     cut = tmp_path / "cut.csv.gz"  # a download that stopped short
     make_churn(2000, seed=5).to_csv(cut, index=False)
     cut.write_bytes(cut.read_bytes()[:5000])
-    result = cli("predict", "churn", "--input", cut, "--output", tmp_path / "out.csv")
-    assert result.exit_code == 2
     assert (
         f"cannot read input file {cut}: Compressed file ended before the end-of-stream marker "
         "was reached"
-    ) in " ".join(result.stderr.split())
+    ) in refused(cut)
     plain = tmp_path / "plain.csv.gz"  # named .gz, not compressed
     make_churn(20, seed=5).to_csv(plain, index=False, compression=None)
-    result = cli("predict", "churn", "--input", plain)
-    assert result.exit_code == 2
-    assert f"cannot read input file {plain}: Not a gzipped file" in " ".join(result.stderr.split())
-    assert "Traceback" not in result.output
+    assert f"cannot read input file {plain}: Not a gzipped file" in refused(plain)
     assert rv.store.predictions.count("churn") == 0
     assert not (tmp_path / "out.csv").exists()
 
