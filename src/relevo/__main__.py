@@ -1,5 +1,5 @@
 """`python -m relevo` runs the CLI."""
 
-from relevo.cli.main import main
+from relevo.cli.launch import main
 
 main()
