@@ -485,6 +485,54 @@ def test_ctrl_c_right_after_the_output_is_in_place_still_logs_every_row_once(
     assert _spool_files(rv) == []
 
 
+def test_ctrl_c_once_a_run_in_memory_succeeded_says_its_rows_were_logged(
+    cli, rv, deployed, tmp_path, monkeypatch
+):
+    """Ctrl-C while the scored chunks were put together (the rows stored in the log already)
+    said "nothing was scored, written or logged": run again, and every row was logged twice."""
+    monkeypatch.setenv("RELEVO_BATCH_CHUNK_ROWS", "50")
+    reset_settings()
+    real = pd.concat
+
+    def ctrl_c_joining_the_scored_chunks(parts, *args, **kwargs):
+        if len(parts) == 4 and all("id" in part.columns for part in parts):
+            raise KeyboardInterrupt
+        return real(parts, *args, **kwargs)
+
+    monkeypatch.setattr(pd, "concat", ctrl_c_joining_the_scored_chunks)
+    source = tmp_path / "in.csv"
+    make_churn(200, seed=6).to_csv(source, index=False)
+    result = cli("predict", "churn", "--input", source, "--json")
+    assert result.exit_code == 130
+    said = " ".join(result.stderr.split())
+    assert "Interrupted: all 200 rows were scored and logged; nothing was printed" in said
+    assert result.stdout == "" and "Traceback" not in result.output
+    assert rv.store.predictions.count("churn") == 200
+
+
+def test_ctrl_c_once_a_streamed_run_succeeded_says_its_rows_were_written_and_logged(
+    cli, rv, deployed, tmp_path, monkeypatch
+):
+    """Ctrl-C while the summary line was printed (the output in place, the rows logged) said
+    "nothing was scored, written or logged"."""
+    from relevo.cli import serving
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(serving.console, "print", ctrl_c)
+    source = tmp_path / "in.csv"
+    make_churn(200, seed=6).to_csv(source, index=False)
+    output = tmp_path / "out.csv"
+    result = cli("predict", "churn", "--input", source, "--output", output)
+    assert result.exit_code == 130
+    said = " ".join(result.stderr.split())
+    assert f"Interrupted: all 200 rows were scored, written to {output} and logged" in said
+    assert "nothing" not in result.stderr and "Traceback" not in result.output
+    assert len(pd.read_csv(output)) == 200
+    assert rv.store.predictions.count("churn") == 200
+
+
 @pytest.mark.slow
 def test_a_real_ctrl_c_stops_relevo_predict_cleanly(rv, deployed, tmp_path, database_url):
     """SIGINT sent to a `relevo predict` process mid-run: the same clean stop."""

@@ -293,7 +293,7 @@ def predict(
     from relevo.serving.batch import Interrupted
 
     streamed = output is not None and not json_out
-    logged: list[int] = []  # the rows of a run that succeeded, scored in memory
+    logged: list[int] = []  # the rows of a run that succeeded (and wrote `output`, streamed)
     try:
         _predict(deployment, input, output, json_out, logged)
     except Interrupted as stop:
@@ -302,7 +302,11 @@ def predict(
         if not logged:
             raise stopped("nothing was scored, written or logged") from None
         done = f"all {logged[0]:,} rows were scored"
-        done += " and logged" if state.relevo().settings.log_predictions else ""
+        logs = state.relevo().settings.log_predictions
+        if streamed:  # the output is in place: only the summary line was not printed
+            done += f", written to {output} and logged" if logs else f" and written to {output}"
+            raise stopped(done) from None
+        done += " and logged" if logs else ""
         if output is not None:  # written in place, after the run (--json --output)
             raise stopped(f"{done}, but writing {output} stopped: it is incomplete") from None
         raise stopped(f"{done}; printing them stopped") from None
@@ -358,11 +362,12 @@ def _predict(
         if output is not None and not json_out:
             # streamed: read, validate, score and write in chunks; memory stays flat
             done = score_file(rv, deployment, input, output, progress=advance)
+            logged.append(done.rows)
             console.print(f"Scored {done.rows:,} rows with {done.model}; wrote {output}")
             return
         frame = read_rows(rv, deployment, input)
         scored = score_frame(rv, deployment, frame, progress=advance, name=f"input file {input}")
-    logged.append(len(scored))
+        logged.append(len(scored))
     if output is not None:
         write_table(scored, output)
     if json_out:

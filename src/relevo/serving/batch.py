@@ -139,7 +139,11 @@ def score_frame(
     _score(relevo, deployment, chunks, parts.append, None, log=log, progress=progress, name=name)
     if not parts:
         raise InvalidInputError(f"{name} has no rows")
-    return pd.concat(parts) if len(parts) > 1 else parts[0]
+    try:
+        return pd.concat(parts) if len(parts) > 1 else parts[0]
+    except KeyboardInterrupt as exc:  # the run had succeeded: its rows are the log's
+        rows, logging = sum(map(len, parts)), log and relevo.settings.log_predictions
+        raise Interrupted(rows, True, logging, None) from exc
 
 
 def _score(
@@ -261,6 +265,8 @@ def _score(
                 complete = True
             if held is not None:
                 held.store()
+            if router is not None:
+                router.warn(scored)
     except KeyboardInterrupt as exc:
         # what a stop leaves, for the caller to tell (the `with` blocks above have dropped
         # what was scored, unless the run had succeeded)
@@ -268,8 +274,6 @@ def _score(
         if held is not None and held.segment.handed_over and held.segment.path.exists():
             kept = held.segment.path
         raise Interrupted(scored, complete, logging, kept) from exc
-    if router is not None:
-        router.warn(scored)
     models = {r.ref: rows for r, rows in zip(endpoint.runners, answered, strict=True) if rows}
     return models, 0 if router is None else router.fallback_rows
 
