@@ -237,6 +237,35 @@ def test_an_explicit_sqlite_url_in_a_missing_folder_is_an_error(tmp_path):
     assert not (tmp_path / "nope").exists()
 
 
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        # a missing colon: the whole URL, password and all, was printed
+        ("postgresql//relevo:s3cretpw@db.internal/relevo", "'postgresql//***@db.internal/relevo'"),
+        # a port that is not a number: "unexpected ValueError: invalid literal for int()", exit 1
+        (
+            "postgresql://relevo:s3cretpw@db.internal:port/x",
+            "'postgresql://***@db.internal:port/x'",
+        ),
+    ],
+)
+def test_a_database_url_that_does_not_parse_is_named_without_its_password(
+    tmp_path, monkeypatch, url, shown
+):
+    from typer.testing import CliRunner
+
+    from relevo.cli.main import app
+
+    monkeypatch.setenv("RELEVO_DATABASE_URL", url)
+    result = CliRunner().invoke(app, ["--home", str(tmp_path / "home"), "models", "list"])
+    assert result.exit_code == 6, result.output
+    assert " ".join(result.stderr.split()) == (
+        f"Error: not a valid database URL (RELEVO_DATABASE_URL, --database-url): {shown}; expected "
+        "sqlite:///path or postgresql://user:password@host:port/database"
+    )
+    assert "s3cretpw" not in result.output and "Traceback" not in result.output
+
+
 def test_deployments_lists_every_deployment(cli, churn_files, tmp_path):
     empty = cli("deployments")
     assert empty.exit_code == 0

@@ -53,8 +53,18 @@ def safe_url(url: str) -> str:
     """The URL with any password masked, fit for messages."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
+        return _unparsed(url)
+
+
+def _unparsed(url: str) -> str:
+    """A URL that does not parse, its user and password (what precedes the last '@') masked:
+    with no parser to tell where they end, any of it may be the password."""
+    head, at, rest = url.rpartition("@")
+    if not at:
         return url
+    scheme, slashes, _credentials = head.partition("//")
+    return f"{scheme}{slashes}***@{rest}" if slashes else f"***@{rest}"
 
 
 def create_store_engine(url: str, create_folder: bool = False) -> Engine:
@@ -62,8 +72,12 @@ def create_store_engine(url: str, create_folder: bool = False) -> Engine:
     when `create_folder` (the default store under the relevo home), else it must exist."""
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
-        raise UnavailableError(f"not a valid database URL: {url!r}") from exc
+    except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
+        raise UnavailableError(
+            f"not a valid database URL (RELEVO_DATABASE_URL, --database-url): "
+            f"{_unparsed(url)!r}; expected sqlite:///path or "
+            "postgresql://user:password@host:port/database"
+        ) from exc
     backend = parsed.get_backend_name()
     kwargs: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
     if backend == "sqlite":
