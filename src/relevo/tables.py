@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -76,8 +77,16 @@ def write_table(frame: pd.DataFrame, path: Path | str) -> Path:
         )
     if path.parent and not path.parent.exists():
         raise InvalidInputError(f"cannot write {path}: folder {path.parent} does not exist")
-    if suffix == ".csv":
-        frame.to_csv(path, index=False)
-    else:
-        frame.to_parquet(path, index=False)
+    # written beside it, then renamed: a write that fails or is stopped (Ctrl-C, a full disk)
+    # leaves no cut file at `path`, and an earlier file there as it was
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        if suffix == ".csv":
+            frame.to_csv(partial, index=False)
+        else:
+            frame.to_parquet(partial, index=False)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     return path

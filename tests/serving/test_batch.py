@@ -883,3 +883,32 @@ def test_a_csv_number_column_whole_in_the_first_chunk_and_decimal_later(rv, depl
     assert done.rows == len(scored) == 200
     expected = frame["monthly_charges"].astype(float)
     np.testing.assert_allclose(scored["monthly_charges"].astype(float), expected)
+
+
+def test_ctrl_c_while_json_output_is_written_leaves_the_earlier_file_as_it_was(
+    cli, rv, deployed, tmp_path, monkeypatch
+):
+    """`relevo predict --json --output out.csv` writes the file after the run: a Ctrl-C (or a
+    full disk) in that write left a cut file in place of any earlier one."""
+    source = tmp_path / "in.csv"
+    make_churn(200, seed=6).to_csv(source, index=False)
+    output = tmp_path / "out.csv"
+    output.write_text("earlier,file\n1,2\n")
+    real = pd.DataFrame.to_csv
+
+    def cut_short(self, path=None, *args, **kwargs):
+        if path is not None and "out.csv" in str(path):
+            Path(path).write_text("id,model,prob")  # a few bytes, then Ctrl-C
+            raise KeyboardInterrupt
+        return real(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", cut_short)
+    result = cli("predict", "churn", "--input", source, "--json", "--output", output)
+    assert result.exit_code == 130
+    said = " ".join(result.stderr.split())
+    assert f"writing {output} stopped: it was not written (a file already there is as it was)" in (
+        said
+    )
+    assert output.read_text() == "earlier,file\n1,2\n"
+    assert not list(tmp_path.glob("*partial*"))  # nothing left beside it
+    assert rv.store.predictions.count("churn") == 200  # the run had succeeded: logged once

@@ -308,7 +308,10 @@ def predict(
             raise stopped(done) from None
         done += " and logged" if logs else ""
         if output is not None:  # written in place, after the run (--json --output)
-            raise stopped(f"{done}, but writing {output} stopped: it is incomplete") from None
+            raise stopped(
+                f"{done}, but writing {output} stopped: it was not written (a file already "
+                "there is as it was)"
+            ) from None
         raise stopped(f"{done}; printing them stopped") from None
 
 
