@@ -207,3 +207,39 @@ def test_a_compressed_body_is_inflated_on_every_route_within_the_limit(
     )
     assert burst.status_code == 413, burst.text
     assert "inflates to more than 104,857 bytes (RELEVO_MAX_BODY_MB)" in burst.json()["error"]
+
+
+def test_a_gzip_body_of_several_members_is_read_whole(live_server):
+    """A gzip body of two members (two compressed files concatenated, as `gzip -d` reads
+    them) was cut to its first: a JSON document split across them was refused, and a second
+    document after a first complete one was dropped without a word."""
+    import gzip
+
+    import orjson
+
+    url = f"{live_server.url}/v1/deployments/churn/predict"
+    rows = frame_to_records(make_churn(3, seed=3).drop(columns=["churned"]))
+    body = orjson.dumps({"instances": rows})
+    gz = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    split = gzip.compress(body[:40]) + gzip.compress(body[40:])
+    answer = httpx.post(url, content=split, headers=gz)
+    assert answer.status_code == 200, answer.text
+    assert len(answer.json()["predictions"]) == 3
+    extra = gzip.compress(body) + gzip.compress(b'{"instances": []}')
+    refused = httpx.post(url, content=extra, headers=gz)
+    assert refused.status_code == 400, refused.text  # two documents are no JSON body
+    many = b"".join(gzip.compress(b" ") for _ in range(65)) + gzip.compress(body)
+    too_many = httpx.post(url, content=many, headers=gz)
+    assert too_many.status_code == 400
+    assert too_many.json()["error"] == "the request body has more than 64 gzip members; send one"
+
+
+def test_an_empty_body_marked_gzip_is_an_empty_body(deployed, server_settings, spawn_server):
+    """`POST .../promote` with no body and `Content-Encoding: gzip` answered 400 "not valid
+    gzip data: it is truncated", where the same request without the header was taken."""
+    base = spawn_server(server_settings)
+    url = f"{base}/v1/deployments/churn/rollback"
+    plain = httpx.post(url)
+    marked = httpx.post(url, headers={"Content-Encoding": "gzip"})
+    assert marked.status_code == plain.status_code, marked.text
+    assert marked.json() == plain.json()

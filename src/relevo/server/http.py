@@ -50,6 +50,10 @@ def header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+#: the most gzip members one request body may hold (one is what clients send)
+GZIP_MEMBERS = 64
+
+
 def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
     """Undo the request's Content-Encoding (tritonclient can gzip or deflate its requests; every
     route takes the same), refusing (413) a body that inflates past `limit` bytes."""
@@ -58,18 +62,39 @@ def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
     coding = encoding.strip().lower()
     if coding not in ("gzip", "deflate"):
         raise BadRequest(f"unsupported Content-Encoding {encoding!r}: use gzip, deflate or none")
-    inflater = zlib.decompressobj(31 if coding == "gzip" else 15)
-    try:
-        out = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise BadRequest(f"the request body is not valid {coding} data: {exc}") from None
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise PayloadTooLargeError(
-            f"the request body inflates to more than {limit:,} bytes (RELEVO_MAX_BODY_MB)"
-        )
-    if not inflater.eof:
-        raise BadRequest(f"the request body is not valid {coding} data: it is truncated")
-    return out
+    if not body:  # nothing sent: nothing to inflate (as an empty body without the header)
+        return body
+    # gzip: every member, as `gzip -d` reads them (a file made of several concatenated);
+    # deflate: one stream, nothing after it
+    parts: list[bytes] = []
+    size = 0
+    rest = body
+    while True:
+        inflater = zlib.decompressobj(31 if coding == "gzip" else 15)
+        try:
+            out = inflater.decompress(rest, limit - size + 1)
+        except zlib.error as exc:
+            raise BadRequest(f"the request body is not valid {coding} data: {exc}") from None
+        size += len(out)
+        if size > limit or inflater.unconsumed_tail:
+            raise PayloadTooLargeError(
+                f"the request body inflates to more than {limit:,} bytes (RELEVO_MAX_BODY_MB)"
+            )
+        if not inflater.eof:
+            raise BadRequest(f"the request body is not valid {coding} data: it is truncated")
+        parts.append(out)
+        rest = inflater.unused_data
+        if not rest:
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+        if coding != "gzip":
+            raise BadRequest(
+                f"the request body is not valid {coding} data: {len(rest):,} bytes follow "
+                "the end of its compressed stream"
+            )
+        if len(parts) == GZIP_MEMBERS:  # each costs a new inflater: bounded, like the bytes
+            raise BadRequest(
+                f"the request body has more than {GZIP_MEMBERS} gzip members; send one"
+            )
 
 
 def authorization(scope: Scope) -> str | None:
