@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any, Literal
-from urllib.parse import quote
 
 import httpx
 import numpy as np
@@ -28,7 +27,9 @@ from relevo.errors import (
     RelevoError,
     UnavailableError,
 )
+from relevo.registry.registry import check_name
 from relevo.routing.deployment import KEEP, KeepType
+from relevo.routing.service import validate_name
 from relevo.serving.records import flatten_output, frame_to_records
 
 _BY_STATUS: dict[int, type[RelevoError]] = {
@@ -95,14 +96,13 @@ _INF = float("inf")
 
 
 def _segment(name: str) -> str:
-    """`name` as one URL path segment: `a?b`, `a#b`, `a/b` or `..` reach the server as the name
-    they are (which then says that no deployment has it), not as a query, a fragment or
-    another resource."""
+    """`name` as one URL path segment, checked here as the server checks it: a name no
+    deployment can have (`a/b`, `a b`, `churn?x`, `..`) is a NotFoundError saying what names
+    are, not a bare 404 from a path that reached no route (or another resource)."""
     if not name:
         raise InvalidInputError("the deployment name is empty")
-    encoded = quote(name, safe="")
-    # quote keeps dots, and a segment of dots alone would be resolved as a relative path
-    return encoded.replace(".", "%2E") if not encoded.strip(".") else encoded
+    check_name(name)  # its alphabet needs no quoting in a URL path
+    return name
 
 
 class Client:
@@ -197,6 +197,7 @@ class Client:
         beside the champion (`manual`: hold at each step until `promote`) or `mirror` for a
         shadow. `key` names the routing-key column; by default a redeploy keeps the current
         one, `None` removes it. `reason` goes to the audit trail. Returns the new state."""
+        validate_name(deployment)  # as `relevo deploy` says it, before anything is sent
         if isinstance(steps, str):  # a str is a Sequence too: "5,25" would go as its characters
             raise TypeError("Client.deploy takes steps as a list of percentages: [5, 25, 50, 100]")
         fields: dict[str, Any] = {"model": model}

@@ -111,13 +111,46 @@ def test_a_name_is_sent_as_one_path_segment_not_as_a_query_or_another_resource(
             client.deployment("churn?x")
         with pytest.raises(NotFoundError, match="deployment 'churn#1' not found"):
             client.predict("churn#1", rows)
-        with pytest.raises(NotFoundError):
+        with pytest.raises(InvalidInputError, match="invalid deployment name"):
             client.deploy("x/../churn", "churn:2")
         assert client.deployment("churn")["model"] == "churn:1"  # untouched
         with pytest.raises(NotFoundError, match=r"deployment '\.\.' not found"):
             client.deployment("..")
         with pytest.raises(InvalidInputError, match="deployment name is empty"):
             client.deployment("")
+
+
+def test_a_name_no_deployment_can_have_gets_the_servers_and_the_clis_message(
+    live_server, churn_frame
+):
+    """`a/b` came back as a bare "Not Found" (the path reached no route), whatever the call."""
+    rows = _customers(churn_frame)
+    names = "letters, digits, '.', '_' and '-'"
+    with relevo.Client(live_server.url) as client:
+        # as `relevo deploy a/b churn:1` and `PUT /v1/deployments/a%20b` say it
+        with pytest.raises(InvalidInputError) as caught:
+            client.deploy("a/b", "churn:1")
+        assert str(caught.value) == (
+            "invalid deployment name 'a/b': use letters, digits, '.', '_' or '-' "
+            "(up to 200 characters, starting with a letter or digit)"
+        )
+        # as `GET /v1/deployments/a%20b` (and every route reading a deployment) says it
+        for call in (
+            lambda: client.deployment("a/b"),
+            lambda: client.status("a/b"),
+            lambda: client.history("a/b"),
+            lambda: client.promote("a/b"),
+            lambda: client.rollback("a/b"),
+            lambda: client.predict("a/b", rows),
+            lambda: client.predict_records("a/b", rows.to_dict("records")),
+        ):
+            with pytest.raises(NotFoundError) as missing:
+                call()
+            assert (
+                str(missing.value)
+                == f"deployment 'a/b' not found: names are {names} (up to 200 characters)"
+            )
+        assert [d["name"] for d in client.deployments()] == ["churn"]
 
 
 def test_a_body_over_the_servers_limit_is_a_payload_too_large_error(

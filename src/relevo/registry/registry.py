@@ -48,6 +48,16 @@ log = logging.getLogger(__name__)
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 
+def check_name(name: str, what: str = "deployment") -> None:
+    """NotFoundError for a name that no model or deployment can have (outside the model-name
+    alphabet, or too long), without asking the store."""
+    if not NAME_RE.fullmatch(name):
+        raise NotFoundError(
+            f"{what} {name[:80]!r}{'...' if len(name) > 80 else ''} not found: names are "
+            "letters, digits, '.', '_' and '-' (up to 200 characters)"
+        )
+
+
 class LibraryVersionWarning(UserWarning):
     """A model is loaded with other library versions than it was saved with."""
 

@@ -27,7 +27,7 @@ from relevo.errors import (
     Problem,
     RelevoError,
 )
-from relevo.registry.registry import NAME_RE
+from relevo.registry.registry import check_name as check_known_name
 from relevo.registry.types import MAX_VERSION
 from relevo.serving.health import failure_body
 
@@ -168,11 +168,7 @@ def parse_json(body: bytes) -> Any:
 def check_name(name: str, what: str = "deployment") -> None:
     """404 for a name that no model or deployment can have (outside the model-name alphabet,
     or too long), without asking the store."""
-    if not NAME_RE.fullmatch(name):
-        raise NotFoundError(
-            f"{what} {name[:80]!r}{'...' if len(name) > 80 else ''} not found: names are "
-            "letters, digits, '.', '_' and '-' (up to 200 characters)"
-        )
+    check_known_name(name, what)
 
 
 def check_version(text: str, name: str) -> int:
