@@ -313,8 +313,9 @@ class Client:
             raise AuthError(message, response.status_code)
         cls = _BY_STATUS.get(response.status_code, RelevoError)
         if issubclass(cls, InvalidInputError):
+            # as the server wrote them (Problem.to_dict): a query parameter's is its `field`
             problems = [
-                Problem(p.get("message", ""), p.get("row"), p.get("column"))
+                Problem(p.get("message", ""), p.get("row"), p.get("column"), option=p.get("field"))
                 for p in body.get("problems", [])
             ]
             raise cls(str(body.get("message", message)), problems)

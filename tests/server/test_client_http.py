@@ -298,3 +298,17 @@ def test_a_server_that_takes_too_long_is_not_called_unreachable():
     assert "cannot reach" not in message
     assert "did not answer PUT /v1/deployments/churn within 0.5 s" in message
     assert "check before sending it again" in message
+
+
+def test_a_problem_with_a_request_field_keeps_its_field(live_server):
+    """The server names a query parameter's problem by `field`; the client dropped it (the
+    Problem had neither row, column nor field)."""
+    with relevo.Client(live_server.url) as client, pytest.raises(InvalidInputError) as caught:
+        client._request("GET", "/v1/deployments/churn/drift?since=yesterday")
+    assert [p.to_dict() for p in caught.value.problems] == [
+        {"field": "since", "message": "a duration such as 30m, 24h or 7d, or an ISO timestamp"}
+    ]
+    # the message is the server's own `error`, which names the field
+    assert str(caught.value) == (
+        "invalid since 'yesterday': a duration such as 30m, 24h or 7d, or an ISO timestamp"
+    )
