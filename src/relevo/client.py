@@ -145,12 +145,15 @@ class Client:
 
     def predict(self, deployment: str, data: pd.DataFrame) -> pd.DataFrame:
         """Score a DataFrame (in batches of `batch_rows`); returns id, model and outputs,
-        indexed like `data`."""
+        indexed like `data`. A frame without rows is an InvalidInputError."""
         if not isinstance(data, pd.DataFrame):
             raise TypeError(
                 f"Client.predict takes a pandas DataFrame, not a {type(data).__name__}; "
                 "score a list of dicts with Client.predict_records"
             )
+        if len(data) == 0:
+            # as the server answers `{"instances": []}` and score_frame an empty frame
+            raise InvalidInputError("the DataFrame has no rows: nothing to score")
         records = frame_to_records(data)
         _refuse_infinities(records)  # rows numbered in the whole frame, not in its batch
         predictions: list[dict[str, Any]] = []

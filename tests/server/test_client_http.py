@@ -312,3 +312,18 @@ def test_a_problem_with_a_request_field_keeps_its_field(live_server):
     assert str(caught.value) == (
         "invalid since 'yesterday': a duration such as 30m, 24h or 7d, or an ISO timestamp"
     )
+
+
+@pytest.mark.parametrize("columns", [True, False], ids=["with-columns", "no-columns"])
+def test_a_frame_without_rows_is_refused_as_the_server_refuses_no_instances(
+    live_server, churn_frame, columns
+):
+    """It came back as an empty DataFrame without even the id, model and output columns."""
+    empty = _customers(churn_frame).head(0) if columns else pd.DataFrame()
+    with relevo.Client(live_server.url) as client:
+        with pytest.raises(InvalidInputError) as caught:
+            client.predict("churn", empty)
+        assert str(caught.value) == "the DataFrame has no rows: nothing to score"
+        # what the server says to the same request, and the client for a list of no rows
+        with pytest.raises(InvalidInputError, match="'instances' is empty"):
+            client.predict_records("churn", [])
