@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any, Literal
@@ -158,9 +159,15 @@ class Client:
         _refuse_infinities(records)  # rows numbered in the whole frame, not in its batch
         predictions: list[dict[str, Any]] = []
         for start in range(0, len(records), self.batch_rows):
-            predictions.extend(
-                self.predict_records(deployment, records[start : start + self.batch_rows])
-            )
+            try:
+                predictions.extend(
+                    self.predict_records(deployment, records[start : start + self.batch_rows])
+                )
+            except InvalidInputError as exc:  # the server numbers the rows of its batch
+                exc.problems = [
+                    replace(p, row=p.row + start) if p.row is not None else p for p in exc.problems
+                ]
+                raise
         out = pd.DataFrame.from_records([flatten_output(p, set()) for p in predictions])
         out.index = data.index
         return out

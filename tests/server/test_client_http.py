@@ -35,9 +35,9 @@ def test_an_infinite_number_is_refused_naming_it_not_sent_as_a_missing_value(
 ):
     rows = _customers(churn_frame)
     rows.loc[2, "satisfaction"] = np.inf  # a nullable column: null would have been answered
-    with relevo.Client(live_server.url, batch_rows=2) as client:
-        with pytest.raises(InvalidInputError) as caught:
-            client.predict("churn", rows)
+    client = relevo.Client(live_server.url, batch_rows=2)
+    with client, pytest.raises(InvalidInputError) as caught:
+        client.predict("churn", rows)
         # its row in the frame, though it would have gone in the second request
         assert [(p.row, p.column) for p in caught.value.problems] == [(2, "satisfaction")]
         with pytest.raises(InvalidInputError, match="infinite"):
@@ -327,3 +327,17 @@ def test_a_frame_without_rows_is_refused_as_the_server_refuses_no_instances(
         # what the server says to the same request, and the client for a list of no rows
         with pytest.raises(InvalidInputError, match="'instances' is empty"):
             client.predict_records("churn", [])
+
+
+def test_a_problem_in_a_later_batch_names_its_row_in_the_frame(live_server, churn_frame):
+    """With batch_rows=2, the frame's row 3 was reported as row 1 (its row in the batch)."""
+    rows = _customers(churn_frame, 4)
+    rows["age"] = rows["age"].astype(object)
+    rows.loc[3, "age"] = "x"
+    client = relevo.Client(live_server.url, batch_rows=2)
+    with client, pytest.raises(InvalidInputError) as caught:
+        client.predict("churn", rows)
+    assert [p.to_dict() for p in caught.value.problems] == [
+        {"row": 3, "column": "age", "message": "expected a number, got 'x'"}
+    ]
+    assert "row 3, column 'age'" in str(caught.value)
