@@ -28,9 +28,8 @@ from relevo.errors import (
     RelevoError,
     UnavailableError,
 )
-from relevo.registry.registry import check_name
+from relevo.names import check_name, validate_name
 from relevo.routing.deployment import KEEP, KeepType
-from relevo.routing.service import validate_name
 from relevo.serving.records import flatten_output, frame_to_records
 
 _BY_STATUS: dict[int, type[RelevoError]] = {

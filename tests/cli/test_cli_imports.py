@@ -26,3 +26,20 @@ def test_the_cli_starts_without_scipy_or_scikit_learn() -> None:
     assert "relevo.cli.validate" in loaded and "relevo.cli.alerts" in loaded  # all commands
     heavy = sorted(m for m in loaded if m.split(".")[0] in ("scipy", "sklearn"))
     assert heavy == [], f"imported when the CLI starts: {heavy[:10]}"
+
+
+def test_the_python_client_loads_without_the_store_or_the_models() -> None:
+    """`relevo.Client` talks HTTP: importing it loads neither SQLAlchemy nor the registry (it
+    checks names by the same rule, from `relevo.names`)."""
+    script = "import json, sys\nimport relevo.client\nprint(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    loaded = set(json.loads(done.stdout))
+    heavy = sorted(
+        m
+        for m in loaded
+        if m.split(".")[0] in ("sqlalchemy", "alembic", "scipy", "sklearn")
+        or m.startswith(("relevo.store", "relevo.registry.registry", "relevo.routing.service"))
+    )
+    assert heavy == [], f"imported with relevo.client: {heavy[:10]}"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import pickle
-import re
 import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
@@ -18,6 +17,7 @@ import pandas as pd
 
 from relevo.errors import InvalidInputError, NotFoundError, Problem
 from relevo.monitoring.reference import ReferenceProfile
+from relevo.names import NAME_RE
 from relevo.registry.artifacts import ArtifactStore
 from relevo.registry.compiled import TOLERANCE as COMPILE_TOLERANCE
 from relevo.registry.compiled import CompiledFormWarning, max_difference, versions
@@ -44,18 +44,6 @@ from relevo.store import Store
 from relevo.tables import read_table
 
 log = logging.getLogger(__name__)
-
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
-
-
-def check_name(name: str, what: str = "deployment") -> None:
-    """NotFoundError for a name that no model or deployment can have (outside the model-name
-    alphabet, or too long), without asking the store."""
-    if not NAME_RE.fullmatch(name):
-        raise NotFoundError(
-            f"{what} {name[:80]!r}{'...' if len(name) > 80 else ''} not found: names are "
-            "letters, digits, '.', '_' and '-' (up to 200 characters)"
-        )
 
 
 class LibraryVersionWarning(UserWarning):

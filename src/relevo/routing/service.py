@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from relevo.errors import InvalidInputError, NotFoundError
-from relevo.registry.registry import NAME_RE, Registry
+from relevo.names import validate_name
+from relevo.registry.registry import Registry
 from relevo.registry.types import ModelRef, ModelVersion
 from relevo.routing import rollout as controller
 from relevo.routing.deployment import (
@@ -300,15 +301,6 @@ class DeploymentService:
 def _said(event: DeploymentEvent) -> str:
     why = f" ({event.reason})" if event.reason else ""
     return f"{event.action} by {event.actor or 'unknown'}{why}"
-
-
-def validate_name(name: str) -> None:
-    """Deployment names follow the model-name rule: letters, digits, '.', '_', '-', up to 200."""
-    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-        raise InvalidInputError(
-            f"invalid deployment name {name!r}: use letters, digits, '.', '_' or '-' "
-            "(up to 200 characters, starting with a letter or digit)"
-        )
 
 
 def rollout_steps(steps: Sequence[int] | str) -> tuple[int, ...]:

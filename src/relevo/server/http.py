@@ -27,7 +27,7 @@ from relevo.errors import (
     Problem,
     RelevoError,
 )
-from relevo.registry.registry import check_name as check_known_name
+from relevo.names import check_name as check_known_name
 from relevo.registry.types import MAX_VERSION
 from relevo.serving.health import failure_body
 
