@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import pandas as pd
@@ -81,6 +82,11 @@ def write_table(frame: pd.DataFrame, path: Path | str) -> Path:
     # leaves no cut file at `path`, and an earlier file there as it was
     partial = path.with_name(f".{path.name}.partial")
     try:
+        # made first with the mode of the file it replaces (a private export, made 0600 before
+        # it is called, stays private: no byte is ever in a file others may read)
+        mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o666
+        partial.unlink(missing_ok=True)
+        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode))
         if suffix == ".csv":
             frame.to_csv(partial, index=False)
         else:
