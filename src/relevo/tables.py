@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from relevo.errors import InvalidInputError
+from relevo.private import private_file
 
 READABLE = (".csv", ".parquet", ".pq", ".jsonl", ".json")
 
@@ -68,8 +69,9 @@ def _codes_as_text(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def write_table(frame: pd.DataFrame, path: Path | str) -> Path:
-    """Write `frame` as .csv or .parquet, chosen by the file's suffix."""
+def write_table(frame: pd.DataFrame, path: Path | str, private: bool = False) -> Path:
+    """Write `frame` as .csv or .parquet, chosen by the file's suffix; `private`: a 0600 file
+    (one that holds the prediction log), else the mode of the file it replaces, if any."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):
@@ -82,17 +84,20 @@ def write_table(frame: pd.DataFrame, path: Path | str) -> Path:
     # leaves no cut file at `path`, and an earlier file there as it was
     partial = path.with_name(f".{path.name}.partial")
     try:
-        # made first with the mode of the file it replaces (a private export, made 0600 before
-        # it is called, stays private: no byte is ever in a file others may read)
-        mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o666
         partial.unlink(missing_ok=True)
-        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode))
+        if private:  # 0600 before a byte is written into it
+            private_file(partial)
+        elif path.exists():
+            mode = stat.S_IMODE(path.stat().st_mode)
+            os.close(os.open(partial, os.O_WRONLY | os.O_CREAT, mode))
         if suffix == ".csv":
             frame.to_csv(partial, index=False)
         else:
             frame.to_parquet(partial, index=False)
         os.replace(partial, path)
-    except BaseException:
+    except BaseException as exc:
         partial.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise InvalidInputError(f"cannot write {path}: {exc.strerror or exc}") from exc
         raise
     return path

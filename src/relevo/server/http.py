@@ -27,7 +27,7 @@ from relevo.errors import (
     Problem,
     RelevoError,
 )
-from relevo.names import check_name as check_known_name
+from relevo.names import check_name as check_name  # the routes' 404 for an impossible name
 from relevo.registry.types import MAX_VERSION
 from relevo.serving.health import failure_body
 
@@ -163,12 +163,6 @@ def parse_json(body: bytes) -> Any:
         if why is not None:
             raise BadRequest(f"the request body is not valid JSON: {why} ({where})") from None
         raise BadRequest(f"the request body is not valid JSON ({where})") from None
-
-
-def check_name(name: str, what: str = "deployment") -> None:
-    """404 for a name that no model or deployment can have (outside the model-name alphabet,
-    or too long), without asking the store."""
-    check_known_name(name, what)
 
 
 def check_version(text: str, name: str) -> int:

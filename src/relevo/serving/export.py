@@ -10,7 +10,6 @@ import pandas as pd
 
 from relevo.context import Relevo
 from relevo.errors import InvalidInputError
-from relevo.private import private_file
 from relevo.serving.records import predictions_frame
 from relevo.tables import write_table
 
@@ -41,11 +40,7 @@ def export_predictions(relevo: Relevo, deployment: str, path: str | Path) -> int
         frame = escape_formulas(frame)
     if not path.parent.is_dir():
         raise InvalidInputError(f"cannot write {path}: folder {path.parent} does not exist")
-    try:
-        private_file(path)  # created 0600 before a byte of the log is written into it
-    except OSError as exc:
-        raise InvalidInputError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    write_table(frame, path)
+    write_table(frame, path, private=True)  # 0600: it holds the log
     return len(frame)
 
 
