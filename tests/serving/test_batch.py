@@ -655,6 +655,38 @@ def test_rows_the_store_cannot_take_at_the_end_are_kept_for_the_next_start(
     assert sorted(stored) == sorted(pd.read_csv(output)["id"])
 
 
+def test_a_store_busy_for_a_moment_at_the_end_still_takes_the_runs_rows(
+    rv, deployed, tmp_path, monkeypatch
+):
+    """A store that fails the first write of the run's rows (a SQLite file locked by another
+    writer, a dropped connection) is tried again before the run ends: the rows are stored, the
+    next command sees them, and nothing is said of rows kept for later."""
+    import warnings
+
+    from relevo.serving.log import PredictionLog
+
+    real = PredictionLog._replay
+    calls: list[int] = []
+
+    def busy_once(self, payloads):
+        calls.append(len(payloads))
+        if len(calls) == 1:
+            raise ConnectionError("the database is locked")
+        return real(self, payloads)
+
+    monkeypatch.setattr(PredictionLog, "_replay", busy_once)
+    source = tmp_path / "in.csv"
+    make_churn(80, seed=18).to_csv(source, index=False)
+    output = tmp_path / "out.csv"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "did not take this run's rows yet"
+        assert score_file(rv, "churn", source, output, chunk_rows=50).rows == 80
+    assert len(calls) >= 2
+    stored = [r["id"] for chunk in rv.store.predictions.iter_rows("churn") for r in chunk]
+    assert sorted(stored) == sorted(pd.read_csv(output)["id"])
+    assert _spool_files(rv) == []
+
+
 def test_without_flock_a_run_stores_its_rows_itself(rv, deployed, tmp_path, monkeypatch):
     import relevo.serving.spool as spool
 

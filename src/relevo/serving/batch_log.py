@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import warnings
 from pathlib import Path
 from types import TracebackType
@@ -95,6 +96,8 @@ class HeldLog:
         if plog is None:  # logging is off: cannot happen here, the run held entries
             return path
         plog.recover()  # the spool's segments nobody holds: this one among them
+        if spool.REPLAYS:
+            _recover_again(plog, path)
         if not spool.REPLAYS and path.exists():
             _put_all(plog, path)  # no replays here: through this process's own queue
         self._close()
@@ -122,6 +125,22 @@ class HeldLog:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+#: how long the end of a run keeps trying a store that failed the replay of its rows
+RECOVERY_RETRY_S = 3.0
+
+
+def _recover_again(plog: PredictionLog, path: Path) -> None:
+    """A store busy for a moment (a SQLite file another writer holds, a dropped connection)
+    gets more tries, a little apart, before the run leaves its rows for the next start: the
+    command run next (relevo drift, relevo export) should find them."""
+    deadline = time.monotonic() + RECOVERY_RETRY_S
+    pause = 0.1
+    while path.exists() and plog.recovery_pending and time.monotonic() < deadline:
+        time.sleep(pause)
+        pause = min(pause * 2, 1.0)
+        plog.recover()
 
 
 def _start(remote: RemoteWriter) -> None:

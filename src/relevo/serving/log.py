@@ -312,6 +312,11 @@ class PredictionLog:
                 self._on_written(total)
         return total
 
+    @property
+    def recovery_pending(self) -> bool:
+        """True when a replay failed on the store (it may pass) and waits for another try."""
+        return self._recover_at is not None
+
     def _recover_one(self, orphan: Orphan, key: OrphanKey) -> tuple[int, bool]:
         """Replay one orphan segment: (rows stored now, whether all of it is stored). The
         records a failed attempt stored already are skipped when it is tried again: stored
